@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// Development entry: runs the compiled commands after `npm run build`, with oclif's
+// development settings (stack traces, no manifest cache).
+import { execute } from '@oclif/core';
+
+await execute({ development: true, dir: import.meta.url });
