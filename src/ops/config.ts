@@ -1,0 +1,539 @@
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import YAML from 'yaml';
+
+/**
+ * The one typed, validated view of a server's configuration: parley.yaml, then the
+ * environment (read here and nowhere else), then command-line overrides. Everything else
+ * receives a ParleyConfig and never reads files or process.env for settings.
+ */
+export interface ParleyConfig {
+  /** Absolute path of the file the config was loaded from, if any. */
+  file?: string;
+  /** SIP domain and digest realm. */
+  domain: string;
+  role: ServerRole;
+  serverId: string;
+  /** Home (standard server or pool name) this server serves; defaults to the domain for `standard`. */
+  home?: string;
+  listen: { tcp?: HostPort; tls?: HostPort; ws?: HostPort; wss?: HostPort };
+  /** Host or host:port to put in Via/Record-Route when it differs from the listen address. */
+  advertise?: string;
+  tls?: { cert: string; key: string; ca?: string; requireClientCert: boolean };
+  /** TLS/WSS only: plain TCP and WS listeners are refused. */
+  highSecurity: boolean;
+  database: { dataDir: string; url?: string };
+  http: HostPort;
+  log: { level: LogLevel };
+  registrar: { minExpires: number; maxExpires: number; defaultExpires: number };
+  presence: { maxExpires: number; defaultExpires: number; allowSameDomain: boolean };
+  /** Raw section, validated by src/directory/config.ts. */
+  directory?: unknown;
+  /** Raw section, validated by the federation module. */
+  federation?: unknown;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export type ServerRole = 'standard' | 'frontend' | 'director' | 'edge';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+export type ListenTransport = keyof ParleyConfig['listen'];
+
+export type DeepPartial<T> = T extends (infer U)[]
+  ? DeepPartial<U>[]
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
+
+export const SERVER_ROLES: readonly ServerRole[] = ['standard', 'frontend', 'director', 'edge'];
+export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+export const LISTEN_TRANSPORTS: readonly ListenTransport[] = ['tcp', 'tls', 'ws', 'wss'];
+
+export const DEFAULT_CONFIG_FILE = 'parley.yaml';
+export const DEFAULT_DOMAIN = 'parley.local';
+export const DEFAULT_DATA_DIR = './.parley';
+export const DEFAULT_LISTEN: Readonly<Record<'tcp' | 'ws', HostPort>> = {
+  tcp: { host: '0.0.0.0', port: 5060 },
+  ws: { host: '0.0.0.0', port: 5066 },
+};
+/** High-security servers get TLS only by default: RFC 3261 26.2.1 port 5061. */
+export const DEFAULT_SECURE_LISTEN: Readonly<Record<'tls', HostPort>> = {
+  tls: { host: '0.0.0.0', port: 5061 },
+};
+export const DEFAULT_HTTP: Readonly<HostPort> = { host: '127.0.0.1', port: 9060 };
+
+/** A configuration mistake, naming where it is (file or source), the key and what is wrong. */
+export class ConfigError extends Error {
+  readonly file?: string;
+  readonly key: string;
+  readonly problem: string;
+
+  constructor(problem: string, key: string, file?: string) {
+    super(`${file ?? 'config'}: ${key ? `${key}: ` : ''}${problem}`);
+    this.name = 'ConfigError';
+    this.file = file;
+    this.key = key;
+    this.problem = problem;
+  }
+}
+
+export interface LoadConfigOptions {
+  /** Explicit file: must exist. Without it, PARLEY_CONFIG, then ./parley.yaml if present. */
+  configPath?: string;
+  /** Values from flags; they win over the file and the environment. */
+  overrides?: DeepPartial<ParleyConfig>;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+const TOP_LEVEL_KEYS = [
+  'domain',
+  'role',
+  'serverId',
+  'home',
+  'listen',
+  'advertise',
+  'tls',
+  'highSecurity',
+  'database',
+  'http',
+  'log',
+  'registrar',
+  'presence',
+  'directory',
+  'federation',
+] as const;
+
+/** Where a value came from, so an error names the file or the flag layer that set it. */
+type Source = { label?: string; baseDir: string };
+
+export function loadConfig(opts: LoadConfigOptions = {}): ParleyConfig {
+  const cwd = opts.cwd ?? process.cwd();
+  const env = opts.env ?? process.env;
+
+  const explicit = opts.configPath ?? (env.PARLEY_CONFIG ? env.PARLEY_CONFIG : undefined);
+  let file: string | undefined;
+  let shownName: string | undefined;
+  if (explicit) {
+    file = resolve(cwd, explicit);
+    shownName = explicit;
+    if (!existsSync(file)) {
+      const how = opts.configPath ? '' : ' (from PARLEY_CONFIG)';
+      throw new ConfigError(`config file not found${how}`, '', shownName);
+    }
+  } else if (existsSync(resolve(cwd, DEFAULT_CONFIG_FILE))) {
+    file = resolve(cwd, DEFAULT_CONFIG_FILE);
+    shownName = DEFAULT_CONFIG_FILE;
+  }
+
+  const fromFile = file ? readYaml(file, shownName!) : {};
+  const fileSource: Source = { label: shownName, baseDir: file ? dirname(file) : cwd };
+
+  // PARLEY_DATABASE_URL keeps a PostgreSQL password out of the file (and out of `ps`).
+  const fromEnv: Record<string, unknown> = {};
+  if (env.PARLEY_DATABASE_URL) fromEnv.database = { url: env.PARLEY_DATABASE_URL };
+  const envSource: Source = { label: 'environment', baseDir: cwd };
+
+  const fromFlags = (opts.overrides ?? {}) as Record<string, unknown>;
+  const flagSource: Source = { label: 'flags', baseDir: cwd };
+
+  const reader = new LayeredReader([
+    [fromFlags, flagSource],
+    [fromEnv, envSource],
+    [fromFile, fileSource],
+  ]);
+  const cfg = validate(reader);
+  if (file) cfg.file = file;
+  return cfg;
+}
+
+function readYaml(file: string, shownName: string): Record<string, unknown> {
+  const text = readFileSync(file, 'utf8');
+  const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0];
+    const where = err.linePos ? `line ${err.linePos[0].line}` : 'syntax';
+    throw new ConfigError(err.message.split('\n')[0], where, shownName);
+  }
+  const value = doc.toJS() as unknown;
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigError('the file must be a YAML mapping of keys to values', '', shownName);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Reads a dotted key from the first layer (flags, environment, file) that sets it, and
+ * remembers which layer that was for error messages and relative paths.
+ */
+class LayeredReader {
+  constructor(private readonly layers: Array<[Record<string, unknown>, Source]>) {}
+
+  get(path: string): { value: unknown; source: Source } | undefined {
+    for (const [layer, source] of this.layers) {
+      const value = dig(layer, path);
+      if (value !== undefined) return { value, source };
+    }
+    return undefined;
+  }
+
+  /** True if some layer has the section at all (so defaults for the whole section do not apply). */
+  hasSection(path: string): boolean {
+    return this.layers.some(([layer]) => dig(layer, path) !== undefined);
+  }
+
+  checkKeys(path: string, allowed: readonly string[]): void {
+    for (const [layer, source] of this.layers) {
+      const section = path ? dig(layer, path) : layer;
+      if (section === undefined || section === null) continue;
+      if (typeof section !== 'object' || Array.isArray(section)) {
+        throw new ConfigError('must be a mapping of keys to values', path, source.label);
+      }
+      for (const key of Object.keys(section)) {
+        if ((section as Record<string, unknown>)[key] === undefined) continue;
+        if (!allowed.includes(key)) {
+          const full = path ? `${path}.${key}` : key;
+          throw new ConfigError(`unknown key (expected one of: ${allowed.join(', ')})`, full, source.label);
+        }
+      }
+    }
+  }
+}
+
+function dig(obj: unknown, path: string): unknown {
+  let cur = obj;
+  for (const part of path.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return cur;
+}
+
+const DOMAIN_RE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const POSTGRES_URL_RE = /^postgres(?:ql)?:\/\//;
+
+function validate(r: LayeredReader): ParleyConfig {
+  r.checkKeys('', TOP_LEVEL_KEYS);
+
+  const domain = readString(r, 'domain', DEFAULT_DOMAIN).toLowerCase();
+  const domainAt = r.get('domain');
+  if (!DOMAIN_RE.test(domain)) {
+    throw new ConfigError(`${JSON.stringify(domain)} is not a DNS domain name`, 'domain', domainAt?.source.label);
+  }
+
+  const role = readEnum(r, 'role', SERVER_ROLES, 'standard');
+  const serverId = readString(r, 'serverId', `${hostname()}-${role}`);
+  if (!/^[A-Za-z0-9._:@-]+$/.test(serverId)) {
+    throw new ConfigError(
+      `${JSON.stringify(serverId)} may only hold letters, digits and . _ : @ -`,
+      'serverId',
+      r.get('serverId')?.source.label,
+    );
+  }
+  const home = readOptionalString(r, 'home') ?? (role === 'standard' ? domain : undefined);
+
+  const highSecurity = readBoolean(r, 'highSecurity', false);
+
+  r.checkKeys('listen', LISTEN_TRANSPORTS);
+  const listen: ParleyConfig['listen'] = {};
+  if (r.hasSection('listen')) {
+    for (const transport of LISTEN_TRANSPORTS) {
+      const hp = readOptionalHostPort(r, `listen.${transport}`);
+      if (hp) listen[transport] = hp;
+    }
+  } else if (highSecurity) {
+    listen.tls = { ...DEFAULT_SECURE_LISTEN.tls };
+  } else {
+    listen.tcp = { ...DEFAULT_LISTEN.tcp };
+    listen.ws = { ...DEFAULT_LISTEN.ws };
+  }
+  if (Object.keys(listen).length === 0) {
+    throw new ConfigError('no transport to listen on: set at least one of tcp, tls, ws, wss', 'listen', r.get('listen')?.source.label);
+  }
+  if (highSecurity) {
+    for (const plain of ['tcp', 'ws'] as const) {
+      if (listen[plain]) {
+        throw new ConfigError(
+          `highSecurity accepts TLS and WSS only; remove listen.${plain}`,
+          `listen.${plain}`,
+          r.get(`listen.${plain}`)?.source.label ?? r.get('highSecurity')?.source.label,
+        );
+      }
+    }
+  }
+
+  const advertise = readOptionalString(r, 'advertise');
+  if (advertise !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(advertise)) {
+    throw new ConfigError(`${JSON.stringify(advertise)} is not a host or host:port`, 'advertise', r.get('advertise')?.source.label);
+  }
+
+  r.checkKeys('tls', ['cert', 'key', 'ca', 'requireClientCert']);
+  let tls: ParleyConfig['tls'];
+  if (r.hasSection('tls')) {
+    const cert = readRequiredFile(r, 'tls.cert');
+    const key = readRequiredFile(r, 'tls.key');
+    const caAt = r.get('tls.ca');
+    const ca = caAt ? readFile(r, 'tls.ca') : undefined;
+    tls = { cert, key, requireClientCert: readBoolean(r, 'tls.requireClientCert', false) };
+    if (ca) tls.ca = ca;
+  }
+  for (const secure of ['tls', 'wss'] as const) {
+    if (listen[secure] && !tls) {
+      throw new ConfigError(
+        'a TLS listener needs a certificate: add tls.cert and tls.key',
+        `listen.${secure}`,
+        r.get(`listen.${secure}`)?.source.label ?? r.get('highSecurity')?.source.label,
+      );
+    }
+  }
+
+  r.checkKeys('database', ['dataDir', 'url']);
+  const dataDirAt = r.get('database.dataDir');
+  const dataDir = resolvePath(readString(r, 'database.dataDir', DEFAULT_DATA_DIR), dataDirAt?.source);
+  const url = readOptionalString(r, 'database.url');
+  if (url !== undefined && !POSTGRES_URL_RE.test(url)) {
+    // Never echo the URL: it may carry a password.
+    throw new ConfigError('must be a postgres:// or postgresql:// URL', 'database.url', r.get('database.url')?.source.label);
+  }
+  if (role === 'frontend' && url === undefined) {
+    throw new ConfigError(
+      'a frontend shares its pool state through PostgreSQL: set database.url (or PARLEY_DATABASE_URL)',
+      'database.url',
+      r.get('role')?.source.label,
+    );
+  }
+  const database: ParleyConfig['database'] = { dataDir };
+  if (url !== undefined) database.url = url;
+
+  const http = readOptionalHostPort(r, 'http') ?? { ...DEFAULT_HTTP };
+
+  r.checkKeys('log', ['level']);
+  const log = { level: readEnum(r, 'log.level', LOG_LEVELS, 'info') };
+
+  r.checkKeys('registrar', ['minExpires', 'maxExpires', 'defaultExpires']);
+  const registrar = {
+    minExpires: readSeconds(r, 'registrar.minExpires', 60),
+    maxExpires: readSeconds(r, 'registrar.maxExpires', 7200),
+    defaultExpires: readSeconds(r, 'registrar.defaultExpires', 3600),
+  };
+  checkExpiryOrder(r, 'registrar', registrar);
+
+  r.checkKeys('presence', ['maxExpires', 'defaultExpires', 'allowSameDomain']);
+  // RFC 3856 6.4: the default presence subscription duration is 3600 seconds.
+  const presenceExpires = {
+    minExpires: 1,
+    maxExpires: readSeconds(r, 'presence.maxExpires', 7200),
+    defaultExpires: readSeconds(r, 'presence.defaultExpires', 3600),
+  };
+  checkExpiryOrder(r, 'presence', presenceExpires);
+  const presence = {
+    maxExpires: presenceExpires.maxExpires,
+    defaultExpires: presenceExpires.defaultExpires,
+    allowSameDomain: readBoolean(r, 'presence.allowSameDomain', true),
+  };
+
+  const cfg: ParleyConfig = {
+    domain,
+    role,
+    serverId,
+    listen,
+    highSecurity,
+    database,
+    http,
+    log,
+    registrar,
+    presence,
+  };
+  if (home !== undefined) cfg.home = home;
+  if (advertise !== undefined) cfg.advertise = advertise;
+  if (tls) cfg.tls = tls;
+  const directory = r.get('directory');
+  if (directory) cfg.directory = directory.value;
+  const federation = r.get('federation');
+  if (federation) cfg.federation = federation.value;
+  return cfg;
+}
+
+function checkExpiryOrder(
+  r: LayeredReader,
+  section: string,
+  e: { minExpires: number; maxExpires: number; defaultExpires: number },
+): void {
+  if (e.minExpires > e.maxExpires) {
+    throw new ConfigError(
+      `minExpires (${e.minExpires}) is greater than maxExpires (${e.maxExpires})`,
+      `${section}.minExpires`,
+      r.get(`${section}.minExpires`)?.source.label ?? r.get(`${section}.maxExpires`)?.source.label,
+    );
+  }
+  if (e.defaultExpires < e.minExpires || e.defaultExpires > e.maxExpires) {
+    throw new ConfigError(
+      `${e.defaultExpires} is outside ${e.minExpires}..${e.maxExpires}`,
+      `${section}.defaultExpires`,
+      r.get(`${section}.defaultExpires`)?.source.label ?? r.get(`${section}.maxExpires`)?.source.label,
+    );
+  }
+}
+
+function readOptionalString(r: LayeredReader, key: string): string | undefined {
+  const at = r.get(key);
+  if (!at || at.value === null) return undefined;
+  if (typeof at.value === 'number') return String(at.value);
+  if (typeof at.value !== 'string' || at.value.trim() === '') {
+    throw new ConfigError(`${JSON.stringify(at.value)} is not a non-empty string`, key, at.source.label);
+  }
+  return at.value.trim();
+}
+
+function readString(r: LayeredReader, key: string, fallback: string): string {
+  return readOptionalString(r, key) ?? fallback;
+}
+
+function readEnum<T extends string>(r: LayeredReader, key: string, allowed: readonly T[], fallback: T): T {
+  const at = r.get(key);
+  if (!at || at.value === null) return fallback;
+  if (typeof at.value !== 'string' || !allowed.includes(at.value as T)) {
+    throw new ConfigError(`${JSON.stringify(at.value)} is not one of ${allowed.join(', ')}`, key, at.source.label);
+  }
+  return at.value as T;
+}
+
+function readBoolean(r: LayeredReader, key: string, fallback: boolean): boolean {
+  const at = r.get(key);
+  if (!at || at.value === null) return fallback;
+  if (typeof at.value !== 'boolean') {
+    throw new ConfigError(`${JSON.stringify(at.value)} is not true or false`, key, at.source.label);
+  }
+  return at.value;
+}
+
+function readSeconds(r: LayeredReader, key: string, fallback: number): number {
+  const at = r.get(key);
+  if (!at || at.value === null) return fallback;
+  const v = typeof at.value === 'string' && /^\d+$/.test(at.value) ? Number(at.value) : at.value;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 2 ** 31 - 1) {
+    throw new ConfigError(`${JSON.stringify(at.value)} is not a whole number of seconds (1 or more)`, key, at.source.label);
+  }
+  return v;
+}
+
+function readOptionalHostPort(r: LayeredReader, key: string): HostPort | undefined {
+  const at = r.get(key);
+  if (!at || at.value === null || at.value === false) return undefined;
+  const v = at.value;
+  if (typeof v === 'string') return parseHostPort(v, key, at.source.label);
+  if (typeof v === 'number') return parseHostPort(String(v), key, at.source.label);
+  if (typeof v === 'object' && !Array.isArray(v)) {
+    const { host, port } = v as { host?: unknown; port?: unknown };
+    if (typeof host === 'string' && (typeof port === 'number' || typeof port === 'string')) {
+      const shown = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+      return parseHostPort(`${shown}:${port}`, key, at.source.label);
+    }
+  }
+  throw new ConfigError(`${JSON.stringify(v)} is not host:port`, key, at.source.label);
+}
+
+function readFile(r: LayeredReader, key: string): string {
+  const at = r.get(key)!;
+  if (typeof at.value !== 'string' || at.value.trim() === '') {
+    throw new ConfigError(`${JSON.stringify(at.value)} is not a file path`, key, at.source.label);
+  }
+  const path = resolvePath(at.value.trim(), at.source);
+  if (!existsSync(path)) throw new ConfigError(`file ${path} does not exist`, key, at.source.label);
+  return path;
+}
+
+function readRequiredFile(r: LayeredReader, key: string): string {
+  if (!r.get(key)) {
+    const section = key.split('.')[0];
+    throw new ConfigError('missing (a file path is required)', key, r.get(section)?.source.label);
+  }
+  return readFile(r, key);
+}
+
+/** Relative paths in a file are relative to that file, so a config works from any cwd. */
+function resolvePath(path: string, source: Source | undefined): string {
+  if (isAbsolute(path)) return path;
+  return resolve(source?.baseDir ?? process.cwd(), path);
+}
+
+/**
+ * Parses `host:port`, `[v6]:port`, `:port` or `port` (the last two listen on all IPv4
+ * addresses). Port 0 is allowed: the system picks an ephemeral port (tests rely on it).
+ */
+export function parseHostPort(text: string, key: string, file?: string): HostPort {
+  const bad = (why = 'is not host:port') => new ConfigError(`${JSON.stringify(text)} ${why}`, key, file);
+  const s = text.trim();
+  let host: string;
+  let portText: string;
+  if (/^\d+$/.test(s)) {
+    host = '0.0.0.0';
+    portText = s;
+  } else if (s.startsWith('[')) {
+    const m = /^\[([^\]]+)\]:(\d+)$/.exec(s);
+    if (!m) throw bad('is not [IPv6]:port');
+    if (isIP(m[1]) !== 6) throw bad('does not hold an IPv6 address in brackets');
+    host = m[1];
+    portText = m[2];
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon < 0) throw bad();
+    host = s.slice(0, colon);
+    portText = s.slice(colon + 1);
+    if (host.includes(':')) throw bad('is ambiguous: write an IPv6 address in brackets, e.g. [::1]:5060');
+    if (host === '') host = '0.0.0.0';
+    if (isIP(host) === 0 && !DOMAIN_RE.test(host.toLowerCase()) && host !== 'localhost') throw bad();
+  }
+  if (!/^\d{1,5}$/.test(portText)) throw bad();
+  const port = Number(portText);
+  if (port > 65535) throw bad('has a port above 65535');
+  return { host, port };
+}
+
+/** Formats a HostPort the way parseHostPort reads it back. */
+export function formatHostPort(hp: HostPort): string {
+  return isIP(hp.host) === 6 ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
+
+/**
+ * Writes a parley.yaml (used by `parley init`). HostPorts become `host:port` strings; the
+ * file is written whole through a temporary file so a crash never leaves half a config.
+ * A database URL may carry a password, so such a file is readable by its owner only.
+ */
+export function writeConfig(path: string, cfg: DeepPartial<ParleyConfig>): void {
+  const out: Record<string, unknown> = {};
+  for (const key of TOP_LEVEL_KEYS) {
+    const value = (cfg as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    if (key === 'listen') {
+      const listen: Record<string, string> = {};
+      for (const t of LISTEN_TRANSPORTS) {
+        const hp = (value as Record<string, HostPort | undefined>)[t];
+        if (hp) listen[t] = formatHostPort(hp);
+      }
+      out.listen = listen;
+    } else if (key === 'http') {
+      out.http = formatHostPort(value as HostPort);
+    } else {
+      out[key] = stripUndefined(value);
+    }
+  }
+  const text = `# Parley server configuration. Keys are described in docs/config.md.\n${YAML.stringify(out)}`;
+  const hasSecret = typeof cfg.database?.url === 'string' && /\/\/[^/@]*:[^/@]*@/.test(cfg.database.url);
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode: hasSecret ? 0o600 : 0o644 });
+  renameSync(tmp, path);
+}
+
+function stripUndefined(value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = stripUndefined(v);
+  return out;
+}
