@@ -1,0 +1,471 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/**
+ * HTTP Digest authentication as SIP uses it (RFC 3261 section 22.4), with the algorithms of
+ * RFC 7616 and the SIP upgrade rules of RFC 8760. Pure functions: the registrar owns the
+ * message handling and looks up the stored HA1 (credentials table) itself.
+ */
+
+export type DigestAlgorithm = 'MD5' | 'SHA-256';
+
+const HASH_NAME: Record<DigestAlgorithm, string> = { MD5: 'md5', 'SHA-256': 'sha256' };
+const HEX_LENGTH: Record<DigestAlgorithm, number> = { MD5: 32, 'SHA-256': 64 };
+
+function hashHex(algorithm: DigestAlgorithm, input: string): string {
+  return createHash(HASH_NAME[algorithm]).update(input, 'utf8').digest('hex');
+}
+
+/** H(username ":" realm ":" password), RFC 7616 section 3.4.2, lower-case hex. */
+export function computeHa1(
+  username: string,
+  realm: string,
+  password: string,
+  algorithm: DigestAlgorithm,
+): string {
+  return hashHex(algorithm, `${username}:${realm}:${password}`);
+}
+
+export interface NonceManagerOptions {
+  /** Shared by every front-end of a pool, so any of them validates a nonce another one issued. */
+  secret: Buffer;
+  lifetimeSeconds?: number;
+  /** Milliseconds since the epoch; injectable for tests. */
+  now?: () => number;
+}
+
+export type NonceCheck = 'valid' | 'stale' | 'invalid';
+
+// Nonce layout (before base64url): 8 bytes issue time (ms, big endian), 8 random bytes so two
+// nonces issued in the same millisecond differ, 16 bytes of HMAC-SHA256(secret, first 16 bytes
+// | realm). 32 bytes -> 43 base64url characters, no padding.
+const TIME_BYTES = 8;
+const SALT_BYTES = 8;
+const MAC_BYTES = 16;
+const PAYLOAD_BYTES = TIME_BYTES + SALT_BYTES;
+const NONCE_BYTES = PAYLOAD_BYTES + MAC_BYTES;
+const NONCE_CHARS = 43;
+// Front-ends sharing a secret may disagree slightly about the time; a nonce "from the future"
+// within this margin is still accepted.
+const CLOCK_SKEW_MS = 30_000;
+
+/**
+ * Stateless nonces (RFC 7616 section 3.3 suggests time-stamped, keyed-hash nonces): nothing
+ * is remembered per nonce, so memory stays flat at any REGISTER rate and any front-end that
+ * shares the secret validates them. Replay inside the lifetime is bounded by the lifetime;
+ * nonce-count tracking would need shared state and is deliberately not done.
+ */
+export class NonceManager {
+  private readonly secret: Buffer;
+  private readonly lifetimeMs: number;
+  private readonly now: () => number;
+  private saltPool = Buffer.alloc(0);
+  private saltOffset = 0;
+
+  constructor(opts: NonceManagerOptions) {
+    if (opts.secret.length < 16) throw new Error('nonce secret must be at least 16 bytes');
+    this.secret = opts.secret;
+    this.lifetimeMs = (opts.lifetimeSeconds ?? 300) * 1000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** The realm is bound into the signature so a nonce issued for one realm fails in another. */
+  create(realm = ''): string {
+    const nonce = Buffer.allocUnsafe(NONCE_BYTES);
+    nonce.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.now()))), 0);
+    this.nextSalt().copy(nonce, TIME_BYTES);
+    this.sign(nonce.subarray(0, PAYLOAD_BYTES), realm).copy(nonce, PAYLOAD_BYTES);
+    return nonce.toString('base64url');
+  }
+
+  /** 'stale' = ours and untampered but expired: challenge again with stale=true (RFC 7616 3.3). */
+  check(nonce: string, realm = ''): NonceCheck {
+    if (nonce.length !== NONCE_CHARS || !isBase64Url(nonce)) return 'invalid';
+    const bytes = Buffer.from(nonce, 'base64url');
+    if (bytes.length !== NONCE_BYTES) return 'invalid';
+    const expected = this.sign(bytes.subarray(0, PAYLOAD_BYTES), realm);
+    if (!timingSafeEqual(expected, bytes.subarray(PAYLOAD_BYTES))) return 'invalid';
+    const issuedAt = Number(bytes.readBigUInt64BE(0));
+    const age = this.now() - issuedAt;
+    if (age < -CLOCK_SKEW_MS) return 'invalid';
+    return age > this.lifetimeMs ? 'stale' : 'valid';
+  }
+
+  // One randomBytes call per 512 nonces: the synchronous call dominates create() otherwise.
+  private nextSalt(): Buffer {
+    if (this.saltOffset + SALT_BYTES > this.saltPool.length) {
+      this.saltPool = randomBytes(SALT_BYTES * 512);
+      this.saltOffset = 0;
+    }
+    const salt = this.saltPool.subarray(this.saltOffset, this.saltOffset + SALT_BYTES);
+    this.saltOffset += SALT_BYTES;
+    return salt;
+  }
+
+  private sign(payload: Buffer, realm: string): Buffer {
+    return createHmac('sha256', this.secret)
+      .update(payload)
+      .update('|')
+      .update(realm, 'utf8')
+      .digest()
+      .subarray(0, MAC_BYTES);
+  }
+}
+
+function isBase64Url(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const ok =
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c === 0x2d ||
+      c === 0x5f;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+export interface DigestChallengeOptions {
+  realm: string;
+  stale?: boolean;
+  /** Default ['SHA-256', 'MD5']: one challenge per algorithm, preferred first (RFC 8760 2.4). */
+  algorithms?: DigestAlgorithm[];
+  /** Returned unchanged by the client (RFC 7616 3.3); Parley's nonces need none, front-ends may. */
+  opaque?: string;
+}
+
+/** Quoted-string with `"` and `\` escaped as quoted-pairs (RFC 3261 25.1). */
+function quote(value: string): string {
+  let out = '"';
+  for (const ch of value) {
+    if (ch === '"' || ch === '\\') out += '\\';
+    out += ch;
+  }
+  return `${out}"`;
+}
+
+/**
+ * WWW-Authenticate / Proxy-Authenticate header values. All challenges share one nonce so the
+ * client may answer whichever algorithm it supports (RFC 8760 section 2.4: the UAS adds one
+ * challenge per algorithm, most preferred first; the UAC uses the topmost it supports).
+ */
+export function buildChallenges(nonces: NonceManager, opts: DigestChallengeOptions): string[] {
+  const algorithms = opts.algorithms ?? ['SHA-256', 'MD5'];
+  if (algorithms.length === 0) throw new Error('at least one digest algorithm is required');
+  const nonce = nonces.create(opts.realm);
+  return algorithms.map((algorithm) => {
+    let value = `Digest realm=${quote(opts.realm)}, nonce="${nonce}"`;
+    if (opts.opaque !== undefined) value += `, opaque=${quote(opts.opaque)}`;
+    value += `, algorithm=${algorithm}, qop="auth"`;
+    if (opts.stale) value += ', stale=TRUE';
+    return value;
+  });
+}
+
+export interface DigestCredentials {
+  username: string;
+  realm: string;
+  nonce: string;
+  uri: string;
+  response: string;
+  algorithm: DigestAlgorithm;
+  qop?: 'auth';
+  nc?: string;
+  cnonce?: string;
+  opaque?: string;
+}
+
+export type AuthorizationParse = DigestCredentials | { error: string };
+
+const Ch = {
+  Space: 0x20,
+  Tab: 0x09,
+  Cr: 0x0d,
+  Lf: 0x0a,
+  Comma: 0x2c,
+  Equals: 0x3d,
+  Quote: 0x22,
+  Backslash: 0x5c,
+} as const;
+
+function isLws(c: number): boolean {
+  return c === Ch.Space || c === Ch.Tab || c === Ch.Cr || c === Ch.Lf;
+}
+
+// RFC 3261 25.1 token characters.
+function isTokenChar(c: number): boolean {
+  if ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39)) return true;
+  switch (c) {
+    case 0x2d: // -
+    case 0x2e: // .
+    case 0x21: // !
+    case 0x25: // %
+    case 0x2a: // *
+    case 0x5f: // _
+    case 0x2b: // +
+    case 0x60: // `
+    case 0x27: // '
+    case 0x7e: // ~
+      return true;
+    default:
+      return false;
+  }
+}
+
+function skipLws(s: string, i: number): number {
+  while (i < s.length && isLws(s.charCodeAt(i))) i++;
+  return i;
+}
+
+function readToken(s: string, i: number): number {
+  while (i < s.length && isTokenChar(s.charCodeAt(i))) i++;
+  return i;
+}
+
+const KNOWN_PARAMS = new Set([
+  'username',
+  'realm',
+  'nonce',
+  'uri',
+  'response',
+  'algorithm',
+  'qop',
+  'nc',
+  'cnonce',
+  'opaque',
+  'userhash',
+]);
+
+/**
+ * Parses an Authorization / Proxy-Authorization value (RFC 3261 25.1 `credentials`, RFC 7616
+ * 3.4). A single left-to-right scan, no regular expressions, so hostile input costs linear
+ * time. Parameter names are case-insensitive; unknown parameters are skipped (RFC 7616 3.4:
+ * "any unrecognized directive MUST be ignored"); a known one given twice is an error.
+ */
+export function parseAuthorization(headerValue: string): AuthorizationParse {
+  const s = headerValue;
+  let i = skipLws(s, 0);
+  const schemeEnd = readToken(s, i);
+  if (s.slice(i, schemeEnd).toLowerCase() !== 'digest') return { error: 'not a Digest authorization' };
+  i = schemeEnd;
+  if (i >= s.length || !isLws(s.charCodeAt(i))) return { error: 'malformed Digest credentials' };
+
+  const params = new Map<string, string>();
+  for (;;) {
+    i = skipLws(s, i);
+    if (i >= s.length) break;
+    const nameEnd = readToken(s, i);
+    if (nameEnd === i) return { error: `unexpected character at offset ${i}` };
+    const name = s.slice(i, nameEnd).toLowerCase();
+    i = skipLws(s, nameEnd);
+    if (s.charCodeAt(i) !== Ch.Equals) return { error: `parameter ${name} has no value` };
+    i = skipLws(s, i + 1);
+    let value: string;
+    if (s.charCodeAt(i) === Ch.Quote) {
+      // quoted-string with quoted-pairs: a backslash takes the next character literally.
+      i++;
+      let out = '';
+      let start = i;
+      let closed = false;
+      while (i < s.length) {
+        const c = s.charCodeAt(i);
+        if (c === Ch.Quote) {
+          out += s.slice(start, i);
+          i++;
+          closed = true;
+          break;
+        }
+        if (c === Ch.Backslash) {
+          if (i + 1 >= s.length) break;
+          out += s.slice(start, i) + s[i + 1];
+          i += 2;
+          start = i;
+          continue;
+        }
+        i++;
+      }
+      if (!closed) return { error: `unterminated quoted value for ${name}` };
+      value = out;
+    } else {
+      const valueEnd = readToken(s, i);
+      if (valueEnd === i) return { error: `parameter ${name} has an empty value` };
+      value = s.slice(i, valueEnd);
+      i = valueEnd;
+    }
+    if (KNOWN_PARAMS.has(name)) {
+      if (params.has(name)) return { error: `parameter ${name} given twice` };
+      params.set(name, value);
+    }
+    i = skipLws(s, i);
+    if (i >= s.length) break;
+    if (s.charCodeAt(i) !== Ch.Comma) return { error: `expected ',' at offset ${i}` };
+    i++;
+  }
+
+  for (const required of ['username', 'realm', 'nonce', 'uri', 'response'] as const) {
+    if (!params.has(required)) return { error: `missing ${required}` };
+  }
+
+  // RFC 7616 3.4: absent algorithm means MD5. The -sess variants need per-session state and
+  // are not offered in our challenges, so a client must not use them.
+  const algorithmRaw = params.get('algorithm');
+  let algorithm: DigestAlgorithm;
+  if (algorithmRaw === undefined || algorithmRaw.toUpperCase() === 'MD5') algorithm = 'MD5';
+  else if (algorithmRaw.toUpperCase() === 'SHA-256') algorithm = 'SHA-256';
+  else return { error: `unsupported algorithm ${algorithmRaw}` };
+
+  // RFC 7616 userhash: we never offer it, so a hashed username cannot be looked up.
+  const userhash = params.get('userhash');
+  if (userhash !== undefined && userhash.toLowerCase() === 'true')
+    return { error: 'userhash is not supported' };
+
+  const creds: DigestCredentials = {
+    username: params.get('username')!,
+    realm: params.get('realm')!,
+    nonce: params.get('nonce')!,
+    uri: params.get('uri')!,
+    response: params.get('response')!,
+    algorithm,
+  };
+
+  const qop = params.get('qop');
+  if (qop !== undefined) {
+    // auth-int would need the body hash; we only ever offer qop="auth".
+    if (qop.toLowerCase() !== 'auth') return { error: `unsupported qop ${qop}` };
+    const nc = params.get('nc');
+    const cnonce = params.get('cnonce');
+    if (nc === undefined) return { error: 'missing nc' };
+    if (cnonce === undefined) return { error: 'missing cnonce' };
+    if (nc.length !== 8 || !isHex(nc)) return { error: 'nc must be 8 hexadecimal digits' };
+    creds.qop = 'auth';
+    creds.nc = nc;
+    creds.cnonce = cnonce;
+  }
+  const opaque = params.get('opaque');
+  if (opaque !== undefined) creds.opaque = opaque;
+  return creds;
+}
+
+function isHex(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46))) return false;
+  }
+  return true;
+}
+
+/**
+ * The response the client should have computed: RFC 7616 3.4.1 with qop=auth, or the RFC 2069
+ * form H(HA1:nonce:HA2) that RFC 3261 22.4 keeps for clients that send no qop.
+ */
+export function expectedResponse(creds: DigestCredentials, method: string, ha1: string): string {
+  const ha2 = hashHex(creds.algorithm, `${method}:${creds.uri}`);
+  if (creds.qop === 'auth') {
+    return hashHex(creds.algorithm, `${ha1}:${creds.nonce}:${creds.nc}:${creds.cnonce}:auth:${ha2}`);
+  }
+  return hashHex(creds.algorithm, `${ha1}:${creds.nonce}:${ha2}`);
+}
+
+/**
+ * Checks the response against the stored HA1 of the credentials' algorithm. Nonce freshness
+ * (NonceManager.check), realm, and uri-vs-Request-URI (digestUriMatches) are the caller's
+ * separate checks. The comparison is constant-time in the response value.
+ */
+export function verifyDigest(creds: DigestCredentials, method: string, ha1: string): boolean {
+  const length = HEX_LENGTH[creds.algorithm];
+  if (creds.response.length !== length || ha1.length !== length || !isHex(creds.response)) return false;
+  const expected = Buffer.from(expectedResponse(creds, method, ha1.toLowerCase()), 'latin1');
+  const given = Buffer.from(creds.response.toLowerCase(), 'latin1');
+  return timingSafeEqual(expected, given);
+}
+
+interface ParsedSipUri {
+  scheme: string;
+  userinfo: string;
+  host: string;
+  port: string;
+  params: Map<string, string>;
+  headers: string;
+}
+
+function parseSipUri(raw: string): ParsedSipUri | undefined {
+  let s = raw.trim();
+  if (s.startsWith('<') && s.endsWith('>')) s = s.slice(1, -1);
+  const colon = s.indexOf(':');
+  if (colon <= 0) return undefined;
+  const scheme = s.slice(0, colon).toLowerCase();
+  let rest = s.slice(colon + 1);
+  let headers = '';
+  const q = rest.indexOf('?');
+  if (q >= 0) {
+    headers = rest.slice(q + 1);
+    rest = rest.slice(0, q);
+  }
+  let userinfo = '';
+  const at = rest.lastIndexOf('@');
+  if (at >= 0) {
+    userinfo = rest.slice(0, at);
+    rest = rest.slice(at + 1);
+  }
+  const semi = rest.indexOf(';');
+  const hostport = semi >= 0 ? rest.slice(0, semi) : rest;
+  const params = new Map<string, string>();
+  if (semi >= 0) {
+    for (const p of rest.slice(semi + 1).split(';')) {
+      if (p === '') continue;
+      const eq = p.indexOf('=');
+      const name = decodeLoose(eq >= 0 ? p.slice(0, eq) : p).toLowerCase();
+      params.set(name, decodeLoose(eq >= 0 ? p.slice(eq + 1) : '').toLowerCase());
+    }
+  }
+  let host = hostport;
+  let port = '';
+  if (hostport.startsWith('[')) {
+    const close = hostport.indexOf(']');
+    if (close < 0) return undefined;
+    host = hostport.slice(0, close + 1);
+    if (hostport[close + 1] === ':') port = hostport.slice(close + 2);
+  } else {
+    const pc = hostport.lastIndexOf(':');
+    if (pc >= 0) {
+      host = hostport.slice(0, pc);
+      port = hostport.slice(pc + 1);
+    }
+  }
+  return { scheme, userinfo: decodeLoose(userinfo), host: host.toLowerCase(), port, params, headers };
+}
+
+function decodeLoose(s: string): string {
+  if (!s.includes('%')) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+// RFC 3261 19.1.4: these URI parameters must match when present in either URI.
+const SIGNIFICANT_PARAMS = ['user', 'ttl', 'method', 'maddr', 'transport'];
+
+/**
+ * RFC 3261 22.4: the digest-uri must name the Request-URI. Some clients send it slightly
+ * re-formatted (host case, escaping, parameter order), so equal means equal under RFC 3261
+ * 19.1.4 comparison rather than byte-identical. Non-SIP URIs fall back to exact comparison.
+ */
+export function digestUriMatches(credsUri: string, requestUri: string): boolean {
+  if (credsUri === requestUri) return true;
+  const a = parseSipUri(credsUri);
+  const b = parseSipUri(requestUri);
+  if (!a || !b) return false;
+  if (a.scheme !== b.scheme) return false;
+  if (a.scheme !== 'sip' && a.scheme !== 'sips') return false;
+  if (a.userinfo !== b.userinfo || a.host !== b.host || a.port !== b.port) return false;
+  for (const name of SIGNIFICANT_PARAMS) {
+    if (a.params.get(name) !== b.params.get(name)) return false;
+  }
+  for (const [name, value] of a.params) {
+    const other = b.params.get(name);
+    if (other !== undefined && other !== value) return false;
+  }
+  return a.headers === b.headers;
+}
