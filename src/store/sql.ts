@@ -11,6 +11,8 @@ export interface QueryResult<Row> {
 
 export interface Sql {
   query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>>;
+  /** Runs a script of one or more statements without parameters (simple query protocol): migrations. */
+  exec(script: string): Promise<void>;
   /** Runs fn inside BEGIN/COMMIT; a throw rolls back. Nested calls reuse the outer transaction. */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
 }

@@ -1,0 +1,266 @@
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
+import type { PgliteDatabase } from './pglite.js';
+
+/**
+ * PGlite is one process's: a running standard server owns its data folder, yet admin
+ * commands (`parley users add`) must still reach the store. The owner records itself in
+ * `<dataDir>/parley-db.json`; when it serves the database (serveEmbeddedDatabase) the file
+ * also carries a PostgreSQL URL, and openDatabase in another process connects there with
+ * the postgres engine instead of opening the folder.
+ */
+export interface EmbeddedOwner {
+  pid: number;
+  /** postgresql:// URL of the socket server, when the owner serves the database. */
+  url?: string;
+  startedAt: string;
+}
+
+export const OWNER_FILE = 'parley-db.json';
+/** The name libpq and pg expect for a socket in a host directory (port 5432). */
+const SOCKET_NAME = '.s.PGSQL.5432';
+/** Linux sun_path is 108 bytes including the terminator. */
+const MAX_SOCKET_PATH = 103;
+
+function ownerPath(dataDir: string): string {
+  return join(dataDir, OWNER_FILE);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Reads the owner of a data folder. A file left by a dead process (a crash, kill -9) is
+ * removed with its socket, and undefined returned: the folder is free.
+ */
+export function readEmbeddedOwner(dataDir: string): EmbeddedOwner | undefined {
+  const path = ownerPath(dataDir);
+  if (!existsSync(path)) return undefined;
+  let owner: EmbeddedOwner;
+  try {
+    owner = JSON.parse(readFileSync(path, 'utf8')) as EmbeddedOwner;
+  } catch {
+    rmSync(path, { force: true });
+    return undefined;
+  }
+  if (owner.pid !== process.pid && !isAlive(owner.pid)) {
+    rmSync(path, { force: true });
+    rmSync(join(dataDir, SOCKET_NAME), { force: true });
+    return undefined;
+  }
+  return owner;
+}
+
+export function writeEmbeddedOwner(dataDir: string, owner: EmbeddedOwner): void {
+  writeFileSync(ownerPath(dataDir), `${JSON.stringify(owner)}\n`, { mode: 0o600 });
+}
+
+/**
+ * Atomically claims a free data folder for this process (exclusive create, so two
+ * processes opening at once cannot both win). Returns the owner that holds it afterwards:
+ * this process, or the winner of the race.
+ */
+export function claimEmbeddedOwner(dataDir: string): EmbeddedOwner {
+  const mine: EmbeddedOwner = { pid: process.pid, startedAt: new Date().toISOString() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(ownerPath(dataDir), `${JSON.stringify(mine)}\n`, { mode: 0o600, flag: 'wx' });
+      return mine;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = readEmbeddedOwner(dataDir);
+      if (owner) return owner;
+    }
+  }
+  throw new Error(`could not claim the data folder ${dataDir}`);
+}
+
+/** Removes the owner file if this process wrote it. */
+export function releaseEmbeddedOwner(dataDir: string): void {
+  const path = ownerPath(dataDir);
+  try {
+    const owner = JSON.parse(readFileSync(path, 'utf8')) as EmbeddedOwner;
+    if (owner.pid === process.pid) rmSync(path, { force: true });
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Message types after which a client's session may be handed to someone else (protocol 3.0). */
+const SYNC = 0x53; // 'S'
+const QUERY = 0x51; // 'Q'
+const TERMINATE = 0x58; // 'X'
+const NOTIFICATION_RESPONSE = 0x41; // 'A'
+const PROTOCOL_3 = 196608;
+
+function isStartupMessage(message: Uint8Array): boolean {
+  if (message.length < 8) return false;
+  const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
+  return view.getInt32(4) === PROTOCOL_3;
+}
+
+/**
+ * Gives socket clients turns on the single PGlite session. pglite-socket's own queue
+ * interleaves messages of different clients between Parse and Sync and ignores in-process
+ * callers; here a client owns the session (the same SessionLock in-process queries take)
+ * from its first message until a Sync or simple Query leaves no transaction open.
+ */
+class SessionQueue {
+  private owner?: number;
+  private release?: () => void;
+  private readonly detached = new Set<number>();
+
+  constructor(private readonly db: PgliteDatabase) {}
+
+  async enqueue(handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
+    if (this.owner !== handlerId) {
+      const release = await this.db.lock.acquire();
+      if (this.detached.has(handlerId)) {
+        release();
+        throw new Error('Handler disconnected');
+      }
+      this.owner = handlerId;
+      this.release = release;
+    }
+    let bytes = 0;
+    const response: Uint8Array[] = [];
+    try {
+      await this.db.pglite.runExclusive(() =>
+        this.db.pglite.execProtocolRawStream(message, {
+          onRawData: (data: Uint8Array) => {
+            bytes += data.length;
+            response.push(data.slice());
+            onData(data);
+          },
+        }),
+      );
+    } finally {
+      this.dispatchNotifications(response);
+      const type = message[0];
+      const boundary = type === SYNC || type === QUERY || type === TERMINATE || isStartupMessage(message);
+      if (boundary && !this.db.pglite.isInTransaction()) this.handOver();
+    }
+    return bytes;
+  }
+
+  private handOver(): void {
+    const release = this.release;
+    this.owner = undefined;
+    this.release = undefined;
+    release?.();
+  }
+
+  /** NOTIFY from a socket client reaches in-process listeners (the server's change feed). */
+  private dispatchNotifications(chunks: Uint8Array[]): void {
+    if (chunks.length === 0) return;
+    const buf = Buffer.concat(chunks);
+    let offset = 0;
+    while (offset + 5 <= buf.length) {
+      const type = buf[offset];
+      const length = buf.readInt32BE(offset + 1);
+      const end = offset + 1 + length;
+      if (end > buf.length) break;
+      if (type === NOTIFICATION_RESPONSE) {
+        const body = buf.subarray(offset + 9, end);
+        const channelEnd = body.indexOf(0);
+        const payloadEnd = body.indexOf(0, channelEnd + 1);
+        const channel = body.subarray(0, channelEnd).toString('utf8');
+        const payload = body.subarray(channelEnd + 1, payloadEnd).toString('utf8');
+        this.db.dispatchNotification(channel, payload);
+      }
+      offset = end;
+    }
+  }
+
+  getQueueLength(): number {
+    return 0;
+  }
+
+  clearQueueForHandler(handlerId: number): void {
+    this.detached.add(handlerId);
+  }
+
+  /** A client that disconnects mid-transaction has it rolled back, and frees the session. */
+  async clearTransactionIfNeeded(handlerId: number): Promise<void> {
+    if (this.owner !== handlerId) return;
+    try {
+      if (this.db.pglite.isInTransaction()) await this.db.pglite.exec('ROLLBACK');
+    } finally {
+      this.handOver();
+    }
+  }
+}
+
+export interface EmbeddedDatabaseServer {
+  /** postgresql:// URL other processes connect to. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves an open embedded database to admin commands of other processes, on a unix socket
+ * in the data folder (mode 0600: only the server's user may connect; PGlite has no
+ * authentication), or on 127.0.0.1 with an ephemeral port when the folder's path is too
+ * long for a socket address. Records the URL in the owner file; close() removes both.
+ */
+export async function serveEmbeddedDatabase(db: PgliteDatabase, dataDir: string): Promise<EmbeddedDatabaseServer> {
+  const existing = readEmbeddedOwner(dataDir);
+  if (existing && existing.pid !== process.pid) {
+    throw new Error(`data folder ${dataDir} is already owned by process ${existing.pid}`);
+  }
+  const queue = new SessionQueue(db);
+  const handlers = new Set<PGLiteSocketHandler>();
+  const server: Server = createServer((socket: Socket) => {
+    const handler = new PGLiteSocketHandler({
+      // SessionQueue implements the queue manager's public surface the handler uses.
+      queryQueue: queue as unknown as ConstructorParameters<typeof PGLiteSocketHandler>[0]['queryQueue'],
+      closeOnDetach: true,
+    });
+    handlers.add(handler);
+    const forget = () => handlers.delete(handler);
+    handler.addEventListener('close', forget);
+    handler.addEventListener('error', forget);
+    handler.attach(socket).catch(() => socket.destroy());
+  });
+  const socketPath = join(dataDir, SOCKET_NAME);
+  let url: string;
+  if (socketPath.length <= MAX_SOCKET_PATH) {
+    rmSync(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => resolve());
+    });
+    chmodSync(socketPath, 0o600);
+    url = `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(dataDir)}`;
+  } else {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const address = server.address();
+    if (!address || typeof address === 'string') throw new Error('socket server has no TCP address');
+    url = `postgresql://postgres@127.0.0.1:${address.port}/postgres`;
+  }
+  writeEmbeddedOwner(dataDir, { pid: process.pid, url, startedAt: new Date().toISOString() });
+  return {
+    url,
+    async close() {
+      for (const handler of handlers) await handler.detach(true).catch(() => {});
+      handlers.clear();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(socketPath, { force: true });
+      // The process still owns the folder until the database itself closes.
+      writeEmbeddedOwner(dataDir, { pid: process.pid, startedAt: new Date().toISOString() });
+    },
+  };
+}

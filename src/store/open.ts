@@ -1,0 +1,70 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { readEmbeddedOwner, releaseEmbeddedOwner, claimEmbeddedOwner } from './embedded.js';
+import { migrate } from './migrate.js';
+import { createPgliteDatabase } from './pglite.js';
+import { createPostgresDatabase } from './postgres.js';
+import type { Database } from './sql.js';
+
+export interface OpenDatabaseOptions {
+  /** Folder of the embedded store (PGlite in `<dataDir>/pgdata`); used when url is absent. */
+  dataDir?: string;
+  /** postgresql:// URL of a shared PostgreSQL (pools). */
+  url?: string;
+  /** Apply pending migrations after opening (default true; idempotent and locked). */
+  migrate?: boolean;
+  /** Pool size for the postgres engine. */
+  maxConnections?: number;
+}
+
+export class DataFolderInUseError extends Error {
+  constructor(
+    readonly dataDir: string,
+    readonly pid: number,
+  ) {
+    super(`the data folder ${dataDir} is open in process ${pid}, which does not serve it to other processes`);
+  }
+}
+
+/**
+ * url -> PostgreSQL. Otherwise the embedded store in dataDir: if a live process owns the
+ * folder and serves it (serveEmbeddedDatabase), connect to it as PostgreSQL over its
+ * socket; if it owns it without serving, fail with DataFolderInUseError; else open the
+ * folder with PGlite and own it until close().
+ */
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
+  const db = await openEngine(opts);
+  if (opts.migrate ?? true) {
+    try {
+      await migrate(db);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+  }
+  return db;
+}
+
+async function openEngine(opts: OpenDatabaseOptions): Promise<Database> {
+  if (opts.url) return createPostgresDatabase(opts.url, { max: opts.maxConnections });
+  if (!opts.dataDir) throw new Error('openDatabase needs a dataDir or a url');
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const owner = readEmbeddedOwner(dataDir);
+  if (owner?.url) return createPostgresDatabase(owner.url, { max: opts.maxConnections ?? 4 });
+  if (owner) throw new DataFolderInUseError(dataDir, owner.pid);
+  const claimed = claimEmbeddedOwner(dataDir);
+  if (claimed.pid !== process.pid) {
+    // Lost a race with another process opening the folder at the same moment.
+    if (claimed.url) return createPostgresDatabase(claimed.url, { max: opts.maxConnections ?? 4 });
+    throw new DataFolderInUseError(dataDir, claimed.pid);
+  }
+  try {
+    const db = await createPgliteDatabase(dataDir);
+    db.onClose(() => releaseEmbeddedOwner(dataDir));
+    return db;
+  } catch (err) {
+    releaseEmbeddedOwner(dataDir);
+    throw err;
+  }
+}

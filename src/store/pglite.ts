@@ -1,0 +1,152 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import type { Database, QueryResult, Sql } from './sql.js';
+
+/**
+ * A FIFO mutex. PGlite is one backend session: a transaction must own it from BEGIN to
+ * COMMIT, or another caller's statement would run inside it. Every in-process statement,
+ * every in-process transaction, and every transaction of a client served over the embedded
+ * socket (see embedded.ts) holds this lock.
+ */
+export class SessionLock {
+  private tail: Promise<void> = Promise.resolve();
+
+  /** Resolves with a release function once the caller owns the session. */
+  acquire(): Promise<() => void> {
+    let release!: () => void;
+    const owned = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const ready = this.tail.then(() => release);
+    this.tail = this.tail.then(() => owned);
+    return ready;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+type PgliteTx = Parameters<Parameters<PGlite['transaction']>[0]>[0];
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function toResult<Row>(res: { rows: unknown[]; affectedRows?: number }): QueryResult<Row> {
+  return { rows: res.rows as Row[], affectedRows: res.affectedRows ?? 0 };
+}
+
+class PgliteTransaction implements Sql {
+  constructor(private readonly tx: PgliteTx) {}
+
+  async query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+    return toResult<Row>(await this.tx.query(text, params));
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.tx.exec(script);
+  }
+
+  /** Nested transactions reuse the outer one (the Sql contract), no savepoints. */
+  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    return fn(this);
+  }
+}
+
+export class PgliteDatabase implements Database {
+  readonly engine = 'pglite' as const;
+  readonly lock = new SessionLock();
+  private readonly handlers = new Map<string, Set<(payload: string) => void>>();
+
+  constructor(
+    /** The PGlite instance, exposed for the embedded socket server; do not query it directly. */
+    readonly pglite: PGlite,
+    /** The folder holding pgdata, undefined for an in-memory database. */
+    readonly dataDir?: string,
+  ) {
+    pglite.onNotification((channel, payload) => this.dispatchNotification(channel, payload));
+  }
+
+  async query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+    return this.lock.run(async () => toResult<Row>(await this.pglite.query(text, params)));
+  }
+
+  async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    return this.lock.run(() => this.pglite.transaction((tx) => fn(new PgliteTransaction(tx))));
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.lock.run(async () => void (await this.pglite.exec(script)));
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    let set = this.handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(channel, set);
+      // Quoted like PostgreSQL's LISTEN in postgres.ts, so channel names are case-exact on both engines.
+      await this.query(`LISTEN ${quoteIdent(channel)}`);
+    }
+    set.add(onPayload);
+    return async () => {
+      const current = this.handlers.get(channel);
+      if (!current?.delete(onPayload) || current.size > 0) return;
+      this.handlers.delete(channel);
+      if (!this.pglite.closed) await this.query(`UNLISTEN ${quoteIdent(channel)}`);
+    };
+  }
+
+  /**
+   * Delivers a notification to in-process listeners. PGlite calls it for statements run
+   * here; the embedded socket server calls it for NOTIFYs sent by its clients, whose
+   * responses bypass PGlite's own notification handling.
+   */
+  dispatchNotification(channel: string, payload: string): void {
+    for (const handler of this.handlers.get(channel) ?? []) {
+      try {
+        handler(payload);
+      } catch {
+        // A listener's failure must not break the session that carried the notification.
+      }
+    }
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.query('SELECT pg_notify($1, $2)', [channel, payload]);
+  }
+
+  private readonly closeHooks: (() => void)[] = [];
+
+  /** Runs after the database closes (openDatabase releases the data folder's owner file). */
+  onClose(hook: () => void): void {
+    this.closeHooks.push(hook);
+  }
+
+  async close(): Promise<void> {
+    if (this.pglite.closed) return;
+    await this.lock.run(() => this.pglite.close());
+    for (const hook of this.closeHooks.splice(0)) hook();
+  }
+}
+
+/**
+ * Opens (creating if needed) the embedded store in `<dataDir>/pgdata`, or an in-memory
+ * database when dataDir is undefined (tests). The caller must make sure no other process
+ * has the folder open: see openDatabase, which checks the owner lock first.
+ */
+export async function createPgliteDatabase(dataDir?: string): Promise<PgliteDatabase> {
+  let pgdata: string | undefined;
+  if (dataDir) {
+    pgdata = join(dataDir, 'pgdata');
+    mkdirSync(pgdata, { recursive: true });
+  }
+  const pglite = await PGlite.create(pgdata ? { dataDir: pgdata } : {});
+  return new PgliteDatabase(pglite, dataDir);
+}

@@ -1,0 +1,198 @@
+import pg from 'pg';
+import type { Database, QueryResult, Sql } from './sql.js';
+
+/**
+ * int8 (bigserial ids, counts) parsed as numbers, as PGlite does, so repositories see the
+ * same types on both engines. Parley's ids stay far below 2^53.
+ */
+const INT8_OID = 20;
+const parley_types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8_OID && format !== 'binary') return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+};
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+async function runQuery<Row>(client: Queryable, text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+  const res = await client.query(text, params as unknown[] | undefined);
+  // A multi-statement text returns an array of results; callers use exec() for that.
+  return { rows: res.rows as Row[], affectedRows: res.command === 'SELECT' ? 0 : (res.rowCount ?? 0) };
+}
+
+class PostgresTransaction implements Sql {
+  constructor(private readonly client: pg.PoolClient) {}
+
+  query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+    return runQuery<Row>(this.client, text, params);
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.client.query(script);
+  }
+
+  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    return fn(this);
+  }
+}
+
+/**
+ * LISTEN on one dedicated connection (a pooled one would lose its LISTENs when recycled).
+ * When the connection drops it reconnects with backoff and LISTENs again on every channel;
+ * notifications sent while it was down are lost, so subscribers should reload their
+ * state on reconnect if they cache (they get no payload for the gap).
+ */
+class ListenConnection {
+  private client?: pg.Client;
+  private connecting?: Promise<pg.Client>;
+  private readonly handlers = new Map<string, Set<(payload: string) => void>>();
+  private closed = false;
+  private retryMs = 100;
+  private retryTimer?: NodeJS.Timeout;
+
+  constructor(private readonly config: pg.ClientConfig) {}
+
+  private connect(): Promise<pg.Client> {
+    if (this.client) return Promise.resolve(this.client);
+    this.connecting ??= (async () => {
+      const client = new pg.Client(this.config);
+      client.on('notification', (msg) => {
+        for (const handler of this.handlers.get(msg.channel) ?? []) handler(msg.payload ?? '');
+      });
+      client.on('error', () => this.lost(client));
+      client.on('end', () => this.lost(client));
+      try {
+        await client.connect();
+        for (const channel of this.handlers.keys()) await client.query(`LISTEN ${quoteIdent(channel)}`);
+      } catch (err) {
+        this.connecting = undefined;
+        client.end().catch(() => {});
+        throw err;
+      }
+      this.client = client;
+      this.connecting = undefined;
+      this.retryMs = 100;
+      return client;
+    })();
+    return this.connecting;
+  }
+
+  private lost(client: pg.Client): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    client.end().catch(() => {});
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.handlers.size === 0 || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.connect().catch(() => {
+        this.retryMs = Math.min(this.retryMs * 2, 5_000);
+        this.scheduleReconnect();
+      });
+    }, this.retryMs);
+    this.retryTimer.unref();
+  }
+
+  async listen(channel: string, handler: (payload: string) => void): Promise<() => Promise<void>> {
+    let set = this.handlers.get(channel);
+    const first = !set;
+    if (!set) {
+      set = new Set();
+      this.handlers.set(channel, set);
+    }
+    set.add(handler);
+    const client = await this.connect();
+    if (first) await client.query(`LISTEN ${quoteIdent(channel)}`);
+    return async () => {
+      const current = this.handlers.get(channel);
+      if (!current?.delete(handler) || current.size > 0) return;
+      this.handlers.delete(channel);
+      await this.client?.query(`UNLISTEN ${quoteIdent(channel)}`).catch(() => {});
+    };
+  }
+
+  /** Test hook: drops the connection as a network failure would. */
+  dropConnection(): void {
+    this.client?.emit('error', new Error('connection dropped'));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const client = this.client ?? (await this.connecting?.catch(() => undefined));
+    this.client = undefined;
+    await client?.end().catch(() => {});
+  }
+}
+
+export class PostgresDatabase implements Database {
+  readonly engine = 'postgres' as const;
+  private readonly pool: pg.Pool;
+  private readonly listener: ListenConnection;
+
+  constructor(url: string, options: { max?: number } = {}) {
+    const config: pg.PoolConfig = { connectionString: url, types: parley_types, max: options.max ?? 10 };
+    this.pool = new pg.Pool(config);
+    // An idle client's error (server restart) must not crash the process; the pool discards it.
+    this.pool.on('error', () => {});
+    this.listener = new ListenConnection({ connectionString: url, types: parley_types });
+  }
+
+  query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+    return runQuery<Row>(this.pool, text, params);
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.pool.query(script);
+  }
+
+  async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(new PostgresTransaction(client));
+      await client.query('COMMIT');
+      client.release();
+      return result;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+        client.release();
+      } catch {
+        // The connection is broken: destroy it rather than return it to the pool.
+        client.release(true);
+      }
+      throw err;
+    }
+  }
+
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    return this.listener.listen(channel, onPayload);
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+  }
+
+  /** Test hook: simulates losing the LISTEN connection. */
+  dropListenConnection(): void {
+    this.listener.dropConnection();
+  }
+
+  async close(): Promise<void> {
+    await this.listener.close();
+    await this.pool.end();
+  }
+}
+
+export function createPostgresDatabase(url: string, options: { max?: number } = {}): PostgresDatabase {
+  return new PostgresDatabase(url, options);
+}

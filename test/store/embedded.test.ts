@@ -1,0 +1,132 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OWNER_FILE, serveEmbeddedDatabase, type EmbeddedDatabaseServer } from '../../src/store/embedded.js';
+import { DataFolderInUseError, openDatabase } from '../../src/store/open.js';
+import { PgliteDatabase } from '../../src/store/pglite.js';
+import type { Database } from '../../src/store/sql.js';
+
+const run = promisify(execFile);
+
+describe('embedded database served to other processes', () => {
+  let dataDir: string;
+  let db: Database;
+  let server: EmbeddedDatabaseServer;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'parley-embedded-'));
+    db = await openDatabase({ dataDir });
+    expect(db).toBeInstanceOf(PgliteDatabase);
+    server = await serveEmbeddedDatabase(db as PgliteDatabase, dataDir);
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await db?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('lets a second open in the same process go through the socket', async () => {
+    const remote = await openDatabase({ dataDir });
+    try {
+      expect(remote.engine).toBe('postgres');
+      await remote.query("INSERT INTO homes (name, kind, address) VALUES ('local', 'standard', 'sip:local')");
+      const local = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM homes');
+      expect(local.rows[0].n).toBe(1);
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it('keeps a socket transaction apart from in-process queries', async () => {
+    const remote = await openDatabase({ dataDir, migrate: false });
+    try {
+      let inside!: () => void;
+      const gate = new Promise<void>((r) => {
+        inside = r;
+      });
+      const tx = remote.transaction(async (t) => {
+        await t.query("INSERT INTO homes (name, kind, address) VALUES ('tx', 'pool', 'sip:tx')");
+        inside();
+        await new Promise((r) => setTimeout(r, 50));
+        throw new Error('roll back');
+      });
+      await gate;
+      // Runs after the socket transaction ends, so never sees its uncommitted row.
+      const seen = await db.query("SELECT 1 FROM homes WHERE name = 'tx'");
+      expect(seen.rows).toHaveLength(0);
+      await expect(tx).rejects.toThrow('roll back');
+      const after = await db.query("SELECT 1 FROM homes WHERE name = 'tx'");
+      expect(after.rows).toHaveLength(0);
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it('delivers a NOTIFY sent over the socket to in-process listeners', async () => {
+    const got: string[] = [];
+    const stop = await db.listen('Policy', (p) => got.push(p));
+    const remote = await openDatabase({ dataDir, migrate: false });
+    try {
+      await remote.notify('Policy', 'federation');
+      await expect.poll(() => got).toEqual(['federation']);
+    } finally {
+      await remote.close();
+      await stop();
+    }
+  });
+
+  it('serves a child process that finds it through the owner file', async () => {
+    // Node 20 cannot import our .ts from a child, so the child speaks plain pg to the URL
+    // the owner file advertises (what openDatabase does); the CLI e2e test runs openDatabase itself.
+    const script = join(dataDir, 'child.mjs');
+    const pgUrl = import.meta.resolve('pg');
+    writeFileSync(
+      script,
+      `import { readFileSync } from 'node:fs';
+import pg from ${JSON.stringify(pgUrl)};
+const owner = JSON.parse(readFileSync(${JSON.stringify(join(dataDir, OWNER_FILE))}, 'utf8'));
+const client = new pg.Client({ connectionString: owner.url });
+await client.connect();
+await client.query("INSERT INTO homes (name, kind, address) VALUES ($1, 'pool', 'sip:child')", ['child']);
+console.log(String(owner.pid));
+await client.end();
+`,
+    );
+    const { stdout } = await run(process.execPath, [script]);
+    expect(stdout.trim()).toBe(String(process.pid));
+    const res = await db.query("SELECT 1 FROM homes WHERE name = 'child'");
+    expect(res.rows).toHaveLength(1);
+  });
+});
+
+describe('data folder ownership', () => {
+  it('refuses a second open of a folder that is not served', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'parley-owned-'));
+    const db = await openDatabase({ dataDir });
+    try {
+      await expect(openDatabase({ dataDir })).rejects.toBeInstanceOf(DataFolderInUseError);
+    } finally {
+      await db.close();
+    }
+    expect(existsSync(join(dataDir, OWNER_FILE))).toBe(false);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('cleans up the lock of a dead owner', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'parley-stale-'));
+    const { stdout } = await run(process.execPath, ['-e', 'console.log(process.pid)']);
+    const deadPid = Number(stdout.trim());
+    writeFileSync(join(dataDir, OWNER_FILE), JSON.stringify({ pid: deadPid, url: 'postgresql://x@/y?host=/nope' }));
+    const db = await openDatabase({ dataDir });
+    try {
+      expect(db.engine).toBe('pglite');
+    } finally {
+      await db.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
