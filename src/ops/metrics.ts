@@ -1,0 +1,329 @@
+import { performance } from 'node:perf_hooks';
+import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Prometheus metrics of a Parley server.
+ *
+ * Hot-path cost: prom-client's `inc()` hashes a labels object on every call. The SIP code
+ * instead bumps plain numbers (`HotCounter`, fixed arrays indexed by method or status
+ * class) and prom-client reads them only when /metrics is scraped (`collect`). Labels
+ * come from closed sets (methods, status classes, failure kinds), so no caller can grow
+ * the series count, and nothing builds a string per message.
+ */
+
+/** A monotonically increasing number; `inc` is one addition. */
+export class HotCounter {
+  value = 0;
+  inc(by = 1): void {
+    this.value += by;
+  }
+}
+
+/** A number that goes up and down (endpoints, signed-in users), unless a source is given. */
+export class HotGauge {
+  value = 0;
+  set(v: number): void {
+    this.value = v;
+  }
+  inc(by = 1): void {
+    this.value += by;
+  }
+  dec(by = 1): void {
+    this.value -= by;
+  }
+}
+
+/** SIP methods counted by name; anything else is counted as `other` (RFC 3261 7.1 allows extensions). */
+export const COUNTED_METHODS = [
+  'REGISTER',
+  'INVITE',
+  'ACK',
+  'BYE',
+  'CANCEL',
+  'OPTIONS',
+  'MESSAGE',
+  'SUBSCRIBE',
+  'NOTIFY',
+  'PUBLISH',
+  'INFO',
+  'UPDATE',
+  'PRACK',
+  'REFER',
+  'other',
+] as const;
+export type CountedMethod = (typeof COUNTED_METHODS)[number];
+
+const METHOD_INDEX: Record<string, number> = Object.create(null);
+COUNTED_METHODS.forEach((m, i) => {
+  METHOD_INDEX[m] = i;
+});
+const OTHER_METHOD = COUNTED_METHODS.length - 1;
+
+/** Requests received, by method: one object lookup and one addition per request. */
+export class MethodCounter {
+  readonly counts = new Float64Array(COUNTED_METHODS.length);
+  inc(method: string): void {
+    this.counts[METHOD_INDEX[method] ?? OTHER_METHOD] += 1;
+  }
+}
+
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', '6xx'] as const;
+
+/** Responses sent, by status class (RFC 3261 7.2): 1xx..6xx, so six series at most. */
+export class StatusClassCounter {
+  readonly counts = new Float64Array(STATUS_CLASSES.length);
+  inc(status: number): void {
+    const cls = (status / 100) | 0;
+    if (cls >= 1 && cls <= 6) this.counts[cls - 1] += 1;
+  }
+}
+
+export const FAILURE_KINDS = [
+  'transport',
+  'tls',
+  'parse',
+  'timeout',
+  'routing',
+  'store',
+  'directory',
+  'federation',
+  'internal',
+] as const;
+export type FailureKind = (typeof FAILURE_KINDS)[number];
+
+const FAILURE_INDEX: Record<string, number> = Object.create(null);
+FAILURE_KINDS.forEach((k, i) => {
+  FAILURE_INDEX[k] = i;
+});
+
+export class FailureCounter {
+  readonly counts = new Float64Array(FAILURE_KINDS.length);
+  inc(kind: FailureKind): void {
+    this.counts[FAILURE_INDEX[kind] ?? FAILURE_INDEX.internal] += 1;
+  }
+}
+
+/**
+ * Transaction latency in seconds. A fixed-bucket histogram observed in place: a short
+ * linear scan over 12 bounds and two additions, no allocation. (A prom-client Summary
+ * keeps quantile sketches and costs far more per observation; sampling would lose rare
+ * slow transactions, which are the ones that matter.) Upper bound 32 s = Timer B/F
+ * (64*T1, RFC 3261 17.1.1.2), past which a transaction has timed out anyway.
+ */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 4, 32] as const;
+
+export class LatencyHistogram {
+  readonly buckets = new Float64Array(LATENCY_BUCKETS.length);
+  count = 0;
+  sum = 0;
+  observe(seconds: number): void {
+    this.count += 1;
+    this.sum += seconds;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+      if (seconds <= LATENCY_BUCKETS[i]) {
+        this.buckets[i] += 1;
+        return;
+      }
+    }
+  }
+  /** Observes the time since `start`, a `performance.now()` reading in milliseconds. */
+  observeSince(start: number): void {
+    this.observe((performance.now() - start) / 1000);
+  }
+}
+
+/**
+ * Users with traffic in the last `windowMs` (default 5 minutes). `touch` is one Map write
+ * per request; expired users are dropped when the count is read (at scrape time), so the
+ * map never holds more than the users active since the previous scrape plus the window.
+ */
+export class ActiveUserTracker {
+  private readonly lastSeen = new Map<string, number>();
+
+  constructor(
+    readonly windowMs = 5 * 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  touch(user: string): void {
+    this.lastSeen.set(user, this.now());
+  }
+
+  /** Active users now; prunes the ones not seen within the window. */
+  count(): number {
+    const cutoff = this.now() - this.windowMs;
+    for (const [user, seen] of this.lastSeen) {
+      if (seen < cutoff) this.lastSeen.delete(user);
+    }
+    return this.lastSeen.size;
+  }
+
+  forget(user: string): void {
+    this.lastSeen.delete(user);
+  }
+}
+
+export interface ParleyMetrics {
+  readonly registry: Registry;
+  /** Registered contacts (bindings) across all users. */
+  readonly registeredEndpoints: HotGauge;
+  /** Users with at least one registered endpoint. */
+  readonly signedInUsers: HotGauge;
+  /** Touch with the user's AOR on each request from them. */
+  readonly activeUsers: ActiveUserTracker;
+  readonly requestsReceived: MethodCounter;
+  readonly responsesSent: StatusClassCounter;
+  /** MESSAGE requests routed to an endpoint (RFC 3428), one per delivered fork. */
+  readonly messagesRouted: HotCounter;
+  /** Body bytes of routed MESSAGEs. */
+  readonly messageBytesRouted: HotCounter;
+  readonly presenceNotifications: HotCounter;
+  /** Requests rejected for bad or missing credentials (401/403 after a challenge). */
+  readonly authFailures: HotCounter;
+  readonly transactionLatency: LatencyHistogram;
+  readonly failures: FailureCounter;
+  /** Prometheus text exposition of every metric. */
+  render(): Promise<string>;
+  readonly contentType: string;
+}
+
+export interface CreateMetricsOptions {
+  /** Labels on every series, e.g. { server: cfg.serverId, role: cfg.role }. */
+  labels?: Record<string, string>;
+  /** Node process metrics (CPU, memory, event loop lag) as parley_process_*, parley_nodejs_*. */
+  processMetrics?: boolean;
+  /**
+   * Read gauges from a source of truth at scrape time instead of the in-process values,
+   * e.g. a store query on a pool where registrations live in the shared database.
+   */
+  sources?: {
+    registeredEndpoints?: () => number | Promise<number>;
+    signedInUsers?: () => number | Promise<number>;
+  };
+  activeWindowMs?: number;
+  now?: () => number;
+}
+
+export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
+  const registry = new Registry();
+  if (opts.labels) registry.setDefaultLabels(opts.labels);
+  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'parley_' });
+
+  const registeredEndpoints = new HotGauge();
+  const signedInUsers = new HotGauge();
+  const activeUsers = new ActiveUserTracker(opts.activeWindowMs, opts.now);
+  const requestsReceived = new MethodCounter();
+  const responsesSent = new StatusClassCounter();
+  const messagesRouted = new HotCounter();
+  const messageBytesRouted = new HotCounter();
+  const presenceNotifications = new HotCounter();
+  const authFailures = new HotCounter();
+  const transactionLatency = new LatencyHistogram();
+  const failures = new FailureCounter();
+  const registers = [registry];
+
+  new Gauge({
+    name: 'parley_registered_endpoints',
+    help: 'Registered endpoints (contact bindings)',
+    registers,
+    async collect() {
+      const source = opts.sources?.registeredEndpoints;
+      this.set(source ? await source() : registeredEndpoints.value);
+    },
+  });
+  new Gauge({
+    name: 'parley_signed_in_users',
+    help: 'Users with at least one registered endpoint',
+    registers,
+    async collect() {
+      const source = opts.sources?.signedInUsers;
+      this.set(source ? await source() : signedInUsers.value);
+    },
+  });
+  new Gauge({
+    name: 'parley_active_users',
+    help: 'Users who sent traffic within the activity window (default 5 minutes)',
+    registers,
+    collect() {
+      this.set(activeUsers.count());
+    },
+  });
+
+  counterFrom('parley_sip_requests_received_total', 'SIP requests received, by method', 'method', COUNTED_METHODS, requestsReceived.counts);
+  counterFrom('parley_sip_responses_sent_total', 'SIP responses sent, by status class', 'class', STATUS_CLASSES, responsesSent.counts);
+  counterFrom('parley_failures_total', 'Failures, by kind', 'kind', FAILURE_KINDS, failures.counts);
+  plainCounter('parley_messages_routed_total', 'Instant messages routed to an endpoint', messagesRouted);
+  plainCounter('parley_message_bytes_routed_total', 'Body bytes of instant messages routed', messageBytesRouted);
+  plainCounter('parley_presence_notifications_sent_total', 'Presence NOTIFY requests sent', presenceNotifications);
+  plainCounter('parley_auth_failures_total', 'Requests rejected for bad or missing credentials', authFailures);
+  registry.registerMetric(histogramMetric('parley_sip_transaction_seconds', 'SIP transaction duration', transactionLatency));
+
+  function plainCounter(name: string, help: string, hot: HotCounter): void {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(hot.value);
+      },
+    });
+  }
+
+  function counterFrom(name: string, help: string, label: string, values: readonly string[], counts: Float64Array): void {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        for (let i = 0; i < values.length; i++) this.inc({ [label]: values[i] }, counts[i]);
+      },
+    });
+  }
+
+  return {
+    registry,
+    registeredEndpoints,
+    signedInUsers,
+    activeUsers,
+    requestsReceived,
+    responsesSent,
+    messagesRouted,
+    messageBytesRouted,
+    presenceNotifications,
+    authFailures,
+    transactionLatency,
+    failures,
+    render: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}
+
+/**
+ * A prom-client-compatible metric reading our LatencyHistogram at scrape time (prom-client's
+ * Histogram cannot be fed precomputed bucket counts). Registry only calls name, type, get().
+ */
+function histogramMetric(name: string, help: string, h: LatencyHistogram): Metric {
+  const metric = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get() {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      let cumulative = 0;
+      for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+        cumulative += h.buckets[i];
+        values.push({ metricName: `${name}_bucket`, labels: { le: LATENCY_BUCKETS[i] }, value: cumulative });
+      }
+      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: h.count });
+      values.push({ metricName: `${name}_sum`, labels: {}, value: h.sum });
+      values.push({ metricName: `${name}_count`, labels: {}, value: h.count });
+      return { name, help, type: 'histogram', values, aggregator: 'sum' };
+    },
+    reset() {},
+  };
+  return metric as unknown as Metric;
+}
