@@ -1,0 +1,352 @@
+import type { Logger } from 'pino';
+import type { Authenticator, AuthOutcome } from '../registrar/authenticator.js';
+import type { Binding, LocationTable } from '../registrar/location.js';
+import type { SipMessage } from '../sip/message.js';
+import { parseNameAddr } from '../sip/nameaddr.js';
+import { type SipUri, parseUri, uriAor } from '../sip/uri.js';
+import type { ServerTransaction, TransactionLayer, TransactionUser } from '../transaction/layer.js';
+import type { Flow, TransportName } from '../transport/flow.js';
+import type { TransportLayer } from '../transport/layer.js';
+import { type ForwardTarget, ProxyContext } from './forward.js';
+import { isOurBranch, newBranch } from './ids.js';
+import type { LocalIdentity } from './local.js';
+
+/** A service that answers requests addressed to users of this server (registrar, presence, IM). */
+export interface RequestHandler {
+  handle(request: SipMessage, st: ServerTransaction, from: AuthenticatedParty): void;
+}
+
+/** Who sent a request, as far as this server could establish. */
+export interface AuthenticatedParty {
+  /** The local user the request is authenticated as, if any. */
+  aor?: string;
+  flow: Flow;
+}
+
+export interface ProxyCoreOptions {
+  domain: string;
+  local: LocalIdentity;
+  transactions: TransactionLayer;
+  transport: TransportLayer;
+  location: LocationTable;
+  authenticator: Authenticator;
+  log: Logger;
+  registrar: { handle(request: SipMessage, st: ServerTransaction): void };
+  /** Method -> service for requests to local users that are not plain proxying. */
+  services: Partial<Record<string, RequestHandler>>;
+  /** Is this AOR a user of this home? (unknown users get 404, known but offline 480) */
+  userExists(aor: string): boolean | Promise<boolean>;
+  /** Requests this server accepts without a user's authentication (trusted server peers). */
+  isTrustedPeer?(flow: Flow): boolean;
+  onForwardFinal?: (method: string, status: number) => void;
+}
+
+/** Extensions a request may Proxy-Require of us (RFC 3261 16.3 step 6). */
+const PROXY_SUPPORTED = new Set<string>();
+const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, INFO, UPDATE, REFER, PRACK';
+
+/**
+ * The routing core: the transaction user that validates every request (RFC 3261 16.3),
+ * handles loose routing (16.4), authenticates local senders, and sends each request to the
+ * registrar, a local service or the forwarder.
+ */
+export class ProxyCore implements TransactionUser {
+  /** Contact URI -> flow it was seen on, for in-dialog requests to clients only their flow reaches. */
+  private readonly contactFlows = new Map<string, Flow>();
+  private readonly sweep: NodeJS.Timeout;
+
+  constructor(private readonly opts: ProxyCoreOptions) {
+    this.sweep = setInterval(() => {
+      for (const [contact, flow] of this.contactFlows) if (flow.closed) this.contactFlows.delete(contact);
+    }, 30_000);
+    this.sweep.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweep);
+  }
+
+  onRequest(request: SipMessage, st: ServerTransaction): void {
+    const method = request.method;
+    // Fast path: REGISTER for our domain goes straight to the registrar.
+    if (method === 'REGISTER' && !request.get('route')) {
+      if (!this.checkMaxForwards(request, st)) return;
+      this.opts.registrar.handle(request, st);
+      return;
+    }
+    if (!this.checkMaxForwards(request, st)) return;
+    // RFC 3261 16.3 step 4: loop detection (a spiral through us with the same request is a loop).
+    if (this.isLoop(request)) {
+      st.reply(482, 'Loop Detected');
+      return;
+    }
+    // Step 6: Proxy-Require.
+    const unsupported = request.getAll('proxy-require').filter((e) => !PROXY_SUPPORTED.has(e.toLowerCase()));
+    if (unsupported.length > 0) {
+      st.reply(420, 'Bad Extension', { headers: [{ name: 'unsupported', value: unsupported.join(', ') }] });
+      return;
+    }
+    // RFC 3261 16.4: pop Route entries that name us.
+    this.removeOwnRoutes(request);
+    this.rememberContact(request, st.flow);
+
+    const inDialog = request.to.tag !== undefined;
+    const ruri = parseUri(request.uri);
+    if (!ruri) {
+      st.reply(416, 'Unsupported URI Scheme');
+      return;
+    }
+    if (request.get('route')) {
+      this.routeOnward(request, st, ruri);
+      return;
+    }
+    if (this.opts.local.isUs(ruri)) {
+      // Addressed to this server itself: in-dialog requests of dialogs we are a UA in, or OPTIONS pings.
+      const service = this.opts.services[method];
+      if (service && method !== 'OPTIONS') {
+        service.handle(request, st, { flow: st.flow, aor: this.flowAor(request, st.flow) });
+        return;
+      }
+      if (method === 'OPTIONS') {
+        st.reply(200, undefined, { headers: [{ name: 'allow', value: ALLOW }, { name: 'accept', value: 'application/sdp, text/plain, application/pidf+xml' }] });
+        return;
+      }
+      st.reply(inDialog ? 481 : 404, inDialog ? 'Call/Transaction Does Not Exist' : 'Not Found');
+      return;
+    }
+    if (ruri.host.toLowerCase() !== this.opts.domain) {
+      if (inDialog) {
+        this.routeOnward(request, st, ruri);
+        return;
+      }
+      // Federation goes through an edge; a standard server relays nothing to other domains.
+      st.reply(403, 'Forbidden - Relaying Denied');
+      return;
+    }
+    if (method === 'REGISTER') {
+      this.opts.registrar.handle(request, st);
+      return;
+    }
+    if (inDialog) {
+      // An in-dialog request whose Request-URI is a user AOR: route it to the user's endpoints.
+      this.toLocalUser(request, st, ruri, undefined);
+      return;
+    }
+    this.authenticateThen(request, st, (party) => {
+      const service = this.opts.services[method];
+      if (service) service.handle(request, st, party);
+      else this.toLocalUser(request, st, ruri, party);
+    });
+  }
+
+  onAck(ack: SipMessage, flow: Flow): void {
+    this.removeOwnRoutes(ack);
+    const next = ack.get('route') ? parseNameAddr(ack.getAll('route')[0])?.uri : ack.uri;
+    if (!next) return;
+    const mf = ack.maxForwards;
+    if (mf !== undefined && mf <= 0) return;
+    this.resolveUri(next).then(
+      (out) => {
+        const copy = ack.clone();
+        copy.set('max-forwards', String(mf === undefined ? 70 : mf - 1));
+        copy.prepend('via', this.opts.local.via(out, newBranch()));
+        out.send(copy.toBuffer());
+      },
+      () => this.opts.log.debug({ callId: ack.callId }, 'ACK next hop unreachable'),
+    );
+    void flow;
+  }
+
+  onCancel(invite: ServerTransaction): void {
+    const ctx = invite.context;
+    if (ctx instanceof ProxyContext) ctx.cancel();
+    else if (!invite.isFinal) invite.reply(487, 'Request Terminated');
+  }
+
+  onStrayResponse(response: SipMessage): void {
+    // RFC 3261 16.7 / 16.11: a response with no transaction is forwarded statelessly by its Vias.
+    if (!isOurBranch(response.topVia?.branch)) return;
+    const copy = response.clone();
+    copy.removeFirst('via');
+    const via = copy.topVia;
+    if (!via) return;
+    const transport = via.transport.toLowerCase() as TransportName;
+    const host = via.received ?? via.host;
+    const port = typeof via.rport === 'number' ? via.rport : (via.port ?? 5060);
+    const flow = this.opts.transport.findFlow(transport, host, port);
+    flow?.send(copy.toBuffer());
+  }
+
+  /** Authenticates out-of-dialog requests from local users: by the flow they registered on, else a 407 challenge. */
+  private authenticateThen(request: SipMessage, st: ServerTransaction, next: (party: AuthenticatedParty) => void): void {
+    const flow = st.flow;
+    const fromUri = parseUri(request.from.uri);
+    const fromAor = fromUri ? uriAor(fromUri) : undefined;
+    if (!fromUri || !fromAor) {
+      st.reply(400, 'Bad Request - malformed From');
+      return;
+    }
+    if (fromUri.host.toLowerCase() !== this.opts.domain) {
+      if (this.opts.isTrustedPeer?.(flow)) {
+        next({ flow });
+        return;
+      }
+      st.reply(403, 'Forbidden - Unknown Sender Domain');
+      return;
+    }
+    if (flow.authenticated.has(fromAor)) {
+      next({ flow, aor: fromAor });
+      return;
+    }
+    if (this.opts.isTrustedPeer?.(flow)) {
+      next({ flow, aor: fromAor });
+      return;
+    }
+    const done = (outcome: AuthOutcome) => {
+      if (outcome.ok) {
+        if (outcome.aor !== fromAor) {
+          st.reply(403, 'Forbidden - From does not match the authenticated user');
+          return;
+        }
+        flow.authenticated.add(fromAor);
+        next({ flow, aor: fromAor });
+      } else if (outcome.status === 407) {
+        st.reply(407, undefined, {
+          headers: outcome.challenges.map((value) => ({ name: 'proxy-authenticate', value })),
+        });
+      } else if (outcome.status === 401) {
+        st.reply(401, undefined, { headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })) });
+      } else {
+        st.reply(outcome.status, outcome.reason);
+      }
+    };
+    const outcome = this.opts.authenticator.authenticate(request, 'proxy');
+    if (outcome instanceof Promise) outcome.then(done, () => st.reply(500, 'Credential Store Unavailable'));
+    else done(outcome);
+  }
+
+  private flowAor(request: SipMessage, flow: Flow): string | undefined {
+    const uri = parseUri(request.from.uri);
+    const aor = uri ? uriAor(uri) : undefined;
+    return aor && flow.authenticated.has(aor) ? aor : undefined;
+  }
+
+  /** Proxies a request to every registered endpoint of a local user (RFC 3261 16.5-16.6). */
+  toLocalUser(request: SipMessage, st: ServerTransaction, ruri: SipUri, _party: AuthenticatedParty | undefined): void {
+    const aor = uriAor(ruri);
+    const bindings = this.opts.location.lookup(aor);
+    if (bindings.length > 0) {
+      this.forward(request, st, bindings.map((b) => this.bindingTarget(b)));
+      return;
+    }
+    const exists = this.opts.userExists(aor);
+    const answer = (known: boolean) => {
+      if (known) st.reply(480, 'Temporarily Unavailable');
+      else st.reply(404, 'Not Found');
+    };
+    if (exists instanceof Promise) exists.then(answer, () => st.reply(500, 'Server Internal Error'));
+    else answer(exists);
+  }
+
+  forward(request: SipMessage, st: ServerTransaction, targets: ForwardTarget[]): ProxyContext {
+    const method = request.method;
+    const dialogForming = request.to.tag === undefined && (method === 'INVITE' || method === 'SUBSCRIBE' || method === 'REFER');
+    const ctx = new ProxyContext(st, this.opts.transactions, this.opts.local, this.opts.log, {
+      recordRoute: dialogForming,
+      onFinal: (status) => this.opts.onForwardFinal?.(method, status),
+      onBranchResponse: dialogForming ? (res, flow) => this.rememberResponseContact(res, flow) : undefined,
+    });
+    ctx.start(targets);
+    return ctx;
+  }
+
+  bindingTarget(b: Binding): ForwardTarget {
+    return {
+      uri: b.contact,
+      route: b.path.length > 0 ? b.path : undefined,
+      resolve: () => {
+        if (b.path.length > 0) {
+          const first = parseNameAddr(b.path[0])?.uri;
+          if (first) return this.resolveUri(first);
+        }
+        if (b.flowId) {
+          const flow = this.opts.transport.flow(b.flowId);
+          if (flow && !flow.closed) return Promise.resolve(flow);
+          if (b.flowOnly) return Promise.reject(new Error('flow closed'));
+        }
+        return this.resolveUri(b.contact);
+      },
+    };
+  }
+
+  /** Sends a request onward by its Route set or Request-URI (in-dialog requests, RFC 3261 16.6 step 7). */
+  private routeOnward(request: SipMessage, st: ServerTransaction, ruri: SipUri): void {
+    const route = request.get('route') ? parseNameAddr(request.getAll('route')[0])?.uri : undefined;
+    const hop = route ?? request.uri;
+    void ruri;
+    this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(hop) }]);
+  }
+
+  /** A flow to the next hop named by a URI: a known client flow, or a new connection (RFC 3263 without DNS). */
+  resolveUri(uriText: string): Promise<Flow> {
+    const known = this.contactFlows.get(uriText);
+    if (known && !known.closed) return Promise.resolve(known);
+    const uri = parseUri(uriText);
+    if (!uri) return Promise.reject(new Error(`bad URI ${uriText}`));
+    const transportParam = (uri.params.transport ?? '').toLowerCase();
+    if (uri.host.endsWith('.invalid') || transportParam === 'ws' || transportParam === 'wss') {
+      return Promise.reject(new Error(`${uriText} is reachable only over its own flow`));
+    }
+    const transport: TransportName = uri.scheme === 'sips' || transportParam === 'tls' ? 'tls' : 'tcp';
+    const port = uri.port ?? (transport === 'tls' ? 5061 : 5060);
+    return this.opts.transport.connect(transport, uri.host, port);
+  }
+
+  private checkMaxForwards(request: SipMessage, st: ServerTransaction): boolean {
+    const mf = request.maxForwards;
+    if (mf !== undefined && mf <= 0) {
+      st.reply(483, 'Too Many Hops');
+      return false;
+    }
+    return true;
+  }
+
+  private isLoop(request: SipMessage): boolean {
+    const vias = request.getAll('via');
+    if (vias.length < 2) return false;
+    let ours = 0;
+    for (const v of vias) if (v.includes('branch=z9hG4bK') && isOurBranch(/branch=([^;,\s]+)/.exec(v)?.[1])) ours++;
+    // A request may legitimately spiral through us a few times (double Record-Route, edge ->
+    // director -> home on one box); more than that with hops to spare is a loop.
+    return ours >= 4;
+  }
+
+  private removeOwnRoutes(request: SipMessage): void {
+    for (;;) {
+      const first = request.get('route');
+      if (!first) return;
+      const top = request.getAll('route')[0];
+      const uri = parseNameAddr(top)?.uri;
+      const parsed = uri ? parseUri(uri) : undefined;
+      if (!parsed || !this.opts.local.isUs(parsed)) return;
+      request.removeFirst('route');
+    }
+  }
+
+  private rememberContact(request: SipMessage, flow: Flow): void {
+    const m = request.method;
+    if (m !== 'INVITE' && m !== 'SUBSCRIBE' && m !== 'REFER' && m !== 'UPDATE') return;
+    const contact = request.get('contact');
+    if (!contact) return;
+    const uri = parseNameAddr(contact)?.uri;
+    if (uri) this.contactFlows.set(uri, flow);
+  }
+
+  /** Responses from dialog-forming requests carry the callee's Contact; remember its flow too. */
+  rememberResponseContact(response: SipMessage, flow: Flow): void {
+    const contact = response.get('contact');
+    if (!contact) return;
+    const uri = parseNameAddr(contact)?.uri;
+    if (uri) this.contactFlows.set(uri, flow);
+  }
+}

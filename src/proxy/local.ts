@@ -1,0 +1,83 @@
+import { hostname } from 'node:os';
+import type { SipUri } from '../sip/uri.js';
+import type { Flow, TransportName } from '../transport/flow.js';
+import type { Listening } from '../transport/layer.js';
+
+const VIA_TRANSPORT: Record<TransportName, string> = { tcp: 'TCP', tls: 'TLS', ws: 'WS', wss: 'WSS' };
+
+/**
+ * Who this server is on the wire: the addresses it puts in Via and Record-Route and the
+ * ones it recognises as itself in Route headers and Request-URIs.
+ */
+export class LocalIdentity {
+  private readonly ports = new Map<TransportName, number>();
+  private readonly hosts = new Set<string>(['127.0.0.1', '::1', 'localhost']);
+  /** User part of our Record-Route URIs: marks them as ours even behind a load balancer. */
+  readonly rrUser: string;
+
+  constructor(
+    readonly domain: string,
+    listening: Listening[],
+    private readonly advertise?: { host: string; port?: number },
+    serverId = 'parley',
+  ) {
+    for (const l of listening) {
+      this.ports.set(l.transport, l.port);
+      if (l.host !== '0.0.0.0' && l.host !== '::') this.hosts.add(bare(l.host));
+    }
+    if (advertise) this.hosts.add(bare(advertise.host).toLowerCase());
+    this.hosts.add(hostname().toLowerCase());
+    this.rrUser = `rr-${serverId.replace(/[^A-Za-z0-9.-]/g, '')}`;
+  }
+
+  portFor(transport: TransportName): number | undefined {
+    return this.ports.get(transport);
+  }
+
+  /** The host a peer on this flow reaches us at. */
+  hostFor(flow: Flow): string {
+    if (this.advertise) return this.advertise.host;
+    const h = flow.localAddress || '127.0.0.1';
+    return h.includes(':') ? `[${h}]` : h;
+  }
+
+  /** sent-by for our Via on a request leaving over this flow. */
+  via(flow: Flow, branch: string): string {
+    const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
+    return `SIP/2.0/${VIA_TRANSPORT[flow.transport]} ${this.hostFor(flow)}:${port};branch=${branch}`;
+  }
+
+  /** A Record-Route URI reachable by the peer on this flow (RFC 3261 16.6 step 4; RFC 5658 for two). */
+  recordRoute(flow: Flow): string {
+    const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
+    return `<sip:${this.rrUser}@${this.hostFor(flow)}:${port};transport=${flow.transport};lr>`;
+  }
+
+  /** Contact for dialogs where this server is the UA (presence subscriptions). */
+  contact(flow: Flow): string {
+    const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
+    return `<sip:presence@${this.hostFor(flow)}:${port};transport=${flow.transport}>`;
+  }
+
+  isOurHost(host: string): boolean {
+    return this.hosts.has(bare(host).toLowerCase());
+  }
+
+  /** Is this URI (a Route or Request-URI) addressed to this server itself? */
+  isUs(uri: SipUri): boolean {
+    if (uri.user === this.rrUser) return true;
+    if (uri.user === 'presence' && this.isOurHost(uri.host)) return true;
+    if (!this.isOurHost(uri.host)) return false;
+    if (uri.port === undefined) return true;
+    for (const p of this.ports.values()) if (p === uri.port) return true;
+    return false;
+  }
+
+  learnHost(host: string): void {
+    this.hosts.add(bare(host).toLowerCase());
+  }
+}
+
+function bare(host: string): string {
+  return host.startsWith('[') ? host.slice(1, -1) : host;
+}

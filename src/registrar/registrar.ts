@@ -1,0 +1,211 @@
+import { formatNameAddr, type NameAddr, parseNameAddr } from '../sip/nameaddr.js';
+import type { SipMessage } from '../sip/message.js';
+import { parseUri, uriAor } from '../sip/uri.js';
+import type { SipHeader } from '../sip/message.js';
+import type { ServerTransaction } from '../transaction/layer.js';
+import type { Flow } from '../transport/flow.js';
+import type { Authenticator, AuthOutcome } from './authenticator.js';
+import type { Binding, LocationTable } from './location.js';
+import { newTag } from '../proxy/ids.js';
+
+export interface RegistrarOptions {
+  domain: string;
+  serverId: string;
+  minExpires: number;
+  maxExpires: number;
+  defaultExpires: number;
+  maxBindingsPerAor?: number;
+  authenticator: Authenticator;
+  location: LocationTable;
+  now?: () => number;
+  onAuthFailure?: () => void;
+}
+
+/** Extensions a REGISTER may Require of us (RFC 3261 10.3 step 2). */
+const SUPPORTED = new Set(['path', 'outbound', 'gruu']);
+
+/**
+ * The registrar (RFC 3261 10.3), with RFC 5626 outbound bindings and RFC 3327 Path.
+ */
+export class Registrar {
+  private readonly now: () => number;
+  private readonly maxBindings: number;
+
+  constructor(private readonly opts: RegistrarOptions) {
+    this.now = opts.now ?? Date.now;
+    this.maxBindings = opts.maxBindingsPerAor ?? 10;
+  }
+
+  handle(request: SipMessage, st: ServerTransaction): void {
+    // Step 1: the Request-URI names a domain we are responsible for.
+    const ruri = parseUri(request.uri);
+    if (!ruri || ruri.host.toLowerCase() !== this.opts.domain) {
+      st.reply(404, 'Domain Not Served Here');
+      return;
+    }
+    // Step 2: Require.
+    const unsupported = request.getAll('require').filter((ext) => !SUPPORTED.has(ext.toLowerCase()));
+    if (unsupported.length > 0) {
+      st.reply(420, undefined, { headers: [{ name: 'unsupported', value: unsupported.join(', ') }] });
+      return;
+    }
+    // Step 3: authenticate.
+    const outcome = this.opts.authenticator.authenticate(request, 'www');
+    if (outcome instanceof Promise) {
+      outcome.then(
+        (o) => this.afterAuth(request, st, o),
+        () => st.reply(500, 'Credential Store Unavailable'),
+      );
+    } else {
+      this.afterAuth(request, st, outcome);
+    }
+  }
+
+  private afterAuth(request: SipMessage, st: ServerTransaction, outcome: AuthOutcome): void {
+    if (!outcome.ok) {
+      if (outcome.status === 401) {
+        this.opts.onAuthFailure?.();
+        st.reply(401, undefined, {
+          toTag: newTag(),
+          headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })),
+        });
+      } else {
+        st.reply(outcome.status, outcome.reason);
+      }
+      return;
+    }
+    // Step 4: the authenticated user may only register its own AOR (no third-party registration).
+    const toUri = parseUri(request.to.uri);
+    const aor = toUri ? uriAor(toUri) : undefined;
+    if (aor !== outcome.aor) {
+      st.reply(403, 'Forbidden - To does not match the authenticated user');
+      return;
+    }
+    st.flow.authenticated.add(aor);
+    const failure = this.applyContacts(request, aor, st.flow);
+    if (failure) {
+      st.reply(failure.status, failure.reason, { headers: failure.headers });
+      return;
+    }
+    this.replyWithBindings(request, st, aor);
+  }
+
+  private applyContacts(
+    request: SipMessage,
+    aor: string,
+    flow: Flow,
+  ): { status: number; reason?: string; headers?: SipHeader[] } | undefined {
+    const contacts = request.getAll('contact');
+    if (contacts.length === 0) return undefined; // a query (RFC 3261 10.2.3)
+    const headerExpires = request.expires;
+    const callId = request.callId;
+    const cseq = request.cseq.seq;
+    const now = this.now();
+
+    if (contacts.length === 1 && contacts[0].trim() === '*') {
+      // RFC 3261 10.3 step 6: "*" only with Expires: 0.
+      if (headerExpires !== 0) return { status: 400, reason: 'Bad Request - "*" Contact needs Expires: 0' };
+      for (const b of this.opts.location.lookup(aor)) {
+        if (b.callId === callId && b.cseq >= cseq) return { status: 400, reason: 'Bad Request - CSeq out of order' };
+      }
+      this.opts.location.removeAll(aor);
+      return undefined;
+    }
+
+    const parsed: Array<{ na: NameAddr; expires: number }> = [];
+    for (const value of contacts) {
+      if (value.trim() === '*') return { status: 400, reason: 'Bad Request - "*" mixed with other Contacts' };
+      const na = parseNameAddr(value);
+      if (!na) return { status: 400, reason: 'Bad Request - malformed Contact' };
+      const param = na.params.expires;
+      let expires = param !== undefined && param !== null ? Number.parseInt(param, 10) : headerExpires;
+      if (expires === undefined || Number.isNaN(expires)) expires = this.opts.defaultExpires;
+      if (expires !== 0 && expires < this.opts.minExpires) {
+        // RFC 3261 10.3 step 7: 423 with Min-Expires.
+        return {
+          status: 423,
+          reason: 'Interval Too Brief',
+          headers: [{ name: 'min-expires', value: String(this.opts.minExpires) }],
+        };
+      }
+      parsed.push({ na, expires: Math.min(expires, this.opts.maxExpires) });
+    }
+
+    const path = request.getAll('path');
+    const userAgent = request.get('user-agent') ?? '';
+    for (const { na, expires } of parsed) {
+      const existing = this.opts.location.findByContact(aor, na.uri);
+      if (existing && existing.callId === callId && existing.cseq >= cseq) {
+        return { status: 400, reason: 'Bad Request - CSeq out of order' };
+      }
+      if (expires === 0) {
+        this.opts.location.remove(aor, na.uri);
+        continue;
+      }
+      const instance = na.params['+sip.instance'] ?? undefined;
+      const regIdText = na.params['reg-id'];
+      const contactUri = parseUri(na.uri);
+      const flowOnly =
+        flow.transport === 'ws' ||
+        flow.transport === 'wss' ||
+        regIdText !== undefined ||
+        'ob' in (contactUri?.params ?? {}) ||
+        (contactUri?.host.endsWith('.invalid') ?? true);
+      const binding: Binding = {
+        aor,
+        contact: na.uri,
+        instanceId: instance ?? undefined,
+        regId: regIdText ? Number.parseInt(regIdText, 10) : undefined,
+        callId,
+        cseq,
+        expiresAt: now + expires * 1000,
+        q: na.params.q ? Number.parseFloat(na.params.q) || 1 : 1,
+        userAgent,
+        flowId: routesOverFlow(flowOnly, contactUri?.host, contactUri?.port, flow) ? flow.id : undefined,
+        serverId: this.opts.serverId,
+        path,
+        flowOnly,
+      };
+      if (!existing && this.opts.location.lookup(aor).length >= this.maxBindings) {
+        return { status: 403, reason: `Forbidden - more than ${this.maxBindings} endpoints` };
+      }
+      this.opts.location.upsert(binding);
+    }
+    return undefined;
+  }
+
+  private replyWithBindings(request: SipMessage, st: ServerTransaction, aor: string): void {
+    const now = this.now();
+    const headers: SipHeader[] = [];
+    let outbound = false;
+    for (const b of this.opts.location.lookup(aor)) {
+      const params: Record<string, string | null> = { expires: String(Math.max(0, Math.round((b.expiresAt - now) / 1000))) };
+      if (b.instanceId) params['+sip.instance'] = b.instanceId;
+      if (b.regId !== undefined) {
+        params['reg-id'] = String(b.regId);
+        if (b.flowId === st.flow.id) outbound = true;
+      }
+      headers.push({ name: 'contact', value: formatNameAddr({ uri: b.contact, params }) });
+    }
+    for (const p of request.getAll('path')) headers.push({ name: 'path', value: p });
+    // RFC 5626 6: tell an outbound client its flow is being used.
+    if (outbound) headers.push({ name: 'require', value: 'outbound' });
+    headers.push({ name: 'date', value: new Date(now).toUTCString() });
+    st.reply(200, undefined, { toTag: newTag(), headers });
+  }
+}
+
+/**
+ * Should requests to this contact reuse the registration's connection? Always for flow-only
+ * contacts; for the rest when the contact names the connection's own source (connection
+ * reuse) or an address we could not reach anyway (a NATed client's private address).
+ * A contact on the same host but another port is a client listening there (it asked to
+ * be called back on that port).
+ */
+function routesOverFlow(flowOnly: boolean, host: string | undefined, port: number | undefined, flow: Flow): boolean {
+  if (flowOnly) return true;
+  if (host === undefined) return true;
+  const bare = host.startsWith('[') ? host.slice(1, -1) : host;
+  if (bare === flow.remoteAddress) return (port ?? 5060) === flow.remotePort;
+  return true;
+}

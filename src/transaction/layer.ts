@@ -1,0 +1,349 @@
+import type { Logger } from 'pino';
+import type { SipMessage } from '../sip/message.js';
+import { createResponse } from '../sip/response.js';
+import type { Flow } from '../transport/flow.js';
+import { cancelTimer, type TimerHandle, type TimerWheel } from './timers.js';
+
+// RFC 3261 17.1.1.1 and table 4. Every Parley transport is reliable, so the
+// retransmission timers (A, E, G) never run and Timers D, I, J and K are zero.
+export const T1 = 500;
+export const TIMER_B = 64 * T1;
+export const TIMER_F = 64 * T1;
+export const TIMER_H = 64 * T1;
+/** RFC 6026 8.7: how long an INVITE server transaction stays Accepted after a 2xx. */
+export const TIMER_L = 64 * T1;
+/** RFC 6026 8.4: how long an INVITE client transaction stays Accepted for 2xx retransmissions. */
+export const TIMER_M = 64 * T1;
+/** RFC 3261 16.2 (and 17.2.1): a stateful element answers an INVITE with 100 within 200 ms. */
+export const TRYING_DELAY = 200;
+
+export type ServerState = 'Trying' | 'Proceeding' | 'Completed' | 'Confirmed' | 'Accepted' | 'Terminated';
+export type ClientState = 'Calling' | 'Trying' | 'Proceeding' | 'Completed' | 'Accepted' | 'Terminated';
+
+/** The transaction user: the proxy core, registrar and presence server sit behind this. */
+export interface TransactionUser {
+  onRequest(request: SipMessage, transaction: ServerTransaction): void;
+  /** ACK for a 2xx: end to end, never part of the INVITE transaction (RFC 3261 17.2.1). */
+  onAck(ack: SipMessage, flow: Flow): void;
+  /** CANCEL matched a pending INVITE; the layer has already answered the CANCEL with 200. */
+  onCancel(invite: ServerTransaction, cancel: SipMessage): void;
+  /** A response that matches no client transaction (RFC 3261 16.7: forward statelessly). */
+  onStrayResponse(response: SipMessage, flow: Flow): void;
+}
+
+export interface ClientTransactionHandler {
+  onResponse(response: SipMessage, transaction: ClientTransaction): void;
+  /** Timer B/F fired or the flow failed: the TU treats it as a 408 (RFC 3261 16.7 step 2 / 8.1.3.1). */
+  onTimeout(transaction: ClientTransaction, reason: 'timeout' | 'transport'): void;
+}
+
+export class ServerTransaction {
+  state: ServerState;
+  lastResponse?: SipMessage;
+  /** Free slot for the TU (the proxy keeps its response context here). */
+  context: unknown;
+  timer?: TimerHandle;
+  tryingTimer?: TimerHandle;
+
+  constructor(
+    readonly layer: TransactionLayer,
+    readonly key: string,
+    readonly request: SipMessage,
+    readonly flow: Flow,
+  ) {
+    this.state = request.method === 'INVITE' ? 'Proceeding' : 'Trying';
+  }
+
+  get isInvite(): boolean {
+    return this.request.method === 'INVITE';
+  }
+
+  get isFinal(): boolean {
+    return this.state !== 'Trying' && this.state !== 'Proceeding';
+  }
+
+  /** Sends a response from the TU, moving the state machine (RFC 3261 17.2.1, 17.2.2; RFC 6026 7.1). */
+  respond(response: SipMessage): void {
+    if (this.state === 'Terminated' || this.state === 'Completed' || this.state === 'Confirmed') return;
+    const status = response.status;
+    if (this.state === 'Accepted') {
+      // RFC 6026 7.1: further 2xx from the TU are passed to the transport.
+      if (status >= 200 && status < 300) this.layer.sendOn(this.flow, response);
+      return;
+    }
+    cancelTimer(this.tryingTimer);
+    this.lastResponse = response;
+    this.layer.sendOn(this.flow, response);
+    if (status < 200) {
+      this.state = 'Proceeding';
+      return;
+    }
+    if (!this.isInvite) {
+      // Timer J is zero on a reliable transport: Completed -> Terminated at once.
+      this.terminate();
+    } else if (status < 300) {
+      this.state = 'Accepted';
+      this.timer = this.layer.timers.schedule(TIMER_L, () => this.terminate());
+    } else {
+      this.state = 'Completed';
+      // Timer H: give up waiting for the ACK. Timer G does not run on reliable transports.
+      this.timer = this.layer.timers.schedule(TIMER_H, () => this.terminate());
+    }
+  }
+
+  /** Convenience for the TU: build and send a response to this transaction's request. */
+  reply(status: number, reason?: string, opts?: Parameters<typeof createResponse>[3]): SipMessage {
+    const response = createResponse(this.request, status, reason, opts);
+    this.respond(response);
+    return response;
+  }
+
+  onRetransmission(request: SipMessage): void {
+    if (request.method === 'ACK') {
+      if (this.state === 'Completed') {
+        // Timer I is zero on a reliable transport.
+        this.state = 'Confirmed';
+        this.terminate();
+      }
+      return;
+    }
+    if ((this.state === 'Proceeding' || this.state === 'Completed') && this.lastResponse) {
+      this.layer.sendOn(this.flow, this.lastResponse);
+    }
+  }
+
+  terminate(): void {
+    if (this.state === 'Terminated') return;
+    this.state = 'Terminated';
+    cancelTimer(this.timer);
+    cancelTimer(this.tryingTimer);
+    this.layer.forgetServer(this);
+  }
+}
+
+export class ClientTransaction {
+  state: ClientState;
+  timer?: TimerHandle;
+  context: unknown;
+
+  constructor(
+    readonly layer: TransactionLayer,
+    readonly key: string,
+    readonly request: SipMessage,
+    readonly flow: Flow,
+    readonly handler: ClientTransactionHandler,
+  ) {
+    this.state = request.method === 'INVITE' ? 'Calling' : 'Trying';
+  }
+
+  get isInvite(): boolean {
+    return this.request.method === 'INVITE';
+  }
+
+  onResponse(response: SipMessage): void {
+    const status = response.status;
+    switch (this.state) {
+      case 'Calling':
+      case 'Trying':
+      case 'Proceeding':
+        if (status < 200) {
+          this.state = 'Proceeding';
+          this.handler.onResponse(response, this);
+          return;
+        }
+        cancelTimer(this.timer);
+        if (this.isInvite && status < 300) {
+          // RFC 6026 8.4: Accepted, so 2xx retransmissions from other forks still reach the TU.
+          this.state = 'Accepted';
+          this.timer = this.layer.timers.schedule(TIMER_M, () => this.terminate());
+        } else {
+          if (this.isInvite) this.sendAckForFailure(response);
+          // Timers D and K are zero on a reliable transport.
+          this.terminate();
+        }
+        this.handler.onResponse(response, this);
+        return;
+      case 'Accepted':
+        if (status >= 200 && status < 300) this.handler.onResponse(response, this);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** RFC 3261 17.1.1.3: the ACK for a non-2xx final response belongs to the transaction. */
+  private sendAckForFailure(response: SipMessage): void {
+    const req = this.request;
+    const lines = [
+      `ACK ${req.uri} SIP/2.0`,
+      `Via: ${req.getAll('via')[0]}`,
+      ...req.getAll('route').map((r) => `Route: ${r}`),
+      `From: ${req.get('from')}`,
+      `To: ${response.get('to')}`,
+      `Call-ID: ${req.callId}`,
+      `CSeq: ${req.cseq.seq} ACK`,
+      'Max-Forwards: 70',
+      'Content-Length: 0',
+      '',
+      '',
+    ];
+    this.layer.sendRaw(this.flow, Buffer.from(lines.join('\r\n')));
+  }
+
+  terminate(): void {
+    if (this.state === 'Terminated') return;
+    this.state = 'Terminated';
+    cancelTimer(this.timer);
+    this.layer.forgetClient(this);
+  }
+}
+
+export interface TransactionLayerOptions {
+  timers: TimerWheel;
+  log: Logger;
+  /** Called for every message the layer sends; lets the server count and trace. */
+  onSend?: (message: SipMessage, flow: Flow) => void;
+}
+
+/**
+ * RFC 3261 17: matches requests to server transactions and responses to client
+ * transactions, and hands everything new to the transaction user.
+ */
+export class TransactionLayer {
+  private readonly servers = new Map<string, ServerTransaction>();
+  private readonly clients = new Map<string, ClientTransaction>();
+  readonly timers: TimerWheel;
+  private tu!: TransactionUser;
+
+  constructor(private readonly opts: TransactionLayerOptions) {
+    this.timers = opts.timers;
+  }
+
+  setUser(tu: TransactionUser): void {
+    this.tu = tu;
+  }
+
+  get serverCount(): number {
+    return this.servers.size;
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  receive(message: SipMessage, flow: Flow): void {
+    if (message.isRequest) this.receiveRequest(message, flow);
+    else this.receiveResponse(message, flow);
+  }
+
+  private receiveRequest(request: SipMessage, flow: Flow): void {
+    const method = request.method;
+    if (method === 'ACK') {
+      const st = this.servers.get(serverKey(request, 'INVITE'));
+      if (st && (st.state === 'Completed' || st.state === 'Confirmed')) {
+        st.onRetransmission(request);
+        return;
+      }
+      this.tu.onAck(request, flow);
+      return;
+    }
+    if (method === 'CANCEL') {
+      const key = serverKey(request, 'CANCEL');
+      const existingCancel = this.servers.get(key);
+      if (existingCancel) {
+        existingCancel.onRetransmission(request);
+        return;
+      }
+      const cancelSt = new ServerTransaction(this, key, request, flow);
+      this.servers.set(key, cancelSt);
+      const invite = this.servers.get(serverKey(request, 'INVITE'));
+      if (!invite || invite.isFinal) {
+        // RFC 3261 9.2: no matching transaction.
+        cancelSt.reply(481, 'Call/Transaction Does Not Exist');
+        return;
+      }
+      cancelSt.reply(200);
+      this.tu.onCancel(invite, request);
+      return;
+    }
+    const key = serverKey(request, method);
+    const existing = this.servers.get(key);
+    if (existing) {
+      existing.onRetransmission(request);
+      return;
+    }
+    const st = new ServerTransaction(this, key, request, flow);
+    this.servers.set(key, st);
+    if (method === 'INVITE') {
+      st.tryingTimer = this.timers.schedule(TRYING_DELAY, () => {
+        if (st.state === 'Proceeding' && !st.lastResponse) st.reply(100);
+      });
+    }
+    this.tu.onRequest(request, st);
+  }
+
+  private receiveResponse(response: SipMessage, flow: Flow): void {
+    const via = response.topVia;
+    const key = `${via?.branch ?? ''}|${response.cseq.method}`;
+    const ct = this.clients.get(key);
+    if (ct) ct.onResponse(response);
+    else this.tu.onStrayResponse(response, flow);
+  }
+
+  /** Starts a client transaction; the request must already carry our topmost Via with a unique branch. */
+  request(request: SipMessage, flow: Flow, handler: ClientTransactionHandler): ClientTransaction {
+    const key = `${request.topVia.branch ?? ''}|${request.method}`;
+    const ct = new ClientTransaction(this, key, request, flow, handler);
+    this.clients.set(key, ct);
+    ct.timer = this.timers.schedule(ct.isInvite ? TIMER_B : TIMER_F, () => {
+      if (ct.state === 'Terminated') return;
+      ct.terminate();
+      handler.onTimeout(ct, 'timeout');
+    });
+    if (!this.sendOn(flow, request)) {
+      ct.terminate();
+      // Report asynchronously so callers see one code path for every failure.
+      queueMicrotask(() => handler.onTimeout(ct, 'transport'));
+    }
+    return ct;
+  }
+
+  sendOn(flow: Flow, message: SipMessage): boolean {
+    this.opts.onSend?.(message, flow);
+    return flow.send(message.toBuffer());
+  }
+
+  sendRaw(flow: Flow, data: Buffer): boolean {
+    return flow.send(data);
+  }
+
+  forgetServer(st: ServerTransaction): void {
+    if (this.servers.get(st.key) === st) this.servers.delete(st.key);
+  }
+
+  forgetClient(ct: ClientTransaction): void {
+    if (this.clients.get(ct.key) === ct) this.clients.delete(ct.key);
+  }
+
+  /** Shutdown: every transaction ends, pending client transactions are reported as timed out. */
+  stop(): void {
+    for (const ct of [...this.clients.values()]) {
+      ct.terminate();
+      ct.handler.onTimeout(ct, 'transport');
+    }
+    for (const st of [...this.servers.values()]) st.terminate();
+  }
+}
+
+/**
+ * RFC 3261 17.2.3: branch (with the magic cookie) plus sent-by plus method identifies a
+ * server transaction; ACK and CANCEL look for the INVITE's. Pre-RFC 3261 peers without the
+ * cookie are matched by Call-ID, CSeq number, From tag and Via.
+ */
+function serverKey(request: SipMessage, method: string): string {
+  const via = request.topVia;
+  const branch = via?.branch;
+  const sentBy = via ? `${via.host}:${via.port ?? ''}` : '';
+  if (branch?.startsWith('z9hG4bK')) return `${branch}|${sentBy}|${method}`;
+  return `2543|${request.callId}|${request.cseq.seq}|${request.from.tag ?? ''}|${sentBy}|${method}`;
+}

@@ -1,0 +1,133 @@
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+
+export type TransportName = 'tcp' | 'tls' | 'ws' | 'wss';
+
+/**
+ * One connection to a peer. RFC 5626 calls it a flow: requests for an endpoint go back
+ * over the flow it registered on, which is the only way to reach clients behind NAT or in
+ * a browser.
+ */
+export interface Flow {
+  readonly id: string;
+  readonly transport: TransportName;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly secure: boolean;
+  /** Peer certificate's names when the peer presented a verified TLS client certificate. */
+  readonly peerNames: readonly string[];
+  readonly closed: boolean;
+  send(data: Buffer): boolean;
+  close(): void;
+  /** AORs this flow has proved it speaks for (a REGISTER or a 407 challenge answered on it). */
+  readonly authenticated: Set<string>;
+}
+
+let nextFlowNumber = 1;
+export function newFlowId(prefix: string): string {
+  return `${prefix}${(nextFlowNumber++).toString(36)}`;
+}
+
+function stripV4Mapped(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/**
+ * A flow over a TCP or TLS socket. Writes are corked and flushed once per tick: under load
+ * many responses leave in one segment instead of one syscall each.
+ */
+export class SocketFlow implements Flow {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly authenticated = new Set<string>();
+  peerNames: readonly string[] = [];
+  closed = false;
+  private corked = false;
+
+  constructor(
+    readonly transport: 'tcp' | 'tls',
+    private readonly socket: Socket,
+  ) {
+    this.id = newFlowId(transport === 'tls' ? 's' : 't');
+    this.remoteAddress = stripV4Mapped(socket.remoteAddress);
+    this.remotePort = socket.remotePort ?? 0;
+    this.localAddress = stripV4Mapped(socket.localAddress);
+    this.localPort = socket.localPort ?? 0;
+    socket.once('close', () => {
+      this.closed = true;
+    });
+  }
+
+  get secure(): boolean {
+    return this.transport === 'tls';
+  }
+
+  send(data: Buffer): boolean {
+    if (this.closed || this.socket.destroyed) return false;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(data);
+    return true;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+}
+
+/** A flow over a WebSocket (RFC 7118): one SIP message per WebSocket text/binary message. */
+export class WebSocketFlow implements Flow {
+  readonly id: string;
+  readonly authenticated = new Set<string>();
+  peerNames: readonly string[] = [];
+  closed = false;
+
+  constructor(
+    readonly transport: 'ws' | 'wss',
+    private readonly ws: WebSocket,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+    readonly localAddress: string,
+    readonly localPort: number,
+  ) {
+    this.id = newFlowId('w');
+    this.remoteAddress = stripV4Mapped(remoteAddress);
+    this.localAddress = stripV4Mapped(localAddress);
+    ws.once('close', () => {
+      this.closed = true;
+    });
+  }
+
+  get secure(): boolean {
+    return this.transport === 'wss';
+  }
+
+  send(data: Buffer): boolean {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return false;
+    // RFC 7118 5.2: SIP messages with a UTF-8 payload go as text frames.
+    this.ws.send(data, { binary: false });
+    return true;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ws.close(1001, 'server closing');
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+}
