@@ -1,0 +1,165 @@
+import { AlreadyExistsError, Attribute, Change, type Client, NoSuchObjectError } from 'ldapts';
+import type { CentralConfig } from './config.js';
+import { andFilter, equalityFilter } from './filter.js';
+import { type Environment, connectLdap, firstValue, searchPages } from './ldap.js';
+import { CONTACT_ATTRIBUTES, type ContactAttributes, readContactAttributes, sipAddress } from './mapping.js';
+import { hasParleySchema } from './schema.js';
+
+/** The writes the sync makes in the central forest; narrow so tests can wrap it. */
+export interface ContactWriter {
+  /** Creates the contact; if it already exists (a resumed run), replaces its attributes. */
+  addContact(dn: string, attrs: ContactAttributes): Promise<void>;
+  /** Replaces the named attributes; if the contact vanished, creates it again. */
+  updateContact(dn: string, attrs: ContactAttributes, changed: readonly string[]): Promise<void>;
+  /** Deletes the contact; one already gone is fine. */
+  deleteContact(dn: string): Promise<void>;
+}
+
+export class CentralNotPreparedError extends Error {
+  override name = 'CentralNotPreparedError';
+}
+
+export interface CentralEntry {
+  dn: string;
+  sipAddress?: string;
+  displayName: string;
+  enabled: boolean;
+  home?: string;
+  sourceForest?: string;
+  sourceAnchor?: string;
+  entryUuid?: string;
+  isContact: boolean;
+}
+
+function isBelow(dn: string, container: string): boolean {
+  return dn.toLowerCase().replace(/\s+/g, '').endsWith(`,${container.toLowerCase().replace(/\s+/g, '')}`);
+}
+
+export class CentralDirectory implements ContactWriter {
+  private constructor(
+    private readonly client: Client,
+    readonly config: CentralConfig,
+  ) {}
+
+  static async connect(config: CentralConfig, env: Environment): Promise<CentralDirectory> {
+    return new CentralDirectory(await connectLdap(config, { env }), config);
+  }
+
+  async close(): Promise<void> {
+    await this.client.unbind().catch(() => undefined);
+  }
+
+  /** The sync needs the schema and the container that `parley directory prepare` creates. */
+  async checkPrepared(): Promise<void> {
+    if (!(await hasParleySchema(this.client))) {
+      throw new CentralNotPreparedError(`the central forest ${this.config.url} has no parleyUser schema`);
+    }
+    try {
+      await this.client.search(this.config.contactContainer, { scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] });
+    } catch (err) {
+      if (err instanceof NoSuchObjectError) {
+        throw new CentralNotPreparedError(`the contact container ${this.config.contactContainer} does not exist`);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * SIP addresses that belong to central users (outside the contact container): their
+   * parleySipAddress, or alias@sipDomain for users not SIP-enabled yet. A contact never
+   * takes one of these.
+   */
+  async centralUserAddresses(): Promise<Map<string, string>> {
+    const claimed = new Map<string, string>();
+    const pages = searchPages(this.client, this.config.baseDn, {
+      filter: this.config.userFilter,
+      attributes: [this.config.aliasAttribute, 'parleySipAddress'],
+      pageSize: this.config.pageSize,
+    });
+    for await (const page of pages) {
+      for (const e of page) {
+        if (isBelow(e.dn, this.config.contactContainer)) continue;
+        const sip = firstValue(e, 'parleySipAddress')?.toLowerCase();
+        if (sip) claimed.set(sip, e.dn);
+        const alias = firstValue(e, this.config.aliasAttribute)?.toLowerCase();
+        if (alias) claimed.set(sipAddress(alias, this.config.sipDomain), e.dn);
+      }
+    }
+    return claimed;
+  }
+
+  /** The contacts made for one forest, as they are now (a full sync repairs drift from these). */
+  async *contacts(forest: string): AsyncGenerator<{ dn: string; anchor?: string; attrs: ContactAttributes }[]> {
+    const pages = searchPages(this.client, this.config.contactContainer, {
+      filter: andFilter('(objectClass=parleyUser)', equalityFilter('parleySourceForest', forest)),
+      attributes: [...CONTACT_ATTRIBUTES],
+      pageSize: this.config.pageSize,
+      scope: 'one',
+    });
+    for await (const page of pages) {
+      yield page.map((e) => ({ dn: e.dn, anchor: firstValue(e, 'parleySourceAnchor'), attrs: readContactAttributes(e) }));
+    }
+  }
+
+  /** Every SIP-enabled object under the base: central users and contacts (for replication). */
+  async *sipEnabled(): AsyncGenerator<CentralEntry[]> {
+    const pages = searchPages(this.client, this.config.baseDn, {
+      filter: andFilter('(objectClass=parleyUser)', '(parleySipAddress=*)'),
+      attributes: ['parleySipAddress', 'parleyEnabled', 'parleyHome', 'parleySourceForest', 'parleySourceAnchor', 'displayName', 'cn', 'entryUUID'],
+      pageSize: this.config.pageSize,
+    });
+    for await (const page of pages) {
+      yield page.map((e) => {
+        const isContact = isBelow(e.dn, this.config.contactContainer) && firstValue(e, 'parleySourceForest') !== undefined;
+        return {
+          dn: e.dn,
+          sipAddress: firstValue(e, 'parleySipAddress')?.toLowerCase().replace(/^sips?:/, ''),
+          displayName: firstValue(e, 'displayName') ?? firstValue(e, 'cn') ?? '',
+          enabled: firstValue(e, 'parleyEnabled')?.toUpperCase() !== 'FALSE',
+          home: firstValue(e, 'parleyHome'),
+          sourceForest: isContact ? firstValue(e, 'parleySourceForest') : undefined,
+          sourceAnchor: firstValue(e, 'parleySourceAnchor'),
+          entryUuid: firstValue(e, 'entryUUID'),
+          isContact,
+        };
+      });
+    }
+  }
+
+  async addContact(dn: string, attrs: ContactAttributes): Promise<void> {
+    const cn = /^cn=((?:\\.|[^,])+)/i.exec(dn)?.[1]?.replace(/\\(.)/g, '$1') ?? dn;
+    const entry: Record<string, string[]> = { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson', 'parleyUser'], cn: [cn] };
+    for (const [k, v] of Object.entries(attrs)) if (v.length > 0) entry[k] = v;
+    try {
+      await this.client.add(dn, entry);
+    } catch (err) {
+      if (!(err instanceof AlreadyExistsError)) throw err;
+      await this.replace(dn, attrs, CONTACT_ATTRIBUTES);
+    }
+  }
+
+  async updateContact(dn: string, attrs: ContactAttributes, changed: readonly string[]): Promise<void> {
+    try {
+      await this.replace(dn, attrs, changed);
+    } catch (err) {
+      if (!(err instanceof NoSuchObjectError)) throw err;
+      await this.addContact(dn, attrs);
+    }
+  }
+
+  async deleteContact(dn: string): Promise<void> {
+    try {
+      await this.client.del(dn);
+    } catch (err) {
+      if (!(err instanceof NoSuchObjectError)) throw err;
+    }
+  }
+
+  private async replace(dn: string, attrs: ContactAttributes, names: readonly string[]): Promise<void> {
+    // A replace with no values deletes the attribute (RFC 4511 section 4.6), and is a no-op when absent.
+    const changes = names.map(
+      (type) => new Change({ operation: 'replace', modification: new Attribute({ type, values: attrs[type] ?? [] }) }),
+    );
+    if (changes.length > 0) await this.client.modify(dn, changes);
+  }
+}

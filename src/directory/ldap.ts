@@ -1,0 +1,95 @@
+import { readFileSync } from 'node:fs';
+import { Client, type Entry } from 'ldapts';
+import type { BindConfig, PasswordSource } from './config.js';
+
+/**
+ * The small part of LDAP the directory code uses: bind with a password from a file or the
+ * environment, paged searches (RFC 2696) and case-insensitive attribute access.
+ */
+
+export type Environment = Record<string, string | undefined>;
+
+export class BindPasswordError extends Error {
+  override name = 'BindPasswordError';
+}
+
+export function readBindPassword(source: PasswordSource, env: Environment): string {
+  if ('env' in source) {
+    const v = env[source.env];
+    if (v === undefined || v === '') throw new BindPasswordError(`environment variable ${source.env} is not set`);
+    return v;
+  }
+  let text: string;
+  try {
+    text = readFileSync(source.file, 'utf8');
+  } catch (err) {
+    throw new BindPasswordError(`cannot read bind password file ${source.file}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  return text.replace(/\r?\n$/, '');
+}
+
+export interface ConnectOptions {
+  env: Environment;
+  timeoutMs?: number;
+}
+
+export async function connectLdap(bind: BindConfig, opts: ConnectOptions): Promise<Client> {
+  const password = readBindPassword(bind.password, opts.env);
+  const client = new Client({
+    url: bind.url,
+    timeout: opts.timeoutMs ?? 60_000,
+    connectTimeout: opts.timeoutMs ?? 10_000,
+  });
+  try {
+    await client.bind(bind.bindDn, password);
+  } catch (err) {
+    await client.unbind().catch(() => undefined);
+    throw err;
+  }
+  return client;
+}
+
+export interface PagedSearch {
+  filter: string;
+  attributes: string[];
+  pageSize: number;
+  scope?: 'sub' | 'one' | 'base';
+  explicitBufferAttributes?: string[];
+}
+
+/** Yields one page of entries at a time, so a forest of 100,000 users is never one array. */
+export async function* searchPages(client: Client, base: string, search: PagedSearch): AsyncGenerator<Entry[]> {
+  const pages = client.searchPaginated(base, {
+    scope: search.scope ?? 'sub',
+    filter: search.filter,
+    attributes: search.attributes,
+    paged: { pageSize: search.pageSize },
+    explicitBufferAttributes: search.explicitBufferAttributes,
+  });
+  for await (const page of pages) yield page.searchEntries;
+}
+
+function lookup(entry: Entry, attribute: string): Entry[string] | undefined {
+  if (attribute in entry) return entry[attribute];
+  const lower = attribute.toLowerCase();
+  for (const key of Object.keys(entry)) if (key.toLowerCase() === lower) return entry[key];
+  return undefined;
+}
+
+export function values(entry: Entry, attribute: string): string[] {
+  const v = lookup(entry, attribute);
+  if (v === undefined) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((x) => (Buffer.isBuffer(x) ? x.toString('utf8') : String(x))).filter((x) => x !== '');
+}
+
+export function firstValue(entry: Entry, attribute: string): string | undefined {
+  return values(entry, attribute)[0];
+}
+
+export function bufferValue(entry: Entry, attribute: string): Buffer | undefined {
+  const v = lookup(entry, attribute);
+  const first = Array.isArray(v) ? v[0] : v;
+  if (first === undefined) return undefined;
+  return Buffer.isBuffer(first) ? first : Buffer.from(String(first), 'binary');
+}

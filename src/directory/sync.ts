@@ -1,0 +1,727 @@
+import { ResultCodeError } from 'ldapts';
+import type { Sql } from '../store/sql.js';
+import { CentralDirectory, CentralNotPreparedError, type ContactWriter } from './central.js';
+import type { DirectoryConfig, ForestConfig } from './config.js';
+import { DirectoryError, EXIT } from './errors.js';
+import { ForestReader, laterMark } from './forest.js';
+import { type Join, type OpAction, SyncJournal, currentHolder } from './journal.js';
+import { BindPasswordError, type Environment } from './ldap.js';
+import {
+  type ContactAttributes,
+  type SourceUser,
+  changedAttributes,
+  contactAttributes,
+  contactDn,
+  hashAttributes,
+  sipAddress,
+} from './mapping.js';
+
+/**
+ * The identity-integration job: secondary forests -> contacts in the central forest.
+ *
+ * Per forest: read (paged; only changes since the watermark unless --full, plus the set of
+ * anchors to detect deletes), diff (against the joins, or against the central contacts
+ * themselves with --full), write (journaled, idempotent LDAP operations). A killed run
+ * leaves its watermark where it was, so the next run reads the same changes again and
+ * its idempotent writes finish the job; joins make already-done work cost nothing.
+ */
+
+export type SyncPhase = 'read' | 'diff' | 'write';
+
+export interface SyncProgress {
+  forest: string;
+  phase: SyncPhase;
+  done: number;
+  total?: number;
+}
+
+export interface SyncConflict {
+  forest: string;
+  anchor: string;
+  sourceDn: string;
+  sipAddress: string;
+  /** 'central:<dn>' or '<forest>:<dn>' */
+  heldBy: string;
+}
+
+export interface SyncItemError {
+  forest: string;
+  anchor?: string;
+  dn?: string;
+  action?: OpAction;
+  code: string;
+  message: string;
+}
+
+export interface PlannedChange {
+  forest: string;
+  action: OpAction;
+  anchor: string;
+  contactDn: string;
+  sipAddress: string;
+  sourceDn: string;
+  attributes?: string[];
+}
+
+export interface ForestSummary {
+  forest: string;
+  status: 'ok' | 'failed' | 'refused';
+  mode: 'incremental' | 'full';
+  read: number;
+  added: number;
+  updated: number;
+  disabled: number;
+  deleted: number;
+  unchanged: number;
+  conflicts: number;
+  errors: number;
+  /** Removals planned but refused by the deletion threshold. */
+  refusedRemovals: number;
+  watermark?: string;
+  message?: string;
+}
+
+export interface SyncSummary {
+  runId: number;
+  status: 'succeeded' | 'partial' | 'refused' | 'failed';
+  exitCode: number;
+  dryRun: boolean;
+  mode: 'incremental' | 'full';
+  resumedFrom?: number;
+  added: number;
+  updated: number;
+  disabled: number;
+  deleted: number;
+  conflicts: SyncConflict[];
+  errors: SyncItemError[];
+  durationMs: number;
+  forests: ForestSummary[];
+  /** With --dry-run: what would be written. */
+  planned: PlannedChange[];
+}
+
+export interface SyncOptions {
+  sql: Sql;
+  config: DirectoryConfig;
+  env: Environment;
+  forests?: string[];
+  full?: boolean;
+  dryRun?: boolean;
+  allowMassDelete?: boolean;
+  now?: () => Date;
+  /** Stops between writes; the run is left as a killed process would leave it. */
+  signal?: AbortSignal;
+  onProgress?: (p: SyncProgress) => void;
+  /** Lets a test or a caller wrap the central writes (e.g. to count them). */
+  wrapWriter?: (writer: ContactWriter) => ContactWriter;
+}
+
+interface PlannedOp extends PlannedChange {
+  attrs?: ContactAttributes;
+  changed?: string[];
+  /** Join state once the op is done (undefined: the join goes away). */
+  join?: Join;
+  removal: boolean;
+}
+
+export class SyncInterruptedError extends Error {
+  override name = 'SyncInterruptedError';
+}
+
+const WRITE_BATCH = 200;
+
+function emptyForestSummary(forest: string, mode: 'incremental' | 'full'): ForestSummary {
+  return {
+    forest,
+    status: 'ok',
+    mode,
+    read: 0,
+    added: 0,
+    updated: 0,
+    disabled: 0,
+    deleted: 0,
+    unchanged: 0,
+    conflicts: 0,
+    errors: 0,
+    refusedRemovals: 0,
+  };
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ResultCodeError) return `${err.name} (LDAP result ${err.code}): ${err.message}`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+function userFromJoin(j: Join): SourceUser & { alias: string } {
+  const a = j.attributes;
+  return {
+    forest: j.forest,
+    anchor: j.anchor,
+    dn: j.sourceDn,
+    alias: j.sipAddress.split('@')[0],
+    displayName: a.displayName?.[0] ?? '',
+    givenName: a.givenName?.[0],
+    surname: a.sn?.[0],
+    mail: a.mail?.[0],
+    disabled: a.parleyEnabled?.[0] === 'FALSE',
+  };
+}
+
+export class DirectorySync {
+  private readonly journal: SyncJournal;
+  private readonly holder = currentHolder();
+  private readonly started = Date.now();
+  private readonly summaries: ForestSummary[] = [];
+  private readonly conflicts: SyncConflict[] = [];
+  private readonly errors: SyncItemError[] = [];
+  private readonly planned: PlannedChange[] = [];
+  private heartbeat?: NodeJS.Timeout;
+  private finished = false;
+  private writer: ContactWriter;
+
+  private constructor(
+    private readonly opts: SyncOptions,
+    private readonly central: CentralDirectory,
+    private readonly runId: number,
+    private readonly resumedFrom: number | undefined,
+    private readonly centralUsers: Map<string, string>,
+    private readonly claims: Map<string, { forest: string; anchor: string; sourceDn: string }>,
+  ) {
+    this.journal = new SyncJournal(opts.sql);
+    this.writer = opts.wrapWriter ? opts.wrapWriter(central) : central;
+  }
+
+  get mode(): 'incremental' | 'full' {
+    return this.opts.full ? 'full' : 'incremental';
+  }
+
+  /** Takes the lock, opens the run and checks the central forest. */
+  static async begin(opts: SyncOptions): Promise<DirectorySync> {
+    const names = opts.config.forests.map((f) => f.name);
+    for (const f of opts.forests ?? []) {
+      if (!names.includes(f)) {
+        throw new DirectoryError('DIRECTORY_UNKNOWN_FOREST', `no forest named '${f}' in the configuration`, EXIT.error, [
+          `configured forests: ${names.join(', ')}`,
+        ]);
+      }
+    }
+    const journal = new SyncJournal(opts.sql);
+    const holder = currentHolder();
+    const lock = await journal.acquireLock(holder, opts.config.sync.lockStaleSeconds);
+    if (!lock.acquired) {
+      const h = lock.heldBy;
+      throw new DirectoryError(
+        'DIRECTORY_LOCKED',
+        `another directory sync is running (${h.holder}${h.runId ? `, run ${h.runId}` : ''}, since ${h.acquiredAt.toISOString()})`,
+        EXIT.locked,
+        [
+          `wait for it to finish; a lock whose holder stops renewing it is taken over after ${opts.config.sync.lockStaleSeconds}s`,
+        ],
+      );
+    }
+    let central: CentralDirectory | undefined;
+    try {
+      central = await CentralDirectory.connect(opts.config.central, opts.env).catch((err: unknown) => {
+        if (err instanceof BindPasswordError) throw new DirectoryError('DIRECTORY_PASSWORD', err.message, EXIT.error);
+        throw new DirectoryError(
+          'DIRECTORY_CENTRAL_UNREACHABLE',
+          `cannot bind to the central forest ${opts.config.central.url}: ${describe(err)}`,
+          EXIT.error,
+          ['check directory.central.url, bindDn and the bind password source'],
+        );
+      });
+      await central.checkPrepared().catch((err: unknown) => {
+        if (err instanceof CentralNotPreparedError) {
+          throw new DirectoryError('DIRECTORY_NOT_PREPARED', err.message, EXIT.error, [
+            `run: parley directory prepare --central ${opts.config.central.url}`,
+          ]);
+        }
+        throw err;
+      });
+      const centralUsers = await central.centralUserAddresses();
+      const claims = await journal.claims();
+      const run = await journal.startRun({ mode: opts.full ? 'full' : 'incremental', dryRun: !!opts.dryRun, holder });
+      await journal.heartbeat(holder, run.runId);
+      const sync = new DirectorySync(opts, central, run.runId, run.resumedFrom, centralUsers, claims);
+      const every = Math.max(1, Math.floor(opts.config.sync.lockStaleSeconds / 4)) * 1000;
+      sync.heartbeat = setInterval(() => void journal.heartbeat(holder).catch(() => undefined), every);
+      sync.heartbeat.unref();
+      return sync;
+    } catch (err) {
+      await central?.close();
+      await journal.releaseLock(holder);
+      throw err;
+    }
+  }
+
+  forestsToSync(): ForestConfig[] {
+    const only = this.opts.forests;
+    return this.opts.config.forests.filter((f) => !only || only.length === 0 || only.includes(f.name));
+  }
+
+  private now(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+
+  private checkAborted(): void {
+    if (this.opts.signal?.aborted) throw new SyncInterruptedError('directory sync interrupted');
+  }
+
+  /** One forest: read, diff, write. A forest that cannot be read fails alone. */
+  async syncForest(forest: ForestConfig, onProgress = this.opts.onProgress): Promise<ForestSummary> {
+    const summary = emptyForestSummary(forest.name, this.mode);
+    this.summaries.push(summary);
+    const progress = (phase: SyncPhase, done: number, total?: number) =>
+      onProgress?.({ forest: forest.name, phase, done, total });
+
+    const since = this.opts.full ? undefined : await this.journal.watermark(forest.name);
+    const changed: SourceUser[] = [];
+    let anchors: Set<string>;
+    let mark = since;
+    let reader: ForestReader | undefined;
+    try {
+      reader = await ForestReader.connect(forest, this.opts.env);
+      progress('read', 0);
+      for await (const page of reader.users(since)) {
+        for (const u of page.users) {
+          changed.push(u);
+          mark = laterMark(mark, u.changeMark);
+        }
+        summary.read += page.users.length;
+        progress('read', summary.read);
+      }
+      anchors = since === undefined ? new Set(changed.map((u) => u.anchor)) : await reader.anchors();
+    } catch (err) {
+      summary.status = 'failed';
+      summary.message = `cannot read forest ${forest.name} (${forest.url}): ${describe(err)}`;
+      return summary;
+    } finally {
+      await reader?.close();
+    }
+
+    progress('diff', 0);
+    const ops = await this.diff(forest, changed, anchors, summary);
+    progress('diff', ops.length, ops.length);
+
+    const removals = ops.filter((o) => o.removal);
+    const managed = (await this.journal.joins(forest.name)).size;
+    const policy = this.opts.config.sync;
+    const overCount = removals.length > policy.maxDeletes;
+    const overPercent =
+      policy.maxDeletePercent !== undefined && removals.length * 100 > policy.maxDeletePercent * Math.max(managed, 1);
+    let toWrite = ops;
+    if (removals.length > 0 && (overCount || overPercent) && !this.opts.allowMassDelete) {
+      // A wrong base DN or filter looks exactly like everyone leaving: keep the contacts.
+      summary.status = 'refused';
+      summary.refusedRemovals = removals.length;
+      summary.message = `refused to remove ${removals.length} of ${managed} contacts (limit ${policy.maxDeletes}${
+        policy.maxDeletePercent !== undefined ? ` or ${policy.maxDeletePercent}%` : ''
+      }); rerun with --allow-mass-delete if this is intended`;
+      toWrite = ops.filter((o) => !o.removal);
+    }
+
+    if (this.opts.dryRun) {
+      for (const op of toWrite) if (op.action) this.planned.push(this.publicChange(op));
+      this.count(summary, toWrite);
+      summary.watermark = mark;
+      return summary;
+    }
+
+    const writeErrors = await this.write(forest, toWrite, summary, progress);
+    if (writeErrors === 0 && mark !== undefined && mark !== since) {
+      await this.journal.setWatermark(forest.name, mark);
+    }
+    summary.watermark = writeErrors === 0 ? mark : since;
+    return summary;
+  }
+
+  private publicChange(op: PlannedOp): PlannedChange {
+    return {
+      forest: op.forest,
+      action: op.action,
+      anchor: op.anchor,
+      contactDn: op.contactDn,
+      sipAddress: op.sipAddress,
+      sourceDn: op.sourceDn,
+      attributes: op.changed,
+    };
+  }
+
+  private count(summary: ForestSummary, ops: PlannedOp[]): void {
+    for (const op of ops) {
+      if (op.action === 'add') summary.added++;
+      else if (op.action === 'update') summary.updated++;
+      else if (op.action === 'disable') summary.disabled++;
+      else if (op.action === 'delete') summary.deleted++;
+    }
+  }
+
+  private graceExpired(j: Join): boolean {
+    if (!j.disabledAt) return false;
+    return this.now().getTime() - j.disabledAt.getTime() >= this.opts.config.sync.deleteGraceSeconds * 1000;
+  }
+
+  private conflict(forest: ForestConfig, user: SourceUser, sip: string, heldBy: string, summary: ForestSummary): void {
+    summary.conflicts++;
+    this.conflicts.push({ forest: forest.name, anchor: user.anchor, sourceDn: user.dn, sipAddress: sip, heldBy });
+  }
+
+  /** Who else holds this address, if anyone: a central user first, then another source user. */
+  private holderOf(sip: string, forest: string, anchor: string): string | undefined {
+    const central = this.centralUsers.get(sip);
+    if (central) return `central:${central}`;
+    const claim = this.claims.get(sip);
+    if (claim && !(claim.forest === forest && claim.anchor === anchor)) return `${claim.forest}:${claim.sourceDn}`;
+    return undefined;
+  }
+
+  private async diff(
+    forest: ForestConfig,
+    changed: SourceUser[],
+    anchors: Set<string>,
+    summary: ForestSummary,
+  ): Promise<PlannedOp[]> {
+    const { central } = this.opts.config;
+    const joins = await this.journal.joins(forest.name);
+    // With --full the contacts themselves are the current state, so drift is repaired.
+    let actual: Map<string, { dn: string; attrs: ContactAttributes }> | undefined;
+    if (this.opts.full) {
+      actual = new Map();
+      for await (const page of this.central.contacts(forest.name)) {
+        for (const c of page) if (c.anchor) actual.set(c.anchor, c);
+      }
+    }
+    const ops: PlannedOp[] = [];
+    const storeOnly: Join[] = [];
+    const forget: string[] = [];
+    const seen = new Set<string>();
+    const now = this.now();
+
+    const evaluate = (user: SourceUser & { alias: string }, j: Join | undefined): void => {
+      const sip = sipAddress(user.alias, central.sipDomain);
+      const enabled = !user.disabled;
+      const attrs = contactAttributes(user, { sipDomain: central.sipDomain, home: forest.home, enabled });
+      const dn = j?.contactDn ?? actual?.get(user.anchor)?.dn ?? contactDn(forest.name, user.anchor, central.contactContainer);
+      const hasContact = actual ? actual.has(user.anchor) : j !== undefined && j.state !== 'conflict';
+      const current = actual ? actual.get(user.anchor)?.attrs : hasContact ? j?.attributes : undefined;
+      const heldBy = this.holderOf(sip, forest.name, user.anchor);
+      if (heldBy) {
+        this.conflict(forest, user, sip, heldBy, summary);
+        if (hasContact && j && j.sipAddress === sip && heldBy.startsWith('central:')) {
+          // The person now exists in the central forest: the contact would shadow them.
+          ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
+          this.claims.delete(sip);
+        } else if (!hasContact) {
+          storeOnly.push({
+            forest: forest.name,
+            anchor: user.anchor,
+            sourceDn: user.dn,
+            contactDn: dn,
+            sipAddress: sip,
+            state: 'conflict',
+            attributes: attrs,
+            attributesHash: hashAttributes(attrs),
+          });
+        }
+        // With a contact under another address, the contact stays as it is: reported, not overwritten.
+        return;
+      }
+      const disabledAt = enabled ? undefined : j?.state === 'disabled' && j.disabledAt ? j.disabledAt : now;
+      const join: Join = {
+        forest: forest.name,
+        anchor: user.anchor,
+        sourceDn: user.dn,
+        contactDn: dn,
+        sipAddress: sip,
+        state: enabled ? 'active' : 'disabled',
+        attributes: attrs,
+        attributesHash: hashAttributes(attrs),
+        disabledAt,
+        disabledReason: enabled ? undefined : 'source-disabled',
+      };
+      if (!hasContact) {
+        // A user disabled at the source before ever being synced gets no contact.
+        if (!enabled) {
+          if (j) forget.push(j.anchor);
+          return;
+        }
+        this.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+        ops.push({ ...this.opBase(forest, user, dn, sip), action: 'add', attrs, join, removal: false });
+        return;
+      }
+      if (j && j.sipAddress !== sip && this.claims.get(j.sipAddress)?.anchor === user.anchor) this.claims.delete(j.sipAddress);
+      this.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+      if (!enabled && j?.state === 'disabled' && this.graceExpired(j)) {
+        ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
+        return;
+      }
+      const diff = changedAttributes(current ?? {}, attrs);
+      if (diff.length === 0) {
+        summary.unchanged++;
+        if (!j || j.sourceDn !== user.dn || j.attributesHash !== join.attributesHash || j.state !== join.state) {
+          storeOnly.push(join);
+        }
+        return;
+      }
+      const disabling = !enabled && current?.parleyEnabled?.[0] !== 'FALSE';
+      ops.push({
+        ...this.opBase(forest, user, dn, sip),
+        action: disabling ? 'disable' : 'update',
+        attrs,
+        changed: diff,
+        join,
+        removal: false,
+      });
+    };
+
+    for (const user of [...changed].sort((a, b) => (a.dn < b.dn ? -1 : 1))) {
+      seen.add(user.anchor);
+      if (!user.alias) {
+        summary.errors++;
+        this.errors.push({
+          forest: forest.name,
+          anchor: user.anchor,
+          dn: user.dn,
+          code: 'invalid-alias',
+          message: user.aliasProblem ?? 'no alias',
+        });
+        continue;
+      }
+      evaluate(user as SourceUser & { alias: string }, joins.get(user.anchor));
+    }
+
+    for (const j of joins.values()) {
+      if (seen.has(j.anchor)) continue;
+      const present = anchors.has(j.anchor);
+      if (j.state === 'conflict') {
+        // The holder of the address may be gone by now: try again with what was wanted.
+        if (present) evaluate(userFromJoin(j), j);
+        else forget.push(j.anchor);
+        continue;
+      }
+      const user = userFromJoin(j);
+      if (present) {
+        if (j.state === 'disabled' && this.graceExpired(j)) {
+          ops.push({ ...this.opBase(forest, user, j.contactDn, j.sipAddress), action: 'delete', removal: true });
+        } else if (this.opts.full && !actual?.has(j.anchor)) {
+          // Recorded but missing in the central forest (deleted by hand): re-create it.
+          ops.push({
+            ...this.opBase(forest, user, j.contactDn, j.sipAddress),
+            action: 'add',
+            attrs: j.attributes,
+            join: j,
+            removal: false,
+          });
+        }
+        continue;
+      }
+      // Gone from the forest (deleted, or moved out of the base or filter).
+      if (j.state === 'active' && this.opts.config.sync.deleteGraceSeconds > 0) {
+        const attrs = { ...j.attributes, parleyEnabled: ['FALSE'] };
+        ops.push({
+          ...this.opBase(forest, user, j.contactDn, j.sipAddress),
+          action: 'disable',
+          attrs,
+          changed: ['parleyEnabled'],
+          join: {
+            ...j,
+            state: 'disabled',
+            attributes: attrs,
+            attributesHash: hashAttributes(attrs),
+            disabledAt: now,
+            disabledReason: 'source-gone',
+          },
+          removal: true,
+        });
+      } else if (j.state === 'active' || this.graceExpired(j)) {
+        ops.push({ ...this.opBase(forest, user, j.contactDn, j.sipAddress), action: 'delete', removal: true });
+      } else if (j.disabledReason !== 'source-gone') {
+        storeOnly.push({ ...j, disabledReason: 'source-gone' });
+      }
+    }
+
+    if (actual) {
+      // Contacts of this forest that no join knows (the store was restored, say).
+      for (const [anchor, c] of actual) {
+        if (joins.has(anchor) || seen.has(anchor) || anchors.has(anchor)) continue;
+        const sip = c.attrs.parleySipAddress?.[0] ?? '';
+        ops.push({
+          forest: forest.name,
+          anchor,
+          contactDn: c.dn,
+          sipAddress: sip,
+          sourceDn: '',
+          action: 'delete',
+          removal: true,
+        });
+      }
+    }
+
+    if (!this.opts.dryRun) {
+      await this.journal.saveJoins(storeOnly);
+      await this.journal.deleteJoins(forest.name, forget);
+    }
+    return ops;
+  }
+
+  private opBase(forest: ForestConfig, user: SourceUser, dn: string, sip: string) {
+    return { forest: forest.name, anchor: user.anchor, contactDn: dn, sipAddress: sip, sourceDn: user.dn };
+  }
+
+  private async write(
+    forest: ForestConfig,
+    ops: PlannedOp[],
+    summary: ForestSummary,
+    progress: (phase: SyncPhase, done: number, total?: number) => void,
+  ): Promise<number> {
+    const base = await this.opts.sql.query<{ n: string }>(
+      'SELECT coalesce(max(seq), 0) AS n FROM directory_sync_ops WHERE run_id = $1',
+      [this.runId],
+    );
+    let seq = Number(base.rows[0].n);
+    const journaled = ops.map((op) => ({ op, seq: ++seq }));
+    for (let i = 0; i < journaled.length; i += 1000) {
+      await this.journal.recordOps(
+        this.runId,
+        journaled.slice(i, i + 1000).map(({ op, seq: s }) => ({
+          seq: s,
+          forest: op.forest,
+          anchor: op.anchor,
+          action: op.action,
+          contactDn: op.contactDn,
+        })),
+      );
+    }
+    let failures = 0;
+    progress('write', 0, ops.length);
+    for (let i = 0; i < journaled.length; i += WRITE_BATCH) {
+      const batch = journaled.slice(i, i + WRITE_BATCH);
+      const done: typeof batch = [];
+      for (const item of batch) {
+        this.checkAborted();
+        const { op } = item;
+        try {
+          if (op.action === 'add') await this.writer.addContact(op.contactDn, op.attrs ?? {});
+          else if (op.action === 'delete') await this.writer.deleteContact(op.contactDn);
+          else await this.writer.updateContact(op.contactDn, op.attrs ?? {}, op.changed ?? []);
+          done.push(item);
+        } catch (err) {
+          // Only an LDAP answer about this entry is an item failure; anything else (the
+          // connection is gone) stops the forest.
+          if (!(err instanceof ResultCodeError)) {
+            await this.flush(forest, done);
+            throw err;
+          }
+          failures++;
+          summary.errors++;
+          this.errors.push({
+            forest: forest.name,
+            anchor: op.anchor,
+            dn: op.contactDn,
+            action: op.action,
+            code: 'ldap-write',
+            message: describe(err),
+          });
+          await this.journal.markOps(this.runId, [item.seq], 'failed', describe(err));
+        }
+      }
+      await this.flush(forest, done);
+      this.count(
+        summary,
+        done.map((d) => d.op),
+      );
+      progress('write', Math.min(i + WRITE_BATCH, ops.length), ops.length);
+    }
+    return failures;
+  }
+
+  private async flush(forest: ForestConfig, done: { op: PlannedOp; seq: number }[]): Promise<void> {
+    if (done.length === 0) return;
+    await this.opts.sql.transaction(async (tx) => {
+      const journal = new SyncJournal(tx);
+      await journal.saveJoins(done.flatMap((d) => (d.op.join && d.op.action !== 'delete' ? [d.op.join] : [])));
+      await journal.deleteJoins(
+        forest.name,
+        done.filter((d) => d.op.action === 'delete').map((d) => d.op.anchor),
+      );
+      await journal.markOps(
+        this.runId,
+        done.map((d) => d.seq),
+        'done',
+      );
+    });
+  }
+
+  /** Closes the run: summary, exit code, journal, lock. */
+  async finish(): Promise<SyncSummary> {
+    this.finished = true;
+    clearInterval(this.heartbeat);
+    const forests = this.summaries;
+    const failed = forests.filter((f) => f.status === 'failed').length;
+    const refused = forests.some((f) => f.status === 'refused');
+    const status: SyncSummary['status'] =
+      forests.length > 0 && failed === forests.length
+        ? 'failed'
+        : refused
+          ? 'refused'
+          : failed > 0 || this.errors.length > 0
+            ? 'partial'
+            : 'succeeded';
+    const exitCode = { failed: EXIT.error, refused: EXIT.refused, partial: EXIT.partial, succeeded: EXIT.ok }[status];
+    const total = (k: 'added' | 'updated' | 'disabled' | 'deleted') => forests.reduce((n, f) => n + f[k], 0);
+    const summary: SyncSummary = {
+      runId: this.runId,
+      status,
+      exitCode,
+      dryRun: !!this.opts.dryRun,
+      mode: this.mode,
+      resumedFrom: this.resumedFrom,
+      added: total('added'),
+      updated: total('updated'),
+      disabled: total('disabled'),
+      deleted: total('deleted'),
+      conflicts: this.conflicts,
+      errors: [
+        ...forests
+          .filter((f) => f.status === 'failed')
+          .map((f) => ({ forest: f.forest, code: 'forest-failed', message: f.message ?? 'failed' })),
+        ...this.errors,
+      ],
+      durationMs: Date.now() - this.started,
+      forests,
+      planned: this.planned,
+    };
+    try {
+      await this.journal.finishRun(this.runId, status, { ...summary, planned: summary.planned.length });
+    } finally {
+      await this.central.close();
+      await this.journal.releaseLock(this.holder);
+    }
+    return summary;
+  }
+
+  /**
+   * Stops without closing the run, as a killed process would: the run stays 'running' and
+   * the next sync marks it interrupted and redoes its work.
+   */
+  async abandon(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    clearInterval(this.heartbeat);
+    await this.central.close();
+    await this.journal.releaseLock(this.holder);
+  }
+}
+
+/** The whole job, forest after forest. */
+export async function runDirectorySync(opts: SyncOptions): Promise<SyncSummary> {
+  const sync = await DirectorySync.begin(opts);
+  try {
+    for (const forest of sync.forestsToSync()) await sync.syncForest(forest);
+  } catch (err) {
+    await sync.abandon();
+    throw err;
+  }
+  return sync.finish();
+}
