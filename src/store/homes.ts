@@ -1,0 +1,81 @@
+import type { Sql } from './sql.js';
+import { normalizeAor, USERS_CHANNEL } from './users.js';
+
+export type HomeKind = 'standard' | 'pool';
+
+/** Where users live: a standard server or a pool. Directors redirect to `address`. */
+export interface Home {
+  name: string;
+  kind: HomeKind;
+  /** SIP URI a director redirects to, e.g. sip:pool1.example.com;transport=tcp */
+  address: string;
+  createdAt: Date;
+}
+
+interface HomeRow {
+  name: string;
+  kind: HomeKind;
+  address: string;
+  created_at: Date;
+}
+
+function toHome(r: HomeRow): Home {
+  return { name: r.name, kind: r.kind, address: r.address, createdAt: r.created_at };
+}
+
+export class HomeRepository {
+  constructor(private readonly sql: Sql) {}
+
+  async upsertHome(home: { name: string; kind: HomeKind; address: string }): Promise<Home> {
+    const res = await this.sql.query<HomeRow>(
+      `INSERT INTO homes (name, kind, address) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, address = EXCLUDED.address
+       RETURNING name, kind, address, created_at`,
+      [home.name, home.kind, home.address],
+    );
+    return toHome(res.rows[0]);
+  }
+
+  async getHome(name: string): Promise<Home | undefined> {
+    const res = await this.sql.query<HomeRow>('SELECT name, kind, address, created_at FROM homes WHERE name = $1', [
+      name,
+    ]);
+    return res.rows[0] ? toHome(res.rows[0]) : undefined;
+  }
+
+  async listHomes(): Promise<Home[]> {
+    const res = await this.sql.query<HomeRow>('SELECT name, kind, address, created_at FROM homes ORDER BY name');
+    return res.rows.map(toHome);
+  }
+
+  /** Fails (foreign key) while users still live there: move them first. */
+  async removeHome(name: string): Promise<boolean> {
+    const res = await this.sql.query('DELETE FROM homes WHERE name = $1', [name]);
+    return res.affectedRows > 0;
+  }
+
+  /** The home a user lives in, with its address: what a director needs for a redirect. */
+  async getPlacement(aor: string): Promise<Home | undefined> {
+    const res = await this.sql.query<HomeRow>(
+      `SELECT h.name, h.kind, h.address, h.created_at FROM users u JOIN homes h ON h.name = u.home WHERE u.aor = $1`,
+      [normalizeAor(aor)],
+    );
+    return res.rows[0] ? toHome(res.rows[0]) : undefined;
+  }
+
+  /** Moves a user; false when no such user. Notifies the users channel so caches drop the old home. */
+  async setPlacement(aor: string, home: string): Promise<boolean> {
+    const key = normalizeAor(aor);
+    const res = await this.sql.query('UPDATE users SET home = $2, updated_at = now() WHERE aor = $1', [key, home]);
+    if (res.affectedRows === 0) return false;
+    await this.sql.query('SELECT pg_notify($1, $2)', [USERS_CHANNEL, key]);
+    return true;
+  }
+
+  async countUsersByHome(): Promise<{ home: string | null; users: number }[]> {
+    const res = await this.sql.query<{ home: string | null; users: number }>(
+      'SELECT home, count(*)::int AS users FROM users GROUP BY home ORDER BY home NULLS FIRST',
+    );
+    return res.rows;
+  }
+}

@@ -1,0 +1,145 @@
+import type { Sql } from './sql.js';
+
+/** One Contact of an AOR (RFC 3261 10.3), with the flow it arrived on (RFC 5626). */
+export interface RegistrationBinding {
+  aor: string;
+  contact: string;
+  /** +sip.instance (RFC 5626 4.1), when the endpoint sent one. */
+  instanceId: string | null;
+  callId: string;
+  cseq: number;
+  expiresAt: Date;
+  q: number;
+  userAgent: string;
+  /** Server holding the flow, and the flow (connection) on it. */
+  serverId: string;
+  flowId: string;
+  /** Path header values (RFC 3327), comma-joined, when an edge or director added them. */
+  path: string | null;
+}
+
+export type NewBinding = Omit<RegistrationBinding, 'instanceId' | 'q' | 'userAgent' | 'path'> &
+  Partial<Pick<RegistrationBinding, 'instanceId' | 'q' | 'userAgent' | 'path'>>;
+
+interface BindingRow {
+  aor: string;
+  contact: string;
+  instance_id: string | null;
+  call_id: string;
+  cseq: number;
+  expires_at: Date;
+  q: number;
+  user_agent: string;
+  server_id: string;
+  flow_id: string;
+  path: string | null;
+}
+
+const COLUMNS = 'aor, contact, instance_id, call_id, cseq, expires_at, q, user_agent, server_id, flow_id, path';
+
+function toBinding(r: BindingRow): RegistrationBinding {
+  return {
+    aor: r.aor,
+    contact: r.contact,
+    instanceId: r.instance_id,
+    callId: r.call_id,
+    cseq: r.cseq,
+    expiresAt: r.expires_at,
+    q: r.q,
+    userAgent: r.user_agent,
+    serverId: r.server_id,
+    flowId: r.flow_id,
+    path: r.path,
+  };
+}
+
+export class RegistrationRepository {
+  constructor(private readonly sql: Sql) {}
+
+  upsertBinding(binding: NewBinding): Promise<number> {
+    return this.upsertBindings([binding]);
+  }
+
+  /**
+   * Writes a batch in one statement (unnest of column arrays: a fixed 11 parameters
+   * whatever the batch size), for the registrar's write-behind. Later entries for the same
+   * (aor, contact) win, as ON CONFLICT may not touch one row twice in a statement.
+   */
+  async upsertBindings(batch: NewBinding[]): Promise<number> {
+    const latest = new Map<string, NewBinding>();
+    for (const b of batch) latest.set(`${b.aor}\n${b.contact}`, b);
+    if (latest.size === 0) return 0;
+    const rows = [...latest.values()];
+    const res = await this.sql.query(
+      `INSERT INTO registrations (${COLUMNS}, updated_at)
+       SELECT *, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[],
+                                   $7::real[], $8::text[], $9::text[], $10::text[], $11::text[])
+       ON CONFLICT (aor, contact) DO UPDATE SET
+         instance_id = EXCLUDED.instance_id, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq,
+         expires_at = EXCLUDED.expires_at, q = EXCLUDED.q, user_agent = EXCLUDED.user_agent,
+         server_id = EXCLUDED.server_id, flow_id = EXCLUDED.flow_id, path = EXCLUDED.path, updated_at = now()`,
+      [
+        rows.map((b) => b.aor),
+        rows.map((b) => b.contact),
+        rows.map((b) => b.instanceId ?? null),
+        rows.map((b) => b.callId),
+        rows.map((b) => b.cseq),
+        rows.map((b) => b.expiresAt.toISOString()),
+        rows.map((b) => b.q ?? 1),
+        rows.map((b) => b.userAgent ?? ''),
+        rows.map((b) => b.serverId),
+        rows.map((b) => b.flowId),
+        rows.map((b) => b.path ?? null),
+      ],
+    );
+    return res.affectedRows;
+  }
+
+  async removeBinding(aor: string, contact: string): Promise<boolean> {
+    const res = await this.sql.query('DELETE FROM registrations WHERE aor = $1 AND contact = $2', [aor, contact]);
+    return res.affectedRows > 0;
+  }
+
+  /** REGISTER with Contact: * and Expires: 0 (RFC 3261 10.2.2). */
+  async removeAllForAor(aor: string): Promise<number> {
+    const res = await this.sql.query('DELETE FROM registrations WHERE aor = $1', [aor]);
+    return res.affectedRows;
+  }
+
+  /** Unexpired bindings, highest q first (RFC 3261 16.6 tries higher q first). */
+  async listBindings(aor: string, now: Date = new Date()): Promise<RegistrationBinding[]> {
+    const res = await this.sql.query<BindingRow>(
+      `SELECT ${COLUMNS} FROM registrations WHERE aor = $1 AND expires_at > $2 ORDER BY q DESC, contact`,
+      [aor, now],
+    );
+    return res.rows.map(toBinding);
+  }
+
+  /** What a restarting server reloads, or what another front-end takes over. */
+  async listForServer(serverId: string, now: Date = new Date()): Promise<RegistrationBinding[]> {
+    const res = await this.sql.query<BindingRow>(
+      `SELECT ${COLUMNS} FROM registrations WHERE server_id = $1 AND expires_at > $2 ORDER BY aor, contact`,
+      [serverId, now],
+    );
+    return res.rows.map(toBinding);
+  }
+
+  async removeExpired(now: Date = new Date()): Promise<number> {
+    const res = await this.sql.query('DELETE FROM registrations WHERE expires_at <= $1', [now]);
+    return res.affectedRows;
+  }
+
+  /** A server that went down takes its flows with it: its bindings are unreachable. */
+  async removeForServer(serverId: string): Promise<number> {
+    const res = await this.sql.query('DELETE FROM registrations WHERE server_id = $1', [serverId]);
+    return res.affectedRows;
+  }
+
+  async countActive(now: Date = new Date()): Promise<{ bindings: number; aors: number }> {
+    const res = await this.sql.query<{ bindings: number; aors: number }>(
+      'SELECT count(*)::int AS bindings, count(DISTINCT aor)::int AS aors FROM registrations WHERE expires_at > $1',
+      [now],
+    );
+    return res.rows[0];
+  }
+}

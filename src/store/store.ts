@@ -1,0 +1,44 @@
+import { HomeRepository } from './homes.js';
+import { PublicationRepository } from './publications.js';
+import { RegistrationRepository } from './registrations.js';
+import { ServerRepository } from './servers.js';
+import type { Database, Sql } from './sql.js';
+import { SubscriptionRepository } from './subscriptions.js';
+import { UserRepository } from './users.js';
+
+/** The repositories, bound to one Sql: the database itself, or a transaction. */
+export interface Repositories {
+  users: UserRepository;
+  homes: HomeRepository;
+  registrations: RegistrationRepository;
+  subscriptions: SubscriptionRepository;
+  publications: PublicationRepository;
+  servers: ServerRepository;
+}
+
+export interface Store extends Repositories {
+  readonly db: Database;
+  /** Runs fn with repositories bound to one transaction: all its writes commit or none. */
+  transaction<T>(fn: (repos: Repositories) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export function createRepositories(sql: Sql): Repositories {
+  return {
+    users: new UserRepository(sql),
+    homes: new HomeRepository(sql),
+    registrations: new RegistrationRepository(sql),
+    subscriptions: new SubscriptionRepository(sql),
+    publications: new PublicationRepository(sql),
+    servers: new ServerRepository(sql),
+  };
+}
+
+export function createStore(db: Database): Store {
+  return {
+    db,
+    ...createRepositories(db),
+    transaction: (fn) => db.transaction((tx) => fn(createRepositories(tx))),
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,294 @@
+import type { Sql } from './sql.js';
+
+export interface User {
+  id: number;
+  /** Address of record without scheme, lower-case: alice@example.com. */
+  aor: string;
+  displayName: string;
+  enabled: boolean;
+  /** Name of the home (standard server or pool) hosting the user; null until placed. */
+  home: string | null;
+  /** 'local', or 'ldap:<forest>' for users replicated from a directory. */
+  source: string;
+  /** Stable id in the source (LDAP entryUUID / objectGUID), so renames are followed. */
+  sourceAnchor: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface NewUser {
+  aor: string;
+  displayName?: string;
+  enabled?: boolean;
+  home?: string | null;
+  source?: string;
+  sourceAnchor?: string | null;
+}
+
+export interface UserFilter {
+  home?: string;
+  enabled?: boolean;
+  /** Default 100. */
+  limit?: number;
+  offset?: number;
+  /** Keyset paging: the aor of the last user of the previous page (cheaper than offset). */
+  after?: string;
+}
+
+export interface UserPage {
+  users: User[];
+  /** Pass as `after` for the next page; undefined on the last page. */
+  nextCursor?: string;
+}
+
+/** Digest secrets of one user in one realm, with what authentication also needs to know. */
+export interface StoredCredentials {
+  userId: number;
+  aor: string;
+  enabled: boolean;
+  ha1Md5: string;
+  ha1Sha256: string;
+}
+
+/** Change feed channel: payload is the aor of a user whose account or credentials changed. */
+export const USERS_CHANNEL = 'parley_users';
+
+export class UserExistsError extends Error {
+  constructor(readonly aor: string) {
+    super(`user ${aor} already exists`);
+  }
+}
+
+interface UserRow {
+  id: number;
+  aor: string;
+  display_name: string;
+  enabled: boolean;
+  home: string | null;
+  source: string;
+  source_anchor: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const USER_COLUMNS = 'id, aor, display_name, enabled, home, source, source_anchor, created_at, updated_at';
+
+function toUser(r: UserRow): User {
+  return {
+    id: Number(r.id),
+    aor: r.aor,
+    displayName: r.display_name,
+    enabled: r.enabled,
+    home: r.home,
+    source: r.source,
+    sourceAnchor: r.source_anchor,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** AORs are stored lower-case (RFC 3261 19.1.4 compares host parts case-insensitively; Parley also folds user parts, as directories do). */
+export function normalizeAor(aor: string): string {
+  return aor.trim().replace(/^sips?:/i, '').toLowerCase();
+}
+
+export class UserRepository {
+  constructor(private readonly sql: Sql) {}
+
+  private async changed(aor: string): Promise<void> {
+    await this.sql.query('SELECT pg_notify($1, $2)', [USERS_CHANNEL, aor]);
+  }
+
+  async createUser(user: NewUser): Promise<User> {
+    const aor = normalizeAor(user.aor);
+    const res = await this.sql.query<UserRow>(
+      `INSERT INTO users (aor, display_name, enabled, home, source, source_anchor)
+       VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (aor) DO NOTHING
+       RETURNING ${USER_COLUMNS}`,
+      [
+        aor,
+        user.displayName ?? '',
+        user.enabled ?? true,
+        user.home ?? null,
+        user.source ?? 'local',
+        user.sourceAnchor ?? null,
+      ],
+    );
+    if (res.rows.length === 0) throw new UserExistsError(aor);
+    await this.changed(aor);
+    return toUser(res.rows[0]);
+  }
+
+  async getUser(aor: string): Promise<User | undefined> {
+    const res = await this.sql.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE aor = $1`, [
+      normalizeAor(aor),
+    ]);
+    return res.rows[0] ? toUser(res.rows[0]) : undefined;
+  }
+
+  async getUserById(id: number): Promise<User | undefined> {
+    const res = await this.sql.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, [id]);
+    return res.rows[0] ? toUser(res.rows[0]) : undefined;
+  }
+
+  async getUserBySourceAnchor(source: string, anchor: string): Promise<User | undefined> {
+    const res = await this.sql.query<UserRow>(
+      `SELECT ${USER_COLUMNS} FROM users WHERE source = $1 AND source_anchor = $2`,
+      [source, anchor],
+    );
+    return res.rows[0] ? toUser(res.rows[0]) : undefined;
+  }
+
+  /** One page in aor order; use `after` (keyset) to walk large sets without OFFSET's cost. */
+  async listUsers(filter: UserFilter = {}): Promise<UserPage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.home !== undefined) {
+      params.push(filter.home);
+      where.push(`home = $${params.length}`);
+    }
+    if (filter.enabled !== undefined) {
+      params.push(filter.enabled);
+      where.push(`enabled = $${params.length}`);
+    }
+    if (filter.after !== undefined) {
+      params.push(normalizeAor(filter.after));
+      where.push(`aor > $${params.length}`);
+    }
+    const limit = filter.limit ?? 100;
+    params.push(limit + 1);
+    let text = `SELECT ${USER_COLUMNS} FROM users ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY aor LIMIT $${params.length}`;
+    if (filter.offset) {
+      params.push(filter.offset);
+      text += ` OFFSET $${params.length}`;
+    }
+    const res = await this.sql.query<UserRow>(text, params);
+    const users = res.rows.slice(0, limit).map(toUser);
+    const more = res.rows.length > limit;
+    return { users, nextCursor: more ? users[users.length - 1]?.aor : undefined };
+  }
+
+  /** Streams every matching user page by page, so exports and syncs never hold the whole table. */
+  async *iterateUsers(filter: Omit<UserFilter, 'after' | 'offset'> = {}): AsyncGenerator<User> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.listUsers({ ...filter, after, limit: filter.limit ?? 500 });
+      yield* page.users;
+      if (!page.nextCursor) return;
+      after = page.nextCursor;
+    }
+  }
+
+  async countUsers(filter: Pick<UserFilter, 'home' | 'enabled'> = {}): Promise<number> {
+    const res = await this.sql.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM users
+       WHERE ($1::text IS NULL OR home = $1) AND ($2::boolean IS NULL OR enabled = $2)`,
+      [filter.home ?? null, filter.enabled ?? null],
+    );
+    return res.rows[0].n;
+  }
+
+  private async update(aor: string, set: string, value: unknown): Promise<boolean> {
+    const key = normalizeAor(aor);
+    const res = await this.sql.query(`UPDATE users SET ${set} = $2, updated_at = now() WHERE aor = $1`, [
+      key,
+      value,
+    ]);
+    if (res.affectedRows > 0) await this.changed(key);
+    return res.affectedRows > 0;
+  }
+
+  /** Returns false when no such user. */
+  setEnabled(aor: string, enabled: boolean): Promise<boolean> {
+    return this.update(aor, 'enabled', enabled);
+  }
+
+  setDisplayName(aor: string, displayName: string): Promise<boolean> {
+    return this.update(aor, 'display_name', displayName);
+  }
+
+  setHome(aor: string, home: string | null): Promise<boolean> {
+    return this.update(aor, 'home', home);
+  }
+
+  /** Deletes the user (credentials, contacts and rules cascade) and its registrations. */
+  async removeUser(aor: string): Promise<boolean> {
+    const key = normalizeAor(aor);
+    return this.sql.transaction(async (tx) => {
+      const res = await tx.query('DELETE FROM users WHERE aor = $1', [key]);
+      if (res.affectedRows === 0) return false;
+      await tx.query('DELETE FROM registrations WHERE aor = $1', [key]);
+      await tx.query('SELECT pg_notify($1, $2)', [USERS_CHANNEL, key]);
+      return true;
+    });
+  }
+
+  async setCredentials(userId: number, realm: string, ha1: { ha1Md5: string; ha1Sha256: string }): Promise<void> {
+    const res = await this.sql.query<{ aor: string }>(
+      `WITH up AS (
+         INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, realm) DO UPDATE
+           SET ha1_md5 = EXCLUDED.ha1_md5, ha1_sha256 = EXCLUDED.ha1_sha256, updated_at = now()
+         RETURNING user_id)
+       SELECT u.aor FROM users u JOIN up ON up.user_id = u.id`,
+      [userId, realm, ha1.ha1Md5, ha1.ha1Sha256],
+    );
+    if (res.rows[0]) await this.changed(res.rows[0].aor);
+  }
+
+  async removeCredentials(userId: number, realm?: string): Promise<number> {
+    const res = await this.sql.query(
+      'DELETE FROM credentials WHERE user_id = $1 AND ($2::text IS NULL OR realm = $2)',
+      [userId, realm ?? null],
+    );
+    return res.affectedRows;
+  }
+
+  /**
+   * The authentication hot path: one indexed lookup (users.aor unique, credentials primary
+   * key). Disabled users are returned with enabled=false so the caller can answer 403
+   * rather than 401.
+   */
+  async getCredentials(aor: string, realm: string): Promise<StoredCredentials | undefined> {
+    const res = await this.sql.query<{
+      user_id: number;
+      aor: string;
+      enabled: boolean;
+      ha1_md5: string;
+      ha1_sha256: string;
+    }>(
+      `SELECT u.id AS user_id, u.aor, u.enabled, c.ha1_md5, c.ha1_sha256
+       FROM users u JOIN credentials c ON c.user_id = u.id AND c.realm = $2
+       WHERE u.aor = $1`,
+      [normalizeAor(aor), realm],
+    );
+    const r = res.rows[0];
+    return r
+      ? { userId: Number(r.user_id), aor: r.aor, enabled: r.enabled, ha1Md5: r.ha1_md5, ha1Sha256: r.ha1_sha256 }
+      : undefined;
+  }
+
+  /** Every credential of a realm, for a server's cache preload at start. */
+  async listCredentials(realm: string): Promise<StoredCredentials[]> {
+    const res = await this.sql.query<{
+      user_id: number;
+      aor: string;
+      enabled: boolean;
+      ha1_md5: string;
+      ha1_sha256: string;
+    }>(
+      `SELECT u.id AS user_id, u.aor, u.enabled, c.ha1_md5, c.ha1_sha256
+       FROM users u JOIN credentials c ON c.user_id = u.id WHERE c.realm = $1 ORDER BY u.aor`,
+      [realm],
+    );
+    return res.rows.map((r) => ({
+      userId: Number(r.user_id),
+      aor: r.aor,
+      enabled: r.enabled,
+      ha1Md5: r.ha1_md5,
+      ha1Sha256: r.ha1_sha256,
+    }));
+  }
+}
