@@ -264,10 +264,6 @@ export class DirectorySync {
     return this.opts.now?.() ?? new Date();
   }
 
-  private checkAborted(): void {
-    if (this.opts.signal?.aborted) throw new SyncInterruptedError('directory sync interrupted');
-  }
-
   /** One forest: read, diff, write. A forest that cannot be read fails alone. */
   async syncForest(forest: ForestConfig, onProgress = this.opts.onProgress): Promise<ForestSummary> {
     const summary = emptyForestSummary(forest.name, this.mode);
@@ -599,7 +595,11 @@ export class DirectorySync {
       const batch = journaled.slice(i, i + WRITE_BATCH);
       const done: typeof batch = [];
       for (const item of batch) {
-        this.checkAborted();
+        if (this.opts.signal?.aborted) {
+          // Record exactly what was done, so the resumed run does only the rest.
+          await this.flush(forest, done);
+          throw new SyncInterruptedError('directory sync interrupted');
+        }
         const { op } = item;
         try {
           if (op.action === 'add') await this.writer.addContact(op.contactDn, op.attrs ?? {});
