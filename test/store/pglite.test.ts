@@ -1,0 +1,4 @@
+import { createPgliteDatabase } from '../../src/store/pglite.js';
+import { defineStoreContract } from './contract.js';
+
+defineStoreContract('pglite', { create: () => createPgliteDatabase() });
