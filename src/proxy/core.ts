@@ -214,10 +214,10 @@ export class ProxyCore implements TransactionUser {
         st.reply(407, undefined, {
           headers: outcome.challenges.map((value) => ({ name: 'proxy-authenticate', value })),
         });
-      } else if (outcome.status === 401) {
-        st.reply(401, undefined, { headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })) });
-      } else {
+      } else if ('reason' in outcome) {
         st.reply(outcome.status, outcome.reason);
+      } else {
+        st.reply(401, undefined, { headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })) });
       }
     };
     const outcome = this.opts.authenticator.authenticate(request, 'proxy');

@@ -63,7 +63,7 @@ export class Registrar {
 
   private afterAuth(request: SipMessage, st: ServerTransaction, outcome: AuthOutcome): void {
     if (!outcome.ok) {
-      if (outcome.status === 401) {
+      if (!('reason' in outcome)) {
         this.opts.onAuthFailure?.();
         st.reply(401, undefined, {
           toTag: newTag(),

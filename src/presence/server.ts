@@ -1,0 +1,552 @@
+import type { Logger } from 'pino';
+import type { AuthenticatedParty, RequestHandler } from '../proxy/core.js';
+import { newBranch, newTag } from '../proxy/ids.js';
+import type { LocalIdentity } from '../proxy/local.js';
+import type { SipHeader, SipMessage } from '../sip/message.js';
+import { formatNameAddr, parseNameAddr } from '../sip/nameaddr.js';
+import { parseMessage } from '../sip/parser.js';
+import { parseUri, uriAor } from '../sip/uri.js';
+import type { ServerTransaction, TransactionLayer } from '../transaction/layer.js';
+import { cancelTimer, type TimerHandle, type TimerWheel } from '../transaction/timers.js';
+import type { Flow } from '../transport/flow.js';
+import { type AccessRule, authorizeWatcher } from './authorize.js';
+import { composePresence } from './compose.js';
+import { closedPresence, PIDF_CONTENT_TYPE, parsePidf } from './pidf.js';
+
+export const PRESENCE_EVENT = 'presence';
+/** Parley's event package for the server-stored contact list (docs/contact-list-event-package.md). */
+export const CONTACTS_EVENT = 'parley-contacts';
+
+/** What the presence server needs from the store, kept narrow so the server is testable. */
+export interface PresencePolicy {
+  userExists(aor: string): boolean | Promise<boolean>;
+  accessRules(aor: string): Promise<AccessRule[]>;
+}
+
+/** The contact list behind the `parley-contacts` package: read and replaced as whole XML documents. */
+export interface ContactListAccess {
+  contentType: string;
+  read(aor: string): Promise<{ body: string; version: number }>;
+  replace(aor: string, body: string): Promise<{ ok: true; version: number } | { ok: false; reason: string }>;
+}
+
+export interface PresenceServerOptions {
+  domain: string;
+  local: LocalIdentity;
+  transactions: TransactionLayer;
+  timers: TimerWheel;
+  policy: PresencePolicy;
+  contactLists?: ContactListAccess;
+  /** Reaches a watcher whose SUBSCRIBE flow has gone (by its route set or remote target). */
+  resolveUri(uri: string): Promise<Flow>;
+  flowById(id: string): Flow | undefined;
+  log: Logger;
+  maxExpires: number;
+  defaultExpires: number;
+  minExpires?: number;
+  allowSameDomain: boolean;
+  onNotify?: () => void;
+}
+
+interface Publication {
+  aor: string;
+  etag: string;
+  body: string;
+  updatedAt: number;
+  expiresAt: number;
+  timer: TimerHandle;
+}
+
+type SubscriptionState = 'active' | 'pending' | 'terminated';
+
+interface Subscription {
+  id: string;
+  event: string;
+  eventId?: string;
+  presentity: string;
+  watcher: string;
+  callId: string;
+  localTag: string;
+  remoteTag: string;
+  /** The watcher's From header value, which becomes our To. */
+  remoteNameAddr: string;
+  remoteTarget: string;
+  routeSet: string[];
+  localCseq: number;
+  flowId: string;
+  expiresAt: number;
+  state: SubscriptionState;
+  /** Block politely: the watcher sees the presentity offline (RFC 3856 5.1.1 "polite blocking"). */
+  polite: boolean;
+  timer?: TimerHandle;
+}
+
+/**
+ * Presence agent and event state compositor: PUBLISH (RFC 3903), SUBSCRIBE/NOTIFY (RFC 6665,
+ * RFC 3856) for `presence`, and Parley's `parley-contacts` package.
+ */
+export class PresenceServer implements RequestHandler {
+  private readonly publications = new Map<string, Map<string, Publication>>();
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly byPresentity = new Map<string, Set<Subscription>>();
+  private readonly minExpires: number;
+
+  constructor(private readonly opts: PresenceServerOptions) {
+    this.minExpires = opts.minExpires ?? 60;
+  }
+
+  handle(request: SipMessage, st: ServerTransaction, party: AuthenticatedParty): void {
+    const work =
+      request.method === 'PUBLISH'
+        ? this.onPublish(request, st, party)
+        : this.onSubscribe(request, st, party);
+    work.catch((err: Error) => {
+      this.opts.log.error({ err, method: request.method }, 'presence request failed');
+      if (!st.isFinal) st.reply(500, 'Server Internal Error');
+    });
+  }
+
+  get subscriptionCount(): number {
+    return this.subscriptions.size;
+  }
+
+  // RFC 3903 section 6
+  private async onPublish(
+    request: SipMessage,
+    st: ServerTransaction,
+    party: AuthenticatedParty,
+  ): Promise<void> {
+    const event = eventPackage(request);
+    if (event.name !== PRESENCE_EVENT && event.name !== CONTACTS_EVENT) {
+      st.reply(489, 'Bad Event', {
+        headers: [{ name: 'allow-events', value: `${PRESENCE_EVENT}, ${CONTACTS_EVENT}` }],
+      });
+      return;
+    }
+    const ruri = parseUri(request.uri);
+    const aor = ruri ? uriAor(ruri) : '';
+    if (!party.aor || party.aor !== aor) {
+      st.reply(403, 'Forbidden - only the presentity may publish its state');
+      return;
+    }
+    if (event.name === CONTACTS_EVENT) {
+      await this.publishContactList(request, st, aor);
+      return;
+    }
+    let expires = request.expires ?? this.opts.defaultExpires;
+    if (expires !== 0 && expires < this.minExpires) {
+      st.reply(423, 'Interval Too Brief', {
+        headers: [{ name: 'min-expires', value: String(this.minExpires) }],
+      });
+      return;
+    }
+    expires = Math.min(expires, this.opts.maxExpires);
+    const ifMatch = request.get('sip-if-match');
+    const hasBody = request.body.length > 0;
+    let pubs = this.publications.get(aor);
+    if (ifMatch !== undefined) {
+      const existing = pubs?.get(ifMatch);
+      if (!existing) {
+        st.reply(412, 'Conditional Request Failed');
+        return;
+      }
+      if (expires === 0) {
+        this.removePublication(existing);
+        st.reply(200, undefined, { headers: [{ name: 'expires', value: '0' }] });
+        this.notifyPresentity(aor);
+        return;
+      }
+      if (hasBody) {
+        const body = this.validPidf(request, st);
+        if (body === undefined) return;
+        existing.body = body;
+        existing.updatedAt = Date.now();
+      }
+      this.schedule(existing, expires);
+      st.reply(200, undefined, {
+        headers: [
+          { name: 'sip-etag', value: existing.etag },
+          { name: 'expires', value: String(expires) },
+        ],
+      });
+      if (hasBody) this.notifyPresentity(aor);
+      return;
+    }
+    if (!hasBody) {
+      st.reply(400, 'Bad Request - initial PUBLISH without a body');
+      return;
+    }
+    if (expires === 0) {
+      st.reply(400, 'Bad Request - initial PUBLISH with Expires: 0');
+      return;
+    }
+    const body = this.validPidf(request, st);
+    if (body === undefined) return;
+    if (!pubs) {
+      pubs = new Map();
+      this.publications.set(aor, pubs);
+    }
+    const etag = newTag();
+    const publication: Publication = {
+      aor,
+      etag,
+      body,
+      updatedAt: Date.now(),
+      expiresAt: 0,
+      timer: undefined as unknown as TimerHandle,
+    };
+    pubs.set(etag, publication);
+    this.schedule(publication, expires);
+    st.reply(200, undefined, {
+      headers: [
+        { name: 'sip-etag', value: etag },
+        { name: 'expires', value: String(expires) },
+      ],
+    });
+    this.notifyPresentity(aor);
+  }
+
+  private validPidf(request: SipMessage, st: ServerTransaction): string | undefined {
+    const type = (request.contentType ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== PIDF_CONTENT_TYPE) {
+      st.reply(415, 'Unsupported Media Type', { headers: [{ name: 'accept', value: PIDF_CONTENT_TYPE }] });
+      return undefined;
+    }
+    const body = request.body.toString('utf8');
+    const parsed = parsePidf(body);
+    if (!parsed.ok) {
+      st.reply(400, `Bad Request - ${parsed.reason}`);
+      return undefined;
+    }
+    return body;
+  }
+
+  private schedule(publication: Publication, expires: number): void {
+    cancelTimer(publication.timer);
+    publication.expiresAt = Date.now() + expires * 1000;
+    publication.timer = this.opts.timers.schedule(expires * 1000, () => {
+      this.removePublication(publication);
+      this.notifyPresentity(publication.aor);
+    });
+  }
+
+  private removePublication(publication: Publication): void {
+    cancelTimer(publication.timer);
+    const pubs = this.publications.get(publication.aor);
+    pubs?.delete(publication.etag);
+    if (pubs && pubs.size === 0) this.publications.delete(publication.aor);
+  }
+
+  /** A user with no registered endpoint left is offline, whatever its endpoints last published. */
+  userSignedOut(aor: string): void {
+    const pubs = this.publications.get(aor);
+    if (!pubs) return;
+    for (const p of [...pubs.values()]) this.removePublication(p);
+    this.notifyPresentity(aor);
+  }
+
+  composedState(aor: string): string {
+    const pubs = this.publications.get(aor);
+    if (!pubs || pubs.size === 0) return closedPresence(`sip:${aor}`);
+    return composePresence(
+      `sip:${aor}`,
+      [...pubs.values()].map((p) => ({ etag: p.etag, body: p.body, updatedAt: new Date(p.updatedAt) })),
+    );
+  }
+
+  private async publishContactList(request: SipMessage, st: ServerTransaction, aor: string): Promise<void> {
+    const lists = this.opts.contactLists;
+    if (!lists) {
+      st.reply(489, 'Bad Event');
+      return;
+    }
+    const type = (request.contentType ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== lists.contentType) {
+      st.reply(415, 'Unsupported Media Type', { headers: [{ name: 'accept', value: lists.contentType }] });
+      return;
+    }
+    // SIP-If-Match carries the list version the client edited: refuse lost updates (RFC 3903 4.4 semantics).
+    const ifMatch = request.get('sip-if-match');
+    if (ifMatch !== undefined) {
+      const current = await lists.read(aor);
+      if (String(current.version) !== ifMatch) {
+        st.reply(412, 'Conditional Request Failed');
+        return;
+      }
+    }
+    const result = await lists.replace(aor, request.body.toString('utf8'));
+    if (!result.ok) {
+      st.reply(400, `Bad Request - ${result.reason}`.slice(0, 200));
+      return;
+    }
+    st.reply(200, undefined, {
+      headers: [
+        { name: 'sip-etag', value: String(result.version) },
+        { name: 'expires', value: '0' },
+      ],
+    });
+    await this.contactListChanged(aor);
+  }
+
+  /** Tells every device of the user that its contact list changed (it roams). */
+  async contactListChanged(aor: string): Promise<void> {
+    const subs = this.byPresentity.get(aor);
+    if (!subs) return;
+    for (const sub of subs)
+      if (sub.event === CONTACTS_EVENT && sub.state === 'active') await this.sendNotify(sub);
+  }
+
+  // RFC 6665 4.2.1 and RFC 3856 6
+  private async onSubscribe(
+    request: SipMessage,
+    st: ServerTransaction,
+    party: AuthenticatedParty,
+  ): Promise<void> {
+    const event = eventPackage(request);
+    if (event.name !== PRESENCE_EVENT && !(event.name === CONTACTS_EVENT && this.opts.contactLists)) {
+      st.reply(489, 'Bad Event', {
+        headers: [{ name: 'allow-events', value: `${PRESENCE_EVENT}, ${CONTACTS_EVENT}` }],
+      });
+      return;
+    }
+    let expires = request.expires ?? this.opts.defaultExpires;
+    if (expires !== 0 && expires < this.minExpires) {
+      st.reply(423, 'Interval Too Brief', {
+        headers: [{ name: 'min-expires', value: String(this.minExpires) }],
+      });
+      return;
+    }
+    expires = Math.min(expires, this.opts.maxExpires);
+    const toTag = request.to.tag;
+    if (toTag !== undefined) {
+      const sub = this.subscriptions.get(dialogKey(request.callId, toTag, request.from.tag ?? ''));
+      if (!sub) {
+        st.reply(481, 'Subscription Does Not Exist');
+        return;
+      }
+      this.refresh(sub, request, st, expires);
+      return;
+    }
+    const ruri = parseUri(request.uri);
+    const presentity = ruri ? uriAor(ruri) : '';
+    const fromUri = parseUri(request.from.uri);
+    const watcher = party.aor ?? (fromUri ? uriAor(fromUri) : '');
+    const contact = request.get('contact');
+    const remoteTarget = contact ? parseNameAddr(contact)?.uri : undefined;
+    if (!remoteTarget) {
+      st.reply(400, 'Bad Request - SUBSCRIBE without Contact');
+      return;
+    }
+    if (!(await this.opts.policy.userExists(presentity))) {
+      st.reply(404, 'Not Found');
+      return;
+    }
+    let state: SubscriptionState = 'active';
+    let polite = false;
+    if (event.name === CONTACTS_EVENT) {
+      if (watcher !== presentity) {
+        st.reply(403, 'Forbidden - a contact list is visible to its owner only');
+        return;
+      }
+    } else {
+      const decision = authorizeWatcher({
+        watcher,
+        presentity,
+        rules: await this.opts.policy.accessRules(presentity),
+        sameDomainDefault: this.opts.allowSameDomain,
+        organisationDomains: [this.opts.domain],
+      });
+      if (decision === 'block') {
+        st.reply(403, 'Forbidden');
+        return;
+      }
+      if (decision === 'pending') state = 'pending';
+      if (decision === 'polite-block') polite = true;
+    }
+    const localTag = newTag();
+    const sub: Subscription = {
+      id: dialogKey(request.callId, localTag, request.from.tag ?? ''),
+      event: event.name,
+      eventId: event.id,
+      presentity,
+      watcher,
+      callId: request.callId,
+      localTag,
+      remoteTag: request.from.tag ?? '',
+      remoteNameAddr: request.get('from') ?? '',
+      remoteTarget,
+      // RFC 3261 12.1.1: the UAS's route set is the Record-Route list in order.
+      routeSet: request.getAll('record-route'),
+      localCseq: 0,
+      flowId: st.flow.id,
+      expiresAt: 0,
+      state,
+      polite,
+    };
+    st.reply(200, undefined, {
+      toTag: localTag,
+      headers: [
+        { name: 'expires', value: String(expires) },
+        { name: 'contact', value: this.opts.local.contact(st.flow) },
+      ],
+    });
+    if (expires === 0) {
+      // A fetch (RFC 6665 4.4.3): one NOTIFY with the state, then the subscription is over.
+      sub.state = 'terminated';
+      await this.sendNotify(sub, 'timeout');
+      return;
+    }
+    this.subscriptions.set(sub.id, sub);
+    let set = this.byPresentity.get(presentity);
+    if (!set) {
+      set = new Set();
+      this.byPresentity.set(presentity, set);
+    }
+    set.add(sub);
+    this.arm(sub, expires);
+    await this.sendNotify(sub);
+  }
+
+  private refresh(sub: Subscription, request: SipMessage, st: ServerTransaction, expires: number): void {
+    const contact = request.get('contact');
+    const target = contact ? parseNameAddr(contact)?.uri : undefined;
+    if (target) sub.remoteTarget = target;
+    sub.flowId = st.flow.id;
+    st.reply(200, undefined, { headers: [{ name: 'expires', value: String(expires) }] });
+    if (expires === 0) {
+      this.terminate(sub, 'timeout');
+      return;
+    }
+    this.arm(sub, expires);
+    void this.sendNotify(sub);
+  }
+
+  private arm(sub: Subscription, expires: number): void {
+    cancelTimer(sub.timer);
+    sub.expiresAt = Date.now() + expires * 1000;
+    sub.timer = this.opts.timers.schedule(expires * 1000, () => this.terminate(sub, 'timeout'));
+  }
+
+  /** Ends a subscription with a final NOTIFY (RFC 6665 4.2.2: Subscription-State terminated with a reason). */
+  terminate(sub: Subscription, reason: 'timeout' | 'deactivated' | 'noresource' | 'rejected'): Promise<void> {
+    cancelTimer(sub.timer);
+    this.forget(sub);
+    sub.state = 'terminated';
+    return this.sendNotify(sub, reason);
+  }
+
+  private forget(sub: Subscription): void {
+    this.subscriptions.delete(sub.id);
+    const set = this.byPresentity.get(sub.presentity);
+    set?.delete(sub);
+    if (set && set.size === 0) this.byPresentity.delete(sub.presentity);
+  }
+
+  /** Presence of aor changed: every active watcher gets the composed state. */
+  notifyPresentity(aor: string): void {
+    const subs = this.byPresentity.get(aor);
+    if (!subs) return;
+    for (const sub of subs)
+      if (sub.event === PRESENCE_EVENT && sub.state === 'active') void this.sendNotify(sub);
+  }
+
+  /** Shutdown: every watcher is told to come back later (RFC 6665 4.1.3 "deactivated": retry at once). */
+  async shutdown(): Promise<void> {
+    const all = [...this.subscriptions.values()];
+    await Promise.allSettled(all.map((s) => this.terminate(s, 'deactivated')));
+    for (const pubs of this.publications.values()) for (const p of pubs.values()) cancelTimer(p.timer);
+    this.publications.clear();
+  }
+
+  private async sendNotify(sub: Subscription, reason?: string): Promise<void> {
+    const headers: SipHeader[] = [];
+    let body = '';
+    let contentType: string | undefined;
+    if (sub.event === PRESENCE_EVENT) {
+      if (sub.state === 'active' || (sub.state === 'terminated' && reason === 'timeout')) {
+        body = sub.polite ? closedPresence(`sip:${sub.presentity}`) : this.composedState(sub.presentity);
+        contentType = PIDF_CONTENT_TYPE;
+      }
+    } else if (this.opts.contactLists && sub.state !== 'terminated') {
+      const list = await this.opts.contactLists.read(sub.presentity);
+      body = list.body;
+      contentType = this.opts.contactLists.contentType;
+      headers.push({ name: 'sip-etag', value: String(list.version) });
+    }
+    const remaining = Math.max(0, Math.round((sub.expiresAt - Date.now()) / 1000));
+    const state =
+      sub.state === 'terminated'
+        ? `terminated;reason=${reason ?? 'noresource'}`
+        : `${sub.state};expires=${remaining}`;
+    const flow = await this.flowFor(sub);
+    if (!flow) {
+      this.opts.log.debug({ sub: sub.id }, 'watcher unreachable; dropping subscription');
+      cancelTimer(sub.timer);
+      this.forget(sub);
+      return;
+    }
+    sub.localCseq++;
+    const lines = [
+      `NOTIFY ${sub.remoteTarget} SIP/2.0`,
+      `Via: ${this.opts.local.via(flow, newBranch())}`,
+      ...sub.routeSet.map((r) => `Route: ${r}`),
+      'Max-Forwards: 70',
+      `From: ${formatNameAddr({ uri: `sip:${sub.presentity}`, params: { tag: sub.localTag } })}`,
+      `To: ${sub.remoteNameAddr}`,
+      `Call-ID: ${sub.callId}`,
+      `CSeq: ${sub.localCseq} NOTIFY`,
+      `Contact: ${this.opts.local.contact(flow)}`,
+      `Event: ${sub.event}${sub.eventId ? `;id=${sub.eventId}` : ''}`,
+      `Subscription-State: ${state}`,
+      ...headers.map((h) => `${h.name}: ${h.value}`),
+      ...(contentType ? [`Content-Type: ${contentType}`] : []),
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      '',
+      body,
+    ];
+    const parsed = parseMessage(Buffer.from(lines.join('\r\n')));
+    if (!parsed.ok) {
+      this.opts.log.error({ reason: parsed.reason }, 'built an unparsable NOTIFY');
+      return;
+    }
+    this.opts.onNotify?.();
+    this.opts.transactions.request(parsed.message, flow, {
+      onResponse: (res) => {
+        // RFC 6665 4.1.3: 481 (and other failures) mean the subscriber is gone.
+        if (res.status === 481 || res.status === 408 || res.status >= 500) {
+          cancelTimer(sub.timer);
+          this.forget(sub);
+        }
+      },
+      onTimeout: () => {
+        cancelTimer(sub.timer);
+        this.forget(sub);
+      },
+    });
+  }
+
+  private async flowFor(sub: Subscription): Promise<Flow | undefined> {
+    const flow = this.opts.flowById(sub.flowId);
+    if (flow && !flow.closed) return flow;
+    const first = sub.routeSet.length > 0 ? parseNameAddr(sub.routeSet[0])?.uri : sub.remoteTarget;
+    if (!first) return undefined;
+    try {
+      return await this.opts.resolveUri(first);
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function dialogKey(callId: string, localTag: string, remoteTag: string): string {
+  return `${callId}|${localTag}|${remoteTag}`;
+}
+
+/** Event header: package name and id parameter (RFC 6665 8.2.1). */
+function eventPackage(request: SipMessage): { name: string; id?: string } {
+  const value = request.get('event') ?? '';
+  const semi = value.indexOf(';');
+  const name = (semi < 0 ? value : value.slice(0, semi)).trim().toLowerCase();
+  const id = /;\s*id\s*=\s*([^;\s]+)/i.exec(value)?.[1];
+  return { name, id };
+}

@@ -1,0 +1,271 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { MessageService } from '../im/message.js';
+import type { ParleyConfig } from '../ops/config.js';
+import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
+import { componentLogger, createLogger } from '../ops/log.js';
+import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
+import { StorePresencePolicy } from '../presence/policy-store.js';
+import { PresenceServer } from '../presence/server.js';
+import { ProxyCore } from '../proxy/core.js';
+import { newTag } from '../proxy/ids.js';
+import { LocalIdentity } from '../proxy/local.js';
+import { Authenticator } from '../registrar/authenticator.js';
+import { CredentialCache } from '../registrar/credentials.js';
+import { NonceManager } from '../registrar/digest.js';
+import { LocationTable } from '../registrar/location.js';
+import { Registrar } from '../registrar/registrar.js';
+import { createErrorResponseFromPartial } from '../sip/response.js';
+import { parseUri } from '../sip/uri.js';
+import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
+import { HomeRepository } from '../store/homes.js';
+import { openDatabase } from '../store/open.js';
+import { PgliteDatabase } from '../store/pglite.js';
+import type { Database } from '../store/sql.js';
+import { USERS_CHANNEL, UserRepository } from '../store/users.js';
+import { TransactionLayer } from '../transaction/layer.js';
+import { TimerWheel } from '../transaction/timers.js';
+import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
+
+export interface ParleyServer {
+  readonly config: ParleyConfig;
+  readonly listening: Listening[];
+  readonly httpUrl: string;
+  readonly metrics: ParleyMetrics;
+  readonly db: Database;
+  /** Stop taking new connections and tell endpoints to go elsewhere; resolves when empty or after the timeout. */
+  drain(timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StartServerOptions {
+  log?: Logger;
+}
+
+/**
+ * Starts a Parley server in the role its configuration names. The standard role is the
+ * all-in-one home: registrar, presence, IM and proxy over the embedded store.
+ */
+export async function startServer(config: ParleyConfig, options: StartServerOptions = {}): Promise<ParleyServer> {
+  const log = options.log ?? createLogger(config);
+  const sipLog = componentLogger(log, 'sip');
+  const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
+  if (!config.database.url && !(db instanceof PgliteDatabase)) {
+    await db.close();
+    throw new Error(`another Parley server already runs on the data folder ${config.database.dataDir}`);
+  }
+  let embedded: EmbeddedDatabaseServer | undefined;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  try {
+    if (db instanceof PgliteDatabase) embedded = await serveEmbeddedDatabase(db, config.database.dataDir);
+
+    const users = new UserRepository(db);
+    const homes = new HomeRepository(db);
+    const domain = config.domain.toLowerCase();
+    const metrics = createMetrics({ labels: { server: config.serverId, role: config.role } });
+
+    const credentials = new CredentialCache({
+      lookup: async (aor) => {
+        const c = await users.getCredentials(aor, domain);
+        return c ? { aor: c.aor, enabled: c.enabled, ha1Md5: c.ha1Md5, ha1Sha256: c.ha1Sha256 } : undefined;
+      },
+    });
+    // Every user of the home in memory: no database round trip on the authentication path.
+    credentials.preload(
+      (await users.listCredentials(domain)).map((c) => ({
+        aor: c.aor,
+        enabled: c.enabled,
+        ha1Md5: c.ha1Md5,
+        ha1Sha256: c.ha1Sha256,
+      })),
+    );
+    const unlisten = await db.listen(USERS_CHANNEL, (aor) => {
+      credentials.invalidate(aor || undefined);
+      if (aor) void credentials.fetch(aor);
+    });
+    cleanups.push(unlisten);
+
+    const transport = new TransportLayer({ listen: config.listen, tls: readTls(config), log: sipLog });
+    const timers = new TimerWheel();
+    const transactions = new TransactionLayer({
+      timers,
+      log: sipLog,
+      onSend: (m) => {
+        if (!m.isRequest) metrics.responsesSent.inc(m.status);
+      },
+    });
+    const location = new LocationTable();
+    const nonces = new NonceManager({ secret: randomBytes(32) });
+    const authenticator = new Authenticator(domain, nonces, credentials);
+    const registrar = new Registrar({
+      domain,
+      serverId: config.serverId,
+      ...config.registrar,
+      authenticator,
+      location,
+      onAuthFailure: () => metrics.authFailures.inc(),
+    });
+
+    let core!: ProxyCore;
+    const listening = await transport.start({
+      onMessage: (message, flow) => {
+        if (message.isRequest) metrics.requestsReceived.inc(message.method);
+        transactions.receive(message, flow);
+      },
+      onParseError: (flow, status, reason, partial) => {
+        metrics.failures.inc('parse');
+        const response = createErrorResponseFromPartial({ status, reason, partial: partial as never }, { toTag: newTag() });
+        if (response) flow.send(response.toBuffer());
+      },
+      onFlowClosed: (flow) => {
+        location.flowClosed(flow.id);
+      },
+    });
+    const advertise = parseAdvertise(config.advertise);
+    const local = new LocalIdentity(domain, listening, advertise, config.serverId);
+
+    const presence = new PresenceServer({
+      domain,
+      local,
+      transactions,
+      timers,
+      policy: new StorePresencePolicy(db, (aor) => (credentials.peek(aor) ? true : undefined)),
+      resolveUri: (uri) => core.resolveUri(uri),
+      flowById: (id) => transport.flow(id),
+      log: componentLogger(log, 'presence'),
+      maxExpires: config.presence.maxExpires,
+      defaultExpires: config.presence.defaultExpires,
+      allowSameDomain: config.presence.allowSameDomain,
+      onNotify: () => metrics.presenceNotifications.inc(),
+    });
+    location.on('signedIn', () => metrics.signedInUsers.inc());
+    location.on('signedOut', (aor) => {
+      metrics.signedInUsers.dec();
+      presence.userSignedOut(aor);
+    });
+
+    const im = new MessageService({
+      deliver: (request, st, party) => {
+        const ruri = parseUri(request.uri);
+        if (!ruri) st.reply(416, 'Unsupported URI Scheme');
+        else core.toLocalUser(request, st, ruri, party);
+      },
+      onRouted: (bytes) => {
+        metrics.messagesRouted.inc();
+        metrics.messageBytesRouted.inc(bytes);
+      },
+    });
+
+    core = new ProxyCore({
+      domain,
+      local,
+      transactions,
+      transport,
+      location,
+      authenticator,
+      log: sipLog,
+      registrar,
+      services: { PUBLISH: presence, SUBSCRIBE: presence, MESSAGE: im },
+      userExists: (aor) => {
+        const known = credentials.peek(aor);
+        if (known !== undefined) return known !== null;
+        return users.getUser(aor).then((u) => Boolean(u?.enabled));
+      },
+    });
+    transactions.setUser(core);
+
+    const sweep = setInterval(() => {
+      location.expire();
+      metrics.registeredEndpoints.set(location.registeredEndpoints);
+    }, 5_000);
+    sweep.unref();
+
+    await homes.upsertHome({
+      name: config.home ?? domain,
+      kind: config.role === 'frontend' ? 'pool' : 'standard',
+      address: homeAddress(listening, advertise),
+    });
+
+    let draining = false;
+    const ops: OpsServer = await startOpsServer({
+      ...config.http,
+      metrics,
+      health: (): HealthReport => ({
+        status: draining ? 'draining' : 'ok',
+        role: config.role,
+        serverId: config.serverId,
+        flows: transport.flowCount,
+        registeredEndpoints: location.registeredEndpoints,
+        signedInUsers: location.signedInUsers,
+        subscriptions: presence.subscriptionCount,
+      }),
+    });
+
+    let closed = false;
+    const server: ParleyServer = {
+      config,
+      listening,
+      httpUrl: ops.url,
+      metrics,
+      db,
+      async drain(timeoutMs = 30_000) {
+        draining = true;
+        transport.stopAccepting();
+        await presence.shutdown();
+        const deadline = Date.now() + timeoutMs;
+        while (transport.flowCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        clearInterval(sweep);
+        await presence.shutdown();
+        // Give the final NOTIFYs a moment to leave before the connections close.
+        await new Promise((r) => setTimeout(r, 100));
+        core.stop();
+        transactions.stop();
+        timers.stop();
+        await transport.stop();
+        await ops.close();
+        for (const c of cleanups.reverse()) await c();
+        if (embedded) await embedded.close();
+        await db.close();
+      },
+    };
+    log.info(
+      { domain, role: config.role, listening: listening.map((l) => `${l.transport}://${l.host}:${l.port}`), http: ops.url },
+      'Parley server started',
+    );
+    return server;
+  } catch (err) {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+    if (embedded) await embedded.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function readTls(config: ParleyConfig): TlsMaterial | undefined {
+  if (!config.tls) return undefined;
+  return {
+    cert: readFileSync(config.tls.cert),
+    key: readFileSync(config.tls.key),
+    ca: config.tls.ca ? readFileSync(config.tls.ca) : undefined,
+    requireClientCert: config.tls.requireClientCert,
+  };
+}
+
+function parseAdvertise(text: string | undefined): { host: string; port?: number } | undefined {
+  if (!text) return undefined;
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
+  if (!m) return { host: text };
+  return { host: m[1], port: m[2] ? Number(m[2]) : undefined };
+}
+
+function homeAddress(listening: Listening[], advertise?: { host: string; port?: number }): string {
+  const tcp = listening.find((l) => l.transport === 'tcp') ?? listening[0];
+  const host = advertise?.host ?? (tcp && tcp.host !== '0.0.0.0' ? tcp.host : '127.0.0.1');
+  const port = advertise?.port ?? tcp?.port ?? 5060;
+  return `sip:${host}:${port};transport=${tcp?.transport ?? 'tcp'}`;
+}

@@ -1,0 +1,57 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type DeepPartial, type ParleyConfig } from '../../src/ops/config.js';
+import { silentLogger } from '../../src/ops/log.js';
+import { computeHa1 } from '../../src/registrar/digest.js';
+import { type ParleyServer, startServer } from '../../src/roles/server.js';
+import { UserRepository } from '../../src/store/users.js';
+
+export interface TestServer {
+  server: ParleyServer;
+  domain: string;
+  tcpPort: number;
+  wsPort: number;
+  dataDir: string;
+  addUser(name: string, password: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A standard server on ephemeral loopback ports with a throwaway data folder. */
+export async function startTestServer(overrides: DeepPartial<ParleyConfig> = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'parley-test-'));
+  const domain = overrides.domain ?? 'example.com';
+  const config = loadConfig({
+    cwd: dataDir,
+    env: {},
+    overrides: {
+      domain,
+      serverId: 'test',
+      listen: { tcp: { host: '127.0.0.1', port: 0 }, ws: { host: '127.0.0.1', port: 0 } },
+      http: { host: '127.0.0.1', port: 0 },
+      database: { dataDir },
+      log: { level: 'warn' },
+      ...overrides,
+    },
+  });
+  const server = await startServer(config, { log: process.env.PARLEY_TEST_LOG ? undefined : silentLogger() });
+  const users = new UserRepository(server.db);
+  return {
+    server,
+    domain,
+    dataDir,
+    tcpPort: server.listening.find((l) => l.transport === 'tcp')?.port ?? 0,
+    wsPort: server.listening.find((l) => l.transport === 'ws')?.port ?? 0,
+    async addUser(name, password) {
+      const user = await users.createUser({ aor: `${name}@${domain}`, displayName: name });
+      await users.setCredentials(user.id, domain, {
+        ha1Md5: computeHa1(name, domain, password, 'MD5'),
+        ha1Sha256: computeHa1(name, domain, password, 'SHA-256'),
+      });
+    },
+    async stop() {
+      await server.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
