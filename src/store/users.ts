@@ -270,6 +270,16 @@ export class UserRepository {
       : undefined;
   }
 
+  /** Which of these AORs have digest secrets in the realm (one query for a page of users). */
+  async withCredentials(aors: string[], realm: string): Promise<Set<string>> {
+    if (aors.length === 0) return new Set();
+    const res = await this.sql.query<{ aor: string }>(
+      `SELECT u.aor FROM users u JOIN credentials c ON c.user_id = u.id AND c.realm = $2 WHERE u.aor = ANY($1::text[])`,
+      [aors.map(normalizeAor), realm],
+    );
+    return new Set(res.rows.map((r) => r.aor));
+  }
+
   /** Every credential of a realm, for a server's cache preload at start. */
   async listCredentials(realm: string): Promise<StoredCredentials[]> {
     const res = await this.sql.query<{

@@ -309,6 +309,10 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(await store.users.getCredentials('carol@example.com', 'other.com')).toBeUndefined();
         expect(await store.users.getCredentials('nobody@example.com', 'example.com')).toBeUndefined();
         expect((await store.users.listCredentials('example.com')).map((c) => c.aor)).toEqual(['carol@example.com']);
+        expect(await store.users.withCredentials(['Carol@example.com', 'x@example.com'], 'example.com')).toEqual(
+          new Set(['carol@example.com']),
+        );
+        expect(await store.users.withCredentials([], 'example.com')).toEqual(new Set());
         expect(await store.users.removeCredentials(carol.id)).toBe(1);
         expect(await store.users.getCredentials('carol@example.com', 'example.com')).toBeUndefined();
       });
