@@ -496,6 +496,11 @@ export function parseHostPort(text: string, key: string, file?: string): HostPor
   return { host, port };
 }
 
+/** A database URL fit for output: any password replaced by `***`. */
+export function redactDatabaseUrl(url: string): string {
+  return url.replace(/^(postgres(?:ql)?:\/\/[^/@:]*):[^/@]*@/, '$1:***@');
+}
+
 /** Formats a HostPort the way parseHostPort reads it back. */
 export function formatHostPort(hp: HostPort): string {
   return isIP(hp.host) === 6 ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
