@@ -1,16 +1,20 @@
 /**
  * Exit codes and error codes of the directory commands, one place, so scripts and the
- * scheduler can match them (docs/directory.md lists them too).
+ * scheduler can match them (docs/directory.md lists them too). They follow the CLI
+ * catalogue (src/cli/errors.ts): 2 configuration, 4 in use, 6 partial success; 7 is the
+ * directory's own "refused by the deletion threshold".
  */
 export const EXIT = {
   /** Every forest synced, nothing refused. Conflicts are reported but are not failures. */
   ok: 0,
   /** Nothing could be done: bad configuration, central forest unreachable or not prepared, every forest failed. */
   error: 1,
+  /** The configuration (parley.yaml directory section, password source) is wrong. */
+  config: 2,
   /** Some forests failed or some items could not be written; the rest was done. */
-  partial: 2,
+  partial: 6,
   /** A forest's removals passed the deletion threshold and were not made (--allow-mass-delete). */
-  refused: 3,
+  refused: 7,
   /** Another sync holds the lock. */
   locked: 4,
 } as const;

@@ -201,7 +201,7 @@ export class DirectorySync {
     const names = opts.config.forests.map((f) => f.name);
     for (const f of opts.forests ?? []) {
       if (!names.includes(f)) {
-        throw new DirectoryError('DIRECTORY_UNKNOWN_FOREST', `no forest named '${f}' in the configuration`, EXIT.error, [
+        throw new DirectoryError('DIRECTORY_UNKNOWN_FOREST', `no forest named '${f}' in the configuration`, EXIT.config, [
           `configured forests: ${names.join(', ')}`,
         ]);
       }
@@ -223,7 +223,7 @@ export class DirectorySync {
     let central: CentralDirectory | undefined;
     try {
       central = await CentralDirectory.connect(opts.config.central, opts.env).catch((err: unknown) => {
-        if (err instanceof BindPasswordError) throw new DirectoryError('DIRECTORY_PASSWORD', err.message, EXIT.error);
+        if (err instanceof BindPasswordError) throw new DirectoryError('DIRECTORY_PASSWORD', err.message, EXIT.config);
         throw new DirectoryError(
           'DIRECTORY_CENTRAL_UNREACHABLE',
           `cannot bind to the central forest ${opts.config.central.url}: ${describe(err)}`,

@@ -1,0 +1,47 @@
+import { Command, Flags } from '@oclif/core';
+import { CliError } from '../../src/cli/errors.js';
+import { loadDirectoryConfig } from '../../src/directory/cli.js';
+import { DirectoryError, EXIT } from '../../src/directory/errors.js';
+import { type PrepareResult, SchemaAdminMissingError, prepareCentral } from '../../src/directory/schema.js';
+
+export default class DirectoryPrepare extends Command {
+  static override summary = "Add Parley's schema extension and contact container to the central forest.";
+  static override description = `Adds the auxiliary object class parleyUser (parleySipAddress, parleyHome, parleyEnabled, parleySourceAnchor, parleySourceForest) to the central forest's schema through cn=config (OpenLDAP), as directory.central.schemaAdmin, and creates the contact container. Only the central forest is touched; running it again changes nothing.
+
+For Active Directory, an administrator extends the schema instead: see docs/directory.md.`;
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --central ldap://central.example.com --dry-run',
+  ];
+  static override enableJsonFlag = true;
+  static override flags = {
+    config: Flags.string({ char: 'c', summary: 'parley.yaml to read (default ./parley.yaml when present).' }),
+    central: Flags.string({ summary: 'URL of the central forest (default directory.central.url).' }),
+    'dry-run': Flags.boolean({ summary: 'Say what would be added; change nothing.' }),
+  };
+
+  async run(): Promise<PrepareResult> {
+    const { flags } = await this.parse(DirectoryPrepare);
+    try {
+      const { directory } = loadDirectoryConfig(flags);
+      const central = flags.central ? { ...directory.central, url: flags.central } : directory.central;
+      const result = await prepareCentral(central, { env: process.env, dryRun: flags['dry-run'] });
+      this.log(`schema: ${result.schema}; contact container ${result.contactContainer}: ${result.container}`);
+      return result;
+    } catch (err) {
+      if (err instanceof DirectoryError) this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
+      if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
+      if (err instanceof SchemaAdminMissingError) {
+        this.error(err.message, {
+          exit: EXIT.config,
+          code: 'DIRECTORY_SCHEMA_ADMIN',
+          suggestions: ['set directory.central.schemaAdmin (bindDn and bindPasswordFile or bindPasswordEnv) to an identity that may write cn=config'],
+        });
+      }
+      this.error(`cannot prepare ${flags.central ?? 'the central forest'}: ${(err as Error).message}`, {
+        exit: EXIT.error,
+        code: 'DIRECTORY_CENTRAL_UNREACHABLE',
+      });
+    }
+  }
+}

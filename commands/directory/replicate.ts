@@ -1,0 +1,50 @@
+import { Command, Flags } from '@oclif/core';
+import { CliError } from '../../src/cli/errors.js';
+import { openCliStore, storeFlags } from '../../src/cli/flags.js';
+import { loadDirectoryConfig } from '../../src/directory/cli.js';
+import { DirectoryError, EXIT } from '../../src/directory/errors.js';
+import { type ReplicationSummary, replicateFromCentral } from '../../src/directory/replicator.js';
+
+export default class DirectoryReplicate extends Command {
+  static override summary = "Refresh Parley's user store from the central forest.";
+  static override description = `Copies the central forest's SIP-enabled users and contacts into the user store (upsert by address), so servers never query LDAP while serving. Directory users that vanished are disabled (deleted with --prune); local users are never touched. Servers run the same on a timer (directory.replicate.interval).`;
+  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --dry-run --json'];
+  static override enableJsonFlag = true;
+  static override flags = {
+    ...storeFlags,
+    prune: Flags.boolean({ summary: 'Delete vanished directory users instead of disabling them.' }),
+    'dry-run': Flags.boolean({ summary: 'Count what would change; write nothing.' }),
+  };
+
+  async run(): Promise<ReplicationSummary> {
+    const { flags } = await this.parse(DirectoryReplicate);
+    try {
+      const { parley, directory } = loadDirectoryConfig(flags);
+      const store = await openCliStore(parley);
+      try {
+        const r = await replicateFromCentral({
+          sql: store.db,
+          config: directory,
+          env: process.env,
+          prune: flags.prune || undefined,
+          dryRun: flags['dry-run'],
+        });
+        this.log(
+          `read ${r.read}, added ${r.added}, updated ${r.updated}, disabled ${r.disabled}, deleted ${r.deleted}, unchanged ${r.unchanged}, issues ${r.issues.length}`,
+        );
+        for (const i of r.issues.slice(0, 20)) this.log(`${i.code}: ${i.aor} (${i.dn}): ${i.message}`);
+        if (r.issues.length > 0) process.exitCode = EXIT.partial;
+        return r;
+      } finally {
+        await store.close();
+      }
+    } catch (err) {
+      if (err instanceof DirectoryError) this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
+      if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
+      this.error(`cannot replicate from the central forest: ${(err as Error).message}`, {
+        exit: EXIT.error,
+        code: 'DIRECTORY_CENTRAL_UNREACHABLE',
+      });
+    }
+  }
+}
