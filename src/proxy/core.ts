@@ -128,8 +128,11 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     if (inDialog) {
-      // An in-dialog request whose Request-URI is a user AOR: route it to the user's endpoints.
-      this.toLocalUser(request, st, ruri, undefined);
+      // A refresh of a dialog we are the UA in (a presence subscription), else a request for
+      // the user's endpoints.
+      const service = this.opts.services[method];
+      if (service && method === 'SUBSCRIBE') service.handle(request, st, { flow: st.flow, aor: this.flowAor(request, st.flow) });
+      else this.toLocalUser(request, st, ruri, undefined);
       return;
     }
     this.authenticateThen(request, st, (party) => {

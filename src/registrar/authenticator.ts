@@ -2,6 +2,7 @@ import type { SipMessage } from '../sip/message.js';
 import type { CredentialCache, UserCredentials } from './credentials.js';
 import {
   buildChallenges,
+  type DigestAlgorithm,
   type DigestCredentials,
   digestUriMatches,
   type NonceManager,
@@ -26,7 +27,20 @@ export class Authenticator {
     private readonly realm: string,
     private readonly nonces: NonceManager,
     private readonly credentials: CredentialCache,
+    /**
+     * Challenge order, most preferred first (RFC 8760 2.4). MD5 leads by default: JsSIP,
+     * SIP.js and SIPp answer only the first challenge and know only MD5; deployments whose
+     * clients all do SHA-256 put it first, and high-security mode offers SHA-256 alone.
+     */
+    private readonly algorithms: DigestAlgorithm[] = ['MD5', 'SHA-256'],
   ) {}
+
+  /**
+   * RFC 3261 22.4 wants the digest uri to equal the Request-URI; some clients (SIPp among
+   * them) put the address they sent to. A uri naming this server or its domain is accepted:
+   * the response hash covers it, so it cannot be replayed against another server.
+   */
+  isLocalUri: (uri: string) => boolean = () => false;
 
   /** Synchronous when the user's credentials are cached, which they are after the first request. */
   authenticate(request: SipMessage, kind: AuthKind): AuthOutcome | Promise<AuthOutcome> {
@@ -37,8 +51,8 @@ export class Authenticator {
     if (parsed.realm !== this.realm) return this.challenge(kind, false);
     const nonce = this.nonces.check(parsed.nonce, this.realm);
     if (nonce === 'invalid') return this.challenge(kind, false);
-    if (!digestUriMatches(parsed.uri, request.uri)) {
-      return { ok: false, status: 400, reason: 'Bad Request - digest uri does not match Request-URI' };
+    if (!digestUriMatches(parsed.uri, request.uri) && !this.isLocalUri(parsed.uri)) {
+      return { ok: false, status: 400, reason: `Bad Request - digest uri ${parsed.uri} does not match Request-URI ${request.uri}` };
     }
     const aor = `${parsed.username}@${this.realm}`.toLowerCase();
     const cached = this.credentials.peek(aor);
@@ -83,7 +97,7 @@ export class Authenticator {
     return {
       ok: false,
       status: kind === 'www' ? 401 : 407,
-      challenges: buildChallenges(this.nonces, { realm: this.realm, stale }),
+      challenges: buildChallenges(this.nonces, { realm: this.realm, stale, algorithms: this.algorithms }),
     };
   }
 }

@@ -97,7 +97,12 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
     });
     const location = new LocationTable();
     const nonces = new NonceManager({ secret: randomBytes(32) });
-    const authenticator = new Authenticator(domain, nonces, credentials);
+    const authenticator = new Authenticator(
+      domain,
+      nonces,
+      credentials,
+      config.highSecurity ? ['SHA-256'] : ['MD5', 'SHA-256'],
+    );
     const registrar = new Registrar({
       domain,
       serverId: config.serverId,
@@ -124,6 +129,10 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
     });
     const advertise = parseAdvertise(config.advertise);
     const local = new LocalIdentity(domain, listening, advertise, config.serverId);
+    authenticator.isLocalUri = (text) => {
+      const uri = parseUri(text);
+      return uri !== undefined && (uri.host.toLowerCase() === domain || local.isUs(uri));
+    };
 
     const presence = new PresenceServer({
       domain,
