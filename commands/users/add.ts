@@ -1,0 +1,44 @@
+import { Args, Command, Flags } from '@oclif/core';
+import { domainFlag, storeFlags } from '../../src/cli/flags.js';
+import { obtainPassword } from '../../src/cli/password.js';
+import { runWithStore } from '../../src/cli/store-command.js';
+import { addUser, resolveAor, type UserSummary } from '../../src/users/admin.js';
+
+export default class UsersAdd extends Command {
+  static override summary = 'Create a local SIP user with a password.';
+  static override description = `Creates the user and stores the digest secrets of its password (HA1 for MD5 and SHA-256, realm = the domain); the password itself is never stored, logged or echoed. Give the password at the masked prompt, or on stdin with --password-stdin for scripts.
+
+A bare name is taken in the server domain: "alice" is alice@DOMAIN.`;
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> alice --display-name "Alice Liddell"',
+    'printf %s "$PW" | <%= config.bin %> <%= command.id %> bob@example.com --password-stdin --json',
+  ];
+  static override enableJsonFlag = true;
+  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override flags = {
+    ...storeFlags,
+    ...domainFlag,
+    'display-name': Flags.string({ summary: 'Name shown to contacts.' }),
+    home: Flags.string({ summary: 'Home (standard server or pool) the user lives in.' }),
+    disabled: Flags.boolean({ summary: 'Create the account disabled (cannot sign in until enabled).' }),
+    'password-stdin': Flags.boolean({ summary: 'Read the password from the first line of stdin.' }),
+  };
+
+  async run(): Promise<UserSummary> {
+    const { args, flags } = await this.parse(UsersAdd);
+    const user = await runWithStore(this, flags, async (store, config) => {
+      const aor = resolveAor(args.aor, config.domain);
+      const password = await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor });
+      return addUser(store, {
+        aor,
+        password,
+        domain: config.domain,
+        displayName: flags['display-name'],
+        home: flags.home,
+        enabled: !flags.disabled,
+      });
+    });
+    this.log(`Added ${user.aor}${user.enabled ? '' : ' (disabled)'}.`);
+    return user;
+  }
+}

@@ -1,0 +1,23 @@
+import { Args, Command } from '@oclif/core';
+import { domainFlag, storeFlags } from '../../src/cli/flags.js';
+import { runWithStore } from '../../src/cli/store-command.js';
+import { setUserEnabled, type UserSummary } from '../../src/users/admin.js';
+
+export default class UsersDisable extends Command {
+  static override summary = 'Stop a user from signing in, keeping the account.';
+  static override description =
+    'Running servers learn of the change at once through the store change feed. Contacts, rules and credentials are kept. Idempotent: "changed" in --json says whether anything changed.';
+  static override examples = ['<%= config.bin %> <%= command.id %> alice', '<%= config.bin %> <%= command.id %> alice@example.com --json'];
+  static override enableJsonFlag = true;
+  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override flags = { ...storeFlags, ...domainFlag };
+
+  async run(): Promise<UserSummary & { changed: boolean }> {
+    const { args, flags } = await this.parse(UsersDisable);
+    const user = await runWithStore(this, flags, (store, config) =>
+      setUserEnabled(store, { aor: args.aor, domain: config.domain, enabled: false }),
+    );
+    this.log(user.changed ? `Disabled ${user.aor}.` : `${user.aor} was already disabled.`);
+    return user;
+  }
+}

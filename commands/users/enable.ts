@@ -1,0 +1,23 @@
+import { Args, Command } from '@oclif/core';
+import { domainFlag, storeFlags } from '../../src/cli/flags.js';
+import { runWithStore } from '../../src/cli/store-command.js';
+import { setUserEnabled, type UserSummary } from '../../src/users/admin.js';
+
+export default class UsersEnable extends Command {
+  static override summary = 'Allow a user to sign in again.';
+  static override description =
+    'Running servers learn of the change at once through the store change feed. Contacts, rules and credentials are kept. Idempotent: "changed" in --json says whether anything changed.';
+  static override examples = ['<%= config.bin %> <%= command.id %> alice', '<%= config.bin %> <%= command.id %> alice@example.com --json'];
+  static override enableJsonFlag = true;
+  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override flags = { ...storeFlags, ...domainFlag };
+
+  async run(): Promise<UserSummary & { changed: boolean }> {
+    const { args, flags } = await this.parse(UsersEnable);
+    const user = await runWithStore(this, flags, (store, config) =>
+      setUserEnabled(store, { aor: args.aor, domain: config.domain, enabled: true }),
+    );
+    this.log(user.changed ? `Enabled ${user.aor}.` : `${user.aor} was already enabled.`);
+    return user;
+  }
+}

@@ -1,0 +1,35 @@
+import { Args, Command, Flags } from '@oclif/core';
+import { domainFlag, storeFlags } from '../../src/cli/flags.js';
+import { obtainPassword } from '../../src/cli/password.js';
+import { runWithStore } from '../../src/cli/store-command.js';
+import { resolveAor, setPassword, showUser, type UserSummary } from '../../src/users/admin.js';
+
+export default class UsersSetPassword extends Command {
+  static override summary = "Change a user's password.";
+  static override description =
+    'Replaces the stored digest secrets (HA1s) of the user. Endpoints already registered keep working until they authenticate again. The password comes from a masked prompt or, with --password-stdin, from the first line of stdin; it is never echoed or logged.';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> alice',
+    'printf %s "$PW" | <%= config.bin %> <%= command.id %> alice@example.com --password-stdin',
+  ];
+  static override enableJsonFlag = true;
+  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override flags = {
+    ...storeFlags,
+    ...domainFlag,
+    'password-stdin': Flags.boolean({ summary: 'Read the password from the first line of stdin.' }),
+  };
+
+  async run(): Promise<UserSummary> {
+    const { args, flags } = await this.parse(UsersSetPassword);
+    const user = await runWithStore(this, flags, async (store, config) => {
+      const aor = resolveAor(args.aor, config.domain);
+      // Fail on an unknown user before asking for a password.
+      await showUser(store, { aor, domain: config.domain });
+      const password = await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor });
+      return setPassword(store, { aor, password, domain: config.domain });
+    });
+    this.log(`Password of ${user.aor} changed.`);
+    return user;
+  }
+}

@@ -1,0 +1,28 @@
+import type { Command } from '@oclif/core';
+import type { ParleyConfig } from '../ops/config.js';
+import type { Store } from '../store/store.js';
+import { CliError } from './errors.js';
+import { loadCliConfig, openCliStore, type StoreFlagValues } from './flags.js';
+
+/**
+ * The frame of a store command: load the configuration, open the store, run, close it
+ * whatever happens, and turn catalogued failures (CliError) into oclif errors carrying
+ * their code, exit status and suggestion.
+ */
+export async function runWithStore<T>(
+  command: Command,
+  flags: StoreFlagValues,
+  fn: (store: Store, config: ParleyConfig) => Promise<T>,
+): Promise<T> {
+  let store: Store | undefined;
+  try {
+    const config = loadCliConfig(flags);
+    store = await openCliStore(config);
+    return await fn(store, config);
+  } catch (err) {
+    if (err instanceof CliError) command.error(err.message, err.toErrorOptions());
+    throw err;
+  } finally {
+    await store?.close();
+  }
+}
