@@ -73,7 +73,7 @@ export default class Init extends Command {
       };
     } catch (err) {
       if (err instanceof InitError) {
-        this.error(err.message, { exit: err.code === 'CONFIG_EXISTS' ? 3 : 2, code: err.code, suggestions: [err.suggestion] });
+        this.error(err.message, { exit: err.code === 'CONFIG_EXISTS' ? 4 : 2, code: err.code, suggestions: [err.suggestion] });
       }
       throw err;
     }

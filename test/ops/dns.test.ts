@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { resolve } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import DnsRecords from '../../commands/dns/records.js';
 import { DnsPlanError, planDnsRecords, renderZoneFile } from '../../src/ops/dns.js';
 
 describe('planDnsRecords', () => {
@@ -50,5 +52,29 @@ describe('planDnsRecords', () => {
     expect(() => planDnsRecords({ domain: 'a.test', edgeFqdn: 'bad name' })).toThrow(/edgeFqdn/);
     expect(() => planDnsRecords({ domain: 'a.test', edgeAccessPort: 0 })).toThrow(/edgeAccessPort/);
     expect(() => planDnsRecords({ domain: 'a.test', edgeAddress: 'edge' })).toThrow(/edgeAddress/);
+  });
+});
+
+describe('parley dns records (oclif)', () => {
+  it('prints zone lines and returns the plan as JSON data', async () => {
+    const chunks: string[] = [];
+    const spy = vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
+      chunks.push(`${args.join(' ')}\n`);
+    });
+    try {
+      const root = resolve(import.meta.dirname, '../..');
+      const plan = await DnsRecords.run(['--domain', 'cli.test', '--edge-fqdn', 'edge.cli.test', '--tcp'], root);
+      expect(plan.srv.map((r) => r.name)).toEqual([
+        '_sip._tls.cli.test',
+        '_sipinternaltls._tcp.cli.test',
+        '_sipfederationtls._tcp.cli.test',
+        '_sip._tcp.cli.test',
+      ]);
+      expect(chunks.join('')).toContain('_sipfederationtls._tcp.cli.test.\t3600\tIN\tSRV\t0 0 5061 edge.cli.test.');
+      const err = await DnsRecords.run(['--domain', 'cli.test', '--edge-address', 'nope'], root).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', oclif: { exit: 2 } });
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
