@@ -1,0 +1,272 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Sql } from '../store/sql.js';
+import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
+import { type ContactListOwner, getContactLists } from './repository.js';
+import { DOCUMENT_FOOTER, documentHeader, serializeContactList, serializeUserElement } from './xml-serialize.js';
+
+/**
+ * Streaming export of contact lists to XML. Users are read a page at a time by keyset
+ * pagination on aor (byte order, the same on PGlite and PostgreSQL whatever their
+ * collation), each page in one short REPEATABLE READ transaction so every list is a
+ * consistent snapshot without holding the embedded store's session for the whole run.
+ * Memory holds one page; files and the manifest are written as streams.
+ */
+export type ExportScope = { kind: 'user'; aor: string } | { kind: 'all' } | { kind: 'home'; home: string };
+
+/** 'file': one document for every user; 'per-user': a folder with one document per user. */
+export type ExportLayout = 'file' | 'per-user';
+
+export interface ExportOptions {
+  scope: ExportScope;
+  /** A .xml file (layout 'file') or a folder (layout 'per-user'). */
+  out: string;
+  layout?: ExportLayout;
+  /** Users per page (default 500). */
+  pageSize?: number;
+  onProgress?: (users: number) => void;
+  now?: () => Date;
+}
+
+export interface ExportManifestFile {
+  /** Relative to the manifest's folder. */
+  path: string;
+  users: number;
+  contacts: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface ExportTotals {
+  users: number;
+  groups: number;
+  contacts: number;
+  accessRules: number;
+  files: number;
+  bytes: number;
+}
+
+export interface ExportResult extends ExportTotals {
+  layout: ExportLayout;
+  manifest: string;
+  out: string;
+}
+
+export const EXPORT_MANIFEST_FORMAT = 'parley-contact-lists-export';
+
+export class ExportScopeError extends Error {
+  constructor(
+    readonly code: 'USER_NOT_FOUND' | 'HOME_EMPTY',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function layoutFor(out: string): ExportLayout {
+  return out.toLowerCase().endsWith('.xml') ? 'file' : 'per-user';
+}
+
+export function manifestPathFor(out: string, layout: ExportLayout): string {
+  return layout === 'file' ? `${out}.manifest.json` : join(out, 'manifest.json');
+}
+
+/** File name of one user's document in a per-user export: the aor, with unsafe characters %-escaped. */
+export function fileNameForAor(aor: string): string {
+  const safe = aor.replace(/[^a-z0-9._@+-]|^\./g, (c) =>
+    [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  );
+  return `${safe}.xml`;
+}
+
+export async function exportContactLists(sql: Sql, options: ExportOptions): Promise<ExportResult> {
+  const layout = options.layout ?? layoutFor(options.out);
+  const manifestPath = manifestPathFor(options.out, layout);
+  const exportedAt = (options.now?.() ?? new Date()).toISOString();
+  const totals: ExportTotals = { users: 0, groups: 0, contacts: 0, accessRules: 0, files: 0, bytes: 0 };
+  const count = (list: ContactList) => {
+    totals.users++;
+    totals.groups += list.groups.length;
+    totals.contacts += list.contacts.length;
+    totals.accessRules += list.accessRules.length;
+    options.onProgress?.(totals.users);
+  };
+  const pages = readPages(sql, options.scope, options.pageSize ?? 500);
+
+  await mkdir(layout === 'file' ? dirname(options.out) : options.out, { recursive: true });
+  const manifest = new ManifestWriter(manifestPath, {
+    format: EXPORT_MANIFEST_FORMAT,
+    formatVersion: CONTACT_LIST_FORMAT_VERSION,
+    exportedAt,
+    scope: describeScope(options.scope),
+    layout,
+  });
+  try {
+    if (layout === 'file') {
+      const file = new HashingFile(options.out);
+      try {
+        await file.write(documentHeader());
+        let contacts = 0;
+        for await (const page of pages) {
+          let text = '';
+          for (const list of page) {
+            count(list);
+            contacts += list.contacts.length;
+            text += serializeUserElement(list);
+          }
+          await file.write(text);
+        }
+        await file.write(DOCUMENT_FOOTER);
+        const done = await file.commit();
+        totals.files = 1;
+        totals.bytes = done.bytes;
+        await manifest.add({ path: basename(options.out), users: totals.users, contacts, ...done });
+      } catch (err) {
+        await file.abort();
+        throw err;
+      }
+    } else {
+      for await (const page of pages) {
+        for (const list of page) {
+          count(list);
+          const text = serializeContactList(list);
+          const name = fileNameForAor(list.user.slice('sip:'.length));
+          const bytes = Buffer.from(text);
+          await writeFile(join(options.out, name), bytes);
+          totals.files++;
+          totals.bytes += bytes.length;
+          await manifest.add({
+            path: name,
+            users: 1,
+            contacts: list.contacts.length,
+            bytes: bytes.length,
+            sha256: createHash('sha256').update(bytes).digest('hex'),
+          });
+        }
+      }
+    }
+    if (options.scope.kind === 'user' && totals.users === 0) {
+      throw new ExportScopeError('USER_NOT_FOUND', `no user ${options.scope.aor}`);
+    }
+    await manifest.commit(totals);
+  } catch (err) {
+    await manifest.abort();
+    throw err;
+  }
+  return { layout, manifest: manifestPath, out: options.out, ...totals };
+}
+
+function describeScope(scope: ExportScope): string {
+  return scope.kind === 'all' ? 'all' : scope.kind === 'home' ? `home:${scope.home}` : `user:${scope.aor}`;
+}
+
+async function* readPages(sql: Sql, scope: ExportScope, pageSize: number): AsyncGenerator<ContactList[]> {
+  let after: string | null = null;
+  for (;;) {
+    const page: ContactList[] = await sql.transaction(async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const params: unknown[] = [after, pageSize];
+      let where = '($1::text IS NULL OR aor COLLATE "C" > $1::text COLLATE "C")';
+      if (scope.kind === 'home') {
+        params.push(scope.home);
+        where += ' AND home = $3';
+      } else if (scope.kind === 'user') {
+        params.push(scope.aor);
+        where += ' AND aor = $3';
+      }
+      const { rows } = await tx.query<{ id: number | string; aor: string }>(
+        `SELECT id, aor FROM users WHERE ${where} ORDER BY aor COLLATE "C" LIMIT $2`,
+        params,
+      );
+      const owners: ContactListOwner[] = rows.map((r) => ({ id: Number(r.id), aor: r.aor }));
+      const lists = await getContactLists(tx, owners);
+      return owners.map((o) => lists.get(o.id)!);
+    });
+    if (page.length === 0) return;
+    yield page;
+    if (page.length < pageSize) return;
+    after = page[page.length - 1].user.slice('sip:'.length);
+  }
+}
+
+/** A file written through a temporary name, hashed on the way, renamed into place at the end. */
+class HashingFile {
+  private readonly temporary: string;
+  private readonly stream: WriteStream;
+  private readonly hash = createHash('sha256');
+  private bytes = 0;
+  private failure: Error | undefined;
+
+  constructor(private readonly path: string) {
+    this.temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+    this.stream = createWriteStream(this.temporary, { mode: 0o600 });
+    this.stream.on('error', (err) => {
+      this.failure = err;
+    });
+  }
+
+  async write(text: string): Promise<void> {
+    if (this.failure) throw this.failure;
+    const chunk = Buffer.from(text);
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    if (!this.stream.write(chunk)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
+    if (this.failure) throw this.failure;
+  }
+
+  async commit(): Promise<{ bytes: number; sha256: string }> {
+    await new Promise<void>((resolve, reject) => this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (this.failure) throw this.failure;
+    await rename(this.temporary, this.path);
+    return { bytes: this.bytes, sha256: this.hash.digest('hex') };
+  }
+
+  async abort(): Promise<void> {
+    this.stream.destroy();
+    await rm(this.temporary, { force: true });
+  }
+}
+
+/**
+ * manifest.json, streamed: the header fields, then the files array one entry at a time
+ * (a per-user export of 100,000 users has 100,000 entries), then the totals. Written under
+ * a temporary name and renamed last, so a manifest's presence means the export finished.
+ */
+class ManifestWriter {
+  private readonly file: HashingFile;
+  private started = false;
+  private first = true;
+
+  constructor(
+    path: string,
+    private readonly header: Record<string, unknown>,
+  ) {
+    this.file = new HashingFile(path);
+  }
+
+  private async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const head = JSON.stringify(this.header, null, 2);
+    await this.file.write(`${head.slice(0, -2)},\n  "files": [`);
+  }
+
+  async add(entry: ExportManifestFile): Promise<void> {
+    await this.start();
+    await this.file.write(`${this.first ? '\n' : ',\n'}    ${JSON.stringify(entry)}`);
+    this.first = false;
+  }
+
+  async commit(totals: ExportTotals): Promise<void> {
+    await this.start();
+    await this.file.write(`${this.first ? '' : '\n  '}],\n  "totals": ${JSON.stringify(totals)}\n}\n`);
+    await this.file.commit();
+  }
+
+  abort(): Promise<void> {
+    return this.file.abort();
+  }
+}
