@@ -65,7 +65,9 @@ function run(name: string, buf: Buffer, iterations: number, touch: boolean): voi
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const rate = Math.round(iterations / seconds);
   const label = `${name}${touch ? ' parse+access+serialize' : ' parse+serialize'}`;
-  console.log(`${label.padEnd(40)} ${rate.toLocaleString('en-US').padStart(12)} msg/s  (${(1e6 / rate).toFixed(2)} µs/msg)`);
+  console.log(
+    `${label.padEnd(40)} ${rate.toLocaleString('en-US').padStart(12)} msg/s  (${(1e6 / rate).toFixed(2)} µs/msg)`,
+  );
   if (sink === -1) console.log(sink);
 }
 

@@ -188,7 +188,7 @@ export class SipMessage {
     const n = canonicalHeaderName(name);
     const header: SipHeader = { name: n, value: cleanValue(value) };
     const index = this.headers.findIndex((h) => h.name === n);
-    this.headers.splice(index < 0 ? 0 : index, 0, header);
+    this.headers.splice(Math.max(index, 0), 0, header);
   }
 
   remove(name: string): void {
@@ -306,7 +306,8 @@ export class SipMessage {
   /** RFC 3261 20.22: 0-255; undefined when absent or malformed. */
   get maxForwards(): number | undefined {
     const v = this.get('max-forwards');
-    if (v === undefined || !/^\d{1,3}$/.test(v)) return undefined;
+    // Leading zeros are legal (RFC 4475 3.1.1.1 sends "0068").
+    if (v === undefined || !/^\d{1,10}$/.test(v)) return undefined;
     const n = Number(v);
     return n > 255 ? undefined : n;
   }

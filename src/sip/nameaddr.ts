@@ -22,7 +22,6 @@ export function parseNameAddr(text: string): NameAddr | undefined {
   let i = skipWhitespace(text, 0);
   if (i >= len) return undefined;
   let displayName: string | undefined;
-  let uri: string;
   let c = text.charCodeAt(i);
   if (c === 34) {
     const quoted = readQuotedString(text, i);
@@ -41,7 +40,10 @@ export function parseNameAddr(text: string): NameAddr | undefined {
       j++;
     }
     if (j < len && text.charCodeAt(j) === 60) {
-      displayName = text.slice(i, j).trim().replace(/[ \t]+/g, ' ');
+      displayName = text
+        .slice(i, j)
+        .trim()
+        .replace(/[ \t]+/g, ' ');
       i = j;
     } else {
       return parseAddrSpec(text, i);
@@ -50,7 +52,7 @@ export function parseNameAddr(text: string): NameAddr | undefined {
   // name-addr: LAQUOT addr-spec RAQUOT, with no LWS inside the brackets.
   const close = text.indexOf('>', i + 1);
   if (close < 0) return undefined;
-  uri = text.slice(i + 1, close);
+  const uri = text.slice(i + 1, close);
   if (!isValidAddrSpec(uri)) return undefined;
   const parsed = parseParams(text, close + 1);
   if (parsed === undefined || parsed.end !== len) return undefined;
@@ -85,7 +87,11 @@ function isValidAddrSpec(uri: string): boolean {
   return true;
 }
 
-function build(displayName: string | undefined, uri: string, params: Record<string, string | null>): NameAddr {
+function build(
+  displayName: string | undefined,
+  uri: string,
+  params: Record<string, string | null>,
+): NameAddr {
   const result: NameAddr = { uri, params };
   if (displayName !== undefined && displayName.length > 0) result.displayName = displayName;
   const tag = params.tag;

@@ -130,8 +130,8 @@ export function splitHead(buf: Buffer, start: number, end: number): SplitHead {
     error: undefined,
     isResponse: false,
   };
-  const nul = buf.indexOf(0, start);
-  if (nul >= 0 && nul < end) result.error = { status: 400, reason: 'Bad Request - NUL Byte In Headers' };
+  if (hasBareNul(buf, start, end))
+    result.error = { status: 400, reason: 'Bad Request - NUL Byte In Headers' };
   const text = decodeHead(buf, start, end);
   const len = text.length;
   if (result.error === undefined && hasBareLineBreak(text)) {
@@ -171,7 +171,8 @@ export function splitHead(buf: Buffer, start: number, end: number): SplitHead {
     }
     // HCOLON = *( SP / HTAB ) ":" SWS (RFC 3261 25.1)
     let nameEnd = colon;
-    while (nameEnd > 0 && (raw.charCodeAt(nameEnd - 1) === 32 || raw.charCodeAt(nameEnd - 1) === 9)) nameEnd--;
+    while (nameEnd > 0 && (raw.charCodeAt(nameEnd - 1) === 32 || raw.charCodeAt(nameEnd - 1) === 9))
+      nameEnd--;
     const rawName = nameEnd === colon ? raw.slice(0, colon) : raw.slice(0, nameEnd);
     let name = knownHeaderName(rawName);
     if (name === undefined) {
@@ -199,6 +200,16 @@ export function splitHead(buf: Buffer, start: number, end: number): SplitHead {
     }
   }
   return result;
+}
+
+/** NUL is only legal escaped as a quoted-pair inside a quoted string (RFC 3261 25.1; RFC 4475 intmeth). */
+function hasBareNul(buf: Buffer, start: number, end: number): boolean {
+  let p = buf.indexOf(0, start);
+  while (p >= 0 && p < end) {
+    if (p === start || buf[p - 1] !== 0x5c) return true;
+    p = buf.indexOf(0, p + 1);
+  }
+  return false;
 }
 
 function hasBareLineBreak(text: string): boolean {
@@ -320,7 +331,8 @@ export function finishMessage(head: SplitHead, body: Buffer): ParseResult {
   if (m.from.uri === '') return fail(head, 400, 'Bad Request - Malformed From');
   if (m.to.uri === '') return fail(head, 400, 'Bad Request - Malformed To');
   // Lenient like Kamailio: Max-Forwards may be absent, but a present one must be valid.
-  if (maxForwards && m.maxForwards === undefined) return fail(head, 400, 'Bad Request - Malformed Max-Forwards');
+  if (maxForwards && m.maxForwards === undefined)
+    return fail(head, 400, 'Bad Request - Malformed Max-Forwards');
   // RFC 3261 20.17: SIP-date is an rfc1123-date, always in GMT (RFC 4475 3.1.2.12 baddate).
   if (date !== undefined && !date.endsWith(' GMT')) return fail(head, 400, 'Bad Request - Malformed Date');
   if (m.status === 0) {
@@ -346,7 +358,13 @@ function partialOf(head: SplitHead): PartialMessage {
   const message = head.message;
   const headers: SipHeader[] = [];
   for (const h of message.headers) {
-    if (h.name === 'via' || h.name === 'from' || h.name === 'to' || h.name === 'call-id' || h.name === 'cseq') {
+    if (
+      h.name === 'via' ||
+      h.name === 'from' ||
+      h.name === 'to' ||
+      h.name === 'call-id' ||
+      h.name === 'cseq'
+    ) {
       headers.push(h);
     }
   }

@@ -76,7 +76,15 @@ const REASON_PHRASES: Record<number, string> = {
   607: 'Unwanted',
 };
 
-const CLASS_PHRASES = ['', 'Provisional', 'Success', 'Redirection', 'Client Error', 'Server Error', 'Global Failure'];
+const CLASS_PHRASES = [
+  '',
+  'Provisional',
+  'Success',
+  'Redirection',
+  'Client Error',
+  'Server Error',
+  'Global Failure',
+];
 
 export function reasonPhrase(status: number): string {
   return REASON_PHRASES[status] ?? CLASS_PHRASES[Math.floor(status / 100)] ?? 'Unknown';

@@ -188,7 +188,8 @@ function escapeUriPart(text: string, safe: RegExp): string {
     if (safe.test(ch)) {
       out += ch;
     } else {
-      for (const byte of Buffer.from(ch, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+      for (const byte of Buffer.from(ch, 'utf8'))
+        out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
     }
   }
   return out;

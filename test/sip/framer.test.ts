@@ -3,19 +3,17 @@ import { type FramerEvent, StreamFramer } from '../../src/sip/framer.js';
 import { createErrorResponseFromPartial } from '../../src/sip/response.js';
 import { sip, valid } from './torture.js';
 
-const register = sip(
-  [
-    'REGISTER sip:example.com SIP/2.0',
-    'Via: SIP/2.0/TCP 192.0.2.1:50000;branch=z9hG4bKreg1;rport',
-    'Max-Forwards: 70',
-    'From: <sip:alice@example.com>;tag=a1',
-    'To: <sip:alice@example.com>',
-    'Call-ID: reg-1@192.0.2.1',
-    'CSeq: 1 REGISTER',
-    'Contact: <sip:alice@192.0.2.1:50000;transport=tcp>;expires=3600',
-    'Content-Length: 0',
-  ],
-);
+const register = sip([
+  'REGISTER sip:example.com SIP/2.0',
+  'Via: SIP/2.0/TCP 192.0.2.1:50000;branch=z9hG4bKreg1;rport',
+  'Max-Forwards: 70',
+  'From: <sip:alice@example.com>;tag=a1',
+  'To: <sip:alice@example.com>',
+  'Call-ID: reg-1@192.0.2.1',
+  'CSeq: 1 REGISTER',
+  'Contact: <sip:alice@192.0.2.1:50000;transport=tcp>;expires=3600',
+  'Content-Length: 0',
+]);
 
 const message = sip(
   [
@@ -34,7 +32,8 @@ const message = sip(
 
 function summary(events: FramerEvent[]): string[] {
   return events.map((e) => {
-    if (e.type === 'message') return `message:${e.message.method || e.message.status}:${e.message.body.length}`;
+    if (e.type === 'message')
+      return `message:${e.message.method || e.message.status}:${e.message.body.length}`;
     if (e.type === 'error') return `error:${e.status}:${e.fatal}`;
     return e.type;
   });
@@ -58,7 +57,9 @@ describe('StreamFramer', () => {
   it('frames one message in one chunk, body as a view into the chunk', () => {
     const framer = new StreamFramer();
     const events = framer.push(message);
-    expect(summary(events)).toEqual([`message:MESSAGE:${Buffer.byteLength('Héllo\r\n\r\nwith a blank line inside')}`]);
+    expect(summary(events)).toEqual([
+      `message:MESSAGE:${Buffer.byteLength('Héllo\r\n\r\nwith a blank line inside')}`,
+    ]);
     const m = (events[0] as { message: { body: Buffer } }).message;
     expect(m.body.buffer).toBe(message.buffer);
     expect(framer.buffered).toBe(0);
@@ -93,7 +94,11 @@ describe('StreamFramer', () => {
     expect(normalized(pushAll(new StreamFramer(), bytes))).toEqual(expected.join(','));
     for (let a = 1; a < stream.length; a += 7) {
       for (let b = a + 1; b < stream.length; b += 13) {
-        const events = pushAll(new StreamFramer(), [stream.subarray(0, a), stream.subarray(a, b), stream.subarray(b)]);
+        const events = pushAll(new StreamFramer(), [
+          stream.subarray(0, a),
+          stream.subarray(a, b),
+          stream.subarray(b),
+        ]);
         expect(normalized(events)).toEqual(expected.join(','));
       }
     }
@@ -101,7 +106,10 @@ describe('StreamFramer', () => {
 
   it('keeps messages identical to the originals', () => {
     const framer = new StreamFramer();
-    const events = pushAll(framer, [register.subarray(0, 10), Buffer.concat([register.subarray(10), message])]);
+    const events = pushAll(framer, [
+      register.subarray(0, 10),
+      Buffer.concat([register.subarray(10), message]),
+    ]);
     const out = events.map((e) => (e.type === 'message' ? e.message.toBuffer() : Buffer.alloc(0)));
     expect(Buffer.concat(out).equals(Buffer.concat([register, message]))).toBe(true);
   });
@@ -113,20 +121,30 @@ describe('StreamFramer', () => {
     const split = new StreamFramer();
     expect(summary(pushAll(split, [Buffer.from('\r\n'), Buffer.from('\r\n')]))).toEqual(['pong', 'ping']);
     const bytes = new StreamFramer();
-    expect(summary(pushAll(bytes, [...'\r\n\r\n'].map((c) => Buffer.from(c))))).toEqual(['pong', 'ping']);
+    expect(
+      summary(
+        pushAll(
+          bytes,
+          [...'\r\n\r\n'].map((c) => Buffer.from(c)),
+        ),
+      ),
+    ).toEqual(['pong', 'ping']);
     const three = new StreamFramer();
     expect(summary(pushAll(three, [Buffer.from('\r\n\r'), Buffer.from('\n')]))).toEqual(['ping']);
   });
 
   it('a malformed message with a usable Content-Length is reported and the stream goes on', () => {
-    const bad = sip([
-      'OPTIONS sip:user@example.com SIP/2.0',
-      'Via: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKbad',
-      'From: <sip:a@example.com>;tag=1',
-      'To: <sip:b@example.com>',
-      'CSeq: 1 OPTIONS',
-      'Content-Length: 4',
-    ], 'abcd');
+    const bad = sip(
+      [
+        'OPTIONS sip:user@example.com SIP/2.0',
+        'Via: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKbad',
+        'From: <sip:a@example.com>;tag=1',
+        'To: <sip:b@example.com>',
+        'CSeq: 1 OPTIONS',
+        'Content-Length: 4',
+      ],
+      'abcd',
+    );
     const events = new StreamFramer().push(Buffer.concat([bad, register]));
     expect(summary(events)).toEqual(['error:400:false', 'message:REGISTER:0']);
     const error = events[0];
@@ -134,7 +152,12 @@ describe('StreamFramer', () => {
   });
 
   it('missing or negative Content-Length on a stream is fatal, with enough to answer', () => {
-    const noLength = sip(register.toString().split('\r\n').filter((l) => l && !l.startsWith('Content-Length')));
+    const noLength = sip(
+      register
+        .toString()
+        .split('\r\n')
+        .filter((l) => l && !l.startsWith('Content-Length')),
+    );
     const framer = new StreamFramer();
     const events = framer.push(Buffer.concat([noLength, register]));
     expect(summary(events)).toEqual(['error:400:true']);

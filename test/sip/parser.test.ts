@@ -31,7 +31,12 @@ describe('RFC 4475 valid messages', () => {
     expect(m.getAll('route')).toEqual(['<sip:services.example.com;lr;unknownwith=value;unknown-no-value>']);
     const vias = m.getAll('via');
     expect(vias).toHaveLength(3);
-    expect(m.topVia).toMatchObject({ protocol: 'SIP/2.0/UDP', transport: 'UDP', host: '192.0.2.2', branch: '390skdjuw' });
+    expect(m.topVia).toMatchObject({
+      protocol: 'SIP/2.0/UDP',
+      transport: 'UDP',
+      host: '192.0.2.2',
+      branch: '390skdjuw',
+    });
     expect(m.vias.map((v) => [v.transport, v.host, v.branch])).toEqual([
       ['UDP', '192.0.2.2', '390skdjuw'],
       ['TCP', 'spindle.example.com', 'z9hG4bK9ikj8'],
@@ -91,7 +96,12 @@ describe('RFC 4475 valid messages', () => {
 
   it('lwsdisp: no LWS between display name and <', () => {
     const m = parseOk(valid.lwsdisp);
-    expect(m.from).toEqual({ displayName: 'caller', uri: 'sip:caller@example.com', params: { tag: '323' }, tag: '323' });
+    expect(m.from).toEqual({
+      displayName: 'caller',
+      uri: 'sip:caller@example.com',
+      params: { tag: '323' },
+      tag: '323',
+    });
   });
 
   it('longreq: long values and 40 Vias', () => {
@@ -240,7 +250,10 @@ describe('other malformed input', () => {
 
   it('garbage start line', () => {
     expect(parseMessage(sip(['HELLO', ...base.slice(1)]))).toMatchObject({ ok: false, status: 400 });
-    expect(parseMessage(Buffer.from('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n'))).toMatchObject({ ok: false, status: 400 });
+    expect(parseMessage(Buffer.from('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n'))).toMatchObject({
+      ok: false,
+      status: 400,
+    });
   });
 
   it('missing end of header section', () => {
@@ -248,7 +261,13 @@ describe('other malformed input', () => {
   });
 
   it('bad CSeq', () => {
-    for (const cseq of ['CSeq: abc OPTIONS', 'CSeq: 1', 'CSeq: 2147483648 OPTIONS', 'CSeq: -1 OPTIONS', 'CSeq: 1 OPTIONS x']) {
+    for (const cseq of [
+      'CSeq: abc OPTIONS',
+      'CSeq: 1',
+      'CSeq: 2147483648 OPTIONS',
+      'CSeq: -1 OPTIONS',
+      'CSeq: 1 OPTIONS x',
+    ]) {
       const lines = [...without('CSeq'), cseq];
       expect(parseMessage(sip(lines)), cseq).toMatchObject({ ok: false, status: 400, reason: /CSeq/ });
     }
@@ -300,8 +319,18 @@ describe('other malformed input', () => {
       ...base.slice(2),
     ];
     const m = parseOk(sip(lines));
-    expect(m.requestUri).toMatchObject({ user: 'alice', host: '[2001:db8::1]', port: 5070, params: { transport: 'tcp' } });
-    expect(m.topVia).toMatchObject({ host: '[2001:db8::2]', port: 5061, received: '2001:db8::9', rport: 5099 });
+    expect(m.requestUri).toMatchObject({
+      user: 'alice',
+      host: '[2001:db8::1]',
+      port: 5070,
+      params: { transport: 'tcp' },
+    });
+    expect(m.topVia).toMatchObject({
+      host: '[2001:db8::2]',
+      port: 5061,
+      received: '2001:db8::9',
+      rport: 5099,
+    });
   });
 
   it('answers with the partial headers: Via copied, To tag added', () => {

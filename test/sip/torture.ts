@@ -140,7 +140,10 @@ export const valid = {
       `Call-ID: longreq.one${'really'.repeat(80)}longcallid`,
       'CSeq: 3882340 INVITE',
       `Unknown-${'Long'.repeat(50)}-Name: unknown-${'long'.repeat(50)}-value; unknown-${'long'.repeat(30)}-parameter-name = unknown-${'long'.repeat(30)}-parameter-value`,
-      ...Array.from({ length: 10 }, (_, i) => `Via: SIP/2.0/TCP sip${i}.example.com:5060;branch=z9hG4bKlongvia${i}`),
+      ...Array.from(
+        { length: 10 },
+        (_, i) => `Via: SIP/2.0/TCP sip${i}.example.com:5060;branch=z9hG4bKlongvia${i}`,
+      ),
       `Via: ${Array.from({ length: 30 }, (_, i) => `SIP/2.0/UDP sip${i + 10}.example.com;branch=z9hG4bKjoined${i}`).join(',')}`,
       `Contact: <sip:${'amazinglylongcallername'.repeat(10)}@host5.example.net>`,
       'Content-Type: application/sdp',
@@ -309,7 +312,10 @@ const REQUEST_TAIL = [
 ];
 
 /** Invalid messages with the status the RFC (or RFC 4475's discussion) wants. */
-export const invalid: Record<string, { message: Buffer; status: number; reason?: RegExp; answerable: boolean }> = {
+export const invalid: Record<
+  string,
+  { message: Buffer; status: number; reason?: RegExp; answerable: boolean }
+> = {
   badinv01: {
     message: sip(
       [
@@ -571,18 +577,21 @@ export const invalid: Record<string, { message: Buffer; status: number; reason?:
     answerable: true,
   },
   mismatch02: {
-    message: sip([
-      'NEWMETHOD sip:user@example.com SIP/2.0',
-      'To: sip:j.user@example.com',
-      'From: sip:caller@example.net;tag=34525',
-      'Max-Forwards: 6',
-      'Call-ID: mismatch02.dj0234sxdfl3',
-      'CSeq: 8 INVITE',
-      'Contact: <sip:caller@host.example.net>',
-      'Via: SIP/2.0/UDP host.example.net;branch=z9hG4bKkdjuw',
-      'Content-Type: application/sdp',
-      'l: {CL}',
-    ], SDP),
+    message: sip(
+      [
+        'NEWMETHOD sip:user@example.com SIP/2.0',
+        'To: sip:j.user@example.com',
+        'From: sip:caller@example.net;tag=34525',
+        'Max-Forwards: 6',
+        'Call-ID: mismatch02.dj0234sxdfl3',
+        'CSeq: 8 INVITE',
+        'Contact: <sip:caller@host.example.net>',
+        'Via: SIP/2.0/UDP host.example.net;branch=z9hG4bKkdjuw',
+        'Content-Type: application/sdp',
+        'l: {CL}',
+      ],
+      SDP,
+    ),
     status: 400,
     reason: /CSeq/,
     answerable: true,
@@ -602,17 +611,35 @@ export const invalid: Record<string, { message: Buffer; status: number; reason?:
     answerable: false,
   },
   sip3: {
-    message: sip(['OPTIONS sip:user@example.com SIP/3.0', 'To: sip:user@example.com', 'From: sip:c@example.net;tag=1', ...REQUEST_TAIL, 'l: 0']),
+    message: sip([
+      'OPTIONS sip:user@example.com SIP/3.0',
+      'To: sip:user@example.com',
+      'From: sip:c@example.net;tag=1',
+      ...REQUEST_TAIL,
+      'l: 0',
+    ]),
     status: 505,
     answerable: true,
   },
   mailto: {
-    message: sip(['OPTIONS mailto:user@example.com SIP/2.0', 'To: sip:user@example.com', 'From: sip:c@example.net;tag=1', ...REQUEST_TAIL, 'l: 0']),
+    message: sip([
+      'OPTIONS mailto:user@example.com SIP/2.0',
+      'To: sip:user@example.com',
+      'From: sip:c@example.net;tag=1',
+      ...REQUEST_TAIL,
+      'l: 0',
+    ]),
     status: 416,
     answerable: true,
   },
   http: {
-    message: sip(['OPTIONS http://example.com/ SIP/2.0', 'To: sip:user@example.com', 'From: sip:c@example.net;tag=1', ...REQUEST_TAIL, 'l: 0']),
+    message: sip([
+      'OPTIONS http://example.com/ SIP/2.0',
+      'To: sip:user@example.com',
+      'From: sip:c@example.net;tag=1',
+      ...REQUEST_TAIL,
+      'l: 0',
+    ]),
     status: 416,
     answerable: true,
   },
