@@ -234,7 +234,7 @@ class Asker {
 
 function missing(key: keyof InitAnswers, what: string): InitError {
   return new InitError(
-    `${INIT_FLAGS[key]} is required without a terminal (${what.replace(/ \(.*\)$/, '').toLowerCase()})`,
+    `${INIT_FLAGS[key]} is required without a terminal: ${what.replace(/ \(.*\)$/, '')}`,
     'MISSING_ANSWER',
     `pass ${INIT_FLAGS[key]}, or run parley init in a terminal to be asked`,
   );
