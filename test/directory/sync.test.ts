@@ -70,7 +70,7 @@ afterAll(async () => {
   await db?.close();
 });
 
-describe('directory sync against three slapd forests', () => {
+describe('directory sync against three slapd forests', { timeout: 120_000 }, () => {
   it('prepare adds the schema and container to the central forest once', async () => {
     const config = forests.config();
     const first = await prepareCentral(config.central, { env: forests.env });
