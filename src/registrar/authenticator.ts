@@ -27,12 +27,8 @@ export class Authenticator {
     private readonly realm: string,
     private readonly nonces: NonceManager,
     private readonly credentials: CredentialCache,
-    /**
-     * Challenge order, most preferred first (RFC 8760 2.4). MD5 leads by default: JsSIP,
-     * SIP.js and SIPp answer only the first challenge and know only MD5; deployments whose
-     * clients all do SHA-256 put it first, and high-security mode offers SHA-256 alone.
-     */
-    private readonly algorithms: DigestAlgorithm[] = ['MD5', 'SHA-256'],
+    /** Challenges to offer, most preferred first (RFC 8760 2.4). */
+    private readonly algorithms: DigestAlgorithm[] = ['MD5'],
   ) {}
 
   /**

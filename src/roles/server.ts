@@ -13,7 +13,7 @@ import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
 import { Authenticator } from '../registrar/authenticator.js';
 import { CredentialCache } from '../registrar/credentials.js';
-import { NonceManager } from '../registrar/digest.js';
+import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
 import { LocationTable } from '../registrar/location.js';
 import { Registrar } from '../registrar/registrar.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
@@ -101,7 +101,7 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
       domain,
       nonces,
       credentials,
-      config.highSecurity ? ['SHA-256'] : ['MD5', 'SHA-256'],
+      digestAlgorithms(config),
     );
     const registrar = new Registrar({
       domain,
@@ -253,6 +253,19 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
     await db.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Which digest challenges to send. RFC 8760 lets a server offer SHA-256 and MD5 side by side,
+ * but JsSIP merges two WWW-Authenticate headers into one and gives up, and SIPp answers only
+ * the first: so by default one MD5 challenge (as Kamailio sends), both algorithms when the
+ * configuration asks for them, and SHA-256 alone in high-security mode. Both HA1s are always
+ * stored, so switching is a configuration change.
+ */
+function digestAlgorithms(config: ParleyConfig): DigestAlgorithm[] {
+  if (config.highSecurity) return ['SHA-256'];
+  const configured = (config.registrar as { digestAlgorithms?: DigestAlgorithm[] }).digestAlgorithms;
+  return configured && configured.length > 0 ? configured : ['MD5'];
 }
 
 function readTls(config: ParleyConfig): TlsMaterial | undefined {
