@@ -1,0 +1,340 @@
+/**
+ * `npm run bench` (node dist/bench/run.js): the bench runner. The SIP suite by default;
+ * --vs-kamailio measures Kamailio in the same run and prints the ratio; --sync, --contacts
+ * and --pool select the other suites. See bench/README.md.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { findKamailio, startKamailio } from './kamailio.js';
+import {
+  killChildren,
+  machineInfo,
+  measureTargets,
+  newestCpuProfile,
+  type ProfileSummary,
+  type SipTarget,
+  startParley,
+  summariseCpuProfile,
+  WORKLOAD_LABELS,
+  type Workload,
+  type WorkloadRun,
+} from './sip.js';
+
+const DEFAULT_RATES = [5_000, 10_000, 15_000, 20_000, 25_000];
+
+const USAGE = `Usage: npm run bench -- [options]
+
+Suites (default: the SIP suite)
+  --sip               SIP suite: REGISTER with digest and MESSAGE rates with SIPp over TCP
+  --vs-kamailio       also measure Kamailio (the anchor) in the same run and print the ratio
+  --sync              directory sync benchmark (bench/sync.ts)
+  --contacts          contact-list benchmark (bench/contacts.ts)
+  --pool              pool benchmark (not available yet)
+
+Options
+  --users N           users created and registered (default 100000)
+  --rate R[,R2...]    target rate(s) in calls/s instead of the ramp ${DEFAULT_RATES.join(',')}
+  --duration S        seconds per rate step (default 10)
+  --only W            only one SIP workload: register or message
+  --profile           CPU-profile the Parley server (node --cpu-prof) and print its hot spots
+  --json              print the results as JSON (progress goes to stderr)
+  -h, --help          this text`;
+
+export interface SipWorkloadRow {
+  workload: Workload;
+  label: string;
+  parley: WorkloadRun;
+  kamailio?: WorkloadRun;
+  /** Parley's best rate over Kamailio's, both with 0 failures. */
+  ratio?: number;
+}
+
+export interface SipSuiteResult {
+  machine: ReturnType<typeof machineInfo>;
+  servers: Record<string, string>;
+  users: number;
+  rates: number[];
+  duration: number;
+  workloads: SipWorkloadRow[];
+  kamailioSkipped?: string;
+  profile?: ProfileSummary;
+}
+
+export interface BenchResult {
+  sip?: SipSuiteResult;
+  sync?: unknown;
+  contacts?: unknown;
+  pool?: { available: false; reason: string };
+  notAvailable: string[];
+  /** Why the run exits non-zero, when it does. */
+  failures: string[];
+}
+
+class UsageError extends Error {}
+
+interface Options {
+  sip: boolean;
+  vsKamailio: boolean;
+  sync: boolean;
+  contacts: boolean;
+  pool: boolean;
+  users: number;
+  rates: number[];
+  duration: number;
+  workloads: Workload[];
+  profile: boolean;
+  json: boolean;
+}
+
+export function parseOptions(argv: string[]): Options | 'help' {
+  let parsed: ReturnType<typeof parseArgsStrict>;
+  try {
+    parsed = parseArgsStrict(argv);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  const positive = (text: string, flag: string) => {
+    const n = Number(text.replace(/_/g, ''));
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} needs a positive number, not ${JSON.stringify(text)}`);
+    return n;
+  };
+  const users = v.users ? Math.floor(positive(v.users, '--users')) : 100_000;
+  const rates = v.rate ? v.rate.split(',').map((r) => Math.floor(positive(r.trim(), '--rate'))) : DEFAULT_RATES;
+  const duration = v.duration ? positive(v.duration, '--duration') : 10;
+  if (v.only && v.only !== 'register' && v.only !== 'message') throw new UsageError('--only is register or message');
+  const workloads: Workload[] = v.only ? [v.only as Workload] : ['register', 'message'];
+  const otherSuite = Boolean(v.sync || v.contacts || v.pool);
+  return {
+    sip: Boolean(v.sip || v['vs-kamailio'] || v.profile || !otherSuite),
+    vsKamailio: Boolean(v['vs-kamailio']),
+    sync: Boolean(v.sync),
+    contacts: Boolean(v.contacts),
+    pool: Boolean(v.pool),
+    users,
+    rates,
+    duration,
+    workloads,
+    profile: Boolean(v.profile),
+    json: Boolean(v.json),
+  };
+}
+
+function parseArgsStrict(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      sip: { type: 'boolean' },
+      'vs-kamailio': { type: 'boolean' },
+      sync: { type: 'boolean' },
+      contacts: { type: 'boolean' },
+      pool: { type: 'boolean' },
+      users: { type: 'string' },
+      rate: { type: 'string' },
+      duration: { type: 'string' },
+      only: { type: 'string' },
+      profile: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+async function runSipSuite(opts: Options, log: (line: string) => void, result: BenchResult): Promise<SipSuiteResult> {
+  const workDir = mkdtempSync(join(tmpdir(), 'parley-bench-'));
+  const profileDir = opts.profile ? mkdtempSync(join(tmpdir(), 'parley-bench-profile-')) : undefined;
+  const targets: SipTarget[] = [];
+  const suite: SipSuiteResult = {
+    machine: machineInfo(),
+    servers: {},
+    users: opts.users,
+    rates: opts.rates,
+    duration: opts.duration,
+    workloads: [],
+  };
+  try {
+    log(`machine: ${suite.machine.cpus} CPUs (${suite.machine.cpuModel}), load ${suite.machine.loadAverage.join(' ')}, Node ${suite.machine.node}, ${suite.machine.sipp}`);
+    const parley = await startParley({ users: opts.users, cpuProfileDir: profileDir, log });
+    targets.push(parley);
+    log(`parley: listening on tcp 127.0.0.1:${parley.port}`);
+    if (opts.vsKamailio) {
+      if (!findKamailio() && process.getuid?.() !== 0) {
+        suite.kamailioSkipped = 'kamailio is not installed: sudo apt-get install kamailio';
+        log(`kamailio: skipped (${suite.kamailioSkipped})`);
+      } else {
+        const kamailio = await startKamailio({ install: true });
+        targets.push(kamailio);
+        log(`kamailio: ${kamailio.version} listening on tcp 127.0.0.1:${kamailio.port}`);
+      }
+    }
+    for (const t of targets) suite.servers[t.name] = t.version;
+    const runs = await measureTargets(targets, { users: opts.users, rates: opts.rates, duration: opts.duration, workloads: opts.workloads, log }, workDir);
+    for (const workload of opts.workloads) {
+      const [p, k] = [runs[workload].find((r) => r.server === 'parley'), runs[workload].find((r) => r.server === 'kamailio')];
+      if (!p) continue;
+      const row: SipWorkloadRow = { workload, label: WORKLOAD_LABELS[workload], parley: p, kamailio: k };
+      if (p.best && k?.best) row.ratio = Math.round((p.best.achievedRate / k.best.achievedRate) * 100) / 100;
+      suite.workloads.push(row);
+      for (const run of [p, k]) {
+        if (run?.failedAtLowestRate) {
+          const first = run.steps[0];
+          result.failures.push(`${run.server} ${workload}: ${first.failed} failed calls at the lowest rate (${first.targetRate}/s)${first.error ? `: ${first.error}` : ''}`);
+        }
+      }
+    }
+  } finally {
+    for (const t of targets.reverse()) await t.stop().catch((err) => log(`stopping ${t.name}: ${err}`));
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  if (profileDir) {
+    const file = newestCpuProfile(profileDir);
+    if (file) suite.profile = summariseCpuProfile(file);
+    else log(`profile: no .cpuprofile was written in ${profileDir} (did the server exit cleanly?)`);
+  }
+  return suite;
+}
+
+/** Calls an optional suite module's export when its file was built, else reports it missing. */
+async function runOptionalSuite(name: string, module: string, exportName: string, args: Record<string, unknown>, result: BenchResult): Promise<unknown> {
+  const path = join(import.meta.dirname, module);
+  if (!existsSync(path)) {
+    result.notAvailable.push(`${name} benchmark: not available (bench/${module.replace(/\.js$/, '.ts')} is not built)`);
+    return undefined;
+  }
+  const mod = (await import(`./${module}`)) as Record<string, unknown>;
+  const fn = mod[exportName];
+  if (typeof fn !== 'function') {
+    result.notAvailable.push(`${name} benchmark: bench/${module} has no ${exportName}()`);
+    return undefined;
+  }
+  return (fn as (o: Record<string, unknown>) => Promise<unknown>)(args);
+}
+
+export async function runBench(opts: Options, log: (line: string) => void): Promise<BenchResult> {
+  const result: BenchResult = { notAvailable: [], failures: [] };
+  if (opts.pool) result.pool = { available: false, reason: 'pool benchmark: not available until the pool role exists' };
+  if (opts.sip) result.sip = await runSipSuite(opts, log, result);
+  if (opts.sync) result.sync = await runOptionalSuite('sync', 'sync.js', 'benchSync', { users: opts.users, log }, result);
+  if (opts.contacts) result.contacts = await runOptionalSuite('contacts', 'contacts.js', 'benchContacts', { users: opts.users, log }, result);
+  return result;
+}
+
+const fmtRate = (n: number | undefined) => (n === undefined ? '-' : n.toLocaleString('en-US'));
+
+function latencyText(run: WorkloadRun | undefined): string {
+  const l = run?.best?.latency;
+  return l ? `${l.p50}/${l.p90}/${l.p99}` : '-';
+}
+
+function failuresText(run: WorkloadRun | undefined): string {
+  if (!run) return '-';
+  if (!run.best) return `${run.steps[0]?.failed ?? 0} (at ${fmtRate(run.steps[0]?.targetRate)}/s)`;
+  return String(run.best.failed);
+}
+
+/** The human rendering: one row per workload and server, then the ratio. */
+export function renderSipTable(suite: SipSuiteResult): string {
+  const header = ['workload', 'server', 'best rate/s', 'at target', 'ratio', 'p50/p90/p99 ms', 'failed', 'CPU %', 'RSS MiB'];
+  const rows: string[][] = [];
+  for (const w of suite.workloads) {
+    for (const run of [w.parley, w.kamailio]) {
+      if (!run) continue;
+      rows.push([
+        w.label,
+        run.server,
+        fmtRate(run.best?.achievedRate),
+        fmtRate(run.best?.targetRate),
+        run.server === 'parley' && w.ratio !== undefined ? w.ratio.toFixed(2) : '',
+        latencyText(run),
+        failuresText(run),
+        run.best ? String(run.best.cpuPercent) : '-',
+        // Kamailio is several processes sharing memory: PSS counts shared pages once.
+        run.best ? String(run.server === 'parley' ? run.best.rssMiB : run.best.pssMiB) : '-',
+      ]);
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+  out.push('');
+  out.push(`best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), one TCP connection, SIPp on the same cores.`);
+  out.push('CPU %: server process tree, % of one core. RSS: Parley VmRSS; Kamailio summed PSS of its processes.');
+  if (suite.kamailioSkipped) out.push(`Kamailio not measured: ${suite.kamailioSkipped}`);
+  return out.join('\n');
+}
+
+export function renderProfile(p: ProfileSummary): string {
+  const out = [`CPU profile of the Parley server (${p.totalMs} ms sampled): ${p.file}`, 'top self time by function:'];
+  for (const f of p.functions) out.push(`  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.function}  ${f.location}`);
+  out.push('top self time by file:');
+  for (const f of p.files.slice(0, 12)) out.push(`  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.file}`);
+  return out.join('\n');
+}
+
+async function main(): Promise<number> {
+  let opts: Options | 'help';
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (opts === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const json = opts.json;
+  const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+  let result: BenchResult;
+  try {
+    result = await runBench(opts, log);
+  } catch (err) {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } else {
+    if (result.pool) log(result.pool.reason);
+    for (const line of result.notAvailable) log(line);
+    if (result.sip) {
+      log('');
+      log(renderSipTable(result.sip));
+      if (result.sip.profile) {
+        log('');
+        log(renderProfile(result.sip.profile));
+      }
+    }
+    for (const f of result.failures) log(`FAILED: ${f}`);
+  }
+  return result.failures.length > 0 ? 1 : 0;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\n${signal}: stopping SIPp and the servers\n`);
+    killChildren();
+    process.exit(130);
+  });
+}
+process.on('exit', killChildren);
+
+main().then(
+  (code) => {
+    killChildren();
+    process.exit(code);
+  },
+  (err) => {
+    killChildren();
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(2);
+  },
+);
