@@ -1,6 +1,6 @@
 import { confirm, input, select } from '@inquirer/prompts';
 import { Command, Flags } from '@oclif/core';
-import { DEFAULT_CONFIG_FILE, SERVER_ROLES, formatHostPort, redactDatabaseUrl } from '../src/ops/config.js';
+import { DEFAULT_CONFIG_FILE, formatHostPort, redactDatabaseUrl, SERVER_ROLES } from '../src/ops/config.js';
 import { type InitAnswers, InitError, type InitPrompter, runInit } from '../src/ops/init.js';
 
 export interface InitCommandResult {
@@ -13,7 +13,8 @@ export interface InitCommandResult {
 
 export default class Init extends Command {
   static override summary = 'Write a parley.yaml for a new server.';
-  static override description = `Asks for the domain, role, listen addresses, store (data folder or PostgreSQL URL) and TLS files, then writes parley.yaml and checks it loads. Every question has a flag; with --yes, or when stdin is not a terminal, defaults are used for anything not given and a required answer that is missing fails naming its flag. Listen addresses take host:port, or "none".`;
+  static override description =
+    `Asks for the domain, role, listen addresses, store (data folder or PostgreSQL URL) and TLS files, then writes parley.yaml and checks it loads. Every question has a flag; with --yes, or when stdin is not a terminal, defaults are used for anything not given and a required answer that is missing fails naming its flag. Listen addresses take host:port, or "none".`;
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --yes --domain example.com',
@@ -23,7 +24,10 @@ export default class Init extends Command {
   static override enableJsonFlag = true;
   static override flags = {
     config: Flags.string({ char: 'c', summary: 'File to write.', default: DEFAULT_CONFIG_FILE }),
-    yes: Flags.boolean({ char: 'y', summary: 'Accept defaults for everything not given by a flag; never prompt.' }),
+    yes: Flags.boolean({
+      char: 'y',
+      summary: 'Accept defaults for everything not given by a flag; never prompt.',
+    }),
     force: Flags.boolean({ char: 'f', summary: 'Overwrite an existing file.' }),
     domain: Flags.string({ summary: 'SIP domain (and digest realm).' }),
     role: Flags.string({ summary: 'Server role.', options: [...SERVER_ROLES] }),
@@ -59,8 +63,15 @@ export default class Init extends Command {
     };
     const interactive = !flags.yes && !this.jsonEnabled() && process.stdin.isTTY === true;
     try {
-      const result = await runInit({ path: flags.config, given, force: flags.force, prompter: interactive ? inquirer : undefined });
-      const listen = Object.fromEntries(Object.entries(result.config.listen).map(([t, hp]) => [t, formatHostPort(hp)]));
+      const result = await runInit({
+        path: flags.config,
+        given,
+        force: flags.force,
+        prompter: interactive ? inquirer : undefined,
+      });
+      const listen = Object.fromEntries(
+        Object.entries(result.config.listen).map(([t, hp]) => [t, formatHostPort(hp)]),
+      );
       const { dataDir, url } = result.config.database;
       this.log(`Wrote ${result.path} (${result.config.role} server for ${result.config.domain}).`);
       this.log('Next: parley db migrate, then parley server start.');
@@ -73,7 +84,11 @@ export default class Init extends Command {
       };
     } catch (err) {
       if (err instanceof InitError) {
-        this.error(err.message, { exit: err.code === 'CONFIG_EXISTS' ? 4 : 2, code: err.code, suggestions: [err.suggestion] });
+        this.error(err.message, {
+          exit: err.code === 'CONFIG_EXISTS' ? 4 : 2,
+          code: err.code,
+          suggestions: [err.suggestion],
+        });
       }
       throw err;
     }

@@ -1,11 +1,12 @@
 import { Command, Flags } from '@oclif/core';
 import { CertError } from '../../src/certs/openssl.js';
-import { type IssuedFiles, createCa } from '../../src/certs/pki.js';
+import { createCa, type IssuedFiles } from '../../src/certs/pki.js';
 import { certErrorOptions, printSummary } from '../../src/certs/render.js';
 
 export default class CertsCreateCa extends Command {
   static override summary = 'Create a private certificate authority.';
-  static override description = `Writes ca.crt and ca.key (readable by you only) into --dir, for issuing server and client certificates with \`parley certs issue\`. Meant for tests, labs and small deployments; use your organisation's PKI where there is one. Needs the openssl command line.`;
+  static override description =
+    `Writes ca.crt and ca.key (readable by you only) into --dir, for issuing server and client certificates with \`parley certs issue\`. Meant for tests, labs and small deployments; use your organisation's PKI where there is one. Needs the openssl command line.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --dir ./pki',
     '<%= config.bin %> <%= command.id %> --dir /etc/parley/pki --name "Example Corp SIP CA" --org "Example Corp" --days 3650',
@@ -17,7 +18,9 @@ export default class CertsCreateCa extends Command {
     org: Flags.string({ summary: 'Organisation name (O=).' }),
     days: Flags.integer({ summary: 'Validity in days.', default: 3650, min: 1 }),
     'key-type': Flags.string({ summary: 'Key algorithm.', options: ['ec', 'rsa'], default: 'ec' }),
-    force: Flags.boolean({ summary: 'Replace an existing CA in --dir (certificates it issued stop verifying).' }),
+    force: Flags.boolean({
+      summary: 'Replace an existing CA in --dir (certificates it issued stop verifying).',
+    }),
   };
 
   async run(): Promise<IssuedFiles> {

@@ -5,7 +5,8 @@ import { certErrorOptions, printSummary } from '../../src/certs/render.js';
 
 export default class CertsIssue extends Command {
   static override summary = 'Issue a server or client certificate from a private CA.';
-  static override description = `Writes NAME.crt and NAME.key (readable by you only) signed by the CA in --ca. NAME is the FQDN peers connect to; it becomes the subject CN and the first subject alternative name (SIP peers match the SAN, RFC 5922). Add more names with --san (FQDN, IP, or DNS:/IP:/email:/URI: prefixed). By default the certificate serves both TLS server and client authentication, as servers in mutual TLS (federation, pools) need.`;
+  static override description =
+    `Writes NAME.crt and NAME.key (readable by you only) signed by the CA in --ca. NAME is the FQDN peers connect to; it becomes the subject CN and the first subject alternative name (SIP peers match the SAN, RFC 5922). Add more names with --san (FQDN, IP, or DNS:/IP:/email:/URI: prefixed). By default the certificate serves both TLS server and client authentication, as servers in mutual TLS (federation, pools) need.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --ca ./pki --name edge.example.com --san sip.example.com',
     '<%= config.bin %> <%= command.id %> --ca ./pki --name fe1.pool1.example.com --san 10.0.0.11 --out ./pki/issued',
@@ -13,10 +14,20 @@ export default class CertsIssue extends Command {
   ];
   static override enableJsonFlag = true;
   static override flags = {
-    ca: Flags.string({ summary: 'Folder holding ca.crt and ca.key (from `parley certs create-ca`).', required: true }),
-    name: Flags.string({ summary: 'FQDN (or IP, or email for a client) the certificate is for.', required: true }),
+    ca: Flags.string({
+      summary: 'Folder holding ca.crt and ca.key (from `parley certs create-ca`).',
+      required: true,
+    }),
+    name: Flags.string({
+      summary: 'FQDN (or IP, or email for a client) the certificate is for.',
+      required: true,
+    }),
     san: Flags.string({ summary: 'Another subject alternative name; repeatable.', multiple: true }),
-    usage: Flags.string({ summary: 'TLS role(s) allowed.', options: ['server', 'client', 'both'], default: 'both' }),
+    usage: Flags.string({
+      summary: 'TLS role(s) allowed.',
+      options: ['server', 'client', 'both'],
+      default: 'both',
+    }),
     days: Flags.integer({ summary: 'Validity in days.', default: 825, min: 1 }),
     'key-type': Flags.string({ summary: 'Key algorithm.', options: ['ec', 'rsa'], default: 'ec' }),
     org: Flags.string({ summary: 'Organisation name (O=).' }),

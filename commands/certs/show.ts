@@ -10,7 +10,8 @@ export interface CertsShowResult extends CertificateSummary {
 
 export default class CertsShow extends Command {
   static override summary = 'Show what a certificate says: names, issuer, validity, usage.';
-  static override description = `Reads a PEM certificate (the first one in the file; the rest are reported as its chain). With --ca, also checks it chains to that CA (openssl verify) and exits 1 when it does not.`;
+  static override description =
+    `Reads a PEM certificate (the first one in the file; the rest are reported as its chain). With --ca, also checks it chains to that CA (openssl verify) and exits 1 when it does not.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> ./pki/edge.example.com.crt',
     '<%= config.bin %> <%= command.id %> ./pki/edge.example.com.crt --ca ./pki/ca.crt --json',

@@ -5,7 +5,8 @@ import { type DnsPlan, DnsPlanError, planDnsRecords, renderZoneFile } from '../.
 
 export default class DnsRecords extends Command {
   static override summary = 'Print the DNS records a deployment must publish.';
-  static override description = `Lists the SRV records clients and federated partners look up: _sip._tls (remote sign-in through the edge), _sipinternaltls._tcp (internal sign-in through the director), _sipfederationtls._tcp (partners' edges, mutual TLS) and, with --tcp, _sip._tcp; plus the A/AAAA records their targets need. Prints zone-file lines; --json gives the same as data. The domain defaults to the one in parley.yaml.`;
+  static override description =
+    `Lists the SRV records clients and federated partners look up: _sip._tls (remote sign-in through the edge), _sipinternaltls._tcp (internal sign-in through the director), _sipfederationtls._tcp (partners' edges, mutual TLS) and, with --tcp, _sip._tcp; plus the A/AAAA records their targets need. Prints zone-file lines; --json gives the same as data. The domain defaults to the one in parley.yaml.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --domain example.com',
     '<%= config.bin %> <%= command.id %> --domain example.com --edge-fqdn sip.example.com --edge-address 203.0.113.10 --director-fqdn pool1.example.com',
@@ -13,11 +14,19 @@ export default class DnsRecords extends Command {
   ];
   static override enableJsonFlag = true;
   static override flags = {
-    config: Flags.string({ char: 'c', summary: 'parley.yaml to read the domain from (default ./parley.yaml when present).' }),
+    config: Flags.string({
+      char: 'c',
+      summary: 'parley.yaml to read the domain from (default ./parley.yaml when present).',
+    }),
     domain: Flags.string({ summary: 'SIP domain (default from parley.yaml, else parley.local).' }),
     'edge-fqdn': Flags.string({ summary: 'Edge FQDN reached from the internet (default sip.DOMAIN).' }),
-    'director-fqdn': Flags.string({ summary: 'Director or pool FQDN reached internally (default director.DOMAIN).' }),
-    'edge-port': Flags.integer({ summary: 'Port of the edge access service for remote clients.', default: 443 }),
+    'director-fqdn': Flags.string({
+      summary: 'Director or pool FQDN reached internally (default director.DOMAIN).',
+    }),
+    'edge-port': Flags.integer({
+      summary: 'Port of the edge access service for remote clients.',
+      default: 443,
+    }),
     'federation-port': Flags.integer({ summary: 'Port of the edge federation service.', default: 5061 }),
     'director-port': Flags.integer({ summary: 'Port of the director TLS service.', default: 5061 }),
     tcp: Flags.boolean({ summary: 'Also publish _sip._tcp (plain TCP; not in high-security mode).' }),
@@ -47,7 +56,11 @@ export default class DnsRecords extends Command {
     } catch (err) {
       if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
       if (err instanceof DnsPlanError) {
-        this.error(err.message, { exit: 2, code: 'INVALID_ARGUMENT', suggestions: [`Fix --${kebab(err.field)}.`] });
+        this.error(err.message, {
+          exit: 2,
+          code: 'INVALID_ARGUMENT',
+          suggestions: [`Fix --${kebab(err.field)}.`],
+        });
       }
       throw err;
     }

@@ -45,7 +45,9 @@ export function describeCertificate(file: string, now: Date = new Date()): Certi
     notBefore: new Date(x.validFrom).toISOString(),
     notAfter: notAfter.toISOString(),
     daysLeft: Math.floor((notAfter.getTime() - now.getTime()) / 86_400_000),
-    subjectAltNames: x.subjectAltName ? x.subjectAltName.split(', ').map((s) => s.replace(/^IP Address:/, 'IP:')) : [],
+    subjectAltNames: x.subjectAltName
+      ? x.subjectAltName.split(', ').map((s) => s.replace(/^IP Address:/, 'IP:'))
+      : [],
     isCa: x.ca,
     selfSigned: x.checkIssued(x) && x.verify(x.publicKey),
     extendedKeyUsage: x.keyUsage ?? [],

@@ -12,7 +12,8 @@ export class CertError extends Error {
   }
 }
 
-export const OPENSSL_INSTALL_HINT = 'install it: sudo apt-get install openssl (Debian/Ubuntu), or your platform\'s openssl package';
+export const OPENSSL_INSTALL_HINT =
+  "install it: sudo apt-get install openssl (Debian/Ubuntu), or your platform's openssl package";
 
 /** Checks the `openssl` command line is usable; returns its version line. */
 export function opensslVersion(): string {
@@ -28,7 +29,8 @@ export function runOpenssl(args: string[], input?: string): string {
   const r = spawnSync('openssl', args, { encoding: 'utf8', input });
   if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new CertError('openssl is not installed or not on PATH', 'OPENSSL_MISSING', OPENSSL_INSTALL_HINT);
+    if (code === 'ENOENT')
+      throw new CertError('openssl is not installed or not on PATH', 'OPENSSL_MISSING', OPENSSL_INSTALL_HINT);
     throw new CertError(`openssl ${args[0]} failed: ${r.error.message}`, 'OPENSSL_FAILED');
   }
   if (r.status !== 0) {

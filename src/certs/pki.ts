@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { describeCertificate, type CertificateSummary } from './inspect.js';
+import { type CertificateSummary, describeCertificate } from './inspect.js';
 import { CertError, runOpenssl } from './openssl.js';
 
 /**
@@ -88,7 +88,11 @@ export function issueCertificate(opts: IssueOptions): IssuedFiles {
   const caKey = join(caDir, CA_KEY_FILE);
   for (const f of [caCert, caKey]) {
     if (!existsSync(f)) {
-      throw new CertError(`${f} not found`, 'NOT_FOUND', `create a CA first: parley certs create-ca --dir ${opts.caDir}`);
+      throw new CertError(
+        `${f} not found`,
+        'NOT_FOUND',
+        `create a CA first: parley certs create-ca --dir ${opts.caDir}`,
+      );
     }
   }
   const sans = subjectAltNames(opts.name, opts.sans ?? []);
@@ -106,7 +110,8 @@ export function issueCertificate(opts: IssueOptions): IssuedFiles {
     const ext = join(work, 'ext.cnf');
     runOpenssl(['req', '-new', '-key', key, '-subj', subject(opts.name, opts.organization), '-out', csr]);
     const usage = opts.usage ?? 'both';
-    const eku = usage === 'server' ? 'serverAuth' : usage === 'client' ? 'clientAuth' : 'serverAuth,clientAuth';
+    const eku =
+      usage === 'server' ? 'serverAuth' : usage === 'client' ? 'clientAuth' : 'serverAuth,clientAuth';
     writeFileSync(
       ext,
       [
@@ -155,7 +160,8 @@ export function verifyCertificate(certFile: string, caFile: string): { ok: boole
   }
 }
 
-const DNS_NAME_RE = /^(\*\.)?(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DNS_NAME_RE =
+  /^(\*\.)?(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function subjectAltNames(name: string, extra: string[]): string[] {
   const out: string[] = [];
@@ -168,8 +174,15 @@ export function subjectAltNames(name: string, extra: string[]): string[] {
 
 function sanEntry(text: string): string {
   const m = /^(DNS|IP|email|URI):(.+)$/i.exec(text);
-  const [kind, value] = m ? [m[1].toUpperCase(), m[2]] : [isIP(text) ? 'IP' : text.includes('@') ? 'EMAIL' : 'DNS', text];
-  const bad = (why: string) => new CertError(`${JSON.stringify(text)} ${why}`, 'BAD_NAME', 'use an FQDN, an IP address, or DNS:/IP:/email:/URI: prefixes');
+  const [kind, value] = m
+    ? [m[1].toUpperCase(), m[2]]
+    : [isIP(text) ? 'IP' : text.includes('@') ? 'EMAIL' : 'DNS', text];
+  const bad = (why: string) =>
+    new CertError(
+      `${JSON.stringify(text)} ${why}`,
+      'BAD_NAME',
+      'use an FQDN, an IP address, or DNS:/IP:/email:/URI: prefixes',
+    );
   switch (kind) {
     case 'IP':
       if (!isIP(value)) throw bad('is not an IP address');
@@ -217,6 +230,7 @@ function serial(): string {
 }
 
 function days(n: number): number {
-  if (!Number.isInteger(n) || n < 1 || n > 36500) throw new CertError(`${n} is not a number of days (1-36500)`, 'BAD_NAME');
+  if (!Number.isInteger(n) || n < 1 || n > 36500)
+    throw new CertError(`${n} is not a number of days (1-36500)`, 'BAD_NAME');
   return n;
 }

@@ -23,7 +23,9 @@ function ekuName(oid: string): string {
 
 /** oclif error options; exit codes follow src/cli/errors.ts (2 input, 3 not found, 4 conflict). */
 export function certErrorOptions(err: CertError): { exit: number; code: string; suggestions?: string[] } {
-  const exit = { OPENSSL_MISSING: 1, OPENSSL_FAILED: 1, EXISTS: 4, BAD_NAME: 2, NOT_FOUND: 3, BAD_CERT: 2 }[err.code];
+  const exit = { OPENSSL_MISSING: 1, OPENSSL_FAILED: 1, EXISTS: 4, BAD_NAME: 2, NOT_FOUND: 3, BAD_CERT: 2 }[
+    err.code
+  ];
   const code = err.code === 'EXISTS' ? 'CERT_EXISTS' : err.code === 'NOT_FOUND' ? 'CERT_NOT_FOUND' : err.code;
   return err.suggestion ? { exit, code, suggestions: [err.suggestion] } : { exit, code };
 }

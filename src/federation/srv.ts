@@ -36,7 +36,12 @@ export async function resolveFederationEdge(
     throw err;
   }
   return orderSrvTargets(
-    records.map((r) => ({ host: r.name.replace(/\.$/, ''), port: r.port, priority: r.priority, weight: r.weight })),
+    records.map((r) => ({
+      host: r.name.replace(/\.$/, ''),
+      port: r.port,
+      priority: r.priority,
+      weight: r.weight,
+    })),
     random,
   );
 }

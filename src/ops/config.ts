@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { isIP } from 'node:net';
 import YAML from 'yaml';
 
 /**
@@ -215,7 +215,8 @@ function dig(obj: unknown, path: string): unknown {
   return cur;
 }
 
-const DOMAIN_RE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const DOMAIN_RE =
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const POSTGRES_URL_RE = /^postgres(?:ql)?:\/\//;
 
 function validate(r: LayeredReader): ParleyConfig {
@@ -224,7 +225,11 @@ function validate(r: LayeredReader): ParleyConfig {
   const domain = readString(r, 'domain', DEFAULT_DOMAIN).toLowerCase();
   const domainAt = r.get('domain');
   if (!DOMAIN_RE.test(domain)) {
-    throw new ConfigError(`${JSON.stringify(domain)} is not a DNS domain name`, 'domain', domainAt?.source.label);
+    throw new ConfigError(
+      `${JSON.stringify(domain)} is not a DNS domain name`,
+      'domain',
+      domainAt?.source.label,
+    );
   }
 
   const role = readEnum(r, 'role', SERVER_ROLES, 'standard');
@@ -254,7 +259,11 @@ function validate(r: LayeredReader): ParleyConfig {
     listen.ws = { ...DEFAULT_LISTEN.ws };
   }
   if (Object.keys(listen).length === 0) {
-    throw new ConfigError('no transport to listen on: set at least one of tcp, tls, ws, wss', 'listen', r.get('listen')?.source.label);
+    throw new ConfigError(
+      'no transport to listen on: set at least one of tcp, tls, ws, wss',
+      'listen',
+      r.get('listen')?.source.label,
+    );
   }
   if (highSecurity) {
     for (const plain of ['tcp', 'ws'] as const) {
@@ -270,7 +279,11 @@ function validate(r: LayeredReader): ParleyConfig {
 
   const advertise = readOptionalString(r, 'advertise');
   if (advertise !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(advertise)) {
-    throw new ConfigError(`${JSON.stringify(advertise)} is not a host or host:port`, 'advertise', r.get('advertise')?.source.label);
+    throw new ConfigError(
+      `${JSON.stringify(advertise)} is not a host or host:port`,
+      'advertise',
+      r.get('advertise')?.source.label,
+    );
   }
 
   r.checkKeys('tls', ['cert', 'key', 'ca', 'requireClientCert']);
@@ -299,7 +312,11 @@ function validate(r: LayeredReader): ParleyConfig {
   const url = readOptionalString(r, 'database.url');
   if (url !== undefined && !POSTGRES_URL_RE.test(url)) {
     // Never echo the URL: it may carry a password.
-    throw new ConfigError('must be a postgres:// or postgresql:// URL', 'database.url', r.get('database.url')?.source.label);
+    throw new ConfigError(
+      'must be a postgres:// or postgresql:// URL',
+      'database.url',
+      r.get('database.url')?.source.label,
+    );
   }
   if (role === 'frontend' && url === undefined) {
     throw new ConfigError(
@@ -399,7 +416,11 @@ function readEnum<T extends string>(r: LayeredReader, key: string, allowed: read
   const at = r.get(key);
   if (!at || at.value === null) return fallback;
   if (typeof at.value !== 'string' || !allowed.includes(at.value as T)) {
-    throw new ConfigError(`${JSON.stringify(at.value)} is not one of ${allowed.join(', ')}`, key, at.source.label);
+    throw new ConfigError(
+      `${JSON.stringify(at.value)} is not one of ${allowed.join(', ')}`,
+      key,
+      at.source.label,
+    );
   }
   return at.value as T;
 }
@@ -418,7 +439,11 @@ function readSeconds(r: LayeredReader, key: string, fallback: number): number {
   if (!at || at.value === null) return fallback;
   const v = typeof at.value === 'string' && /^\d+$/.test(at.value) ? Number(at.value) : at.value;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 2 ** 31 - 1) {
-    throw new ConfigError(`${JSON.stringify(at.value)} is not a whole number of seconds (1 or more)`, key, at.source.label);
+    throw new ConfigError(
+      `${JSON.stringify(at.value)} is not a whole number of seconds (1 or more)`,
+      key,
+      at.source.label,
+    );
   }
   return v;
 }

@@ -54,7 +54,8 @@ export interface DnsPlan {
   notes: string[];
 }
 
-const FQDN_RE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
+const FQDN_RE =
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
 
 export class DnsPlanError extends Error {
   constructor(
@@ -122,7 +123,13 @@ export function planDnsRecords(opts: DnsPlanOptions): DnsPlan {
 
   const hosts: HostRecordPlan[] = [
     hostRecord(edge, opts.edgeAddress, ttl, 'public address of the edge (external DNS)', 'edgeAddress'),
-    hostRecord(director, opts.directorAddress, ttl, 'internal address of the director (internal DNS)', 'directorAddress'),
+    hostRecord(
+      director,
+      opts.directorAddress,
+      ttl,
+      'internal address of the director (internal DNS)',
+      'directorAddress',
+    ),
   ];
 
   const notes = [
@@ -130,11 +137,20 @@ export function planDnsRecords(opts: DnsPlanOptions): DnsPlan {
     `The director certificate must name ${director}.`,
     `Publish _sip._tls and _sipfederationtls._tcp in external DNS and _sipinternaltls._tcp in internal DNS; an SRV target must be an A/AAAA name, not a CNAME (RFC 2782).`,
   ];
-  if (edgeAccessPort === 443) notes.push('Clients reach the edge on 443; make sure nothing else (a web server) holds 443 on that address.');
+  if (edgeAccessPort === 443)
+    notes.push(
+      'Clients reach the edge on 443; make sure nothing else (a web server) holds 443 on that address.',
+    );
   return { domain, srv, hosts, notes };
 }
 
-function hostRecord(name: string, address: string | undefined, ttl: number, purpose: string, field: string): HostRecordPlan {
+function hostRecord(
+  name: string,
+  address: string | undefined,
+  ttl: number,
+  purpose: string,
+  field: string,
+): HostRecordPlan {
   if (address === undefined) return { name, ttl, type: 'A', purpose };
   if (/^\d{1,3}(\.\d{1,3}){3}$/.test(address)) return { name, ttl, type: 'A', value: address, purpose };
   if (address.includes(':')) return { name, ttl, type: 'AAAA', value: address, purpose };
@@ -143,12 +159,14 @@ function hostRecord(name: string, address: string | undefined, ttl: number, purp
 
 function fqdn(name: string, field: string): string {
   const n = name.trim().toLowerCase().replace(/\.$/, '');
-  if (!FQDN_RE.test(n)) throw new DnsPlanError(`${field}: ${JSON.stringify(name)} is not a fully qualified domain name`, field);
+  if (!FQDN_RE.test(n))
+    throw new DnsPlanError(`${field}: ${JSON.stringify(name)} is not a fully qualified domain name`, field);
   return n;
 }
 
 function port(p: number, field: string): number {
-  if (!Number.isInteger(p) || p < 1 || p > 65535) throw new DnsPlanError(`${field}: ${p} is not a port (1-65535)`, field);
+  if (!Number.isInteger(p) || p < 1 || p > 65535)
+    throw new DnsPlanError(`${field}: ${p} is not a port (1-65535)`, field);
   return p;
 }
 

@@ -6,11 +6,11 @@ import {
   DEFAULT_DOMAIN,
   type DeepPartial,
   type HostPort,
+  loadConfig,
   type ParleyConfig,
+  parseHostPort,
   SERVER_ROLES,
   type ServerRole,
-  loadConfig,
-  parseHostPort,
   writeConfig,
 } from './config.js';
 
@@ -58,8 +58,16 @@ export const INIT_FLAGS: Record<keyof InitAnswers, string> = {
 
 /** The subset of @inquirer/prompts init uses, injected so tests answer without a terminal. */
 export interface InitPrompter {
-  input(q: { message: string; default?: string; validate?: (value: string) => boolean | string }): Promise<string>;
-  select<T extends string>(q: { message: string; choices: Array<{ name: string; value: T }>; default?: T }): Promise<T>;
+  input(q: {
+    message: string;
+    default?: string;
+    validate?: (value: string) => boolean | string;
+  }): Promise<string>;
+  select<T extends string>(q: {
+    message: string;
+    choices: Array<{ name: string; value: T }>;
+    default?: T;
+  }): Promise<T>;
   confirm(q: { message: string; default?: boolean }): Promise<boolean>;
 }
 
@@ -96,7 +104,11 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   const cwd = opts.cwd ?? process.cwd();
   const path = resolve(cwd, opts.path);
   if (existsSync(path) && !opts.force) {
-    throw new InitError(`${opts.path} already exists`, 'CONFIG_EXISTS', 'pass --force to overwrite it, or --config to write elsewhere');
+    throw new InitError(
+      `${opts.path} already exists`,
+      'CONFIG_EXISTS',
+      'pass --force to overwrite it, or --config to write elsewhere',
+    );
   }
   const answers = await collectAnswers(opts.given ?? {}, cwd, opts.prompter);
 
@@ -123,7 +135,11 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   return { path, answers, config };
 }
 
-async function collectAnswers(given: Partial<InitAnswers>, cwd: string, prompter?: InitPrompter): Promise<InitAnswers> {
+async function collectAnswers(
+  given: Partial<InitAnswers>,
+  cwd: string,
+  prompter?: InitPrompter,
+): Promise<InitAnswers> {
   const ask = new Asker(given, prompter);
 
   const domain = await ask.text('domain', 'SIP domain (also the digest realm)', DEFAULT_DOMAIN, (v) =>
@@ -132,19 +148,40 @@ async function collectAnswers(given: Partial<InitAnswers>, cwd: string, prompter
   const role = await ask.choice('role', 'Server role', SERVER_ROLES, 'standard', {
     standard: 'standard: all-in-one home server on the embedded store',
     frontend: 'frontend: member of a pool on shared PostgreSQL',
-    director: 'director: redirects sign-ins to users\' homes',
+    director: "director: redirects sign-ins to users' homes",
     edge: 'edge: TLS access proxy for remote users and federation',
   });
   let home: string | undefined = given.home;
-  if (role === 'frontend') home = await ask.text('home', 'Pool name (the home this front-end serves)', 'pool1');
+  if (role === 'frontend')
+    home = await ask.text('home', 'Pool name (the home this front-end serves)', 'pool1');
 
   const highSecurity = await ask.yesNo('highSecurity', 'High-security mode (TLS/WSS only)?', role === 'edge');
   const secureOnly = highSecurity || role === 'edge';
   const listenCheck = (key: string) => (v: string) => validListen(v, key);
-  const tcp = await ask.text('tcp', 'TCP listen address (host:port, or none)', secureOnly ? NONE : '0.0.0.0:5060', listenCheck('tcp'));
-  const tls = await ask.text('tls', 'TLS listen address (host:port, or none)', secureOnly ? '0.0.0.0:5061' : NONE, listenCheck('tls'));
-  const ws = await ask.text('ws', 'WebSocket listen address (host:port, or none)', secureOnly ? NONE : '0.0.0.0:5066', listenCheck('ws'));
-  const wss = await ask.text('wss', 'Secure WebSocket listen address (host:port, or none)', NONE, listenCheck('wss'));
+  const tcp = await ask.text(
+    'tcp',
+    'TCP listen address (host:port, or none)',
+    secureOnly ? NONE : '0.0.0.0:5060',
+    listenCheck('tcp'),
+  );
+  const tls = await ask.text(
+    'tls',
+    'TLS listen address (host:port, or none)',
+    secureOnly ? '0.0.0.0:5061' : NONE,
+    listenCheck('tls'),
+  );
+  const ws = await ask.text(
+    'ws',
+    'WebSocket listen address (host:port, or none)',
+    secureOnly ? NONE : '0.0.0.0:5066',
+    listenCheck('ws'),
+  );
+  const wss = await ask.text(
+    'wss',
+    'Secure WebSocket listen address (host:port, or none)',
+    NONE,
+    listenCheck('wss'),
+  );
 
   const urlCheck = (v: string) => v === '' || /^postgres(?:ql)?:\/\//.test(v) || 'enter a postgres:// URL';
   let databaseUrl: string;
@@ -155,9 +192,17 @@ async function collectAnswers(given: Partial<InitAnswers>, cwd: string, prompter
   } else if (role === 'standard') {
     databaseUrl = given.databaseUrl ?? '';
   } else {
-    databaseUrl = await ask.text('databaseUrl', 'PostgreSQL URL (empty for the embedded store)', '', urlCheck);
+    databaseUrl = await ask.text(
+      'databaseUrl',
+      'PostgreSQL URL (empty for the embedded store)',
+      '',
+      urlCheck,
+    );
   }
-  const dataDir = databaseUrl === '' ? await ask.text('dataDir', 'Data folder for the embedded store', DEFAULT_DATA_DIR) : (given.dataDir ?? DEFAULT_DATA_DIR);
+  const dataDir =
+    databaseUrl === ''
+      ? await ask.text('dataDir', 'Data folder for the embedded store', DEFAULT_DATA_DIR)
+      : (given.dataDir ?? DEFAULT_DATA_DIR);
 
   const needsTls = !isNone(tls) || !isNone(wss);
   let tlsCert = given.tlsCert ?? '';
@@ -165,11 +210,30 @@ async function collectAnswers(given: Partial<InitAnswers>, cwd: string, prompter
   let tlsCa = given.tlsCa ?? '';
   if (needsTls) {
     const fileCheck = (v: string) => v === '' || existsSync(resolve(cwd, v)) || `${v} does not exist`;
-    tlsCert = await ask.text('tlsCert', 'TLS certificate file (PEM; `parley certs issue` makes one)', undefined, fileCheck);
+    tlsCert = await ask.text(
+      'tlsCert',
+      'TLS certificate file (PEM; `parley certs issue` makes one)',
+      undefined,
+      fileCheck,
+    );
     tlsKey = await ask.text('tlsKey', 'TLS private key file (PEM)', undefined, fileCheck);
     tlsCa = await ask.text('tlsCa', 'CA certificate file to verify peers (empty for none)', '', fileCheck);
   }
-  return { domain, role, home, highSecurity, tcp, tls, ws, wss, dataDir, databaseUrl, tlsCert, tlsKey, tlsCa };
+  return {
+    domain,
+    role,
+    home,
+    highSecurity,
+    tcp,
+    tls,
+    ws,
+    wss,
+    dataDir,
+    databaseUrl,
+    tlsCert,
+    tlsKey,
+    tlsCa,
+  };
 }
 
 /** Takes an answer from the flags, else from the prompter, else its default, else fails naming the flag. */
@@ -189,14 +253,20 @@ class Asker {
     if (value !== undefined) {
       const text = String(value).trim();
       const ok = validate ? validate(text) : true;
-      if (ok !== true) throw new InitError(`${INIT_FLAGS[key]} ${JSON.stringify(text)}: ${ok}`, 'CONFIG_INVALID', ok);
+      if (ok !== true)
+        throw new InitError(`${INIT_FLAGS[key]} ${JSON.stringify(text)}: ${ok}`, 'CONFIG_INVALID', ok);
       return text;
     }
     if (this.prompter) {
       const answer = await this.prompter.input({
         message,
         default: fallback,
-        validate: (v) => (v.trim() === '' && fallback === undefined ? 'an answer is required' : validate ? validate(v.trim()) : true),
+        validate: (v) =>
+          v.trim() === '' && fallback === undefined
+            ? 'an answer is required'
+            : validate
+              ? validate(v.trim())
+              : true,
       });
       return answer.trim() === '' && fallback !== undefined ? fallback : answer.trim();
     }
@@ -214,12 +284,20 @@ class Asker {
     const value = this.given[key];
     if (value !== undefined) {
       if (!values.includes(value as T)) {
-        throw new InitError(`${INIT_FLAGS[key]} ${JSON.stringify(value)} is not one of ${values.join(', ')}`, 'CONFIG_INVALID', `use one of ${values.join(', ')}`);
+        throw new InitError(
+          `${INIT_FLAGS[key]} ${JSON.stringify(value)} is not one of ${values.join(', ')}`,
+          'CONFIG_INVALID',
+          `use one of ${values.join(', ')}`,
+        );
       }
       return value as T;
     }
     if (this.prompter) {
-      return this.prompter.select({ message, choices: values.map((v) => ({ name: names[v], value: v })), default: fallback });
+      return this.prompter.select({
+        message,
+        choices: values.map((v) => ({ name: names[v], value: v })),
+        default: fallback,
+      });
     }
     return fallback;
   }

@@ -72,7 +72,11 @@ export function createLogger(
 }
 
 /** A child logger tagged with the component, e.g. `componentLogger(log, 'registrar')`. */
-export function componentLogger(parent: Logger, component: LogComponent, bindings: Record<string, unknown> = {}): Logger {
+export function componentLogger(
+  parent: Logger,
+  component: LogComponent,
+  bindings: Record<string, unknown> = {},
+): Logger {
   return parent.child({ component, ...bindings });
 }
 

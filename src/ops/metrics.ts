@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 
 /**
  * Prometheus metrics of a Parley server.
@@ -249,14 +249,40 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     },
   });
 
-  counterFrom('parley_sip_requests_received_total', 'SIP requests received, by method', 'method', COUNTED_METHODS, requestsReceived.counts);
-  counterFrom('parley_sip_responses_sent_total', 'SIP responses sent, by status class', 'class', STATUS_CLASSES, responsesSent.counts);
+  counterFrom(
+    'parley_sip_requests_received_total',
+    'SIP requests received, by method',
+    'method',
+    COUNTED_METHODS,
+    requestsReceived.counts,
+  );
+  counterFrom(
+    'parley_sip_responses_sent_total',
+    'SIP responses sent, by status class',
+    'class',
+    STATUS_CLASSES,
+    responsesSent.counts,
+  );
   counterFrom('parley_failures_total', 'Failures, by kind', 'kind', FAILURE_KINDS, failures.counts);
   plainCounter('parley_messages_routed_total', 'Instant messages routed to an endpoint', messagesRouted);
-  plainCounter('parley_message_bytes_routed_total', 'Body bytes of instant messages routed', messageBytesRouted);
-  plainCounter('parley_presence_notifications_sent_total', 'Presence NOTIFY requests sent', presenceNotifications);
-  plainCounter('parley_auth_failures_total', 'Requests rejected for bad or missing credentials', authFailures);
-  registry.registerMetric(histogramMetric('parley_sip_transaction_seconds', 'SIP transaction duration', transactionLatency));
+  plainCounter(
+    'parley_message_bytes_routed_total',
+    'Body bytes of instant messages routed',
+    messageBytesRouted,
+  );
+  plainCounter(
+    'parley_presence_notifications_sent_total',
+    'Presence NOTIFY requests sent',
+    presenceNotifications,
+  );
+  plainCounter(
+    'parley_auth_failures_total',
+    'Requests rejected for bad or missing credentials',
+    authFailures,
+  );
+  registry.registerMetric(
+    histogramMetric('parley_sip_transaction_seconds', 'SIP transaction duration', transactionLatency),
+  );
 
   function plainCounter(name: string, help: string, hot: HotCounter): void {
     new Counter({
@@ -270,7 +296,13 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     });
   }
 
-  function counterFrom(name: string, help: string, label: string, values: readonly string[], counts: Float64Array): void {
+  function counterFrom(
+    name: string,
+    help: string,
+    label: string,
+    values: readonly string[],
+    counts: Float64Array,
+  ): void {
     new Counter({
       name,
       help,
@@ -312,7 +344,8 @@ function histogramMetric(name: string, help: string, h: LatencyHistogram): Metri
     type: 'histogram',
     aggregator: 'sum',
     get() {
-      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> =
+        [];
       let cumulative = 0;
       for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
         cumulative += h.buckets[i];

@@ -27,7 +27,9 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function failure(p: Promise<unknown>): Promise<{ message: string; code?: string; oclif?: { exit?: number } }> {
+async function failure(
+  p: Promise<unknown>,
+): Promise<{ message: string; code?: string; oclif?: { exit?: number } }> {
   try {
     await p;
   } catch (err) {
@@ -42,7 +44,10 @@ describe('parley certs', () => {
     const out = captureStdout();
     const ca = await CertsCreateCa.run(['--dir', dir, '--name', 'Cmd CA'], root);
     expect(ca.summary.isCa).toBe(true);
-    const leaf = await CertsIssue.run(['--ca', dir, '--name', 'fe1.pool.test', '--san', '10.0.0.1', '--san', 'pool.test'], root);
+    const leaf = await CertsIssue.run(
+      ['--ca', dir, '--name', 'fe1.pool.test', '--san', '10.0.0.1', '--san', 'pool.test'],
+      root,
+    );
     expect(leaf.summary.subjectAltNames).toEqual(['DNS:fe1.pool.test', 'IP:10.0.0.1', 'DNS:pool.test']);
     const shown = await CertsShow.run([leaf.cert, '--ca', join(dir, 'ca.crt')], root);
     expect(shown.verified?.ok).toBe(true);
@@ -52,7 +57,9 @@ describe('parley certs', () => {
 
   it('show fails with exit 1 when the certificate is not from the CA', async () => {
     captureStdout();
-    const err = await failure(CertsShow.run([join(fixtures, 'impostor-edge.crt'), '--ca', join(fixtures, 'ca.crt')], root));
+    const err = await failure(
+      CertsShow.run([join(fixtures, 'impostor-edge.crt'), '--ca', join(fixtures, 'ca.crt')], root),
+    );
     expect(err.code).toBe('CERT_NOT_TRUSTED');
     expect(err.oclif?.exit).toBe(1);
   });

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { type TLSSocket, connect, createServer } from 'node:tls';
+import { connect, createServer, type TLSSocket } from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { describeCertificate } from '../../src/certs/inspect.js';
 import { CertError } from '../../src/certs/openssl.js';
@@ -29,11 +29,20 @@ describe('createCa / issueCertificate', () => {
     expect(ca.summary.subject).toContain('CN=Corp Test CA');
     expect(statSync(ca.key).mode & 0o077).toBe(0);
 
-    const leaf = issueCertificate({ caDir: dir, name: 'edge.corp.test', sans: ['localhost', '127.0.0.1', 'DNS:sip.corp.test'] });
+    const leaf = issueCertificate({
+      caDir: dir,
+      name: 'edge.corp.test',
+      sans: ['localhost', '127.0.0.1', 'DNS:sip.corp.test'],
+    });
     expect(leaf.cert).toBe(join(dir, 'edge.corp.test.crt'));
     expect(opensslVerify(ca.cert, leaf.cert)).toMatchObject({ status: 0 });
     expect(verifyCertificate(leaf.cert, ca.cert).ok).toBe(true);
-    expect(leaf.summary.subjectAltNames).toEqual(['DNS:edge.corp.test', 'DNS:localhost', 'IP:127.0.0.1', 'DNS:sip.corp.test']);
+    expect(leaf.summary.subjectAltNames).toEqual([
+      'DNS:edge.corp.test',
+      'DNS:localhost',
+      'IP:127.0.0.1',
+      'DNS:sip.corp.test',
+    ]);
     expect(leaf.summary.isCa).toBe(false);
     expect(leaf.summary.extendedKeyUsage.sort()).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     expect(leaf.summary.daysLeft).toBeGreaterThan(800);
@@ -44,7 +53,14 @@ describe('createCa / issueCertificate', () => {
     const dir = mkdtempSync(join(tmpdir(), 'parley-ca-'));
     const ca = createCa({ dir, keyType: 'rsa', days: 30 });
     const out = join(dir, 'issued');
-    const client = issueCertificate({ caDir: dir, name: 'bob@corp.test', usage: 'client', outDir: out, keyType: 'rsa', days: 10 });
+    const client = issueCertificate({
+      caDir: dir,
+      name: 'bob@corp.test',
+      usage: 'client',
+      outDir: out,
+      keyType: 'rsa',
+      days: 10,
+    });
     expect(client.cert).toBe(join(out, 'bob@corp.test.crt'));
     expect(client.summary.extendedKeyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
     expect(client.summary.subjectAltNames).toEqual(['email:bob@corp.test']);
@@ -103,9 +119,13 @@ describe('fixtures/pki', () => {
     }
     expect(opensslVerify(join(fixtures, 'ca.crt'), join(fixtures, 'impostor-edge.crt')).status).not.toBe(0);
     const server = describeCertificate(join(fixtures, 'server.crt'));
-    expect(server.subjectAltNames).toEqual(expect.arrayContaining(['DNS:edge.parley.test', 'DNS:localhost', 'IP:127.0.0.1']));
+    expect(server.subjectAltNames).toEqual(
+      expect.arrayContaining(['DNS:edge.parley.test', 'DNS:localhost', 'IP:127.0.0.1']),
+    );
     expect(server.daysLeft).toBeGreaterThan(365 * 5);
-    expect(describeCertificate(join(fixtures, 'partner-edge.crt')).subjectAltNames).toContain('DNS:edge.partner.test');
+    expect(describeCertificate(join(fixtures, 'partner-edge.crt')).subjectAltNames).toContain(
+      'DNS:edge.partner.test',
+    );
   });
 
   it('work for mutual TLS in Node', async () => {

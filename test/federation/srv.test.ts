@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type SrvResolver, orderSrvTargets, resolveFederationEdge } from '../../src/federation/srv.js';
+import { orderSrvTargets, resolveFederationEdge, type SrvResolver } from '../../src/federation/srv.js';
 
-function resolverWith(records: Record<string, Array<{ name: string; port: number; priority: number; weight: number }>>): SrvResolver & {
+function resolverWith(
+  records: Record<string, Array<{ name: string; port: number; priority: number; weight: number }>>,
+): SrvResolver & {
   asked: string[];
 } {
   const asked: string[] = [];
@@ -37,7 +39,9 @@ describe('resolveFederationEdge', () => {
 
   it('returns no targets when the partner publishes no record or the "." target', async () => {
     expect(await resolveFederationEdge('nothing.test', resolverWith({}))).toEqual([]);
-    const dot = resolverWith({ '_sipfederationtls._tcp.nofed.test': [{ name: '.', port: 0, priority: 0, weight: 0 }] });
+    const dot = resolverWith({
+      '_sipfederationtls._tcp.nofed.test': [{ name: '.', port: 0, priority: 0, weight: 0 }],
+    });
     expect(await resolveFederationEdge('nofed.test', dot)).toEqual([]);
   });
 

@@ -65,7 +65,10 @@ describe('loadConfig', () => {
 
     const edge = loadConfig({ configPath: join(fixtures, 'edge.yaml'), env: {} });
     expect(edge.highSecurity).toBe(true);
-    expect(edge.listen).toEqual({ tls: { host: '0.0.0.0', port: 5061 }, wss: { host: '0.0.0.0', port: 443 } });
+    expect(edge.listen).toEqual({
+      tls: { host: '0.0.0.0', port: 5061 },
+      wss: { host: '0.0.0.0', port: 443 },
+    });
     expect(edge.home).toBeUndefined();
 
     const dir = loadConfig({ configPath: join(fixtures, 'director.yaml'), env: {} });
@@ -75,7 +78,10 @@ describe('loadConfig', () => {
   it('uses PARLEY_CONFIG for the path, and PARLEY_DATABASE_URL for the database', () => {
     const cfg = loadConfig({
       cwd: tempDir(),
-      env: { PARLEY_CONFIG: join(fixtures, 'standard.yaml'), PARLEY_DATABASE_URL: 'postgres://u:secret@h/db' },
+      env: {
+        PARLEY_CONFIG: join(fixtures, 'standard.yaml'),
+        PARLEY_DATABASE_URL: 'postgres://u:secret@h/db',
+      },
     });
     expect(cfg.serverId).toBe('std-1');
     expect(cfg.database.url).toBe('postgres://u:secret@h/db');
@@ -85,7 +91,11 @@ describe('loadConfig', () => {
     const cfg = loadConfig({
       configPath: join(fixtures, 'standard.yaml'),
       env: {},
-      overrides: { domain: 'other.test', listen: { tcp: { host: '127.0.0.1', port: 0 } }, log: { level: 'debug' } },
+      overrides: {
+        domain: 'other.test',
+        listen: { tcp: { host: '127.0.0.1', port: 0 } },
+        log: { level: 'debug' },
+      },
     });
     expect(cfg.domain).toBe('other.test');
     expect(cfg.listen.tcp).toEqual({ host: '127.0.0.1', port: 0 });
@@ -95,14 +105,18 @@ describe('loadConfig', () => {
   });
 
   it('names the file and key of a bad listen address', () => {
-    const err = catchConfigError(() => loadConfig({ configPath: join(fixtures, 'bad-listen.yaml'), env: {} }));
+    const err = catchConfigError(() =>
+      loadConfig({ configPath: join(fixtures, 'bad-listen.yaml'), env: {} }),
+    );
     expect(err.key).toBe('listen.tcp');
     expect(err.file).toContain('bad-listen.yaml');
     expect(err.message).toMatch(/bad-listen\.yaml: listen\.tcp: "abc" is not host:port/);
   });
 
   it('reports YAML syntax errors with the line', () => {
-    const err = catchConfigError(() => loadConfig({ configPath: join(fixtures, 'bad-syntax.yaml'), env: {} }));
+    const err = catchConfigError(() =>
+      loadConfig({ configPath: join(fixtures, 'bad-syntax.yaml'), env: {} }),
+    );
     expect(err.file).toContain('bad-syntax.yaml');
     expect(err.key).toMatch(/^line \d+$/);
   });
@@ -163,7 +177,10 @@ describe('loadConfig', () => {
 
   it('passes directory and federation sections through raw', () => {
     const dir = tempDir();
-    writeFileSync(join(dir, 'parley.yaml'), 'directory:\n  forests:\n    - name: corp\nfederation:\n  anything: 1\n');
+    writeFileSync(
+      join(dir, 'parley.yaml'),
+      'directory:\n  forests:\n    - name: corp\nfederation:\n  anything: 1\n',
+    );
     const cfg = loadConfig({ cwd: dir, env: {} });
     expect(cfg.directory).toEqual({ forests: [{ name: 'corp' }] });
     expect(cfg.federation).toEqual({ anything: 1 });

@@ -29,8 +29,15 @@ describe('planDnsRecords', () => {
       directorAddress: '2001:db8::5',
       ttl: 300,
     });
-    expect(plan.srv.find((r) => r.name === '_sip._tls.corp.test')).toMatchObject({ port: 5061, target: 'edge.corp.test' });
-    expect(plan.srv.find((r) => r.name === '_sip._tcp.corp.test')).toMatchObject({ port: 5060, target: 'pool1.corp.test', ttl: 300 });
+    expect(plan.srv.find((r) => r.name === '_sip._tls.corp.test')).toMatchObject({
+      port: 5061,
+      target: 'edge.corp.test',
+    });
+    expect(plan.srv.find((r) => r.name === '_sip._tcp.corp.test')).toMatchObject({
+      port: 5060,
+      target: 'pool1.corp.test',
+      ttl: 300,
+    });
     expect(plan.hosts).toEqual([
       expect.objectContaining({ name: 'edge.corp.test', type: 'A', value: '203.0.113.7' }),
       expect.objectContaining({ name: 'pool1.corp.test', type: 'AAAA', value: '2001:db8::5' }),
@@ -40,7 +47,9 @@ describe('planDnsRecords', () => {
   it('renders zone-file lines', () => {
     const zone = renderZoneFile(planDnsRecords({ domain: 'parley.test', edgeAddress: '198.51.100.1' }));
     expect(zone).toContain('_sip._tls.parley.test.\t3600\tIN\tSRV\t0 0 443 sip.parley.test.\n');
-    expect(zone).toContain('_sipinternaltls._tcp.parley.test.\t3600\tIN\tSRV\t0 0 5061 director.parley.test.\n');
+    expect(zone).toContain(
+      '_sipinternaltls._tcp.parley.test.\t3600\tIN\tSRV\t0 0 5061 director.parley.test.\n',
+    );
     expect(zone).toContain('_sipfederationtls._tcp.parley.test.\t3600\tIN\tSRV\t0 0 5061 sip.parley.test.\n');
     expect(zone).toContain('sip.parley.test.\t3600\tIN\tA\t198.51.100.1\n');
     expect(zone).toMatch(/^; director\.parley\.test\.\t3600\tIN\tA\t<address>/m);
@@ -63,15 +72,22 @@ describe('parley dns records (oclif)', () => {
     });
     try {
       const root = resolve(import.meta.dirname, '../..');
-      const plan = await DnsRecords.run(['--domain', 'cli.test', '--edge-fqdn', 'edge.cli.test', '--tcp'], root);
+      const plan = await DnsRecords.run(
+        ['--domain', 'cli.test', '--edge-fqdn', 'edge.cli.test', '--tcp'],
+        root,
+      );
       expect(plan.srv.map((r) => r.name)).toEqual([
         '_sip._tls.cli.test',
         '_sipinternaltls._tcp.cli.test',
         '_sipfederationtls._tcp.cli.test',
         '_sip._tcp.cli.test',
       ]);
-      expect(chunks.join('')).toContain('_sipfederationtls._tcp.cli.test.\t3600\tIN\tSRV\t0 0 5061 edge.cli.test.');
-      const err = await DnsRecords.run(['--domain', 'cli.test', '--edge-address', 'nope'], root).catch((e: unknown) => e);
+      expect(chunks.join('')).toContain(
+        '_sipfederationtls._tcp.cli.test.\t3600\tIN\tSRV\t0 0 5061 edge.cli.test.',
+      );
+      const err = await DnsRecords.run(['--domain', 'cli.test', '--edge-address', 'nope'], root).catch(
+        (e: unknown) => e,
+      );
       expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', oclif: { exit: 2 } });
     } finally {
       spy.mockRestore();

@@ -7,7 +7,10 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-async function start(health: () => HealthReport | Promise<HealthReport>, withMetrics = true): Promise<OpsServer> {
+async function start(
+  health: () => HealthReport | Promise<HealthReport>,
+  withMetrics = true,
+): Promise<OpsServer> {
   const metrics = withMetrics ? createMetrics({ processMetrics: false }) : undefined;
   metrics?.messagesRouted.inc(5);
   const s = await startOpsServer({ host: '127.0.0.1', port: 0, metrics, health });
@@ -58,7 +61,10 @@ describe('startOpsServer', () => {
     });
     const res = await fetch(`${s.url}/health`);
     expect(res.status).toBe(503);
-    expect(await res.json()).toMatchObject({ status: 'unhealthy', checks: { health: { ok: false, detail: 'store closed' } } });
+    expect(await res.json()).toMatchObject({
+      status: 'unhealthy',
+      checks: { health: { ok: false, detail: 'store closed' } },
+    });
   });
 
   it('refuses unknown paths and methods', async () => {
@@ -72,8 +78,8 @@ describe('startOpsServer', () => {
 
   it('fails to start on a port already in use', async () => {
     const a = await start(() => ({ status: 'ok' }));
-    await expect(startOpsServer({ host: '127.0.0.1', port: a.address.port, health: () => ({ status: 'ok' }) })).rejects.toThrow(
-      /EADDRINUSE/,
-    );
+    await expect(
+      startOpsServer({ host: '127.0.0.1', port: a.address.port, health: () => ({ status: 'ok' }) }),
+    ).rejects.toThrow(/EADDRINUSE/);
   });
 });

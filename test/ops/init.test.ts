@@ -68,7 +68,14 @@ describe('runInit', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'edge.crt'), readFileSync(join(pki, 'server.crt')));
     writeFileSync(join(dir, 'edge.key'), readFileSync(join(pki, 'server.key')));
-    const given = { domain: 'corp.test', role: 'edge' as const, tlsCert: 'edge.crt', tlsKey: 'edge.key', tlsCa: join(pki, 'ca.crt'), wss: '0.0.0.0:443' };
+    const given = {
+      domain: 'corp.test',
+      role: 'edge' as const,
+      tlsCert: 'edge.crt',
+      tlsKey: 'edge.key',
+      tlsCa: join(pki, 'ca.crt'),
+      wss: '0.0.0.0:443',
+    };
     await runInit({ path: 'parley.yaml', cwd: dir, given });
     mkdirSync(join(dir, 'etc'));
     await runInit({ path: 'etc/parley.yaml', cwd: dir, given });
@@ -79,7 +86,12 @@ describe('runInit', () => {
     expect(cfg.role).toBe('edge');
     expect(cfg.highSecurity).toBe(true);
     expect(cfg.listen).toEqual({ tls: { host: '0.0.0.0', port: 5061 }, wss: { host: '0.0.0.0', port: 443 } });
-    expect(cfg.tls).toEqual({ cert: join(dir, 'edge.crt'), key: join(dir, 'edge.key'), ca: join(pki, 'ca.crt'), requireClientCert: false });
+    expect(cfg.tls).toEqual({
+      cert: join(dir, 'edge.crt'),
+      key: join(dir, 'edge.key'),
+      ca: join(pki, 'ca.crt'),
+      requireClientCert: false,
+    });
   });
 
   it('fails naming the flag of a missing required answer', async () => {
@@ -87,7 +99,9 @@ describe('runInit', () => {
     const noUrl = await initError(runInit({ path: 'parley.yaml', cwd: dir, given: { role: 'frontend' } }));
     expect(noUrl.code).toBe('MISSING_ANSWER');
     expect(noUrl.message).toMatch(/^--database is required/);
-    const noCert = await initError(runInit({ path: 'parley.yaml', cwd: dir, given: { tls: '0.0.0.0:5061' } }));
+    const noCert = await initError(
+      runInit({ path: 'parley.yaml', cwd: dir, given: { tls: '0.0.0.0:5061' } }),
+    );
     expect(noCert.message).toMatch(/^--tls-cert is required/);
   });
 
@@ -95,10 +109,16 @@ describe('runInit', () => {
     const dir = tempDir();
     const bad = await initError(runInit({ path: 'parley.yaml', cwd: dir, given: { tcp: 'abc' } }));
     expect(bad.message).toMatch(/^--tcp "abc": .*host:port/);
-    const badRole = await initError(runInit({ path: 'parley.yaml', cwd: dir, given: { role: 'boss' as 'edge' } }));
+    const badRole = await initError(
+      runInit({ path: 'parley.yaml', cwd: dir, given: { role: 'boss' as 'edge' } }),
+    );
     expect(badRole.message).toMatch(/^--role "boss"/);
     const missingFile = await initError(
-      runInit({ path: 'parley.yaml', cwd: dir, given: { tls: '0.0.0.0:5061', tlsCert: 'nope.crt', tlsKey: 'nope.key' } }),
+      runInit({
+        path: 'parley.yaml',
+        cwd: dir,
+        given: { tls: '0.0.0.0:5061', tlsCert: 'nope.crt', tlsKey: 'nope.key' },
+      }),
     );
     expect(missingFile.code).toBe('CONFIG_INVALID');
     expect(missingFile.message).toBe('--tls-cert "nope.crt": nope.crt does not exist');
@@ -106,10 +126,17 @@ describe('runInit', () => {
       runInit({
         path: 'parley.yaml',
         cwd: dir,
-        given: { highSecurity: true, tcp: '0.0.0.0:5060', tlsCert: join(pki, 'server.crt'), tlsKey: join(pki, 'server.key') },
+        given: {
+          highSecurity: true,
+          tcp: '0.0.0.0:5060',
+          tlsCert: join(pki, 'server.crt'),
+          tlsKey: join(pki, 'server.key'),
+        },
       }),
     );
-    expect(highSecWithTcp.message).toMatch(/^parley\.yaml: listen\.tcp: highSecurity accepts TLS and WSS only/);
+    expect(highSecWithTcp.message).toMatch(
+      /^parley\.yaml: listen\.tcp: highSecurity accepts TLS and WSS only/,
+    );
     expect(highSecWithTcp.suggestion).toContain('--tcp');
     expect(() => readFileSync(join(dir, 'parley.yaml'))).toThrow();
   });
@@ -153,10 +180,30 @@ describe('parley init (oclif)', () => {
     const dir = tempDir();
     const path = join(dir, 'parley.yaml');
     const result = await Init.run(
-      ['--yes', '--json', '--config', path, '--domain', 'cli.test', '--tcp', '127.0.0.1:0', '--ws', 'none', '--role', 'director', '--database', 'postgres://u:secret@db/p'],
+      [
+        '--yes',
+        '--json',
+        '--config',
+        path,
+        '--domain',
+        'cli.test',
+        '--tcp',
+        '127.0.0.1:0',
+        '--ws',
+        'none',
+        '--role',
+        'director',
+        '--database',
+        'postgres://u:secret@db/p',
+      ],
       root,
     );
-    expect(result).toMatchObject({ path, domain: 'cli.test', role: 'director', listen: { tcp: '127.0.0.1:0' } });
+    expect(result).toMatchObject({
+      path,
+      domain: 'cli.test',
+      role: 'director',
+      listen: { tcp: '127.0.0.1:0' },
+    });
     expect(result.database.url).toBe('postgres://u:***@db/p');
     expect(loadConfig({ configPath: path, env: {} }).listen).toEqual({ tcp: { host: '127.0.0.1', port: 0 } });
   });

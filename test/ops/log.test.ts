@@ -24,13 +24,22 @@ function capture(): { stream: Writable; lines: () => Array<Record<string, unknow
 describe('createLogger', () => {
   it('redacts credentials at any of the first three levels', () => {
     const out = capture();
-    const log = createLogger({ log: { level: 'info' }, serverId: 's1', role: 'edge' }, { destination: out.stream });
+    const log = createLogger(
+      { log: { level: 'info' }, serverId: 's1', role: 'edge' },
+      { destination: out.stream },
+    );
     log.info(
       {
         authorization: 'Digest response="abc"',
         password: 'hunter2',
         user: { ha1: 'deadbeef', name: 'alice' },
-        req: { headers: { 'proxy-authorization': 'Digest x', 'Proxy-Authorization': 'Digest y', via: 'SIP/2.0/TCP h' } },
+        req: {
+          headers: {
+            'proxy-authorization': 'Digest x',
+            'Proxy-Authorization': 'Digest y',
+            via: 'SIP/2.0/TCP h',
+          },
+        },
         row: { ha1_md5: 'm', ha1_sha256: 's' },
       },
       'hello',
