@@ -185,7 +185,15 @@ class LayeredReader {
 
   /** True if some layer has the section at all (so defaults for the whole section do not apply). */
   hasSection(path: string): boolean {
-    return this.layers.some(([layer]) => dig(layer, path) !== undefined);
+    return this.layers.some(([layer]) => {
+      const section = dig(layer, path);
+      if (section === undefined) return false;
+      // `{ tcp: undefined }` from unset flags does not count as setting the section.
+      if (section !== null && typeof section === 'object' && !Array.isArray(section)) {
+        return Object.values(section).some((v) => v !== undefined);
+      }
+      return true;
+    });
   }
 
   checkKeys(path: string, allowed: readonly string[]): void {

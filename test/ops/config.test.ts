@@ -104,6 +104,12 @@ describe('loadConfig', () => {
     expect(cfg.log.level).toBe('debug');
   });
 
+  it('keeps default listeners when flag overrides leave listen keys unset', () => {
+    const cfg = loadConfig({ cwd: tempDir(), env: {}, overrides: { listen: { tcp: undefined, ws: undefined } } });
+    expect(cfg.listen.tcp).toEqual({ host: '0.0.0.0', port: 5060 });
+    expect(cfg.listen.ws).toEqual({ host: '0.0.0.0', port: 5066 });
+  });
+
   it('names the file and key of a bad listen address', () => {
     const err = catchConfigError(() =>
       loadConfig({ configPath: join(fixtures, 'bad-listen.yaml'), env: {} }),
