@@ -95,7 +95,7 @@ export class SipMessage {
   private uriSrc: string | undefined;
   private uriVal: SipUri | undefined;
   private contactSrc: string[] | undefined;
-  private contactVal: NameAddr[] | undefined;
+  private contactVal: { valid: NameAddr[]; malformed: boolean } | undefined;
 
   constructor(init: SipMessageInit = {}) {
     this.method = init.method ?? '';
@@ -292,14 +292,29 @@ export class SipMessage {
    * requests).
    */
   get contacts(): NameAddr[] {
+    return this.parsedContacts().valid;
+  }
+
+  /** @internal true when a Contact value does not parse (the parser answers 400). */
+  hasMalformedContact(): boolean {
+    return this.parsedContacts().malformed;
+  }
+
+  private parsedContacts(): { valid: NameAddr[]; malformed: boolean } {
     const values = this.getAll('contact');
     const cached = this.contactSrc;
-    if (cached !== undefined && cached.length === values.length && cached.every((v, i) => v === values[i])) {
-      return this.contactVal ?? [];
+    if (
+      cached !== undefined &&
+      this.contactVal !== undefined &&
+      cached.length === values.length &&
+      cached.every((v, i) => v === values[i])
+    ) {
+      return this.contactVal;
     }
-    this.contactSrc = values;
     const parsed = parseContactValues(values);
-    this.contactVal = parsed.filter((c): c is NameAddr => c !== undefined);
+    const valid = parsed.filter((c): c is NameAddr => c !== undefined);
+    this.contactSrc = values;
+    this.contactVal = { valid, malformed: valid.length !== parsed.length };
     return this.contactVal;
   }
 

@@ -1,7 +1,7 @@
 import { isAscii, isUtf8 } from 'node:buffer';
 import { canonicalHeaderName, knownHeaderName } from './headers.js';
 import { isDigits, isToken } from './lexer.js';
-import { parseContactValues, ReceivedHeader, type SipHeader, SipMessage } from './message.js';
+import { ReceivedHeader, type SipHeader, SipMessage } from './message.js';
 import { uriScheme } from './uri.js';
 
 /** What a failed parse found of the headers an error response needs (RFC 3261 8.2.6). */
@@ -38,6 +38,7 @@ const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 const FOLD = /\r\n[ \t]+/g;
 const SIP_VERSION = /^SIP\/\d+\.\d+$/i;
+const CONTACT_CHECKED = new Set(['REGISTER', 'INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY', 'UPDATE']);
 
 /**
  * Parses one complete message: a datagram, a WebSocket message (RFC 7118) or a message
@@ -346,7 +347,9 @@ export function finishMessage(head: SplitHead, body: Buffer): ParseResult {
     if (requestUri === undefined) return fail(head, 400, 'Bad Request - Malformed Request-URI');
     // RFC 3261 19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 3.1.2.11).
     for (const _ in requestUri.headers) return fail(head, 400, 'Bad Request - Headers In Request-URI');
-    if (contact && parseContactValues(m.getAll('contact')).some((c) => c === undefined)) {
+    // Contacts are checked where an element must act on them: a registrar (RFC 4475 3.1.2.13
+    // regbadct) and the dialog-creating requests; a MESSAGE's Contact is never read.
+    if (contact && CONTACT_CHECKED.has(m.method) && m.hasMalformedContact()) {
       return fail(head, 400, 'Bad Request - Malformed Contact');
     }
   }

@@ -220,3 +220,20 @@ describe('small grammars', () => {
     expect(splitCommaList('a, "b,c" <sip:x,y>, , d')).toEqual(['a', '"b,c" <sip:x,y>', 'd']);
   });
 });
+
+describe('identifiers', () => {
+  it('branches carry the magic cookie and tags are tokens, all distinct', async () => {
+    const { createBranch, hasRfc3261Branch } = await import('../../src/sip/via.js');
+    const { createTag } = await import('../../src/sip/nameaddr.js');
+    const { isToken } = await import('../../src/sip/lexer.js');
+    const branches = new Set(Array.from({ length: 1000 }, () => createBranch()));
+    expect(branches.size).toBe(1000);
+    for (const b of branches) {
+      expect(isToken(b)).toBe(true);
+      expect(hasRfc3261Branch({ protocol: 'SIP/2.0/TCP', transport: 'TCP', host: 'h', params: {}, branch: b })).toBe(true);
+    }
+    const tag = createTag();
+    expect(isToken(tag)).toBe(true);
+    expect(tag).not.toBe(createTag());
+  });
+});

@@ -302,6 +302,16 @@ describe('other malformed input', () => {
     expect(parseMessage(hugeHeader, { maxHeaderSize: 50000 }).ok).toBe(true);
   });
 
+  it('a malformed Contact is refused where it matters, ignored in a MESSAGE', () => {
+    const lines = (method: string) => [
+      `${method} sip:user@example.com SIP/2.0`,
+      ...base.slice(1).map((l) => (l.startsWith('CSeq') ? `CSeq: 1 ${method}` : l)),
+      'Contact: <sip:broken@',
+    ];
+    expect(parseMessage(sip(lines('INVITE')))).toMatchObject({ ok: false, status: 400, reason: /Contact/ });
+    expect(parseMessage(sip(lines('MESSAGE'))).ok).toBe(true);
+  });
+
   it('datagram without Content-Length takes the rest as body', () => {
     const m = parseOk(sip([...without('Content-Length')], 'hello'));
     expect(m.body.toString()).toBe('hello');
