@@ -190,7 +190,8 @@ class LayeredReader {
       if (section === undefined) return false;
       // `{ tcp: undefined }` from unset flags does not count as setting the section.
       if (section !== null && typeof section === 'object' && !Array.isArray(section)) {
-        return Object.values(section).some((v) => v !== undefined);
+        const values = Object.values(section);
+        return values.length === 0 || values.some((v) => v !== undefined);
       }
       return true;
     });
