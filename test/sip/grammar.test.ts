@@ -230,7 +230,9 @@ describe('identifiers', () => {
     expect(branches.size).toBe(1000);
     for (const b of branches) {
       expect(isToken(b)).toBe(true);
-      expect(hasRfc3261Branch({ protocol: 'SIP/2.0/TCP', transport: 'TCP', host: 'h', params: {}, branch: b })).toBe(true);
+      expect(
+        hasRfc3261Branch({ protocol: 'SIP/2.0/TCP', transport: 'TCP', host: 'h', params: {}, branch: b }),
+      ).toBe(true);
     }
     const tag = createTag();
     expect(isToken(tag)).toBe(true);
