@@ -1,6 +1,7 @@
 import { Command } from '@oclif/core';
 import { CliError } from '../../src/cli/errors.js';
 import { loadCliConfig, storeFlags, storeOpenError } from '../../src/cli/flags.js';
+import { failCommand } from '../../src/cli/store-command.js';
 import { migrate } from '../../src/store/migrate.js';
 import { openDatabase } from '../../src/store/open.js';
 
@@ -42,7 +43,7 @@ Without --database it migrates the embedded database in the data folder (through
         await db.close();
       }
     } catch (err) {
-      if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
+      if (err instanceof CliError) failCommand(this, err);
       throw err;
     }
     if (result.applied.length === 0) this.log(`Store is up to date (version ${result.current}).`);

@@ -20,9 +20,22 @@ export async function runWithStore<T>(
     store = await openCliStore(config);
     return await fn(store, config);
   } catch (err) {
-    if (err instanceof CliError) command.error(err.message, err.toErrorOptions());
+    if (err instanceof CliError) failCommand(command, err);
     throw err;
   } finally {
     await store?.close();
+  }
+}
+
+/**
+ * command.error() for a catalogued failure. oclif takes the exit status of a --json run
+ * from `exitCode` on the error (Command.catch) but of a human run from `oclif.exit`: set both.
+ */
+export function failCommand(command: Command, err: CliError): never {
+  try {
+    command.error(err.message, err.toErrorOptions());
+  } catch (thrown) {
+    (thrown as { exitCode?: number }).exitCode = err.exit;
+    throw thrown;
   }
 }
