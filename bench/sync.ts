@@ -84,7 +84,10 @@ export async function benchSync(opts: BenchSyncOptions = {}): Promise<BenchSyncR
     try {
       for (const u of eastUsers.slice(0, changes)) {
         await client.modify(u.dn, [
-          new Change({ operation: 'replace', modification: new Attribute({ type: 'displayName', values: [`Changed ${u.uid}`] }) }),
+          new Change({
+            operation: 'replace',
+            modification: new Attribute({ type: 'displayName', values: [`Changed ${u.uid}`] }),
+          }),
         ]);
       }
     } finally {

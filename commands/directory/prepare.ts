@@ -2,11 +2,12 @@ import { Command, Flags } from '@oclif/core';
 import { CliError } from '../../src/cli/errors.js';
 import { loadDirectoryConfig } from '../../src/directory/cli.js';
 import { DirectoryError, EXIT } from '../../src/directory/errors.js';
-import { type PrepareResult, SchemaAdminMissingError, prepareCentral } from '../../src/directory/schema.js';
+import { type PrepareResult, prepareCentral, SchemaAdminMissingError } from '../../src/directory/schema.js';
 
 export default class DirectoryPrepare extends Command {
   static override summary = "Add Parley's schema extension and contact container to the central forest.";
-  static override description = `Adds the auxiliary object class parleyUser (parleySipAddress, parleyHome, parleyEnabled, parleySourceAnchor, parleySourceForest) to the central forest's schema through cn=config (OpenLDAP), as directory.central.schemaAdmin, and creates the contact container. Only the central forest is touched; running it again changes nothing.
+  static override description =
+    `Adds the auxiliary object class parleyUser (parleySipAddress, parleyHome, parleyEnabled, parleySourceAnchor, parleySourceForest) to the central forest's schema through cn=config (OpenLDAP), as directory.central.schemaAdmin, and creates the contact container. Only the central forest is touched; running it again changes nothing.
 
 For Active Directory, an administrator extends the schema instead: see docs/directory.md.`;
   static override examples = [
@@ -29,13 +30,16 @@ For Active Directory, an administrator extends the schema instead: see docs/dire
       this.log(`schema: ${result.schema}; contact container ${result.contactContainer}: ${result.container}`);
       return result;
     } catch (err) {
-      if (err instanceof DirectoryError) this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
+      if (err instanceof DirectoryError)
+        this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
       if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
       if (err instanceof SchemaAdminMissingError) {
         this.error(err.message, {
           exit: EXIT.config,
           code: 'DIRECTORY_SCHEMA_ADMIN',
-          suggestions: ['set directory.central.schemaAdmin (bindDn and bindPasswordFile or bindPasswordEnv) to an identity that may write cn=config'],
+          suggestions: [
+            'set directory.central.schemaAdmin (bindDn and bindPasswordFile or bindPasswordEnv) to an identity that may write cn=config',
+          ],
         });
       }
       this.error(`cannot prepare ${flags.central ?? 'the central forest'}: ${(err as Error).message}`, {

@@ -7,8 +7,12 @@ import { type ReplicationSummary, replicateFromCentral } from '../../src/directo
 
 export default class DirectoryReplicate extends Command {
   static override summary = "Refresh Parley's user store from the central forest.";
-  static override description = `Copies the central forest's SIP-enabled users and contacts into the user store (upsert by address), so servers never query LDAP while serving. Directory users that vanished are disabled (deleted with --prune); local users are never touched. Servers run the same on a timer (directory.replicate.interval).`;
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --dry-run --json'];
+  static override description =
+    `Copies the central forest's SIP-enabled users and contacts into the user store (upsert by address), so servers never query LDAP while serving. Directory users that vanished are disabled (deleted with --prune); local users are never touched. Servers run the same on a timer (directory.replicate.interval).`;
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --dry-run --json',
+  ];
   static override enableJsonFlag = true;
   static override flags = {
     ...storeFlags,
@@ -39,7 +43,8 @@ export default class DirectoryReplicate extends Command {
         await store.close();
       }
     } catch (err) {
-      if (err instanceof DirectoryError) this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
+      if (err instanceof DirectoryError)
+        this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
       if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
       this.error(`cannot replicate from the central forest: ${(err as Error).message}`, {
         exit: EXIT.error,

@@ -7,7 +7,8 @@ import { SyncInterruptedError, type SyncSummary } from '../../src/directory/sync
 
 export default class DirectorySyncCommand extends Command {
   static override summary = 'Sync users of the secondary forests into contacts in the central forest.';
-  static override description = `Reads users from each secondary forest (paged searches) and creates, updates, disables or deletes their contact objects in the central forest, SIP-enabled as alias@domain. Joins on the source anchor (entryUUID or objectGUID), so renames and moves update the same contact.
+  static override description =
+    `Reads users from each secondary forest (paged searches) and creates, updates, disables or deletes their contact objects in the central forest, SIP-enabled as alias@domain. Joins on the source anchor (entryUUID or objectGUID), so renames and moves update the same contact.
 
 Incremental by default (changes since the last run, deletes detected); --full rechecks everything and repairs contacts changed by hand. One run at a time. Exit codes: 0 done, 1 nothing done, 2 configuration, 4 another sync is running, 6 partial (a forest or some items failed), 7 removals refused by the deletion threshold.`;
   static override examples = [
@@ -56,10 +57,14 @@ Incremental by default (changes since the last run, deletes detected); --full re
         await store.close();
       }
     } catch (err) {
-      if (err instanceof DirectoryError) this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
+      if (err instanceof DirectoryError)
+        this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
       if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
       if (err instanceof SyncInterruptedError) {
-        this.error('interrupted; the next run resumes where this one stopped', { exit: 130, code: 'DIRECTORY_INTERRUPTED' });
+        this.error('interrupted; the next run resumes where this one stopped', {
+          exit: 130,
+          code: 'DIRECTORY_INTERRUPTED',
+        });
       }
       throw err;
     } finally {

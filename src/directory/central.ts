@@ -1,7 +1,7 @@
 import { AlreadyExistsError, Attribute, Change, type Client, NoSuchObjectError } from 'ldapts';
 import type { CentralConfig } from './config.js';
 import { andFilter, equalityFilter } from './filter.js';
-import { type Environment, connectLdap, firstValue, searchPages } from './ldap.js';
+import { connectLdap, type Environment, firstValue, searchPages } from './ldap.js';
 import { CONTACT_ATTRIBUTES, type ContactAttributes, readContactAttributes, sipAddress } from './mapping.js';
 import { hasParleySchema } from './schema.js';
 
@@ -32,7 +32,10 @@ export interface CentralEntry {
 }
 
 function isBelow(dn: string, container: string): boolean {
-  return dn.toLowerCase().replace(/\s+/g, '').endsWith(`,${container.toLowerCase().replace(/\s+/g, '')}`);
+  return dn
+    .toLowerCase()
+    .replace(/\s+/g, '')
+    .endsWith(`,${container.toLowerCase().replace(/\s+/g, '')}`);
 }
 
 export class CentralDirectory implements ContactWriter {
@@ -55,10 +58,16 @@ export class CentralDirectory implements ContactWriter {
       throw new CentralNotPreparedError(`the central forest ${this.config.url} has no parleyUser schema`);
     }
     try {
-      await this.client.search(this.config.contactContainer, { scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'] });
+      await this.client.search(this.config.contactContainer, {
+        scope: 'base',
+        filter: '(objectClass=*)',
+        attributes: ['1.1'],
+      });
     } catch (err) {
       if (err instanceof NoSuchObjectError) {
-        throw new CentralNotPreparedError(`the contact container ${this.config.contactContainer} does not exist`);
+        throw new CentralNotPreparedError(
+          `the contact container ${this.config.contactContainer} does not exist`,
+        );
       }
       throw err;
     }
@@ -89,7 +98,9 @@ export class CentralDirectory implements ContactWriter {
   }
 
   /** The contacts made for one forest, as they are now (a full sync repairs drift from these). */
-  async *contacts(forest: string): AsyncGenerator<{ dn: string; anchor?: string; attrs: ContactAttributes }[]> {
+  async *contacts(
+    forest: string,
+  ): AsyncGenerator<{ dn: string; anchor?: string; attrs: ContactAttributes }[]> {
     const pages = searchPages(this.client, this.config.contactContainer, {
       filter: andFilter('(objectClass=parleyUser)', equalityFilter('parleySourceForest', forest)),
       attributes: [...CONTACT_ATTRIBUTES],
@@ -97,7 +108,11 @@ export class CentralDirectory implements ContactWriter {
       scope: 'one',
     });
     for await (const page of pages) {
-      yield page.map((e) => ({ dn: e.dn, anchor: firstValue(e, 'parleySourceAnchor'), attrs: readContactAttributes(e) }));
+      yield page.map((e) => ({
+        dn: e.dn,
+        anchor: firstValue(e, 'parleySourceAnchor'),
+        attrs: readContactAttributes(e),
+      }));
     }
   }
 
@@ -105,15 +120,27 @@ export class CentralDirectory implements ContactWriter {
   async *sipEnabled(): AsyncGenerator<CentralEntry[]> {
     const pages = searchPages(this.client, this.config.baseDn, {
       filter: andFilter('(objectClass=parleyUser)', '(parleySipAddress=*)'),
-      attributes: ['parleySipAddress', 'parleyEnabled', 'parleyHome', 'parleySourceForest', 'parleySourceAnchor', 'displayName', 'cn', 'entryUUID'],
+      attributes: [
+        'parleySipAddress',
+        'parleyEnabled',
+        'parleyHome',
+        'parleySourceForest',
+        'parleySourceAnchor',
+        'displayName',
+        'cn',
+        'entryUUID',
+      ],
       pageSize: this.config.pageSize,
     });
     for await (const page of pages) {
       yield page.map((e) => {
-        const isContact = isBelow(e.dn, this.config.contactContainer) && firstValue(e, 'parleySourceForest') !== undefined;
+        const isContact =
+          isBelow(e.dn, this.config.contactContainer) && firstValue(e, 'parleySourceForest') !== undefined;
         return {
           dn: e.dn,
-          sipAddress: firstValue(e, 'parleySipAddress')?.toLowerCase().replace(/^sips?:/, ''),
+          sipAddress: firstValue(e, 'parleySipAddress')
+            ?.toLowerCase()
+            .replace(/^sips?:/, ''),
           displayName: firstValue(e, 'displayName') ?? firstValue(e, 'cn') ?? '',
           enabled: firstValue(e, 'parleyEnabled')?.toUpperCase() !== 'FALSE',
           home: firstValue(e, 'parleyHome'),
@@ -128,7 +155,10 @@ export class CentralDirectory implements ContactWriter {
 
   async addContact(dn: string, attrs: ContactAttributes): Promise<void> {
     const cn = /^cn=((?:\\.|[^,])+)/i.exec(dn)?.[1]?.replace(/\\(.)/g, '$1') ?? dn;
-    const entry: Record<string, string[]> = { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson', 'parleyUser'], cn: [cn] };
+    const entry: Record<string, string[]> = {
+      objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson', 'parleyUser'],
+      cn: [cn],
+    };
     for (const [k, v] of Object.entries(attrs)) if (v.length > 0) entry[k] = v;
     try {
       await this.client.add(dn, entry);
@@ -158,7 +188,11 @@ export class CentralDirectory implements ContactWriter {
   private async replace(dn: string, attrs: ContactAttributes, names: readonly string[]): Promise<void> {
     // A replace with no values deletes the attribute (RFC 4511 section 4.6), and is a no-op when absent.
     const changes = names.map(
-      (type) => new Change({ operation: 'replace', modification: new Attribute({ type, values: attrs[type] ?? [] }) }),
+      (type) =>
+        new Change({
+          operation: 'replace',
+          modification: new Attribute({ type, values: attrs[type] ?? [] }),
+        }),
     );
     if (changes.length > 0) await this.client.modify(dn, changes);
   }

@@ -1,5 +1,5 @@
 import { Listr } from 'listr2';
-import { type StoreFlagValues, loadCliConfig } from '../cli/flags.js';
+import { loadCliConfig, type StoreFlagValues } from '../cli/flags.js';
 import type { ParleyConfig } from '../ops/config.js';
 import { type DirectoryConfig, DirectoryConfigError, parseDirectoryConfig } from './config.js';
 import { DirectoryError, EXIT } from './errors.js';
@@ -11,7 +11,10 @@ import { DirectorySync, type ForestSummary, type SyncOptions, type SyncSummary }
  * pipe and with --json).
  */
 
-export function loadDirectoryConfig(flags: StoreFlagValues): { parley: ParleyConfig; directory: DirectoryConfig } {
+export function loadDirectoryConfig(flags: StoreFlagValues): {
+  parley: ParleyConfig;
+  directory: DirectoryConfig;
+} {
   const parley = loadCliConfig(flags);
   if (parley.directory === undefined) {
     throw new DirectoryError(
@@ -22,10 +25,15 @@ export function loadDirectoryConfig(flags: StoreFlagValues): { parley: ParleyCon
     );
   }
   try {
-    return { parley, directory: parseDirectoryConfig(parley.directory, { file: flags.config ?? 'parley.yaml' }) };
+    return {
+      parley,
+      directory: parseDirectoryConfig(parley.directory, { file: flags.config ?? 'parley.yaml' }),
+    };
   } catch (err) {
     if (err instanceof DirectoryConfigError) {
-      throw new DirectoryError('DIRECTORY_CONFIG', err.message, EXIT.config, ['fix the key named above (docs/directory.md)']);
+      throw new DirectoryError('DIRECTORY_CONFIG', err.message, EXIT.config, [
+        'fix the key named above (docs/directory.md)',
+      ]);
     }
     throw err;
   }
@@ -40,10 +48,15 @@ export function summaryLines(s: SyncSummary): string[] {
   const lines = [
     `${s.dryRun ? 'dry run, nothing written: ' : ''}${s.mode} sync ${s.status} in ${(s.durationMs / 1000).toFixed(1)}s (run ${s.runId}${s.resumedFrom ? `, resumed after interrupted run ${s.resumedFrom}` : ''})`,
     ...s.forests.map(forestLine),
-    ...s.conflicts.slice(0, 20).map((c) => `conflict: ${c.sipAddress} wanted by ${c.forest}:${c.sourceDn}, held by ${c.heldBy}`),
-    ...s.errors.slice(0, 20).map((e) => `error: ${e.forest}${e.dn ? ` ${e.dn}` : ''}: ${e.code}: ${e.message}`),
+    ...s.conflicts
+      .slice(0, 20)
+      .map((c) => `conflict: ${c.sipAddress} wanted by ${c.forest}:${c.sourceDn}, held by ${c.heldBy}`),
+    ...s.errors
+      .slice(0, 20)
+      .map((e) => `error: ${e.forest}${e.dn ? ` ${e.dn}` : ''}: ${e.code}: ${e.message}`),
   ];
-  if (s.conflicts.length > 20) lines.push(`... and ${s.conflicts.length - 20} more conflicts (--json lists all)`);
+  if (s.conflicts.length > 20)
+    lines.push(`... and ${s.conflicts.length - 20} more conflicts (--json lists all)`);
   if (s.errors.length > 20) lines.push(`... and ${s.errors.length - 20} more errors (--json lists all)`);
   for (const p of s.planned.slice(0, 50)) lines.push(`would ${p.action} ${p.contactDn} (${p.sipAddress})`);
   if (s.planned.length > 50) lines.push(`... and ${s.planned.length - 50} more changes (--json lists all)`);

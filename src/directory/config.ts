@@ -113,7 +113,8 @@ class Reader {
     const v = this.raw[key];
     if (!Array.isArray(v) || v.length === 0) this.fail(key, 'must be a non-empty list');
     return v.map((item, i) => {
-      if (!isObject(item)) throw new DirectoryConfigError(`${this.path}.${key}[${i}]`, 'must be a mapping', this.file);
+      if (!isObject(item))
+        throw new DirectoryConfigError(`${this.path}.${key}[${i}]`, 'must be a mapping', this.file);
       return new Reader(this.file, `${this.path}.${key}[${i}]`, item);
     });
   }
@@ -147,7 +148,8 @@ class Reader {
     const v = this.raw[key] ?? fallback;
     if (typeof v === 'number' && v >= 0) return v;
     const seconds = typeof v === 'string' ? parseDuration(v) : undefined;
-    if (seconds === undefined) this.fail(key, 'must be a duration like 30d, 12h, 15m, 90s or a number of seconds');
+    if (seconds === undefined)
+      this.fail(key, 'must be a duration like 30d, 12h, 15m, 90s or a number of seconds');
     return seconds;
   }
 
@@ -177,13 +179,15 @@ export function parseDuration(text: string): number | undefined {
 
 function ldapUrl(r: Reader): string {
   const url = r.string('url');
-  if (!/^ldaps?:\/\/[^\s/]+\/?$/i.test(url)) r.fail('url', `must be ldap://host[:port] or ldaps://host[:port], got '${url}'`);
+  if (!/^ldaps?:\/\/[^\s/]+\/?$/i.test(url))
+    r.fail('url', `must be ldap://host[:port] or ldaps://host[:port], got '${url}'`);
   return url.replace(/\/$/, '');
 }
 
 function filterText(r: Reader, key: string, fallback: string): string {
   const f = r.string(key, fallback);
-  if (!f.startsWith('(') || !f.endsWith(')')) r.fail(key, 'must be a parenthesised LDAP filter, e.g. (objectClass=inetOrgPerson)');
+  if (!f.startsWith('(') || !f.endsWith(')'))
+    r.fail(key, 'must be a parenthesised LDAP filter, e.g. (objectClass=inetOrgPerson)');
   return f;
 }
 
@@ -205,8 +209,10 @@ function parseDisabled(r: Reader, type: 'openldap' | 'ad'): DisabledRule {
 
 function parseForest(r: Reader, names: Set<string>): ForestConfig {
   const name = r.string('name');
-  if (!/^[a-z0-9][a-z0-9_-]{0,31}$/i.test(name)) r.fail('name', 'must be letters, digits, - or _ (at most 32)');
-  if (names.has(name.toLowerCase()) || name.toLowerCase() === 'central') r.fail('name', `'${name}' is used twice`);
+  if (!/^[a-z0-9][a-z0-9_-]{0,31}$/i.test(name))
+    r.fail('name', 'must be letters, digits, - or _ (at most 32)');
+  if (names.has(name.toLowerCase()) || name.toLowerCase() === 'central')
+    r.fail('name', `'${name}' is used twice`);
   names.add(name.toLowerCase());
   const type = r.string('type', 'openldap');
   if (type !== 'openldap' && type !== 'ad') r.fail('type', "must be 'openldap' or 'ad'");
@@ -218,7 +224,11 @@ function parseForest(r: Reader, names: Set<string>): ForestConfig {
     bindDn: r.string('bindDn'),
     password: r.password(),
     baseDn: r.string('baseDn'),
-    filter: filterText(r, 'filter', type === 'ad' ? '(&(objectCategory=person)(objectClass=user))' : '(objectClass=inetOrgPerson)'),
+    filter: filterText(
+      r,
+      'filter',
+      type === 'ad' ? '(&(objectCategory=person)(objectClass=user))' : '(objectClass=inetOrgPerson)',
+    ),
     home: r.optionalString('home'),
     pageSize: r.number('pageSize', 500, 1),
     mapping: {
@@ -260,7 +270,8 @@ export function parseDirectoryConfig(raw: unknown, opts: { file?: string } = {})
   const forests = root.list('forests').map((f) => parseForest(f, names));
   const s = root.optionalChild('sync') ?? new Reader(opts.file, 'directory.sync', {});
   const maxDeletePercent = s.raw.maxDeletePercent === undefined ? undefined : s.number('maxDeletePercent', 0);
-  if (maxDeletePercent !== undefined && maxDeletePercent > 100) s.fail('maxDeletePercent', 'must be between 0 and 100');
+  if (maxDeletePercent !== undefined && maxDeletePercent > 100)
+    s.fail('maxDeletePercent', 'must be between 0 and 100');
   const rep = root.optionalChild('replicate') ?? new Reader(opts.file, 'directory.replicate', {});
   return {
     central,

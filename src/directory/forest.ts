@@ -1,8 +1,15 @@
 import type { Client } from 'ldapts';
 import type { ForestConfig } from './config.js';
 import { andFilter, greaterOrEqualFilter } from './filter.js';
-import { type Environment, connectLdap, searchPages } from './ldap.js';
-import { anchorAttribute, changeMarkAttribute, readAnchor, readSourceUser, type SourceUser, sourceAttributes } from './mapping.js';
+import { connectLdap, type Environment, searchPages } from './ldap.js';
+import {
+  anchorAttribute,
+  changeMarkAttribute,
+  readAnchor,
+  readSourceUser,
+  type SourceUser,
+  sourceAttributes,
+} from './mapping.js';
 
 /** Reads users from one secondary forest, always with paged searches (RFC 2696). */
 export class ForestReader {

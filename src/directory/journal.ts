@@ -145,7 +145,10 @@ export class SyncJournal {
   }
 
   async releaseLock(holder: string): Promise<void> {
-    await this.sql.query(`DELETE FROM directory_sync_lock WHERE name = $1 AND holder = $2`, [SYNC_LOCK, holder]);
+    await this.sql.query(`DELETE FROM directory_sync_lock WHERE name = $1 AND holder = $2`, [
+      SYNC_LOCK,
+      holder,
+    ]);
   }
 
   /**
@@ -163,7 +166,9 @@ export class SyncJournal {
           WHERE status = 'running'
           RETURNING id, (SELECT count(*) FROM directory_sync_ops o WHERE o.run_id = r.id AND o.status = 'pending') AS pending`,
       );
-      const last = stale.rows.map((r) => ({ id: Number(r.id), pending: Number(r.pending) })).sort((a, b) => b.id - a.id)[0];
+      const last = stale.rows
+        .map((r) => ({ id: Number(r.id), pending: Number(r.pending) }))
+        .sort((a, b) => b.id - a.id)[0];
       const { rows } = await tx.query<{ id: string }>(
         `INSERT INTO directory_sync_runs (status, mode, dry_run, holder, resumed_from)
          VALUES ('running', $1, $2, $3, $4) RETURNING id`,
@@ -181,9 +186,10 @@ export class SyncJournal {
   }
 
   async runStatus(runId: number): Promise<RunStatus | undefined> {
-    const { rows } = await this.sql.query<{ status: RunStatus }>(`SELECT status FROM directory_sync_runs WHERE id = $1`, [
-      runId,
-    ]);
+    const { rows } = await this.sql.query<{ status: RunStatus }>(
+      `SELECT status FROM directory_sync_runs WHERE id = $1`,
+      [runId],
+    );
     return rows[0]?.status;
   }
 
@@ -236,16 +242,23 @@ export class SyncJournal {
   }
 
   async joins(forest: string): Promise<Map<string, Join>> {
-    const { rows } = await this.sql.query<JoinRow>(`SELECT * FROM directory_joins WHERE forest = $1`, [forest]);
+    const { rows } = await this.sql.query<JoinRow>(`SELECT * FROM directory_joins WHERE forest = $1`, [
+      forest,
+    ]);
     return new Map(rows.map((r) => [r.anchor, toJoin(r)]));
   }
 
   /** Who holds each SIP address (conflict rows hold nothing). */
   async claims(): Promise<Map<string, { forest: string; anchor: string; sourceDn: string }>> {
-    const { rows } = await this.sql.query<{ sip_address: string; forest: string; anchor: string; source_dn: string }>(
-      `SELECT sip_address, forest, anchor, source_dn FROM directory_joins WHERE state <> 'conflict'`,
+    const { rows } = await this.sql.query<{
+      sip_address: string;
+      forest: string;
+      anchor: string;
+      source_dn: string;
+    }>(`SELECT sip_address, forest, anchor, source_dn FROM directory_joins WHERE state <> 'conflict'`);
+    return new Map(
+      rows.map((r) => [r.sip_address, { forest: r.forest, anchor: r.anchor, sourceDn: r.source_dn }]),
     );
-    return new Map(rows.map((r) => [r.sip_address, { forest: r.forest, anchor: r.anchor, sourceDn: r.source_dn }]));
   }
 
   async saveJoins(joins: Join[]): Promise<void> {
@@ -277,6 +290,9 @@ export class SyncJournal {
 
   async deleteJoins(forest: string, anchors: string[]): Promise<void> {
     if (anchors.length === 0) return;
-    await this.sql.query(`DELETE FROM directory_joins WHERE forest = $1 AND anchor = ANY($2::text[])`, [forest, anchors]);
+    await this.sql.query(`DELETE FROM directory_joins WHERE forest = $1 AND anchor = ANY($2::text[])`, [
+      forest,
+      anchors,
+    ]);
   }
 }

@@ -16,14 +16,17 @@ export class BindPasswordError extends Error {
 export function readBindPassword(source: PasswordSource, env: Environment): string {
   if ('env' in source) {
     const v = env[source.env];
-    if (v === undefined || v === '') throw new BindPasswordError(`environment variable ${source.env} is not set`);
+    if (v === undefined || v === '')
+      throw new BindPasswordError(`environment variable ${source.env} is not set`);
     return v;
   }
   let text: string;
   try {
     text = readFileSync(source.file, 'utf8');
   } catch (err) {
-    throw new BindPasswordError(`cannot read bind password file ${source.file}: ${(err as NodeJS.ErrnoException).code}`);
+    throw new BindPasswordError(
+      `cannot read bind password file ${source.file}: ${(err as NodeJS.ErrnoException).code}`,
+    );
   }
   return text.replace(/\r?\n$/, '');
 }
@@ -58,7 +61,11 @@ export interface PagedSearch {
 }
 
 /** Yields one page of entries at a time, so a forest of 100,000 users is never one array. */
-export async function* searchPages(client: Client, base: string, search: PagedSearch): AsyncGenerator<Entry[]> {
+export async function* searchPages(
+  client: Client,
+  base: string,
+  search: PagedSearch,
+): AsyncGenerator<Entry[]> {
   const pages = client.searchPaginated(base, {
     scope: search.scope ?? 'sub',
     filter: search.filter,

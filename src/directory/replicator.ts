@@ -91,7 +91,9 @@ export async function replicateUsers(opts: ReplicateOptions): Promise<Replicatio
     issues: [],
     durationMs: 0,
   };
-  const homes = new Set((await sql.query<{ name: string }>('SELECT name FROM homes')).rows.map((r) => r.name));
+  const homes = new Set(
+    (await sql.query<{ name: string }>('SELECT name FROM homes')).rows.map((r) => r.name),
+  );
   const existing = new Map(
     (
       await sql.query<UserRow>('SELECT aor, display_name, enabled, home, source, source_anchor FROM users')
@@ -106,17 +108,32 @@ export async function replicateUsers(opts: ReplicateOptions): Promise<Replicatio
       if (!e.sipAddress) continue;
       const w = wanted(e as CentralEntry & { sipAddress: string });
       if (seen.has(w.aor)) {
-        summary.issues.push({ aor: w.aor, dn: e.dn, code: 'duplicate-address', message: 'another entry has the same SIP address' });
+        summary.issues.push({
+          aor: w.aor,
+          dn: e.dn,
+          code: 'duplicate-address',
+          message: 'another entry has the same SIP address',
+        });
         continue;
       }
       seen.add(w.aor);
       const row = existing.get(w.aor);
       if (row?.source === 'local') {
-        summary.issues.push({ aor: w.aor, dn: e.dn, code: 'local-user', message: 'a local user has this address; left alone' });
+        summary.issues.push({
+          aor: w.aor,
+          dn: e.dn,
+          code: 'local-user',
+          message: 'a local user has this address; left alone',
+        });
         continue;
       }
       if (w.home !== null && !homes.has(w.home)) {
-        summary.issues.push({ aor: w.aor, dn: e.dn, code: 'unknown-home', message: `home '${w.home}' does not exist` });
+        summary.issues.push({
+          aor: w.aor,
+          dn: e.dn,
+          code: 'unknown-home',
+          message: `home '${w.home}' does not exist`,
+        });
         continue;
       }
       if (!row) summary.added++;

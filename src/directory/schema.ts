@@ -1,6 +1,6 @@
 import { type Client, NoSuchObjectError } from 'ldapts';
 import type { CentralConfig } from './config.js';
-import { type Environment, connectLdap, values } from './ldap.js';
+import { connectLdap, type Environment, values } from './ldap.js';
 
 /**
  * Parley's schema extension for the central forest: one auxiliary object class, parleyUser,
@@ -47,14 +47,20 @@ export interface PrepareResult {
 
 /** RFC 4512 section 4.2: the subschema subentry lists the object classes the server knows. */
 export async function hasParleySchema(client: Client): Promise<boolean> {
-  const root = await client.search('', { scope: 'base', filter: '(objectClass=*)', attributes: ['subschemaSubentry'] });
+  const root = await client.search('', {
+    scope: 'base',
+    filter: '(objectClass=*)',
+    attributes: ['subschemaSubentry'],
+  });
   const subschema = values(root.searchEntries[0] ?? { dn: '' }, 'subschemaSubentry')[0] ?? 'cn=Subschema';
   const res = await client.search(subschema, {
     scope: 'base',
     filter: '(objectClass=subschema)',
     attributes: ['objectClasses'],
   });
-  return values(res.searchEntries[0] ?? { dn: '' }, 'objectClasses').some((oc) => /NAME\s+'parleyUser'/i.test(oc));
+  return values(res.searchEntries[0] ?? { dn: '' }, 'objectClasses').some((oc) =>
+    /NAME\s+'parleyUser'/i.test(oc),
+  );
 }
 
 async function containerExists(client: Client, dn: string): Promise<boolean> {

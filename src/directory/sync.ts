@@ -4,15 +4,15 @@ import { CentralDirectory, CentralNotPreparedError, type ContactWriter } from '.
 import type { DirectoryConfig, ForestConfig } from './config.js';
 import { DirectoryError, EXIT } from './errors.js';
 import { ForestReader, laterMark } from './forest.js';
-import { type Join, type OpAction, SyncJournal, currentHolder } from './journal.js';
+import { currentHolder, type Join, type OpAction, SyncJournal } from './journal.js';
 import { BindPasswordError, type Environment } from './ldap.js';
 import {
   type ContactAttributes,
-  type SourceUser,
   changedAttributes,
   contactAttributes,
   contactDn,
   hashAttributes,
+  type SourceUser,
   sipAddress,
 } from './mapping.js';
 
@@ -201,9 +201,12 @@ export class DirectorySync {
     const names = opts.config.forests.map((f) => f.name);
     for (const f of opts.forests ?? []) {
       if (!names.includes(f)) {
-        throw new DirectoryError('DIRECTORY_UNKNOWN_FOREST', `no forest named '${f}' in the configuration`, EXIT.config, [
-          `configured forests: ${names.join(', ')}`,
-        ]);
+        throw new DirectoryError(
+          'DIRECTORY_UNKNOWN_FOREST',
+          `no forest named '${f}' in the configuration`,
+          EXIT.config,
+          [`configured forests: ${names.join(', ')}`],
+        );
       }
     }
     const journal = new SyncJournal(opts.sql);
@@ -223,7 +226,8 @@ export class DirectorySync {
     let central: CentralDirectory | undefined;
     try {
       central = await CentralDirectory.connect(opts.config.central, opts.env).catch((err: unknown) => {
-        if (err instanceof BindPasswordError) throw new DirectoryError('DIRECTORY_PASSWORD', err.message, EXIT.config);
+        if (err instanceof BindPasswordError)
+          throw new DirectoryError('DIRECTORY_PASSWORD', err.message, EXIT.config);
         throw new DirectoryError(
           'DIRECTORY_CENTRAL_UNREACHABLE',
           `cannot bind to the central forest ${opts.config.central.url}: ${describe(err)}`,
@@ -241,7 +245,11 @@ export class DirectorySync {
       });
       const centralUsers = await central.centralUserAddresses();
       const claims = await journal.claims();
-      const run = await journal.startRun({ mode: opts.full ? 'full' : 'incremental', dryRun: !!opts.dryRun, holder });
+      const run = await journal.startRun({
+        mode: opts.full ? 'full' : 'incremental',
+        dryRun: !!opts.dryRun,
+        holder,
+      });
       await journal.heartbeat(holder, run.runId);
       const sync = new DirectorySync(opts, central, run.runId, run.resumedFrom, centralUsers, claims);
       const every = Math.max(1, Math.floor(opts.config.sync.lockStaleSeconds / 4)) * 1000;
@@ -305,7 +313,8 @@ export class DirectorySync {
     const policy = this.opts.config.sync;
     const overCount = removals.length > policy.maxDeletes;
     const overPercent =
-      policy.maxDeletePercent !== undefined && removals.length * 100 > policy.maxDeletePercent * Math.max(managed, 1);
+      policy.maxDeletePercent !== undefined &&
+      removals.length * 100 > policy.maxDeletePercent * Math.max(managed, 1);
     let toWrite = ops;
     if (removals.length > 0 && (overCount || overPercent) && !this.opts.allowMassDelete) {
       // A wrong base DN or filter looks exactly like everyone leaving: keep the contacts.
@@ -358,9 +367,21 @@ export class DirectorySync {
     return this.now().getTime() - j.disabledAt.getTime() >= this.opts.config.sync.deleteGraceSeconds * 1000;
   }
 
-  private conflict(forest: ForestConfig, user: SourceUser, sip: string, heldBy: string, summary: ForestSummary): void {
+  private conflict(
+    forest: ForestConfig,
+    user: SourceUser,
+    sip: string,
+    heldBy: string,
+    summary: ForestSummary,
+  ): void {
     summary.conflicts++;
-    this.conflicts.push({ forest: forest.name, anchor: user.anchor, sourceDn: user.dn, sipAddress: sip, heldBy });
+    this.conflicts.push({
+      forest: forest.name,
+      anchor: user.anchor,
+      sourceDn: user.dn,
+      sipAddress: sip,
+      heldBy,
+    });
   }
 
   /** Who else holds this address, if anyone: a central user first, then another source user. */
@@ -368,7 +389,8 @@ export class DirectorySync {
     const central = this.centralUsers.get(sip);
     if (central) return `central:${central}`;
     const claim = this.claims.get(sip);
-    if (claim && !(claim.forest === forest && claim.anchor === anchor)) return `${claim.forest}:${claim.sourceDn}`;
+    if (claim && !(claim.forest === forest && claim.anchor === anchor))
+      return `${claim.forest}:${claim.sourceDn}`;
     return undefined;
   }
 
@@ -398,7 +420,10 @@ export class DirectorySync {
       const sip = sipAddress(user.alias, central.sipDomain);
       const enabled = !user.disabled;
       const attrs = contactAttributes(user, { sipDomain: central.sipDomain, home: forest.home, enabled });
-      const dn = j?.contactDn ?? actual?.get(user.anchor)?.dn ?? contactDn(forest.name, user.anchor, central.contactContainer);
+      const dn =
+        j?.contactDn ??
+        actual?.get(user.anchor)?.dn ??
+        contactDn(forest.name, user.anchor, central.contactContainer);
       const hasContact = actual ? actual.has(user.anchor) : j !== undefined && j.state !== 'conflict';
       const current = actual ? actual.get(user.anchor)?.attrs : hasContact ? j?.attributes : undefined;
       const heldBy = this.holderOf(sip, forest.name, user.anchor);
@@ -446,7 +471,8 @@ export class DirectorySync {
         ops.push({ ...this.opBase(forest, user, dn, sip), action: 'add', attrs, join, removal: false });
         return;
       }
-      if (j && j.sipAddress !== sip && this.claims.get(j.sipAddress)?.anchor === user.anchor) this.claims.delete(j.sipAddress);
+      if (j && j.sipAddress !== sip && this.claims.get(j.sipAddress)?.anchor === user.anchor)
+        this.claims.delete(j.sipAddress);
       this.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
       if (!enabled && j?.state === 'disabled' && this.graceExpired(j)) {
         ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
@@ -455,7 +481,12 @@ export class DirectorySync {
       const diff = changedAttributes(current ?? {}, attrs);
       if (diff.length === 0) {
         summary.unchanged++;
-        if (!j || j.sourceDn !== user.dn || j.attributesHash !== join.attributesHash || j.state !== join.state) {
+        if (
+          !j ||
+          j.sourceDn !== user.dn ||
+          j.attributesHash !== join.attributesHash ||
+          j.state !== join.state
+        ) {
           storeOnly.push(join);
         }
         return;
@@ -499,7 +530,11 @@ export class DirectorySync {
       const user = userFromJoin(j);
       if (present) {
         if (j.state === 'disabled' && this.graceExpired(j)) {
-          ops.push({ ...this.opBase(forest, user, j.contactDn, j.sipAddress), action: 'delete', removal: true });
+          ops.push({
+            ...this.opBase(forest, user, j.contactDn, j.sipAddress),
+            action: 'delete',
+            removal: true,
+          });
         } else if (this.opts.full && !actual?.has(j.anchor)) {
           // Recorded but missing in the central forest (deleted by hand): re-create it.
           ops.push({
@@ -531,7 +566,11 @@ export class DirectorySync {
           removal: true,
         });
       } else if (j.state === 'active' || this.graceExpired(j)) {
-        ops.push({ ...this.opBase(forest, user, j.contactDn, j.sipAddress), action: 'delete', removal: true });
+        ops.push({
+          ...this.opBase(forest, user, j.contactDn, j.sipAddress),
+          action: 'delete',
+          removal: true,
+        });
       } else if (j.disabledReason !== 'source-gone') {
         storeOnly.push({ ...j, disabledReason: 'source-gone' });
       }
@@ -640,7 +679,9 @@ export class DirectorySync {
     if (done.length === 0) return;
     await this.opts.sql.transaction(async (tx) => {
       const journal = new SyncJournal(tx);
-      await journal.saveJoins(done.flatMap((d) => (d.op.join && d.op.action !== 'delete' ? [d.op.join] : [])));
+      await journal.saveJoins(
+        done.flatMap((d) => (d.op.join && d.op.action !== 'delete' ? [d.op.join] : [])),
+      );
       await journal.deleteJoins(
         forest.name,
         done.filter((d) => d.op.action === 'delete').map((d) => d.op.anchor),
@@ -668,7 +709,9 @@ export class DirectorySync {
           : failed > 0 || this.errors.length > 0
             ? 'partial'
             : 'succeeded';
-    const exitCode = { failed: EXIT.error, refused: EXIT.refused, partial: EXIT.partial, succeeded: EXIT.ok }[status];
+    const exitCode = { failed: EXIT.error, refused: EXIT.refused, partial: EXIT.partial, succeeded: EXIT.ok }[
+      status
+    ];
     const total = (k: 'added' | 'updated' | 'disabled' | 'deleted') => forests.reduce((n, f) => n + f[k], 0);
     const summary: SyncSummary = {
       runId: this.runId,

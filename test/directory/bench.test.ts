@@ -7,5 +7,5 @@ it('the sync benchmark runs end to end at a small scale', async () => {
   expect(lines.some((l) => l.startsWith('full sync: 2000 contacts'))).toBe(true);
   expect(lines.some((l) => l.startsWith('incremental sync: 100 of 100'))).toBe(true);
   expect(r.full.usersPerSecond).toBeGreaterThan(0);
-  console.log(lines.join("\n"));
+  console.log(lines.join('\n'));
 }, 120_000);

@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import DirectoryPrepare from '../../commands/directory/prepare.js';
 import DirectoryReplicate from '../../commands/directory/replicate.js';
 import DirectorySyncCommand from '../../commands/directory/sync.js';
-import { type TestForests, startTestForests } from './forests.js';
+import { startTestForests, type TestForests } from './forests.js';
 
 /** The commands end to end through oclif, against real slapd forests and an embedded store. */
 let forests: TestForests;
@@ -70,7 +70,15 @@ describe('parley directory commands', () => {
     expect(result).toMatchObject({ status: 'succeeded', exitCode: 0 });
     expect(result.conflicts).toHaveLength(2);
     expect(Object.keys(result)).toEqual(
-      expect.arrayContaining(['added', 'updated', 'disabled', 'deleted', 'conflicts', 'errors', 'durationMs']),
+      expect.arrayContaining([
+        'added',
+        'updated',
+        'disabled',
+        'deleted',
+        'conflicts',
+        'errors',
+        'durationMs',
+      ]),
     );
     const again = await DirectorySyncCommand.run(['--config', configFile, '--json'], root);
     expect(again).toMatchObject({ added: 0, updated: 0, disabled: 0, deleted: 0 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DirectoryConfigError, parseDirectoryConfig } from '../../src/directory/config.js';
+import { type DirectoryConfigError, parseDirectoryConfig } from '../../src/directory/config.js';
 
 const central = {
   url: 'ldap://central.example:389',
@@ -31,7 +31,11 @@ describe('parseDirectoryConfig', () => {
     const c = parseDirectoryConfig({ central, forests: [forest, { ...forest, name: 'ad1', type: 'ad' }] });
     expect(c.central.sipDomain).toBe('example.com');
     expect(c.central.password).toEqual({ file: '/etc/parley/central.pw' });
-    expect(c.forests[0]).toMatchObject({ type: 'openldap', filter: '(objectClass=inetOrgPerson)', pageSize: 500 });
+    expect(c.forests[0]).toMatchObject({
+      type: 'openldap',
+      filter: '(objectClass=inetOrgPerson)',
+      pageSize: 500,
+    });
     expect(c.forests[0].mapping).toMatchObject({ alias: 'uid', disabled: { kind: 'none' } });
     expect(c.forests[1].mapping).toMatchObject({ alias: 'sAMAccountName', disabled: { kind: 'ad-uac' } });
     expect(c.sync).toMatchObject({ deleteGraceSeconds: 30 * 86400, maxDeletes: 500 });
@@ -45,7 +49,11 @@ describe('parseDirectoryConfig', () => {
         { ...forest, name: 'b', mapping: { disabled: { attribute: 'pwdAccountLockedTime', present: true } } },
       ],
     });
-    expect(c.forests[0].mapping.disabled).toEqual({ kind: 'values', attribute: 'employeeType', values: ['disabled', 'left'] });
+    expect(c.forests[0].mapping.disabled).toEqual({
+      kind: 'values',
+      attribute: 'employeeType',
+      values: ['disabled', 'left'],
+    });
     expect(c.forests[1].mapping.disabled).toEqual({ kind: 'present', attribute: 'pwdAccountLockedTime' });
   });
 
@@ -57,15 +65,19 @@ describe('parseDirectoryConfig', () => {
   });
 
   it('names the missing or wrong key', () => {
-    expect(errorOf({ central: { ...central, sipDomain: undefined }, forests: [forest] }).key).toBe('directory.central.sipDomain');
-    expect(errorOf({ central, forests: [{ ...forest, url: 'http://x' }] }).key).toBe('directory.forests[0].url');
+    expect(errorOf({ central: { ...central, sipDomain: undefined }, forests: [forest] }).key).toBe(
+      'directory.central.sipDomain',
+    );
+    expect(errorOf({ central, forests: [{ ...forest, url: 'http://x' }] }).key).toBe(
+      'directory.forests[0].url',
+    );
     expect(errorOf({ central, forests: [forest, forest] }).key).toBe('directory.forests[1].name');
     expect(errorOf({ central, forests: [] }).key).toBe('directory.forests');
     expect(errorOf({ central, forests: [forest], sync: { deleteGracePeriod: 'soon' } }).key).toBe(
       'directory.sync.deleteGracePeriod',
     );
-    expect(errorOf({ central: { ...central, contactContainer: 'ou=x,dc=other' }, forests: [forest] }).key).toBe(
-      'directory.central.contactContainer',
-    );
+    expect(
+      errorOf({ central: { ...central, contactContainer: 'ou=x,dc=other' }, forests: [forest] }).key,
+    ).toBe('directory.central.contactContainer');
   });
 });

@@ -13,7 +13,9 @@ describe('RFC 4515 filter escaping', () => {
 
   it('builds filters that cannot be widened by a value', () => {
     expect(equalityFilter('uid', '*)(uid=*')).toBe('(uid=\\2a\\29\\28uid=\\2a)');
-    expect(andFilter('(objectClass=person)', equalityFilter('cn', 'x'))).toBe('(&(objectClass=person)(cn=x))');
+    expect(andFilter('(objectClass=person)', equalityFilter('cn', 'x'))).toBe(
+      '(&(objectClass=person)(cn=x))',
+    );
     expect(() => equalityFilter('uid)(cn', 'x')).toThrow(/invalid LDAP attribute/);
   });
 

@@ -107,7 +107,10 @@ export async function withClient<T>(s: SlapdInstance, fn: (c: Client) => Promise
   }
 }
 
-export async function countContacts(central: SlapdInstance, filter = '(objectClass=parleyUser)'): Promise<number> {
+export async function countContacts(
+  central: SlapdInstance,
+  filter = '(objectClass=parleyUser)',
+): Promise<number> {
   return withClient(central, async (c) => {
     let n = 0;
     for await (const page of c.searchPaginated(`ou=parley-contacts,${central.baseDn}`, {

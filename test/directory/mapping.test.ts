@@ -19,7 +19,14 @@ const config = parseDirectoryConfig({
     sipDomain: 'example.com',
   },
   forests: [
-    { name: 'north', url: 'ldap://n', bindDn: 'cn=r', bindPasswordEnv: 'Y', baseDn: 'dc=n', mapping: { disabled: { attribute: 'employeeType', values: 'disabled' } } },
+    {
+      name: 'north',
+      url: 'ldap://n',
+      bindDn: 'cn=r',
+      bindPasswordEnv: 'Y',
+      baseDn: 'dc=n',
+      mapping: { disabled: { attribute: 'employeeType', values: 'disabled' } },
+    },
     { name: 'ad', type: 'ad', url: 'ldap://a', bindDn: 'cn=r', bindPasswordEnv: 'Y', baseDn: 'dc=a' },
   ],
 });
@@ -27,7 +34,14 @@ const config = parseDirectoryConfig({
 describe('forest attribute mapping', () => {
   it('reads an OpenLDAP user with entryUUID as anchor', () => {
     const u = readSourceUser(
-      { dn: 'uid=Bob,dc=n', entryUUID: 'ABC-1', uid: 'Bob', displayName: 'Bob B', employeeType: 'Disabled', modifyTimestamp: '20250101000000Z' },
+      {
+        dn: 'uid=Bob,dc=n',
+        entryUUID: 'ABC-1',
+        uid: 'Bob',
+        displayName: 'Bob B',
+        employeeType: 'Disabled',
+        modifyTimestamp: '20250101000000Z',
+      },
       config.forests[0],
     );
     expect(u).toMatchObject({ anchor: 'abc-1', alias: 'bob', disabled: true, changeMark: '20250101000000Z' });
@@ -39,7 +53,12 @@ describe('forest attribute mapping', () => {
       { dn: 'cn=x', objectGUID: guid, sAMAccountName: 'jdoe', userAccountControl: '514', uSNChanged: '42' },
       config.forests[1],
     );
-    expect(u).toMatchObject({ anchor: '00112233445566778899aabbccddeeff', alias: 'jdoe', disabled: true, changeMark: '42' });
+    expect(u).toMatchObject({
+      anchor: '00112233445566778899aabbccddeeff',
+      alias: 'jdoe',
+      disabled: true,
+      changeMark: '42',
+    });
   });
 
   it('refuses aliases that are not SIP user parts', () => {
@@ -49,7 +68,14 @@ describe('forest attribute mapping', () => {
   });
 
   it('builds contact attributes, a stable DN and a diff', () => {
-    const user = { forest: 'north', anchor: 'u-1', dn: 'uid=a', alias: 'a', displayName: 'A', disabled: false };
+    const user = {
+      forest: 'north',
+      anchor: 'u-1',
+      dn: 'uid=a',
+      alias: 'a',
+      displayName: 'A',
+      disabled: false,
+    };
     const attrs = contactAttributes(user, { sipDomain: 'example.com', home: 'pool1', enabled: true });
     expect(attrs.parleySipAddress).toEqual(['a@example.com']);
     expect(contactDn('north', 'u-1', 'ou=contacts,dc=c')).toBe('cn=north-u-1,ou=contacts,dc=c');

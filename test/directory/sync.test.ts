@@ -7,10 +7,10 @@ import { equalityFilter } from '../../src/directory/filter.js';
 import { SyncJournal } from '../../src/directory/journal.js';
 import { replicateFromCentral } from '../../src/directory/replicator.js';
 import { prepareCentral } from '../../src/directory/schema.js';
-import { type SyncOptions, SyncInterruptedError, runDirectorySync } from '../../src/directory/sync.js';
+import { runDirectorySync, SyncInterruptedError, type SyncOptions } from '../../src/directory/sync.js';
 import type { Database } from '../../src/store/sql.js';
 import { createTestDatabase } from '../support/database.js';
-import { type TestForests, countContacts, startTestForests, withClient } from './forests.js';
+import { countContacts, startTestForests, type TestForests, withClient } from './forests.js';
 
 const PER_FOREST = 1500;
 let forests: TestForests;
@@ -57,8 +57,22 @@ async function setAttr(dn: string, type: string, values: string[]) {
   );
 }
 
-const northUsers = () => fixtureUsers({ baseDn: 'dc=north,dc=example', prefix: 'n', count: PER_FOREST, sharedAliases: ['shared.alpha', 'shared.central'], seed: 1 });
-const southUsers = () => fixtureUsers({ baseDn: 'dc=south,dc=example', prefix: 's', count: PER_FOREST, sharedAliases: ['shared.alpha'], seed: 2 });
+const northUsers = () =>
+  fixtureUsers({
+    baseDn: 'dc=north,dc=example',
+    prefix: 'n',
+    count: PER_FOREST,
+    sharedAliases: ['shared.alpha', 'shared.central'],
+    seed: 1,
+  });
+const southUsers = () =>
+  fixtureUsers({
+    baseDn: 'dc=south,dc=example',
+    prefix: 's',
+    count: PER_FOREST,
+    sharedAliases: ['shared.alpha'],
+    seed: 2,
+  });
 
 beforeAll(async () => {
   [forests, db] = await Promise.all([startTestForests({ perForest: PER_FOREST }), createTestDatabase()]);
@@ -112,10 +126,22 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
     await db.query(`INSERT INTO users (aor, source) VALUES ('n.user00000@example.com', 'local')`);
     await withClient(forests.central, (c) =>
       c.modify(`uid=c.alice,ou=people,${forests.central.baseDn}`, [
-        new Change({ operation: 'add', modification: new Attribute({ type: 'objectClass', values: ['parleyUser'] }) }),
-        new Change({ operation: 'add', modification: new Attribute({ type: 'parleySipAddress', values: ['c.alice@example.com'] }) }),
-        new Change({ operation: 'add', modification: new Attribute({ type: 'parleyEnabled', values: ['TRUE'] }) }),
-        new Change({ operation: 'add', modification: new Attribute({ type: 'parleyHome', values: ['pool1'] }) }),
+        new Change({
+          operation: 'add',
+          modification: new Attribute({ type: 'objectClass', values: ['parleyUser'] }),
+        }),
+        new Change({
+          operation: 'add',
+          modification: new Attribute({ type: 'parleySipAddress', values: ['c.alice@example.com'] }),
+        }),
+        new Change({
+          operation: 'add',
+          modification: new Attribute({ type: 'parleyEnabled', values: ['TRUE'] }),
+        }),
+        new Change({
+          operation: 'add',
+          modification: new Attribute({ type: 'parleyHome', values: ['pool1'] }),
+        }),
       ]),
     );
     const contacts = await countContacts(forests.central);
@@ -154,7 +180,10 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
       // Rename: the RDN and the alias change; the entryUUID does not.
       await c.modifyDN(renamed.dn, `uid=n.renamed,ou=${renamed.ou},${base}`);
       await c.modify(`uid=n.renamed,ou=${renamed.ou},${base}`, [
-        new Change({ operation: 'replace', modification: new Attribute({ type: 'uid', values: ['n.renamed'] }) }),
+        new Change({
+          operation: 'replace',
+          modification: new Attribute({ type: 'uid', values: ['n.renamed'] }),
+        }),
       ]);
       const target = moved.ou === 'finance' ? 'sales' : 'finance';
       await c.modifyDN(moved.dn, `uid=${moved.uid},ou=${target},${base}`);
@@ -175,11 +204,13 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
     expect(after?.dn).toBe(before?.dn);
     expect(await contactFor(renamed.uid)).toBeUndefined();
     expect((await contactFor(moved.uid))?.dn).toBe(movedBefore?.dn);
-    for (const u of [disabled, deleted, leaver]) expect((await contactFor(u.uid))?.parleyEnabled).toBe('FALSE');
+    for (const u of [disabled, deleted, leaver])
+      expect((await contactFor(u.uid))?.parleyEnabled).toBe('FALSE');
 
-    const journal = await db.query<{ source_dn: string }>(`SELECT source_dn FROM directory_joins WHERE sip_address = $1`, [
-      `${moved.uid}@example.com`,
-    ]);
+    const journal = await db.query<{ source_dn: string }>(
+      `SELECT source_dn FROM directory_joins WHERE sip_address = $1`,
+      [`${moved.uid}@example.com`],
+    );
     expect(journal.rows[0].source_dn).not.toBe(moved.dn);
 
     // Past the grace period the disabled contacts are deleted.
@@ -205,11 +236,16 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
   });
 
   it('a run killed half way resumes and finishes the work exactly once', async () => {
-    const targets = southUsers().filter((u) => !u.disabled && u.uid.startsWith('s.')).slice(100, 160);
+    const targets = southUsers()
+      .filter((u) => !u.disabled && u.uid.startsWith('s.'))
+      .slice(100, 160);
     await withClient(forests.south, async (c) => {
       for (const u of targets) {
         await c.modify(u.dn, [
-          new Change({ operation: 'replace', modification: new Attribute({ type: 'displayName', values: [`Renamed ${u.uid}`] }) }),
+          new Change({
+            operation: 'replace',
+            modification: new Attribute({ type: 'displayName', values: [`Renamed ${u.uid}`] }),
+          }),
         ]);
       }
     });
@@ -233,13 +269,16 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
     expect(resumed.updated).toBe(targets.length - 25);
     const status = await new SyncJournal(db).runStatus(Number(rows[0].id));
     expect(status).toBe('interrupted');
-    for (const u of targets.slice(0, 3)) expect((await contactFor(u.uid))?.displayName).toBe(`Renamed ${u.uid}`);
+    for (const u of targets.slice(0, 3))
+      expect((await contactFor(u.uid))?.displayName).toBe(`Renamed ${u.uid}`);
     const last = await sync({ forests: ['south'] });
     expect(last).toMatchObject({ added: 0, updated: 0 });
   });
 
   it('the deletion threshold stops a mass delete unless allowed', async () => {
-    const victims = southUsers().filter((u) => !u.disabled && u.uid.startsWith('s.')).slice(300, 340);
+    const victims = southUsers()
+      .filter((u) => !u.disabled && u.uid.startsWith('s.'))
+      .slice(300, 340);
     await withClient(forests.south, async (c) => {
       for (const u of victims) await c.del(u.dn);
       await c.add('uid=s.fresh,ou=sales,ou=people,dc=south,dc=example', {
@@ -252,7 +291,12 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
     const config = forests.config({ sync: { maxDeletes: 20 } });
     const refused = await sync({ forests: ['south'] }, config);
     expect(refused.exitCode).toBe(EXIT.refused);
-    expect(refused.forests[0]).toMatchObject({ status: 'refused', refusedRemovals: 40, added: 1, disabled: 0 });
+    expect(refused.forests[0]).toMatchObject({
+      status: 'refused',
+      refusedRemovals: 40,
+      added: 1,
+      disabled: 0,
+    });
     expect((await contactFor(victims[0].uid))?.parleyEnabled).toBe('TRUE');
     const allowed = await sync({ forests: ['south'], allowMassDelete: true }, config);
     expect(allowed).toMatchObject({ exitCode: EXIT.ok, disabled: 40, added: 0 });
@@ -280,13 +324,18 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
   });
 
   it('--full repairs contacts changed or deleted by hand; --dry-run writes nothing', async () => {
-    const [a, b] = northUsers().filter((u) => !u.disabled && u.uid.startsWith('n.')).slice(500, 502);
+    const [a, b] = northUsers()
+      .filter((u) => !u.disabled && u.uid.startsWith('n.'))
+      .slice(500, 502);
     const ca = await contactFor(a.uid);
     const cb = await contactFor(b.uid);
     await withClient(forests.central, async (c) => {
       await c.del(String(ca?.dn));
       await c.modify(String(cb?.dn), [
-        new Change({ operation: 'replace', modification: new Attribute({ type: 'displayName', values: ['Tampered'] }) }),
+        new Change({
+          operation: 'replace',
+          modification: new Attribute({ type: 'displayName', values: ['Tampered'] }),
+        }),
       ]);
     });
     const incremental = await sync({ forests: ['north'] });
