@@ -83,7 +83,7 @@ export function canonicalHeaderName(name: string): string {
   const known = KNOWN_SPELLINGS.get(name);
   if (known !== undefined) return known;
   const lower = name.toLowerCase();
-  if (lower.length === 1) return COMPACT_FORMS[lower] ?? lower;
+  if (lower.length === 1 && Object.hasOwn(COMPACT_FORMS, lower)) return COMPACT_FORMS[lower];
   return lower;
 }
 
@@ -152,7 +152,7 @@ export function displayHeaderName(name: string): string {
   const cached = spellingCache.get(name);
   if (cached !== undefined) return cached;
   const spelled =
-    SPECIAL_SPELLINGS[name] ??
+    (Object.hasOwn(SPECIAL_SPELLINGS, name) ? SPECIAL_SPELLINGS[name] : undefined) ??
     name
       .split('-')
       .map((part) => (part.length === 0 ? part : part[0].toUpperCase() + part.slice(1)))

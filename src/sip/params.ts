@@ -30,7 +30,7 @@ export function parseParams(text: string, start: number): ParsedParams | undefin
     const nameStart = i;
     while (i < text.length && isTokenChar(text.charCodeAt(i))) i++;
     if (i === nameStart) return undefined;
-    const name = text.slice(nameStart, i).toLowerCase();
+    const name = paramName(text, nameStart, i);
     i = skipWhitespace(text, i);
     let value: string | null = null;
     if (i < text.length && text.charCodeAt(i) === 61) {
@@ -47,9 +47,45 @@ export function parseParams(text: string, start: number): ParsedParams | undefin
       value = text.slice(valueStart, i);
       i = skipWhitespace(text, i);
     }
-    if (!(name in params)) params[name] = value;
+    addParam(params, name, value);
   }
   return { params, end: i };
+}
+
+/**
+ * Parameter names seen on nearly every message. Using the literal (already internalized)
+ * string as the object key avoids hashing a fresh slice on the hot path.
+ */
+const COMMON_NAMES = [
+  'tag',
+  'branch',
+  'rport',
+  'received',
+  'lr',
+  'transport',
+  'expires',
+  'q',
+  'ob',
+  'reg-id',
+  '+sip.instance',
+  'maddr',
+  'user',
+  'gr',
+  'ttl',
+  'method',
+];
+const COMMON_BY_LENGTH: string[][] = [];
+for (const name of COMMON_NAMES) (COMMON_BY_LENGTH[name.length] ??= []).push(name);
+
+/** The lower-cased parameter name text[start, end), as a shared string when it is a common one. */
+export function paramName(text: string, start: number, end: number): string {
+  const candidates = COMMON_BY_LENGTH[end - start];
+  if (candidates !== undefined) {
+    for (let k = 0; k < candidates.length; k++) {
+      if (text.startsWith(candidates[k], start)) return candidates[k];
+    }
+  }
+  return text.slice(start, end).toLowerCase();
 }
 
 /** token / host characters: everything printable except separators that end a value. */
@@ -57,6 +93,14 @@ function isParamValueChar(c: number): boolean {
   if (c <= 32 || c === 127) return false;
   // ; , = " < > end or break the value; "[", "]" and ":" stay allowed for IPv6 hosts.
   return c !== 59 && c !== 44 && c !== 61 && c !== 34 && c !== 60 && c !== 62;
+}
+
+/**
+ * Adds a parameter unless already present (the first occurrence wins). "__proto__" is
+ * dropped: as a key of a plain object it would not be stored as data.
+ */
+export function addParam<V>(params: Record<string, V>, name: string, value: V): void {
+  if (name !== '__proto__' && !Object.hasOwn(params, name)) params[name] = value;
 }
 
 /** Formats parameters as ";name=value;flag" in insertion order. */

@@ -1,3 +1,5 @@
+import { addParam, paramName } from './params.js';
+
 /**
  * SIP, SIPS (RFC 3261 19.1, grammar 25.1) and tel (RFC 3966) URIs.
  *
@@ -95,19 +97,24 @@ function parseSipUri(text: string, scheme: 'sip' | 'sips'): SipUri | undefined {
   const params: Record<string, string | null> = {};
   while (i < len && text.charCodeAt(i) === 59) {
     const start = ++i;
-    while (i < len && text.charCodeAt(i) !== 59 && text.charCodeAt(i) !== 63) i++;
-    const param = text.slice(start, i);
-    const eq = param.indexOf('=');
-    const name = (eq < 0 ? param : param.slice(0, eq)).toLowerCase();
-    if (name.length === 0) return undefined;
-    if (!(name in params)) params[name] = eq < 0 ? null : param.slice(eq + 1);
+    let eq = -1;
+    while (i < len) {
+      const c = text.charCodeAt(i);
+      if (c === 59 || c === 63) break;
+      if (c === 61 && eq < 0) eq = i;
+      i++;
+    }
+    const nameEnd = eq < 0 ? i : eq;
+    if (nameEnd === start) return undefined;
+    const name = paramName(text, start, nameEnd);
+    addParam(params, name, eq < 0 ? null : text.slice(eq + 1, i));
   }
   const headers: Record<string, string> = {};
   if (i < len && text.charCodeAt(i) === 63) {
     for (const header of text.slice(i + 1).split('&')) {
       const eq = header.indexOf('=');
       if (eq <= 0) return undefined;
-      headers[header.slice(0, eq)] = header.slice(eq + 1);
+      addParam(headers, header.slice(0, eq), header.slice(eq + 1));
     }
     i = len;
   }
@@ -133,7 +140,7 @@ function parseTelUri(text: string): SipUri | undefined {
       const eq = param.indexOf('=');
       const name = (eq < 0 ? param : param.slice(0, eq)).toLowerCase();
       if (name.length === 0) return undefined;
-      if (!(name in params)) params[name] = eq < 0 ? null : param.slice(eq + 1);
+      addParam(params, name, eq < 0 ? null : param.slice(eq + 1));
     }
   }
   return { scheme: 'tel', host: number, params, headers: {} };

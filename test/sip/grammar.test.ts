@@ -239,3 +239,16 @@ describe('identifiers', () => {
     expect(tag).not.toBe(createTag());
   });
 });
+
+describe('hostile parameter names', () => {
+  it('keeps prototype names as data and ignores __proto__', () => {
+    const n = parseNameAddr('<sip:a@example.com>;constructor=1;__proto__=x;tostring')!;
+    expect(Object.getPrototypeOf(n.params)).toBe(Object.prototype);
+    expect(n.params.constructor).toBe('1');
+    expect(n.params.tostring).toBeNull();
+    const uri = parseUri('sip:a@example.com;__proto__=1;hasOwnProperty=2?__proto__=3')!;
+    expect(Object.getPrototypeOf(uri.params)).toBe(Object.prototype);
+    expect(uri.params.hasownproperty).toBe('2');
+    expect(Object.keys(uri.headers)).toEqual([]);
+  });
+});

@@ -179,3 +179,12 @@ describe('SipMessage serialization', () => {
     expect(m.toBuffer().equals(invite)).toBe(true);
   });
 });
+
+describe('header names that collide with Object.prototype', () => {
+  it('are plain names', () => {
+    const m = new SipMessage({ status: 200, reason: 'OK' });
+    m.set('constructor', 'a');
+    m.set('toString', 'b');
+    expect(m.toString()).toBe('SIP/2.0 200 OK\r\nConstructor: a\r\nTostring: b\r\nContent-Length: 0\r\n\r\n');
+  });
+});
