@@ -433,7 +433,10 @@ export class DirectorySync {
           // The person now exists in the central forest: the contact would shadow them.
           ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
           this.claims.delete(sip);
-        } else if (!hasContact) {
+        } else if (
+          !hasContact &&
+          !(j?.state === 'conflict' && j.attributesHash === hashAttributes(attrs) && j.sourceDn === user.dn)
+        ) {
           storeOnly.push({
             forest: forest.name,
             anchor: user.anchor,
