@@ -75,7 +75,10 @@ const COMMON_NAMES = [
   'method',
 ];
 const COMMON_BY_LENGTH: string[][] = [];
-for (const name of COMMON_NAMES) (COMMON_BY_LENGTH[name.length] ??= []).push(name);
+for (const name of COMMON_NAMES) {
+  COMMON_BY_LENGTH[name.length] ??= [];
+  COMMON_BY_LENGTH[name.length].push(name);
+}
 
 /** The lower-cased parameter name text[start, end), as a shared string when it is a common one. */
 export function paramName(text: string, start: number, end: number): string {
