@@ -13,7 +13,8 @@ export interface DbMigrateResult {
 
 export default class DbMigrate extends Command {
   static override summary = 'Apply pending schema migrations to the store.';
-  static override description = `Applies the numbered migrations (src/store/migrations/NNN_name.sql) not yet recorded in the store, each in its own transaction. Safe to re-run, and safe when several front-ends start at once: on PostgreSQL an advisory lock serializes them.
+  static override description =
+    `Applies the numbered migrations (src/store/migrations/NNN_name.sql) not yet recorded in the store, each in its own transaction. Safe to re-run, and safe when several front-ends start at once: on PostgreSQL an advisory lock serializes them.
 
 Without --database it migrates the embedded database in the data folder (through the running server when one owns the folder).`;
   static override examples = [
@@ -29,11 +30,13 @@ Without --database it migrates the embedded database in the data folder (through
     let result: DbMigrateResult;
     try {
       const config = loadCliConfig(flags);
-      const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url, migrate: false }).catch(
-        (err: unknown) => {
-          throw storeOpenError(err, config);
-        },
-      );
+      const db = await openDatabase({
+        dataDir: config.database.dataDir,
+        url: config.database.url,
+        migrate: false,
+      }).catch((err: unknown) => {
+        throw storeOpenError(err, config);
+      });
       try {
         const run = await migrate(db).catch((err: unknown) => {
           throw new CliError('MIGRATION_FAILED', `migration failed: ${(err as Error).message}`);

@@ -6,7 +6,8 @@ import { addUser, resolveAor, type UserSummary } from '../../src/users/admin.js'
 
 export default class UsersAdd extends Command {
   static override summary = 'Create a local SIP user with a password.';
-  static override description = `Creates the user and stores the digest secrets of its password (HA1 for MD5 and SHA-256, realm = the domain); the password itself is never stored, logged or echoed. Give the password at the masked prompt, or on stdin with --password-stdin for scripts.
+  static override description =
+    `Creates the user and stores the digest secrets of its password (HA1 for MD5 and SHA-256, realm = the domain); the password itself is never stored, logged or echoed. Give the password at the masked prompt, or on stdin with --password-stdin for scripts.
 
 A bare name is taken in the server domain: "alice" is alice@DOMAIN.`;
   static override examples = [
@@ -14,7 +15,9 @@ A bare name is taken in the server domain: "alice" is alice@DOMAIN.`;
     'printf %s "$PW" | <%= config.bin %> <%= command.id %> bob@example.com --password-stdin --json',
   ];
   static override enableJsonFlag = true;
-  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override args = {
+    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
+  };
   static override flags = {
     ...storeFlags,
     ...domainFlag,

@@ -7,9 +7,14 @@ export default class UsersDisable extends Command {
   static override summary = 'Stop a user from signing in, keeping the account.';
   static override description =
     'Running servers learn of the change at once through the store change feed. Contacts, rules and credentials are kept. Idempotent: "changed" in --json says whether anything changed.';
-  static override examples = ['<%= config.bin %> <%= command.id %> alice', '<%= config.bin %> <%= command.id %> alice@example.com --json'];
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> alice',
+    '<%= config.bin %> <%= command.id %> alice@example.com --json',
+  ];
   static override enableJsonFlag = true;
-  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override args = {
+    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
+  };
   static override flags = { ...storeFlags, ...domainFlag };
 
   async run(): Promise<UserSummary & { changed: boolean }> {

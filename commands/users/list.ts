@@ -27,14 +27,24 @@ export default class UsersList extends Command {
     const { flags } = await this.parse(UsersList);
     const enabled = flags.enabled ? true : flags.disabled ? false : undefined;
     const list = await runWithStore(this, flags, (store, config) =>
-      listUsers(store, { domain: config.domain, home: flags.home, enabled, limit: flags.limit, after: flags.after }),
+      listUsers(store, {
+        domain: config.domain,
+        home: flags.home,
+        enabled,
+        limit: flags.limit,
+        after: flags.after,
+      }),
     );
     const width = Math.max(7, ...list.users.map((u) => u.aor.length));
     this.log(`${'ADDRESS'.padEnd(width)}  ENABLED  HOME           DISPLAY NAME`);
     for (const u of list.users) {
-      this.log(`${u.aor.padEnd(width)}  ${(u.enabled ? 'yes' : 'no').padEnd(7)}  ${(u.home ?? '-').padEnd(13)}  ${u.displayName}`);
+      this.log(
+        `${u.aor.padEnd(width)}  ${(u.enabled ? 'yes' : 'no').padEnd(7)}  ${(u.home ?? '-').padEnd(13)}  ${u.displayName}`,
+      );
     }
-    this.log(`${list.users.length} of ${list.total} user(s)${list.nextCursor ? ` — next page: --after ${list.nextCursor}` : ''}`);
+    this.log(
+      `${list.users.length} of ${list.total} user(s)${list.nextCursor ? ` — next page: --after ${list.nextCursor}` : ''}`,
+    );
     return list;
   }
 }

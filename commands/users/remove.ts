@@ -8,9 +8,14 @@ export default class UsersRemove extends Command {
   static override summary = 'Delete a user, its credentials, contact list and registrations.';
   static override description =
     'Irreversible: asks for confirmation in a terminal; scripts pass --yes. To stop a user from signing in but keep the account, use `parley users disable`.';
-  static override examples = ['<%= config.bin %> <%= command.id %> alice', '<%= config.bin %> <%= command.id %> alice@example.com --yes --json'];
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> alice',
+    '<%= config.bin %> <%= command.id %> alice@example.com --yes --json',
+  ];
   static override enableJsonFlag = true;
-  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override args = {
+    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
+  };
   static override flags = {
     ...storeFlags,
     ...domainFlag,
@@ -23,7 +28,11 @@ export default class UsersRemove extends Command {
       const aor = resolveAor(args.aor, config.domain);
       if (!flags.yes) {
         if (!process.stdin.isTTY) {
-          throw new CliError('INVALID_ARGUMENT', `refusing to remove ${aor} without confirmation`, 'Pass --yes to remove without a prompt.');
+          throw new CliError(
+            'INVALID_ARGUMENT',
+            `refusing to remove ${aor} without confirmation`,
+            'Pass --yes to remove without a prompt.',
+          );
         }
         const { confirm } = await import('@inquirer/prompts');
         if (!(await confirm({ message: `Remove ${aor} and its contact list?`, default: false }))) {

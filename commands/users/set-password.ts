@@ -13,7 +13,9 @@ export default class UsersSetPassword extends Command {
     'printf %s "$PW" | <%= config.bin %> <%= command.id %> alice@example.com --password-stdin',
   ];
   static override enableJsonFlag = true;
-  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override args = {
+    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
+  };
   static override flags = {
     ...storeFlags,
     ...domainFlag,

@@ -6,14 +6,21 @@ import { showUser, type UserSummary } from '../../src/users/admin.js';
 export default class UsersShow extends Command {
   static override summary = 'Show one user.';
   static override description = 'Prints the account (never its secrets: only whether a password is set).';
-  static override examples = ['<%= config.bin %> <%= command.id %> alice', '<%= config.bin %> <%= command.id %> alice@example.com --json'];
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> alice',
+    '<%= config.bin %> <%= command.id %> alice@example.com --json',
+  ];
   static override enableJsonFlag = true;
-  static override args = { aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }) };
+  static override args = {
+    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
+  };
   static override flags = { ...storeFlags, ...domainFlag };
 
   async run(): Promise<UserSummary> {
     const { args, flags } = await this.parse(UsersShow);
-    const user = await runWithStore(this, flags, (store, config) => showUser(store, { aor: args.aor, domain: config.domain }));
+    const user = await runWithStore(this, flags, (store, config) =>
+      showUser(store, { aor: args.aor, domain: config.domain }),
+    );
     this.log(`${user.aor}`);
     this.log(`  display name  ${user.displayName || '-'}`);
     this.log(`  enabled       ${user.enabled ? 'yes' : 'no'}`);

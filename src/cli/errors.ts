@@ -10,32 +10,51 @@ export interface CatalogueEntry {
 }
 
 export const CLI_ERRORS = {
-  CONFIG_INVALID: { exit: 2, suggestion: 'Fix the key named above, or run `parley init` to write a fresh parley.yaml.' },
+  CONFIG_INVALID: {
+    exit: 2,
+    suggestion: 'Fix the key named above, or run `parley init` to write a fresh parley.yaml.',
+  },
   INVALID_ARGUMENT: { exit: 2, suggestion: 'Run the command with --help to see what it accepts.' },
-  INVALID_AOR: { exit: 2, suggestion: 'Give the user as alice or alice@DOMAIN, where DOMAIN is the server domain (--domain).' },
+  INVALID_AOR: {
+    exit: 2,
+    suggestion: 'Give the user as alice or alice@DOMAIN, where DOMAIN is the server domain (--domain).',
+  },
   WRONG_DOMAIN: {
     exit: 2,
-    suggestion: 'Users live in the server domain: pass --domain to manage another domain, or fix the address.',
+    suggestion:
+      'Users live in the server domain: pass --domain to manage another domain, or fix the address.',
   },
   PASSWORD_REQUIRED: {
     exit: 2,
-    suggestion: 'Run in a terminal to be prompted, or pipe the password: `printf %s "$PW" | parley users ... --password-stdin`.',
+    suggestion:
+      'Run in a terminal to be prompted, or pipe the password: `printf %s "$PW" | parley users ... --password-stdin`.',
   },
   PASSWORD_MISMATCH: { exit: 2, suggestion: 'Type the same password twice.' },
-  USER_EXISTS: { exit: 4, suggestion: 'Change its password with `parley users set-password`, or pick another address.' },
-  USER_NOT_FOUND: { exit: 3, suggestion: 'List users with `parley users list`, or create it with `parley users add`.' },
-  HOME_NOT_FOUND: { exit: 3, suggestion: 'Homes are created when a server of that home starts, or with `parley migrate`.' },
+  USER_EXISTS: {
+    exit: 4,
+    suggestion: 'Change its password with `parley users set-password`, or pick another address.',
+  },
+  USER_NOT_FOUND: {
+    exit: 3,
+    suggestion: 'List users with `parley users list`, or create it with `parley users add`.',
+  },
+  HOME_NOT_FOUND: {
+    exit: 3,
+    suggestion: 'Homes are created when a server of that home starts, or with `parley migrate`.',
+  },
   DATA_FOLDER_IN_USE: {
     exit: 5,
     suggestion: 'Another parley command has the embedded database open: wait for it to finish, or stop it.',
   },
   DATABASE_UNAVAILABLE: {
     exit: 5,
-    suggestion: 'Check --database (or database.url in parley.yaml) and that PostgreSQL is running and reachable.',
+    suggestion:
+      'Check --database (or database.url in parley.yaml) and that PostgreSQL is running and reachable.',
   },
   MIGRATION_FAILED: {
     exit: 5,
-    suggestion: 'The failed migration was rolled back; fix the cause shown above and run `parley db migrate` again.',
+    suggestion:
+      'The failed migration was rolled back; fix the cause shown above and run `parley db migrate` again.',
   },
 } as const satisfies Record<string, CatalogueEntry>;
 

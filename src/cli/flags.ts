@@ -11,7 +11,9 @@ import { CliError } from './errors.js';
  */
 export const storeFlags = {
   config: Flags.string({ char: 'c', summary: 'parley.yaml to read (default ./parley.yaml when present).' }),
-  'data-dir': Flags.string({ summary: 'Folder of the embedded database (default from parley.yaml, else ./.parley).' }),
+  'data-dir': Flags.string({
+    summary: 'Folder of the embedded database (default from parley.yaml, else ./.parley).',
+  }),
   database: Flags.string({
     summary: 'PostgreSQL URL of a pool store; without it the embedded database in the data folder is used.',
     env: 'PARLEY_DATABASE_URL',
@@ -19,7 +21,9 @@ export const storeFlags = {
 };
 
 export const domainFlag = {
-  domain: Flags.string({ summary: 'SIP domain and digest realm (default from parley.yaml, else parley.local).' }),
+  domain: Flags.string({
+    summary: 'SIP domain and digest realm (default from parley.yaml, else parley.local).',
+  }),
 };
 
 export interface StoreFlagValues {
@@ -67,8 +71,18 @@ export async function openCliStore(config: ParleyConfig, opts: { migrate?: boole
 export function storeOpenError(err: unknown, config: ParleyConfig): unknown {
   if (err instanceof DataFolderInUseError) return new CliError('DATA_FOLDER_IN_USE', err.message);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || code === '3D000' || code === '28P01' || code === '28000') {
-    const where = config.database.url ? 'the PostgreSQL database' : `the database served from ${config.database.dataDir}`;
+  if (
+    code === 'ECONNREFUSED' ||
+    code === 'ENOENT' ||
+    code === 'ENOTFOUND' ||
+    code === 'ETIMEDOUT' ||
+    code === '3D000' ||
+    code === '28P01' ||
+    code === '28000'
+  ) {
+    const where = config.database.url
+      ? 'the PostgreSQL database'
+      : `the database served from ${config.database.dataDir}`;
     // Never echo the URL: it may carry a password.
     return new CliError('DATABASE_UNAVAILABLE', `cannot connect to ${where}: ${(err as Error).message}`);
   }

@@ -21,10 +21,17 @@ export async function readLine(input: Readable): Promise<string> {
  * stdin with --password-stdin, else a masked prompt (typed twice when setting one). With
  * neither a terminal nor --password-stdin there is nobody to ask: PASSWORD_REQUIRED.
  */
-export async function obtainPassword(opts: { fromStdin: boolean; confirm: boolean; aor: string }): Promise<string> {
+export async function obtainPassword(opts: {
+  fromStdin: boolean;
+  confirm: boolean;
+  aor: string;
+}): Promise<string> {
   if (opts.fromStdin) return readLine(process.stdin);
   if (!process.stdin.isTTY) {
-    throw new CliError('PASSWORD_REQUIRED', `no password given for ${opts.aor} and no terminal to ask for one`);
+    throw new CliError(
+      'PASSWORD_REQUIRED',
+      `no password given for ${opts.aor} and no terminal to ask for one`,
+    );
   }
   const { password } = await import('@inquirer/prompts');
   const first = await password({ message: `Password for ${opts.aor}:`, mask: '*' });

@@ -213,7 +213,10 @@ export interface EmbeddedDatabaseServer {
  * authentication), or on 127.0.0.1 with an ephemeral port when the folder's path is too
  * long for a socket address. Records the URL in the owner file; close() removes both.
  */
-export async function serveEmbeddedDatabase(db: PgliteDatabase, dataDir: string): Promise<EmbeddedDatabaseServer> {
+export async function serveEmbeddedDatabase(
+  db: PgliteDatabase,
+  dataDir: string,
+): Promise<EmbeddedDatabaseServer> {
   const existing = readEmbeddedOwner(dataDir);
   if (existing && existing.pid !== process.pid) {
     throw new Error(`data folder ${dataDir} is already owned by process ${existing.pid}`);

@@ -37,14 +37,17 @@ export class HomeRepository {
   }
 
   async getHome(name: string): Promise<Home | undefined> {
-    const res = await this.sql.query<HomeRow>('SELECT name, kind, address, created_at FROM homes WHERE name = $1', [
-      name,
-    ]);
+    const res = await this.sql.query<HomeRow>(
+      'SELECT name, kind, address, created_at FROM homes WHERE name = $1',
+      [name],
+    );
     return res.rows[0] ? toHome(res.rows[0]) : undefined;
   }
 
   async listHomes(): Promise<Home[]> {
-    const res = await this.sql.query<HomeRow>('SELECT name, kind, address, created_at FROM homes ORDER BY name');
+    const res = await this.sql.query<HomeRow>(
+      'SELECT name, kind, address, created_at FROM homes ORDER BY name',
+    );
     return res.rows.map(toHome);
   }
 
@@ -66,7 +69,10 @@ export class HomeRepository {
   /** Moves a user; false when no such user. Notifies the users channel so caches drop the old home. */
   async setPlacement(aor: string, home: string): Promise<boolean> {
     const key = normalizeAor(aor);
-    const res = await this.sql.query('UPDATE users SET home = $2, updated_at = now() WHERE aor = $1', [key, home]);
+    const res = await this.sql.query('UPDATE users SET home = $2, updated_at = now() WHERE aor = $1', [
+      key,
+      home,
+    ]);
     if (res.affectedRows === 0) return false;
     await this.sql.query('SELECT pg_notify($1, $2)', [USERS_CHANNEL, key]);
     return true;

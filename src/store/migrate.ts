@@ -50,7 +50,11 @@ export function loadMigrations(dir = migrationsDir()): Migration[] {
   for (const file of readdirSync(dir).sort()) {
     const match = MIGRATION_FILE.exec(file);
     if (!match) continue;
-    migrations.push({ version: Number(match[1]), name: match[2], sql: readFileSync(join(dir, file), 'utf8') });
+    migrations.push({
+      version: Number(match[1]),
+      name: match[2],
+      sql: readFileSync(join(dir, file), 'utf8'),
+    });
   }
   const seen = new Set<number>();
   for (const m of migrations) {
@@ -66,7 +70,10 @@ export function loadMigrations(dir = migrationsDir()): Migration[] {
  * re-reads what is applied, so two front-ends starting at once on one PostgreSQL
  * serialize: the second finds the work done and skips it. Re-running is a no-op.
  */
-export async function migrate(db: Database, migrations: Migration[] = loadMigrations()): Promise<MigrationResult> {
+export async function migrate(
+  db: Database,
+  migrations: Migration[] = loadMigrations(),
+): Promise<MigrationResult> {
   const applied: MigrationResult['applied'] = [];
   const lock = async (tx: { query: Database['query'] }) => {
     await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK_KEY.toString()]);
@@ -96,11 +103,15 @@ export async function migrate(db: Database, migrations: Migration[] = loadMigrat
 }
 
 export async function currentVersion(db: Database): Promise<number> {
-  const res = await db.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations');
+  const res = await db.query<{ version: number | null }>(
+    'SELECT max(version) AS version FROM schema_migrations',
+  );
   return res.rows[0]?.version ?? 0;
 }
 
-export async function appliedMigrations(db: Database): Promise<{ version: number; name: string; appliedAt: Date }[]> {
+export async function appliedMigrations(
+  db: Database,
+): Promise<{ version: number; name: string; appliedAt: Date }[]> {
   const res = await db.query<{ version: number; name: string; applied_at: Date }>(
     'SELECT version, name, applied_at FROM schema_migrations ORDER BY version',
   );

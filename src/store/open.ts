@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { readEmbeddedOwner, releaseEmbeddedOwner, claimEmbeddedOwner } from './embedded.js';
+import { claimEmbeddedOwner, readEmbeddedOwner, releaseEmbeddedOwner } from './embedded.js';
 import { migrate } from './migrate.js';
 import { createPgliteDatabase } from './pglite.js';
 import { createPostgresDatabase } from './postgres.js';

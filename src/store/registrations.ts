@@ -35,7 +35,8 @@ interface BindingRow {
   path: string | null;
 }
 
-const COLUMNS = 'aor, contact, instance_id, call_id, cseq, expires_at, q, user_agent, server_id, flow_id, path';
+const COLUMNS =
+  'aor, contact, instance_id, call_id, cseq, expires_at, q, user_agent, server_id, flow_id, path';
 
 function toBinding(r: BindingRow): RegistrationBinding {
   return {
@@ -96,7 +97,10 @@ export class RegistrationRepository {
   }
 
   async removeBinding(aor: string, contact: string): Promise<boolean> {
-    const res = await this.sql.query('DELETE FROM registrations WHERE aor = $1 AND contact = $2', [aor, contact]);
+    const res = await this.sql.query('DELETE FROM registrations WHERE aor = $1 AND contact = $2', [
+      aor,
+      contact,
+    ]);
     return res.affectedRows > 0;
   }
 

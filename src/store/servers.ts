@@ -45,7 +45,13 @@ export class ServerRepository {
   constructor(private readonly sql: Sql) {}
 
   /** Called at start: (re)registers the server as up with a fresh start time. */
-  async register(s: { id: string; role: string; home?: string | null; address: string; healthUrl?: string | null }) {
+  async register(s: {
+    id: string;
+    role: string;
+    home?: string | null;
+    address: string;
+    healthUrl?: string | null;
+  }) {
     const res = await this.sql.query<ServerRow>(
       `INSERT INTO servers (id, role, home, address, health_url, state, started_at, heartbeat_at)
        VALUES ($1, $2, $3, $4, $5, 'up', now(), now())

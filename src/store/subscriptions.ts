@@ -93,7 +93,9 @@ export class SubscriptionRepository {
   }
 
   async get(id: string): Promise<Subscription | undefined> {
-    const res = await this.sql.query<SubscriptionRow>(`SELECT ${COLUMNS} FROM subscriptions WHERE id = $1`, [id]);
+    const res = await this.sql.query<SubscriptionRow>(`SELECT ${COLUMNS} FROM subscriptions WHERE id = $1`, [
+      id,
+    ]);
     return res.rows[0] ? toSubscription(res.rows[0]) : undefined;
   }
 
@@ -133,7 +135,11 @@ export class SubscriptionRepository {
   }
 
   /** Unexpired watchers of a presentity for one event package: who gets a NOTIFY. */
-  async listForPresentity(presentity: string, event: string, now: Date = new Date()): Promise<Subscription[]> {
+  async listForPresentity(
+    presentity: string,
+    event: string,
+    now: Date = new Date(),
+  ): Promise<Subscription[]> {
     const res = await this.sql.query<SubscriptionRow>(
       `SELECT ${COLUMNS} FROM subscriptions
        WHERE presentity = $1 AND event = $2 AND expires_at > $3 ORDER BY watcher, id`,

@@ -89,7 +89,10 @@ function toUser(r: UserRow): User {
 
 /** AORs are stored lower-case (RFC 3261 19.1.4 compares host parts case-insensitively; Parley also folds user parts, as directories do). */
 export function normalizeAor(aor: string): string {
-  return aor.trim().replace(/^sips?:/i, '').toLowerCase();
+  return aor
+    .trim()
+    .replace(/^sips?:/i, '')
+    .toLowerCase();
 }
 
 export class UserRepository {
@@ -224,7 +227,11 @@ export class UserRepository {
     });
   }
 
-  async setCredentials(userId: number, realm: string, ha1: { ha1Md5: string; ha1Sha256: string }): Promise<void> {
+  async setCredentials(
+    userId: number,
+    realm: string,
+    ha1: { ha1Md5: string; ha1Sha256: string },
+  ): Promise<void> {
     const res = await this.sql.query<{ aor: string }>(
       `WITH up AS (
          INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256)
@@ -266,7 +273,13 @@ export class UserRepository {
     );
     const r = res.rows[0];
     return r
-      ? { userId: Number(r.user_id), aor: r.aor, enabled: r.enabled, ha1Md5: r.ha1_md5, ha1Sha256: r.ha1_sha256 }
+      ? {
+          userId: Number(r.user_id),
+          aor: r.aor,
+          enabled: r.enabled,
+          ha1Md5: r.ha1_md5,
+          ha1Sha256: r.ha1_sha256,
+        }
       : undefined;
   }
 

@@ -1,5 +1,5 @@
-import { computeHa1Pair, digestIdentity } from '../registrar/ha1.js';
 import { CliError } from '../cli/errors.js';
+import { computeHa1Pair, digestIdentity } from '../registrar/ha1.js';
 import type { Store } from '../store/store.js';
 import { normalizeAor, type User, UserExistsError } from '../store/users.js';
 
@@ -91,9 +91,14 @@ export async function addUser(store: Store, input: AddUserInput): Promise<UserSu
 }
 
 export function checkPassword(password: string): void {
-  if (password.length === 0) throw new CliError('INVALID_ARGUMENT', 'the password is empty', 'Give a non-empty password.');
+  if (password.length === 0)
+    throw new CliError('INVALID_ARGUMENT', 'the password is empty', 'Give a non-empty password.');
   if (/[\r\n]/.test(password)) {
-    throw new CliError('INVALID_ARGUMENT', 'the password contains a line break', 'Give the password on one line.');
+    throw new CliError(
+      'INVALID_ARGUMENT',
+      'the password contains a line break',
+      'Give the password on one line.',
+    );
   }
 }
 
@@ -131,7 +136,10 @@ export async function showUser(store: Store, input: { aor: string; domain: strin
   return summarize(store, await mustGet(store, aor), input.domain);
 }
 
-export async function removeUser(store: Store, input: { aor: string; domain: string }): Promise<{ aor: string }> {
+export async function removeUser(
+  store: Store,
+  input: { aor: string; domain: string },
+): Promise<{ aor: string }> {
   const aor = resolveAor(input.aor, input.domain);
   if (!(await store.users.removeUser(aor))) throw new CliError('USER_NOT_FOUND', `no user ${aor}`);
   return { aor };

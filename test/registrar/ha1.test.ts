@@ -4,7 +4,9 @@ import { computeHa1, computeHa1Pair, computeUserHa1, digestIdentity } from '../.
 describe('HA1', () => {
   it('matches the RFC 2617 3.5 example (MD5)', () => {
     // The RFC's example response is built on this HA1.
-    expect(computeHa1('Mufasa', 'testrealm@host.com', 'Circle Of Life', 'MD5')).toBe('939e7578ed9e3c518a452acee763bce9');
+    expect(computeHa1('Mufasa', 'testrealm@host.com', 'Circle Of Life', 'MD5')).toBe(
+      '939e7578ed9e3c518a452acee763bce9',
+    );
   });
 
   it('computes both algorithms of RFC 7616 3.4.2', () => {

@@ -26,7 +26,12 @@ const TABLES = [
 const T0 = new Date('2030-01-01T00:00:00Z');
 const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
 
-function binding(aor: string, contact: string, expiresIn: number, extra: Partial<NewBinding> = {}): NewBinding {
+function binding(
+  aor: string,
+  contact: string,
+  expiresIn: number,
+  extra: Partial<NewBinding> = {},
+): NewBinding {
   return {
     aor,
     contact,
@@ -94,13 +99,20 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
       it('applies a new migration once, in a transaction', async () => {
         const extra = [
           ...loadMigrations(),
-          { version: 9001, name: 'contract_probe', sql: 'CREATE TABLE contract_probe (x int); INSERT INTO contract_probe VALUES (1);' },
+          {
+            version: 9001,
+            name: 'contract_probe',
+            sql: 'CREATE TABLE contract_probe (x int); INSERT INTO contract_probe VALUES (1);',
+          },
         ];
         const [a, b] = await Promise.all([migrate(db, extra), migrate(db, extra)]);
         expect([...a.applied, ...b.applied]).toEqual([{ version: 9001, name: 'contract_probe' }]);
         const rows = await db.query('SELECT x FROM contract_probe');
         expect(rows.rows).toHaveLength(1);
-        const broken = [...extra, { version: 9002, name: 'broken', sql: 'CREATE TABLE probe2 (x int); SELECT nope;' }];
+        const broken = [
+          ...extra,
+          { version: 9002, name: 'broken', sql: 'CREATE TABLE probe2 (x int); SELECT nope;' },
+        ];
         await expect(migrate(db, broken)).rejects.toThrow();
         const probe2 = await db.query("SELECT to_regclass('probe2') AS t");
         expect(probe2.rows[0]).toEqual({ t: null });
@@ -164,7 +176,9 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
       });
 
       it('reports affected rows', async () => {
-        await db.query("INSERT INTO homes (name, kind, address) VALUES ('a', 'pool', 'x'), ('b', 'pool', 'y')");
+        await db.query(
+          "INSERT INTO homes (name, kind, address) VALUES ('a', 'pool', 'x'), ('b', 'pool', 'y')",
+        );
         const res = await db.query("UPDATE homes SET address = 'z'");
         expect(res.affectedRows).toBe(2);
         const sel = await db.query('SELECT * FROM homes');
@@ -240,7 +254,9 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
 
       it('refuses a duplicate aor', async () => {
         await store.users.createUser({ aor: 'dup@example.com' });
-        await expect(store.users.createUser({ aor: 'DUP@example.com' })).rejects.toBeInstanceOf(UserExistsError);
+        await expect(store.users.createUser({ aor: 'DUP@example.com' })).rejects.toBeInstanceOf(
+          UserExistsError,
+        );
       });
 
       it('updates enabled, display name and home', async () => {
@@ -273,7 +289,11 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(first.users.map((u) => u.aor)).toEqual(['u0@example.com', 'u1@example.com', 'u2@example.com']);
         expect(first.nextCursor).toBe('u2@example.com');
         const second = await store.users.listUsers({ limit: 3, after: first.nextCursor });
-        expect(second.users.map((u) => u.aor)).toEqual(['u3@example.com', 'u4@example.com', 'u5@example.com']);
+        expect(second.users.map((u) => u.aor)).toEqual([
+          'u3@example.com',
+          'u4@example.com',
+          'u5@example.com',
+        ]);
         const last = await store.users.listUsers({ limit: 3, after: second.nextCursor });
         expect(last.users.map((u) => u.aor)).toEqual(['u6@example.com']);
         expect(last.nextCursor).toBeUndefined();
@@ -292,7 +312,10 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
 
       it('stores credentials per realm and reads them in one lookup', async () => {
         const carol = await store.users.createUser({ aor: 'carol@example.com' });
-        await store.users.setCredentials(carol.id, 'example.com', { ha1Md5: 'a'.repeat(32), ha1Sha256: 'b'.repeat(64) });
+        await store.users.setCredentials(carol.id, 'example.com', {
+          ha1Md5: 'a'.repeat(32),
+          ha1Sha256: 'b'.repeat(64),
+        });
         expect(await store.users.getCredentials('carol@example.com', 'example.com')).toEqual({
           userId: carol.id,
           aor: 'carol@example.com',
@@ -300,7 +323,10 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
           ha1Md5: 'a'.repeat(32),
           ha1Sha256: 'b'.repeat(64),
         });
-        await store.users.setCredentials(carol.id, 'example.com', { ha1Md5: 'c'.repeat(32), ha1Sha256: 'd'.repeat(64) });
+        await store.users.setCredentials(carol.id, 'example.com', {
+          ha1Md5: 'c'.repeat(32),
+          ha1Sha256: 'd'.repeat(64),
+        });
         await store.users.setEnabled('carol@example.com', false);
         expect(await store.users.getCredentials('carol@example.com', 'example.com')).toMatchObject({
           enabled: false,
@@ -308,10 +334,12 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         });
         expect(await store.users.getCredentials('carol@example.com', 'other.com')).toBeUndefined();
         expect(await store.users.getCredentials('nobody@example.com', 'example.com')).toBeUndefined();
-        expect((await store.users.listCredentials('example.com')).map((c) => c.aor)).toEqual(['carol@example.com']);
-        expect(await store.users.withCredentials(['Carol@example.com', 'x@example.com'], 'example.com')).toEqual(
-          new Set(['carol@example.com']),
-        );
+        expect((await store.users.listCredentials('example.com')).map((c) => c.aor)).toEqual([
+          'carol@example.com',
+        ]);
+        expect(
+          await store.users.withCredentials(['Carol@example.com', 'x@example.com'], 'example.com'),
+        ).toEqual(new Set(['carol@example.com']));
         expect(await store.users.withCredentials([], 'example.com')).toEqual(new Set());
         expect(await store.users.removeCredentials(carol.id)).toBe(1);
         expect(await store.users.getCredentials('carol@example.com', 'example.com')).toBeUndefined();
@@ -319,7 +347,10 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
 
       it('removes a user with its credentials and registrations', async () => {
         const dave = await store.users.createUser({ aor: 'dave@example.com' });
-        await store.users.setCredentials(dave.id, 'example.com', { ha1Md5: 'a'.repeat(32), ha1Sha256: 'b'.repeat(64) });
+        await store.users.setCredentials(dave.id, 'example.com', {
+          ha1Md5: 'a'.repeat(32),
+          ha1Sha256: 'b'.repeat(64),
+        });
         await store.registrations.upsertBinding(binding('dave@example.com', 'sip:dave@10.0.0.1', 3600));
         expect(await store.users.removeUser('dave@example.com')).toBe(true);
         expect(await store.users.removeUser('dave@example.com')).toBe(false);
@@ -362,7 +393,12 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
       it('upserts, lists unexpired by q, and removes', async () => {
         await store.registrations.upsertBinding(binding('a@x', 'sip:a@1', 100, { q: 0.5 }));
         await store.registrations.upsertBinding(
-          binding('a@x', 'sip:a@2', 200, { q: 0.9, instanceId: '<urn:uuid:1>', userAgent: 'UA', path: '<sip:e;lr>' }),
+          binding('a@x', 'sip:a@2', 200, {
+            q: 0.9,
+            instanceId: '<urn:uuid:1>',
+            userAgent: 'UA',
+            path: '<sip:e;lr>',
+          }),
         );
         await store.registrations.upsertBinding(binding('a@x', 'sip:a@3', -1));
         const list = await store.registrations.listBindings('a@x', T0);
@@ -381,7 +417,10 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
           path: '<sip:e;lr>',
         });
         await store.registrations.upsertBinding(binding('a@x', 'sip:a@1', 300, { cseq: 2, q: 1 }));
-        expect((await store.registrations.listBindings('a@x', T0))[0]).toMatchObject({ contact: 'sip:a@1', cseq: 2 });
+        expect((await store.registrations.listBindings('a@x', T0))[0]).toMatchObject({
+          contact: 'sip:a@1',
+          cseq: 2,
+        });
         expect(await store.registrations.removeBinding('a@x', 'sip:a@1')).toBe(true);
         expect(await store.registrations.removeBinding('a@x', 'sip:a@1')).toBe(false);
         expect(await store.registrations.removeAllForAor('a@x')).toBe(2);
@@ -427,13 +466,20 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         await store.publications.upsert(pub('e2', 'a@x', 100));
         expect(await store.publications.get('e1', T0)).toEqual(pub('e1', 'a@x', 100));
         expect(await store.publications.get('e1', at(200))).toBeUndefined();
-        expect(await store.publications.replace('e1', { etag: 'e3', expiresAt: at(500), body: '<new/>' }, T0)).toBe(true);
+        expect(
+          await store.publications.replace('e1', { etag: 'e3', expiresAt: at(500), body: '<new/>' }, T0),
+        ).toBe(true);
         expect(await store.publications.replace('e1', { etag: 'e4', expiresAt: at(500) }, T0)).toBe(false);
         expect(await store.publications.get('e3', T0)).toMatchObject({ body: '<new/>', expiresAt: at(500) });
         expect(await store.publications.replace('e3', { etag: 'e5', expiresAt: at(600) }, T0)).toBe(true);
         expect(await store.publications.get('e5', T0)).toMatchObject({ body: '<new/>' });
-        expect(await store.publications.replace('e2', { etag: 'e6', expiresAt: at(600) }, at(150))).toBe(false);
-        expect((await store.publications.listForAor('a@x', T0)).map((p) => p.etag).sort()).toEqual(['e2', 'e5']);
+        expect(await store.publications.replace('e2', { etag: 'e6', expiresAt: at(600) }, at(150))).toBe(
+          false,
+        );
+        expect((await store.publications.listForAor('a@x', T0)).map((p) => p.etag).sort()).toEqual([
+          'e2',
+          'e5',
+        ]);
         expect(await store.publications.remove('e5')).toBe(true);
         expect(await store.publications.remove('e5')).toBe(false);
       });
@@ -452,19 +498,27 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
     describe('subscriptions', () => {
       it('stores dialog state and finds watchers', async () => {
         await store.subscriptions.upsert(subscription('s1'));
-        await store.subscriptions.upsert(subscription('s2', { watcher: 'carol@example.com', serverId: 'fe2' }));
+        await store.subscriptions.upsert(
+          subscription('s2', { watcher: 'carol@example.com', serverId: 'fe2' }),
+        );
         await store.subscriptions.upsert(subscription('s3', { event: 'presence.winfo' }));
         expect(await store.subscriptions.get('s1')).toEqual(subscription('s1'));
         expect(await store.subscriptions.get('nope')).toBeUndefined();
         const watchers = await store.subscriptions.listForPresentity('alice@example.com', 'presence', T0);
         expect(watchers.map((s) => s.id)).toEqual(['s1', 's2']);
-        expect((await store.subscriptions.listForWatcher('carol@example.com', T0)).map((s) => s.id)).toEqual(['s2']);
+        expect((await store.subscriptions.listForWatcher('carol@example.com', T0)).map((s) => s.id)).toEqual([
+          's2',
+        ]);
         expect((await store.subscriptions.listForServer('fe2', T0)).map((s) => s.id)).toEqual(['s2']);
         expect(await store.subscriptions.nextLocalCseq('s1')).toBe(1);
         expect(await store.subscriptions.nextLocalCseq('s1')).toBe(2);
         expect(await store.subscriptions.nextLocalCseq('nope')).toBeUndefined();
         expect(await store.subscriptions.refresh('s1', at(7200), 'pending')).toBe(true);
-        expect(await store.subscriptions.get('s1')).toMatchObject({ expiresAt: at(7200), status: 'pending', localCseq: 2 });
+        expect(await store.subscriptions.get('s1')).toMatchObject({
+          expiresAt: at(7200),
+          status: 'pending',
+          localCseq: 2,
+        });
         expect(await store.subscriptions.moveFlow('s1', 'fe3', 'flow-9')).toBe(true);
         expect(await store.subscriptions.get('s1')).toMatchObject({ serverId: 'fe3', flowId: 'flow-9' });
         expect(await store.subscriptions.countActive(T0)).toBe(3);
@@ -486,17 +540,37 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
 
     describe('servers', () => {
       it('registers, heartbeats, lists and marks down', async () => {
-        const fe1 = await store.servers.register({ id: 'fe1', role: 'frontend', home: 'pool1', address: '10.0.0.1:5060' });
-        expect(fe1).toMatchObject({ id: 'fe1', role: 'frontend', home: 'pool1', state: 'up', healthUrl: null });
-        await store.servers.register({ id: 'dir1', role: 'director', address: '10.0.0.9:5060', healthUrl: 'http://d/health' });
+        const fe1 = await store.servers.register({
+          id: 'fe1',
+          role: 'frontend',
+          home: 'pool1',
+          address: '10.0.0.1:5060',
+        });
+        expect(fe1).toMatchObject({
+          id: 'fe1',
+          role: 'frontend',
+          home: 'pool1',
+          state: 'up',
+          healthUrl: null,
+        });
+        await store.servers.register({
+          id: 'dir1',
+          role: 'director',
+          address: '10.0.0.9:5060',
+          healthUrl: 'http://d/health',
+        });
         expect(await store.servers.heartbeat('fe1')).toBe(true);
         expect(await store.servers.heartbeat('ghost')).toBe(false);
         expect((await store.servers.list()).map((s) => s.id)).toEqual(['dir1', 'fe1']);
-        expect((await store.servers.list({ role: 'frontend', home: 'pool1' })).map((s) => s.id)).toEqual(['fe1']);
+        expect((await store.servers.list({ role: 'frontend', home: 'pool1' })).map((s) => s.id)).toEqual([
+          'fe1',
+        ]);
         expect(await store.servers.markDown('fe1')).toBe(true);
         expect(await store.servers.heartbeat('fe1')).toBe(false);
         expect((await store.servers.list({ state: 'up' })).map((s) => s.id)).toEqual(['dir1']);
-        expect((await store.servers.register({ id: 'fe1', role: 'frontend', address: 'x' })).state).toBe('up');
+        expect((await store.servers.register({ id: 'fe1', role: 'frontend', address: 'x' })).state).toBe(
+          'up',
+        );
         await db.query("UPDATE servers SET heartbeat_at = now() - interval '10 minutes' WHERE id = 'dir1'");
         expect(await store.servers.markStaleDown(new Date(Date.now() - 60_000))).toEqual(['dir1']);
         expect((await store.servers.get('dir1'))?.state).toBe('down');

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OWNER_FILE, serveEmbeddedDatabase, type EmbeddedDatabaseServer } from '../../src/store/embedded.js';
+import { type EmbeddedDatabaseServer, OWNER_FILE, serveEmbeddedDatabase } from '../../src/store/embedded.js';
 import { DataFolderInUseError, openDatabase } from '../../src/store/open.js';
 import { PgliteDatabase } from '../../src/store/pglite.js';
 import type { Database } from '../../src/store/sql.js';
@@ -120,7 +120,10 @@ describe('data folder ownership', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'parley-stale-'));
     const { stdout } = await run(process.execPath, ['-e', 'console.log(process.pid)']);
     const deadPid = Number(stdout.trim());
-    writeFileSync(join(dataDir, OWNER_FILE), JSON.stringify({ pid: deadPid, url: 'postgresql://x@/y?host=/nope' }));
+    writeFileSync(
+      join(dataDir, OWNER_FILE),
+      JSON.stringify({ pid: deadPid, url: 'postgresql://x@/y?host=/nope' }),
+    );
     const db = await openDatabase({ dataDir });
     try {
       expect(db.engine).toBe('pglite');

@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { migrate } from '../../src/store/migrate.js';
-import { createPostgresDatabase, PostgresDatabase } from '../../src/store/postgres.js';
+import { createPostgresDatabase, type PostgresDatabase } from '../../src/store/postgres.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { defineStoreContract } from './contract.js';
 

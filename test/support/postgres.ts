@@ -43,7 +43,17 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       : execFileSync(cmd, args, { stdio: 'pipe', cwd: dir });
   if (asRoot) execFileSync('chown', ['postgres:', dir]);
   chmodSync(dir, 0o700);
-  run(initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions']);
+  run(initdb, [
+    '-D',
+    dataDir,
+    '-U',
+    'postgres',
+    '--auth=trust',
+    '-E',
+    'UTF8',
+    '--no-sync',
+    '--no-instructions',
+  ]);
   const options = [
     "-c listen_addresses=''",
     `-c unix_socket_directories=${dir}`,

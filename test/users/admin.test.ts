@@ -48,7 +48,12 @@ describe('users admin', () => {
 
   it('adds a user with both HA1s and never stores the password', async () => {
     const added = await addUser(store, { aor: 'alice', password: 's3cret', domain, displayName: 'Alice' });
-    expect(added).toMatchObject({ aor: 'alice@example.com', displayName: 'Alice', enabled: true, hasPassword: true });
+    expect(added).toMatchObject({
+      aor: 'alice@example.com',
+      displayName: 'Alice',
+      enabled: true,
+      hasPassword: true,
+    });
     const creds = await store.users.getCredentials('alice@example.com', domain);
     expect(creds).toMatchObject(computeHa1Pair('alice', domain, 's3cret'));
     const dump = JSON.stringify((await store.db.query('SELECT * FROM credentials')).rows);
@@ -57,7 +62,10 @@ describe('users admin', () => {
 
   it('refuses a duplicate with a pointer to set-password', async () => {
     await addUser(store, { aor: 'alice', password: 'x', domain });
-    const err = await expectCliError(addUser(store, { aor: 'ALICE@example.com', password: 'y', domain }), 'USER_EXISTS');
+    const err = await expectCliError(
+      addUser(store, { aor: 'ALICE@example.com', password: 'y', domain }),
+      'USER_EXISTS',
+    );
     expect(err.exit).toBe(4);
     expect(err.suggestions[0]).toContain('parley users set-password');
   });
@@ -65,7 +73,10 @@ describe('users admin', () => {
   it('refuses empty or multi-line passwords and unknown homes', async () => {
     await expectCliError(addUser(store, { aor: 'a', password: '', domain }), 'INVALID_ARGUMENT');
     await expectCliError(addUser(store, { aor: 'a', password: 'x\ny', domain }), 'INVALID_ARGUMENT');
-    await expectCliError(addUser(store, { aor: 'a', password: 'x', domain, home: 'nowhere' }), 'HOME_NOT_FOUND');
+    await expectCliError(
+      addUser(store, { aor: 'a', password: 'x', domain, home: 'nowhere' }),
+      'HOME_NOT_FOUND',
+    );
     expect(await store.users.countUsers()).toBe(0);
   });
 
@@ -77,7 +88,9 @@ describe('users admin', () => {
   it('changes a password', async () => {
     await addUser(store, { aor: 'bob', password: 'old', domain });
     await setPassword(store, { aor: 'bob', password: 'new', domain });
-    expect(await store.users.getCredentials('bob@example.com', domain)).toMatchObject(computeHa1Pair('bob', domain, 'new'));
+    expect(await store.users.getCredentials('bob@example.com', domain)).toMatchObject(
+      computeHa1Pair('bob', domain, 'new'),
+    );
     await expectCliError(setPassword(store, { aor: 'ghost', password: 'x', domain }), 'USER_NOT_FOUND');
   });
 
@@ -87,8 +100,13 @@ describe('users admin', () => {
       enabled: false,
       changed: true,
     });
-    expect(await setUserEnabled(store, { aor: 'carol', domain, enabled: false })).toMatchObject({ changed: false });
-    expect(await showUser(store, { aor: 'carol', domain })).toMatchObject({ aor: 'carol@example.com', enabled: false });
+    expect(await setUserEnabled(store, { aor: 'carol', domain, enabled: false })).toMatchObject({
+      changed: false,
+    });
+    expect(await showUser(store, { aor: 'carol', domain })).toMatchObject({
+      aor: 'carol@example.com',
+      enabled: false,
+    });
     expect(await removeUser(store, { aor: 'carol', domain })).toEqual({ aor: 'carol@example.com' });
     await expectCliError(showUser(store, { aor: 'carol', domain }), 'USER_NOT_FOUND');
     await expectCliError(removeUser(store, { aor: 'carol', domain }), 'USER_NOT_FOUND');

@@ -21,7 +21,10 @@ interface Run {
 
 function parley(args: string[], opts: { stdin?: string; cwd: string }): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: opts.cwd, env: { ...process.env, PARLEY_CONFIG: '' } });
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: opts.cwd,
+      env: { ...process.env, PARLEY_CONFIG: '' },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => {
@@ -64,9 +67,16 @@ describe('parley users (built CLI)', { timeout: 300_000 }, () => {
   });
 
   it('adds a user from stdin without echoing the password', async () => {
-    const added = await run(['users', 'add', 'alice', '--password-stdin', '--display-name', 'Alice', '--json'], 'Tr0ub4dor&3\n');
+    const added = await run(
+      ['users', 'add', 'alice', '--password-stdin', '--display-name', 'Alice', '--json'],
+      'Tr0ub4dor&3\n',
+    );
     expect(added.code).toBe(0);
-    expect(JSON.parse(added.stdout)).toMatchObject({ aor: 'alice@example.com', displayName: 'Alice', hasPassword: true });
+    expect(JSON.parse(added.stdout)).toMatchObject({
+      aor: 'alice@example.com',
+      displayName: 'Alice',
+      hasPassword: true,
+    });
     expect(added.stdout + added.stderr).not.toContain('Tr0ub4dor');
   });
 
@@ -99,7 +109,9 @@ describe('parley users (built CLI)', { timeout: 300_000 }, () => {
     expect(JSON.parse(disabled.stdout)).toMatchObject({ enabled: false, changed: true });
     const onlyDisabled = JSON.parse((await run(['users', 'list', '--disabled', '--json'])).stdout);
     expect(onlyDisabled.users.map((u: { aor: string }) => u.aor)).toEqual(['bob@example.com']);
-    expect(JSON.parse((await run(['users', 'enable', 'bob', '--json'])).stdout)).toMatchObject({ enabled: true });
+    expect(JSON.parse((await run(['users', 'enable', 'bob', '--json'])).stdout)).toMatchObject({
+      enabled: true,
+    });
     expect((await run(['users', 'set-password', 'bob', '--password-stdin'], 'pw2\n')).code).toBe(0);
     const show = await run(['users', 'show', 'bob']);
     expect(show.stdout).toContain('password      set');
@@ -169,9 +181,14 @@ console.log('ready ' + db.engine);
       expect(added.stderr).toBe('');
       expect(added.code).toBe(0);
       const list = JSON.parse((await run(['users', 'list', '--json'])).stdout);
-      expect(list.users.map((u: { aor: string }) => u.aor)).toEqual(['alice@example.com', 'carol@example.com']);
+      expect(list.users.map((u: { aor: string }) => u.aor)).toEqual([
+        'alice@example.com',
+        'carol@example.com',
+      ]);
       await expect.poll(() => notified, { timeout: 5_000 }).toContain('carol@example.com');
-      const migrate = await parley(['db', 'migrate', '--data-dir', join(work, 'data'), '--json'], { cwd: work });
+      const migrate = await parley(['db', 'migrate', '--data-dir', join(work, 'data'), '--json'], {
+        cwd: work,
+      });
       expect(JSON.parse(migrate.stdout)).toMatchObject({ engine: 'postgres', applied: [] });
     });
   });
