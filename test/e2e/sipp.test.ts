@@ -81,4 +81,49 @@ describe('SIPp against a standard server over TCP', () => {
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
   });
+
+  it('proxies a call: INVITE with Record-Route, ACK and BYE through the proxy', async () => {
+    const uasPort = await freePort();
+    const uas = startSippUas(scenario('uas-invite.xml'), uasPort);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const reg = await runSipp([
+        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('register-contact.xml'),
+        '-inf', injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
+        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+      ]);
+      expect(reg.code, reg.stdout + reg.stderr).toBe(0);
+      const call = await runSipp([
+        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('uac-invite.xml'),
+        '-inf', injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
+        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+      ]);
+      expect(call.code, call.stdout + call.stderr).toBe(0);
+      expect(await Promise.race([uas.exited, new Promise((r) => setTimeout(() => r('running'), 3000))])).toBe('running');
+    } finally {
+      uas.stop();
+    }
+  });
+
+  it('cancels a ringing call: CANCEL reaches the callee and the caller gets 487', async () => {
+    const uasPort = await freePort();
+    const uas = startSippUas(scenario('uas-ring.xml'), uasPort);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const reg = await runSipp([
+        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('register-contact.xml'),
+        '-inf', injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
+        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+      ]);
+      expect(reg.code, reg.stdout + reg.stderr).toBe(0);
+      const call = await runSipp([
+        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('uac-cancel.xml'),
+        '-inf', injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
+        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+      ]);
+      expect(call.code, call.stdout + call.stderr).toBe(0);
+    } finally {
+      uas.stop();
+    }
+  });
 });
