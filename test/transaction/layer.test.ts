@@ -1,0 +1,261 @@
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/ops/log.js';
+import type { SipMessage } from '../../src/sip/message.js';
+import { createResponse } from '../../src/sip/response.js';
+import {
+  type ClientTransaction,
+  type ServerTransaction,
+  TIMER_B,
+  TIMER_F,
+  TIMER_H,
+  TransactionLayer,
+  type TransactionUser,
+} from '../../src/transaction/layer.js';
+import { TimerWheel } from '../../src/transaction/timers.js';
+import { FakeFlow, sipMessage } from '../support/flow-fake.js';
+
+function setup() {
+  let now = 1_000_000;
+  const clock = { now: () => now };
+  const timers = new TimerWheel(clock, 50, false);
+  const layer = new TransactionLayer({ timers, log: silentLogger() });
+  const events: string[] = [];
+  const requests: ServerTransaction[] = [];
+  const tu: TransactionUser = {
+    onRequest: (req, st) => {
+      events.push(`request ${req.method}`);
+      requests.push(st);
+    },
+    onAck: (ack) => events.push(`ack ${ack.cseq.seq}`),
+    onCancel: (invite) => events.push(`cancel ${invite.request.callId}`),
+    onStrayResponse: (res) => events.push(`stray ${res.status}`),
+  };
+  layer.setUser(tu);
+  const advance = (ms: number) => {
+    now += ms;
+    timers.advance();
+  };
+  return { layer, timers, events, requests, advance };
+}
+
+const invite = (branch = 'z9hG4bKinv1') =>
+  sipMessage(`INVITE sip:bob@example.com SIP/2.0
+Via: SIP/2.0/TCP 192.0.2.10:5060;branch=${branch}
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>
+Call-ID: call-1
+CSeq: 1 INVITE
+Max-Forwards: 70
+Content-Length: 0
+
+`);
+
+const message = (branch = 'z9hG4bKmsg1') =>
+  sipMessage(`MESSAGE sip:bob@example.com SIP/2.0
+Via: SIP/2.0/TCP 192.0.2.10:5060;branch=${branch}
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>
+Call-ID: msg-1
+CSeq: 7 MESSAGE
+Max-Forwards: 70
+Content-Length: 0
+
+`);
+
+describe('server transactions (RFC 3261 17.2)', () => {
+  it('non-INVITE: Trying -> Completed -> Terminated at once on a reliable transport (Timer J = 0)', () => {
+    const { layer, events, requests } = setup();
+    const flow = new FakeFlow();
+    layer.receive(message(), flow);
+    expect(events).toEqual(['request MESSAGE']);
+    const st = requests[0];
+    expect(st.state).toBe('Trying');
+    st.reply(200);
+    expect(st.state).toBe('Terminated');
+    expect(flow.sent.map((m) => m.status)).toEqual([200]);
+    expect(layer.serverCount).toBe(0);
+  });
+
+  it('absorbs a retransmission while Proceeding and resends the last provisional response', () => {
+    const { layer, events, requests } = setup();
+    const flow = new FakeFlow();
+    layer.receive(message(), flow);
+    requests[0].reply(100);
+    layer.receive(message(), flow);
+    expect(events).toEqual(['request MESSAGE']);
+    expect(flow.sent.map((m) => m.status)).toEqual([100, 100]);
+  });
+
+  it('INVITE: sends 100 Trying by itself after 200 ms when the TU is silent (RFC 3261 16.2)', () => {
+    const { layer, requests, advance } = setup();
+    const flow = new FakeFlow();
+    layer.receive(invite(), flow);
+    expect(flow.sent).toHaveLength(0);
+    advance(250);
+    expect(flow.sent.map((m) => m.status)).toEqual([100]);
+    expect(requests[0].state).toBe('Proceeding');
+  });
+
+  it('INVITE non-2xx: Completed until the ACK (Confirmed, then Terminated), the ACK absorbed', () => {
+    const { layer, events, requests } = setup();
+    const flow = new FakeFlow();
+    layer.receive(invite(), flow);
+    const st = requests[0];
+    st.reply(486, 'Busy Here', { toTag: 'b1' });
+    expect(st.state).toBe('Completed');
+    layer.receive(
+      sipMessage(`ACK sip:bob@example.com SIP/2.0
+Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKinv1
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>;tag=b1
+Call-ID: call-1
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+`),
+      flow,
+    );
+    expect(st.state).toBe('Terminated');
+    expect(events).toEqual(['request INVITE']);
+  });
+
+  it('INVITE non-2xx: Timer H ends the transaction when no ACK comes', () => {
+    const { layer, requests, advance } = setup();
+    layer.receive(invite(), new FakeFlow());
+    const st = requests[0];
+    st.reply(404);
+    advance(TIMER_H - 100);
+    expect(st.state).toBe('Completed');
+    advance(200);
+    expect(st.state).toBe('Terminated');
+  });
+
+  it('INVITE 2xx: Accepted (RFC 6026), the ACK for the 2xx goes to the TU, Timer L ends it', () => {
+    const { layer, events, requests, advance } = setup();
+    const flow = new FakeFlow();
+    layer.receive(invite(), flow);
+    const st = requests[0];
+    st.reply(200, undefined, { toTag: 'b1' });
+    expect(st.state).toBe('Accepted');
+    layer.receive(
+      sipMessage(`ACK sip:bob@192.0.2.20 SIP/2.0
+Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKack2
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>;tag=b1
+Call-ID: call-1
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+`),
+      flow,
+    );
+    expect(events).toEqual(['request INVITE', 'ack 1']);
+    advance(32_100);
+    expect(st.state).toBe('Terminated');
+  });
+
+  it('CANCEL: 200 for the CANCEL and the TU told; 481 when nothing matches', () => {
+    const { layer, events } = setup();
+    const flow = new FakeFlow();
+    layer.receive(invite(), flow);
+    const cancel = (branch: string) =>
+      sipMessage(`CANCEL sip:bob@example.com SIP/2.0
+Via: SIP/2.0/TCP 192.0.2.10:5060;branch=${branch}
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>
+Call-ID: call-1
+CSeq: 1 CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+`);
+    layer.receive(cancel('z9hG4bKinv1'), flow);
+    layer.receive(cancel('z9hG4bKother'), flow);
+    expect(events).toEqual(['request INVITE', 'cancel call-1']);
+    expect(flow.sent.map((m) => `${m.status} ${m.cseq.method}`)).toEqual(['200 CANCEL', '481 CANCEL']);
+  });
+});
+
+describe('client transactions (RFC 3261 17.1)', () => {
+  function outgoing(method: 'MESSAGE' | 'INVITE', branch: string): SipMessage {
+    return sipMessage(`${method} sip:bob@192.0.2.20 SIP/2.0
+Via: SIP/2.0/TCP 127.0.0.1:5060;branch=${branch}
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>
+Call-ID: out-1
+CSeq: 1 ${method}
+Max-Forwards: 70
+Content-Length: 0
+
+`);
+  }
+
+  it('non-INVITE: the final response reaches the handler, Timer F never fires', () => {
+    const { layer, advance } = setup();
+    const flow = new FakeFlow();
+    const seen: number[] = [];
+    let timedOut = false;
+    const req = outgoing('MESSAGE', 'z9hG4bKc1');
+    const ct = layer.request(req, flow, { onResponse: (r) => seen.push(r.status), onTimeout: () => (timedOut = true) });
+    layer.receive(createResponse(req, 200, undefined, { toTag: 'x' }), flow);
+    advance(TIMER_F + 1000);
+    expect(seen).toEqual([200]);
+    expect(timedOut).toBe(false);
+    expect(ct.state).toBe('Terminated');
+  });
+
+  it('non-INVITE: Timer F fires after 64*T1 without a final response', () => {
+    const { layer, advance } = setup();
+    let reason = '';
+    const ct: ClientTransaction = layer.request(outgoing('MESSAGE', 'z9hG4bKc2'), new FakeFlow(), {
+      onResponse: () => undefined,
+      onTimeout: (_t, r) => (reason = r),
+    });
+    advance(TIMER_F - 100);
+    expect(reason).toBe('');
+    advance(200);
+    expect(reason).toBe('timeout');
+    expect(ct.state).toBe('Terminated');
+  });
+
+  it('INVITE: a non-2xx final response is ACKed by the transaction with the same branch', () => {
+    const { layer } = setup();
+    const flow = new FakeFlow();
+    const req = outgoing('INVITE', 'z9hG4bKc3');
+    layer.request(req, flow, { onResponse: () => undefined, onTimeout: () => undefined });
+    layer.receive(createResponse(req, 486, 'Busy Here', { toTag: 'busy' }), flow);
+    const ack = flow.sent.find((m) => m.method === 'ACK');
+    expect(ack).toBeDefined();
+    expect(ack?.topVia.branch).toBe('z9hG4bKc3');
+    expect(ack?.to.tag).toBe('busy');
+    expect(ack?.cseq).toEqual({ seq: 1, method: 'ACK' });
+  });
+
+  it('INVITE: Timer B fires when nothing answers; a 2xx keeps it Accepted for retransmissions', () => {
+    const { layer, advance } = setup();
+    let timedOut = false;
+    layer.request(outgoing('INVITE', 'z9hG4bKc4'), new FakeFlow(), {
+      onResponse: () => undefined,
+      onTimeout: () => (timedOut = true),
+    });
+    advance(TIMER_B + 100);
+    expect(timedOut).toBe(true);
+
+    const flow = new FakeFlow();
+    const req = outgoing('INVITE', 'z9hG4bKc5');
+    const oks: number[] = [];
+    const ct = layer.request(req, flow, { onResponse: (r) => oks.push(r.status), onTimeout: () => undefined });
+    layer.receive(createResponse(req, 200, undefined, { toTag: 't1' }), flow);
+    layer.receive(createResponse(req, 200, undefined, { toTag: 't2' }), flow);
+    expect(ct.state).toBe('Accepted');
+    expect(oks).toEqual([200, 200]);
+  });
+
+  it('a response matching no transaction goes to the TU as stray', () => {
+    const { layer, events } = setup();
+    layer.receive(createResponse(outgoing('MESSAGE', 'z9hG4bKnone'), 200), new FakeFlow());
+    expect(events).toEqual(['stray 200']);
+  });
+});
