@@ -22,7 +22,7 @@ import {
   type WorkloadRun,
 } from './sip.js';
 
-const DEFAULT_RATES = [5_000, 10_000, 15_000, 20_000, 25_000];
+const DEFAULT_RATES = [2_500, 5_000, 10_000, 15_000, 20_000, 25_000];
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -227,8 +227,9 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
 const fmtRate = (n: number | undefined) => (n === undefined ? '-' : n.toLocaleString('en-US'));
 
 function latencyText(run: WorkloadRun | undefined): string {
-  const l = run?.best?.latency;
-  return l ? `${l.p50}/${l.p90}/${l.p99}` : '-';
+  const s = run?.sustained;
+  const l = s?.latency;
+  return s && l ? `${l.p50}/${l.p90}/${l.p99} @ ${fmtRate(s.achievedRate)}/s` : '-';
 }
 
 function failuresText(run: WorkloadRun | undefined): string {
@@ -239,7 +240,7 @@ function failuresText(run: WorkloadRun | undefined): string {
 
 /** The human rendering: one row per workload and server, then the ratio. */
 export function renderSipTable(suite: SipSuiteResult): string {
-  const header = ['workload', 'server', 'best rate/s', 'at target', 'ratio', 'p50/p90/p99 ms', 'failed', 'CPU %', 'RSS MiB'];
+  const header = ['workload', 'server', 'best rate/s', 'at target', 'ratio', 'failed', 'CPU %', 'RSS MiB', 'p50/p90/p99 ms at a sustained rate'];
   const rows: string[][] = [];
   for (const w of suite.workloads) {
     for (const run of [w.parley, w.kamailio]) {
@@ -250,19 +251,20 @@ export function renderSipTable(suite: SipSuiteResult): string {
         fmtRate(run.best?.achievedRate),
         fmtRate(run.best?.targetRate),
         run.server === 'parley' && w.ratio !== undefined ? w.ratio.toFixed(2) : '',
-        latencyText(run),
         failuresText(run),
         run.best ? String(run.best.cpuPercent) : '-',
         // Kamailio is several processes sharing memory: PSS counts shared pages once.
         run.best ? String(run.server === 'parley' ? run.best.rssMiB : run.best.pssMiB) : '-',
+        latencyText(run),
       ]);
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i < 8 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   out.push('');
   out.push(`best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), one TCP connection, SIPp on the same cores.`);
+  out.push('CPU % and RSS at the best rate. Latency at the highest clean step that kept up with its target (at saturation it is only queueing time).');
   out.push('CPU %: server process tree, % of one core. RSS: Parley VmRSS; Kamailio summed PSS of its processes.');
   if (suite.kamailioSkipped) out.push(`Kamailio not measured: ${suite.kamailioSkipped}`);
   return out.join('\n');

@@ -52,6 +52,8 @@ export interface WorkloadRun {
   steps: RateStep[];
   /** The step with the highest achieved rate among those with 0 failures. */
   best?: RateStep;
+  /** The highest-rate clean step that kept up with its target: latency without queueing. */
+  sustained?: RateStep;
   /** The lowest-rate step already failed: the server did not hold the first rate tried. */
   failedAtLowestRate: boolean;
 }
@@ -75,6 +77,8 @@ export interface SipBenchOptions {
   /** Length of each step in seconds (calls = rate x duration). */
   duration: number;
   workloads: Workload[];
+  /** Measure latency at 70% of the best rate when every step saturated (default true). */
+  sustainedStep?: boolean;
   log: (line: string) => void;
 }
 
@@ -412,7 +416,7 @@ export async function rampWorkload(
   workDir: string,
 ): Promise<WorkloadRun> {
   const steps: RateStep[] = [];
-  for (const rate of opts.rates) {
+  const runStep = async (rate: number): Promise<RateStep> => {
     const calls = Math.max(1, Math.round(rate * opts.duration));
     const sample = startResourceSampler(target);
     const run = await runSipp({
@@ -447,13 +451,28 @@ export async function rampWorkload(
         `, CPU ${step.cpuPercent}%, RSS ${step.rssMiB} MiB` +
         (step.error ? ` (${step.error})` : ''),
     );
-    if (failed > 0 || step.error) break;
-    if (step.achievedRate < rate * 0.9) break;
+    return step;
+  };
+  for (const rate of opts.rates) {
+    const step = await runStep(rate);
+    if (step.failed > 0 || step.error) break;
+    if (!keptUp(step)) break;
   }
   const clean = steps.filter((s) => s.failed === 0 && !s.error);
   const best = clean.reduce<RateStep | undefined>((a, s) => (!a || s.achievedRate > a.achievedRate ? s : a), undefined);
-  return { server: target.name, steps, best, failedAtLowestRate: steps.length > 0 && clean.length === 0 };
+  // Latency at saturation is queueing time; when no clean step kept up with its target,
+  // one more step at 70% of the best rate gives the latency of a load the server sustains.
+  let sustained = [...clean].reverse().find(keptUp);
+  if (!sustained && best && opts.sustainedStep !== false) {
+    const rate = Math.max(100, Math.round((best.achievedRate * 0.7) / 100) * 100);
+    const step = await runStep(rate);
+    if (step.failed === 0 && !step.error && keptUp(step)) sustained = step;
+  }
+  return { server: target.name, steps, best, sustained, failedAtLowestRate: steps.length > 0 && clean.length === 0 };
 }
+
+/** The server kept up with the target: higher targets may still go faster. */
+const keptUp = (s: RateStep) => s.achievedRate >= s.targetRate * 0.9;
 
 /** Starts a SIPp UAS that answers MESSAGE, then registers bob with a contact at it. */
 async function prepareMessageWorkload(target: SipTarget, workDir: string, opts: SipBenchOptions): Promise<{ setup: WorkloadSetup; stop(): Promise<void> }> {
