@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -74,15 +75,44 @@ export class PgliteDatabase implements Database {
     pglite.onNotification((channel, payload) => this.dispatchNotification(channel, payload));
   }
 
+  /**
+   * Marks the async context of an open transaction's callback. A statement sent on the
+   * database itself from there would wait for the transaction that waits for it: on
+   * PostgreSQL it would run on another connection, here there is no other session, so we
+   * fail fast instead of hanging. The flag is cleared when the transaction ends, so work
+   * the callback started and that outlives it is not affected.
+   */
+  private readonly inTransaction = new AsyncLocalStorage<{ open: boolean }>();
+
+  private assertNotInTransaction(): void {
+    if (this.inTransaction.getStore()?.open) {
+      throw new Error(
+        'a statement was sent on the database inside one of its transactions: use the transaction handle (tx) there',
+      );
+    }
+  }
+
   async query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+    this.assertNotInTransaction();
     return this.lock.run(async () => toResult<Row>(await this.pglite.query(text, params)));
   }
 
   async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
-    return this.lock.run(() => this.pglite.transaction((tx) => fn(new PgliteTransaction(tx))));
+    this.assertNotInTransaction();
+    return this.lock.run(() =>
+      this.pglite.transaction(async (tx) => {
+        const marker = { open: true };
+        try {
+          return await this.inTransaction.run(marker, () => fn(new PgliteTransaction(tx)));
+        } finally {
+          marker.open = false;
+        }
+      }),
+    );
   }
 
   async exec(script: string): Promise<void> {
+    this.assertNotInTransaction();
     await this.lock.run(async () => void (await this.pglite.exec(script)));
   }
 

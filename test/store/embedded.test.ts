@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedDatabaseServer, OWNER_FILE, serveEmbeddedDatabase } from '../../src/store/embedded.js';
 import { DataFolderInUseError, openDatabase } from '../../src/store/open.js';
-import { PgliteDatabase } from '../../src/store/pglite.js';
+import { createPgliteDatabase, PgliteDatabase } from '../../src/store/pglite.js';
 import type { Database } from '../../src/store/sql.js';
 
 const run = promisify(execFile);
@@ -130,6 +130,44 @@ describe('data folder ownership', () => {
     } finally {
       await db.close();
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('pglite engine specifics', () => {
+  it('keeps data across reopening the folder', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'parley-persist-'));
+    try {
+      const first = await openDatabase({ dataDir });
+      await first.query("INSERT INTO homes (name, kind, address) VALUES ('kept', 'standard', 'sip:kept')");
+      await first.close();
+      const second = await openDatabase({ dataDir });
+      try {
+        expect((await second.query("SELECT name FROM homes WHERE name = 'kept'")).rows).toEqual([
+          { name: 'kept' },
+        ]);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('fails fast instead of deadlocking when the database is used inside its own transaction', async () => {
+    const db = await createPgliteDatabase();
+    try {
+      await expect(db.transaction(async () => db.query('SELECT 1'))).rejects.toThrow(
+        /use the transaction handle/,
+      );
+      let later: Promise<unknown> | undefined;
+      await db.transaction(async (tx) => {
+        await tx.query('SELECT 1');
+        later = new Promise((r) => setTimeout(r, 10)).then(() => db.query('SELECT 2 AS n'));
+      });
+      expect(((await later) as { rows: unknown[] }).rows).toEqual([{ n: 2 }]);
+    } finally {
+      await db.close();
     }
   });
 });
