@@ -73,9 +73,31 @@ for (const short in COMPACT_FORMS) {
   KNOWN_SPELLINGS.set(short.toUpperCase(), COMPACT_FORMS[short]);
 }
 
+/** Known spellings grouped by length, for matching inside a header line without slicing it. */
+const SPELLINGS_BY_LENGTH: [string, string][][] = [];
+for (const [spelling, canonical] of KNOWN_SPELLINGS) {
+  SPELLINGS_BY_LENGTH[spelling.length] ??= [];
+  SPELLINGS_BY_LENGTH[spelling.length].push([spelling, canonical]);
+}
+
 /** Canonical name for a spelling known to be a valid token, or undefined (then check and lower-case). */
 export function knownHeaderName(name: string): string | undefined {
   return KNOWN_SPELLINGS.get(name);
+}
+
+/**
+ * Canonical name when line[0, end) is a known spelling, else undefined. Compares in place,
+ * so the common headers cost neither a slice nor a hash.
+ */
+export function matchKnownHeaderName(line: string, end: number): string | undefined {
+  const candidates = SPELLINGS_BY_LENGTH[end];
+  if (candidates === undefined) return undefined;
+  const first = line.charCodeAt(0);
+  for (let k = 0; k < candidates.length; k++) {
+    const [spelling, canonical] = candidates[k];
+    if (spelling.charCodeAt(0) === first && line.startsWith(spelling)) return canonical;
+  }
+  return undefined;
 }
 
 /** Canonical lower-case full name of a header name as written (compact forms expanded). */

@@ -80,13 +80,14 @@ export function readQuotedString(text: string, start: number): { value: string; 
 /** Index just past a quoted-string starting at start, or -1 when unterminated. */
 export function skipQuotedString(text: string, start: number): number {
   let i = start + 1;
-  while (i < text.length) {
-    const c = text.charCodeAt(i);
-    if (c === 34) return i + 1;
-    if (c === 92) i++;
-    i++;
+  for (;;) {
+    const quote = text.indexOf('"', i);
+    if (quote < 0) return -1;
+    const backslash = text.indexOf('\\', i);
+    if (backslash < 0 || backslash > quote) return quote + 1;
+    // quoted-pair: the escaped character (possibly a DQUOTE) does not end the string.
+    i = backslash + 2;
   }
-  return -1;
 }
 
 /** Wraps text as a quoted-string, escaping DQUOTE and backslash (RFC 3261 25.1 quoted-pair). */
@@ -143,6 +144,11 @@ export function splitCommaList(value: string): string[] {
  * Used to pop the topmost value off a comma-joined header such as Via.
  */
 export function indexOfListComma(value: string, start = 0): number {
+  const comma = value.indexOf(',', start);
+  if (comma < 0) return -1;
+  const quote = value.indexOf('"', start);
+  const angle = value.indexOf('<', start);
+  if ((quote < 0 || quote > comma) && (angle < 0 || angle > comma)) return comma;
   let inAngle = false;
   let i = start;
   while (i < value.length) {

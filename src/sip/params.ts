@@ -91,11 +91,16 @@ export function paramName(text: string, start: number, end: number): string {
   return text.slice(start, end).toLowerCase();
 }
 
-/** token / host characters: everything printable except separators that end a value. */
+/**
+ * token / host characters: printable ASCII except the separators that end or break a value
+ * (; , = " < >); "[", "]" and ":" stay allowed for IPv6 hosts. UTF-8 is tolerated.
+ */
+const VALUE_TABLE = new Uint8Array(128);
+for (let c = 33; c < 127; c++) VALUE_TABLE[c] = 1;
+for (const c of ';,="<>') VALUE_TABLE[c.charCodeAt(0)] = 0;
+
 function isParamValueChar(c: number): boolean {
-  if (c <= 32 || c === 127) return false;
-  // ; , = " < > end or break the value; "[", "]" and ":" stay allowed for IPv6 hosts.
-  return c !== 59 && c !== 44 && c !== 61 && c !== 34 && c !== 60 && c !== 62;
+  return c >= 128 || VALUE_TABLE[c] === 1;
 }
 
 /**

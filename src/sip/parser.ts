@@ -1,5 +1,5 @@
 import { isAscii, isUtf8 } from 'node:buffer';
-import { canonicalHeaderName, knownHeaderName } from './headers.js';
+import { canonicalHeaderName, matchKnownHeaderName } from './headers.js';
 import { isDigits, isToken } from './lexer.js';
 import { ReceivedHeader, type SipHeader, SipMessage } from './message.js';
 import { uriScheme } from './uri.js';
@@ -174,9 +174,9 @@ export function splitHead(buf: Buffer, start: number, end: number): SplitHead {
     let nameEnd = colon;
     while (nameEnd > 0 && (raw.charCodeAt(nameEnd - 1) === 32 || raw.charCodeAt(nameEnd - 1) === 9))
       nameEnd--;
-    const rawName = nameEnd === colon ? raw.slice(0, colon) : raw.slice(0, nameEnd);
-    let name = knownHeaderName(rawName);
+    let name = matchKnownHeaderName(raw, nameEnd);
     if (name === undefined) {
+      const rawName = raw.slice(0, nameEnd);
       if (!isToken(rawName)) {
         result.error ??= { status: 400, reason: 'Bad Request - Malformed Header Name' };
         continue;

@@ -25,23 +25,44 @@ export interface Via {
 /** The RFC 3261 8.1.1.7 magic cookie that marks a globally unique branch. */
 export const BRANCH_MAGIC_COOKIE = 'z9hG4bK';
 
+/** Transport as written -> [upper-cased transport, sent-protocol], shared strings for the hot path. */
+const COMMON_PROTOCOLS = new Map<string, [string, string]>();
+for (const t of ['UDP', 'TCP', 'TLS', 'WS', 'WSS', 'SCTP']) {
+  COMMON_PROTOCOLS.set(t, [t, `SIP/2.0/${t}`]);
+  COMMON_PROTOCOLS.set(t.toLowerCase(), [t, `SIP/2.0/${t}`]);
+}
+
 /** Parses one Via value (not a comma-joined list); undefined on any syntax error. */
 export function parseVia(text: string): Via | undefined {
   const len = text.length;
   let i = skipWhitespace(text, 0);
-  const parts: string[] = [];
-  for (let part = 0; part < 3; part++) {
-    if (part > 0) {
-      if (text.charCodeAt(i) !== 47) return undefined;
-      i = skipWhitespace(text, i + 1);
-    }
-    const start = i;
+  let protocol: string;
+  let transport: string;
+  if (text.startsWith('SIP/2.0/', i) && isTokenChar(text.charCodeAt(i + 8))) {
+    // The spelling of nearly every Via: no LWS inside sent-protocol.
+    const start = i + 8;
+    i = start;
     while (i < len && isTokenChar(text.charCodeAt(i))) i++;
-    if (i === start) return undefined;
-    parts.push(text.slice(start, i).toUpperCase());
+    const common = COMMON_PROTOCOLS.get(text.slice(start, i));
+    transport = common?.[0] ?? text.slice(start, i).toUpperCase();
+    protocol = common?.[1] ?? `SIP/2.0/${transport}`;
     i = skipWhitespace(text, i);
+  } else {
+    const parts: string[] = [];
+    for (let part = 0; part < 3; part++) {
+      if (part > 0) {
+        if (text.charCodeAt(i) !== 47) return undefined;
+        i = skipWhitespace(text, i + 1);
+      }
+      const start = i;
+      while (i < len && isTokenChar(text.charCodeAt(i))) i++;
+      if (i === start) return undefined;
+      parts.push(text.slice(start, i).toUpperCase());
+      i = skipWhitespace(text, i);
+    }
+    transport = parts[2];
+    protocol = `${parts[0]}/${parts[1]}/${transport}`;
   }
-  const transport = parts[2];
   const hostStart = i;
   let host: string;
   if (text.charCodeAt(i) === 91) {
@@ -74,7 +95,7 @@ export function parseVia(text: string): Via | undefined {
   const parsed = parseParams(text, i);
   if (parsed === undefined || parsed.end !== len) return undefined;
   const params = parsed.params;
-  const via: Via = { protocol: `${parts[0]}/${parts[1]}/${transport}`, transport, host, params };
+  const via: Via = { protocol, transport, host, params };
   if (port !== undefined) via.port = port;
   const branch = params.branch;
   if (branch !== undefined) {

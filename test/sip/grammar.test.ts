@@ -174,6 +174,17 @@ describe('Via (RFC 3261 20.42)', () => {
     });
   });
 
+  it('allows LWS around the slashes of sent-protocol', () => {
+    expect(parseVia('SIP/2.0/ udp host.example.com')).toMatchObject({
+      protocol: 'SIP/2.0/UDP',
+      host: 'host.example.com',
+    });
+    expect(parseVia('SIP / 2.0 / tls host.example.com:5061')).toMatchObject({
+      protocol: 'SIP/2.0/TLS',
+      port: 5061,
+    });
+  });
+
   it('formats with branch/received/rport overrides (RFC 3581)', () => {
     const via = parseVia('SIP/2.0/TCP 10.0.0.5:5060;rport;branch=z9hG4bKabc')!;
     via.received = '198.51.100.7';
