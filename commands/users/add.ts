@@ -1,7 +1,7 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { domainFlag, storeFlags } from '../../src/cli/flags.js';
 import { obtainPassword } from '../../src/cli/password.js';
-import { runWithStore } from '../../src/cli/store-command.js';
+import { runWithPreparedStore } from '../../src/cli/store-command.js';
 import { addUser, resolveAor, type UserSummary } from '../../src/users/admin.js';
 
 export default class UsersAdd extends Command {
@@ -29,18 +29,26 @@ A bare name is taken in the server domain: "alice" is alice@DOMAIN.`;
 
   async run(): Promise<UserSummary> {
     const { args, flags } = await this.parse(UsersAdd);
-    const user = await runWithStore(this, flags, async (store, config) => {
-      const aor = resolveAor(args.aor, config.domain);
-      const password = await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor });
-      return addUser(store, {
-        aor,
-        password,
-        domain: config.domain,
-        displayName: flags['display-name'],
-        home: flags.home,
-        enabled: !flags.disabled,
-      });
-    });
+    const user = await runWithPreparedStore(
+      this,
+      flags,
+      async (config) => {
+        const aor = resolveAor(args.aor, config.domain);
+        return {
+          aor,
+          password: await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor }),
+        };
+      },
+      (store, config, { aor, password }) =>
+        addUser(store, {
+          aor,
+          password,
+          domain: config.domain,
+          displayName: flags['display-name'],
+          home: flags.home,
+          enabled: !flags.disabled,
+        }),
+    );
     this.log(`Added ${user.aor}${user.enabled ? '' : ' (disabled)'}.`);
     return user;
   }

@@ -1,8 +1,8 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { domainFlag, storeFlags } from '../../src/cli/flags.js';
 import { obtainPassword } from '../../src/cli/password.js';
-import { runWithStore } from '../../src/cli/store-command.js';
-import { resolveAor, setPassword, showUser, type UserSummary } from '../../src/users/admin.js';
+import { runWithPreparedStore } from '../../src/cli/store-command.js';
+import { resolveAor, setPassword, type UserSummary } from '../../src/users/admin.js';
 
 export default class UsersSetPassword extends Command {
   static override summary = "Change a user's password.";
@@ -24,13 +24,19 @@ export default class UsersSetPassword extends Command {
 
   async run(): Promise<UserSummary> {
     const { args, flags } = await this.parse(UsersSetPassword);
-    const user = await runWithStore(this, flags, async (store, config) => {
-      const aor = resolveAor(args.aor, config.domain);
-      // Fail on an unknown user before asking for a password.
-      await showUser(store, { aor, domain: config.domain });
-      const password = await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor });
-      return setPassword(store, { aor, password, domain: config.domain });
-    });
+    // The prompt comes before the store opens, so an embedded data folder is not held while someone types.
+    const user = await runWithPreparedStore(
+      this,
+      flags,
+      async (config) => {
+        const aor = resolveAor(args.aor, config.domain);
+        return {
+          aor,
+          password: await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor }),
+        };
+      },
+      (store, config, { aor, password }) => setPassword(store, { aor, password, domain: config.domain }),
+    );
     this.log(`Password of ${user.aor} changed.`);
     return user;
   }

@@ -14,11 +14,30 @@ export async function runWithStore<T>(
   flags: StoreFlagValues,
   fn: (store: Store, config: ParleyConfig) => Promise<T>,
 ): Promise<T> {
+  return runWithPreparedStore(
+    command,
+    flags,
+    async () => undefined,
+    (store, config) => fn(store, config),
+  );
+}
+
+/**
+ * Like runWithStore, with a step before the store opens: prompts and input checks run
+ * there, so an embedded data folder is not held open while a person types a password.
+ */
+export async function runWithPreparedStore<P, T>(
+  command: Command,
+  flags: StoreFlagValues,
+  prepare: (config: ParleyConfig) => Promise<P>,
+  fn: (store: Store, config: ParleyConfig, prepared: P) => Promise<T>,
+): Promise<T> {
   let store: Store | undefined;
   try {
     const config = loadCliConfig(flags);
+    const prepared = await prepare(config);
     store = await openCliStore(config);
-    return await fn(store, config);
+    return await fn(store, config, prepared);
   } catch (err) {
     if (err instanceof CliError) failCommand(command, err);
     throw err;
