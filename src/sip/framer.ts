@@ -1,3 +1,4 @@
+import { isTokenChar } from './lexer.js';
 import type { SipMessage } from './message.js';
 import {
   DEFAULT_MAX_HEADER_SIZE,
@@ -129,6 +130,12 @@ export class StreamFramer {
         continue;
       }
       first = false;
+      // A start line begins with a method token or "SIP/": anything else (a TLS ClientHello
+      // on the TCP port, binary junk) will never frame, so say so now rather than at the limit.
+      if (!isTokenChar(buf[pos])) {
+        this.fatal(events, 400, 'Bad Request - Malformed Start Line');
+        break;
+      }
       const headEnd = buf.indexOf(CRLFCRLF, Math.max(pos, this.scanFrom));
       if (headEnd < 0) {
         if (remaining > this.maxHeaderSize) {

@@ -188,11 +188,41 @@ describe('StreamFramer', () => {
     expect(summary(new StreamFramer().push(huge))).toEqual(['error:413:true']);
   });
 
+  it('binary junk such as a TLS ClientHello fails at once', () => {
+    const hello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+    expect(summary(new StreamFramer().push(hello))).toEqual(['error:400:true']);
+  });
+
   it('waits for a body that arrives later', () => {
     const framer = new StreamFramer();
     const headEnd = message.indexOf('\r\n\r\n') + 4;
     expect(framer.push(message.subarray(0, headEnd + 2))).toEqual([]);
     expect(framer.buffered).toBe(headEnd + 2);
     expect(summary(framer.push(message.subarray(headEnd + 2)))).toHaveLength(1);
+  });
+});
+
+describe('StreamFramer robustness', () => {
+  it('never throws on mutated streams cut at random places', () => {
+    let state = 7;
+    const rand = () => {
+      state = (state * 1103515245 + 12345) & 0x7fffffff;
+      return state;
+    };
+    const stream = Buffer.concat([register, Buffer.from('\r\n\r\n'), message, valid.wsinv, register]);
+    for (let n = 0; n < 500; n++) {
+      const copy = Buffer.from(stream);
+      for (let k = 0; k < n % 6; k++) copy[rand() % copy.length] = rand() % 256;
+      const framer = new StreamFramer();
+      let at = 0;
+      while (at < copy.length) {
+        const size = 1 + (rand() % 200);
+        for (const ev of framer.push(copy.subarray(at, at + size))) {
+          if (ev.type === 'message') ev.message.toBuffer();
+          if (ev.type === 'error') createErrorResponseFromPartial(ev)?.toBuffer();
+        }
+        at += size;
+      }
+    }
   });
 });

@@ -375,3 +375,41 @@ describe('other malformed input', () => {
     }
   });
 });
+
+describe('character sets and keep-alives', () => {
+  const lines = (from: string) => [
+    'MESSAGE sip:bob@example.com SIP/2.0',
+    'Via: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKcs',
+    `From: ${from};tag=1`,
+    'To: <sip:bob@example.com>',
+    'Call-ID: cs-1',
+    'CSeq: 1 MESSAGE',
+    'Content-Length: 0',
+  ];
+
+  it('UTF-8 display names are decoded and written back unchanged', () => {
+    const buf = sip(lines('"Jürgen Müller 山田" <sip:jm@example.com>'));
+    const m = parseOk(buf);
+    expect(m.from.displayName).toBe('Jürgen Müller 山田');
+    expect(m.toBuffer().equals(buf)).toBe(true);
+  });
+
+  it('invalid UTF-8 falls back to latin1 without losing the message', () => {
+    const buf = Buffer.from(
+      sip(lines('"J\u00fcrgen" <sip:jm@example.com>')).toString('utf8').replace('Jürgen', 'J\u00fcrgen'),
+      'latin1',
+    );
+    expect(buf.includes(Buffer.from([0x4a, 0xfc, 0x72]))).toBe(true);
+    const m = parseOk(buf);
+    expect(m.from.displayName).toBe('Jürgen');
+    expect(parseOk(m.toBuffer()).from.displayName).toBe('Jürgen');
+  });
+
+  it('isKeepAlive recognises CRLF-only datagrams', async () => {
+    const { isKeepAlive } = await import('../../src/sip/parser.js');
+    expect(isKeepAlive(Buffer.from('\r\n\r\n'))).toBe(true);
+    expect(isKeepAlive(Buffer.from('\r\n'))).toBe(true);
+    expect(isKeepAlive(Buffer.alloc(0))).toBe(false);
+    expect(isKeepAlive(valid.lwsdisp)).toBe(false);
+  });
+});
