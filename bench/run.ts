@@ -275,6 +275,8 @@ export function renderProfile(p: ProfileSummary): string {
   for (const f of p.functions) out.push(`  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.function}  ${f.location}`);
   out.push('top self time by file:');
   for (const f of p.files.slice(0, 12)) out.push(`  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.file}`);
+  out.push("Parley's functions by total time (callees included):");
+  for (const f of p.inclusive.slice(0, 15)) out.push(`  ${String(f.totalPercent).padStart(5)}%  ${String(f.totalMs).padStart(7)} ms  ${f.function}  ${f.location}`);
   return out.join('\n');
 }
 

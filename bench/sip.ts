@@ -9,7 +9,9 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { SourceMap } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { openDatabase } from '../src/store/open.js';
 
@@ -679,15 +681,22 @@ export interface ProfileHotSpot {
 
 export interface ProfileSummary {
   file: string;
+  /** Sampled time the server was busy (waiting for I/O, "(idle)", left out). */
   totalMs: number;
   functions: ProfileHotSpot[];
   files: Array<{ file: string; selfMs: number; selfPercent: number }>;
+  /** Parley's own functions (src/) by total time, callees included. */
+  inclusive: Array<{ function: string; location: string; totalMs: number; totalPercent: number }>;
 }
 
 interface CpuProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  children?: number[];
 }
+
+/** Pseudo-frames that are not work: the thread waiting for I/O. */
+const NOT_WORK = new Set(['(idle)']);
 
 /** Self time per function and per file from a V8 .cpuprofile (samples x time deltas). */
 export function summariseCpuProfile(path: string, top = 20): ProfileSummary {
@@ -707,17 +716,38 @@ export function summariseCpuProfile(path: string, top = 20): ProfileSummary {
   let total = 0;
   for (const [id, us] of selfUs) {
     const node = byId.get(id);
-    if (!node) continue;
+    if (!node || NOT_WORK.has(node.callFrame.functionName)) continue;
     total += us;
     const frame = node.callFrame;
-    const file = shortUrl(frame.url) || `(${frame.functionName || 'native'})`;
-    const location = frame.url ? `${file}:${frame.lineNumber + 1}` : file;
+    const source = frame.url ? sourceLocation(frame.url, frame.lineNumber, frame.columnNumber) : undefined;
+    const file = source?.file || `(${frame.functionName || 'native'})`;
+    const location = source ? `${source.file}:${source.line}` : file;
     const name = frame.functionName || '(anonymous)';
     const key = `${name}@${location}`;
     const entry = fns.get(key) ?? { function: name, location, us: 0 };
     entry.us += us;
     fns.set(key, entry);
     files.set(file, (files.get(file) ?? 0) + us);
+  }
+  // Total (inclusive) time of Parley's own functions: which code path leads to the cost.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inclusive = new Map<string, { function: string; location: string; us: number }>();
+  for (const [id, us] of selfUs) {
+    if (NOT_WORK.has(byId.get(id)?.callFrame.functionName ?? '')) continue;
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)?.callFrame;
+      if (!frame?.url.startsWith('file://')) continue;
+      const source = sourceLocation(frame.url, frame.lineNumber, frame.columnNumber);
+      if (!source.file.startsWith('src/')) continue;
+      const key = `${frame.functionName}@${source.file}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const entry = inclusive.get(key) ?? { function: frame.functionName || '(anonymous)', location: `${source.file}:${source.line}`, us: 0 };
+      entry.us += us;
+      inclusive.set(key, entry);
+    }
   }
   const pct = (us: number) => round1((us / Math.max(total, 1)) * 100);
   return {
@@ -731,16 +761,43 @@ export function summariseCpuProfile(path: string, top = 20): ProfileSummary {
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([file, us]) => ({ file, selfMs: Math.round(us / 1000), selfPercent: pct(us) })),
+    inclusive: [...inclusive.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map((f) => ({ function: f.function, location: f.location, totalMs: Math.round(f.us / 1000), totalPercent: pct(f.us) })),
   };
 }
 
-function shortUrl(url: string): string {
-  if (!url) return '';
-  if (url.startsWith('file://')) {
-    const path = new URL(url).pathname;
-    return path.startsWith(REPO_ROOT) ? relative(REPO_ROOT, path) : path;
+const sourceMaps = new Map<string, SourceMap | undefined>();
+
+/**
+ * file:line of a profile frame, mapped through the compiled file's source map back to the
+ * TypeScript (dist/src/sip/parser.js:92 -> src/sip/parser.ts:118) so the hot spots name
+ * the lines to change.
+ */
+function sourceLocation(url: string, line0: number, column0: number): { file: string; line: number } {
+  if (!url.startsWith('file://')) return { file: url, line: line0 + 1 };
+  const path = fileURLToPath(url);
+  const shown = (p: string) => (p.startsWith(REPO_ROOT) ? relative(REPO_ROOT, p) : p);
+  if (!sourceMaps.has(path)) {
+    let map: SourceMap | undefined;
+    try {
+      if (existsSync(`${path}.map`)) map = new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')));
+    } catch {
+      map = undefined;
+    }
+    sourceMaps.set(path, map);
   }
-  return url;
+  const entry = sourceMaps.get(path)?.findEntry(line0, column0) as
+    | { originalSource?: string; originalLine?: number }
+    | undefined;
+  if (entry?.originalSource && entry.originalLine !== undefined) {
+    const original = entry.originalSource.startsWith('file://')
+      ? fileURLToPath(entry.originalSource)
+      : resolve(dirname(path), entry.originalSource);
+    return { file: shown(original), line: entry.originalLine + 1 };
+  }
+  return { file: shown(path), line: line0 + 1 };
 }
 
 /** The newest .cpuprofile in a folder (node names them by time and pid). */
