@@ -1,0 +1,59 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { rewriteKamailioConfig } from '../../bench/kamailio.js';
+import { parseSippStats, rttPercentiles, summariseCpuProfile } from '../../bench/sip.js';
+
+describe('SIPp output parsing', () => {
+  it('reads the last -trace_stat line by column name, with sub-second elapsed time', () => {
+    const header = 'StartTime;LastResetTime;CurrentTime;SuccessfulCall(C);FailedCall(C)';
+    const row = (now: string, ok: number, failed: number) =>
+      `2026-11-26\t10:21:58.000000\t1000.250000;x;2026-11-26\t10:22:06.000000\t${now};${ok};${failed}`;
+    const stats = parseSippStats([header, row('1005.000000', 100, 0), row('1008.250000', 20000, 3), ''].join('\n'));
+    expect(stats).toEqual({ successful: 20000, failed: 3, seconds: 8 });
+    expect(parseSippStats(header)).toBeUndefined();
+  });
+
+  it('computes percentiles of one RTD timer from -trace_rtt', () => {
+    const lines = ['Date_ms;response_time_ms;rtd_no'];
+    for (let i = 1; i <= 100; i++) lines.push(`16.0;${i};register`, `16.0;999;challenge`);
+    expect(rttPercentiles(lines.join('\n'), 'register')).toEqual({ p50: 51, p90: 91, p99: 100, samples: 100 });
+    expect(rttPercentiles(lines.join('\n'), 'message')).toBeUndefined();
+  });
+});
+
+describe('Kamailio configuration copy', () => {
+  it('rewrites the listen port and keeps the rest', () => {
+    const cfg = '#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:5070\nauto_aliases=no\n';
+    expect(rewriteKamailioConfig(cfg, 40123)).toBe('#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:40123\nauto_aliases=no\n');
+  });
+});
+
+describe('CPU profile summary', () => {
+  it('sums self time per function, leaves idle out and counts callers inclusively', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-prof-'));
+    const file = join(dir, 'x.cpuprofile');
+    const frame = (functionName: string, url = '') => ({ functionName, url, lineNumber: 0, columnNumber: 0, scriptId: '0' });
+    writeFileSync(
+      file,
+      JSON.stringify({
+        nodes: [
+          { id: 1, callFrame: frame('(root)'), children: [2, 3] },
+          { id: 2, callFrame: frame('(idle)') },
+          { id: 3, callFrame: frame('outer', 'node:internal/x'), children: [4] },
+          { id: 4, callFrame: frame('inner', 'node:internal/y') },
+        ],
+        samples: [2, 3, 4, 4, 2],
+        timeDeltas: [5000, 1000, 2000, 1000, 5000],
+      }),
+    );
+    const s = summariseCpuProfile(file);
+    expect(s.totalMs).toBe(4);
+    expect(s.functions.map((f) => [f.function, f.selfMs])).toEqual([
+      ['inner', 3],
+      ['outer', 1],
+    ]);
+    expect(s.functions[0].location).toBe('node:internal/y:1');
+  });
+});
