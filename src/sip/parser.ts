@@ -291,24 +291,30 @@ export function finishMessage(head: SplitHead, body: Buffer): ParseResult {
   let maxForwards = false;
   let date: string | undefined;
   let contact = false;
+  let duplicate: string | undefined;
   for (const h of m.headers) {
     switch (h.name) {
       case 'via':
         via ??= h.value;
         break;
       case 'from':
-        from ??= h.value;
+        if (from !== undefined) duplicate ??= 'From';
+        from = h.value;
         break;
       case 'to':
-        to ??= h.value;
+        if (to !== undefined) duplicate ??= 'To';
+        to = h.value;
         break;
       case 'call-id':
-        callId ??= h.value;
+        if (callId !== undefined) duplicate ??= 'Call-ID';
+        callId = h.value;
         break;
       case 'cseq':
-        cseq ??= h.value;
+        if (cseq !== undefined) duplicate ??= 'CSeq';
+        cseq = h.value;
         break;
       case 'max-forwards':
+        if (maxForwards) duplicate ??= 'Max-Forwards';
         maxForwards = true;
         break;
       case 'date':
@@ -324,6 +330,11 @@ export function finishMessage(head: SplitHead, body: Buffer): ParseResult {
   if (to === undefined) return fail(head, 400, 'Bad Request - Missing To');
   if (callId === undefined || callId.length === 0) return fail(head, 400, 'Bad Request - Missing Call-ID');
   if (cseq === undefined) return fail(head, 400, 'Bad Request - Missing CSeq');
+  // RFC 3261 7.3.1: these headers take a single value; two copies (RFC 4475 multi01)
+  // would let two elements act on different ones.
+  if (duplicate !== undefined || callId.indexOf(',') >= 0) {
+    return fail(head, 400, `Bad Request - Multiple ${duplicate ?? 'Call-ID'} Values`);
+  }
   // callid = word [ "@" word ]: no whitespace.
   if (/[\s]/.test(callId)) return fail(head, 400, 'Bad Request - Malformed Call-ID');
   const parsedCSeq = m.cseq;

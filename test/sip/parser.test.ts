@@ -182,6 +182,26 @@ describe('RFC 4475 valid messages', () => {
     expect(hasRfc3261Branch(parseVia('SIP/2.0/UDP h;branch=z9hG4bK776asdhds')!)).toBe(true);
   });
 
+  it('unksm2, regescrt, cparam01, sipssch, inv2543, zeromf: more valid corners', () => {
+    const unk = parseOk(valid.unksm2);
+    expect(unk.to.uri).toBe('isbn:2983792873');
+    expect(unk.from.uri).toBe('http://www.example.com');
+    expect(unk.contacts[0].uri).toBe('name:John_Smith');
+    expect(parseUri(parseOk(valid.regescrt).contacts[0].uri)?.headers).toEqual({
+      Route: '%3Csip:sip.example.com%3E',
+    });
+    expect(parseOk(valid.cparam01).contacts[0]).toEqual({
+      uri: 'sip:+19725552222@gw1.example.net',
+      params: { unknownparam: null },
+    });
+    expect(parseOk(valid.sipssch).requestUri?.scheme).toBe('sips');
+    const old = parseOk(valid.inv2543);
+    expect(old.topVia.branch).toBeUndefined();
+    expect(old.from.tag).toBeUndefined();
+    expect(old.maxForwards).toBeUndefined();
+    expect(parseOk(valid.zeromf).maxForwards).toBe(0);
+  });
+
   it('serializes every valid message back byte for byte', () => {
     for (const [name, buf] of Object.entries(valid)) {
       const m = parseOk(buf);
@@ -341,6 +361,16 @@ describe('other malformed input', () => {
       received: '2001:db8::9',
       rport: 5099,
     });
+  });
+
+  it('never answers an ACK', () => {
+    const ack = sip([
+      'ACK sip:user@example.com SIP/2.0',
+      ...base.slice(1).map((l) => (l.startsWith('CSeq') ? 'CSeq: 1 INVITE' : l)),
+    ]);
+    const result = parseMessage(ack);
+    expect(result).toMatchObject({ ok: false, status: 400, reason: /CSeq/ });
+    if (!result.ok) expect(createErrorResponseFromPartial(result)).toBeUndefined();
   });
 
   it('answers with the partial headers: Via copied, To tag added', () => {

@@ -302,6 +302,82 @@ export const valid = {
     'CSeq: 8 OPTIONS',
     'l: 0',
   ]),
+
+  /** Unknown URI schemes in From, To and Contact are legal there. */
+  unksm2: sip([
+    'REGISTER sip:example.com SIP/2.0',
+    'To: isbn:2983792873',
+    'From: <http://www.example.com>;tag=3234233',
+    'Call-ID: unksm2.daksdj@hyphenated-host.example.com',
+    'CSeq: 234902 REGISTER',
+    'Max-Forwards: 70',
+    'Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKkdjuw',
+    'Contact: <name:John_Smith>',
+    'l: 0',
+  ]),
+
+  /** Escaped headers inside a bracketed Contact URI are fine (they are not in the request-URI). */
+  regescrt: sip([
+    'REGISTER sip:example.com SIP/2.0',
+    'To: sip:user@example.com',
+    'From: sip:user@example.com;tag=8',
+    'Max-Forwards: 70',
+    'Call-ID: regescrt.k345asrl3fdbv@192.0.2.1',
+    'CSeq: 14398234 REGISTER',
+    'Via: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw',
+    'M: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>',
+    'L:0',
+  ]),
+
+  /** Contact parameters, known and unknown, on a REGISTER. */
+  cparam01: sip([
+    'REGISTER sip:example.com SIP/2.0',
+    'Via: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw',
+    'Max-Forwards: 70',
+    'From: sip:watson@example.com;tag=DkfVgjkrtMwaerKKpe',
+    'To: sip:watson@example.com',
+    'Call-ID: cparam01.70710@saturn.example.com',
+    'CSeq: 2 REGISTER',
+    'Contact: sip:+19725552222@gw1.example.net;unknownparam',
+    'l: 0',
+  ]),
+
+  /** sips request-URI. */
+  sipssch: sip([
+    'OPTIONS sips:user@example.com SIP/2.0',
+    'To: sips:user@example.com',
+    'From: <sips:caller@example.com>;tag=8392034',
+    'Max-Forwards: 70',
+    'Call-ID: sipssch.a84b4c76e66710',
+    'CSeq: 63104 OPTIONS',
+    'Via: SIP/2.0/TLS host5.example.com;branch=z9hG4bKkdjuw',
+    'l: 0',
+  ]),
+
+  /** An RFC 2543 style INVITE: no magic cookie in the branch, no branch at all is fine too. */
+  inv2543: sip([
+    'INVITE sip:UserB@example.com SIP/2.0',
+    'Via: SIP/2.0/UDP iftgw.example.com',
+    'From: <sip:+13035551111@ift.client.example.net;user=phone>',
+    'Record-Route: <sip:github.example.com;lr>',
+    'To: sip:+16505552222@ss1.example.net;user=phone',
+    'Call-ID: inv2543.1717@ift.client.example.com',
+    'CSeq: 56 INVITE',
+    'Content-Type: application/sdp',
+    'l: 0',
+  ]),
+
+  /** Max-Forwards of zero: valid syntax (a proxy answers 483 to it, a UAS may still answer OPTIONS). */
+  zeromf: sip([
+    'OPTIONS sip:user@example.com SIP/2.0',
+    'To: sip:user@example.com',
+    'From: sip:caller@example.net;tag=3ghsd41',
+    'Call-ID: zeromf.jfasdlfnm2o2l43r5u0asdfas',
+    'CSeq: 39234321 OPTIONS',
+    'Via: SIP/2.0/UDP host1.example.com;branch=z9hG4bKkdjuw2349i',
+    'Max-Forwards: 0',
+    'l: 0',
+  ]),
 };
 
 const REQUEST_TAIL = [
@@ -609,6 +685,68 @@ export const invalid: Record<
     ]),
     status: 400,
     answerable: false,
+  },
+  multi01: {
+    message: sip([
+      'INVITE sip:user@company.com SIP/2.0',
+      'Contact: <sip:caller@host25.example.net>',
+      'Via: SIP/2.0/UDP 192.0.2.25;branch=z9hG4bKkdjuw',
+      'Max-Forwards: 70',
+      'CSeq: 5 INVITE',
+      'Call-ID: multi01.98asdh@192.0.2.1',
+      'CSeq: 59 INVITE',
+      'Call-ID: multi01.98asdh@192.0.2.2',
+      'From: sip:caller@example.com;tag=3413415',
+      'To: sip:user@example.com',
+      'To: sip:other@example.net',
+      'From: sip:caller@example.net;tag=2923420123',
+      'l: 0',
+    ]),
+    status: 400,
+    reason: /Multiple/,
+    answerable: true,
+  },
+  mcl01: {
+    message: sip(
+      [
+        'OPTIONS sip:user@example.com SIP/2.0',
+        'Via: SIP/2.0/UDP host5.example.net;branch=z9hG4bK293423',
+        'To: sip:user@example.com',
+        'From: sip:other@example.net;tag=3923942',
+        'Call-ID: mcl01.fhn2323orihawfdoa3o4r52o3irsdf',
+        'CSeq: 15932 OPTIONS',
+        'Content-Length: 13',
+        'Max-Forwards: 60',
+        'Content-Length: 5',
+        'Content-Type: text/plain',
+      ],
+      "There's no way to know how many octets are supposed to be here.",
+    ),
+    status: 400,
+    reason: /Content-Length/,
+    answerable: true,
+  },
+  unkscm: {
+    message: sip([
+      'OPTIONS nobodyKnowsThisScheme:totallyopaquecontent SIP/2.0',
+      'To: sip:user@example.com',
+      'From: sip:c@example.net;tag=1',
+      ...REQUEST_TAIL,
+      'l: 0',
+    ]),
+    status: 416,
+    answerable: true,
+  },
+  novelsc: {
+    message: sip([
+      'OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0',
+      'To: sip:user@example.com',
+      'From: sip:c@example.net;tag=1',
+      ...REQUEST_TAIL,
+      'l: 0',
+    ]),
+    status: 416,
+    answerable: true,
   },
   sip3: {
     message: sip([
