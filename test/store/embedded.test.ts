@@ -66,6 +66,41 @@ describe('embedded database served to other processes', () => {
     }
   });
 
+  it('serves several socket clients and in-process callers at once without mixing their statements', async () => {
+    const a = await openDatabase({ dataDir, migrate: false });
+    const b = await openDatabase({ dataDir, migrate: false });
+    try {
+      await db.query(
+        "INSERT INTO homes (name, kind, address) VALUES ('mix', 'pool', 'sip:mix') ON CONFLICT DO NOTHING",
+      );
+      const work: Promise<unknown>[] = [];
+      for (let i = 0; i < 40; i++) {
+        const who = [a, b, db][i % 3];
+        // Parameterized statements (Parse/Bind/Execute/Sync) checked against their own parameters.
+        work.push(
+          who
+            .query<{ v: string }>('SELECT $1::text AS v', [`q${i}`])
+            .then((r) => expect(r.rows).toEqual([{ v: `q${i}` }])),
+        );
+        work.push(
+          who
+            .transaction(async (tx) => {
+              await tx.query('INSERT INTO users (aor, home) VALUES ($1, $2)', [`mix${i}@example.com`, 'mix']);
+              if (i % 4 === 0) throw new Error('rollback');
+            })
+            .catch((err: Error) => expect(err.message).toBe('rollback')),
+        );
+      }
+      await Promise.all(work);
+      const n = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM users WHERE home = 'mix'");
+      expect(n.rows[0].n).toBe(30);
+      await db.exec("DELETE FROM users WHERE home = 'mix'");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('delivers a NOTIFY sent over the socket to in-process listeners', async () => {
     const got: string[] = [];
     const stop = await db.listen('Policy', (p) => got.push(p));

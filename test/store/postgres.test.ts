@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { migrate } from '../../src/store/migrate.js';
+import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { createPostgresDatabase, type PostgresDatabase } from '../../src/store/postgres.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 import { defineStoreContract } from './contract.js';
@@ -35,6 +35,23 @@ it('postgres: listeners survive a dropped LISTEN connection', async () => {
       .toBe(true);
   } finally {
     await db.close();
+    await pgs.stop();
+  }
+});
+
+it('postgres: two front-ends migrating a fresh database at once apply each migration once', async () => {
+  const pgs = await startTestPostgres();
+  const url = await pgs.createDatabase();
+  const one = createPostgresDatabase(url);
+  const two = createPostgresDatabase(url);
+  try {
+    const [a, b] = await Promise.all([migrate(one), migrate(two)]);
+    const versions = [...a.applied, ...b.applied].map((m) => m.version).sort((x, y) => x - y);
+    expect(versions).toEqual(loadMigrations().map((m) => m.version));
+    expect(a.current).toBe(b.current);
+  } finally {
+    await one.close();
+    await two.close();
     await pgs.stop();
   }
 });
