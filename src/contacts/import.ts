@@ -6,8 +6,8 @@ import {
   type ContactListChange,
   type ContactListOwner,
   findContactListOwners,
-  mergeContactList,
-  replaceContactList,
+  mergeContactLists,
+  replaceContactLists,
 } from './repository.js';
 import { scanContactListStream } from './xml-document.js';
 import { type ContactListLimits, DEFAULT_LIMITS, parseUserElement } from './xml-parse.js';
@@ -159,7 +159,7 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
     return result;
   }
   const maxSuccesses = options.maxSuccessEntries ?? 10_000;
-  const write = mode === 'replace' ? replaceContactList : mergeContactList;
+  const write = mode === 'replace' ? replaceContactLists : mergeContactLists;
   let written = 0;
   let batch: ParsedUser[] = [];
   const record = (user: ParsedUser, change: ContactListChange) => {
@@ -220,13 +220,16 @@ async function writeBatch(
   sql: Sql,
   users: ParsedUser[],
   owners: Map<string, ContactListOwner>,
-  write: typeof replaceContactList,
+  write: typeof replaceContactLists,
   dryRun: boolean,
 ): Promise<ContactListChange[]> {
-  const changes: ContactListChange[] = [];
+  let changes: ContactListChange[] = [];
   try {
     await sql.transaction(async (tx) => {
-      for (const user of users) changes.push(await write(tx, owners.get(user.aor)!.id, user.list));
+      changes = await write(
+        tx,
+        users.map((user) => ({ userId: owners.get(user.aor)!.id, list: user.list })),
+      );
       if (dryRun) throw new DryRunRollback();
     });
   } catch (err) {

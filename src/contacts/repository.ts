@@ -39,13 +39,6 @@ interface GroupRow {
   user_id: number | string;
   name: string;
 }
-interface ContactRow {
-  user_id: number | string;
-  uri: string;
-  display_name: string;
-  subscribed: boolean;
-  groups: string[];
-}
 interface RuleRow {
   user_id: number | string;
   pattern: string;
@@ -85,25 +78,23 @@ export async function getContactLists(sql: Sql, owners: ContactListOwner[]): Pro
       [ids],
     ),
     await sql.query<GroupRow>(
-      'SELECT user_id, name FROM contact_groups WHERE user_id = ANY($1::bigint[]) ORDER BY user_id, position, name',
+      'SELECT user_id, name FROM contact_groups WHERE user_id = ANY($1::bigint[]) ORDER BY user_id, position, name COLLATE "C"',
       [ids],
     ),
-    await sql.query<ContactRow>(
-      `SELECT user_id, uri, display_name, subscribed, groups FROM contacts
-        WHERE user_id = ANY($1::bigint[]) ORDER BY user_id, position, uri`,
+    // One JSON text instead of rows: decoding 25,000 rows field by field costs several times more.
+    await sql.query<{ j: string }>(
+      `SELECT coalesce(json_agg(json_build_array(user_id, uri, display_name, subscribed, groups)
+                                ORDER BY user_id, position, uri COLLATE "C"), '[]')::text AS j
+         FROM contacts WHERE user_id = ANY($1::bigint[])`,
       [ids],
     ),
     await sql.query<RuleRow>('SELECT user_id, pattern, action FROM access_rules WHERE user_id = ANY($1::bigint[])', [ids]),
   ];
   for (const row of versions.rows) lists.get(Number(row.user_id))!.version = Number(row.version);
   for (const row of groups.rows) lists.get(Number(row.user_id))!.groups.push({ name: row.name });
-  for (const row of contacts.rows) {
-    lists.get(Number(row.user_id))!.contacts.push({
-      uri: row.uri,
-      displayName: row.display_name,
-      subscribed: row.subscribed,
-      groups: row.groups,
-    });
+  const contactRows = JSON.parse(contacts.rows[0].j) as [number, string, string, boolean, string[]][];
+  for (const [userId, uri, displayName, subscribed, contactGroups] of contactRows) {
+    lists.get(Number(userId))!.contacts.push({ uri, displayName, subscribed, groups: contactGroups });
   }
   for (const row of rules.rows) lists.get(Number(row.user_id))!.accessRules.push({ pattern: row.pattern, action: row.action });
   for (const list of lists.values()) {
@@ -274,37 +265,108 @@ export function sameContactListContent(a: ContactList, b: ContactList): boolean 
   );
 }
 
-async function writeContactList(
+function writeContactList(
   sql: Sql,
   userId: number,
   compute: (current: ContactList) => ContactList,
   source: ContactList | undefined,
   options: WriteOptions,
 ): Promise<ContactListChange> {
+  return writeContactListBatch(sql, [{ userId, compute, source }], options).then((changes) => changes[0]);
+}
+
+export interface ContactListWrite {
+  userId: number;
+  /** The new list from the stored one. */
+  compute: (current: ContactList) => ContactList;
+  /** The list the write came from (a file's), whose version is taken when the result equals it. */
+  source?: ContactList;
+}
+
+/** Replaces the lists of several users in one transaction: what an import does a batch at a time. */
+export function replaceContactLists(
+  sql: Sql,
+  lists: { userId: number; list: ContactList }[],
+  options: WriteOptions = {},
+): Promise<ContactListChange[]> {
+  return writeContactListBatch(
+    sql,
+    lists.map(({ userId, list }) => ({ userId, compute: () => list, source: list })),
+    options,
+  );
+}
+
+/** Merges lists into several users' lists in one transaction (see mergeContactList). */
+export function mergeContactLists(
+  sql: Sql,
+  lists: { userId: number; list: ContactList }[],
+  options: WriteOptions = {},
+): Promise<ContactListChange[]> {
+  return writeContactListBatch(
+    sql,
+    lists.map(({ userId, list }) => ({ userId, compute: (current) => mergeLists(current, list), source: list })),
+    options,
+  );
+}
+
+/**
+ * The one write path: lock the users' version rows, read their lists, compute, and write
+ * only the lists that changed, with set-based statements (a dozen statements for a batch
+ * of a hundred users, which is what makes a 100,000-user import take minutes, not hours).
+ */
+export async function writeContactListBatch(
+  sql: Sql,
+  writes: ContactListWrite[],
+  options: WriteOptions = {},
+): Promise<ContactListChange[]> {
+  if (writes.length === 0) return [];
+  const ids = writes.map((w) => w.userId);
+  if (new Set(ids).size !== ids.length) throw new Error('a batch writes each user once');
   return sql.transaction(async (tx) => {
-    // The row lock orders concurrent writers of the same list (client edits, imports).
-    await tx.query('INSERT INTO contact_list_versions (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING', [userId]);
-    const locked = await tx.query<{ version: number | string; aor: string }>(
-      `SELECT v.version, u.aor FROM contact_list_versions v JOIN users u ON u.id = v.user_id
-        WHERE v.user_id = $1 FOR UPDATE OF v`,
-      [userId],
+    // The row locks order concurrent writers of the same list (client edits, imports).
+    // Taken in id order so two batches never deadlock.
+    const sorted = [...ids].sort((a, b) => a - b).map(String);
+    await tx.query(
+      'INSERT INTO contact_list_versions (user_id) SELECT unnest($1::bigint[]) ON CONFLICT (user_id) DO NOTHING',
+      [sorted],
     );
-    if (locked.rows.length === 0) throw new Error(`no user with id ${userId}`);
-    const owner = { id: userId, aor: locked.rows[0].aor };
-    const current = (await getContactLists(tx, [owner])).get(userId)!;
-    const next = canonical(compute(current));
-    const changed = !sameContactListContent(current, next);
-    const fileVersion = source && sameContactListContent(next, canonical(source)) ? source.version : 0;
-    const version = changed ? Math.max(current.version + 1, fileVersion) : Math.max(current.version, fileVersion);
-    const result: ContactListChange = { changed, version, ...countChanges(current, next) };
-    if (changed) await storeContents(tx, userId, next);
-    if (version !== current.version) {
-      await tx.query('UPDATE contact_list_versions SET version = $2, updated_at = now() WHERE user_id = $1', [userId, version]);
+    const locked = await tx.query<{ user_id: number | string; aor: string }>(
+      `SELECT v.user_id, u.aor FROM contact_list_versions v JOIN users u ON u.id = v.user_id
+        WHERE v.user_id = ANY($1::bigint[]) ORDER BY v.user_id FOR UPDATE OF v`,
+      [sorted],
+    );
+    const owners = new Map(locked.rows.map((r) => [Number(r.user_id), { id: Number(r.user_id), aor: r.aor }]));
+    for (const id of ids) if (!owners.has(id)) throw new Error(`no user with id ${id}`);
+    const currentLists = await getContactLists(tx, [...owners.values()]);
+    const changes: ContactListChange[] = [];
+    const changed: { userId: number; list: ContactList }[] = [];
+    const versions: { userId: number; version: number }[] = [];
+    const notify: string[] = [];
+    for (const write of writes) {
+      const current = currentLists.get(write.userId)!;
+      const next = canonical(write.compute(current));
+      const isChanged = !sameContactListContent(current, next);
+      const fileVersion = write.source && sameContactListContent(next, canonical(write.source)) ? write.source.version : 0;
+      const version = isChanged ? Math.max(current.version + 1, fileVersion) : Math.max(current.version, fileVersion);
+      changes.push({ changed: isChanged, version, ...countChanges(current, next) });
+      if (isChanged) changed.push({ userId: write.userId, list: next });
+      if (version !== current.version) {
+        versions.push({ userId: write.userId, version });
+        notify.push(owners.get(write.userId)!.aor);
+      }
     }
-    if ((changed || version !== current.version) && (options.notify ?? true)) {
-      await tx.query('SELECT pg_notify($1, $2)', [CONTACT_LISTS_CHANNEL, owner.aor]);
+    if (changed.length > 0) await storeContents(tx, changed);
+    if (versions.length > 0) {
+      await tx.query(
+        `UPDATE contact_list_versions v SET version = n.version, updated_at = now()
+           FROM unnest($1::bigint[], $2::bigint[]) AS n(user_id, version) WHERE v.user_id = n.user_id`,
+        [versions.map((v) => String(v.userId)), versions.map((v) => String(v.version))],
+      );
     }
-    return result;
+    if (notify.length > 0 && (options.notify ?? true)) {
+      await tx.query('SELECT pg_notify($1, aor) FROM unnest($2::text[]) AS aor', [CONTACT_LISTS_CHANNEL, notify]);
+    }
+    return changes;
   });
 }
 
@@ -336,33 +398,38 @@ function countChanges(current: ContactList, next: ContactList) {
   return { contactsAdded, contactsRemoved, contactsUpdated };
 }
 
-/** Rewrites the three tables of one list; positions follow array order. */
-async function storeContents(tx: Sql, userId: number, list: ContactList): Promise<void> {
-  await tx.query('DELETE FROM contact_groups WHERE user_id = $1', [userId]);
-  await tx.query('DELETE FROM contacts WHERE user_id = $1', [userId]);
-  await tx.query('DELETE FROM access_rules WHERE user_id = $1', [userId]);
-  if (list.groups.length > 0) {
+/** Rewrites the three tables of the given lists; positions follow array order. */
+async function storeContents(tx: Sql, lists: { userId: number; list: ContactList }[]): Promise<void> {
+  const ids = lists.map((l) => String(l.userId));
+  await tx.query('DELETE FROM contact_groups WHERE user_id = ANY($1::bigint[])', [ids]);
+  await tx.query('DELETE FROM contacts WHERE user_id = ANY($1::bigint[])', [ids]);
+  await tx.query('DELETE FROM access_rules WHERE user_id = ANY($1::bigint[])', [ids]);
+  const groups = lists.flatMap(({ userId, list }) => list.groups.map((g, position) => [userId, g.name, position]));
+  if (groups.length > 0) {
     await tx.query(
       `INSERT INTO contact_groups (user_id, name, position)
-       SELECT $1, g.name, (g.ord - 1)::int FROM unnest($2::text[]) WITH ORDINALITY AS g(name, ord)`,
-      [userId, list.groups.map((g) => g.name)],
+       SELECT (e->>0)::bigint, e->>1, (e->>2)::int FROM json_array_elements($1::json) AS e`,
+      [JSON.stringify(groups)],
     );
   }
-  if (list.contacts.length > 0) {
-    // JSON carries each contact's groups array, which a text[][] parameter could not (ragged).
+  // JSON carries each contact's groups array, which a text[][] parameter could not (ragged).
+  const contacts = lists.flatMap(({ userId, list }) =>
+    list.contacts.map((c, position) => [userId, c.uri, c.displayName, c.subscribed, c.groups, position]),
+  );
+  if (contacts.length > 0) {
     await tx.query(
       `INSERT INTO contacts (user_id, uri, display_name, subscribed, groups, position)
-       SELECT $1, e.value->>'u', e.value->>'d', (e.value->>'s')::boolean,
-              ARRAY(SELECT json_array_elements_text(e.value->'g')), (e.ord - 1)::int
-         FROM json_array_elements($2::json) WITH ORDINALITY AS e(value, ord)`,
-      [userId, JSON.stringify(list.contacts.map((c) => ({ u: c.uri, d: c.displayName, s: c.subscribed, g: c.groups })))],
+       SELECT (e->>0)::bigint, e->>1, e->>2, (e->>3)::boolean, ARRAY(SELECT json_array_elements_text(e->4)), (e->>5)::int
+         FROM json_array_elements($1::json) AS e`,
+      [JSON.stringify(contacts)],
     );
   }
-  if (list.accessRules.length > 0) {
+  const rules = lists.flatMap(({ userId, list }) => list.accessRules.map((r) => [userId, r.pattern, r.action]));
+  if (rules.length > 0) {
     await tx.query(
       `INSERT INTO access_rules (user_id, pattern, action)
-       SELECT $1, r.pattern, r.action FROM unnest($2::text[], $3::text[]) AS r(pattern, action)`,
-      [userId, list.accessRules.map((r) => r.pattern), list.accessRules.map((r) => r.action)],
+       SELECT (e->>0)::bigint, e->>1, e->>2 FROM json_array_elements($1::json) AS e`,
+      [JSON.stringify(rules)],
     );
   }
 }

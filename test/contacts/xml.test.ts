@@ -216,3 +216,24 @@ describe('streaming scanner', () => {
     if (last.kind === 'error') expect(last.problem.reason).toMatch(/invalid UTF-8/);
   });
 });
+
+describe('well-formedness', () => {
+  const wrap = (user: string) => `${HEADER}${user}\n</contact-lists>\n`;
+  it.each([
+    ['<user uri="sip:a@x.com"><groups></contacts></user>', 3],
+    ['<user uri="sip:a@x.com" uri="sip:b@x.com"/>', 3],
+    ['<user uri="sip:a@x.com"><groups><!-- a -- b --></groups></user>', 3],
+    ['<user uri="sip:a@x.com"><groups><group name="x"></groups></user>', 3],
+    ['<user uri=sip:a@x.com/>', 3],
+    ['<user uri="sip:a@x.com"><groups><group name="a<b"/></groups></user>', 3],
+  ])('refuses %s', (user, line) => {
+    const result = parseContactListDocument(wrap(user));
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors[0].line).toBe(line);
+  });
+
+  it('accepts comments and single quotes', () => {
+    const result = parseContactListDocument(wrap("<!-- c --><user uri='sip:a@x.com'><!-- x --><groups><group name='g'/></groups></user><!-- d -->"));
+    expect(result.ok).toBe(true);
+  });
+});
