@@ -61,6 +61,8 @@ export async function openCliStore(config: ParleyConfig, opts: { migrate?: boole
       url: config.database.url,
       migrate: opts.migrate ?? true,
       maxConnections: 2,
+      // Two admin commands started together on a folder no server owns: the second waits its turn.
+      waitForFolderMs: 30_000,
     });
     return createStore(db);
   } catch (err) {

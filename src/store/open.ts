@@ -15,6 +15,11 @@ export interface OpenDatabaseOptions {
   migrate?: boolean;
   /** Pool size for the postgres engine. */
   maxConnections?: number;
+  /**
+   * How long to wait for a data folder held by another short-lived process (an admin
+   * command that opened it without serving it) before giving up; default 0.
+   */
+  waitForFolderMs?: number;
 }
 
 export class DataFolderInUseError extends Error {
@@ -33,7 +38,17 @@ export class DataFolderInUseError extends Error {
  * folder with PGlite and own it until close().
  */
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
-  const db = await openEngine(opts);
+  const deadline = Date.now() + (opts.waitForFolderMs ?? 0);
+  let db: Database;
+  for (;;) {
+    try {
+      db = await openEngine(opts);
+      break;
+    } catch (err) {
+      if (!(err instanceof DataFolderInUseError) || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
   if (opts.migrate ?? true) {
     try {
       await migrate(db);

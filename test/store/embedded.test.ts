@@ -151,6 +151,21 @@ describe('data folder ownership', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
+  it('waits for a folder another opener releases, when asked to', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'parley-wait-'));
+    const first = await openDatabase({ dataDir });
+    const second = openDatabase({ dataDir, waitForFolderMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    await first.close();
+    const db = await second;
+    try {
+      expect(db.engine).toBe('pglite');
+    } finally {
+      await db.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('cleans up the lock of a dead owner', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'parley-stale-'));
     const { stdout } = await run(process.execPath, ['-e', 'console.log(process.pid)']);
