@@ -14,6 +14,12 @@ import type { PgliteDatabase } from './pglite.js';
  */
 export interface EmbeddedOwner {
   pid: number;
+  /**
+   * Kernel start time of the owner process (Linux /proc/PID/stat field 22), so a pid
+   * reused after a crash or a container restart (a server as pid 1 again) is not taken
+   * for the owner. Absent where /proc is not available.
+   */
+  procStart?: string;
   /** postgresql:// URL of the socket server, when the owner serves the database. */
   url?: string;
   startedAt: string;
@@ -29,14 +35,43 @@ function ownerPath(dataDir: string): string {
   return join(dataDir, OWNER_FILE);
 }
 
-function isAlive(pid: number): boolean {
+function processStart(pid: number): string | undefined {
   try {
-    process.kill(pid, 0);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+const OWN_START = processStart(process.pid);
+
+function isAlive(owner: EmbeddedOwner): boolean {
+  if (owner.procStart !== undefined) {
+    const start = owner.pid === process.pid ? OWN_START : processStart(owner.pid);
+    if (start !== undefined) return start === owner.procStart;
+  }
+  if (owner.pid === process.pid) return true;
+  try {
+    process.kill(owner.pid, 0);
     return true;
   } catch (err) {
     // EPERM: the process exists but belongs to another user.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** True when the record is this very process (not an earlier one that had the same pid). */
+export function ownedByMe(owner: EmbeddedOwner): boolean {
+  return owner.pid === process.pid && (owner.procStart === undefined || owner.procStart === OWN_START);
+}
+
+function me(url?: string): EmbeddedOwner {
+  const owner: EmbeddedOwner = { pid: process.pid, startedAt: new Date().toISOString() };
+  if (OWN_START !== undefined) owner.procStart = OWN_START;
+  if (url !== undefined) owner.url = url;
+  return owner;
 }
 
 /**
@@ -53,7 +88,7 @@ export function readEmbeddedOwner(dataDir: string): EmbeddedOwner | undefined {
     rmSync(path, { force: true });
     return undefined;
   }
-  if (owner.pid !== process.pid && !isAlive(owner.pid)) {
+  if (!isAlive(owner)) {
     rmSync(path, { force: true });
     rmSync(join(dataDir, SOCKET_NAME), { force: true });
     return undefined;
@@ -71,7 +106,7 @@ export function writeEmbeddedOwner(dataDir: string, owner: EmbeddedOwner): void 
  * this process, or the winner of the race.
  */
 export function claimEmbeddedOwner(dataDir: string): EmbeddedOwner {
-  const mine: EmbeddedOwner = { pid: process.pid, startedAt: new Date().toISOString() };
+  const mine = me();
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       writeFileSync(ownerPath(dataDir), `${JSON.stringify(mine)}\n`, { mode: 0o600, flag: 'wx' });
@@ -90,7 +125,7 @@ export function releaseEmbeddedOwner(dataDir: string): void {
   const path = ownerPath(dataDir);
   try {
     const owner = JSON.parse(readFileSync(path, 'utf8')) as EmbeddedOwner;
-    if (owner.pid === process.pid) rmSync(path, { force: true });
+    if (ownedByMe(owner)) rmSync(path, { force: true });
   } catch {
     // Already gone.
   }
@@ -218,7 +253,7 @@ export async function serveEmbeddedDatabase(
   dataDir: string,
 ): Promise<EmbeddedDatabaseServer> {
   const existing = readEmbeddedOwner(dataDir);
-  if (existing && existing.pid !== process.pid) {
+  if (existing && !ownedByMe(existing)) {
     throw new Error(`data folder ${dataDir} is already owned by process ${existing.pid}`);
   }
   const queue = new SessionQueue(db);
@@ -254,7 +289,7 @@ export async function serveEmbeddedDatabase(
     if (!address || typeof address === 'string') throw new Error('socket server has no TCP address');
     url = `postgresql://postgres@127.0.0.1:${address.port}/postgres`;
   }
-  writeEmbeddedOwner(dataDir, { pid: process.pid, url, startedAt: new Date().toISOString() });
+  writeEmbeddedOwner(dataDir, me(url));
   return {
     url,
     async close() {
@@ -263,7 +298,7 @@ export async function serveEmbeddedDatabase(
       await new Promise<void>((resolve) => server.close(() => resolve()));
       rmSync(socketPath, { force: true });
       // The process still owns the folder until the database itself closes.
-      writeEmbeddedOwner(dataDir, { pid: process.pid, startedAt: new Date().toISOString() });
+      writeEmbeddedOwner(dataDir, me());
     },
   };
 }

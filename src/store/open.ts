@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { claimEmbeddedOwner, readEmbeddedOwner, releaseEmbeddedOwner } from './embedded.js';
+import { claimEmbeddedOwner, ownedByMe, readEmbeddedOwner, releaseEmbeddedOwner } from './embedded.js';
 import { migrate } from './migrate.js';
 import { createPgliteDatabase } from './pglite.js';
 import { createPostgresDatabase } from './postgres.js';
@@ -69,7 +69,7 @@ async function openEngine(opts: OpenDatabaseOptions): Promise<Database> {
   if (owner?.url) return createPostgresDatabase(owner.url, { max: opts.maxConnections ?? 4 });
   if (owner) throw new DataFolderInUseError(dataDir, owner.pid);
   const claimed = claimEmbeddedOwner(dataDir);
-  if (claimed.pid !== process.pid) {
+  if (!ownedByMe(claimed)) {
     // Lost a race with another process opening the folder at the same moment.
     if (claimed.url) return createPostgresDatabase(claimed.url, { max: opts.maxConnections ?? 4 });
     throw new DataFolderInUseError(dataDir, claimed.pid);

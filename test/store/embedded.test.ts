@@ -166,6 +166,22 @@ describe('data folder ownership', () => {
     }
   });
 
+  it('does not take a reused pid for the owner', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'parley-reused-'));
+    // A record left by an earlier process that had this process's pid (a container restart).
+    writeFileSync(
+      join(dataDir, OWNER_FILE),
+      JSON.stringify({ pid: process.pid, procStart: '1', url: 'postgresql://x@/y?host=/nope' }),
+    );
+    const db = await openDatabase({ dataDir });
+    try {
+      expect(db.engine).toBe('pglite');
+    } finally {
+      await db.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('cleans up the lock of a dead owner', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'parley-stale-'));
     const { stdout } = await run(process.execPath, ['-e', 'console.log(process.pid)']);
