@@ -82,12 +82,26 @@ export async function benchContacts(opts: BenchContactsOptions = {}): Promise<Be
     await target.query('UPDATE contact_list_versions SET version = 0');
 
     const file = join(dir, 'all.xml');
-    const exported = await measure(users, () => exportContactLists(source, { scope: { kind: 'all' }, out: file }));
+    const exported = await measure(users, () =>
+      exportContactLists(source, { scope: { kind: 'all' }, out: file }),
+    );
     const fileBytes = statSync(file).size;
-    log(line('export', exported.phase, `${(fileBytes / 1048576).toFixed(0)} MiB, ${exported.value.contacts} contacts`));
+    log(
+      line(
+        'export',
+        exported.phase,
+        `${(fileBytes / 1048576).toFixed(0)} MiB, ${exported.value.contacts} contacts`,
+      ),
+    );
 
     const imported = await measure(users, () => importContactLists(target, { file, mode: 'replace' }));
-    log(line('import', imported.phase, `${imported.value.status}, ${imported.value.changed} lists written (validate + write passes)`));
+    log(
+      line(
+        'import',
+        imported.phase,
+        `${imported.value.status}, ${imported.value.changed} lists written (validate + write passes)`,
+      ),
+    );
     return { users, contactsPerUser: contacts, fileBytes, export: exported.phase, import: imported.phase };
   } finally {
     await Promise.all([source.close(), target.close()]);

@@ -8,7 +8,8 @@ import { aorFromUri } from '../../src/contacts/model.js';
 
 export default class ContactsExport extends Command {
   static override summary = "Export users' contact lists to XML.";
-  static override description = `Writes contact lists in Parley's contact-list XML format (docs/contact-list-xml.md) for one user, one home or every user, streaming: memory stays flat however many users there are.
+  static override description =
+    `Writes contact lists in Parley's contact-list XML format (docs/contact-list-xml.md) for one user, one home or every user, streaming: memory stays flat however many users there are.
 
 --out ending in .xml writes one document holding every selected user, with FILE.manifest.json beside it. Any other --out is a folder that receives one document per user (alice@example.com.xml) and manifest.json. The manifest carries user, contact and byte counts and the sha256 of every file; it is written last, so its presence means the export completed.`;
   static override examples = [
@@ -19,10 +20,19 @@ export default class ContactsExport extends Command {
   static override enableJsonFlag = true;
   static override flags = {
     ...storeFlags,
-    user: Flags.string({ summary: 'Export this user only (sip:alice@example.com).', exactlyOne: ['user', 'all', 'home'] }),
+    user: Flags.string({
+      summary: 'Export this user only (sip:alice@example.com).',
+      exactlyOne: ['user', 'all', 'home'],
+    }),
     all: Flags.boolean({ summary: 'Export every user.', exactlyOne: ['user', 'all', 'home'] }),
-    home: Flags.string({ summary: 'Export the users living in this home.', exactlyOne: ['user', 'all', 'home'] }),
-    out: Flags.string({ summary: 'A .xml file (one document) or a folder (one document per user).', required: true }),
+    home: Flags.string({
+      summary: 'Export the users living in this home.',
+      exactlyOne: ['user', 'all', 'home'],
+    }),
+    out: Flags.string({
+      summary: 'A .xml file (one document) or a folder (one document per user).',
+      required: true,
+    }),
   };
 
   async run(): Promise<ExportResult> {
@@ -37,7 +47,11 @@ export default class ContactsExport extends Command {
     try {
       result = await runWithStore(this, flags, (store) =>
         withProgress('Exporting contact lists', display, (progress) =>
-          exportContactLists(store.db, { scope, out: flags.out, onProgress: (users) => progress('exported', users) }),
+          exportContactLists(store.db, {
+            scope,
+            out: flags.out,
+            onProgress: (users) => progress('exported', users),
+          }),
         ),
       );
     } catch (err) {

@@ -14,7 +14,8 @@ import { type ImportMode, type ImportResult, importContactLists } from '../../sr
 
 export default class ContactsImport extends Command {
   static override summary = 'Import contact lists from an XML file.';
-  static override description = `Reads a contact-list XML file (docs/contact-list-xml.md) in two streaming passes. The first validates the whole file: any problem rejects it, with line, column and reason, before anything is written. The second writes the lists, each user's atomically.
+  static override description =
+    `Reads a contact-list XML file (docs/contact-list-xml.md) in two streaming passes. The first validates the whole file: any problem rejects it, with line, column and reason, before anything is written. The second writes the lists, each user's atomically.
 
 --mode merge (default) never drops anything the store has: groups, contacts and access rules are added, and the file's display names and subscribed flags win for contacts in both. --mode replace makes each user's list exactly the file's. Re-running an import changes nothing.
 
@@ -29,7 +30,11 @@ Lists of users the store does not know are reported as failures and the others a
   static override flags = {
     ...storeFlags,
     user: Flags.string({ summary: "Import only this user's list from the file." }),
-    mode: Flags.string({ summary: 'merge keeps what the store has; replace makes lists equal to the file.', options: ['merge', 'replace'], default: 'merge' }),
+    mode: Flags.string({
+      summary: 'merge keeps what the store has; replace makes lists equal to the file.',
+      options: ['merge', 'replace'],
+      default: 'merge',
+    }),
     'dry-run': Flags.boolean({ summary: 'Validate and report what would change, writing nothing.' }),
   };
 

@@ -7,7 +7,8 @@ import { type RestoreResult, restoreContactList } from '../../src/contacts/resto
 
 export default class ContactsRestore extends Command {
   static override summary = "Restore one user's contact list from a contact-list export.";
-  static override description = `Replaces one user's contact list with the one in an export written by \`parley contacts export\` (a per-user folder, a folder holding one all-users file, or the .xml file), without touching any other user. When the export's manifest is there, the file's sha256 is checked first. The whole file is validated before anything is written.`;
+  static override description =
+    `Replaces one user's contact list with the one in an export written by \`parley contacts export\` (a per-user folder, a folder holding one all-users file, or the .xml file), without touching any other user. When the export's manifest is there, the file's sha256 is checked first. The whole file is validated before anything is written.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --user sip:alice@example.com --from /var/backups/parley/contacts-2026-11-25.xml',
     '<%= config.bin %> <%= command.id %> --user alice@example.com --from /var/backups/parley/pool1/ --dry-run --json',
@@ -15,7 +16,10 @@ export default class ContactsRestore extends Command {
   static override enableJsonFlag = true;
   static override flags = {
     ...storeFlags,
-    user: Flags.string({ summary: 'The user whose list to restore (sip:alice@example.com).', required: true }),
+    user: Flags.string({
+      summary: 'The user whose list to restore (sip:alice@example.com).',
+      required: true,
+    }),
     from: Flags.string({ summary: 'The export: folder or .xml file.', required: true }),
     'dry-run': Flags.boolean({ summary: 'Validate and report what would change, writing nothing.' }),
   };
@@ -36,7 +40,9 @@ export default class ContactsRestore extends Command {
       throw err;
     }
     for (const line of importSummaryLines(result)) this.log(line);
-    this.log(`Restored ${result.user} from ${result.source}${result.checksumVerified ? ' (checksum verified)' : ''}.`);
+    this.log(
+      `Restored ${result.user} from ${result.source}${result.checksumVerified ? ' (checksum verified)' : ''}.`,
+    );
     return result;
   }
 }

@@ -7,7 +7,8 @@ import { type BackupResult, backupStore, StoreBackupError } from '../../src/stor
 
 export default class DbBackup extends Command {
   static override summary = 'Back up the whole store to a folder.';
-  static override description = `Writes a consistent snapshot of every table (one REPEATABLE READ transaction) as JSON lines, one file per table, plus manifest.json with columns, row counts and sha256 checksums. The format is the same for the embedded database and PostgreSQL, so a backup of one restores into the other (docs/contact-list-xml.md, "Store backup").
+  static override description =
+    `Writes a consistent snapshot of every table (one REPEATABLE READ transaction) as JSON lines, one file per table, plus manifest.json with columns, row counts and sha256 checksums. The format is the same for the embedded database and PostgreSQL, so a backup of one restores into the other (docs/contact-list-xml.md, "Store backup").
 
 On the embedded database the snapshot holds its single session: a running standard server waits for the backup to finish.`;
   static override examples = [
@@ -34,7 +35,9 @@ On the embedded database the snapshot holds its single session: a running standa
       if (err instanceof StoreBackupError) failWith(this, new ContactsError(err.code, err.message));
       throw err;
     }
-    this.log(`Backed up ${result.rows} row(s) of ${result.tables.length} table(s) (${result.engine}, schema ${result.schemaVersion}) to ${result.dir}.`);
+    this.log(
+      `Backed up ${result.rows} row(s) of ${result.tables.length} table(s) (${result.engine}, schema ${result.schemaVersion}) to ${result.dir}.`,
+    );
     return result;
   }
 }

@@ -7,7 +7,8 @@ import { type RestoreStoreResult, restoreStore, StoreBackupError } from '../../s
 
 export default class DbRestore extends Command {
   static override summary = 'Restore the whole store from a backup folder.';
-  static override description = `Restores a folder written by \`parley db backup\`. Every file is checked against the manifest's checksums and the store's schema against the backup's before anything is written; then, in one transaction, all tables are emptied and reloaded, sequences reset, and every table is read back and compared with the manifest. Any difference rolls everything back.
+  static override description =
+    `Restores a folder written by \`parley db backup\`. Every file is checked against the manifest's checksums and the store's schema against the backup's before anything is written; then, in one transaction, all tables are emptied and reloaded, sequences reset, and every table is read back and compared with the manifest. Any difference rolls everything back.
 
 The target must be migrated to the backup's schema (\`parley db migrate\`) and empty, unless --force is given to replace what it holds. Stop the servers using the store first.`;
   static override examples = [
@@ -28,14 +29,20 @@ The target must be migrated to the backup's schema (\`parley db migrate\`) and e
     try {
       result = await runWithStore(this, flags, (store) =>
         withProgress('Restoring the store', display, (progress) =>
-          restoreStore(store.db, { from: args.dir, force: flags.force, onProgress: (table, rows) => progress(table, rows) }),
+          restoreStore(store.db, {
+            from: args.dir,
+            force: flags.force,
+            onProgress: (table, rows) => progress(table, rows),
+          }),
         ),
       );
     } catch (err) {
       if (err instanceof StoreBackupError) failWith(this, new ContactsError(err.code, err.message));
       throw err;
     }
-    this.log(`Restored and verified ${result.rows} row(s) of ${result.tables.length} table(s) from ${result.dir}.`);
+    this.log(
+      `Restored and verified ${result.rows} row(s) of ${result.tables.length} table(s) from ${result.dir}.`,
+    );
     return result;
   }
 }

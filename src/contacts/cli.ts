@@ -72,8 +72,10 @@ export function importSummaryLines(result: ImportResult): string[] {
   const lines = [
     `${result.dryRun ? 'Dry run, nothing written: would import' : 'Imported'} ${result.imported} of ${result.usersInFile} list(s) (${result.mode}): ${result.changed} changed, ${result.unchanged} already up to date, ${result.failures.length} failed.`,
   ];
-  for (const f of result.failures.slice(0, 50)) lines.push(`  ${f.user} (line ${f.line}): ${f.code}: ${f.reason}`);
-  if (result.failures.length > 50) lines.push(`  ... and ${result.failures.length - 50} more (--json lists all)`);
+  for (const f of result.failures.slice(0, 50))
+    lines.push(`  ${f.user} (line ${f.line}): ${f.code}: ${f.reason}`);
+  if (result.failures.length > 50)
+    lines.push(`  ... and ${result.failures.length - 50} more (--json lists all)`);
   return lines;
 }
 
@@ -87,7 +89,10 @@ export function importOutcomeError(result: ImportResult): ContactsError | undefi
     );
   }
   if (result.status === 'partial') {
-    return new ContactsError('IMPORT_PARTIAL', `${result.failures.length} of ${result.usersInFile} list(s) were not imported`);
+    return new ContactsError(
+      'IMPORT_PARTIAL',
+      `${result.failures.length} of ${result.usersInFile} list(s) were not imported`,
+    );
   }
   if (result.status === 'failed') return new ContactsError('IMPORT_FAILED', 'no list was imported');
   return undefined;

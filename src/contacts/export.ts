@@ -6,7 +6,12 @@ import { basename, dirname, join } from 'node:path';
 import type { Sql } from '../store/sql.js';
 import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
 import { type ContactListOwner, getContactLists } from './repository.js';
-import { DOCUMENT_FOOTER, documentHeader, serializeContactList, serializeUserElement } from './xml-serialize.js';
+import {
+  DOCUMENT_FOOTER,
+  documentHeader,
+  serializeContactList,
+  serializeUserElement,
+} from './xml-serialize.js';
 
 /**
  * Streaming export of contact lists to XML. Users are read a page at a time by keyset
@@ -213,12 +218,15 @@ class HashingFile {
     const chunk = Buffer.from(text);
     this.hash.update(chunk);
     this.bytes += chunk.length;
-    if (!this.stream.write(chunk)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
+    if (!this.stream.write(chunk))
+      await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
     if (this.failure) throw this.failure;
   }
 
   async commit(): Promise<{ bytes: number; sha256: string }> {
-    await new Promise<void>((resolve, reject) => this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
+    );
     if (this.failure) throw this.failure;
     await rename(this.temporary, this.path);
     return { bytes: this.bytes, sha256: this.hash.digest('hex') };

@@ -5,14 +5,18 @@ import type { ContactList } from './model.js';
  * Synthetic contact lists for tests and the benchmark: deterministic (seeded by index), with
  * the characters real directories produce (accents, CJK, emoji, quotes, ampersands).
  */
-export function generateContactList(userIndex: number, contactsPerUser: number, userCount: number): ContactList {
+export function generateContactList(
+  userIndex: number,
+  contactsPerUser: number,
+  userCount: number,
+): ContactList {
   const groupNames = ['Team', 'Friends & family', 'Équipe "projet"', '<VIP>', '同僚'].slice(0, userIndex % 6);
   const contacts = [];
   for (let c = 0; c < contactsPerUser; c++) {
     const other = (userIndex + c * 7919 + 1) % userCount;
     contacts.push({
       uri: `sip:user${other}@example.com`,
-      displayName: c % 5 === 0 ? '' : `User ${other} ${['Zoë', 'O\'Brien', '李', '😀', 'A&B'][c % 5]}`,
+      displayName: c % 5 === 0 ? '' : `User ${other} ${['Zoë', "O'Brien", '李', '😀', 'A&B'][c % 5]}`,
       subscribed: c % 3 !== 0,
       groups: groupNames.filter((_, g) => (c + g) % 3 === 0),
     });
@@ -38,7 +42,12 @@ export function generateContactList(userIndex: number, contactsPerUser: number, 
  * Creates users user0..user{n-1}@example.com and their lists with set-based SQL (fast enough
  * for 100,000 users x 50 contacts): every contact is subscribed, in group "Team".
  */
-export async function seedContactLists(sql: Sql, users: number, contactsPerUser: number, firstIndex = 0): Promise<void> {
+export async function seedContactLists(
+  sql: Sql,
+  users: number,
+  contactsPerUser: number,
+  firstIndex = 0,
+): Promise<void> {
   const last = firstIndex + users - 1;
   await sql.query(
     `INSERT INTO users (aor, display_name)

@@ -122,11 +122,20 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
   const unknown = new Set<string>();
   let pending: ParsedUser[] = [];
   const resolvePending = async () => {
-    const owners = await findContactListOwners(sql, pending.map((p) => p.aor));
+    const owners = await findContactListOwners(
+      sql,
+      pending.map((p) => p.aor),
+    );
     for (const p of pending) {
       if (owners.has(p.aor)) continue;
       unknown.add(p.aor);
-      result.failures.push({ user: p.list.user, code: 'UNKNOWN_USER', reason: `no user ${p.aor} in this store`, line: p.line, column: p.column });
+      result.failures.push({
+        user: p.list.user,
+        code: 'UNKNOWN_USER',
+        reason: `no user ${p.aor} in this store`,
+        line: p.line,
+        column: p.column,
+      });
     }
     pending = [];
   };
@@ -134,7 +143,11 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
     result.usersInFile++;
     options.onProgress?.({ phase: 'validate', users: result.usersInFile });
     if (seen.has(user.aor)) {
-      addError(result.errors, limits, { line: user.line, column: user.column, reason: `user ${user.list.user} appears twice in the file` });
+      addError(result.errors, limits, {
+        line: user.line,
+        column: user.column,
+        reason: `user ${user.list.user} appears twice in the file`,
+      });
       continue;
     }
     seen.add(user.aor);
@@ -171,17 +184,26 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
   };
   const flush = async () => {
     if (batch.length === 0) return;
-    const owners = await findContactListOwners(sql, batch.map((u) => u.aor));
+    const owners = await findContactListOwners(
+      sql,
+      batch.map((u) => u.aor),
+    );
     const ready = batch.filter((u) => owners.has(u.aor));
     for (const user of batch) {
       if (!owners.has(user.aor) && !unknown.has(user.aor)) {
         // Deleted between the passes.
-        result.failures.push({ user: user.list.user, code: 'UNKNOWN_USER', reason: `no user ${user.aor} in this store`, line: user.line, column: user.column });
+        result.failures.push({
+          user: user.list.user,
+          code: 'UNKNOWN_USER',
+          reason: `no user ${user.aor} in this store`,
+          line: user.line,
+          column: user.column,
+        });
       }
     }
     try {
       const changes = await writeBatch(sql, ready, owners, write, result.dryRun);
-      ready.forEach((user, i) => record(user, changes[i]));
+      for (const [i, user] of ready.entries()) record(user, changes[i]);
     } catch (err) {
       if (ready.length === 1) {
         result.failures.push(writeFailure(ready[0], err));
@@ -211,8 +233,7 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
     // Only possible if the file was rewritten in place between the passes.
     result.errors.push(...rereadErrors);
   }
-  result.status =
-    result.failures.length === 0 ? 'complete' : result.imported === 0 ? 'failed' : 'partial';
+  result.status = result.failures.length === 0 ? 'complete' : result.imported === 0 ? 'failed' : 'partial';
   return result;
 }
 
@@ -248,7 +269,11 @@ function addError(errors: XmlProblem[], limits: ContactListLimits, problem: XmlP
 }
 
 /** Streams the file's lists; problems go to errors (parsing continues past semantic ones). */
-async function* readUsers(file: string, limits: ContactListLimits, errors: XmlProblem[]): AsyncGenerator<ParsedUser> {
+async function* readUsers(
+  file: string,
+  limits: ContactListLimits,
+  errors: XmlProblem[],
+): AsyncGenerator<ParsedUser> {
   const source = createReadStream(file, { highWaterMark: 256 * 1024 });
   try {
     for await (const step of scanContactListStream(source, limits)) {

@@ -52,7 +52,10 @@ export interface XmlProblem {
 
 /** `alice@example.com` or `sip:alice@example.com` -> the users.aor form `alice@example.com`. */
 export function aorFromUri(uri: string): string {
-  return uri.trim().replace(/^sips?:/i, '').toLowerCase();
+  return uri
+    .trim()
+    .replace(/^sips?:/i, '')
+    .toLowerCase();
 }
 
 export function uriFromAor(aor: string): string {

@@ -46,7 +46,10 @@ interface RuleRow {
 }
 
 /** Finds users by aor (alice@example.com), for callers holding addresses rather than ids. */
-export async function findContactListOwners(sql: Sql, aors: string[]): Promise<Map<string, ContactListOwner>> {
+export async function findContactListOwners(
+  sql: Sql,
+  aors: string[],
+): Promise<Map<string, ContactListOwner>> {
   const owners = new Map<string, ContactListOwner>();
   if (aors.length === 0) return owners;
   const { rows } = await sql.query<{ id: number | string; aor: string }>(
@@ -58,14 +61,20 @@ export async function findContactListOwners(sql: Sql, aors: string[]): Promise<M
 }
 
 export async function getContactList(sql: Sql, userId: number): Promise<ContactList> {
-  const { rows } = await sql.query<{ id: number | string; aor: string }>('SELECT id, aor FROM users WHERE id = $1', [userId]);
+  const { rows } = await sql.query<{ id: number | string; aor: string }>(
+    'SELECT id, aor FROM users WHERE id = $1',
+    [userId],
+  );
   if (rows.length === 0) throw new Error(`no user with id ${userId}`);
   const lists = await getContactLists(sql, [{ id: Number(rows[0].id), aor: rows[0].aor }]);
   return lists.get(userId)!;
 }
 
 /** Lists of several users in four queries (exports page through users with this). */
-export async function getContactLists(sql: Sql, owners: ContactListOwner[]): Promise<Map<number, ContactList>> {
+export async function getContactLists(
+  sql: Sql,
+  owners: ContactListOwner[],
+): Promise<Map<number, ContactList>> {
   const lists = new Map<number, ContactList>();
   if (owners.length === 0) return lists;
   for (const owner of owners) {
@@ -88,7 +97,10 @@ export async function getContactLists(sql: Sql, owners: ContactListOwner[]): Pro
          FROM contacts WHERE user_id = ANY($1::bigint[])`,
       [ids],
     ),
-    await sql.query<RuleRow>('SELECT user_id, pattern, action FROM access_rules WHERE user_id = ANY($1::bigint[])', [ids]),
+    await sql.query<RuleRow>(
+      'SELECT user_id, pattern, action FROM access_rules WHERE user_id = ANY($1::bigint[])',
+      [ids],
+    ),
   ];
   for (const row of versions.rows) lists.get(Number(row.user_id))!.version = Number(row.version);
   for (const row of groups.rows) lists.get(Number(row.user_id))!.groups.push({ name: row.name });
@@ -96,7 +108,8 @@ export async function getContactLists(sql: Sql, owners: ContactListOwner[]): Pro
   for (const [userId, uri, displayName, subscribed, contactGroups] of contactRows) {
     lists.get(Number(userId))!.contacts.push({ uri, displayName, subscribed, groups: contactGroups });
   }
-  for (const row of rules.rows) lists.get(Number(row.user_id))!.accessRules.push({ pattern: row.pattern, action: row.action });
+  for (const row of rules.rows)
+    lists.get(Number(row.user_id))!.accessRules.push({ pattern: row.pattern, action: row.action });
   for (const list of lists.values()) {
     list.accessRules.sort((a, b) => compareCodePoints(a.pattern, b.pattern));
     orderContactGroups(list);
@@ -178,7 +191,12 @@ export function mergeLists(current: ContactList, incoming: ContactList): Contact
 }
 
 /** Adds a contact or updates it in place (keeping its position). */
-export function addContact(sql: Sql, userId: number, contact: Contact, options: WriteOptions = {}): Promise<ContactListChange> {
+export function addContact(
+  sql: Sql,
+  userId: number,
+  contact: Contact,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
   return writeContactList(
     sql,
     userId,
@@ -198,7 +216,12 @@ export function addContact(sql: Sql, userId: number, contact: Contact, options: 
   );
 }
 
-export function removeContact(sql: Sql, userId: number, uri: string, options: WriteOptions = {}): Promise<ContactListChange> {
+export function removeContact(
+  sql: Sql,
+  userId: number,
+  uri: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
   return writeContactList(
     sql,
     userId,
@@ -208,18 +231,31 @@ export function removeContact(sql: Sql, userId: number, uri: string, options: Wr
   );
 }
 
-export function addGroup(sql: Sql, userId: number, name: string, options: WriteOptions = {}): Promise<ContactListChange> {
+export function addGroup(
+  sql: Sql,
+  userId: number,
+  name: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
   return writeContactList(
     sql,
     userId,
-    (current) => (current.groups.some((g) => g.name === name) ? current : { ...current, groups: [...current.groups, { name }] }),
+    (current) =>
+      current.groups.some((g) => g.name === name)
+        ? current
+        : { ...current, groups: [...current.groups, { name }] },
     undefined,
     options,
   );
 }
 
 /** Removes a group and takes its members out of it; the contacts themselves stay. */
-export function removeGroup(sql: Sql, userId: number, name: string, options: WriteOptions = {}): Promise<ContactListChange> {
+export function removeGroup(
+  sql: Sql,
+  userId: number,
+  name: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
   return writeContactList(
     sql,
     userId,
@@ -233,7 +269,12 @@ export function removeGroup(sql: Sql, userId: number, name: string, options: Wri
   );
 }
 
-export function setAccessRule(sql: Sql, userId: number, rule: AccessRule, options: WriteOptions = {}): Promise<ContactListChange> {
+export function setAccessRule(
+  sql: Sql,
+  userId: number,
+  rule: AccessRule,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
   return writeContactList(
     sql,
     userId,
@@ -248,7 +289,12 @@ export function setAccessRule(sql: Sql, userId: number, rule: AccessRule, option
   );
 }
 
-export function removeAccessRule(sql: Sql, userId: number, pattern: string, options: WriteOptions = {}): Promise<ContactListChange> {
+export function removeAccessRule(
+  sql: Sql,
+  userId: number,
+  pattern: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
   return writeContactList(
     sql,
     userId,
@@ -261,7 +307,8 @@ export function removeAccessRule(sql: Sql, userId: number, pattern: string, opti
 /** Same groups, contacts and rules, in the same order; versions and owner are not compared. */
 export function sameContactListContent(a: ContactList, b: ContactList): boolean {
   return (
-    JSON.stringify([a.groups, a.contacts, a.accessRules]) === JSON.stringify([b.groups, b.contacts, b.accessRules])
+    JSON.stringify([a.groups, a.contacts, a.accessRules]) ===
+    JSON.stringify([b.groups, b.contacts, b.accessRules])
   );
 }
 
@@ -304,7 +351,11 @@ export function mergeContactLists(
 ): Promise<ContactListChange[]> {
   return writeContactListBatch(
     sql,
-    lists.map(({ userId, list }) => ({ userId, compute: (current) => mergeLists(current, list), source: list })),
+    lists.map(({ userId, list }) => ({
+      userId,
+      compute: (current) => mergeLists(current, list),
+      source: list,
+    })),
     options,
   );
 }
@@ -335,7 +386,9 @@ export async function writeContactListBatch(
         WHERE v.user_id = ANY($1::bigint[]) ORDER BY v.user_id FOR UPDATE OF v`,
       [sorted],
     );
-    const owners = new Map(locked.rows.map((r) => [Number(r.user_id), { id: Number(r.user_id), aor: r.aor }]));
+    const owners = new Map(
+      locked.rows.map((r) => [Number(r.user_id), { id: Number(r.user_id), aor: r.aor }]),
+    );
     for (const id of ids) if (!owners.has(id)) throw new Error(`no user with id ${id}`);
     const currentLists = await getContactLists(tx, [...owners.values()]);
     const changes: ContactListChange[] = [];
@@ -346,8 +399,11 @@ export async function writeContactListBatch(
       const current = currentLists.get(write.userId)!;
       const next = canonical(write.compute(current));
       const isChanged = !sameContactListContent(current, next);
-      const fileVersion = write.source && sameContactListContent(next, canonical(write.source)) ? write.source.version : 0;
-      const version = isChanged ? Math.max(current.version + 1, fileVersion) : Math.max(current.version, fileVersion);
+      const fileVersion =
+        write.source && sameContactListContent(next, canonical(write.source)) ? write.source.version : 0;
+      const version = isChanged
+        ? Math.max(current.version + 1, fileVersion)
+        : Math.max(current.version, fileVersion);
       changes.push({ changed: isChanged, version, ...countChanges(current, next) });
       if (isChanged) changed.push({ userId: write.userId, list: next });
       if (version !== current.version) {
@@ -364,7 +420,10 @@ export async function writeContactListBatch(
       );
     }
     if (notify.length > 0 && (options.notify ?? true)) {
-      await tx.query('SELECT pg_notify($1, aor) FROM unnest($2::text[]) AS aor', [CONTACT_LISTS_CHANNEL, notify]);
+      await tx.query('SELECT pg_notify($1, aor) FROM unnest($2::text[]) AS aor', [
+        CONTACT_LISTS_CHANNEL,
+        notify,
+      ]);
     }
     return changes;
   });
@@ -375,7 +434,12 @@ function canonical(list: ContactList): ContactList {
   const copy: ContactList = {
     ...list,
     groups: list.groups.map((g) => ({ name: g.name })),
-    contacts: list.contacts.map((c) => ({ uri: c.uri, displayName: c.displayName, subscribed: c.subscribed, groups: [...new Set(c.groups)] })),
+    contacts: list.contacts.map((c) => ({
+      uri: c.uri,
+      displayName: c.displayName,
+      subscribed: c.subscribed,
+      groups: [...new Set(c.groups)],
+    })),
     accessRules: list.accessRules.map((r) => ({ pattern: r.pattern, action: r.action })),
   };
   copy.accessRules.sort((a, b) => compareCodePoints(a.pattern, b.pattern));
@@ -404,7 +468,9 @@ async function storeContents(tx: Sql, lists: { userId: number; list: ContactList
   await tx.query('DELETE FROM contact_groups WHERE user_id = ANY($1::bigint[])', [ids]);
   await tx.query('DELETE FROM contacts WHERE user_id = ANY($1::bigint[])', [ids]);
   await tx.query('DELETE FROM access_rules WHERE user_id = ANY($1::bigint[])', [ids]);
-  const groups = lists.flatMap(({ userId, list }) => list.groups.map((g, position) => [userId, g.name, position]));
+  const groups = lists.flatMap(({ userId, list }) =>
+    list.groups.map((g, position) => [userId, g.name, position]),
+  );
   if (groups.length > 0) {
     await tx.query(
       `INSERT INTO contact_groups (user_id, name, position)
@@ -424,7 +490,9 @@ async function storeContents(tx: Sql, lists: { userId: number; list: ContactList
       [JSON.stringify(contacts)],
     );
   }
-  const rules = lists.flatMap(({ userId, list }) => list.accessRules.map((r) => [userId, r.pattern, r.action]));
+  const rules = lists.flatMap(({ userId, list }) =>
+    list.accessRules.map((r) => [userId, r.pattern, r.action]),
+  );
   if (rules.length > 0) {
     await tx.query(
       `INSERT INTO access_rules (user_id, pattern, action)

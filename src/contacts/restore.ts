@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sql } from '../store/sql.js';
 import { EXPORT_MANIFEST_FORMAT, type ExportManifestFile, fileNameForAor } from './export.js';
-import { importContactLists, type ImportResult } from './import.js';
+import { type ImportResult, importContactLists } from './import.js';
 import { aorFromUri } from './model.js';
 
 /**
@@ -50,19 +50,33 @@ export async function restoreContactList(sql: Sql, options: RestoreOptions): Pro
     if (entry) {
       const actual = await sha256File(source);
       if (actual !== entry.sha256) {
-        throw new RestoreSourceError('CHECKSUM_MISMATCH', `${source} does not match the sha256 in its manifest: the export is damaged`);
+        throw new RestoreSourceError(
+          'CHECKSUM_MISMATCH',
+          `${source} does not match the sha256 in its manifest: the export is damaged`,
+        );
       }
       checksumVerified = true;
     }
   }
-  const result = await importContactLists(sql, { file: source, user: aor, mode: 'replace', dryRun: options.dryRun });
-  if (result.status === 'invalid' && result.errors.some((e) => e.reason.startsWith('the file holds no list'))) {
+  const result = await importContactLists(sql, {
+    file: source,
+    user: aor,
+    mode: 'replace',
+    dryRun: options.dryRun,
+  });
+  if (
+    result.status === 'invalid' &&
+    result.errors.some((e) => e.reason.startsWith('the file holds no list'))
+  ) {
     throw new RestoreSourceError('USER_NOT_IN_BACKUP', `the export ${options.from} holds no list for ${aor}`);
   }
   return { ...result, user: `sip:${aor}`, source, checksumVerified };
 }
 
-async function locateSource(from: string, aor: string): Promise<{ source: string; manifest?: ExportManifestFile[] }> {
+async function locateSource(
+  from: string,
+  aor: string,
+): Promise<{ source: string; manifest?: ExportManifestFile[] }> {
   const info = await stat(from).catch(() => undefined);
   if (!info) throw new RestoreSourceError('BACKUP_NOT_FOUND', `no export at ${from}`);
   if (info.isFile()) return { source: from, manifest: await readManifest(`${from}.manifest.json`) };
@@ -77,7 +91,10 @@ async function locateSource(from: string, aor: string): Promise<{ source: string
 async function readManifest(path: string): Promise<ExportManifestFile[] | undefined> {
   const info = await stat(path).catch(() => undefined);
   if (!info || info.size > MAX_MANIFEST_BYTES) return undefined;
-  const parsed = JSON.parse(await readFile(path, 'utf8')) as { format?: string; files?: ExportManifestFile[] };
+  const parsed = JSON.parse(await readFile(path, 'utf8')) as {
+    format?: string;
+    files?: ExportManifestFile[];
+  };
   return parsed.format === EXPORT_MANIFEST_FORMAT ? parsed.files : undefined;
 }
 

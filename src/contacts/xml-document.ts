@@ -1,5 +1,10 @@
 import { XMLValidator } from 'fast-xml-parser';
-import { CONTACT_LIST_FORMAT_VERSION, CONTACT_LIST_NAMESPACE, type ContactList, type XmlProblem } from './model.js';
+import {
+  CONTACT_LIST_FORMAT_VERSION,
+  CONTACT_LIST_NAMESPACE,
+  type ContactList,
+  type XmlProblem,
+} from './model.js';
 import {
   type ContactListLimits,
   DEFAULT_LIMITS,
@@ -70,20 +75,36 @@ export class ContactListScanner {
       const close = blanked.indexOf(ROOT_CLOSE);
       const openUser = blanked.search(/<user[\s/>]/);
       if (openUser !== -1 && (close === -1 || openUser < close)) {
-        return this.fail(steps, positions.at(openUser), 'truncated file: this <user> element is never closed');
+        return this.fail(
+          steps,
+          positions.at(openUser),
+          'truncated file: this <user> element is never closed',
+        );
       }
       if (close === -1) {
-        return this.fail(steps, positions.at(rest.length), 'truncated file: the document ends before </contact-lists>');
+        return this.fail(
+          steps,
+          positions.at(rest.length),
+          'truncated file: the document ends before </contact-lists>',
+        );
       }
       const junk = blanked.slice(0, close).search(/\S/);
       if (junk !== -1) {
-        return this.fail(steps, positions.at(junk), 'unexpected content: only <user> elements belong in <contact-lists>');
+        return this.fail(
+          steps,
+          positions.at(junk),
+          'unexpected content: only <user> elements belong in <contact-lists>',
+        );
       }
       index = close + ROOT_CLOSE.length;
     }
     const trailing = blanked.slice(index).search(/\S/);
     if (trailing !== -1) {
-      return this.fail(steps, positions.at(index + trailing), 'unexpected content after the end of <contact-lists>');
+      return this.fail(
+        steps,
+        positions.at(index + trailing),
+        'unexpected content after the end of <contact-lists>',
+      );
     }
     this.state = 'after-root';
     this.buffer = '';
@@ -120,13 +141,23 @@ export class ContactListScanner {
       this.fail(steps, positions.at(body + forbidden.index), forbidden.reason);
       return false;
     }
-    const root = /^(?:\s|<!--[\s\S]*?-->)*<([^\s/>]+)((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>/.exec(text.slice(body));
+    const root =
+      /^(?:\s|<!--[\s\S]*?-->)*<([^\s/>]+)((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>/.exec(
+        text.slice(body),
+      );
     if (!root) {
       if (atEnd) {
-        const reason = text.trim() === '' ? 'empty file: no <contact-lists> element' : 'truncated or malformed file: no complete <contact-lists> start tag';
+        const reason =
+          text.trim() === ''
+            ? 'empty file: no <contact-lists> element'
+            : 'truncated or malformed file: no complete <contact-lists> start tag';
         this.fail(steps, positions.at(text.length), reason);
       } else if (text.length > MAX_PROLOG_CHARS) {
-        this.fail(steps, { line: 1, column: 1 }, `no <contact-lists> start tag in the first ${MAX_PROLOG_CHARS} characters`);
+        this.fail(
+          steps,
+          { line: 1, column: 1 },
+          `no <contact-lists> start tag in the first ${MAX_PROLOG_CHARS} characters`,
+        );
       }
       return false;
     }
@@ -136,7 +167,11 @@ export class ContactListScanner {
       text.slice(0, rootEnd) + (root[3] ? '' : ROOT_CLOSE.replace('contact-lists', root[1])),
     );
     if (validation !== true) {
-      this.fail(steps, { line: validation.err.line, column: validation.err.col }, `malformed XML: ${validation.err.msg}`);
+      this.fail(
+        steps,
+        { line: validation.err.line, column: validation.err.col },
+        `malformed XML: ${validation.err.msg}`,
+      );
       return false;
     }
     const problem = checkRootElement(root[1], root[2], rootIndex + 1 + root[1].length);
@@ -173,16 +208,25 @@ export class ContactListScanner {
         if (end === -1) break;
         const origin = positions.at(cursor);
         if (end - cursor > this.limits.maxUserElementChars) {
-          this.fail(steps, origin, `<user> element is larger than ${this.limits.maxUserElementChars} characters`);
+          this.fail(
+            steps,
+            origin,
+            `<user> element is larger than ${this.limits.maxUserElementChars} characters`,
+          );
           return;
         }
         steps.push({ kind: 'user', fragment: { text: buffer.slice(cursor, end), origin } });
         cursor = end;
         continue;
       }
-      const waiting = rest.length < 16 && ['<user ', '</contact-lists>', '<!--'].some((t) => t.startsWith(rest));
+      const waiting =
+        rest.length < 16 && ['<user ', '</contact-lists>', '<!--'].some((t) => t.startsWith(rest));
       if (waiting || rest.startsWith('</contact-lists')) break;
-      this.fail(steps, positions.at(cursor), 'unexpected content: only <user> elements belong in <contact-lists>');
+      this.fail(
+        steps,
+        positions.at(cursor),
+        'unexpected content: only <user> elements belong in <contact-lists>',
+      );
       return;
     }
     if (cursor > 0) {
@@ -223,7 +267,7 @@ export class ContactListScanner {
 
 function checkXmlDeclaration(declaration: string): { index: number; reason: string } | undefined {
   const version = /\sversion\s*=\s*["']([^"']*)["']/.exec(declaration);
-  if (!version || version[1] !== '1.0') {
+  if (version?.[1] !== '1.0') {
     return { index: 0, reason: 'the XML declaration must say version="1.0"' };
   }
   const encoding = /\sencoding\s*=\s*["']([^"']*)["']/.exec(declaration);
@@ -236,9 +280,16 @@ function checkXmlDeclaration(declaration: string): { index: number; reason: stri
   return undefined;
 }
 
-function checkRootElement(name: string, rawAttributes: string, offset: number): { index: number; reason: string } | undefined {
+function checkRootElement(
+  name: string,
+  rawAttributes: string,
+  offset: number,
+): { index: number; reason: string } | undefined {
   if (name !== 'contact-lists') {
-    return { index: offset - name.length - 1, reason: `expected the root element <contact-lists>, found <${name}>` };
+    return {
+      index: offset - name.length - 1,
+      reason: `expected the root element <contact-lists>, found <${name}>`,
+    };
   }
   const attributes = new Map<string, { value: string; index: number }>();
   const attribute = /([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
@@ -246,11 +297,15 @@ function checkRootElement(name: string, rawAttributes: string, offset: number): 
     attributes.set(m[1], { value: m[2] ?? m[3], index: offset + m.index });
   }
   for (const [key, { index }] of attributes) {
-    if (key !== 'xmlns' && key !== 'format-version') return { index, reason: `unknown attribute ${key} on <contact-lists>` };
+    if (key !== 'xmlns' && key !== 'format-version')
+      return { index, reason: `unknown attribute ${key} on <contact-lists>` };
   }
   const xmlns = attributes.get('xmlns');
   if (!xmlns || xmlns.value !== CONTACT_LIST_NAMESPACE) {
-    return { index: xmlns?.index ?? offset, reason: `<contact-lists> must declare xmlns="${CONTACT_LIST_NAMESPACE}"` };
+    return {
+      index: xmlns?.index ?? offset,
+      reason: `<contact-lists> must declare xmlns="${CONTACT_LIST_NAMESPACE}"`,
+    };
   }
   const version = attributes.get('format-version');
   if (!version) return { index: offset, reason: '<contact-lists> needs a format-version attribute' };
@@ -270,7 +325,11 @@ function checkRootElement(name: string, rawAttributes: string, offset: number): 
 export function checkLeadingBytes(bytes: Uint8Array): { skip: number } | { problem: XmlProblem } {
   const b = bytes;
   const at = (reason: string) => ({ problem: { line: 1, column: 1, reason } });
-  if (b.length >= 4 && ((b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff) || (b[0] === 0xff && b[1] === 0xfe && b[2] === 0 && b[3] === 0))) {
+  if (
+    b.length >= 4 &&
+    ((b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff) ||
+      (b[0] === 0xff && b[1] === 0xfe && b[2] === 0 && b[3] === 0))
+  ) {
     return at('UTF-32 is not supported: contact lists are UTF-8 only');
   }
   if (b.length >= 2 && ((b[0] === 0xfe && b[1] === 0xff) || (b[0] === 0xff && b[1] === 0xfe))) {
@@ -347,11 +406,17 @@ export async function* scanContactListStream(
     const tail = decoder.decode();
     if (tail) scanner.feed(tail);
   } catch {
-    yield { kind: 'error', problem: { line, column, reason: 'truncated file: it ends inside a UTF-8 character' } };
+    yield {
+      kind: 'error',
+      problem: { line, column, reason: 'truncated file: it ends inside a UTF-8 character' },
+    };
     return;
   }
   if (first) {
-    yield { kind: 'error', problem: { line: 1, column: 1, reason: 'empty file: no <contact-lists> element' } };
+    yield {
+      kind: 'error',
+      problem: { line: 1, column: 1, reason: 'empty file: no <contact-lists> element' },
+    };
     return;
   }
   for (const step of scanner.end()) yield step;
@@ -374,7 +439,11 @@ function locateInvalidUtf8(chunk: Uint8Array, line: number, column: number): Xml
   const lenient = new TextDecoder('utf-8').decode(chunk);
   const index = lenient.indexOf('\uFFFD');
   const at = advance(lenient.slice(0, Math.max(0, index)), line, column);
-  return { line: at.line, column: at.column, reason: 'invalid UTF-8 byte sequence: contact lists are UTF-8 only' };
+  return {
+    line: at.line,
+    column: at.column,
+    reason: 'invalid UTF-8 byte sequence: contact lists are UTF-8 only',
+  };
 }
 
 /** Collects a small document's lists; for whole files use scanContactListStream. */
@@ -384,7 +453,10 @@ export function parseContactListDocument(
 ): { ok: true; lists: ContactList[] } | { ok: false; errors: XmlProblem[] } {
   const size = typeof input === 'string' ? Buffer.byteLength(input) : input.length;
   if (size > limits.maxDocumentBytes) {
-    return { ok: false, errors: [{ line: 1, column: 1, reason: `document is larger than ${limits.maxDocumentBytes} bytes` }] };
+    return {
+      ok: false,
+      errors: [{ line: 1, column: 1, reason: `document is larger than ${limits.maxDocumentBytes} bytes` }],
+    };
   }
   let text: string;
   if (typeof input === 'string') {
@@ -413,7 +485,10 @@ export function parseContactListDocument(
     const parsed = parseUserElement(step.fragment.text, step.fragment.origin, limits);
     if (!parsed.ok) errors.push(...parsed.errors);
     else if (seen.has(parsed.value.user)) {
-      errors.push({ ...step.fragment.origin, reason: `user ${parsed.value.user} appears twice in the document` });
+      errors.push({
+        ...step.fragment.origin,
+        reason: `user ${parsed.value.user} appears twice in the document`,
+      });
     } else {
       seen.add(parsed.value.user);
       lists.push(parsed.value);
@@ -437,7 +512,9 @@ export function parseContactListXml(
   if (parsed.lists.length !== 1) {
     return {
       ok: false,
-      errors: [{ line: 1, column: 1, reason: `expected exactly one <user> element, found ${parsed.lists.length}` }],
+      errors: [
+        { line: 1, column: 1, reason: `expected exactly one <user> element, found ${parsed.lists.length}` },
+      ],
     };
   }
   return { ok: true, list: parsed.lists[0] };

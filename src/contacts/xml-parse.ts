@@ -61,7 +61,8 @@ export class PositionMap {
   at(index: number): Origin {
     if (!this.newlines) {
       this.newlines = [];
-      for (let i = this.text.indexOf('\n'); i !== -1; i = this.text.indexOf('\n', i + 1)) this.newlines.push(i);
+      for (let i = this.text.indexOf('\n'); i !== -1; i = this.text.indexOf('\n', i + 1))
+        this.newlines.push(i);
     }
     let low = 0;
     let high = this.newlines.length;
@@ -89,6 +90,7 @@ export class PositionMap {
  * entity references other than XML's five predefined ones and character references.
  */
 const FORBIDDEN_MARKUP =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what the last class looks for.
   /<!(?!--)|<\?|&(?!(?:lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});)|[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
 
 export function findForbiddenMarkup(text: string): { index: number; reason: string } | undefined {
@@ -158,7 +160,8 @@ export function parseElementTree(
   limits: ContactListLimits,
 ): ParseResult<ElementNode> {
   const forbidden = findForbiddenMarkup(text);
-  if (forbidden) return { ok: false, errors: [{ ...positions.at(forbidden.index), reason: forbidden.reason }] };
+  if (forbidden)
+    return { ok: false, errors: [{ ...positions.at(forbidden.index), reason: forbidden.reason }] };
   const problems = new Problems(positions, limits.maxProblems);
   const malformed = (index: number, reason: string): ParseResult<ElementNode> => {
     const validation = XMLValidator.validate(text, { allowBooleanAttributes: false });
@@ -178,21 +181,30 @@ export function parseElementTree(
     const m = token.exec(text);
     if (!m) {
       const rest = text.slice(index, index + 4);
-      return malformed(index, rest.startsWith('<!--') ? 'comment not closed, or "--" inside a comment' : 'invalid or unclosed tag');
+      return malformed(
+        index,
+        rest.startsWith('<!--') ? 'comment not closed, or "--" inside a comment' : 'invalid or unclosed tag',
+      );
     }
     index = token.lastIndex;
     const [whole, name, rawAttributes, selfClosing, closing] = m;
     if (closing !== undefined) {
       const open = stack.pop();
       if (!open || open.name !== closing) {
-        return malformed(m.index, open ? `expected </${open.name}>, found </${closing}>` : `</${closing}> was never opened`);
+        return malformed(
+          m.index,
+          open ? `expected </${open.name}>, found </${closing}>` : `</${closing}> was never opened`,
+        );
       }
       continue;
     }
     if (name === undefined) {
       if (!whole.startsWith('<!--') && whole.trim() !== '') {
         if (stack.length === 0) return malformed(m.index + whole.search(/\S/), 'text outside the element');
-        problems.add(m.index + whole.search(/\S/), 'unexpected text: this format keeps all data in attributes');
+        problems.add(
+          m.index + whole.search(/\S/),
+          'unexpected text: this format keeps all data in attributes',
+        );
       }
       continue;
     }
@@ -204,7 +216,8 @@ export function parseElementTree(
     else root = node;
     if (!selfClosing) stack.push(node);
   }
-  if (stack.length > 0) return malformed(stack[stack.length - 1].index, `<${stack[stack.length - 1].name}> is not closed`);
+  if (stack.length > 0)
+    return malformed(stack[stack.length - 1].index, `<${stack[stack.length - 1].name}> is not closed`);
   if (!root) problems.add(0, 'no element found');
   if (problems.list.length > 0) return { ok: false, errors: problems.list };
   return { ok: true, value: root! };
@@ -225,7 +238,10 @@ function readAttributes(
     seen.add(m[1]);
     const rawValue = m[2] ?? m[3];
     if (rawValue.length > limits.maxAttributeChars) {
-      problems.add(index, `attribute ${m[1]} is ${rawValue.length} characters long; the limit is ${limits.maxAttributeChars}`);
+      problems.add(
+        index,
+        `attribute ${m[1]} is ${rawValue.length} characters long; the limit is ${limits.maxAttributeChars}`,
+      );
       continue;
     }
     if (rawValue.includes('<')) {
@@ -246,18 +262,21 @@ function readAttributes(
 /** XML 1.0 section 3.3.3: references are replaced and literal white space becomes a space. */
 function decodeAttributeValue(raw: string): string | undefined {
   let invalid = false;
-  const value = raw.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|quot|apos);|[\t\n\r]/g, (whole, ref?: string) => {
-    if (ref === undefined) return ' ';
-    if (ref.startsWith('#')) {
-      const code = ref[1] === 'x' ? Number.parseInt(ref.slice(2), 16) : Number.parseInt(ref.slice(1), 10);
-      if (!isXmlChar(code)) {
-        invalid = true;
-        return '';
+  const value = raw.replace(
+    /&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|quot|apos);|[\t\n\r]/g,
+    (whole, ref?: string) => {
+      if (ref === undefined) return ' ';
+      if (ref.startsWith('#')) {
+        const code = ref[1] === 'x' ? Number.parseInt(ref.slice(2), 16) : Number.parseInt(ref.slice(1), 10);
+        if (!isXmlChar(code)) {
+          invalid = true;
+          return '';
+        }
+        return String.fromCodePoint(code);
       }
-      return String.fromCodePoint(code);
-    }
-    return PREDEFINED[ref] ?? whole;
-  });
+      return PREDEFINED[ref] ?? whole;
+    },
+  );
   return invalid ? undefined : value;
 }
 
@@ -320,13 +339,23 @@ export function parseUserElement(
   if (uriAttribute) {
     const uri = normalizeSipUri(uriAttribute.value);
     if (uri) list.user = `sip:${uri.replace(/^sips?:/, '')}`;
-    else problems.add(uriAttribute.index, `user uri "${uriAttribute.value}" is not a SIP address (sip:user@domain)`);
+    else
+      problems.add(
+        uriAttribute.index,
+        `user uri "${uriAttribute.value}" is not a SIP address (sip:user@domain)`,
+      );
   }
   const versionAttribute = user.attributes.get('version');
   if (versionAttribute) {
-    const version = /^[0-9]{1,15}$/.test(versionAttribute.value) ? Number(versionAttribute.value) : Number.NaN;
+    const version = /^[0-9]{1,15}$/.test(versionAttribute.value)
+      ? Number(versionAttribute.value)
+      : Number.NaN;
     if (Number.isSafeInteger(version)) list.version = version;
-    else problems.add(versionAttribute.index, `version "${versionAttribute.value}" is not a non-negative integer`);
+    else
+      problems.add(
+        versionAttribute.index,
+        `version "${versionAttribute.value}" is not a non-negative integer`,
+      );
   }
 
   let lastSection = -1;
@@ -336,17 +365,24 @@ export function parseUserElement(
   for (const section of user.children) {
     const rank = SECTION_ORDER.indexOf(section.name);
     if (rank === -1) {
-      problems.add(section.index, `unknown element <${section.name}> in <user>; expected groups, contacts or access-list`);
+      problems.add(
+        section.index,
+        `unknown element <${section.name}> in <user>; expected groups, contacts or access-list`,
+      );
       continue;
     }
     if (rank <= lastSection) {
-      problems.add(section.index, `<${section.name}> is out of place: sections come once each, in the order groups, contacts, access-list`);
+      problems.add(
+        section.index,
+        `<${section.name}> is out of place: sections come once each, in the order groups, contacts, access-list`,
+      );
       continue;
     }
     lastSection = rank;
     checkAttributes(section, [], [], problems);
     if (section.name === 'groups') readGroups(section, list.groups, groupNames, problems, limits);
-    else if (section.name === 'contacts') readContacts(section, list.contacts, groupNames, contactUris, problems, limits);
+    else if (section.name === 'contacts')
+      readContacts(section, list.contacts, groupNames, contactUris, problems, limits);
     else readAccessList(section, list.accessRules, patterns, problems, limits);
     if (problems.full) break;
   }
@@ -406,7 +442,10 @@ function readContacts(
     if (!uriAttribute) continue;
     const uri = normalizeSipUri(uriAttribute.value);
     if (!uri) {
-      problems.add(uriAttribute.index, `contact uri "${uriAttribute.value}" is not a SIP address (sip:user@domain)`);
+      problems.add(
+        uriAttribute.index,
+        `contact uri "${uriAttribute.value}" is not a SIP address (sip:user@domain)`,
+      );
       continue;
     }
     if (uris.has(uri)) {
@@ -427,7 +466,11 @@ function readContacts(
     if (subscribedAttribute) {
       if (subscribedAttribute.value === 'true' || subscribedAttribute.value === '1') subscribed = true;
       else if (subscribedAttribute.value === 'false' || subscribedAttribute.value === '0') subscribed = false;
-      else problems.add(subscribedAttribute.index, `subscribed must be true or false, not "${subscribedAttribute.value}"`);
+      else
+        problems.add(
+          subscribedAttribute.index,
+          `subscribed must be true or false, not "${subscribedAttribute.value}"`,
+        );
     }
     const memberOf = new Set<string>();
     for (const child of element.children) {
@@ -439,8 +482,10 @@ function readContacts(
       noChildren(child, problems);
       const group = child.attributes.get('group');
       if (!group) continue;
-      if (!groupNames.has(group.value)) problems.add(group.index, `group "${group.value}" is not declared in <groups>`);
-      else if (memberOf.has(group.value)) problems.add(group.index, `contact is already in group "${group.value}"`);
+      if (!groupNames.has(group.value))
+        problems.add(group.index, `group "${group.value}" is not declared in <groups>`);
+      else if (memberOf.has(group.value))
+        problems.add(group.index, `contact is already in group "${group.value}"`);
       else memberOf.add(group.value);
     }
     contacts.push({
@@ -462,7 +507,10 @@ function readAccessList(
 ): void {
   for (const element of section.children) {
     if (element.name !== 'allow' && element.name !== 'block') {
-      problems.add(element.index, `unknown element <${element.name}> in <access-list>; expected <allow> or <block>`);
+      problems.add(
+        element.index,
+        `unknown element <${element.name}> in <access-list>; expected <allow> or <block>`,
+      );
       continue;
     }
     checkAttributes(element, ['pattern'], ['pattern'], problems);
@@ -471,7 +519,10 @@ function readAccessList(
     if (!patternAttribute) continue;
     const pattern = normalizeAccessPattern(patternAttribute.value);
     if (!pattern) {
-      problems.add(patternAttribute.index, `pattern "${patternAttribute.value}" is not a SIP address, a domain or *`);
+      problems.add(
+        patternAttribute.index,
+        `pattern "${patternAttribute.value}" is not a SIP address, a domain or *`,
+      );
       continue;
     }
     if (patterns.has(pattern)) {
@@ -487,16 +538,24 @@ function readAccessList(
   }
 }
 
-function checkAttributes(element: ElementNode, allowed: string[], required: string[], problems: Problems): void {
+function checkAttributes(
+  element: ElementNode,
+  allowed: string[],
+  required: string[],
+  problems: Problems,
+): void {
   for (const [name, attribute] of element.attributes) {
     if (name === 'xmlns' && attribute.value === CONTACT_LIST_NAMESPACE) continue;
-    if (!allowed.includes(name)) problems.add(attribute.index, `unknown attribute ${name} on <${element.name}>`);
+    if (!allowed.includes(name))
+      problems.add(attribute.index, `unknown attribute ${name} on <${element.name}>`);
   }
   for (const name of required) {
-    if (!element.attributes.has(name)) problems.add(element.index, `<${element.name}> needs a ${name} attribute`);
+    if (!element.attributes.has(name))
+      problems.add(element.index, `<${element.name}> needs a ${name} attribute`);
   }
 }
 
 function noChildren(element: ElementNode, problems: Problems): void {
-  for (const child of element.children) problems.add(child.index, `<${element.name}> takes no child elements`);
+  for (const child of element.children)
+    problems.add(child.index, `<${element.name}> takes no child elements`);
 }

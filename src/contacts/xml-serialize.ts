@@ -1,8 +1,4 @@
-import {
-  CONTACT_LIST_FORMAT_VERSION,
-  CONTACT_LIST_NAMESPACE,
-  type ContactList,
-} from './model.js';
+import { CONTACT_LIST_FORMAT_VERSION, CONTACT_LIST_NAMESPACE, type ContactList } from './model.js';
 
 /**
  * Deterministic XML for contact lists: fixed attribute order, two-space indentation, LF
@@ -53,7 +49,8 @@ export function serializeUserElement(list: ContactList): string {
         continue;
       }
       lines.push(`${tag}>`);
-      for (const group of contact.groups) lines.push(`        <member-of group="${escapeAttribute(group)}"/>`);
+      for (const group of contact.groups)
+        lines.push(`        <member-of group="${escapeAttribute(group)}"/>`);
       lines.push('      </contact>');
     }
     lines.push('    </contacts>');
@@ -61,7 +58,8 @@ export function serializeUserElement(list: ContactList): string {
   if (list.accessRules.length > 0) {
     lines.push('    <access-list>');
     const rules = [...list.accessRules].sort((a, b) => compareCodePoints(a.pattern, b.pattern));
-    for (const rule of rules) lines.push(`      <${rule.action} pattern="${escapeAttribute(rule.pattern)}"/>`);
+    for (const rule of rules)
+      lines.push(`      <${rule.action} pattern="${escapeAttribute(rule.pattern)}"/>`);
     lines.push('    </access-list>');
   }
   lines.push('  </user>');

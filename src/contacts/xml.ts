@@ -3,10 +3,10 @@
  * what the SIP server's `parley-contacts` event package and the export/import commands use.
  */
 export {
+  type AccessRule,
   CONTACT_LIST_CONTENT_TYPE,
   CONTACT_LIST_FORMAT_VERSION,
   CONTACT_LIST_NAMESPACE,
-  type AccessRule,
   type Contact,
   type ContactGroup,
   type ContactList,
@@ -15,8 +15,8 @@ export {
 export {
   parseContactListDocument,
   parseContactListXml,
-  scanContactListStream,
   type ScanStep,
+  scanContactListStream,
   type UserFragment,
 } from './xml-document.js';
 export { type ContactListLimits, DEFAULT_LIMITS, parseUserElement } from './xml-parse.js';

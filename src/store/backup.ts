@@ -106,7 +106,13 @@ async function describeTables(sql: Sql): Promise<TableInfo[]> {
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname COLLATE "C"`,
   );
-  const columns = await sql.query<{ table_name: string; name: string; type: string; generated: boolean; serial: boolean }>(
+  const columns = await sql.query<{
+    table_name: string;
+    name: string;
+    type: string;
+    generated: boolean;
+    serial: boolean;
+  }>(
     `SELECT c.relname AS table_name, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
             (a.attgenerated <> '') AS generated,
             (pg_get_serial_sequence(quote_ident(c.relname), a.attname) IS NOT NULL) AS serial
@@ -128,14 +134,20 @@ async function describeTables(sql: Sql): Promise<TableInfo[]> {
   );
   const info = new Map<string, TableInfo>();
   for (const { name } of tables.rows) info.set(name, { name, columns: [], primaryKey: [] });
-  for (const c of columns.rows) info.get(c.table_name)?.columns.push({ name: c.name, type: c.type, generated: c.generated, serial: c.serial });
+  for (const c of columns.rows)
+    info
+      .get(c.table_name)
+      ?.columns.push({ name: c.name, type: c.type, generated: c.generated, serial: c.serial });
   for (const k of keys.rows) info.get(k.table_name)?.primaryKey.push(k.name);
   const parents = new Map<string, Set<string>>([...info.keys()].map((t) => [t, new Set<string>()]));
-  for (const r of references.rows) if (r.child !== r.parent && info.has(r.parent)) parents.get(r.child)?.add(r.parent);
+  for (const r of references.rows)
+    if (r.child !== r.parent && info.has(r.parent)) parents.get(r.child)?.add(r.parent);
   const ordered: TableInfo[] = [];
   const placed = new Set<string>();
   while (ordered.length < info.size) {
-    const ready = [...info.keys()].filter((t) => !placed.has(t) && [...parents.get(t)!].every((p) => placed.has(p)));
+    const ready = [...info.keys()].filter(
+      (t) => !placed.has(t) && [...parents.get(t)!].every((p) => placed.has(p)),
+    );
     // A cycle of foreign keys: fall back to name order for what is left.
     const next = ready.length > 0 ? ready : [...info.keys()].filter((t) => !placed.has(t));
     for (const t of next.sort()) {
@@ -187,7 +199,9 @@ async function pinOutputSettings(tx: Sql): Promise<void> {
 
 async function schemaVersion(sql: Sql, tables: TableInfo[]): Promise<number> {
   if (!tables.some((t) => t.name === 'schema_migrations')) return 0;
-  const { rows } = await sql.query<{ v: number | null }>('SELECT max(version)::int AS v FROM schema_migrations');
+  const { rows } = await sql.query<{ v: number | null }>(
+    'SELECT max(version)::int AS v FROM schema_migrations',
+  );
   return rows[0].v ?? 0;
 }
 
@@ -264,14 +278,23 @@ export async function readBackupManifest(dir: string): Promise<BackupManifest> {
   try {
     manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as BackupManifest;
   } catch (err) {
-    throw new StoreBackupError('STORE_BACKUP_INVALID', `${join(dir, 'manifest.json')} cannot be read: ${(err as Error).message}`);
+    throw new StoreBackupError(
+      'STORE_BACKUP_INVALID',
+      `${join(dir, 'manifest.json')} cannot be read: ${(err as Error).message}`,
+    );
   }
   if (manifest.format !== STORE_BACKUP_FORMAT || manifest.formatVersion !== STORE_BACKUP_FORMAT_VERSION) {
-    throw new StoreBackupError('STORE_BACKUP_INVALID', `${dir} is not a Parley store backup (format ${STORE_BACKUP_FORMAT} ${STORE_BACKUP_FORMAT_VERSION})`);
+    throw new StoreBackupError(
+      'STORE_BACKUP_INVALID',
+      `${dir} is not a Parley store backup (format ${STORE_BACKUP_FORMAT} ${STORE_BACKUP_FORMAT_VERSION})`,
+    );
   }
   for (const table of manifest.tables) {
     if (!/^[A-Za-z0-9_]+\.jsonl$/.test(table.file)) {
-      throw new StoreBackupError('STORE_BACKUP_INVALID', `manifest names an unexpected file ${JSON.stringify(table.file)}`);
+      throw new StoreBackupError(
+        'STORE_BACKUP_INVALID',
+        `manifest names an unexpected file ${JSON.stringify(table.file)}`,
+      );
     }
   }
   return manifest;
@@ -290,7 +313,10 @@ export async function verifyBackupFiles(dir: string, manifest: BackupManifest): 
       for (const byte of chunk as Buffer) if (byte === 10) lines++;
     }
     if (hash.digest('hex') !== table.sha256 || lines !== table.rows) {
-      throw new StoreBackupError('STORE_BACKUP_INVALID', `${path} does not match its manifest (checksum or row count): the backup is damaged`);
+      throw new StoreBackupError(
+        'STORE_BACKUP_INVALID',
+        `${path} does not match its manifest (checksum or row count): the backup is damaged`,
+      );
     }
   }
 }
@@ -310,7 +336,10 @@ export async function restoreStore(
         if (table.name === 'schema_migrations') continue;
         const { rows } = await tx.query(`SELECT 1 FROM ${quote(table.name)} LIMIT 1`);
         if (rows.length > 0) {
-          throw new StoreBackupError('STORE_NOT_EMPTY', `the target store is not empty (table ${table.name} has rows)`);
+          throw new StoreBackupError(
+            'STORE_NOT_EMPTY',
+            `the target store is not empty (table ${table.name} has rows)`,
+          );
         }
       }
     }
@@ -330,7 +359,10 @@ export async function restoreStore(
         options.onProgress?.(table.name, rows);
         batch = [];
       };
-      const lines = createInterface({ input: createReadStream(join(options.from, entry.file)), crlfDelay: Number.POSITIVE_INFINITY });
+      const lines = createInterface({
+        input: createReadStream(join(options.from, entry.file)),
+        crlfDelay: Number.POSITIVE_INFINITY,
+      });
       for await (const line of lines) {
         batch.push(line);
         if (batch.length >= INSERT_ROWS) await flush();
@@ -388,9 +420,13 @@ function checkSchema(manifest: BackupManifest, tables: TableInfo[]): void {
     if (have !== want) problems.push(`table ${entry.name} has columns (${have}), the backup (${want})`);
   }
   const backedUp = new Set(manifest.tables.map((t) => t.name));
-  for (const name of target.keys()) if (!backedUp.has(name)) problems.push(`table ${name} is not in the backup`);
+  for (const name of target.keys())
+    if (!backedUp.has(name)) problems.push(`table ${name} is not in the backup`);
   if (problems.length > 0) {
-    throw new StoreBackupError('STORE_SCHEMA_MISMATCH', `the target store's schema differs from the backup's: ${problems.join('; ')}`);
+    throw new StoreBackupError(
+      'STORE_SCHEMA_MISMATCH',
+      `the target store's schema differs from the backup's: ${problems.join('; ')}`,
+    );
   }
 }
 
@@ -415,12 +451,15 @@ class HashedWriter {
     const chunk = Buffer.from(text);
     this.hash.update(chunk);
     this.bytes += chunk.length;
-    if (!this.stream.write(chunk)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
+    if (!this.stream.write(chunk))
+      await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
     if (this.failure) throw this.failure;
   }
 
   async commit(): Promise<{ bytes: number; sha256: string }> {
-    await new Promise<void>((resolve, reject) => this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
+    );
     if (this.failure) throw this.failure;
     await rename(this.temporary, this.path);
     return { bytes: this.bytes, sha256: this.hash.digest('hex') };

@@ -16,7 +16,10 @@ let dir: string;
 let source: string;
 let target: string;
 
-async function withStore(dataDir: string, fn: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<void>) {
+async function withStore(
+  dataDir: string,
+  fn: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<void>,
+) {
   const db = await openDatabase({ dataDir });
   try {
     await fn(db);
@@ -25,7 +28,9 @@ async function withStore(dataDir: string, fn: (db: Awaited<ReturnType<typeof ope
   }
 }
 
-async function failure(p: Promise<unknown>): Promise<{ message: string; code?: string; oclif?: { exit?: number } }> {
+async function failure(
+  p: Promise<unknown>,
+): Promise<{ message: string; code?: string; oclif?: { exit?: number } }> {
   try {
     await p;
   } catch (err) {
@@ -42,10 +47,13 @@ beforeAll(async () => {
     const { rows } = await db.query<{ id: number }>(
       "INSERT INTO users (aor) SELECT 'user' || g || '@example.com' FROM generate_series(0, 19) g RETURNING id",
     );
-    for (let i = 0; i < 20; i++) await replaceContactList(db, Number(rows[i].id), generateContactList(i, 5, 20));
+    for (let i = 0; i < 20; i++)
+      await replaceContactList(db, Number(rows[i].id), generateContactList(i, 5, 20));
   });
   await withStore(target, async (db) => {
-    await db.query("INSERT INTO users (aor) SELECT 'user' || g || '@example.com' FROM generate_series(0, 18) g");
+    await db.query(
+      "INSERT INTO users (aor) SELECT 'user' || g || '@example.com' FROM generate_series(0, 18) g",
+    );
   });
 }, 300_000);
 
@@ -70,7 +78,10 @@ describe('parley contacts and parley db commands', () => {
     expect(process.exitCode).toBe(6);
     process.exitCode = undefined;
 
-    const restored = await ContactsRestore.run(['--user', 'sip:user3@example.com', '--from', out, '--data-dir', target], root);
+    const restored = await ContactsRestore.run(
+      ['--user', 'sip:user3@example.com', '--from', out, '--data-dir', target],
+      root,
+    );
     expect(restored).toMatchObject({ status: 'complete', imported: 1, changed: 0, checksumVerified: true });
   }, 300_000);
 
@@ -83,7 +94,12 @@ describe('parley contacts and parley db commands', () => {
     expect(result.status).toBe('invalid');
     expect(result.errors[0]).toMatchObject({ line: 2, column: 1 });
     expect(process.exitCode).toBe(2);
-    const missing = await failure(ContactsRestore.run(['--user', 'user1@example.com', '--from', join(dir, 'nowhere'), '--data-dir', target], root));
+    const missing = await failure(
+      ContactsRestore.run(
+        ['--user', 'user1@example.com', '--from', join(dir, 'nowhere'), '--data-dir', target],
+        root,
+      ),
+    );
     expect(missing.code).toBe('BACKUP_NOT_FOUND');
     expect(missing.oclif?.exit).toBe(3);
   }, 300_000);
@@ -98,6 +114,8 @@ describe('parley contacts and parley db commands', () => {
     expect(restored.rows).toBe(made.rows);
     const again = await failure(DbRestore.run([backup, '--data-dir', fresh], root));
     expect(again.code).toBe('STORE_NOT_EMPTY');
-    expect(JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8')).format).toBe('parley-store-backup');
+    expect(JSON.parse(readFileSync(join(backup, 'manifest.json'), 'utf8')).format).toBe(
+      'parley-store-backup',
+    );
   }, 300_000);
 });

@@ -1,5 +1,5 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +18,11 @@ let target: PgliteDatabase;
 let dir: string;
 
 async function createUsers(db: PgliteDatabase, count: number, home?: string): Promise<Map<string, number>> {
-  if (home) await db.query("INSERT INTO homes (name, kind, address) VALUES ($1, 'pool', 'sip:pool.example.com') ON CONFLICT DO NOTHING", [home]);
+  if (home)
+    await db.query(
+      "INSERT INTO homes (name, kind, address) VALUES ($1, 'pool', 'sip:pool.example.com') ON CONFLICT DO NOTHING",
+      [home],
+    );
   const { rows } = await db.query<{ id: number; aor: string }>(
     `INSERT INTO users (aor, home) SELECT 'user' || g || '@example.com', $2 FROM generate_series(0, $1::int - 1) g RETURNING id, aor`,
     [count, home ?? null],
@@ -67,9 +71,20 @@ describe('export and import', () => {
     expect(result).toMatchObject({ layout: 'file', users: USERS, files: 1 });
     const manifest = JSON.parse(readFileSync(`${out}.manifest.json`, 'utf8'));
     const bytes = readFileSync(out);
-    expect(manifest).toMatchObject({ format: 'parley-contact-lists-export', formatVersion: 1, scope: 'all', layout: 'file' });
+    expect(manifest).toMatchObject({
+      format: 'parley-contact-lists-export',
+      formatVersion: 1,
+      scope: 'all',
+      layout: 'file',
+    });
     expect(manifest.files).toEqual([
-      { path: 'all.xml', users: USERS, contacts: result.contacts, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') },
+      {
+        path: 'all.xml',
+        users: USERS,
+        contacts: result.contacts,
+        bytes: bytes.length,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+      },
     ]);
     expect(manifest.totals.users).toBe(USERS);
     // keyset pages in byte order of aor
@@ -87,7 +102,9 @@ describe('export and import', () => {
     const before = await snapshot(target);
     const result = await importContactLists(target, { file: bad, mode: 'replace' });
     expect(result.status).toBe('invalid');
-    expect(result.errors).toEqual([{ line: at + 1, column: 16, reason: expect.stringMatching(/is not a SIP address/) }]);
+    expect(result.errors).toEqual([
+      { line: at + 1, column: 16, reason: expect.stringMatching(/is not a SIP address/) },
+    ]);
     expect(result.successes).toEqual([]);
     expect(await snapshot(target)).toBe(before);
   });
@@ -114,8 +131,17 @@ describe('export and import', () => {
 
   it('dry run reports what would change and writes nothing', async () => {
     const before = await snapshot(target);
-    const result = await importContactLists(target, { file: join(dir, 'all.xml'), mode: 'merge', dryRun: true });
-    expect(result).toMatchObject({ status: 'partial', dryRun: true, imported: USERS - 1, changed: USERS - 1 });
+    const result = await importContactLists(target, {
+      file: join(dir, 'all.xml'),
+      mode: 'merge',
+      dryRun: true,
+    });
+    expect(result).toMatchObject({
+      status: 'partial',
+      dryRun: true,
+      imported: USERS - 1,
+      changed: USERS - 1,
+    });
     expect(await snapshot(target)).toBe(before);
   });
 
@@ -124,10 +150,17 @@ describe('export and import', () => {
     const result = await importContactLists(target, { file, mode: 'merge', batchSize: 16 });
     expect(result.status).toBe('partial');
     expect(result.failures).toEqual([
-      { user: 'sip:user7@example.com', code: 'UNKNOWN_USER', reason: 'no user user7@example.com in this store', line: expect.any(Number), column: 3 },
+      {
+        user: 'sip:user7@example.com',
+        code: 'UNKNOWN_USER',
+        reason: 'no user user7@example.com in this store',
+        line: expect.any(Number),
+        column: 3,
+      },
     ]);
     expect(result.imported).toBe(USERS - 1);
-    const id5 = (await target.query<{ id: number }>("SELECT id FROM users WHERE aor = 'user5@example.com'")).rows[0].id;
+    const id5 = (await target.query<{ id: number }>("SELECT id FROM users WHERE aor = 'user5@example.com'"))
+      .rows[0].id;
     const five = await getContactList(target, Number(id5));
     expect(five.contacts[0].uri).toBe('sip:keep@example.net');
     expect(five.contacts.length).toBe(generateContactList(5, CONTACTS, USERS).contacts.length + 1);
@@ -155,29 +188,59 @@ describe('export and import', () => {
       const manifest = JSON.parse(readFileSync(join(perUser, 'manifest.json'), 'utf8'));
       expect(manifest.files).toHaveLength(USERS);
       const entry = manifest.files.find((f: { path: string }) => f.path === 'user42@example.com.xml');
-      expect(entry.sha256).toBe(createHash('sha256').update(readFileSync(join(perUser, entry.path))).digest('hex'));
+      expect(entry.sha256).toBe(
+        createHash('sha256')
+          .update(readFileSync(join(perUser, entry.path)))
+          .digest('hex'),
+      );
     } finally {
       await empty.close();
     }
   });
 
   it('exports one home, or one user, and refuses an unknown user', async () => {
-    const home = await exportContactLists(source, { scope: { kind: 'home', home: 'pool1' }, out: join(dir, 'home.xml') });
+    const home = await exportContactLists(source, {
+      scope: { kind: 'home', home: 'pool1' },
+      out: join(dir, 'home.xml'),
+    });
     expect(home.users).toBe(USERS);
-    const none = await exportContactLists(source, { scope: { kind: 'home', home: 'elsewhere' }, out: join(dir, 'none.xml') });
+    const none = await exportContactLists(source, {
+      scope: { kind: 'home', home: 'elsewhere' },
+      out: join(dir, 'none.xml'),
+    });
     expect(none.users).toBe(0);
-    const one = await exportContactLists(source, { scope: { kind: 'user', aor: 'user3@example.com' }, out: join(dir, 'one.xml') });
+    const one = await exportContactLists(source, {
+      scope: { kind: 'user', aor: 'user3@example.com' },
+      out: join(dir, 'one.xml'),
+    });
     expect(one.users).toBe(1);
     await expect(
-      exportContactLists(source, { scope: { kind: 'user', aor: 'nobody@example.com' }, out: join(dir, 'nobody.xml') }),
+      exportContactLists(source, {
+        scope: { kind: 'user', aor: 'nobody@example.com' },
+        out: join(dir, 'nobody.xml'),
+      }),
     ).rejects.toThrow(/no user nobody@example.com/);
   });
 
   it('restores one user from a nightly export and leaves all others untouched', async () => {
-    const id9 = Number((await target.query<{ id: number }>("SELECT id FROM users WHERE aor = 'user9@example.com'")).rows[0].id);
-    await replaceContactList(target, id9, { user: '', version: 0, groups: [], contacts: [], accessRules: [] });
-    const othersBefore = await target.query('SELECT * FROM contacts WHERE user_id <> $1 ORDER BY user_id, uri', [id9]);
-    const versionsBefore = await target.query('SELECT * FROM contact_list_versions WHERE user_id <> $1 ORDER BY user_id', [id9]);
+    const id9 = Number(
+      (await target.query<{ id: number }>("SELECT id FROM users WHERE aor = 'user9@example.com'")).rows[0].id,
+    );
+    await replaceContactList(target, id9, {
+      user: '',
+      version: 0,
+      groups: [],
+      contacts: [],
+      accessRules: [],
+    });
+    const othersBefore = await target.query(
+      'SELECT * FROM contacts WHERE user_id <> $1 ORDER BY user_id, uri',
+      [id9],
+    );
+    const versionsBefore = await target.query(
+      'SELECT * FROM contact_list_versions WHERE user_id <> $1 ORDER BY user_id',
+      [id9],
+    );
     for (const from of [join(dir, 'all.xml'), join(dir, 'per-user'), dir]) {
       if (from === dir) continue;
       const result = await restoreContactList(target, { user: 'sip:user9@example.com', from });
@@ -185,8 +248,16 @@ describe('export and import', () => {
       const restored = await getContactList(target, id9);
       const expected = generateContactList(9, CONTACTS, USERS);
       expect(restored.contacts).toEqual(expected.contacts);
-      expect((await target.query('SELECT * FROM contacts WHERE user_id <> $1 ORDER BY user_id, uri', [id9])).rows).toEqual(othersBefore.rows);
-      expect((await target.query('SELECT * FROM contact_list_versions WHERE user_id <> $1 ORDER BY user_id', [id9])).rows).toEqual(versionsBefore.rows);
+      expect(
+        (await target.query('SELECT * FROM contacts WHERE user_id <> $1 ORDER BY user_id, uri', [id9])).rows,
+      ).toEqual(othersBefore.rows);
+      expect(
+        (
+          await target.query('SELECT * FROM contact_list_versions WHERE user_id <> $1 ORDER BY user_id', [
+            id9,
+          ])
+        ).rows,
+      ).toEqual(versionsBefore.rows);
     }
   });
 
@@ -194,6 +265,8 @@ describe('export and import', () => {
     const perUser = join(dir, 'per-user');
     const file = join(perUser, 'user11@example.com.xml');
     writeFileSync(file, readFileSync(file, 'utf8').replace('version="', 'version="1'));
-    await expect(restoreContactList(target, { user: 'user11@example.com', from: perUser })).rejects.toThrow(/does not match the sha256/);
+    await expect(restoreContactList(target, { user: 'user11@example.com', from: perUser })).rejects.toThrow(
+      /does not match the sha256/,
+    );
   });
 });

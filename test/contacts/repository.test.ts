@@ -17,7 +17,9 @@ let db: PgliteDatabase;
 let next = 0;
 
 async function newUser(): Promise<number> {
-  const { rows } = await db.query<{ id: number }>('INSERT INTO users (aor) VALUES ($1) RETURNING id', [`user${++next}@example.com`]);
+  const { rows } = await db.query<{ id: number }>('INSERT INTO users (aor) VALUES ($1) RETURNING id', [
+    `user${++next}@example.com`,
+  ]);
   return Number(rows[0].id);
 }
 
@@ -70,7 +72,11 @@ describe('contact-list repository', () => {
   it('takes a higher version from the source when the list ends up equal to it', async () => {
     const id = await newUser();
     expect(await replaceContactList(db, id, sample(7))).toMatchObject({ changed: true, version: 7 });
-    expect(await replaceContactList(db, id, { ...sample(3), contacts: [] })).toMatchObject({ changed: true, version: 8, contactsRemoved: 2 });
+    expect(await replaceContactList(db, id, { ...sample(3), contacts: [] })).toMatchObject({
+      changed: true,
+      version: 8,
+      contactsRemoved: 2,
+    });
   });
 
   it('merges without dropping an existing contact', async () => {
@@ -86,11 +92,26 @@ describe('contact-list repository', () => {
       ],
       accessRules: [{ pattern: '*', action: 'allow' }],
     });
-    expect(change).toMatchObject({ changed: true, version: 2, contactsAdded: 1, contactsUpdated: 1, contactsRemoved: 0 });
+    expect(change).toMatchObject({
+      changed: true,
+      version: 2,
+      contactsAdded: 1,
+      contactsUpdated: 1,
+      contactsRemoved: 0,
+    });
     const stored = await getContactList(db, id);
     expect(stored.groups.map((g) => g.name)).toEqual(['Team', 'Friends', 'New']);
-    expect(stored.contacts.map((c) => c.uri)).toEqual(['sip:bob@example.com', 'sip:carol@example.com', 'sip:dave@example.com']);
-    expect(stored.contacts[0]).toEqual({ uri: 'sip:bob@example.com', displayName: 'Robert', subscribed: false, groups: ['Team', 'New'] });
+    expect(stored.contacts.map((c) => c.uri)).toEqual([
+      'sip:bob@example.com',
+      'sip:carol@example.com',
+      'sip:dave@example.com',
+    ]);
+    expect(stored.contacts[0]).toEqual({
+      uri: 'sip:bob@example.com',
+      displayName: 'Robert',
+      subscribed: false,
+      groups: ['Team', 'New'],
+    });
     expect(stored.accessRules).toEqual([
       { pattern: '*', action: 'allow' },
       { pattern: 'example.com', action: 'allow' },
@@ -101,13 +122,25 @@ describe('contact-list repository', () => {
     const id = await newUser();
     const seen: string[] = [];
     const stop = await db.listen(CONTACT_LISTS_CHANNEL, (aor) => seen.push(aor));
-    await addContact(db, id, { uri: 'sip:zed@example.com', displayName: 'Zed', subscribed: true, groups: ['G'] });
+    await addContact(db, id, {
+      uri: 'sip:zed@example.com',
+      displayName: 'Zed',
+      subscribed: true,
+      groups: ['G'],
+    });
     await setAccessRule(db, id, { pattern: 'sip:zed@example.com', action: 'block' });
     await removeGroup(db, id, 'G');
     const list = await getContactList(db, id);
-    expect(list).toMatchObject({ version: 3, groups: [], accessRules: [{ pattern: 'sip:zed@example.com', action: 'block' }] });
+    expect(list).toMatchObject({
+      version: 3,
+      groups: [],
+      accessRules: [{ pattern: 'sip:zed@example.com', action: 'block' }],
+    });
     expect(list.contacts[0].groups).toEqual([]);
-    expect(await removeContact(db, id, 'sip:nobody@example.com')).toMatchObject({ changed: false, version: 3 });
+    expect(await removeContact(db, id, 'sip:nobody@example.com')).toMatchObject({
+      changed: false,
+      version: 3,
+    });
     await removeContact(db, id, 'sip:zed@example.com');
     expect((await getContactList(db, id)).contacts).toEqual([]);
     await new Promise((r) => setTimeout(r, 50));

@@ -16,12 +16,17 @@ let dir: string;
 let postgres: TestPostgres;
 
 async function seed(db: Database): Promise<void> {
-  await db.query("INSERT INTO homes (name, kind, address) VALUES ('pool1', 'pool', 'sip:pool1.example.com;transport=tcp')");
+  await db.query(
+    "INSERT INTO homes (name, kind, address) VALUES ('pool1', 'pool', 'sip:pool1.example.com;transport=tcp')",
+  );
   const { rows } = await db.query<{ id: number }>(
     "INSERT INTO users (aor, display_name, home) SELECT 'user' || g || '@example.com', 'Ünïcode ' || g, 'pool1' FROM generate_series(0, 2999) g RETURNING id",
   );
-  await db.query("INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256) SELECT id, 'example.com', md5(aor), md5(aor) || md5(aor) FROM users");
-  for (let i = 0; i < 40; i++) await replaceContactList(db, Number(rows[i].id), generateContactList(i, 30, 3000));
+  await db.query(
+    "INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256) SELECT id, 'example.com', md5(aor), md5(aor) || md5(aor) FROM users",
+  );
+  for (let i = 0; i < 40; i++)
+    await replaceContactList(db, Number(rows[i].id), generateContactList(i, 30, 3000));
   await db.query(
     `INSERT INTO registrations (aor, contact, call_id, cseq, expires_at, q, user_agent, server_id, flow_id)
      VALUES ('user1@example.com', 'sip:user1@10.0.0.1:5060;transport=tcp', 'abc', 7, '2026-11-26T10:00:00.123456Z', 0.7, 'Jitsi "x"', 'fe1', 'f1')`,
@@ -30,14 +35,31 @@ async function seed(db: Database): Promise<void> {
     `INSERT INTO subscriptions (id, event, presentity, watcher, call_id, local_tag, remote_tag, remote_target, route_set, expires_at, server_id, flow_id)
      VALUES ('s1', 'presence', 'user1@example.com', 'user2@example.com', 'c', 'l', 'r', 'sip:x', '{"<sip:a;lr>","<sip:b;lr>"}', now(), 'fe1', 'f1')`,
   );
-  await db.query("INSERT INTO archive (sender, recipient, content_type, body) VALUES ('a', 'b', 'text/plain', E'line1\\nline2 \\u00e9 😀')");
-  await db.query("INSERT INTO archive (sender, recipient, content_type, body) VALUES ('b', 'a', 'text/plain', 'second')");
+  await db.query(
+    "INSERT INTO archive (sender, recipient, content_type, body) VALUES ('a', 'b', 'text/plain', E'line1\\nline2 \\u00e9 😀')",
+  );
+  await db.query(
+    "INSERT INTO archive (sender, recipient, content_type, body) VALUES ('b', 'a', 'text/plain', 'second')",
+  );
 }
 
 async function dump(db: Database): Promise<string> {
   const out: string[] = [];
-  for (const table of ['homes', 'users', 'credentials', 'contacts', 'contact_groups', 'access_rules', 'contact_list_versions', 'registrations', 'subscriptions', 'archive']) {
-    const { rows } = await db.query<{ j: string }>(`SELECT row_to_json(t)::text AS j FROM ${table} t ORDER BY row_to_json(t)::text COLLATE "C"`);
+  for (const table of [
+    'homes',
+    'users',
+    'credentials',
+    'contacts',
+    'contact_groups',
+    'access_rules',
+    'contact_list_versions',
+    'registrations',
+    'subscriptions',
+    'archive',
+  ]) {
+    const { rows } = await db.query<{ j: string }>(
+      `SELECT row_to_json(t)::text AS j FROM ${table} t ORDER BY row_to_json(t)::text COLLATE "C"`,
+    );
     out.push(...rows.map((r) => r.j));
   }
   return out.join('\n');
@@ -74,7 +96,9 @@ describe('store backup and restore', () => {
       expect(restored.tables.every((t) => t.verified)).toBe(true);
       expect(await dump(target)).toBe(expected);
       // sequences continue after the restored ids
-      const { rows } = await target.query<{ id: number }>("INSERT INTO users (aor) VALUES ('new@example.com') RETURNING id");
+      const { rows } = await target.query<{ id: number }>(
+        "INSERT INTO users (aor) VALUES ('new@example.com') RETURNING id",
+      );
       expect(Number(rows[0].id)).toBeGreaterThan(3000);
 
       const intoPg = await restoreStore(pg, { from: out });
@@ -104,7 +128,9 @@ describe('store backup and restore', () => {
       const file = join(out, 'users.jsonl');
       const text = readFileSync(file, 'utf8');
       writeFileSync(file, text.replace('user17@', 'user71@'));
-      await expect(restoreStore(target, { from: out, force: true })).rejects.toMatchObject({ code: 'STORE_BACKUP_INVALID' });
+      await expect(restoreStore(target, { from: out, force: true })).rejects.toMatchObject({
+        code: 'STORE_BACKUP_INVALID',
+      });
       writeFileSync(file, text);
       const before = await dump(target);
       expect(before).toContain('mine@example.com');
@@ -122,7 +148,9 @@ describe('store backup and restore', () => {
       const out = join(dir, 'b4');
       await backupStore(source, { out });
       await target.query('ALTER TABLE users ADD COLUMN nickname text');
-      await expect(restoreStore(target, { from: out })).rejects.toMatchObject({ code: 'STORE_SCHEMA_MISMATCH' });
+      await expect(restoreStore(target, { from: out })).rejects.toMatchObject({
+        code: 'STORE_SCHEMA_MISMATCH',
+      });
     } finally {
       await Promise.all([source.close(), target.close()]);
     }

@@ -11,7 +11,8 @@ import {
 } from '../../src/contacts/xml.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../../fixtures/contacts/${name}`, import.meta.url));
-const HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n<contact-lists xmlns="urn:parley:contact-list:1" format-version="1">\n';
+const HEADER =
+  '<?xml version="1.0" encoding="UTF-8"?>\n<contact-lists xmlns="urn:parley:contact-list:1" format-version="1">\n';
 
 function expectRejected(input: string | Uint8Array, reason: RegExp, line?: number, column?: number) {
   const result = parseContactListDocument(input);
@@ -65,7 +66,13 @@ describe('contact-list XML format', () => {
           subscribed: c % 2 === 0,
           groups: groups.filter((_, g) => (g + c) % 2 === 0).map((g) => g.name),
         })),
-        accessRules: u % 3 === 0 ? [{ pattern: '*', action: 'block' }, { pattern: 'example.com', action: 'allow' }] : [],
+        accessRules:
+          u % 3 === 0
+            ? [
+                { pattern: '*', action: 'block' },
+                { pattern: 'example.com', action: 'allow' },
+              ]
+            : [],
       });
     }
     const text = serializeContactLists(lists);
@@ -106,17 +113,39 @@ describe('contact-list XML format', () => {
   });
 
   it('reports malformed XML with its position in the file', () => {
-    expectRejected(`${HEADER}  <user uri="sip:a@example.com">\n    <contacts>\n  </user>\n</contact-lists>\n`, /malformed XML/, 5, 3);
+    expectRejected(
+      `${HEADER}  <user uri="sip:a@example.com">\n    <contacts>\n  </user>\n</contact-lists>\n`,
+      /malformed XML/,
+      5,
+      3,
+    );
   });
 
   it('rejects unknown elements, attributes, versions and namespaces', () => {
-    expectRejected(`${HEADER}<user uri="sip:a@x.com" colour="red"/></contact-lists>`, /unknown attribute colour/);
-    expectRejected(`${HEADER}<user uri="sip:a@x.com"><friends/></user></contact-lists>`, /unknown element <friends>/);
+    expectRejected(
+      `${HEADER}<user uri="sip:a@x.com" colour="red"/></contact-lists>`,
+      /unknown attribute colour/,
+    );
+    expectRejected(
+      `${HEADER}<user uri="sip:a@x.com"><friends/></user></contact-lists>`,
+      /unknown element <friends>/,
+    );
     expectRejected(`${HEADER}<other/></contact-lists>`, /unexpected content: only <user> elements/, 3, 1);
-    expectRejected('<contact-lists xmlns="urn:parley:contact-list:1" format-version="2"></contact-lists>', /format-version "2" is not supported/, 1, 50);
+    expectRejected(
+      '<contact-lists xmlns="urn:parley:contact-list:1" format-version="2"></contact-lists>',
+      /format-version "2" is not supported/,
+      1,
+      50,
+    );
     expectRejected('<contact-lists format-version="1"></contact-lists>', /must declare xmlns/);
-    expectRejected(`${HEADER}<user uri="sip:a@x.com"/><user uri="sip:A@x.com"/></contact-lists>`, /appears twice/);
-    expectRejected(`${HEADER}<user uri="sip:a@x.com"/></contact-lists><user uri="sip:b@x.com"/>`, /malformed XML|unexpected content/);
+    expectRejected(
+      `${HEADER}<user uri="sip:a@x.com"/><user uri="sip:A@x.com"/></contact-lists>`,
+      /appears twice/,
+    );
+    expectRejected(
+      `${HEADER}<user uri="sip:a@x.com"/></contact-lists><user uri="sip:b@x.com"/>`,
+      /malformed XML|unexpected content/,
+    );
   });
 
   describe('hostile input', () => {
@@ -126,11 +155,21 @@ describe('contact-list XML format', () => {
 
     it('refuses external entities', () => {
       expectRejected(fixture('hostile/xxe.xml'), /<!DOCTYPE> is not allowed/, 2, 1);
-      expectRejected(`${HEADER}<user uri="sip:a@x.com"><contacts><contact uri="sip:b@x.com" display-name="&xxe;"/></contacts></user></contact-lists>`, /entity reference not allowed/, 3, 76);
+      expectRejected(
+        `${HEADER}<user uri="sip:a@x.com"><contacts><contact uri="sip:b@x.com" display-name="&xxe;"/></contacts></user></contact-lists>`,
+        /entity reference not allowed/,
+        3,
+        76,
+      );
     });
 
     it('refuses a DOCTYPE hidden after the first user', () => {
-      expectRejected(`${HEADER}<user uri="sip:a@x.com"/>\n<!DOCTYPE x [<!ENTITY a "b">]>\n<user uri="sip:b@x.com"/></contact-lists>`, /<!DOCTYPE> is not allowed/, 4, 1);
+      expectRejected(
+        `${HEADER}<user uri="sip:a@x.com"/>\n<!DOCTYPE x [<!ENTITY a "b">]>\n<user uri="sip:b@x.com"/></contact-lists>`,
+        /<!DOCTYPE> is not allowed/,
+        4,
+        1,
+      );
     });
 
     it('refuses CDATA sections and processing instructions', () => {
@@ -140,7 +179,12 @@ describe('contact-list XML format', () => {
 
     it('refuses huge attributes', () => {
       const big = 'x'.repeat(DEFAULT_LIMITS.maxAttributeChars + 1);
-      expectRejected(`${HEADER}<user uri="sip:a@x.com"><groups><group name="${big}"/></groups></user></contact-lists>`, /attribute name is 1025 characters long/, 3, 40);
+      expectRejected(
+        `${HEADER}<user uri="sip:a@x.com"><groups><group name="${big}"/></groups></user></contact-lists>`,
+        /attribute name is 1025 characters long/,
+        3,
+        40,
+      );
     });
 
     it('refuses a document over the size limit', () => {
@@ -152,20 +196,35 @@ describe('contact-list XML format', () => {
       expectRejected(fixture('hostile/latin1-declared.xml'), /encoding "ISO-8859-1" is not supported/, 1, 21);
       expectRejected(fixture('hostile/utf16.xml'), /UTF-16 is not supported/, 1, 1);
       expectRejected(Buffer.from(`${HEADER}<user uri="sip:a@x.com"/></contact-lists>`, 'utf16le'), /UTF-16/);
-      const invalid = Buffer.concat([Buffer.from(`${HEADER}<user uri="sip:a@x.com" version="1`), Buffer.from([0xe9]), Buffer.from('"/></contact-lists>')]);
+      const invalid = Buffer.concat([
+        Buffer.from(`${HEADER}<user uri="sip:a@x.com" version="1`),
+        Buffer.from([0xe9]),
+        Buffer.from('"/></contact-lists>'),
+      ]);
       expectRejected(invalid, /invalid UTF-8/, 3, 35);
     });
 
     it('refuses control characters', () => {
       expectRejected(`${HEADER}<user uri="sip:a@x.com\u0001"/></contact-lists>`, /control character U\+0001/);
-      expectRejected(`${HEADER}<user uri="sip:a@x.com"><groups><group name="&#0;"/></groups></user></contact-lists>`, /character reference/);
+      expectRejected(
+        `${HEADER}<user uri="sip:a@x.com"><groups><group name="&#0;"/></groups></user></contact-lists>`,
+        /character reference/,
+      );
     });
 
     it('refuses truncated files', () => {
       const whole = fixture('all-users.xml').toString('utf8');
       expectRejected(fixture('hostile/truncated.xml'), /truncated file/);
-      expectRejected(whole.slice(0, whole.indexOf('</contact-lists>')), /truncated file: the document ends before/);
-      expectRejected(whole.slice(0, whole.indexOf('<user uri="sip:carol') + 10), /truncated file: this <user> element is never closed/, 21, 3);
+      expectRejected(
+        whole.slice(0, whole.indexOf('</contact-lists>')),
+        /truncated file: the document ends before/,
+      );
+      expectRejected(
+        whole.slice(0, whole.indexOf('<user uri="sip:carol') + 10),
+        /truncated file: this <user> element is never closed/,
+        21,
+        3,
+      );
       expectRejected(whole.slice(0, 60), /truncated or malformed file/);
       expectRejected('', /empty file/);
       const bytes = Buffer.from(`${HEADER}<user uri="sip:a@x.com"/>é`);
@@ -200,11 +259,20 @@ describe('streaming scanner', () => {
     }
     const steps = [];
     for await (const step of scanContactListStream(endless(), limits)) steps.push(step);
-    expect(steps).toEqual([{ kind: 'error', problem: { line: 3, column: 1, reason: '<user> element is larger than 1000 characters' } }]);
+    expect(steps).toEqual([
+      {
+        kind: 'error',
+        problem: { line: 3, column: 1, reason: '<user> element is larger than 1000 characters' },
+      },
+    ]);
   });
 
   it('reports an invalid UTF-8 byte split across chunks', async () => {
-    const bytes = Buffer.concat([Buffer.from(`${HEADER}<user uri="sip:a@x.com"/>\n`), Buffer.from([0xc3, 0x28]), Buffer.from('</contact-lists>')]);
+    const bytes = Buffer.concat([
+      Buffer.from(`${HEADER}<user uri="sip:a@x.com"/>\n`),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('</contact-lists>'),
+    ]);
     const steps = [];
     async function* split() {
       yield bytes.subarray(0, bytes.length - 17);
@@ -233,7 +301,9 @@ describe('well-formedness', () => {
   });
 
   it('accepts comments and single quotes', () => {
-    const result = parseContactListDocument(wrap("<!-- c --><user uri='sip:a@x.com'><!-- x --><groups><group name='g'/></groups></user><!-- d -->"));
+    const result = parseContactListDocument(
+      wrap("<!-- c --><user uri='sip:a@x.com'><!-- x --><groups><group name='g'/></groups></user><!-- d -->"),
+    );
     expect(result.ok).toBe(true);
   });
 });

@@ -34,12 +34,16 @@ describe('contact-list.xsd', () => {
 
   it('accepts generated exports', () => {
     const file = join(dir, 'generated.xml');
-    writeFileSync(file, serializeContactLists(Array.from({ length: 200 }, (_, i) => generateContactList(i, 20, 200))));
+    writeFileSync(
+      file,
+      serializeContactLists(Array.from({ length: 200 }, (_, i) => generateContactList(i, 20, 200))),
+    );
     expect(validate(file)).toMatchObject({ ok: true });
   });
 
   it('rejects what Parley rejects: unknown elements, bad URIs, duplicates', () => {
-    const head = '<?xml version="1.0" encoding="UTF-8"?>\n<contact-lists xmlns="urn:parley:contact-list:1" format-version="1">\n';
+    const head =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<contact-lists xmlns="urn:parley:contact-list:1" format-version="1">\n';
     const cases = [
       '<user uri="sip:a@x.com"><friends/></user>',
       '<user uri="tel:+123"/>',
