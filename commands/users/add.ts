@@ -22,7 +22,10 @@ A bare name is taken in the server domain: "alice" is alice@DOMAIN.`;
     ...storeFlags,
     ...domainFlag,
     'display-name': Flags.string({ summary: 'Name shown to contacts.' }),
-    home: Flags.string({ summary: 'Home (standard server or pool) the user lives in.' }),
+    home: Flags.string({
+      summary:
+        'Home (standard server or pool) the user lives in (default: the configured home, once its server has run).',
+    }),
     disabled: Flags.boolean({ summary: 'Create the account disabled (cannot sign in until enabled).' }),
     'password-stdin': Flags.boolean({ summary: 'Read the password from the first line of stdin.' }),
   };
@@ -46,6 +49,7 @@ A bare name is taken in the server domain: "alice" is alice@DOMAIN.`;
           domain: config.domain,
           displayName: flags['display-name'],
           home: flags.home,
+          defaultHome: config.home,
           enabled: !flags.disabled,
         }),
     );

@@ -59,7 +59,13 @@ export interface AddUserInput {
   password: string;
   domain: string;
   displayName?: string;
+  /** Home to place the user in; must exist. */
   home?: string;
+  /**
+   * Home used when `home` is not given and it exists in the store: the configured home of
+   * the server the admin manages (a standard server registers its home when it starts).
+   */
+  defaultHome?: string;
   enabled?: boolean;
 }
 
@@ -71,13 +77,15 @@ export async function addUser(store: Store, input: AddUserInput): Promise<UserSu
   if (input.home && !(await store.homes.getHome(input.home))) {
     throw new CliError('HOME_NOT_FOUND', `no home named ${input.home}`);
   }
+  let home = input.home;
+  if (!home && input.defaultHome && (await store.homes.getHome(input.defaultHome))) home = input.defaultHome;
   try {
     const user = await store.transaction(async (tx) => {
       const created = await tx.users.createUser({
         aor,
         displayName: input.displayName ?? '',
         enabled: input.enabled ?? true,
-        home: input.home ?? null,
+        home: home ?? null,
         source: 'local',
       });
       await tx.users.setCredentials(created.id, realm, computeHa1Pair(username, realm, input.password));

@@ -83,6 +83,12 @@ describe('users admin', () => {
   it('places a user in an existing home', async () => {
     await store.homes.upsertHome({ name: 'pool1', kind: 'pool', address: 'sip:pool1.example.com' });
     expect((await addUser(store, { aor: 'h', password: 'x', domain, home: 'pool1' })).home).toBe('pool1');
+    expect((await addUser(store, { aor: 'i', password: 'x', domain, defaultHome: 'pool1' })).home).toBe(
+      'pool1',
+    );
+    expect(
+      (await addUser(store, { aor: 'j', password: 'x', domain, defaultHome: 'unknown' })).home,
+    ).toBeNull();
   });
 
   it('changes a password', async () => {
