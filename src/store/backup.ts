@@ -451,8 +451,8 @@ class HashedWriter {
     const chunk = Buffer.from(text);
     this.hash.update(chunk);
     this.bytes += chunk.length;
-    if (!this.stream.write(chunk))
-      await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
+    // events.once rejects when the stream emits 'error' while waiting.
+    if (!this.stream.write(chunk)) await once(this.stream, 'drain');
     if (this.failure) throw this.failure;
   }
 
