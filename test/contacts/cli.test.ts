@@ -19,7 +19,11 @@ const base: ImportResult = {
 
 describe('contacts command helpers', () => {
   it('runs work under listr2 or with plain lines and returns its result', async () => {
-    expect(await withProgress('t', { interactive: true }, async (p) => (p('x', 100), 42))).toBe(42);
+    const interactive = await withProgress('t', { interactive: true }, async (progress) => {
+      progress('x', 100);
+      return 42;
+    });
+    expect(interactive).toBe(42);
     const lines: string[] = [];
     const value = await withProgress(
       'Importing',
