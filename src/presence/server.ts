@@ -279,21 +279,47 @@ export class PresenceServer implements RequestHandler {
       st.reply(400, `Bad Request - ${result.reason}`.slice(0, 200));
       return;
     }
+    // The store's change feed brings the new list to every device (contactListChanged).
     st.reply(200, undefined, {
       headers: [
         { name: 'sip-etag', value: String(result.version) },
         { name: 'expires', value: '0' },
       ],
     });
-    await this.contactListChanged(aor);
   }
 
-  /** Tells every device of the user that its contact list changed (it roams). */
+  /**
+   * The user's contact list changed: every device watching it gets the new list (it roams),
+   * and the user's watchers are authorized again against its allow/block rules.
+   */
   async contactListChanged(aor: string): Promise<void> {
     const subs = this.byPresentity.get(aor);
     if (!subs) return;
-    for (const sub of subs)
-      if (sub.event === CONTACTS_EVENT && sub.state === 'active') await this.sendNotify(sub);
+    const rules = await this.opts.policy.accessRules(aor);
+    for (const sub of [...subs]) {
+      if (sub.event === CONTACTS_EVENT) {
+        if (sub.state === 'active') await this.sendNotify(sub);
+        continue;
+      }
+      const decision = authorizeWatcher({
+        watcher: sub.watcher,
+        presentity: aor,
+        rules,
+        sameDomainDefault: this.opts.allowSameDomain,
+        organisationDomains: [this.opts.domain],
+      });
+      if (decision === 'block') {
+        await this.terminate(sub, 'rejected');
+        continue;
+      }
+      const state: SubscriptionState = decision === 'pending' ? 'pending' : 'active';
+      const polite = decision === 'polite-block';
+      if (state !== sub.state || polite !== sub.polite) {
+        sub.state = state;
+        sub.polite = polite;
+        await this.sendNotify(sub);
+      }
+    }
   }
 
   // RFC 6665 4.2.1 and RFC 3856 6

@@ -7,7 +7,11 @@ import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.j
 import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
-import { PresenceServer } from '../presence/server.js';
+import { type ContactListAccess, PresenceServer } from '../presence/server.js';
+import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
+import { CONTACT_LISTS_CHANNEL, findContactListOwners, getContactList, replaceContactList } from '../contacts/repository.js';
+import { parseContactListXml } from '../contacts/xml-document.js';
+import { serializeContactList } from '../contacts/xml-serialize.js';
 import { ProxyCore } from '../proxy/core.js';
 import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
@@ -147,7 +151,15 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
       defaultExpires: config.presence.defaultExpires,
       allowSameDomain: config.presence.allowSameDomain,
       onNotify: () => metrics.presenceNotifications.inc(),
+      contactLists: storedContactLists(db),
     });
+    // Lists change from clients (PUBLISH), imports and restores alike: every signed-in device
+    // of the owner gets the new list, and watchers are re-authorized against its rules.
+    cleanups.push(
+      await db.listen(CONTACT_LISTS_CHANNEL, (aor) => {
+        void presence.contactListChanged(aor).catch((err: unknown) => log.warn({ err }, 'contact list notify failed'));
+      }),
+    );
     location.on('signedIn', () => metrics.signedInUsers.inc());
     location.on('signedOut', (aor) => {
       metrics.signedInUsers.dec();
@@ -253,6 +265,30 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
     await db.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** The `parley-contacts` event package's view of the stored contact lists. */
+function storedContactLists(db: Database): ContactListAccess {
+  const owner = async (aor: string) => (await findContactListOwners(db, [aor])).get(aor);
+  return {
+    contentType: CONTACT_LIST_CONTENT_TYPE,
+    async read(aor) {
+      const o = await owner(aor);
+      const list = o ? await getContactList(db, o.id) : emptyContactList(`sip:${aor}`);
+      return { body: serializeContactList(list), version: list.version };
+    },
+    async replace(aor, body) {
+      const parsed = parseContactListXml(body);
+      if (!parsed.ok) {
+        const e = parsed.errors[0];
+        return { ok: false, reason: `line ${e.line} column ${e.column}: ${e.reason}` };
+      }
+      const o = await owner(aor);
+      if (!o) return { ok: false, reason: 'no such user' };
+      const change = await replaceContactList(db, o.id, parsed.list);
+      return { ok: true, version: change.version };
+    },
+  };
 }
 
 /**

@@ -93,7 +93,11 @@ export class ServerTransaction {
 
   /** Convenience for the TU: build and send a response to this transaction's request. */
   reply(status: number, reason?: string, opts?: Parameters<typeof createResponse>[3]): SipMessage {
-    const response = createResponse(this.request, status, reason, opts);
+    // RFC 3261 25.1 Reason-Phrase allows neither line breaks nor quotes or angle brackets:
+    // text from elsewhere (an XML parser's message) is cut down to what strict parsers
+    // (JsSIP's among them) accept.
+    const phrase = reason === undefined ? undefined : toReasonPhrase(reason);
+    const response = createResponse(this.request, status, phrase, opts);
     this.respond(response);
     return response;
   }
@@ -333,6 +337,13 @@ export class TransactionLayer {
     }
     for (const st of [...this.servers.values()]) st.terminate();
   }
+}
+
+function toReasonPhrase(text: string): string {
+  return text
+    .replace(/[\r\n\t]+/g, ' ')
+    .replace(/[^A-Za-z0-9\-_.!~*'();/?:@&=+$, \u0080-\uffff]/g, '')
+    .slice(0, 200);
 }
 
 /**

@@ -1,6 +1,29 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pidf, TestClient } from '../support/jssip.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+
+const CLI = resolve(import.meta.dirname, '../../bin/run.js');
+
+function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, output });
+    });
+  });
+}
 
 describe('JsSIP clients over WebSocket on a standard server', () => {
   let t: TestServer;
@@ -61,4 +84,52 @@ describe('JsSIP clients over WebSocket on a standard server', () => {
     await expect(bob.sendMessage(`alice@${t.domain}`, 'are you there?')).rejects.toThrow(/480/);
     await expect(bob.sendMessage(`nobody@${t.domain}`, 'hello?')).rejects.toThrow(/404/);
   });
+
+  it('keeps the contact list on the server: one device edits it, another sees it, an import reaches both', async () => {
+    const type = 'application/vnd.parley.contact-list+xml';
+    const desk = await TestClient.signIn(ws, 'bob', t.domain, 'bob-secret');
+    const phone = await TestClient.signIn(ws, 'bob', t.domain, 'bob-secret');
+    clients.push(desk, phone);
+    const deskList = desk.watch(`bob@${t.domain}`, 'parley-contacts', type);
+    const phoneList = phone.watch(`bob@${t.domain}`, 'parley-contacts', type);
+    await deskList.until((n) => n.state.startsWith('active') && n.body.includes('<user'));
+    await phoneList.until((n) => n.state.startsWith('active'));
+
+    const edited = [
+      '<?xml version="1.0" encoding="UTF-8"?>',
+      '<contact-lists xmlns="urn:parley:contact-list:1" format-version="1">',
+      `<user uri="sip:bob@${t.domain}" version="0">`,
+      '<groups><group name="Friends"/></groups>',
+      `<contacts><contact uri="sip:alice@${t.domain}" display-name="Alice" subscribed="true"><member-of group="Friends"/></contact></contacts>`,
+      '</user>',
+      '</contact-lists>',
+    ].join('\n');
+    await phoneList.until((n) => n.state.startsWith('active'));
+    const saved = phone.publish(edited, { event: 'parley-contacts', contentType: type, expires: 0 });
+    const seenOnDesk = deskList.next((n) => n.body.includes(`sip:alice@${t.domain}`));
+    expect((await saved).status).toBe(200);
+    expect((await seenOnDesk).body).toContain('Friends');
+
+    // A malformed list is refused with its line and the stored one is kept.
+    const bad = await phone.publish('<contact-lists><user>', { event: 'parley-contacts', contentType: type, expires: 0 });
+    expect(bad.status).toBe(400);
+
+    // An administrator imports a list into the running server's store with the CLI: both
+    // devices get it at once (the store's change feed reaches the server through the socket).
+    const file = join(t.dataDir, 'bob-import.xml');
+    writeFileSync(
+      file,
+      edited.replace(
+        '</contacts>',
+        `<contact uri="sip:carol@${t.domain}" display-name="Carol" subscribed="true"/></contacts>`,
+      ),
+    );
+    const deskSeesImport = deskList.next((n) => n.body.includes(`sip:carol@${t.domain}`), 15_000);
+    const phoneSeesImport = phoneList.next((n) => n.body.includes(`sip:carol@${t.domain}`), 15_000);
+    // Asynchronously: the server lives in this process and must keep answering the CLI.
+    const cli = await runCli(['contacts', 'import', file, '--data-dir', t.dataDir, '--mode', 'merge', '--json']);
+    expect(cli.code, cli.output).toBe(0);
+    expect((await deskSeesImport).body).toContain(`sip:alice@${t.domain}`);
+    await phoneSeesImport;
+  }, 60_000);
 });

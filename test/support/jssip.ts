@@ -87,10 +87,17 @@ export class TestClient {
    * PUBLISH (RFC 3903) of a PIDF document. JsSIP has no publication API, so this builds the
    * request with JsSIP's own message and request-sender classes (digest included).
    */
-  publish(pidf: string, opts: { etag?: string; expires?: number } = {}): Promise<{ status: number; etag?: string }> {
-    const extraHeaders = ['Event: presence', `Expires: ${opts.expires ?? 600}`, 'Content-Type: application/pidf+xml'];
+  publish(
+    body: string,
+    opts: { etag?: string; expires?: number; event?: string; contentType?: string } = {},
+  ): Promise<{ status: number; etag?: string }> {
+    const extraHeaders = [
+      `Event: ${opts.event ?? 'presence'}`,
+      `Expires: ${opts.expires ?? 600}`,
+      `Content-Type: ${opts.contentType ?? 'application/pidf+xml'}`,
+    ];
     if (opts.etag) extraHeaders.push(`SIP-If-Match: ${opts.etag}`);
-    const request = new SIPMessage.OutgoingRequest('PUBLISH', JsSIP.URI.parse(`sip:${this.aor}`), this.ua, {}, extraHeaders, pidf);
+    const request = new SIPMessage.OutgoingRequest('PUBLISH', JsSIP.URI.parse(`sip:${this.aor}`), this.ua, {}, extraHeaders, body);
     return new Promise((resolve, reject) => {
       const sender = new RequestSender(this.ua, request, {
         onRequestTimeout: () => reject(new Error('PUBLISH timed out')),
@@ -105,10 +112,10 @@ export class TestClient {
   }
 
   /** Watches another user's presence; the returned object collects every NOTIFY. */
-  watch(target: string): Watch {
-    const subscriber = this.ua.subscribe(`sip:${target}`, 'presence', 'application/pidf+xml', {
+  watch(target: string, event = 'presence', accept = 'application/pidf+xml'): Watch {
+    const subscriber = this.ua.subscribe(`sip:${target}`, event, accept, {
       expires: 600,
-      contentType: 'application/pidf+xml',
+      contentType: accept,
       params: { to_uri: JsSIP.URI.parse(`sip:${target}`), from_uri: JsSIP.URI.parse(`sip:${this.aor}`) },
     });
     const watch = new Watch(subscriber);
