@@ -1,6 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import type { Database, QueryResult, Sql } from './sql.js';
 
@@ -177,6 +179,56 @@ export async function createPgliteDatabase(dataDir?: string): Promise<PgliteData
     pgdata = join(dataDir, 'pgdata');
     mkdirSync(pgdata, { recursive: true });
   }
-  const pglite = await PGlite.create(pgdata ? { dataDir: pgdata } : {});
+  const fresh = !pgdata || !existsSync(join(pgdata, 'PG_VERSION'));
+  const template = fresh ? await clusterTemplate() : undefined;
+  const pglite = await PGlite.create({
+    ...(pgdata ? { dataDir: pgdata } : {}),
+    ...(template ? { loadDataDir: new Blob([template]) } : {}),
+  });
   return new PgliteDatabase(pglite, dataDir);
+}
+
+/**
+ * A new PGlite cluster runs initdb inside WebAssembly, which takes 7 to 20 seconds on a
+ * two-core machine; loading a copy of an empty cluster takes under one. The first cluster
+ * this PGlite version makes is dumped once into the user's cache folder and every later new
+ * store (a fresh data folder, an in-memory test database) starts from that copy. Without a
+ * writable cache the cluster is simply made from scratch.
+ */
+async function clusterTemplate(): Promise<Buffer | undefined> {
+  const file = join(homedir(), '.cache', 'parley', `pglite-${pgliteVersion()}-cluster.tar`);
+  try {
+    return readFileSync(file);
+  } catch {
+    // Not made yet: make it below.
+  }
+  try {
+    const blank = await PGlite.create();
+    const tar = Buffer.from(await (await blank.dumpDataDir('none')).arrayBuffer());
+    await blank.close();
+    mkdirSync(dirname(file), { recursive: true });
+    // Write then rename, so a process reading the template never sees half of it.
+    const partial = `${file}.${process.pid}.partial`;
+    writeFileSync(partial, tar);
+    renameSync(partial, file);
+    return tar;
+  } catch {
+    return undefined;
+  }
+}
+
+function pgliteVersion(): string {
+  try {
+    let dir = dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+    for (let i = 0; i < 4; i++, dir = dirname(dir)) {
+      const manifest = join(dir, 'package.json');
+      if (existsSync(manifest)) {
+        const { name, version } = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+        if (name === '@electric-sql/pglite' && version) return version;
+      }
+    }
+  } catch {
+    // Fall through.
+  }
+  return 'unknown';
 }
