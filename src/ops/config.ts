@@ -27,13 +27,21 @@ export interface ParleyConfig {
   database: { dataDir: string; url?: string };
   http: HostPort;
   log: { level: LogLevel };
-  registrar: { minExpires: number; maxExpires: number; defaultExpires: number };
+  registrar: {
+    minExpires: number;
+    maxExpires: number;
+    defaultExpires: number;
+    /** Digest challenges offered, most preferred first (default ['MD5']). */
+    digestAlgorithms: DigestAlgorithmName[];
+  };
   presence: { maxExpires: number; defaultExpires: number; allowSameDomain: boolean };
   /** Raw section, validated by src/directory/config.ts. */
   directory?: unknown;
   /** Raw section, validated by the federation module. */
   federation?: unknown;
 }
+
+export type DigestAlgorithmName = 'MD5' | 'SHA-256';
 
 export interface HostPort {
   host: string;
@@ -342,11 +350,12 @@ function validate(r: LayeredReader): ParleyConfig {
   r.checkKeys('log', ['level']);
   const log = { level: readEnum(r, 'log.level', LOG_LEVELS, 'info') };
 
-  r.checkKeys('registrar', ['minExpires', 'maxExpires', 'defaultExpires']);
+  r.checkKeys('registrar', ['minExpires', 'maxExpires', 'defaultExpires', 'digestAlgorithms']);
   const registrar = {
     minExpires: readSeconds(r, 'registrar.minExpires', 60),
     maxExpires: readSeconds(r, 'registrar.maxExpires', 7200),
     defaultExpires: readSeconds(r, 'registrar.defaultExpires', 3600),
+    digestAlgorithms: readDigestAlgorithms(r, 'registrar.digestAlgorithms'),
   };
   checkExpiryOrder(r, 'registrar', registrar);
 
@@ -432,6 +441,20 @@ function readEnum<T extends string>(r: LayeredReader, key: string, allowed: read
     );
   }
   return at.value as T;
+}
+
+/**
+ * Digest challenges to offer, most preferred first (RFC 8760). Default one MD5 challenge:
+ * JsSIP and SIPp cannot answer two (see README, "One digest challenge").
+ */
+function readDigestAlgorithms(r: LayeredReader, key: string): DigestAlgorithmName[] {
+  const at = r.get(key);
+  if (!at || at.value === null) return ['MD5'];
+  const list = Array.isArray(at.value) ? at.value : [at.value];
+  if (list.length === 0 || list.some((v) => v !== 'MD5' && v !== 'SHA-256') || new Set(list).size !== list.length) {
+    throw new ConfigError(`${JSON.stringify(at.value)} must list MD5 and/or SHA-256, once each`, key, at.source.label);
+  }
+  return list as DigestAlgorithmName[];
 }
 
 function readBoolean(r: LayeredReader, key: string, fallback: boolean): boolean {

@@ -300,8 +300,7 @@ function storedContactLists(db: Database): ContactListAccess {
  */
 function digestAlgorithms(config: ParleyConfig): DigestAlgorithm[] {
   if (config.highSecurity) return ['SHA-256'];
-  const configured = (config.registrar as { digestAlgorithms?: DigestAlgorithm[] }).digestAlgorithms;
-  return configured && configured.length > 0 ? configured : ['MD5'];
+  return config.registrar.digestAlgorithms;
 }
 
 function readTls(config: ParleyConfig): TlsMaterial | undefined {
