@@ -32,7 +32,8 @@ export function kamailioConfigDir(): string {
 
 /** Finds kamailio without installing it: --vs-kamailio is skipped with a hint when absent. */
 export function findKamailio(): string | undefined {
-  for (const candidate of ['/usr/sbin/kamailio', '/usr/local/sbin/kamailio']) if (existsSync(candidate)) return candidate;
+  for (const candidate of ['/usr/sbin/kamailio', '/usr/local/sbin/kamailio'])
+    if (existsSync(candidate)) return candidate;
   const which = spawnSync('sh', ['-c', 'command -v kamailio'], { encoding: 'utf8' });
   return which.status === 0 ? which.stdout.trim() : undefined;
 }
@@ -57,13 +58,23 @@ export function rewriteKamailioConfig(cfg: string, port: number): string {
 
 export async function startKamailio(opts: { install?: boolean } = {}): Promise<SipTarget> {
   const binary = opts.install ? ensureCommand('kamailio', 'kamailio', ['/usr/sbin']) : findKamailio();
-  if (!binary) throw new Error('kamailio is not installed: install the Debian package kamailio (sudo apt-get install kamailio)');
+  if (!binary)
+    throw new Error(
+      'kamailio is not installed: install the Debian package kamailio (sudo apt-get install kamailio)',
+    );
   const dir = mkdtempSync(join(tmpdir(), 'parley-bench-kamailio-'));
   const port = await freePort();
   const cfgPath = join(dir, 'kamailio.cfg');
-  writeFileSync(cfgPath, rewriteKamailioConfig(readFileSync(join(kamailioConfigDir(), 'kamailio.cfg'), 'utf8'), port));
+  writeFileSync(
+    cfgPath,
+    rewriteKamailioConfig(readFileSync(join(kamailioConfigDir(), 'kamailio.cfg'), 'utf8'), port),
+  );
   // The anchor's flags (README of the anchor): shm 2 GiB, since 64 MiB runs out near 55,000 registrations.
-  const child = spawnTracked(binary, ['-f', cfgPath, '-P', join(dir, 'kamailio.pid'), '-E', '-w', dir, '-m', '2048', '-M', '16', '-DD'], { cwd: dir });
+  const child = spawnTracked(
+    binary,
+    ['-f', cfgPath, '-P', join(dir, 'kamailio.pid'), '-E', '-w', dir, '-m', '2048', '-M', '16', '-DD'],
+    { cwd: dir },
+  );
   const tail = captureTail(child);
   const stop = async () => {
     if (child.exitCode === null) child.kill('SIGTERM');
@@ -78,5 +89,12 @@ export async function startKamailio(opts: { install?: boolean } = {}): Promise<S
     throw new Error(`Kamailio did not start: ${why}\n${tail().trim().split('\n').slice(-10).join('\n')}`);
   }
   const pid = child.pid ?? 0;
-  return { name: 'kamailio', version: kamailioVersion(binary), host: '127.0.0.1', port, pids: () => processTree(pid), stop };
+  return {
+    name: 'kamailio',
+    version: kamailioVersion(binary),
+    host: '127.0.0.1',
+    port,
+    pids: () => processTree(pid),
+    stop,
+  };
 }

@@ -99,13 +99,17 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (v.help) return 'help';
   const positive = (text: string, flag: string) => {
     const n = Number(text.replace(/_/g, ''));
-    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} needs a positive number, not ${JSON.stringify(text)}`);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new UsageError(`${flag} needs a positive number, not ${JSON.stringify(text)}`);
     return n;
   };
   const users = v.users ? Math.floor(positive(v.users, '--users')) : 100_000;
-  const rates = v.rate ? v.rate.split(',').map((r) => Math.floor(positive(r.trim(), '--rate'))) : DEFAULT_RATES;
+  const rates = v.rate
+    ? v.rate.split(',').map((r) => Math.floor(positive(r.trim(), '--rate')))
+    : DEFAULT_RATES;
   const duration = v.duration ? positive(v.duration, '--duration') : 10;
-  if (v.only && v.only !== 'register' && v.only !== 'message') throw new UsageError('--only is register or message');
+  if (v.only && v.only !== 'register' && v.only !== 'message')
+    throw new UsageError('--only is register or message');
   const workloads: Workload[] = v.only ? [v.only as Workload] : ['register', 'message'];
   const otherSuite = Boolean(v.sync || v.contacts || v.pool);
   return {
@@ -145,7 +149,11 @@ function parseArgsStrict(argv: string[]) {
   });
 }
 
-async function runSipSuite(opts: Options, log: (line: string) => void, result: BenchResult): Promise<SipSuiteResult> {
+async function runSipSuite(
+  opts: Options,
+  log: (line: string) => void,
+  result: BenchResult,
+): Promise<SipSuiteResult> {
   const workDir = mkdtempSync(join(tmpdir(), 'parley-bench-'));
   const profileDir = opts.profile ? mkdtempSync(join(tmpdir(), 'parley-bench-profile-')) : undefined;
   const targets: SipTarget[] = [];
@@ -158,7 +166,9 @@ async function runSipSuite(opts: Options, log: (line: string) => void, result: B
     workloads: [],
   };
   try {
-    log(`machine: ${suite.machine.cpus} CPUs (${suite.machine.cpuModel}), load ${suite.machine.loadAverage.join(' ')}, Node ${suite.machine.node}, ${suite.machine.sipp}`);
+    log(
+      `machine: ${suite.machine.cpus} CPUs (${suite.machine.cpuModel}), load ${suite.machine.loadAverage.join(' ')}, Node ${suite.machine.node}, ${suite.machine.sipp}`,
+    );
     const parley = await startParley({ users: opts.users, cpuProfileDir: profileDir, log });
     targets.push(parley);
     log(`parley: listening on tcp 127.0.0.1:${parley.port}`);
@@ -173,9 +183,16 @@ async function runSipSuite(opts: Options, log: (line: string) => void, result: B
       }
     }
     for (const t of targets) suite.servers[t.name] = t.version;
-    const runs = await measureTargets(targets, { users: opts.users, rates: opts.rates, duration: opts.duration, workloads: opts.workloads, log }, workDir);
+    const runs = await measureTargets(
+      targets,
+      { users: opts.users, rates: opts.rates, duration: opts.duration, workloads: opts.workloads, log },
+      workDir,
+    );
     for (const workload of opts.workloads) {
-      const [p, k] = [runs[workload].find((r) => r.server === 'parley'), runs[workload].find((r) => r.server === 'kamailio')];
+      const [p, k] = [
+        runs[workload].find((r) => r.server === 'parley'),
+        runs[workload].find((r) => r.server === 'kamailio'),
+      ];
       if (!p) continue;
       const row: SipWorkloadRow = { workload, label: WORKLOAD_LABELS[workload], parley: p, kamailio: k };
       if (p.best && k?.best) row.ratio = Math.round((p.best.achievedRate / k.best.achievedRate) * 100) / 100;
@@ -183,7 +200,9 @@ async function runSipSuite(opts: Options, log: (line: string) => void, result: B
       for (const run of [p, k]) {
         if (run?.failedAtLowestRate) {
           const first = run.steps[0];
-          result.failures.push(`${run.server} ${workload}: ${first.failed} failed calls at the lowest rate (${first.targetRate}/s)${first.error ? `: ${first.error}` : ''}`);
+          result.failures.push(
+            `${run.server} ${workload}: ${first.failed} failed calls at the lowest rate (${first.targetRate}/s)${first.error ? `: ${first.error}` : ''}`,
+          );
         }
       }
     }
@@ -200,10 +219,18 @@ async function runSipSuite(opts: Options, log: (line: string) => void, result: B
 }
 
 /** Calls an optional suite module's export when its file was built, else reports it missing. */
-async function runOptionalSuite(name: string, module: string, exportName: string, args: Record<string, unknown>, result: BenchResult): Promise<unknown> {
+async function runOptionalSuite(
+  name: string,
+  module: string,
+  exportName: string,
+  args: Record<string, unknown>,
+  result: BenchResult,
+): Promise<unknown> {
   const path = join(import.meta.dirname, module);
   if (!existsSync(path)) {
-    result.notAvailable.push(`${name} benchmark: not available (bench/${module.replace(/\.js$/, '.ts')} is not built)`);
+    result.notAvailable.push(
+      `${name} benchmark: not available (bench/${module.replace(/\.js$/, '.ts')} is not built)`,
+    );
     return undefined;
   }
   const mod = (await import(`./${module}`)) as Record<string, unknown>;
@@ -217,10 +244,19 @@ async function runOptionalSuite(name: string, module: string, exportName: string
 
 export async function runBench(opts: Options, log: (line: string) => void): Promise<BenchResult> {
   const result: BenchResult = { notAvailable: [], failures: [] };
-  if (opts.pool) result.pool = { available: false, reason: 'pool benchmark: not available until the pool role exists' };
+  if (opts.pool)
+    result.pool = { available: false, reason: 'pool benchmark: not available until the pool role exists' };
   if (opts.sip) result.sip = await runSipSuite(opts, log, result);
-  if (opts.sync) result.sync = await runOptionalSuite('sync', 'sync.js', 'benchSync', { users: opts.users, log }, result);
-  if (opts.contacts) result.contacts = await runOptionalSuite('contacts', 'contacts.js', 'benchContacts', { users: opts.users, log }, result);
+  if (opts.sync)
+    result.sync = await runOptionalSuite('sync', 'sync.js', 'benchSync', { users: opts.users, log }, result);
+  if (opts.contacts)
+    result.contacts = await runOptionalSuite(
+      'contacts',
+      'contacts.js',
+      'benchContacts',
+      { users: opts.users, log },
+      result,
+    );
   return result;
 }
 
@@ -240,7 +276,17 @@ function failuresText(run: WorkloadRun | undefined): string {
 
 /** The human rendering: one row per workload and server, then the ratio. */
 export function renderSipTable(suite: SipSuiteResult): string {
-  const header = ['workload', 'server', 'best rate/s', 'at target', 'ratio', 'failed', 'CPU %', 'RSS MiB', 'p50/p90/p99 ms at a sustained rate'];
+  const header = [
+    'workload',
+    'server',
+    'best rate/s',
+    'at target',
+    'ratio',
+    'failed',
+    'CPU %',
+    'RSS MiB',
+    'p50/p90/p99 ms at a sustained rate',
+  ];
   const rows: string[][] = [];
   for (const w of suite.workloads) {
     for (const run of [w.parley, w.kamailio]) {
@@ -260,23 +306,40 @@ export function renderSipTable(suite: SipSuiteResult): string {
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i < 8 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i >= 2 && i < 8 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   out.push('');
-  out.push(`best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), one TCP connection, SIPp on the same cores.`);
-  out.push('CPU % and RSS at the best rate. Latency at the highest clean step that kept up with its target (at saturation it is only queueing time).');
-  out.push('CPU %: server process tree, % of one core. RSS: Parley VmRSS; Kamailio summed PSS of its processes.');
+  out.push(
+    `best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), one TCP connection, SIPp on the same cores.`,
+  );
+  out.push(
+    'CPU % and RSS at the best rate. Latency at the highest clean step that kept up with its target (at saturation it is only queueing time).',
+  );
+  out.push(
+    'CPU %: server process tree, % of one core. RSS: Parley VmRSS; Kamailio summed PSS of its processes.',
+  );
   if (suite.kamailioSkipped) out.push(`Kamailio not measured: ${suite.kamailioSkipped}`);
   return out.join('\n');
 }
 
 export function renderProfile(p: ProfileSummary): string {
-  const out = [`CPU profile of the Parley server (${p.totalMs} ms sampled): ${p.file}`, 'top self time by function:'];
-  for (const f of p.functions) out.push(`  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.function}  ${f.location}`);
+  const out = [
+    `CPU profile of the Parley server (${p.totalMs} ms sampled): ${p.file}`,
+    'top self time by function:',
+  ];
+  for (const f of p.functions)
+    out.push(
+      `  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.function}  ${f.location}`,
+    );
   out.push('top self time by file:');
-  for (const f of p.files.slice(0, 12)) out.push(`  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.file}`);
+  for (const f of p.files.slice(0, 12))
+    out.push(`  ${String(f.selfPercent).padStart(5)}%  ${String(f.selfMs).padStart(7)} ms  ${f.file}`);
   out.push("Parley's functions by total time (callees included):");
-  for (const f of p.inclusive.slice(0, 15)) out.push(`  ${String(f.totalPercent).padStart(5)}%  ${String(f.totalMs).padStart(7)} ms  ${f.function}  ${f.location}`);
+  for (const f of p.inclusive.slice(0, 15))
+    out.push(
+      `  ${String(f.totalPercent).padStart(5)}%  ${String(f.totalMs).padStart(7)} ms  ${f.function}  ${f.location}`,
+    );
   return out.join('\n');
 }
 
@@ -338,7 +401,9 @@ main().then(
   },
   (err) => {
     killChildren();
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(2);
   },
 );

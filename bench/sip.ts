@@ -6,10 +6,18 @@
  * and, with --vs-kamailio, Kamailio, so the ratio compares like with like.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { SourceMap } from 'node:module';
 import { connect, createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { SourceMap } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
@@ -158,7 +166,9 @@ export function ensureCommand(command: string, pkg: string, searchPaths: string[
   const found = find();
   if (found) return found;
   if (process.getuid?.() !== 0) {
-    throw new Error(`${command} is not installed: install the Debian package '${pkg}' (sudo apt-get install ${pkg})`);
+    throw new Error(
+      `${command} is not installed: install the Debian package '${pkg}' (sudo apt-get install ${pkg})`,
+    );
   }
   const apt = (args: string[]) =>
     execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', ...args], {
@@ -189,7 +199,12 @@ export function freePort(): Promise<number> {
 }
 
 /** Polls until something accepts TCP connections on host:port, or the deadline passes. */
-export async function waitForTcp(host: string, port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
+export async function waitForTcp(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  alive: () => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!alive()) throw new Error('the process exited before it listened');
@@ -262,7 +277,9 @@ function memoryKiB(pids: number[]): { rss: number; pss: number } {
 }
 
 /** Samples CPU time and peak memory of a server's processes while a step runs. */
-function startResourceSampler(target: SipTarget): () => { cpuPercent: number; rssMiB: number; pssMiB: number } {
+function startResourceSampler(
+  target: SipTarget,
+): () => { cpuPercent: number; rssMiB: number; pssMiB: number } {
   const started = process.hrtime.bigint();
   const cpu0 = cpuSeconds(target.pids());
   let peak = memoryKiB(target.pids());
@@ -290,7 +307,9 @@ const round1 = (n: number) => Math.round(n * 10) / 10;
 export function writeInjectionFile(path: string, rows: Array<{ user: string; extra?: string }>): string {
   const lines = ['SEQUENTIAL'];
   for (const r of rows) {
-    lines.push(`${r.user};[authentication username=${r.user} password=${PASSWORD}];${DOMAIN};${r.extra ?? ''}`);
+    lines.push(
+      `${r.user};[authentication username=${r.user} password=${PASSWORD}];${DOMAIN};${r.extra ?? ''}`,
+    );
   }
   writeFileSync(path, `${lines.join('\n')}\n`);
   return path;
@@ -360,25 +379,43 @@ interface SippRunOptions {
 }
 
 /** Runs one SIPp UAC to completion: every target is loopback, every run has -m and a timeout. */
-async function runSipp(o: SippRunOptions): Promise<{ exit: number; stats?: SippStats; rtt: string; tail: string }> {
+async function runSipp(
+  o: SippRunOptions,
+): Promise<{ exit: number; stats?: SippStats; rtt: string; tail: string }> {
   mkdirSync(o.dir, { recursive: true });
   const localPort = await freePort();
   const args = [
     `${o.target.host}:${o.target.port}`,
-    '-sf', o.scenario,
-    '-inf', o.injection,
-    '-t', 't1',
-    '-i', '127.0.0.1',
-    '-p', String(localPort),
-    '-m', String(o.calls),
-    '-r', String(o.rate),
-    '-l', String(CALL_LIMIT),
-    '-recv_timeout', '5000',
-    '-timeout', `${o.timeoutSeconds}s`,
+    '-sf',
+    o.scenario,
+    '-inf',
+    o.injection,
+    '-t',
+    't1',
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(localPort),
+    '-m',
+    String(o.calls),
+    '-r',
+    String(o.rate),
+    '-l',
+    String(CALL_LIMIT),
+    '-recv_timeout',
+    '5000',
+    '-timeout',
+    `${o.timeoutSeconds}s`,
     '-timeout_error',
     '-nostdin',
-    '-trace_stat', '-stf', join(o.dir, 'stat.csv'), '-fd', '1',
-    '-trace_rtt', '-rtt_freq', '1000',
+    '-trace_stat',
+    '-stf',
+    join(o.dir, 'stat.csv'),
+    '-fd',
+    '1',
+    '-trace_rtt',
+    '-rtt_freq',
+    '1000',
   ];
   const child = spawnTracked(sipp(), args, { cwd: o.dir });
   const tail = captureTail(child);
@@ -445,7 +482,8 @@ export async function rampWorkload(
       ...resources,
       sippExit: run.exit,
     };
-    if (failed > 0 || (run.exit !== 0 && run.exit !== 1)) step.error = `SIPp exit ${run.exit}: ${sippError(run.tail)}`;
+    if (failed > 0 || (run.exit !== 0 && run.exit !== 1))
+      step.error = `SIPp exit ${run.exit}: ${sippError(run.tail)}`;
     steps.push(step);
     opts.log(
       `  ${target.name} ${workload} @ ${rate}/s: ${step.achievedRate}/s, ${successful} ok, ${failed} failed` +
@@ -461,7 +499,10 @@ export async function rampWorkload(
     if (!keptUp(step)) break;
   }
   const clean = steps.filter((s) => s.failed === 0 && !s.error);
-  const best = clean.reduce<RateStep | undefined>((a, s) => (!a || s.achievedRate > a.achievedRate ? s : a), undefined);
+  const best = clean.reduce<RateStep | undefined>(
+    (a, s) => (!a || s.achievedRate > a.achievedRate ? s : a),
+    undefined,
+  );
   // Latency at saturation is queueing time; when no clean step kept up with its target,
   // one more step at 70% of the best rate gives the latency of a load the server sustains.
   let sustained = [...clean].reverse().find(keptUp);
@@ -470,20 +511,42 @@ export async function rampWorkload(
     const step = await runStep(rate);
     if (step.failed === 0 && !step.error && keptUp(step)) sustained = step;
   }
-  return { server: target.name, steps, best, sustained, failedAtLowestRate: steps.length > 0 && clean.length === 0 };
+  return {
+    server: target.name,
+    steps,
+    best,
+    sustained,
+    failedAtLowestRate: steps.length > 0 && clean.length === 0,
+  };
 }
 
 /** The server kept up with the target: higher targets may still go faster. */
 const keptUp = (s: RateStep) => s.achievedRate >= s.targetRate * 0.9;
 
 /** Starts a SIPp UAS that answers MESSAGE, then registers bob with a contact at it. */
-async function prepareMessageWorkload(target: SipTarget, workDir: string, opts: SipBenchOptions): Promise<{ setup: WorkloadSetup; stop(): Promise<void> }> {
+async function prepareMessageWorkload(
+  target: SipTarget,
+  workDir: string,
+  opts: SipBenchOptions,
+): Promise<{ setup: WorkloadSetup; stop(): Promise<void> }> {
   const uasPort = await freePort();
-  const uas = spawnTracked(sipp(), [
-    '-sf', join(SCENARIOS, 'uas-message.xml'),
-    '-t', 't1', '-i', '127.0.0.1', '-p', String(uasPort),
-    '-nostdin', '-timeout', `${Math.ceil(opts.duration * opts.rates.length * 4 + 120)}s`,
-  ], { cwd: workDir });
+  const uas = spawnTracked(
+    sipp(),
+    [
+      '-sf',
+      join(SCENARIOS, 'uas-message.xml'),
+      '-t',
+      't1',
+      '-i',
+      '127.0.0.1',
+      '-p',
+      String(uasPort),
+      '-nostdin',
+      '-timeout',
+      `${Math.ceil(opts.duration * opts.rates.length * 4 + 120)}s`,
+    ],
+    { cwd: workDir },
+  );
   const uasTail = captureTail(uas);
   const stop = async () => {
     uas.kill('SIGTERM');
@@ -491,7 +554,9 @@ async function prepareMessageWorkload(target: SipTarget, workDir: string, opts: 
   };
   try {
     await waitForTcp('127.0.0.1', uasPort, 10_000, () => uas.exitCode === null);
-    const bob = writeInjectionFile(join(workDir, `${target.name}-bob.csv`), [{ user: 'bob', extra: `127.0.0.1:${uasPort}` }]);
+    const bob = writeInjectionFile(join(workDir, `${target.name}-bob.csv`), [
+      { user: 'bob', extra: `127.0.0.1:${uasPort}` },
+    ]);
     const reg = await runSipp({
       target,
       scenario: join(SCENARIOS, 'register-contact.xml'),
@@ -501,18 +566,28 @@ async function prepareMessageWorkload(target: SipTarget, workDir: string, opts: 
       dir: join(workDir, `${target.name}-register-bob`),
       timeoutSeconds: 20,
     });
-    if (reg.exit !== 0) throw new Error(`registering bob at ${target.name} failed (SIPp exit ${reg.exit}): ${sippError(reg.tail)}`);
+    if (reg.exit !== 0)
+      throw new Error(
+        `registering bob at ${target.name} failed (SIPp exit ${reg.exit}): ${sippError(reg.tail)}`,
+      );
   } catch (err) {
     await stop();
     const why = err instanceof Error ? err.message : String(err);
     throw new Error(`${why}${uas.exitCode !== null ? ` (UAS: ${sippError(uasTail())})` : ''}`);
   }
   const alice = writeInjectionFile(join(workDir, 'alice.csv'), [{ user: 'alice', extra: 'bob' }]);
-  return { setup: { scenario: join(SCENARIOS, 'uac-message.xml'), injection: alice, rtdTimer: 'message' }, stop };
+  return {
+    setup: { scenario: join(SCENARIOS, 'uac-message.xml'), injection: alice, rtdTimer: 'message' },
+    stop,
+  };
 }
 
 /** Runs every workload against every target, interleaved so background load hits both alike. */
-export async function measureTargets(targets: SipTarget[], opts: SipBenchOptions, workDir: string): Promise<Record<Workload, WorkloadRun[]>> {
+export async function measureTargets(
+  targets: SipTarget[],
+  opts: SipBenchOptions,
+  workDir: string,
+): Promise<Record<Workload, WorkloadRun[]>> {
   const users = writeInjectionFile(
     join(workDir, 'users.csv'),
     Array.from({ length: opts.users }, (_, i) => ({ user: `user${i}` })),
@@ -522,7 +597,11 @@ export async function measureTargets(targets: SipTarget[], opts: SipBenchOptions
     opts.log(`${WORKLOAD_LABELS[workload]}: rates ${opts.rates.join(', ')}/s, ${opts.duration} s each`);
     for (const target of targets) {
       if (workload === 'register') {
-        const setup = { scenario: join(SCENARIOS, 'register-auth.xml'), injection: users, rtdTimer: 'register' };
+        const setup = {
+          scenario: join(SCENARIOS, 'register-auth.xml'),
+          injection: users,
+          rtdTimer: 'register',
+        };
         result.register.push(await rampWorkload(target, workload, setup, opts, workDir));
       } else {
         const prepared = await prepareMessageWorkload(target, workDir, opts);
@@ -559,7 +638,7 @@ export async function seedParleyUsers(dataDir: string, count: number): Promise<v
       const pairs = slice.map((n) => computeHa1Pair(n, DOMAIN, PASSWORD));
       await db.transaction(async (tx) => {
         await tx.query(
-          'INSERT INTO users (aor, display_name) SELECT a, split_part(a, \'@\', 1) FROM unnest($1::text[]) AS a ON CONFLICT (aor) DO NOTHING',
+          "INSERT INTO users (aor, display_name) SELECT a, split_part(a, '@', 1) FROM unnest($1::text[]) AS a ON CONFLICT (aor) DO NOTHING",
           [aors],
         );
         await tx.query(
@@ -590,15 +669,28 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
   await seedParleyUsers(dataDir, opts.users);
   opts.log(`parley: ${opts.users + 2} users created in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
   const nodeFlags = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
-  const child = spawnTracked(process.execPath, [
-    ...nodeFlags, cli, 'server', 'start',
-    '--domain', DOMAIN,
-    '--data-dir', dataDir,
-    '--tcp', '127.0.0.1:0',
-    '--ws', '127.0.0.1:0',
-    '--http', '127.0.0.1:0',
-    '--log-level', 'warn',
-  ], { cwd: dataDir });
+  const child = spawnTracked(
+    process.execPath,
+    [
+      ...nodeFlags,
+      cli,
+      'server',
+      'start',
+      '--domain',
+      DOMAIN,
+      '--data-dir',
+      dataDir,
+      '--tcp',
+      '127.0.0.1:0',
+      '--ws',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+    ],
+    { cwd: dataDir },
+  );
   const tail = captureTail(child, 16_384);
   const stop = async () => {
     // SIGINT: the server closes its store and node writes the CPU profile on a clean exit.
@@ -631,17 +723,25 @@ function parleyVersion(): string {
 }
 
 /** `server start` prints "SIP   tcp://host:port" and "HTTP  http://host:port/metrics ..." once listening. */
-function readParleyAddresses(child: ChildProcess, tail: () => string, timeoutMs: number): Promise<{ sipPort: number; httpUrl: string }> {
+function readParleyAddresses(
+  child: ChildProcess,
+  tail: () => string,
+  timeoutMs: number,
+): Promise<{ sipPort: number; httpUrl: string }> {
   return new Promise((resolvePromise, reject) => {
     let out = '';
-    const timer = setTimeout(() => finish(new Error(`no listening addresses printed after ${timeoutMs / 1000} s`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new Error(`no listening addresses printed after ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
     const onData = (d: Buffer) => {
       out += d.toString();
       const sip = /SIP\s+tcp:\/\/[^\s]+:(\d+)/.exec(out);
       const http = /HTTP\s+(http:\/\/[^\s/]+)\//.exec(out);
       if (sip && http) finish(undefined, { sipPort: Number(sip[1]), httpUrl: http[1] });
     };
-    const onExit = (code: number | null) => finish(new Error(`the server exited with code ${code}: ${tail().trim().slice(-2000)}`));
+    const onExit = (code: number | null) =>
+      finish(new Error(`the server exited with code ${code}: ${tail().trim().slice(-2000)}`));
     const finish = (err?: Error, value?: { sipPort: number; httpUrl: string }) => {
       clearTimeout(timer);
       child.stdout?.off('data', onData);
@@ -744,7 +844,11 @@ export function summariseCpuProfile(path: string, top = 20): ProfileSummary {
       const key = `${frame.functionName}@${source.file}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      const entry = inclusive.get(key) ?? { function: frame.functionName || '(anonymous)', location: `${source.file}:${source.line}`, us: 0 };
+      const entry = inclusive.get(key) ?? {
+        function: frame.functionName || '(anonymous)',
+        location: `${source.file}:${source.line}`,
+        us: 0,
+      };
       entry.us += us;
       inclusive.set(key, entry);
     }
@@ -756,7 +860,12 @@ export function summariseCpuProfile(path: string, top = 20): ProfileSummary {
     functions: [...fns.values()]
       .sort((a, b) => b.us - a.us)
       .slice(0, top)
-      .map((f) => ({ function: f.function, location: f.location, selfMs: Math.round(f.us / 1000), selfPercent: pct(f.us) })),
+      .map((f) => ({
+        function: f.function,
+        location: f.location,
+        selfMs: Math.round(f.us / 1000),
+        selfPercent: pct(f.us),
+      })),
     files: [...files.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
@@ -764,7 +873,12 @@ export function summariseCpuProfile(path: string, top = 20): ProfileSummary {
     inclusive: [...inclusive.values()]
       .sort((a, b) => b.us - a.us)
       .slice(0, top)
-      .map((f) => ({ function: f.function, location: f.location, totalMs: Math.round(f.us / 1000), totalPercent: pct(f.us) })),
+      .map((f) => ({
+        function: f.function,
+        location: f.location,
+        totalMs: Math.round(f.us / 1000),
+        totalPercent: pct(f.us),
+      })),
   };
 }
 
@@ -803,11 +917,19 @@ function sourceLocation(url: string, line0: number, column0: number): { file: st
 /** The newest .cpuprofile in a folder (node names them by time and pid). */
 export function newestCpuProfile(dir: string): string | undefined {
   if (!existsSync(dir)) return undefined;
-  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort();
   return files.length ? join(dir, files[files.length - 1]) : undefined;
 }
 
-export function machineInfo(): { cpus: number; cpuModel: string; loadAverage: number[]; node: string; sipp: string } {
+export function machineInfo(): {
+  cpus: number;
+  cpuModel: string;
+  loadAverage: number[];
+  node: string;
+  sipp: string;
+} {
   const list = cpus();
   return {
     cpus: list.length,

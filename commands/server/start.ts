@@ -1,5 +1,11 @@
 import { Command, Flags } from '@oclif/core';
-import { ConfigError, type DeepPartial, loadConfig, type ParleyConfig, parseHostPort } from '../../src/ops/config.js';
+import {
+  ConfigError,
+  type DeepPartial,
+  loadConfig,
+  type ParleyConfig,
+  parseHostPort,
+} from '../../src/ops/config.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 
 export interface ServerStartResult {
@@ -11,7 +17,8 @@ export interface ServerStartResult {
 
 export default class ServerStart extends Command {
   static override summary = 'Run a Parley server in the foreground.';
-  static override description = `Starts the server in the role its configuration names (standard by default: registrar, presence and IM on the embedded database in the data folder). Stops cleanly on SIGTERM or SIGINT: subscribers are told to come back, connections close, the store is flushed.
+  static override description =
+    `Starts the server in the role its configuration names (standard by default: registrar, presence and IM on the embedded database in the data folder). Stops cleanly on SIGTERM or SIGINT: subscribers are told to come back, connections close, the store is flushed.
 
 With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for the domain parley.local, with its data in ./.parley.`;
   static override examples = [
@@ -28,7 +35,10 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
     tcp: Flags.string({ summary: 'TCP listen address host:port.' }),
     ws: Flags.string({ summary: 'WebSocket listen address host:port.' }),
     http: Flags.string({ summary: 'Metrics and health listen address host:port.' }),
-    'log-level': Flags.string({ summary: 'Log level.', options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] }),
+    'log-level': Flags.string({
+      summary: 'Log level.',
+      options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
+    }),
   };
 
   async run(): Promise<ServerStartResult> {
@@ -51,7 +61,12 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
       if (flags['log-level']) overrides.log = { level: flags['log-level'] as ParleyConfig['log']['level'] };
       config = loadConfig({ configPath: flags.config, overrides });
     } catch (err) {
-      if (err instanceof ConfigError) this.error(err.message, { exit: 2, code: 'CONFIG_INVALID', suggestions: ['Fix the key named above, or run `parley init` to write a fresh parley.yaml.'] });
+      if (err instanceof ConfigError)
+        this.error(err.message, {
+          exit: 2,
+          code: 'CONFIG_INVALID',
+          suggestions: ['Fix the key named above, or run `parley init` to write a fresh parley.yaml.'],
+        });
       throw err;
     }
 

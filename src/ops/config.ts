@@ -451,8 +451,16 @@ function readDigestAlgorithms(r: LayeredReader, key: string): DigestAlgorithmNam
   const at = r.get(key);
   if (!at || at.value === null) return ['MD5'];
   const list = Array.isArray(at.value) ? at.value : [at.value];
-  if (list.length === 0 || list.some((v) => v !== 'MD5' && v !== 'SHA-256') || new Set(list).size !== list.length) {
-    throw new ConfigError(`${JSON.stringify(at.value)} must list MD5 and/or SHA-256, once each`, key, at.source.label);
+  if (
+    list.length === 0 ||
+    list.some((v) => v !== 'MD5' && v !== 'SHA-256') ||
+    new Set(list).size !== list.length
+  ) {
+    throw new ConfigError(
+      `${JSON.stringify(at.value)} must list MD5 and/or SHA-256, once each`,
+      key,
+      at.source.label,
+    );
   }
   return list as DigestAlgorithmName[];
 }

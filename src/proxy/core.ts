@@ -3,7 +3,7 @@ import type { Authenticator, AuthOutcome } from '../registrar/authenticator.js';
 import type { Binding, LocationTable } from '../registrar/location.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseNameAddr } from '../sip/nameaddr.js';
-import { type SipUri, parseUri, uriAor } from '../sip/uri.js';
+import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction, TransactionLayer, TransactionUser } from '../transaction/layer.js';
 import type { Flow, TransportName } from '../transport/flow.js';
 import type { TransportLayer } from '../transport/layer.js';
@@ -43,7 +43,8 @@ export interface ProxyCoreOptions {
 
 /** Extensions a request may Proxy-Require of us (RFC 3261 16.3 step 6). */
 const PROXY_SUPPORTED = new Set<string>();
-const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, INFO, UPDATE, REFER, PRACK';
+const ALLOW =
+  'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, INFO, UPDATE, REFER, PRACK';
 
 /**
  * The routing core: the transaction user that validates every request (RFC 3261 16.3),
@@ -108,7 +109,12 @@ export class ProxyCore implements TransactionUser {
         return;
       }
       if (method === 'OPTIONS') {
-        st.reply(200, undefined, { headers: [{ name: 'allow', value: ALLOW }, { name: 'accept', value: 'application/sdp, text/plain, application/pidf+xml' }] });
+        st.reply(200, undefined, {
+          headers: [
+            { name: 'allow', value: ALLOW },
+            { name: 'accept', value: 'application/sdp, text/plain, application/pidf+xml' },
+          ],
+        });
         return;
       }
       st.reply(inDialog ? 481 : 404, inDialog ? 'Call/Transaction Does Not Exist' : 'Not Found');
@@ -131,7 +137,8 @@ export class ProxyCore implements TransactionUser {
       // A refresh of a dialog we are the UA in (a presence subscription), else a request for
       // the user's endpoints.
       const service = this.opts.services[method];
-      if (service && method === 'SUBSCRIBE') service.handle(request, st, { flow: st.flow, aor: this.flowAor(request, st.flow) });
+      if (service && method === 'SUBSCRIBE')
+        service.handle(request, st, { flow: st.flow, aor: this.flowAor(request, st.flow) });
       else this.toLocalUser(request, st, ruri, undefined);
       return;
     }
@@ -181,7 +188,11 @@ export class ProxyCore implements TransactionUser {
   }
 
   /** Authenticates out-of-dialog requests from local users: by the flow they registered on, else a 407 challenge. */
-  private authenticateThen(request: SipMessage, st: ServerTransaction, next: (party: AuthenticatedParty) => void): void {
+  private authenticateThen(
+    request: SipMessage,
+    st: ServerTransaction,
+    next: (party: AuthenticatedParty) => void,
+  ): void {
     const flow = st.flow;
     const fromUri = parseUri(request.from.uri);
     const fromAor = fromUri ? uriAor(fromUri) : undefined;
@@ -220,7 +231,9 @@ export class ProxyCore implements TransactionUser {
       } else if ('reason' in outcome) {
         st.reply(outcome.status, outcome.reason);
       } else {
-        st.reply(401, undefined, { headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })) });
+        st.reply(401, undefined, {
+          headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })),
+        });
       }
     };
     const outcome = this.opts.authenticator.authenticate(request, 'proxy');
@@ -235,11 +248,20 @@ export class ProxyCore implements TransactionUser {
   }
 
   /** Proxies a request to every registered endpoint of a local user (RFC 3261 16.5-16.6). */
-  toLocalUser(request: SipMessage, st: ServerTransaction, ruri: SipUri, _party: AuthenticatedParty | undefined): void {
+  toLocalUser(
+    request: SipMessage,
+    st: ServerTransaction,
+    ruri: SipUri,
+    _party: AuthenticatedParty | undefined,
+  ): void {
     const aor = uriAor(ruri);
     const bindings = this.opts.location.lookup(aor);
     if (bindings.length > 0) {
-      this.forward(request, st, bindings.map((b) => this.bindingTarget(b)));
+      this.forward(
+        request,
+        st,
+        bindings.map((b) => this.bindingTarget(b)),
+      );
       return;
     }
     const exists = this.opts.userExists(aor);
@@ -253,7 +275,8 @@ export class ProxyCore implements TransactionUser {
 
   forward(request: SipMessage, st: ServerTransaction, targets: ForwardTarget[]): ProxyContext {
     const method = request.method;
-    const dialogForming = request.to.tag === undefined && (method === 'INVITE' || method === 'SUBSCRIBE' || method === 'REFER');
+    const dialogForming =
+      request.to.tag === undefined && (method === 'INVITE' || method === 'SUBSCRIBE' || method === 'REFER');
     const ctx = new ProxyContext(st, this.opts.transactions, this.opts.local, this.opts.log, {
       recordRoute: dialogForming,
       onFinal: (status) => this.opts.onForwardFinal?.(method, status),
@@ -318,7 +341,8 @@ export class ProxyCore implements TransactionUser {
     const vias = request.getAll('via');
     if (vias.length < 2) return false;
     let ours = 0;
-    for (const v of vias) if (v.includes('branch=z9hG4bK') && isOurBranch(/branch=([^;,\s]+)/.exec(v)?.[1])) ours++;
+    for (const v of vias)
+      if (v.includes('branch=z9hG4bK') && isOurBranch(/branch=([^;,\s]+)/.exec(v)?.[1])) ours++;
     // A request may legitimately spiral through us a few times (double Record-Route, edge ->
     // director -> home on one box); more than that with hops to spare is a loop.
     return ours >= 4;

@@ -1,7 +1,12 @@
 import type { Logger } from 'pino';
 import type { SipMessage } from '../sip/message.js';
 import { createResponse } from '../sip/response.js';
-import type { ClientTransaction, ClientTransactionHandler, ServerTransaction, TransactionLayer } from '../transaction/layer.js';
+import type {
+  ClientTransaction,
+  ClientTransactionHandler,
+  ServerTransaction,
+  TransactionLayer,
+} from '../transaction/layer.js';
 import { cancelTimer, type TimerHandle } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { newBranch } from './ids.js';
@@ -247,6 +252,7 @@ function isBetter(candidate: SipMessage, current: SipMessage | undefined): boole
   const b = current.status;
   if (b >= 600) return false;
   if (a >= 600) return true;
-  const rank = (s: number) => (s === 408 || s === 480 || s === 503 ? 1000 + s : Math.floor(s / 100) * 100 + (s % 100) / 1000);
+  const rank = (s: number) =>
+    s === 408 || s === 480 || s === 503 ? 1000 + s : Math.floor(s / 100) * 100 + (s % 100) / 1000;
   return rank(a) < rank(b);
 }

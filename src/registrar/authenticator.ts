@@ -48,7 +48,11 @@ export class Authenticator {
     const nonce = this.nonces.check(parsed.nonce, this.realm);
     if (nonce === 'invalid') return this.challenge(kind, false);
     if (!digestUriMatches(parsed.uri, request.uri) && !this.isLocalUri(parsed.uri)) {
-      return { ok: false, status: 400, reason: `Bad Request - digest uri ${parsed.uri} does not match Request-URI ${request.uri}` };
+      return {
+        ok: false,
+        status: 400,
+        reason: `Bad Request - digest uri ${parsed.uri} does not match Request-URI ${request.uri}`,
+      };
     }
     const aor = `${parsed.username}@${this.realm}`.toLowerCase();
     const cached = this.credentials.peek(aor);
@@ -74,7 +78,9 @@ export class Authenticator {
         return this.credentials.fetch(user.aor).then((fresh) => {
           if (!fresh || !fresh.enabled) return this.challenge(kind, false);
           const again = creds.algorithm === 'SHA-256' ? fresh.ha1Sha256 : fresh.ha1Md5;
-          return verifyDigest(creds, request.method, again) ? this.accept(user.aor, stale, kind) : this.challenge(kind, false);
+          return verifyDigest(creds, request.method, again)
+            ? this.accept(user.aor, stale, kind)
+            : this.challenge(kind, false);
         });
       }
       return this.challenge(kind, false);

@@ -67,7 +67,9 @@ export class LocationTable extends EventEmitter<LocationEvents> {
     for (let i = 0; i < list.length; i++) {
       const old = list[i];
       const sameInstance =
-        binding.instanceId !== undefined && old.instanceId === binding.instanceId && old.regId === binding.regId;
+        binding.instanceId !== undefined &&
+        old.instanceId === binding.instanceId &&
+        old.regId === binding.regId;
       if (old.contact === binding.contact || sameInstance) {
         this.unindexFlow(old);
         list[i] = binding;

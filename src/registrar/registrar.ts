@@ -1,12 +1,11 @@
+import { newTag } from '../proxy/ids.js';
+import type { SipHeader, SipMessage } from '../sip/message.js';
 import { formatNameAddr, type NameAddr, parseNameAddr } from '../sip/nameaddr.js';
-import type { SipMessage } from '../sip/message.js';
 import { parseUri, uriAor } from '../sip/uri.js';
-import type { SipHeader } from '../sip/message.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
 import type { Authenticator, AuthOutcome } from './authenticator.js';
 import type { Binding, LocationTable } from './location.js';
-import { newTag } from '../proxy/ids.js';
 
 export interface RegistrarOptions {
   domain: string;
@@ -106,7 +105,8 @@ export class Registrar {
       // RFC 3261 10.3 step 6: "*" only with Expires: 0.
       if (headerExpires !== 0) return { status: 400, reason: 'Bad Request - "*" Contact needs Expires: 0' };
       for (const b of this.opts.location.lookup(aor)) {
-        if (b.callId === callId && b.cseq >= cseq) return { status: 400, reason: 'Bad Request - CSeq out of order' };
+        if (b.callId === callId && b.cseq >= cseq)
+          return { status: 400, reason: 'Bad Request - CSeq out of order' };
       }
       this.opts.location.removeAll(aor);
       return undefined;
@@ -179,7 +179,9 @@ export class Registrar {
     const headers: SipHeader[] = [];
     let outbound = false;
     for (const b of this.opts.location.lookup(aor)) {
-      const params: Record<string, string | null> = { expires: String(Math.max(0, Math.round((b.expiresAt - now) / 1000))) };
+      const params: Record<string, string | null> = {
+        expires: String(Math.max(0, Math.round((b.expiresAt - now) / 1000))),
+      };
       if (b.instanceId) params['+sip.instance'] = b.instanceId;
       if (b.regId !== undefined) {
         params['reg-id'] = String(b.regId);
@@ -202,7 +204,12 @@ export class Registrar {
  * A contact on the same host but another port is a client listening there (it asked to
  * be called back on that port).
  */
-function routesOverFlow(flowOnly: boolean, host: string | undefined, port: number | undefined, flow: Flow): boolean {
+function routesOverFlow(
+  flowOnly: boolean,
+  host: string | undefined,
+  port: number | undefined,
+  flow: Flow,
+): boolean {
   if (flowOnly) return true;
   if (host === undefined) return true;
   const bare = host.startsWith('[') ? host.slice(1, -1) : host;

@@ -1,6 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
+import {
+  CONTACT_LISTS_CHANNEL,
+  findContactListOwners,
+  getContactList,
+  replaceContactList,
+} from '../contacts/repository.js';
+import { parseContactListXml } from '../contacts/xml-document.js';
+import { serializeContactList } from '../contacts/xml-serialize.js';
 import { MessageService } from '../im/message.js';
 import type { ParleyConfig } from '../ops/config.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
@@ -8,10 +17,6 @@ import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
 import { type ContactListAccess, PresenceServer } from '../presence/server.js';
-import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
-import { CONTACT_LISTS_CHANNEL, findContactListOwners, getContactList, replaceContactList } from '../contacts/repository.js';
-import { parseContactListXml } from '../contacts/xml-document.js';
-import { serializeContactList } from '../contacts/xml-serialize.js';
 import { ProxyCore } from '../proxy/core.js';
 import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
@@ -51,7 +56,10 @@ export interface StartServerOptions {
  * Starts a Parley server in the role its configuration names. The standard role is the
  * all-in-one home: registrar, presence, IM and proxy over the embedded store.
  */
-export async function startServer(config: ParleyConfig, options: StartServerOptions = {}): Promise<ParleyServer> {
+export async function startServer(
+  config: ParleyConfig,
+  options: StartServerOptions = {},
+): Promise<ParleyServer> {
   const log = options.log ?? createLogger(config);
   const sipLog = componentLogger(log, 'sip');
   const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
@@ -101,12 +109,7 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
     });
     const location = new LocationTable();
     const nonces = new NonceManager({ secret: randomBytes(32) });
-    const authenticator = new Authenticator(
-      domain,
-      nonces,
-      credentials,
-      digestAlgorithms(config),
-    );
+    const authenticator = new Authenticator(domain, nonces, credentials, digestAlgorithms(config));
     const registrar = new Registrar({
       domain,
       serverId: config.serverId,
@@ -124,7 +127,10 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
       },
       onParseError: (flow, status, reason, partial) => {
         metrics.failures.inc('parse');
-        const response = createErrorResponseFromPartial({ status, reason, partial: partial as never }, { toTag: newTag() });
+        const response = createErrorResponseFromPartial(
+          { status, reason, partial: partial as never },
+          { toTag: newTag() },
+        );
         if (response) flow.send(response.toBuffer());
       },
       onFlowClosed: (flow) => {
@@ -157,7 +163,9 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
     // of the owner gets the new list, and watchers are re-authorized against its rules.
     cleanups.push(
       await db.listen(CONTACT_LISTS_CHANNEL, (aor) => {
-        void presence.contactListChanged(aor).catch((err: unknown) => log.warn({ err }, 'contact list notify failed'));
+        void presence
+          .contactListChanged(aor)
+          .catch((err: unknown) => log.warn({ err }, 'contact list notify failed'));
       }),
     );
     location.on('signedIn', () => metrics.signedInUsers.inc());
@@ -255,7 +263,12 @@ export async function startServer(config: ParleyConfig, options: StartServerOpti
       },
     };
     log.info(
-      { domain, role: config.role, listening: listening.map((l) => `${l.transport}://${l.host}:${l.port}`), http: ops.url },
+      {
+        domain,
+        role: config.role,
+        listening: listening.map((l) => `${l.transport}://${l.host}:${l.port}`),
+        http: ops.url,
+      },
       'Parley server started',
     );
     return server;

@@ -223,7 +223,10 @@ function pgliteVersion(): string {
     for (let i = 0; i < 4; i++, dir = dirname(dir)) {
       const manifest = join(dir, 'package.json');
       if (existsSync(manifest)) {
-        const { name, version } = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+        const { name, version } = JSON.parse(readFileSync(manifest, 'utf8')) as {
+          name?: string;
+          version?: string;
+        };
         if (name === '@electric-sql/pglite' && version) return version;
       }
     }

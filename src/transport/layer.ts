@@ -1,6 +1,12 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { type AddressInfo, createServer as createTcpServer, type Server as TcpServer, connect as tcpConnect, type Socket } from 'node:net';
+import {
+  type AddressInfo,
+  createServer as createTcpServer,
+  type Socket,
+  type Server as TcpServer,
+  connect as tcpConnect,
+} from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
@@ -78,7 +84,11 @@ export class TransportLayer {
     if (listen.ws) await this.listenWebSocket('ws', createHttpServer(), listen.ws);
     if (listen.wss) {
       if (!tls) throw new Error('listen.wss needs tls.cert and tls.key');
-      await this.listenWebSocket('wss', createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca }), listen.wss);
+      await this.listenWebSocket(
+        'wss',
+        createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca }),
+        listen.wss,
+      );
     }
     return this.listening;
   }
@@ -173,7 +183,9 @@ export class TransportLayer {
       socket.setNoDelay(true);
       this.adoptSocket(transport, socket);
     });
-    server.on('tlsClientError', (err: Error) => this.opts.log.debug({ err: err.message }, 'TLS handshake failed'));
+    server.on('tlsClientError', (err: Error) =>
+      this.opts.log.debug({ err: err.message }, 'TLS handshake failed'),
+    );
     server.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
     await listenOn(server, at);
     this.servers.push(server);
@@ -203,7 +215,11 @@ export class TransportLayer {
       );
       this.register(flow);
       ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
-        const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+        const buf = Buffer.isBuffer(data)
+          ? data
+          : Array.isArray(data)
+            ? Buffer.concat(data)
+            : Buffer.from(data);
         const result = parseMessage(buf);
         if (result.ok) this.deliver(result.message, flow);
         else this.handler.onParseError(flow, result.status, result.reason, result.partial, false);

@@ -10,7 +10,9 @@ describe('SIPp output parsing', () => {
     const header = 'StartTime;LastResetTime;CurrentTime;SuccessfulCall(C);FailedCall(C)';
     const row = (now: string, ok: number, failed: number) =>
       `2026-11-26\t10:21:58.000000\t1000.250000;x;2026-11-26\t10:22:06.000000\t${now};${ok};${failed}`;
-    const stats = parseSippStats([header, row('1005.000000', 100, 0), row('1008.250000', 20000, 3), ''].join('\n'));
+    const stats = parseSippStats(
+      [header, row('1005.000000', 100, 0), row('1008.250000', 20000, 3), ''].join('\n'),
+    );
     expect(stats).toEqual({ successful: 20000, failed: 3, seconds: 8 });
     expect(parseSippStats(header)).toBeUndefined();
   });
@@ -18,7 +20,12 @@ describe('SIPp output parsing', () => {
   it('computes percentiles of one RTD timer from -trace_rtt', () => {
     const lines = ['Date_ms;response_time_ms;rtd_no'];
     for (let i = 1; i <= 100; i++) lines.push(`16.0;${i};register`, `16.0;999;challenge`);
-    expect(rttPercentiles(lines.join('\n'), 'register')).toEqual({ p50: 51, p90: 91, p99: 100, samples: 100 });
+    expect(rttPercentiles(lines.join('\n'), 'register')).toEqual({
+      p50: 51,
+      p90: 91,
+      p99: 100,
+      samples: 100,
+    });
     expect(rttPercentiles(lines.join('\n'), 'message')).toBeUndefined();
   });
 });
@@ -26,7 +33,9 @@ describe('SIPp output parsing', () => {
 describe('Kamailio configuration copy', () => {
   it('rewrites the listen port and keeps the rest', () => {
     const cfg = '#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:5070\nauto_aliases=no\n';
-    expect(rewriteKamailioConfig(cfg, 40123)).toBe('#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:40123\nauto_aliases=no\n');
+    expect(rewriteKamailioConfig(cfg, 40123)).toBe(
+      '#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:40123\nauto_aliases=no\n',
+    );
   });
 });
 
@@ -34,7 +43,13 @@ describe('CPU profile summary', () => {
   it('sums self time per function, leaves idle out and counts callers inclusively', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bench-prof-'));
     const file = join(dir, 'x.cpuprofile');
-    const frame = (functionName: string, url = '') => ({ functionName, url, lineNumber: 0, columnNumber: 0, scriptId: '0' });
+    const frame = (functionName: string, url = '') => ({
+      functionName,
+      url,
+      lineNumber: 0,
+      columnNumber: 0,
+      scriptId: '0',
+    });
     writeFileSync(
       file,
       JSON.stringify({

@@ -10,14 +10,19 @@ function commandIds(dir: string): string[] {
   for (const entry of readdirSync(dir)) {
     const path = join(dir, entry);
     if (statSync(path).isDirectory()) ids.push(...commandIds(path));
-    else if (entry.endsWith('.ts')) ids.push(relative(join(root, 'commands'), path).replace(/\.ts$/, '').split('/').join(':'));
+    else if (entry.endsWith('.ts'))
+      ids.push(relative(join(root, 'commands'), path).replace(/\.ts$/, '').split('/').join(':'));
   }
   return ids;
 }
 
 function committedManifest(): string | undefined {
   try {
-    return execFileSync('git', ['show', 'HEAD:oclif.manifest.json'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return execFileSync('git', ['show', 'HEAD:oclif.manifest.json'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
   } catch {
     return undefined;
   }
@@ -25,7 +30,9 @@ function committedManifest(): string | undefined {
 
 describe('oclif.manifest.json', () => {
   it('lists every command in commands/', () => {
-    const manifest = JSON.parse(readFileSync(join(root, 'oclif.manifest.json'), 'utf8')) as { commands: Record<string, unknown> };
+    const manifest = JSON.parse(readFileSync(join(root, 'oclif.manifest.json'), 'utf8')) as {
+      commands: Record<string, unknown>;
+    };
     expect(Object.keys(manifest.commands).sort()).toEqual(commandIds(join(root, 'commands')).sort());
   });
 

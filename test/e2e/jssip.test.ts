@@ -42,7 +42,9 @@ describe('JsSIP clients over WebSocket on a standard server', () => {
 
   it('refuses a wrong password', async () => {
     await expect(TestClient.signIn(ws, 'alice', t.domain, 'wrong')).rejects.toThrow(/registration failed/);
-    await expect(TestClient.signIn(ws, 'mallory', t.domain, 'whatever')).rejects.toThrow(/registration failed/);
+    await expect(TestClient.signIn(ws, 'mallory', t.domain, 'whatever')).rejects.toThrow(
+      /registration failed/,
+    );
   });
 
   it('alice and bob sign in, bob watches alice go away, they chat, alice signs out', async () => {
@@ -59,7 +61,9 @@ describe('JsSIP clients over WebSocket on a standard server', () => {
     expect(first.etag).toBeTruthy();
     await watch.until((n) => n.body.includes('<basic>open</basic>'));
 
-    const away = await alice.publish(pidf(`alice@${t.domain}`, 'open', 'away', 'Back soon'), { etag: first.etag });
+    const away = await alice.publish(pidf(`alice@${t.domain}`, 'open', 'away', 'Back soon'), {
+      etag: first.etag,
+    });
     expect(away.status).toBe(200);
     const seen = await watch.until((n) => /away/.test(n.body));
     expect(seen.body).toContain('Back soon');
@@ -111,7 +115,11 @@ describe('JsSIP clients over WebSocket on a standard server', () => {
     expect((await seenOnDesk).body).toContain('Friends');
 
     // A malformed list is refused with its line and the stored one is kept.
-    const bad = await phone.publish('<contact-lists><user>', { event: 'parley-contacts', contentType: type, expires: 0 });
+    const bad = await phone.publish('<contact-lists><user>', {
+      event: 'parley-contacts',
+      contentType: type,
+      expires: 0,
+    });
     expect(bad.status).toBe(400);
 
     // An administrator imports a list into the running server's store with the CLI: both
@@ -127,7 +135,16 @@ describe('JsSIP clients over WebSocket on a standard server', () => {
     const deskSeesImport = deskList.next((n) => n.body.includes(`sip:carol@${t.domain}`), 15_000);
     const phoneSeesImport = phoneList.next((n) => n.body.includes(`sip:carol@${t.domain}`), 15_000);
     // Asynchronously: the server lives in this process and must keep answering the CLI.
-    const cli = await runCli(['contacts', 'import', file, '--data-dir', t.dataDir, '--mode', 'merge', '--json']);
+    const cli = await runCli([
+      'contacts',
+      'import',
+      file,
+      '--data-dir',
+      t.dataDir,
+      '--mode',
+      'merge',
+      '--json',
+    ]);
     expect(cli.code, cli.output).toBe(0);
     expect((await deskSeesImport).body).toContain(`sip:alice@${t.domain}`);
     await phoneSeesImport;

@@ -49,7 +49,18 @@ class RawClient {
   }
 }
 
-function request(port: number, opts: { from?: string; startLine?: string; drop?: string; extra?: string; cseq?: string; contentLength?: string; body?: string } = {}) {
+function request(
+  port: number,
+  opts: {
+    from?: string;
+    startLine?: string;
+    drop?: string;
+    extra?: string;
+    cseq?: string;
+    contentLength?: string;
+    body?: string;
+  } = {},
+) {
   const lines = [
     opts.startLine ?? `OPTIONS sip:127.0.0.1:${port} SIP/2.0`,
     'Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKraw' + Math.random().toString(36).slice(2),

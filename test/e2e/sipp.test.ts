@@ -29,10 +29,26 @@ describe('SIPp against a standard server over TCP', () => {
   });
 
   it('registers 20 users with digest authentication', async () => {
-    const users = Array.from({ length: 20 }, (_, i) => ({ user: `user${i}`, password: 'secret', domain: t.domain }));
+    const users = Array.from({ length: 20 }, (_, i) => ({
+      user: `user${i}`,
+      password: 'secret',
+      domain: t.domain,
+    }));
     const run = await runSipp([
-      `127.0.0.1:${t.tcpPort}`, '-sf', scenario('register-auth.xml'), '-inf', injectionFile(users),
-      '-t', 't1', '-m', '20', '-r', '100', '-timeout', '20s', '-timeout_error',
+      `127.0.0.1:${t.tcpPort}`,
+      '-sf',
+      scenario('register-auth.xml'),
+      '-inf',
+      injectionFile(users),
+      '-t',
+      't1',
+      '-m',
+      '20',
+      '-r',
+      '100',
+      '-timeout',
+      '20s',
+      '-timeout_error',
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     const health = (await (await fetch(`${t.server.httpUrl}/health`)).json()) as { signedInUsers: number };
@@ -45,8 +61,18 @@ describe('SIPp against a standard server over TCP', () => {
       { user: 'nobody', password: 'secret', domain: t.domain },
     ];
     const run = await runSipp([
-      `127.0.0.1:${t.tcpPort}`, '-sf', scenario('register-wrong-password.xml'), '-inf', injectionFile(wrong),
-      '-t', 't1', '-m', '2', '-timeout', '20s', '-timeout_error',
+      `127.0.0.1:${t.tcpPort}`,
+      '-sf',
+      scenario('register-wrong-password.xml'),
+      '-inf',
+      injectionFile(wrong),
+      '-t',
+      't1',
+      '-m',
+      '2',
+      '-timeout',
+      '20s',
+      '-timeout_error',
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
   });
@@ -57,15 +83,35 @@ describe('SIPp against a standard server over TCP', () => {
     try {
       await new Promise((r) => setTimeout(r, 300));
       const reg = await runSipp([
-        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('register-contact.xml'),
-        '-inf', injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
-        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+        `127.0.0.1:${t.tcpPort}`,
+        '-sf',
+        scenario('register-contact.xml'),
+        '-inf',
+        injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
+        '-t',
+        't1',
+        '-m',
+        '1',
+        '-timeout',
+        '20s',
+        '-timeout_error',
       ]);
       expect(reg.code, reg.stdout + reg.stderr).toBe(0);
       const send = await runSipp([
-        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('uac-message.xml'),
-        '-inf', injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
-        '-t', 't1', '-m', '50', '-r', '200', '-timeout', '20s', '-timeout_error',
+        `127.0.0.1:${t.tcpPort}`,
+        '-sf',
+        scenario('uac-message.xml'),
+        '-inf',
+        injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
+        '-t',
+        't1',
+        '-m',
+        '50',
+        '-r',
+        '200',
+        '-timeout',
+        '20s',
+        '-timeout_error',
       ]);
       expect(send.code, send.stdout + send.stderr).toBe(0);
     } finally {
@@ -75,9 +121,18 @@ describe('SIPp against a standard server over TCP', () => {
 
   it('subscribes to presence, gets NOTIFY, unsubscribes and gets the terminating NOTIFY', async () => {
     const run = await runSipp([
-      `127.0.0.1:${t.tcpPort}`, '-sf', scenario('subscribe-presence.xml'),
-      '-inf', injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: 'alice' }]),
-      '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+      `127.0.0.1:${t.tcpPort}`,
+      '-sf',
+      scenario('subscribe-presence.xml'),
+      '-inf',
+      injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: 'alice' }]),
+      '-t',
+      't1',
+      '-m',
+      '1',
+      '-timeout',
+      '20s',
+      '-timeout_error',
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
   });
@@ -88,18 +143,38 @@ describe('SIPp against a standard server over TCP', () => {
     try {
       await new Promise((r) => setTimeout(r, 300));
       const reg = await runSipp([
-        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('register-contact.xml'),
-        '-inf', injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
-        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+        `127.0.0.1:${t.tcpPort}`,
+        '-sf',
+        scenario('register-contact.xml'),
+        '-inf',
+        injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
+        '-t',
+        't1',
+        '-m',
+        '1',
+        '-timeout',
+        '20s',
+        '-timeout_error',
       ]);
       expect(reg.code, reg.stdout + reg.stderr).toBe(0);
       const call = await runSipp([
-        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('uac-invite.xml'),
-        '-inf', injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
-        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+        `127.0.0.1:${t.tcpPort}`,
+        '-sf',
+        scenario('uac-invite.xml'),
+        '-inf',
+        injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
+        '-t',
+        't1',
+        '-m',
+        '1',
+        '-timeout',
+        '20s',
+        '-timeout_error',
       ]);
       expect(call.code, call.stdout + call.stderr).toBe(0);
-      expect(await Promise.race([uas.exited, new Promise((r) => setTimeout(() => r('running'), 3000))])).toBe('running');
+      expect(await Promise.race([uas.exited, new Promise((r) => setTimeout(() => r('running'), 3000))])).toBe(
+        'running',
+      );
     } finally {
       uas.stop();
     }
@@ -111,15 +186,33 @@ describe('SIPp against a standard server over TCP', () => {
     try {
       await new Promise((r) => setTimeout(r, 300));
       const reg = await runSipp([
-        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('register-contact.xml'),
-        '-inf', injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
-        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+        `127.0.0.1:${t.tcpPort}`,
+        '-sf',
+        scenario('register-contact.xml'),
+        '-inf',
+        injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
+        '-t',
+        't1',
+        '-m',
+        '1',
+        '-timeout',
+        '20s',
+        '-timeout_error',
       ]);
       expect(reg.code, reg.stdout + reg.stderr).toBe(0);
       const call = await runSipp([
-        `127.0.0.1:${t.tcpPort}`, '-sf', scenario('uac-cancel.xml'),
-        '-inf', injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
-        '-t', 't1', '-m', '1', '-timeout', '20s', '-timeout_error',
+        `127.0.0.1:${t.tcpPort}`,
+        '-sf',
+        scenario('uac-cancel.xml'),
+        '-inf',
+        injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
+        '-t',
+        't1',
+        '-m',
+        '1',
+        '-timeout',
+        '20s',
+        '-timeout_error',
       ]);
       expect(call.code, call.stdout + call.stderr).toBe(0);
     } finally {

@@ -105,7 +105,11 @@ describe('loadConfig', () => {
   });
 
   it('keeps default listeners when flag overrides leave listen keys unset', () => {
-    const cfg = loadConfig({ cwd: tempDir(), env: {}, overrides: { listen: { tcp: undefined, ws: undefined } } });
+    const cfg = loadConfig({
+      cwd: tempDir(),
+      env: {},
+      overrides: { listen: { tcp: undefined, ws: undefined } },
+    });
     expect(cfg.listen.tcp).toEqual({ host: '0.0.0.0', port: 5060 });
     expect(cfg.listen.ws).toEqual({ host: '0.0.0.0', port: 5066 });
   });

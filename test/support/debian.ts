@@ -9,7 +9,9 @@ export function ensureDebianCommand(command: string, pkg: string, searchPaths: s
   const found = findCommand(command, searchPaths);
   if (found) return found;
   if (process.getuid?.() !== 0) {
-    throw new Error(`${command} is missing: install the Debian package '${pkg}' (sudo apt-get install ${pkg})`);
+    throw new Error(
+      `${command} is missing: install the Debian package '${pkg}' (sudo apt-get install ${pkg})`,
+    );
   }
   const apt = (args: string[]) =>
     execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=900', ...args], {

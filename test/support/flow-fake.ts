@@ -1,6 +1,6 @@
-import type { Flow, TransportName } from '../../src/transport/flow.js';
-import { parseMessage } from '../../src/sip/parser.js';
 import type { SipMessage } from '../../src/sip/message.js';
+import { parseMessage } from '../../src/sip/parser.js';
+import type { Flow, TransportName } from '../../src/transport/flow.js';
 
 /** An in-memory flow: records what the layer sends, so transaction tests run without sockets. */
 export class FakeFlow implements Flow {

@@ -56,7 +56,9 @@ export class TestClient {
       ua.once('registered', () => resolve(new TestClient(ua, `${user}@${domain}`)));
       ua.once('registrationFailed', (e: Any) => {
         ua.stop();
-        reject(new Error(`registration failed: ${e.cause}${e.response ? ` (${e.response.status_code})` : ''}`));
+        reject(
+          new Error(`registration failed: ${e.cause}${e.response ? ` (${e.response.status_code})` : ''}`),
+        );
       });
       ua.start();
     });
@@ -67,7 +69,8 @@ export class TestClient {
       this.ua.sendMessage(`sip:${to}`, body, {
         eventHandlers: {
           succeeded: () => resolve(),
-          failed: (e: Any) => reject(new Error(`MESSAGE failed: ${e.cause} ${e.response?.status_code ?? ''}`)),
+          failed: (e: Any) =>
+            reject(new Error(`MESSAGE failed: ${e.cause} ${e.response?.status_code ?? ''}`)),
         },
       });
     });
@@ -97,7 +100,14 @@ export class TestClient {
       `Content-Type: ${opts.contentType ?? 'application/pidf+xml'}`,
     ];
     if (opts.etag) extraHeaders.push(`SIP-If-Match: ${opts.etag}`);
-    const request = new SIPMessage.OutgoingRequest('PUBLISH', JsSIP.URI.parse(`sip:${this.aor}`), this.ua, {}, extraHeaders, body);
+    const request = new SIPMessage.OutgoingRequest(
+      'PUBLISH',
+      JsSIP.URI.parse(`sip:${this.aor}`),
+      this.ua,
+      {},
+      extraHeaders,
+      body,
+    );
     return new Promise((resolve, reject) => {
       const sender = new RequestSender(this.ua, request, {
         onRequestTimeout: () => reject(new Error('PUBLISH timed out')),
@@ -143,7 +153,11 @@ export class Watch {
 
   constructor(readonly subscriber: Any) {
     subscriber.on('notify', (isFinal: boolean, request: Any, body: string | undefined) => {
-      const n = { final: isFinal, body: body ?? '', state: String(request.getHeader('Subscription-State') ?? '') };
+      const n = {
+        final: isFinal,
+        body: body ?? '',
+        state: String(request.getHeader('Subscription-State') ?? ''),
+      };
       this.notifications.push(n);
       this.waiters = this.waiters.filter((w) => {
         if (!w.test(n)) return true;
@@ -158,7 +172,10 @@ export class Watch {
     const seen = this.notifications.find(test);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching NOTIFY; got ${JSON.stringify(this.notifications)}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no matching NOTIFY; got ${JSON.stringify(this.notifications)}`)),
+        timeoutMs,
+      );
       this.waiters.push({
         test,
         resolve: (n) => {

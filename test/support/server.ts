@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, type DeepPartial, type ParleyConfig } from '../../src/ops/config.js';
+import { type DeepPartial, loadConfig, type ParleyConfig } from '../../src/ops/config.js';
 import { silentLogger } from '../../src/ops/log.js';
 import { computeHa1 } from '../../src/registrar/digest.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';

@@ -26,7 +26,9 @@ export function injectionFile(users: SippUser[]): string {
   const path = join(dir, 'users.csv');
   const lines = ['SEQUENTIAL'];
   for (const u of users) {
-    lines.push(`${u.user};[authentication username=${u.user} password=${u.password}];${u.domain};${u.extra ?? ''}`);
+    lines.push(
+      `${u.user};[authentication username=${u.user} password=${u.password}];${u.domain};${u.extra ?? ''}`,
+    );
   }
   writeFileSync(path, `${lines.join('\n')}\n`);
   return path;
@@ -36,9 +38,19 @@ export function injectionFile(users: SippUser[]): string {
 export function runSipp(args: string[], timeoutMs = 60_000): Promise<SippRun> {
   const sipp = ensureDebianCommand('sipp', 'sip-tester');
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(sipp, [...args, '-nostdin', '-trace_err', '-error_file', join(mkdtempSync(join(tmpdir(), 'sipp-err-')), 'err.log')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      sipp,
+      [
+        ...args,
+        '-nostdin',
+        '-trace_err',
+        '-error_file',
+        join(mkdtempSync(join(tmpdir(), 'sipp-err-')), 'err.log'),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -59,9 +71,13 @@ export function runSipp(args: string[], timeoutMs = 60_000): Promise<SippRun> {
 /** Starts a background SIPp UAS; returns a stop function. */
 export function startSippUas(scenario: string, port: number): { stop(): void; exited: Promise<number> } {
   const sipp = ensureDebianCommand('sipp', 'sip-tester');
-  const child = spawn(sipp, ['-sf', scenario, '-t', 't1', '-i', '127.0.0.1', '-p', String(port), '-nostdin'], {
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    sipp,
+    ['-sf', scenario, '-t', 't1', '-i', '127.0.0.1', '-p', String(port), '-nostdin'],
+    {
+      stdio: 'ignore',
+    },
+  );
   const exited = new Promise<number>((r) => child.on('close', (c) => r(c ?? -1)));
   return { stop: () => child.kill('SIGTERM'), exited };
 }

@@ -198,7 +198,10 @@ Content-Length: 0
     const seen: number[] = [];
     let timedOut = false;
     const req = outgoing('MESSAGE', 'z9hG4bKc1');
-    const ct = layer.request(req, flow, { onResponse: (r) => seen.push(r.status), onTimeout: () => (timedOut = true) });
+    const ct = layer.request(req, flow, {
+      onResponse: (r) => seen.push(r.status),
+      onTimeout: () => (timedOut = true),
+    });
     layer.receive(createResponse(req, 200, undefined, { toTag: 'x' }), flow);
     advance(TIMER_F + 1000);
     expect(seen).toEqual([200]);
@@ -246,7 +249,10 @@ Content-Length: 0
     const flow = new FakeFlow();
     const req = outgoing('INVITE', 'z9hG4bKc5');
     const oks: number[] = [];
-    const ct = layer.request(req, flow, { onResponse: (r) => oks.push(r.status), onTimeout: () => undefined });
+    const ct = layer.request(req, flow, {
+      onResponse: (r) => oks.push(r.status),
+      onTimeout: () => undefined,
+    });
     layer.receive(createResponse(req, 200, undefined, { toTag: 't1' }), flow);
     layer.receive(createResponse(req, 200, undefined, { toTag: 't2' }), flow);
     expect(ct.state).toBe('Accepted');
