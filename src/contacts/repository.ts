@@ -392,7 +392,7 @@ export async function writeContactListBatch(
     for (const id of ids) if (!owners.has(id)) throw new Error(`no user with id ${id}`);
     const currentLists = await getContactLists(tx, [...owners.values()]);
     const changes: ContactListChange[] = [];
-    const changed: { userId: number; list: ContactList }[] = [];
+    const changed: { userId: number; list: ContactList; previous: ContactList }[] = [];
     const versions: { userId: number; version: number }[] = [];
     const notify: string[] = [];
     for (const write of writes) {
@@ -405,7 +405,7 @@ export async function writeContactListBatch(
         ? Math.max(current.version + 1, fileVersion)
         : Math.max(current.version, fileVersion);
       changes.push({ changed: isChanged, version, ...countChanges(current, next) });
-      if (isChanged) changed.push({ userId: write.userId, list: next });
+      if (isChanged) changed.push({ userId: write.userId, list: next, previous: current });
       if (version !== current.version) {
         versions.push({ userId: write.userId, version });
         notify.push(owners.get(write.userId)!.aor);
@@ -462,42 +462,80 @@ function countChanges(current: ContactList, next: ContactList) {
   return { contactsAdded, contactsRemoved, contactsUpdated };
 }
 
-/** Rewrites the three tables of the given lists; positions follow array order. */
-async function storeContents(tx: Sql, lists: { userId: number; list: ContactList }[]): Promise<void> {
-  const ids = lists.map((l) => String(l.userId));
-  await tx.query('DELETE FROM contact_groups WHERE user_id = ANY($1::bigint[])', [ids]);
-  await tx.query('DELETE FROM contacts WHERE user_id = ANY($1::bigint[])', [ids]);
-  await tx.query('DELETE FROM access_rules WHERE user_id = ANY($1::bigint[])', [ids]);
-  const groups = lists.flatMap(({ userId, list }) =>
-    list.groups.map((g, position) => [userId, g.name, position]),
-  );
-  if (groups.length > 0) {
+/**
+ * Rewrites the three tables of the given lists; positions follow array order. Rows are sent
+ * as parallel arrays and expanded with unnest (the fastest bulk path both engines share
+ * without COPY); tables are only cleared for users that had rows in them.
+ */
+async function storeContents(
+  tx: Sql,
+  lists: { userId: number; list: ContactList; previous: ContactList }[],
+): Promise<void> {
+  const clear = async (table: string, had: (l: ContactList) => boolean) => {
+    const ids = lists.filter((l) => had(l.previous)).map((l) => String(l.userId));
+    if (ids.length > 0) await tx.query(`DELETE FROM ${table} WHERE user_id = ANY($1::bigint[])`, [ids]);
+  };
+  await clear('contact_groups', (l) => l.groups.length > 0);
+  await clear('contacts', (l) => l.contacts.length > 0);
+  await clear('access_rules', (l) => l.accessRules.length > 0);
+  const groups = { ids: [] as string[], names: [] as string[], positions: [] as number[] };
+  const contacts = {
+    ids: [] as string[],
+    uris: [] as string[],
+    names: [] as string[],
+    subscribed: [] as boolean[],
+    groups: [] as string[],
+    positions: [] as number[],
+  };
+  const rules = { ids: [] as string[], patterns: [] as string[], actions: [] as string[] };
+  for (const { userId, list } of lists) {
+    const id = String(userId);
+    list.groups.forEach((g, position) => {
+      groups.ids.push(id);
+      groups.names.push(g.name);
+      groups.positions.push(position);
+    });
+    list.contacts.forEach((c, position) => {
+      contacts.ids.push(id);
+      contacts.uris.push(c.uri);
+      contacts.names.push(c.displayName);
+      contacts.subscribed.push(c.subscribed);
+      contacts.groups.push(arrayLiteral(c.groups));
+      contacts.positions.push(position);
+    });
+    for (const r of list.accessRules) {
+      rules.ids.push(id);
+      rules.patterns.push(r.pattern);
+      rules.actions.push(r.action);
+    }
+  }
+  if (groups.ids.length > 0) {
     await tx.query(
       `INSERT INTO contact_groups (user_id, name, position)
-       SELECT (e->>0)::bigint, e->>1, (e->>2)::int FROM json_array_elements($1::json) AS e`,
-      [JSON.stringify(groups)],
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[])`,
+      [groups.ids, groups.names, groups.positions],
     );
   }
-  // JSON carries each contact's groups array, which a text[][] parameter could not (ragged).
-  const contacts = lists.flatMap(({ userId, list }) =>
-    list.contacts.map((c, position) => [userId, c.uri, c.displayName, c.subscribed, c.groups, position]),
-  );
-  if (contacts.length > 0) {
+  if (contacts.ids.length > 0) {
+    // A contact's groups travel as one array literal each: a text[][] parameter cannot be ragged.
     await tx.query(
       `INSERT INTO contacts (user_id, uri, display_name, subscribed, groups, position)
-       SELECT (e->>0)::bigint, e->>1, e->>2, (e->>3)::boolean, ARRAY(SELECT json_array_elements_text(e->4)), (e->>5)::int
-         FROM json_array_elements($1::json) AS e`,
-      [JSON.stringify(contacts)],
+       SELECT c.user_id, c.uri, c.display_name, c.subscribed, c.groups::text[], c.position
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::int[])
+           AS c(user_id, uri, display_name, subscribed, groups, position)`,
+      [contacts.ids, contacts.uris, contacts.names, contacts.subscribed, contacts.groups, contacts.positions],
     );
   }
-  const rules = lists.flatMap(({ userId, list }) =>
-    list.accessRules.map((r) => [userId, r.pattern, r.action]),
-  );
-  if (rules.length > 0) {
+  if (rules.ids.length > 0) {
     await tx.query(
       `INSERT INTO access_rules (user_id, pattern, action)
-       SELECT (e->>0)::bigint, e->>1, e->>2 FROM json_array_elements($1::json) AS e`,
-      [JSON.stringify(rules)],
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])`,
+      [rules.ids, rules.patterns, rules.actions],
     );
   }
+}
+
+/** A PostgreSQL array literal of text: every element quoted, quotes and backslashes escaped. */
+function arrayLiteral(values: string[]): string {
+  return `{${values.map((v) => `"${v.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(',')}}`;
 }
