@@ -118,6 +118,19 @@ describe('contact-list repository', () => {
     ]);
   });
 
+  it('stores group names with quotes, backslashes, braces and commas intact', async () => {
+    const id = await newUser();
+    const names = ['a\\b', 'say "hi"', '{x,y}', 'NULL', ' padded '];
+    await replaceContactList(db, id, {
+      user: '',
+      version: 0,
+      groups: names.map((name) => ({ name })),
+      contacts: [{ uri: 'sip:q@example.com', displayName: '', subscribed: true, groups: names }],
+      accessRules: [],
+    });
+    expect((await getContactList(db, id)).contacts[0].groups).toEqual(names);
+  });
+
   it('edits single entries and notifies the change feed', async () => {
     const id = await newUser();
     const seen: string[] = [];
