@@ -1,0 +1,298 @@
+import type { RegistrationRepository } from '../store/registrations.js';
+import type { ServerRepository, ServerState } from '../store/servers.js';
+import type { Sql } from '../store/sql.js';
+
+/**
+ * Servers heartbeat every 5 s (src/roles/server.ts); three missed beats and the row no
+ * longer tells the truth, whatever its state column says.
+ */
+export const HEARTBEAT_STALE_SECONDS = 15;
+
+/** A health check must not hang the command on a black-holed host. */
+export const DEFAULT_HEALTH_TIMEOUT_MS = 2_000;
+
+/** What GET /health of one server said (src/ops/http.ts), or why it said nothing. */
+export interface ServerHealth {
+  reachable: boolean;
+  /** HTTP status: 200 takes traffic, 503 is starting, draining or unhealthy. */
+  httpStatus?: number;
+  /** `ok`, `draining` or `unhealthy`, from the body. */
+  status?: string;
+  flows?: number;
+  registeredEndpoints?: number;
+  signedInUsers?: number;
+  subscriptions?: number;
+  activeUsers?: number;
+  /** Why the check failed (timeout, connection refused, not JSON, no health URL). */
+  error?: string;
+}
+
+/**
+ * What a person should believe about a server: `up` takes traffic; `draining` finishes
+ * what it has; `unhealthy` answers but reports a failing dependency; `down` is marked
+ * down, has a stale heartbeat, or does not answer its health check.
+ */
+export type LiveState = 'up' | 'draining' | 'unhealthy' | 'down';
+
+export interface ServerStatus {
+  id: string;
+  role: string;
+  home: string | null;
+  address: string;
+  healthUrl: string | null;
+  /** The state column of the servers table. */
+  state: ServerState;
+  live: LiveState;
+  startedAt: string;
+  heartbeatAt: string;
+  heartbeatAgeSeconds: number;
+  heartbeatStale: boolean;
+  health: ServerHealth;
+}
+
+export interface PoolTotals {
+  servers: number;
+  up: number;
+  draining: number;
+  unhealthy: number;
+  down: number;
+  /**
+   * Sums over the servers that answered their health check. A user signed in on two
+   * front-ends counts on each, so signedInUsers can exceed store.registeredUsers.
+   */
+  live: {
+    flows: number;
+    connectedEndpoints: number;
+    signedInUsers: number;
+    subscriptions: number;
+    /** Null when no server reports it. */
+    activeUsers: number | null;
+  };
+  /** Unexpired rows of the registrations table: the pool's shared view. */
+  store: {
+    registeredEndpoints: number;
+    registeredUsers: number;
+  };
+}
+
+export interface PoolStatus {
+  checkedAt: string;
+  filter: { role?: string; home?: string };
+  servers: ServerStatus[];
+  totals: PoolTotals;
+}
+
+export interface PoolStatusSource {
+  servers: ServerRepository;
+  registrations: RegistrationRepository;
+  /** Heartbeat ages use the database clock: the admin host's clock may be off. */
+  db: Sql;
+}
+
+export interface PoolStatusOptions {
+  role?: string;
+  home?: string;
+  healthTimeoutMs?: number;
+  /** Replaced in tests that have no HTTP server to ask. */
+  fetchHealth?: (url: string, timeoutMs: number) => Promise<ServerHealth>;
+}
+
+/** The servers of the store with their live health, and pool totals. */
+export async function collectPoolStatus(
+  source: PoolStatusSource,
+  opts: PoolStatusOptions = {},
+): Promise<PoolStatus> {
+  const timeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+  const check = opts.fetchHealth ?? fetchHealth;
+  const [rows, clock, counts] = await Promise.all([
+    source.servers.list({ role: opts.role, home: opts.home }),
+    source.db.query<{ now: Date }>('SELECT now() AS now'),
+    source.registrations.countActive(),
+  ]);
+  const now = new Date(clock.rows[0].now);
+  const servers = await Promise.all(
+    rows.map(async (row): Promise<ServerStatus> => {
+      const health: ServerHealth = row.healthUrl
+        ? await check(row.healthUrl, timeoutMs)
+        : { reachable: false, error: 'no health URL registered' };
+      const heartbeatAgeSeconds = Math.max(0, Math.round((now.getTime() - row.heartbeatAt.getTime()) / 1000));
+      const heartbeatStale = heartbeatAgeSeconds > HEARTBEAT_STALE_SECONDS;
+      return {
+        id: row.id,
+        role: row.role,
+        home: row.home,
+        address: row.address,
+        healthUrl: row.healthUrl,
+        state: row.state,
+        live: liveState(row.state, heartbeatStale, row.healthUrl !== null, health),
+        startedAt: row.startedAt.toISOString(),
+        heartbeatAt: row.heartbeatAt.toISOString(),
+        heartbeatAgeSeconds,
+        heartbeatStale,
+        health,
+      };
+    }),
+  );
+  return {
+    checkedAt: now.toISOString(),
+    filter: { ...(opts.role ? { role: opts.role } : {}), ...(opts.home ? { home: opts.home } : {}) },
+    servers,
+    totals: totalsOf(servers, counts),
+  };
+}
+
+/**
+ * A server's own answer wins over the table (it knows it is draining before the row says
+ * so); a server that does not answer is down whatever the row says. Without a health URL
+ * only the row and its heartbeat are left to go by.
+ */
+export function liveState(
+  state: ServerState,
+  heartbeatStale: boolean,
+  hasHealthUrl: boolean,
+  health: ServerHealth,
+): LiveState {
+  if (state === 'down') return 'down';
+  if (!hasHealthUrl) return heartbeatStale ? 'down' : state;
+  if (!health.reachable) return 'down';
+  if (health.status === 'draining' || state === 'draining') return 'draining';
+  if (health.status === 'unhealthy' || (health.httpStatus !== undefined && health.httpStatus >= 500))
+    return 'unhealthy';
+  return 'up';
+}
+
+function totalsOf(servers: ServerStatus[], counts: { bindings: number; aors: number }): PoolTotals {
+  const count = (s: LiveState) => servers.filter((x) => x.live === s).length;
+  const answered = servers.filter((s) => s.health.reachable).map((s) => s.health);
+  const sum = (pick: (h: ServerHealth) => number | undefined) =>
+    answered.reduce((n, h) => n + (pick(h) ?? 0), 0);
+  const reportsActive = answered.some((h) => h.activeUsers !== undefined);
+  return {
+    servers: servers.length,
+    up: count('up'),
+    draining: count('draining'),
+    unhealthy: count('unhealthy'),
+    down: count('down'),
+    live: {
+      flows: sum((h) => h.flows),
+      connectedEndpoints: sum((h) => h.registeredEndpoints),
+      signedInUsers: sum((h) => h.signedInUsers),
+      subscriptions: sum((h) => h.subscriptions),
+      activeUsers: reportsActive ? sum((h) => h.activeUsers) : null,
+    },
+    store: { registeredEndpoints: counts.bindings, registeredUsers: counts.aors },
+  };
+}
+
+/**
+ * GET a health URL with a deadline. Any HTTP answer with a JSON body is reachable (a
+ * draining server answers 503 and is still worth reading); anything else is not.
+ */
+export async function fetchHealth(
+  url: string,
+  timeoutMs: number = DEFAULT_HEALTH_TIMEOUT_MS,
+): Promise<ServerHealth> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: { Accept: 'application/json' },
+    });
+  } catch (err) {
+    return { reachable: false, error: fetchErrorText(err, timeoutMs) };
+  }
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    return { reachable: false, httpStatus: res.status, error: `HTTP ${res.status}, body is not JSON` };
+  }
+  if (typeof body !== 'object' || body === null) {
+    return {
+      reachable: false,
+      httpStatus: res.status,
+      error: `HTTP ${res.status}, body is not a JSON object`,
+    };
+  }
+  const b = body as Record<string, unknown>;
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const health: ServerHealth = { reachable: true, httpStatus: res.status };
+  if (typeof b.status === 'string') health.status = b.status;
+  for (const key of [
+    'flows',
+    'registeredEndpoints',
+    'signedInUsers',
+    'subscriptions',
+    'activeUsers',
+  ] as const) {
+    const v = num(b[key]);
+    if (v !== undefined) health[key] = v;
+  }
+  return health;
+}
+
+function fetchErrorText(err: unknown, timeoutMs: number): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer within ${timeoutMs} ms`;
+  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+}
+
+/** The human rendering of `parley server status`: a table, then the totals. */
+export function renderPoolStatus(status: PoolStatus): string[] {
+  if (status.servers.length === 0) {
+    return ['No servers registered in this store. Servers register themselves when they start.'];
+  }
+  const header = [
+    'ID',
+    'ROLE',
+    'HOME',
+    'ADDRESS',
+    'STATE',
+    'LIVE',
+    'HEARTBEAT',
+    'FLOWS',
+    'ENDPOINTS',
+    'USERS',
+    'SUBS',
+  ];
+  const rows = status.servers.map((s) => [
+    s.id,
+    s.role,
+    s.home ?? '-',
+    s.address,
+    s.state,
+    s.live,
+    `${s.heartbeatAgeSeconds}s ago${s.heartbeatStale ? ' (stale)' : ''}`,
+    shown(s.health.flows),
+    shown(s.health.registeredEndpoints),
+    shown(s.health.signedInUsers),
+    shown(s.health.subscriptions),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
+  const out = [line(header), ...rows.map(line)];
+  for (const s of status.servers) {
+    if (s.health.error) out.push(`  ${s.id}: health check failed: ${s.health.error}`);
+  }
+  const t = status.totals;
+  out.push('');
+  out.push(
+    `${t.servers} server(s): ${t.up} up, ${t.draining} draining, ${t.unhealthy} unhealthy, ${t.down} down`,
+  );
+  out.push(
+    `Live (servers that answered): ${t.live.connectedEndpoints} connected endpoint(s), ${t.live.signedInUsers} signed-in user(s), ` +
+      `${t.live.activeUsers ?? '-'} active user(s), ${t.live.subscriptions} subscription(s), ${t.live.flows} flow(s)`,
+  );
+  out.push(
+    `Store: ${t.store.registeredEndpoints} registered endpoint(s) of ${t.store.registeredUsers} user(s)`,
+  );
+  return out;
+}
+
+function shown(n: number | undefined): string {
+  return n === undefined ? '-' : String(n);
+}
