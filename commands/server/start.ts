@@ -30,6 +30,8 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
     config: Flags.string({ char: 'c', summary: 'parley.yaml to read (default ./parley.yaml when present).' }),
     role: Flags.string({ summary: 'Server role.', options: ['standard', 'frontend', 'director', 'edge'] }),
     domain: Flags.string({ summary: 'SIP domain (and digest realm) this server is home for.' }),
+    'server-id': Flags.string({ summary: 'Name of this server in the store (unique in a pool).' }),
+    home: Flags.string({ summary: 'Home (standard server or pool name) this server serves.' }),
     'data-dir': Flags.string({ summary: 'Folder of the embedded database.' }),
     database: Flags.string({ summary: 'PostgreSQL URL (pools); the embedded database is used without it.' }),
     tcp: Flags.string({ summary: 'TCP listen address host:port.' }),
@@ -48,6 +50,8 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
       const overrides: DeepPartial<ParleyConfig> = {};
       if (flags.role) overrides.role = flags.role as ParleyConfig['role'];
       if (flags.domain) overrides.domain = flags.domain;
+      if (flags['server-id']) overrides.serverId = flags['server-id'];
+      if (flags.home) overrides.home = flags.home;
       if (flags['data-dir'] || flags.database) {
         overrides.database = { dataDir: flags['data-dir'], url: flags.database };
       }
@@ -92,7 +96,11 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
       if (!config.database.url) this.log(`  data  ${config.database.dataDir}`);
       this.log(`Add a user: npx parley users add alice@${config.domain}`);
     }
-    await waitForSignal();
+    // SIGUSR2, like `parley server drain`, takes the server out of its pool gracefully.
+    const onUsr2 = () => void server.drain();
+    process.on('SIGUSR2', onUsr2);
+    await Promise.race([waitForSignal(), server.drained]);
+    process.off('SIGUSR2', onUsr2);
     this.logToStderr('Stopping...');
     await server.close();
     return { role: config.role, domain: config.domain, listening, http: server.httpUrl };

@@ -12,6 +12,7 @@ import type { Flow } from '../transport/flow.js';
 import { type AccessRule, authorizeWatcher } from './authorize.js';
 import { composePresence } from './compose.js';
 import { closedPresence, PIDF_CONTENT_TYPE, parsePidf } from './pidf.js';
+import type { PublicationStore, PublishedState } from './publications.js';
 
 export const PRESENCE_EVENT = 'presence';
 /** Parley's event package for the server-stored contact list (docs/contact-list-event-package.md). */
@@ -46,16 +47,10 @@ export interface PresenceServerOptions {
   minExpires?: number;
   allowSameDomain: boolean;
   onNotify?: () => void;
+  /** Published state: in memory on a standard server, shared in the store in a pool. */
+  publications: PublicationStore;
 }
 
-interface Publication {
-  aor: string;
-  etag: string;
-  body: string;
-  updatedAt: number;
-  expiresAt: number;
-  timer: TimerHandle;
-}
 
 type SubscriptionState = 'active' | 'pending' | 'terminated';
 
@@ -86,7 +81,8 @@ interface Subscription {
  * RFC 3856) for `presence`, and Parley's `parley-contacts` package.
  */
 export class PresenceServer implements RequestHandler {
-  private readonly publications = new Map<string, Map<string, Publication>>();
+  private readonly expiryTimers = new Map<string, TimerHandle>();
+  private unlisten?: () => Promise<void>;
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly byPresentity = new Map<string, Set<Subscription>>();
   private readonly minExpires: number;
@@ -143,33 +139,32 @@ export class PresenceServer implements RequestHandler {
     expires = Math.min(expires, this.opts.maxExpires);
     const ifMatch = request.get('sip-if-match');
     const hasBody = request.body.length > 0;
-    let pubs = this.publications.get(aor);
+    const store = this.opts.publications;
     if (ifMatch !== undefined) {
-      const existing = pubs?.get(ifMatch);
+      const existing = await store.get(aor, ifMatch);
       if (!existing) {
         st.reply(412, 'Conditional Request Failed');
         return;
       }
       if (expires === 0) {
-        this.removePublication(existing);
+        cancelTimer(this.expiryTimers.get(existing.etag));
+        await store.remove(aor, existing.etag);
         st.reply(200, undefined, { headers: [{ name: 'expires', value: '0' }] });
-        this.notifyPresentity(aor);
         return;
       }
+      let body = existing.body;
       if (hasBody) {
-        const body = this.validPidf(request, st);
-        if (body === undefined) return;
-        existing.body = body;
-        existing.updatedAt = Date.now();
+        const valid = this.validPidf(request, st);
+        if (valid === undefined) return;
+        body = valid;
       }
-      this.schedule(existing, expires);
+      await this.savePublication({ ...existing, body, updatedAt: hasBody ? Date.now() : existing.updatedAt }, expires);
       st.reply(200, undefined, {
         headers: [
           { name: 'sip-etag', value: existing.etag },
           { name: 'expires', value: String(expires) },
         ],
       });
-      if (hasBody) this.notifyPresentity(aor);
       return;
     }
     if (!hasBody) {
@@ -182,28 +177,14 @@ export class PresenceServer implements RequestHandler {
     }
     const body = this.validPidf(request, st);
     if (body === undefined) return;
-    if (!pubs) {
-      pubs = new Map();
-      this.publications.set(aor, pubs);
-    }
     const etag = newTag();
-    const publication: Publication = {
-      aor,
-      etag,
-      body,
-      updatedAt: Date.now(),
-      expiresAt: 0,
-      timer: undefined as unknown as TimerHandle,
-    };
-    pubs.set(etag, publication);
-    this.schedule(publication, expires);
+    await this.savePublication({ aor, etag, body, updatedAt: Date.now(), expiresAt: 0 }, expires);
     st.reply(200, undefined, {
       headers: [
         { name: 'sip-etag', value: etag },
         { name: 'expires', value: String(expires) },
       ],
     });
-    this.notifyPresentity(aor);
   }
 
   private validPidf(request: SipMessage, st: ServerTransaction): string | undefined {
@@ -221,37 +202,38 @@ export class PresenceServer implements RequestHandler {
     return body;
   }
 
-  private schedule(publication: Publication, expires: number): void {
-    cancelTimer(publication.timer);
-    publication.expiresAt = Date.now() + expires * 1000;
-    publication.timer = this.opts.timers.schedule(expires * 1000, () => {
-      this.removePublication(publication);
-      this.notifyPresentity(publication.aor);
-    });
-  }
-
-  private removePublication(publication: Publication): void {
-    cancelTimer(publication.timer);
-    const pubs = this.publications.get(publication.aor);
-    pubs?.delete(publication.etag);
-    if (pubs && pubs.size === 0) this.publications.delete(publication.aor);
+  /** Stores the state and arms its expiry here; the store's change feed tells the watchers. */
+  private async savePublication(state: PublishedState, expires: number): Promise<void> {
+    cancelTimer(this.expiryTimers.get(state.etag));
+    const expiresAt = Date.now() + expires * 1000;
+    await this.opts.publications.save({ ...state, expiresAt });
+    this.expiryTimers.set(
+      state.etag,
+      this.opts.timers.schedule(expires * 1000 + 50, () => {
+        this.expiryTimers.delete(state.etag);
+        // Only if not refreshed meanwhile, possibly through another front-end.
+        void this.opts.publications.remove(state.aor, state.etag, true).catch(() => undefined);
+      }),
+    );
   }
 
   /** A user with no registered endpoint left is offline, whatever its endpoints last published. */
-  userSignedOut(aor: string): void {
-    const pubs = this.publications.get(aor);
-    if (!pubs) return;
-    for (const p of [...pubs.values()]) this.removePublication(p);
-    this.notifyPresentity(aor);
+  async userSignedOut(aor: string): Promise<void> {
+    await this.opts.publications.removeAll(aor);
   }
 
-  composedState(aor: string): string {
-    const pubs = this.publications.get(aor);
-    if (!pubs || pubs.size === 0) return closedPresence(`sip:${aor}`);
+  async composedState(aor: string): Promise<string> {
+    const pubs = await this.opts.publications.list(aor);
+    if (pubs.length === 0) return closedPresence(`sip:${aor}`);
     return composePresence(
       `sip:${aor}`,
-      [...pubs.values()].map((p) => ({ etag: p.etag, body: p.body, updatedAt: new Date(p.updatedAt) })),
+      pubs.map((p) => ({ etag: p.etag, body: p.body, updatedAt: new Date(p.updatedAt) })),
     );
+  }
+
+  /** Starts following the publication store's change feed (all servers of a pool share it). */
+  async start(): Promise<void> {
+    this.unlisten = await this.opts.publications.onChange((aor) => this.notifyPresentity(aor));
   }
 
   private async publishContactList(request: SipMessage, st: ServerTransaction, aor: string): Promise<void> {
@@ -480,8 +462,9 @@ export class PresenceServer implements RequestHandler {
   async shutdown(): Promise<void> {
     const all = [...this.subscriptions.values()];
     await Promise.allSettled(all.map((s) => this.terminate(s, 'deactivated')));
-    for (const pubs of this.publications.values()) for (const p of pubs.values()) cancelTimer(p.timer);
-    this.publications.clear();
+    for (const timer of this.expiryTimers.values()) cancelTimer(timer);
+    this.expiryTimers.clear();
+    await this.unlisten?.();
   }
 
   private async sendNotify(sub: Subscription, reason?: string): Promise<void> {
@@ -490,7 +473,7 @@ export class PresenceServer implements RequestHandler {
     let contentType: string | undefined;
     if (sub.event === PRESENCE_EVENT) {
       if (sub.state === 'active' || (sub.state === 'terminated' && reason === 'timeout')) {
-        body = sub.polite ? closedPresence(`sip:${sub.presentity}`) : this.composedState(sub.presentity);
+        body = sub.polite ? closedPresence(`sip:${sub.presentity}`) : await this.composedState(sub.presentity);
         contentType = PIDF_CONTENT_TYPE;
       }
     } else if (this.opts.contactLists && sub.state !== 'terminated') {

@@ -7,6 +7,7 @@ import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction, TransactionLayer, TransactionUser } from '../transaction/layer.js';
 import type { Flow, TransportName } from '../transport/flow.js';
 import type { TransportLayer } from '../transport/layer.js';
+import type { FlowTokens } from './flow-token.js';
 import { type ForwardTarget, ProxyContext } from './forward.js';
 import { isOurBranch, newBranch } from './ids.js';
 import type { LocalIdentity } from './local.js';
@@ -36,6 +37,10 @@ export interface ProxyCoreOptions {
   services: Partial<Record<string, RequestHandler>>;
   /** Is this AOR a user of this home? (unknown users get 404, known but offline 480) */
   userExists(aor: string): boolean | Promise<boolean>;
+  /** Bindings of the user on other front-ends of the pool. */
+  remoteBindings?: (aor: string) => Promise<Binding[]>;
+  /** Signs and checks the flow tokens pool members route each other's requests with. */
+  flowTokens?: FlowTokens;
   /** Requests this server accepts without a user's authentication (trusted server peers). */
   isTrustedPeer?(flow: Flow): boolean;
   onForwardFinal?: (method: string, status: number) => void;
@@ -88,8 +93,13 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     // RFC 3261 16.4: pop Route entries that name us.
-    this.removeOwnRoutes(request);
+    const pinnedFlow = this.removeOwnRoutes(request);
     this.rememberContact(request, st.flow);
+    if (pinnedFlow !== undefined) {
+      // Relayed by another front-end of the pool for an endpoint connected here.
+      this.forward(request, st, [{ uri: request.uri, resolve: () => this.flowOrFail(pinnedFlow) }]);
+      return;
+    }
 
     const inDialog = request.to.tag !== undefined;
     const ruri = parseUri(request.uri);
@@ -255,7 +265,23 @@ export class ProxyCore implements TransactionUser {
     _party: AuthenticatedParty | undefined,
   ): void {
     const aor = uriAor(ruri);
-    const bindings = this.opts.location.lookup(aor);
+    const local = this.opts.location.lookup(aor);
+    const remote = this.opts.remoteBindings;
+    if (remote) {
+      // A pool: the user's other endpoints may be connected to other front-ends.
+      remote(aor).then(
+        (others) => this.forwardOrAnswer(request, st, aor, [...local, ...others]),
+        (err: unknown) => {
+          this.opts.log.warn({ err }, 'pool registrations unavailable; local endpoints only');
+          this.forwardOrAnswer(request, st, aor, local);
+        },
+      );
+      return;
+    }
+    this.forwardOrAnswer(request, st, aor, local);
+  }
+
+  private forwardOrAnswer(request: SipMessage, st: ServerTransaction, aor: string, bindings: Binding[]): void {
     if (bindings.length > 0) {
       this.forward(
         request,
@@ -348,16 +374,26 @@ export class ProxyCore implements TransactionUser {
     return ours >= 4;
   }
 
-  private removeOwnRoutes(request: SipMessage): void {
+  /** Pops the Route entries naming us; returns the flow a popped flow token pins the request to. */
+  private removeOwnRoutes(request: SipMessage): string | undefined {
+    let pinned: string | undefined;
     for (;;) {
       const first = request.get('route');
-      if (!first) return;
+      if (!first) return pinned;
       const top = request.getAll('route')[0];
       const uri = parseNameAddr(top)?.uri;
       const parsed = uri ? parseUri(uri) : undefined;
-      if (!parsed || !this.opts.local.isUs(parsed)) return;
+      if (!parsed) return pinned;
+      const flowId = this.opts.flowTokens?.verify(parsed.user);
+      if (flowId !== undefined) pinned = flowId;
+      else if (!this.opts.local.isUs(parsed)) return pinned;
       request.removeFirst('route');
     }
+  }
+
+  private flowOrFail(flowId: string): Promise<Flow> {
+    const flow = this.opts.transport.flow(flowId);
+    return flow && !flow.closed ? Promise.resolve(flow) : Promise.reject(new Error('flow gone'));
   }
 
   private rememberContact(request: SipMessage, flow: Flow): void {

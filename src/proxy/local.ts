@@ -14,6 +14,8 @@ export class LocalIdentity {
   private readonly hosts = new Set<string>(['127.0.0.1', '::1', 'localhost']);
   /** User part of our Record-Route URIs: marks them as ours even behind a load balancer. */
   readonly rrUser: string;
+  /** The host other servers reach us at when nothing is advertised. */
+  private routableHost = '127.0.0.1';
 
   constructor(
     readonly domain: string,
@@ -23,7 +25,10 @@ export class LocalIdentity {
   ) {
     for (const l of listening) {
       this.ports.set(l.transport, l.port);
-      if (l.host !== '0.0.0.0' && l.host !== '::') this.hosts.add(bare(l.host));
+      if (l.host !== '0.0.0.0' && l.host !== '::') {
+        this.hosts.add(bare(l.host));
+        if (l.transport === 'tcp' || l.transport === 'tls') this.routableHost = l.host.includes(':') ? `[${bare(l.host)}]` : l.host;
+      }
     }
     if (advertise) this.hosts.add(bare(advertise.host).toLowerCase());
     this.hosts.add(hostname().toLowerCase());
@@ -51,6 +56,14 @@ export class LocalIdentity {
   recordRoute(flow: Flow): string {
     const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
     return `<sip:${this.rrUser}@${this.hostFor(flow)}:${port};transport=${flow.transport};lr>`;
+  }
+
+  /** A Route URI through this server that names one of its connections (a flow token). */
+  flowRoute(token: string): string {
+    const transport: TransportName = this.ports.has('tcp') ? 'tcp' : 'tls';
+    const port = this.advertise?.port ?? this.ports.get(transport);
+    const host = this.advertise?.host ?? this.routableHost;
+    return `<sip:${token}@${host}:${port};transport=${transport};lr>`;
   }
 
   /** Contact for dialogs where this server is the UA (presence subscriptions). */

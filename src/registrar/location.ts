@@ -28,6 +28,8 @@ export interface LocationEvents {
   /** The AOR went from no bindings to some (signed in) or from some to none (signed out). */
   signedIn: [aor: string];
   signedOut: [aor: string];
+  /** A binding was added, refreshed or removed (a pool mirrors these). */
+  changed: [binding: Binding, removed: boolean];
 }
 
 /**
@@ -74,12 +76,15 @@ export class LocationTable extends EventEmitter<LocationEvents> {
         this.unindexFlow(old);
         list[i] = binding;
         this.indexFlow(binding);
+        if (old.contact !== binding.contact) this.emit('changed', old, true);
+        this.emit('changed', binding, false);
         return;
       }
     }
     list.push(binding);
     this.bindingCount++;
     this.indexFlow(binding);
+    this.emit('changed', binding, false);
     if (wasEmpty) this.emit('signedIn', binding.aor);
   }
 
@@ -163,6 +168,7 @@ export class LocationTable extends EventEmitter<LocationEvents> {
     const [b] = list.splice(i, 1);
     this.bindingCount--;
     this.unindexFlow(b);
+    this.emit('changed', b, true);
     if (list.length === 0) {
       this.byAor.delete(aor);
       this.emit('signedOut', aor);

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
@@ -18,6 +17,13 @@ import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
 import { type ContactListAccess, PresenceServer } from '../presence/server.js';
 import { ProxyCore } from '../proxy/core.js';
+import { FlowTokens } from '../proxy/flow-token.js';
+import { LocationMirror } from '../registrar/mirror.js';
+import { MemoryPublicationStore, PRESENCE_CHANNEL, SqlPublicationStore } from '../presence/publications.js';
+import { RegistrationRepository } from '../store/registrations.js';
+import { ServerRepository } from '../store/servers.js';
+import { sharedSecret } from '../store/settings.js';
+import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
 import { Authenticator } from '../registrar/authenticator.js';
@@ -43,6 +49,8 @@ export interface ParleyServer {
   readonly httpUrl: string;
   readonly metrics: ParleyMetrics;
   readonly db: Database;
+  /** Resolves once a drain has emptied the server (or its timeout passed). */
+  readonly drained: Promise<void>;
   /** Stop taking new connections and tell endpoints to go elsewhere; resolves when empty or after the timeout. */
   drain(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -108,7 +116,10 @@ export async function startServer(
       },
     });
     const location = new LocationTable();
-    const nonces = new NonceManager({ secret: randomBytes(32) });
+    const pool = config.role === 'frontend';
+    // Shared by every server of the store: any front-end validates a nonce another issued.
+    const nonces = new NonceManager({ secret: await sharedSecret(db, 'digest_nonce_secret') });
+    const flowTokens = new FlowTokens(await sharedSecret(db, 'flow_token_secret'), config.serverId);
     const authenticator = new Authenticator(domain, nonces, credentials, digestAlgorithms(config));
     const registrar = new Registrar({
       domain,
@@ -120,6 +131,8 @@ export async function startServer(
     });
 
     let core!: ProxyCore;
+    let draining = false;
+    const drained = deferred();
     const listening = await transport.start({
       onMessage: (message, flow) => {
         if (message.isRequest) metrics.requestsReceived.inc(message.method);
@@ -135,10 +148,22 @@ export async function startServer(
       },
       onFlowClosed: (flow) => {
         location.flowClosed(flow.id);
+        if (draining && transport.flowCount === 0) drained.resolve();
       },
     });
     const advertise = parseAdvertise(config.advertise);
     const local = new LocalIdentity(domain, listening, advertise, config.serverId);
+    const mirror = pool
+      ? new LocationMirror(
+          location,
+          new RegistrationRepository(db),
+          db,
+          config.serverId,
+          (flowId) => local.flowRoute(flowTokens.token(flowId)),
+          componentLogger(log, 'registrar'),
+        )
+      : undefined;
+    mirror?.start();
     authenticator.isLocalUri = (text) => {
       const uri = parseUri(text);
       return uri !== undefined && (uri.host.toLowerCase() === domain || local.isUs(uri));
@@ -158,7 +183,9 @@ export async function startServer(
       allowSameDomain: config.presence.allowSameDomain,
       onNotify: () => metrics.presenceNotifications.inc(),
       contactLists: storedContactLists(db),
+      publications: pool ? new SqlPublicationStore(db, config.serverId) : new MemoryPublicationStore(),
     });
+    await presence.start();
     // Lists change from clients (PUBLISH), imports and restores alike: every signed-in device
     // of the owner gets the new list, and watchers are re-authorized against its rules.
     cleanups.push(
@@ -171,7 +198,12 @@ export async function startServer(
     location.on('signedIn', () => metrics.signedInUsers.inc());
     location.on('signedOut', (aor) => {
       metrics.signedInUsers.dec();
-      presence.userSignedOut(aor);
+      const signOut = async () => {
+        // In a pool the user may still be signed in through another front-end.
+        if (mirror && (await mirror.signedInAnywhere(aor))) return;
+        await presence.userSignedOut(aor);
+      };
+      signOut().catch((err: unknown) => log.warn({ err }, 'sign-out presence update failed'));
     });
 
     const im = new MessageService({
@@ -196,6 +228,8 @@ export async function startServer(
       log: sipLog,
       registrar,
       services: { PUBLISH: presence, SUBSCRIBE: presence, MESSAGE: im },
+      remoteBindings: mirror ? (aor) => mirror.remote(aor) : undefined,
+      flowTokens,
       userExists: (aor) => {
         const known = credentials.peek(aor);
         if (known !== undefined) return known !== null;
@@ -216,7 +250,6 @@ export async function startServer(
       address: homeAddress(listening, advertise),
     });
 
-    let draining = false;
     const ops: OpsServer = await startOpsServer({
       ...config.http,
       metrics,
@@ -231,6 +264,22 @@ export async function startServer(
       }),
     });
 
+    const servers = new ServerRepository(db);
+    await servers.register({
+      id: config.serverId,
+      role: config.role,
+      home: config.home ?? domain,
+      address: homeAddress(listening, advertise),
+      healthUrl: `${ops.url}/health`,
+    });
+    const heartbeat = setInterval(() => {
+      servers.heartbeat(config.serverId).catch((err: unknown) => log.warn({ err }, 'heartbeat failed'));
+      if (!pool) return;
+      // A front-end that stopped beating (killed) leaves bindings nobody can reach: clean them up.
+      sweepDeadServers(db, servers, config.serverId).catch((err: unknown) => log.warn({ err }, 'sweep failed'));
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
+
     let closed = false;
     const server: ParleyServer = {
       config,
@@ -238,18 +287,32 @@ export async function startServer(
       httpUrl: ops.url,
       metrics,
       db,
+      drained: drained.promise,
       async drain(timeoutMs = 30_000) {
+        if (draining) return drained.promise;
         draining = true;
+        log.info({ server: config.serverId }, 'draining: no new connections, endpoints asked to move');
+        await servers.setState(config.serverId, 'draining').catch(() => undefined);
+        // The load balancer sees /health turn 503 and stops sending new connections here.
         transport.stopAccepting();
+        // RFC 6665 4.1.3 "deactivated": watchers subscribe again at once, through another front-end.
         await presence.shutdown();
-        const deadline = Date.now() + timeoutMs;
-        while (transport.flowCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+        await mirror?.stop();
+        // Closing a client's connection makes it reconnect (through the load balancer) and register again.
+        for (const flow of [...transport.allFlows()]) flow.close();
+        if (transport.flowCount === 0) drained.resolve();
+        const timer = setTimeout(() => drained.resolve(), timeoutMs);
+        await drained.promise;
+        clearTimeout(timer);
       },
       async close() {
         if (closed) return;
         closed = true;
         clearInterval(sweep);
+        clearInterval(heartbeat);
         await presence.shutdown();
+        await mirror?.stop().catch((err: unknown) => log.warn({ err }, 'could not remove registrations'));
+        await servers.remove(config.serverId).catch(() => undefined);
         // Give the final NOTIFYs a moment to leave before the connections close.
         await new Promise((r) => setTimeout(r, 100));
         core.stop();
@@ -262,6 +325,11 @@ export async function startServer(
         await db.close();
       },
     };
+    cleanups.push(
+      await db.listen(SERVERS_CHANNEL, (id) => {
+        if (id === config.serverId) void server.drain();
+      }),
+    );
     log.info(
       {
         domain,
@@ -338,4 +406,31 @@ function homeAddress(listening: Listening[], advertise?: { host: string; port?: 
   const host = advertise?.host ?? (tcp && tcp.host !== '0.0.0.0' ? tcp.host : '127.0.0.1');
   const port = advertise?.port ?? tcp?.port ?? 5060;
   return `sip:${host}:${port};transport=${tcp?.transport ?? 'tcp'}`;
+}
+
+const HEARTBEAT_MS = 5_000;
+/** A server whose heartbeat is older than this is dead: three missed beats and some slack. */
+const DEAD_AFTER_MS = 20_000;
+
+/** Marks silent servers down and drops the bindings and presence they held. */
+async function sweepDeadServers(db: Database, servers: ServerRepository, self: string): Promise<void> {
+  const dead = await servers.markStaleDown(new Date(Date.now() - DEAD_AFTER_MS));
+  const registrations = new RegistrationRepository(db);
+  for (const id of dead) {
+    if (id === self) continue;
+    await registrations.removeForServer(id);
+    const { rows } = await db.query<{ aor: string }>(
+      'DELETE FROM presence_publications WHERE server_id = $1 RETURNING aor',
+      [id],
+    );
+    for (const aor of new Set(rows.map((r) => r.aor))) await db.notify(PRESENCE_CHANNEL, aor);
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }
