@@ -1,0 +1,165 @@
+import { execFileSync } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDebianCommand } from '../support/debian.js';
+import { type RunningHaproxy, startHaproxy } from '../support/haproxy.js';
+
+/**
+ * A stand-in for a front-end: a SIP-over-TCP port and a WebSocket port that greet each
+ * connection with the server's name and echo what they get, and an operations port whose
+ * /health answers what the test sets.
+ */
+interface FakeFrontend {
+  name: string;
+  sipTcpPort: number;
+  wsPort: number;
+  healthPort: number;
+  healthStatus: number;
+  close(): Promise<void>;
+}
+
+function listen(server: Server | ReturnType<typeof createHttpServer>): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+  );
+}
+
+async function startFakeFrontend(name: string): Promise<FakeFrontend> {
+  const sockets = new Set<Socket>();
+  const greeter = (label: string) =>
+    createTcpServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {});
+      socket.write(`${label}\n`);
+      socket.pipe(socket);
+    });
+  const sip = greeter(name);
+  const ws = greeter(`${name}-ws`);
+  const fe = { name, healthStatus: 200 } as FakeFrontend;
+  const health = createHttpServer((_req, res) => {
+    res.writeHead(fe.healthStatus, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ status: fe.healthStatus === 200 ? 'ok' : 'draining' }));
+  });
+  fe.sipTcpPort = await listen(sip);
+  fe.wsPort = await listen(ws);
+  fe.healthPort = await listen(health);
+  fe.close = async () => {
+    for (const s of sockets) s.destroy();
+    health.closeAllConnections();
+    await Promise.all([sip, ws, health].map((s) => new Promise((r) => s.close(r))));
+  };
+  return fe;
+}
+
+/** Opens a connection through the load balancer and reads the greeting: which front-end took it. */
+function connectThrough(port: number): Promise<{ socket: Socket; server: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let buffered = '';
+    socket.setEncoding('utf8');
+    const onData = (d: string) => {
+      buffered += d;
+      const nl = buffered.indexOf('\n');
+      if (nl < 0) return;
+      socket.off('data', onData);
+      resolve({ socket, server: buffered.slice(0, nl) });
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+    socket.once('close', () =>
+      reject(new Error(`connection closed before a greeting (got ${JSON.stringify(buffered)})`)),
+    );
+  });
+}
+
+function echo(socket: Socket, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const onData = (d: string) => {
+      got += d;
+      if (got.includes(text)) {
+        socket.off('data', onData);
+        resolve(got);
+      }
+    };
+    socket.on('data', onData);
+    socket.write(text);
+  });
+}
+
+describe('HAProxy in front of two front-ends (fixtures/haproxy/parley.cfg)', { timeout: 120_000 }, () => {
+  let fe1: FakeFrontend;
+  let fe2: FakeFrontend;
+  let lb: RunningHaproxy;
+  const open: Socket[] = [];
+
+  beforeAll(async () => {
+    fe1 = await startFakeFrontend('fe1');
+    fe2 = await startFakeFrontend('fe2');
+    lb = await startHaproxy({
+      backends: [fe1, fe2].map((fe) => ({
+        name: fe.name,
+        host: '127.0.0.1',
+        sipTcpPort: fe.sipTcpPort,
+        wsPort: fe.wsPort,
+        healthPort: fe.healthPort,
+      })),
+    });
+    await lb.waitForServerStatus('fe1', 'UP');
+    await lb.waitForServerStatus('fe2', 'UP');
+  });
+
+  afterAll(async () => {
+    for (const s of open) s.destroy();
+    await lb?.stop();
+    await fe1?.close();
+    await fe2?.close();
+  });
+
+  async function through(port: number) {
+    const c = await connectThrough(port);
+    open.push(c.socket);
+    return c;
+  }
+
+  it('the documented config is valid as it stands', () => {
+    const haproxy = ensureDebianCommand('haproxy', 'haproxy', ['/usr/sbin']);
+    const cfg = new URL('../../fixtures/haproxy/parley.cfg', import.meta.url).pathname;
+    expect(() => execFileSync(haproxy, ['-c', '-q', '-f', cfg], { stdio: 'pipe' })).not.toThrow();
+  });
+
+  it('spreads long-lived connections over the front-ends (leastconn), on both SIP ports', async () => {
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 6; i++) {
+      const { server } = await through(lb.tcpPort);
+      counts[server] = (counts[server] ?? 0) + 1;
+    }
+    expect(counts).toEqual({ fe1: 3, fe2: 3 });
+    const ws = await Promise.all([through(lb.wsPort), through(lb.wsPort)]);
+    expect(ws.map((c) => c.server).sort()).toEqual(['fe1-ws', 'fe2-ws']);
+    expect(await echo(ws[0].socket, 'ping\r\n')).toContain('ping');
+  });
+
+  it('takes a front-end whose /health answers 503 out of rotation, keeps its connections, and takes it back', async () => {
+    const onFe2 = await through(lb.tcpPort).then(async (c) => (c.server === 'fe2' ? c : through(lb.tcpPort)));
+    expect(onFe2.server).toBe('fe2');
+
+    fe2.healthStatus = 503;
+    await lb.waitForServerStatus('fe2', 'DOWN');
+    for (let i = 0; i < 4; i++) expect((await through(lb.tcpPort)).server).toBe('fe1');
+    expect((await through(lb.wsPort)).server).toBe('fe1-ws');
+    // Draining is the front-end's job: HAProxy leaves the connections it already has alone.
+    expect(await echo(onFe2.socket, 'still here\r\n')).toContain('still here');
+
+    fe2.healthStatus = 200;
+    await lb.waitForServerStatus('fe2', 'UP');
+    // fe1 now holds many more connections: leastconn sends the next one to fe2.
+    expect((await through(lb.tcpPort)).server).toBe('fe2');
+    const states = await lb.serverStates();
+    expect(states.find((s) => s.backend === 'parley_sip_tcp' && s.server === 'fe1')?.current).toBeGreaterThan(
+      0,
+    );
+  });
+});
