@@ -37,6 +37,8 @@ export interface ProxyCoreOptions {
   services: Partial<Record<string, RequestHandler>>;
   /** Is this AOR a user of this home? (unknown users get 404, known but offline 480) */
   userExists(aor: string): boolean | Promise<boolean>;
+  /** A director sends requests for users to their homes instead of to registered endpoints. */
+  routeToHome?: (request: SipMessage, st: ServerTransaction, ruri: SipUri) => void;
   /** Bindings of the user on other front-ends of the pool. */
   remoteBindings?: (aor: string) => Promise<Binding[]>;
   /** Signs and checks the flow tokens pool members route each other's requests with. */
@@ -264,6 +266,10 @@ export class ProxyCore implements TransactionUser {
     ruri: SipUri,
     _party: AuthenticatedParty | undefined,
   ): void {
+    if (this.opts.routeToHome) {
+      this.opts.routeToHome(request, st, ruri);
+      return;
+    }
     const aor = uriAor(ruri);
     const local = this.opts.location.lookup(aor);
     const remote = this.opts.remoteBindings;

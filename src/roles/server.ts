@@ -17,6 +17,7 @@ import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
 import { type ContactListAccess, PresenceServer } from '../presence/server.js';
 import { ProxyCore } from '../proxy/core.js';
+import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { MemoryPublicationStore, PRESENCE_CHANNEL, SqlPublicationStore } from '../presence/publications.js';
@@ -218,6 +219,21 @@ export async function startServer(
       },
     });
 
+    const director =
+      config.role === 'director'
+        ? new Director({
+            domain,
+            authenticator,
+            placement: async (aor) => {
+              const home = await homes.getPlacement(aor);
+              return home ? { home: home.name, address: home.address } : undefined;
+            },
+            forward: (request, st, targets) => core.forward(request, st, targets),
+            resolve: (uri) => core.resolveUri(uri),
+            onAuthFailure: () => metrics.authFailures.inc(),
+          })
+        : undefined;
+
     core = new ProxyCore({
       domain,
       local,
@@ -226,8 +242,9 @@ export async function startServer(
       location,
       authenticator,
       log: sipLog,
-      registrar,
-      services: { PUBLISH: presence, SUBSCRIBE: presence, MESSAGE: im },
+      registrar: director ? { handle: (request, st) => director.handleRegister(request, st) } : registrar,
+      services: director ? {} : { PUBLISH: presence, SUBSCRIBE: presence, MESSAGE: im },
+      routeToHome: director ? (request, st, ruri) => director.routeToHome(request, st, ruri) : undefined,
       remoteBindings: mirror ? (aor) => mirror.remote(aor) : undefined,
       flowTokens,
       userExists: (aor) => {
@@ -244,11 +261,14 @@ export async function startServer(
     }, 5_000);
     sweep.unref();
 
-    await homes.upsertHome({
-      name: config.home ?? domain,
-      kind: config.role === 'frontend' ? 'pool' : 'standard',
-      address: homeAddress(listening, advertise),
-    });
+    // A standard server is a home by itself; a pool's home (its load balancer's address) is
+    // declared by the administrator, and directors and edges are nobody's home.
+    if (config.role === 'standard') {
+      await homes.upsertHome({ name: config.home ?? domain, kind: 'standard', address: homeAddress(listening, advertise) });
+    } else if (config.role === 'frontend' && config.home && !(await homes.getHome(config.home))) {
+      // The first front-end declares its pool; the administrator points it at the load balancer.
+      await homes.upsertHome({ name: config.home, kind: 'pool', address: homeAddress(listening, advertise) });
+    }
 
     const ops: OpsServer = await startOpsServer({
       ...config.http,
