@@ -1,9 +1,11 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PoolStatus } from '../../src/ops/status.js';
 import { ensureDebianCommand } from '../support/debian.js';
 import { type RunningHaproxy, startHaproxy } from '../support/haproxy.js';
+import { startPool, type TestPool } from '../support/pool.js';
 
 /**
  * A stand-in for a front-end: a SIP-over-TCP port and a WebSocket port that greet each
@@ -163,3 +165,73 @@ describe('HAProxy in front of two front-ends (fixtures/haproxy/parley.cfg)', { t
     );
   });
 });
+
+/**
+ * The planned-maintenance path with real front-ends (built CLI, `npm run build` first):
+ * `parley server drain --wait` on one front-end of a pool behind HAProxy; the front-end
+ * fails its health check, leaves HAProxy's rotation and the servers table, and exits.
+ */
+describe('draining a front-end of a pool behind HAProxy', { timeout: 180_000 }, () => {
+  let pool: TestPool;
+
+  beforeAll(async () => {
+    pool = await startPool({ frontends: 2, domain: 'example.com', loadBalancer: true });
+  });
+
+  afterAll(async () => {
+    await pool?.stop();
+  });
+
+  it('status shows both up; drain --wait returns when the front-end has left; status shows one', async () => {
+    const before = await parley(['server', 'status', '--database', pool.url, '--json']);
+    expect(before.code).toBe(0);
+    const status = JSON.parse(before.stdout) as PoolStatus;
+    expect(status.servers.map((s) => [s.id, s.live])).toEqual([
+      ['pool1-fe1', 'up'],
+      ['pool1-fe2', 'up'],
+    ]);
+
+    const drained = await parley([
+      'server',
+      'drain',
+      '--server',
+      'pool1-fe2',
+      '--wait',
+      '--timeout',
+      '60',
+      '--database',
+      pool.url,
+      '--json',
+    ]);
+    expect(drained.code, drained.stdout + drained.stderr).toBe(0);
+    expect(JSON.parse(drained.stdout)).toMatchObject({ server: 'pool1-fe2', finished: true, state: 'gone' });
+    expect(await pool.frontends[1].exited()).toEqual({ code: 0, signal: null });
+    await pool.lb?.waitForServerStatus('pool1-fe2', 'DOWN');
+
+    const after = JSON.parse(
+      (await parley(['server', 'status', '--database', pool.url, '--json'])).stdout,
+    ) as PoolStatus;
+    expect(after.servers.map((s) => s.id)).toEqual(['pool1-fe1']);
+
+    const unknown = await parley(['server', 'drain', '--server', 'pool1-fe9', '--database', pool.url]);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain('known servers: pool1-fe1');
+  });
+});
+
+function parley(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const bin = new URL('../../bin/run.js', import.meta.url).pathname;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, PARLEY_CONFIG: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
