@@ -1,0 +1,165 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findContactListOwners, getContactList, replaceContactList } from '../../src/contacts/repository.js';
+import { createPostgresDatabase } from '../../src/store/postgres.js';
+import type { Database } from '../../src/store/sql.js';
+import { type RunningHaproxy, startHaproxy } from '../support/haproxy.js';
+import { pidf, TestClient, type Watch } from '../support/jssip.js';
+import { startPool, type TestPool } from '../support/pool.js';
+
+const CLI = resolve(import.meta.dirname, '../../bin/run.js');
+const DOMAIN = 'example.com';
+
+function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('close', (code) => done({ code, output }));
+  });
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Which front-end holds the user's registration (from the pool's shared table). */
+async function frontendOf(db: Database, aor: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ server_id: string }>(
+    'SELECT server_id FROM registrations WHERE aor = $1 AND expires_at > now() ORDER BY updated_at DESC',
+    [aor],
+  );
+  return rows[0]?.server_id;
+}
+
+async function message(from: TestClient, to: TestClient, text: string): Promise<void> {
+  const arrived = to.nextMessage(10_000);
+  await from.sendMessage(to.aor, text);
+  expect(await arrived).toEqual({ from: from.aor.split('@')[0], body: text });
+}
+
+describe('a pool of three front-ends behind HAProxy on one PostgreSQL', () => {
+  let pool: TestPool;
+  let lb: RunningHaproxy;
+  let db: Database;
+  const clients: TestClient[] = [];
+  let alice: TestClient;
+  let bob: TestClient;
+  let carol: TestClient;
+
+  beforeAll(async () => {
+    pool = await startPool({ frontends: 3, domain: DOMAIN });
+    for (const name of ['alice', 'bob', 'carol']) await pool.addUser(name, `${name}-secret`);
+    lb = await startHaproxy({
+      backends: pool.frontends.map((f) => ({
+        name: f.id,
+        host: '127.0.0.1',
+        sipTcpPort: f.tcpPort,
+        wsPort: f.wsPort,
+        healthPort: f.httpPort,
+      })),
+    });
+    db = createPostgresDatabase(pool.url);
+    const ws = `ws://127.0.0.1:${lb.wsPort}`;
+    alice = await TestClient.signIn(ws, 'alice', DOMAIN, 'alice-secret');
+    bob = await TestClient.signIn(ws, 'bob', DOMAIN, 'bob-secret');
+    carol = await TestClient.signIn(ws, 'carol', DOMAIN, 'carol-secret');
+    clients.push(alice, bob, carol);
+  }, 240_000);
+
+  afterAll(async () => {
+    for (const c of clients) await c.stop().catch(() => undefined);
+    await db?.close();
+    await lb?.stop();
+    await pool?.stop();
+  });
+
+  it('spreads the users over the front-ends; they see each other and exchange messages', async () => {
+    const placed = await eventually('three registrations', async () => {
+      const ids = await Promise.all(['alice', 'bob', 'carol'].map((u) => frontendOf(db, `${u}@${DOMAIN}`)));
+      return ids.every(Boolean) ? ids : undefined;
+    });
+    // Round robin: three clients on three different front-ends.
+    expect(new Set(placed).size).toBe(3);
+
+    const watch = bob.watch(`alice@${DOMAIN}`);
+    await watch.until((n) => n.state.startsWith('active'), 10_000);
+    expect((await alice.publish(pidf(`alice@${DOMAIN}`, 'open', 'away', 'at lunch'))).status).toBe(200);
+    await watch.until((n) => n.body.includes('away') && n.body.includes('at lunch'), 10_000);
+
+    await message(alice, bob, 'hello across the pool');
+    await message(bob, carol, 'and on to carol');
+    await message(carol, alice, 'full circle');
+  }, 60_000);
+
+  it('drains a front-end: its users reconnect elsewhere and keep talking', async () => {
+    const aliceFe = (await frontendOf(db, `alice@${DOMAIN}`))!;
+    const drain = await runCli(['server', 'drain', '--server', aliceFe, '--database', pool.url, '--wait', '--timeout', '60']);
+    expect(drain.code, drain.output).toBe(0);
+    await lb.waitForServerStatus(aliceFe, 'DOWN', 15_000).catch(() => undefined);
+    const moved = await eventually('alice on another front-end', async () => {
+      const fe = await frontendOf(db, `alice@${DOMAIN}`);
+      return fe && fe !== aliceFe ? fe : undefined;
+    });
+    expect(moved).not.toBe(aliceFe);
+    await message(bob, alice, 'still there after the drain?');
+    await message(alice, carol, 'yes, on another front-end');
+    const watch: Watch = carol.watch(`alice@${DOMAIN}`);
+    expect((await alice.publish(pidf(`alice@${DOMAIN}`, 'open', 'busy', 'back at work'))).status).toBe(200);
+    await watch.until((n) => n.body.includes('busy'), 15_000);
+  }, 120_000);
+
+  it('survives kill -9 of a front-end: clients re-register, stale registrations are cleaned up, nothing is lost', async () => {
+    const bobOwner = (await findContactListOwners(db, [`bob@${DOMAIN}`])).get(`bob@${DOMAIN}`)!;
+    await replaceContactList(db, bobOwner.id, {
+      user: `sip:bob@${DOMAIN}`,
+      version: 0,
+      groups: [{ name: 'Team' }],
+      contacts: [{ uri: `sip:alice@${DOMAIN}`, displayName: 'Alice', subscribed: true, groups: ['Team'] }],
+      accessRules: [],
+    });
+    const before = await getContactList(db, bobOwner.id);
+
+    const bobFe = (await frontendOf(db, `bob@${DOMAIN}`))!;
+    const victim = pool.frontends.find((f) => f.id === bobFe)!;
+    // A second device of bob's, connected straight to that front-end: it cannot come back.
+    const stranded = await TestClient.signIn(`ws://127.0.0.1:${victim.wsPort}`, 'bob', DOMAIN, 'bob-secret');
+    await eventually('the stranded device registered', async () => {
+      const { rows } = await db.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM registrations WHERE aor = $1 AND server_id = $2',
+        [`bob@${DOMAIN}`, bobFe],
+      );
+      return rows[0].n >= 2 ? true : undefined;
+    });
+    await victim.kill('SIGKILL');
+    stranded.ua.stop();
+    const moved = await eventually('bob re-registered elsewhere', async () => {
+      const { rows } = await db.query<{ server_id: string }>(
+        'SELECT server_id FROM registrations WHERE aor = $1 AND server_id <> $2',
+        [`bob@${DOMAIN}`, bobFe],
+      );
+      return rows[0]?.server_id;
+    }, 40_000);
+    expect(moved).not.toBe(bobFe);
+    await message(alice, bob, 'are you back?');
+    await message(bob, carol, 'back, through another front-end');
+
+    // The survivors notice the silent front-end and drop what it held.
+    await eventually('the dead front-end swept', async () => {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM registrations WHERE server_id = $1', [bobFe]);
+      return rows[0].n === 0 ? true : undefined;
+    }, 60_000);
+    const { rows: users } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
+    expect(users[0].n).toBe(3);
+    const after = await getContactList(db, bobOwner.id);
+    expect(after.contacts).toEqual(before.contacts);
+  }, 150_000);
+});
