@@ -31,6 +31,8 @@ With --wait the command returns only when the server has left (its row is gone o
   async run(): Promise<DrainResult> {
     const { flags } = await this.parse(ServerDrain);
     let result: DrainResult;
+    let lastLeft: string | undefined;
+    let lastShownMs = 0;
     try {
       result = await runWithStore(this, flags, (store) =>
         drainServer(store, flags.server, {
@@ -40,6 +42,10 @@ With --wait the command returns only when the server has left (its row is gone o
             const left = p.health
               ? ` (${p.health.flows ?? '?'} connection(s), ${p.health.registeredEndpoints ?? '?'} endpoint(s) left)`
               : '';
+            // Polls run every second; a line every 10 s, or when the count moves, is enough to follow.
+            if (left === lastLeft && p.elapsedMs - lastShownMs < 10_000) return;
+            lastLeft = left;
+            lastShownMs = p.elapsedMs;
             this.logToStderr(`${flags.server}: ${p.state} for ${Math.round(p.elapsedMs / 1000)} s${left}`);
           },
         }),

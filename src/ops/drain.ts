@@ -6,7 +6,7 @@ import { fetchHealth, type ServerHealth } from './status.js';
  * Change-feed channel of server lifecycle requests; the payload is a server id. A running
  * server listens on it and, when the id is its own and its row says `draining`, stops
  * taking connections, answers /health with 503 (the load balancer takes it out of
- * rotation), ends subscriptions with reason=deactivated (RFC 6665 4.2.2: the watcher
+ * rotation), ends subscriptions with reason=deactivated (RFC 6665 4.1.3: the watcher
  * re-subscribes at once, through the load balancer, to another front-end), closes its
  * client connections so endpoints re-register elsewhere, and exits when empty.
  */

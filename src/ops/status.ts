@@ -3,10 +3,10 @@ import type { ServerRepository, ServerState } from '../store/servers.js';
 import type { Sql } from '../store/sql.js';
 
 /**
- * Servers heartbeat every 5 s (src/roles/server.ts); three missed beats and the row no
- * longer tells the truth, whatever its state column says.
+ * Servers heartbeat every 5 s (src/roles/server.ts), and the others mark one down after
+ * 20 s without a beat: past that, the row no longer tells the truth whatever its state says.
  */
-export const HEARTBEAT_STALE_SECONDS = 15;
+export const HEARTBEAT_STALE_SECONDS = 20;
 
 /** A health check must not hang the command on a black-holed host. */
 export const DEFAULT_HEALTH_TIMEOUT_MS = 2_000;
