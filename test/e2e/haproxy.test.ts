@@ -1,10 +1,11 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PoolStatus } from '../../src/ops/status.js';
 import { ensureDebianCommand } from '../support/debian.js';
-import { type RunningHaproxy, startHaproxy } from '../support/haproxy.js';
+import { type RunningHaproxy, renderHaproxyConfig, startHaproxy } from '../support/haproxy.js';
 import { startPool, type TestPool } from '../support/pool.js';
 
 /**
@@ -130,6 +131,25 @@ describe('HAProxy in front of two front-ends (fixtures/haproxy/parley.cfg)', { t
     const haproxy = ensureDebianCommand('haproxy', 'haproxy', ['/usr/sbin']);
     const cfg = new URL('../../fixtures/haproxy/parley.cfg', import.meta.url).pathname;
     expect(() => execFileSync(haproxy, ['-c', '-q', '-f', cfg], { stdio: 'pipe' })).not.toThrow();
+  });
+
+  it('test configs keep the documented settings and replace only binds, servers and check timers', () => {
+    const rendered = readFileSync(lb.configPath, 'utf8');
+    expect(rendered).not.toMatch(/10\.0\.0\.1\d/);
+    expect(rendered).toContain(`server fe1 127.0.0.1:${fe1.sipTcpPort} check port ${fe1.healthPort}`);
+    expect(rendered).toContain(`server fe2 127.0.0.1:${fe2.wsPort} check port ${fe2.healthPort}`);
+    expect(rendered).toContain('default-server inter 500ms fall 2 rise 1');
+    for (const kept of [
+      'balance leastconn',
+      'option httpchk GET /health',
+      'timeout client 1h',
+      'option tcpka',
+    ]) {
+      expect(rendered).toContain(kept);
+    }
+    expect(() =>
+      renderHaproxyConfig('global\n', { backends: [] }, { tcpPort: 1, wsPort: 2, statsPort: 3 }),
+    ).toThrow(/no bind line in sip_tcp/);
   });
 
   it('spreads long-lived connections over the front-ends (leastconn), on both SIP ports', async () => {
