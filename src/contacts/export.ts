@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { HashedFileWriter } from '../store/hashed-file.js';
 import type { Sql } from '../store/sql.js';
 import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
 import { type ContactListOwner, getContactLists } from './repository.js';
@@ -111,7 +110,7 @@ export async function exportContactLists(sql: Sql, options: ExportOptions): Prom
   });
   try {
     if (layout === 'file') {
-      const file = new HashingFile(options.out);
+      const file = new HashedFileWriter(options.out);
       try {
         await file.write(documentHeader());
         let contacts = 0;
@@ -197,54 +196,13 @@ async function* readPages(sql: Sql, scope: ExportScope, pageSize: number): Async
   }
 }
 
-/** A file written through a temporary name, hashed on the way, renamed into place at the end. */
-class HashingFile {
-  private readonly temporary: string;
-  private readonly stream: WriteStream;
-  private readonly hash = createHash('sha256');
-  private bytes = 0;
-  private failure: Error | undefined;
-
-  constructor(private readonly path: string) {
-    this.temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-    this.stream = createWriteStream(this.temporary, { mode: 0o600 });
-    this.stream.on('error', (err) => {
-      this.failure = err;
-    });
-  }
-
-  async write(text: string): Promise<void> {
-    if (this.failure) throw this.failure;
-    const chunk = Buffer.from(text);
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    // events.once rejects when the stream emits 'error' while waiting.
-    if (!this.stream.write(chunk)) await once(this.stream, 'drain');
-    if (this.failure) throw this.failure;
-  }
-
-  async commit(): Promise<{ bytes: number; sha256: string }> {
-    await new Promise<void>((resolve, reject) =>
-      this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
-    );
-    if (this.failure) throw this.failure;
-    await rename(this.temporary, this.path);
-    return { bytes: this.bytes, sha256: this.hash.digest('hex') };
-  }
-
-  async abort(): Promise<void> {
-    this.stream.destroy();
-    await rm(this.temporary, { force: true });
-  }
-}
-
 /**
  * manifest.json, streamed: the header fields, then the files array one entry at a time
  * (a per-user export of 100,000 users has 100,000 entries), then the totals. Written under
  * a temporary name and renamed last, so a manifest's presence means the export finished.
  */
 class ManifestWriter {
-  private readonly file: HashingFile;
+  private readonly file: HashedFileWriter;
   private started = false;
   private first = true;
 
@@ -252,7 +210,7 @@ class ManifestWriter {
     path: string,
     private readonly header: Record<string, unknown>,
   ) {
-    this.file = new HashingFile(path);
+    this.file = new HashedFileWriter(path);
   }
 
   private async start(): Promise<void> {

@@ -51,7 +51,6 @@ export interface PresenceServerOptions {
   publications: PublicationStore;
 }
 
-
 type SubscriptionState = 'active' | 'pending' | 'terminated';
 
 interface Subscription {
@@ -129,14 +128,8 @@ export class PresenceServer implements RequestHandler {
       await this.publishContactList(request, st, aor);
       return;
     }
-    let expires = request.expires ?? this.opts.defaultExpires;
-    if (expires !== 0 && expires < this.minExpires) {
-      st.reply(423, 'Interval Too Brief', {
-        headers: [{ name: 'min-expires', value: String(this.minExpires) }],
-      });
-      return;
-    }
-    expires = Math.min(expires, this.opts.maxExpires);
+    const expires = this.grantedExpires(request, st);
+    if (expires === undefined) return;
     const ifMatch = request.get('sip-if-match');
     const hasBody = request.body.length > 0;
     const store = this.opts.publications;
@@ -158,7 +151,10 @@ export class PresenceServer implements RequestHandler {
         if (valid === undefined) return;
         body = valid;
       }
-      await this.savePublication({ ...existing, body, updatedAt: hasBody ? Date.now() : existing.updatedAt }, expires);
+      await this.savePublication(
+        { ...existing, body, updatedAt: hasBody ? Date.now() : existing.updatedAt },
+        expires,
+      );
       st.reply(200, undefined, {
         headers: [
           { name: 'sip-etag', value: existing.etag },
@@ -184,6 +180,28 @@ export class PresenceServer implements RequestHandler {
         { name: 'sip-etag', value: etag },
         { name: 'expires', value: String(expires) },
       ],
+    });
+  }
+
+  /** RFC 3903 5 / RFC 6665 4.2.1.1: the duration granted, or undefined after a 423. */
+  private grantedExpires(request: SipMessage, st: ServerTransaction): number | undefined {
+    const asked = request.expires ?? this.opts.defaultExpires;
+    if (asked !== 0 && asked < this.minExpires) {
+      st.reply(423, 'Interval Too Brief', {
+        headers: [{ name: 'min-expires', value: String(this.minExpires) }],
+      });
+      return undefined;
+    }
+    return Math.min(asked, this.opts.maxExpires);
+  }
+
+  private decide(watcher: string, presentity: string, rules: AccessRule[]) {
+    return authorizeWatcher({
+      watcher,
+      presentity,
+      rules,
+      sameDomainDefault: this.opts.allowSameDomain,
+      organisationDomains: [this.opts.domain],
     });
   }
 
@@ -283,13 +301,7 @@ export class PresenceServer implements RequestHandler {
         if (sub.state === 'active') await this.sendNotify(sub);
         continue;
       }
-      const decision = authorizeWatcher({
-        watcher: sub.watcher,
-        presentity: aor,
-        rules,
-        sameDomainDefault: this.opts.allowSameDomain,
-        organisationDomains: [this.opts.domain],
-      });
+      const decision = this.decide(sub.watcher, aor, rules);
       if (decision === 'block') {
         await this.terminate(sub, 'rejected');
         continue;
@@ -317,14 +329,8 @@ export class PresenceServer implements RequestHandler {
       });
       return;
     }
-    let expires = request.expires ?? this.opts.defaultExpires;
-    if (expires !== 0 && expires < this.minExpires) {
-      st.reply(423, 'Interval Too Brief', {
-        headers: [{ name: 'min-expires', value: String(this.minExpires) }],
-      });
-      return;
-    }
-    expires = Math.min(expires, this.opts.maxExpires);
+    const expires = this.grantedExpires(request, st);
+    if (expires === undefined) return;
     const toTag = request.to.tag;
     if (toTag !== undefined) {
       const sub = this.subscriptions.get(dialogKey(request.callId, toTag, request.from.tag ?? ''));
@@ -357,13 +363,7 @@ export class PresenceServer implements RequestHandler {
         return;
       }
     } else {
-      const decision = authorizeWatcher({
-        watcher,
-        presentity,
-        rules: await this.opts.policy.accessRules(presentity),
-        sameDomainDefault: this.opts.allowSameDomain,
-        organisationDomains: [this.opts.domain],
-      });
+      const decision = this.decide(watcher, presentity, await this.opts.policy.accessRules(presentity));
       if (decision === 'block') {
         st.reply(403, 'Forbidden');
         return;
@@ -473,7 +473,9 @@ export class PresenceServer implements RequestHandler {
     let contentType: string | undefined;
     if (sub.event === PRESENCE_EVENT) {
       if (sub.state === 'active' || (sub.state === 'terminated' && reason === 'timeout')) {
-        body = sub.polite ? closedPresence(`sip:${sub.presentity}`) : await this.composedState(sub.presentity);
+        body = sub.polite
+          ? closedPresence(`sip:${sub.presentity}`)
+          : await this.composedState(sub.presentity);
         contentType = PIDF_CONTENT_TYPE;
       }
     } else if (this.opts.contactLists && sub.state !== 'terminated') {

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { HashedFileWriter } from './hashed-file.js';
 import type { Database, Sql } from './sql.js';
 
 /**
@@ -226,7 +227,7 @@ export async function backupStore(
       };
       for (const table of tables) {
         const file = `${table.name}.jsonl`;
-        const out = new HashedWriter(join(options.out, file));
+        const out = new HashedFileWriter(join(options.out, file));
         written.push(out.temporary);
         let rows = 0;
         try {
@@ -427,46 +428,5 @@ function checkSchema(manifest: BackupManifest, tables: TableInfo[]): void {
       'STORE_SCHEMA_MISMATCH',
       `the target store's schema differs from the backup's: ${problems.join('; ')}`,
     );
-  }
-}
-
-/** A file written under a temporary name, hashed on the way, renamed into place by commit(). */
-class HashedWriter {
-  readonly temporary: string;
-  private readonly stream: WriteStream;
-  private readonly hash = createHash('sha256');
-  private bytes = 0;
-  private failure: Error | undefined;
-
-  constructor(private readonly path: string) {
-    this.temporary = `${path}.${process.pid}.tmp`;
-    this.stream = createWriteStream(this.temporary, { mode: 0o600 });
-    this.stream.on('error', (err) => {
-      this.failure = err;
-    });
-  }
-
-  async write(text: string): Promise<void> {
-    if (this.failure) throw this.failure;
-    const chunk = Buffer.from(text);
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    // events.once rejects when the stream emits 'error' while waiting.
-    if (!this.stream.write(chunk)) await once(this.stream, 'drain');
-    if (this.failure) throw this.failure;
-  }
-
-  async commit(): Promise<{ bytes: number; sha256: string }> {
-    await new Promise<void>((resolve, reject) =>
-      this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())),
-    );
-    if (this.failure) throw this.failure;
-    await rename(this.temporary, this.path);
-    return { bytes: this.bytes, sha256: this.hash.digest('hex') };
-  }
-
-  async abort(): Promise<void> {
-    this.stream.destroy();
-    await rm(this.temporary, { force: true });
   }
 }

@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { injectionFile, runSipp, SIPP_SCENARIOS, startSippUas } from '../support/sipp.js';
+import { injectionFile, runSipp, SIPP_SCENARIOS, type SippUser, startSippUas } from '../support/sipp.js';
 
 const scenario = (name: string) => join(SIPP_SCENARIOS, name);
 
@@ -18,6 +18,41 @@ function freePort(): Promise<number> {
 
 describe('SIPp against a standard server over TCP', () => {
   let t: TestServer;
+  const user = (name: string, extra?: string, password = 'secret'): SippUser => ({
+    user: name,
+    password,
+    domain: t.domain,
+    extra,
+  });
+
+  /** One SIPp run of a scenario over one TCP connection; every call must succeed. */
+  async function sipp(name: string, users: SippUser[], calls: number, rate?: number): Promise<void> {
+    const run = await runSipp([
+      `127.0.0.1:${t.tcpPort}`,
+      ...['-sf', scenario(name), '-inf', injectionFile(users), '-t', 't1', '-m', String(calls)],
+      ...(rate ? ['-r', String(rate)] : []),
+      ...['-timeout', '20s', '-timeout_error'],
+    ]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+  }
+
+  /** Bob as a SIPp UAS listening on its own port, registered there; runs fn, then stops it. */
+  async function withBobAt(
+    uasScenario: string,
+    fn: (uas: ReturnType<typeof startSippUas>) => Promise<void>,
+    uasCalls?: number,
+  ) {
+    const uasPort = await freePort();
+    const uas = startSippUas(scenario(uasScenario), uasPort, uasCalls);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await sipp('register-contact.xml', [user('bob', `127.0.0.1:${uasPort}`)], 1);
+      await fn(uas);
+    } finally {
+      uas.stop();
+    }
+  }
+
   beforeAll(async () => {
     t = await startTestServer();
     for (let i = 0; i < 20; i++) await t.addUser(`user${i}`, 'secret');
@@ -29,194 +64,53 @@ describe('SIPp against a standard server over TCP', () => {
   });
 
   it('registers 20 users with digest authentication', async () => {
-    const users = Array.from({ length: 20 }, (_, i) => ({
-      user: `user${i}`,
-      password: 'secret',
-      domain: t.domain,
-    }));
-    const run = await runSipp([
-      `127.0.0.1:${t.tcpPort}`,
-      '-sf',
-      scenario('register-auth.xml'),
-      '-inf',
-      injectionFile(users),
-      '-t',
-      't1',
-      '-m',
-      '20',
-      '-r',
-      '100',
-      '-timeout',
-      '20s',
-      '-timeout_error',
-    ]);
-    expect(run.code, run.stdout + run.stderr).toBe(0);
+    await sipp(
+      'register-auth.xml',
+      Array.from({ length: 20 }, (_, i) => user(`user${i}`)),
+      20,
+      100,
+    );
     const health = (await (await fetch(`${t.server.httpUrl}/health`)).json()) as { signedInUsers: number };
     expect(health.signedInUsers).toBeGreaterThanOrEqual(20);
   });
 
   it('refuses a wrong password with a new challenge, as for an unknown user', async () => {
-    const wrong = [
-      { user: 'user1', password: 'not-the-password', domain: t.domain },
-      { user: 'nobody', password: 'secret', domain: t.domain },
-    ];
-    const run = await runSipp([
-      `127.0.0.1:${t.tcpPort}`,
-      '-sf',
-      scenario('register-wrong-password.xml'),
-      '-inf',
-      injectionFile(wrong),
-      '-t',
-      't1',
-      '-m',
-      '2',
-      '-timeout',
-      '20s',
-      '-timeout_error',
-    ]);
-    expect(run.code, run.stdout + run.stderr).toBe(0);
+    await sipp(
+      'register-wrong-password.xml',
+      [user('user1', undefined, 'not-the-password'), user('nobody')],
+      2,
+    );
   });
 
   it('delivers MESSAGE from alice to a registered bob', async () => {
-    const uasPort = await freePort();
-    const uas = startSippUas(scenario('uas-message.xml'), uasPort);
-    try {
-      await new Promise((r) => setTimeout(r, 300));
-      const reg = await runSipp([
-        `127.0.0.1:${t.tcpPort}`,
-        '-sf',
-        scenario('register-contact.xml'),
-        '-inf',
-        injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
-        '-t',
-        't1',
-        '-m',
-        '1',
-        '-timeout',
-        '20s',
-        '-timeout_error',
-      ]);
-      expect(reg.code, reg.stdout + reg.stderr).toBe(0);
-      const send = await runSipp([
-        `127.0.0.1:${t.tcpPort}`,
-        '-sf',
-        scenario('uac-message.xml'),
-        '-inf',
-        injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
-        '-t',
-        't1',
-        '-m',
-        '50',
-        '-r',
-        '200',
-        '-timeout',
-        '20s',
-        '-timeout_error',
-      ]);
-      expect(send.code, send.stdout + send.stderr).toBe(0);
-    } finally {
-      uas.stop();
-    }
+    await withBobAt('uas-message.xml', () => sipp('uac-message.xml', [user('alice', 'bob')], 50, 200));
   });
 
   it('subscribes to presence, gets NOTIFY, unsubscribes and gets the terminating NOTIFY', async () => {
-    const run = await runSipp([
-      `127.0.0.1:${t.tcpPort}`,
-      '-sf',
-      scenario('subscribe-presence.xml'),
-      '-inf',
-      injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: 'alice' }]),
-      '-t',
-      't1',
-      '-m',
-      '1',
-      '-timeout',
-      '20s',
-      '-timeout_error',
-    ]);
-    expect(run.code, run.stdout + run.stderr).toBe(0);
+    await sipp('subscribe-presence.xml', [user('bob', 'alice')], 1);
   });
 
   it('proxies a call: INVITE with Record-Route, ACK and BYE through the proxy', async () => {
-    const uasPort = await freePort();
-    const uas = startSippUas(scenario('uas-invite.xml'), uasPort);
-    try {
-      await new Promise((r) => setTimeout(r, 300));
-      const reg = await runSipp([
-        `127.0.0.1:${t.tcpPort}`,
-        '-sf',
-        scenario('register-contact.xml'),
-        '-inf',
-        injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
-        '-t',
-        't1',
-        '-m',
-        '1',
-        '-timeout',
-        '20s',
-        '-timeout_error',
-      ]);
-      expect(reg.code, reg.stdout + reg.stderr).toBe(0);
-      const call = await runSipp([
-        `127.0.0.1:${t.tcpPort}`,
-        '-sf',
-        scenario('uac-invite.xml'),
-        '-inf',
-        injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
-        '-t',
-        't1',
-        '-m',
-        '1',
-        '-timeout',
-        '20s',
-        '-timeout_error',
-      ]);
-      expect(call.code, call.stdout + call.stderr).toBe(0);
-      expect(await Promise.race([uas.exited, new Promise((r) => setTimeout(() => r('running'), 3000))])).toBe(
-        'running',
-      );
-    } finally {
-      uas.stop();
-    }
+    await withBobAt(
+      'uas-invite.xml',
+      async (uas) => {
+        await sipp('uac-invite.xml', [user('alice', 'bob')], 1);
+        // The callee's one call completed: INVITE, then the ACK and the BYE through the proxy.
+        expect(await uas.exited).toBe(0);
+      },
+      1,
+    );
   });
 
   it('cancels a ringing call: CANCEL reaches the callee and the caller gets 487', async () => {
-    const uasPort = await freePort();
-    const uas = startSippUas(scenario('uas-ring.xml'), uasPort);
-    try {
-      await new Promise((r) => setTimeout(r, 300));
-      const reg = await runSipp([
-        `127.0.0.1:${t.tcpPort}`,
-        '-sf',
-        scenario('register-contact.xml'),
-        '-inf',
-        injectionFile([{ user: 'bob', password: 'secret', domain: t.domain, extra: `127.0.0.1:${uasPort}` }]),
-        '-t',
-        't1',
-        '-m',
-        '1',
-        '-timeout',
-        '20s',
-        '-timeout_error',
-      ]);
-      expect(reg.code, reg.stdout + reg.stderr).toBe(0);
-      const call = await runSipp([
-        `127.0.0.1:${t.tcpPort}`,
-        '-sf',
-        scenario('uac-cancel.xml'),
-        '-inf',
-        injectionFile([{ user: 'alice', password: 'secret', domain: t.domain, extra: 'bob' }]),
-        '-t',
-        't1',
-        '-m',
-        '1',
-        '-timeout',
-        '20s',
-        '-timeout_error',
-      ]);
-      expect(call.code, call.stdout + call.stderr).toBe(0);
-    } finally {
-      uas.stop();
-    }
+    await withBobAt(
+      'uas-ring.xml',
+      async (uas) => {
+        await sipp('uac-cancel.xml', [user('alice', 'bob')], 1);
+        // The callee saw the CANCEL, answered 487 and got the ACK for it.
+        expect(await uas.exited).toBe(0);
+      },
+      1,
+    );
   });
 });

@@ -69,11 +69,26 @@ export function runSipp(args: string[], timeoutMs = 60_000): Promise<SippRun> {
 }
 
 /** Starts a background SIPp UAS; returns a stop function. */
-export function startSippUas(scenario: string, port: number): { stop(): void; exited: Promise<number> } {
+export function startSippUas(
+  scenario: string,
+  port: number,
+  calls?: number,
+): { stop(): void; exited: Promise<number> } {
   const sipp = ensureDebianCommand('sipp', 'sip-tester');
   const child = spawn(
     sipp,
-    ['-sf', scenario, '-t', 't1', '-i', '127.0.0.1', '-p', String(port), '-nostdin'],
+    [
+      '-sf',
+      scenario,
+      '-t',
+      't1',
+      '-i',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-nostdin',
+      ...(calls ? ['-m', String(calls)] : []),
+    ],
     {
       stdio: 'ignore',
     },
