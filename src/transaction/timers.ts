@@ -72,6 +72,15 @@ export class TimerWheel {
   }
 }
 
+const NOTHING = (): void => undefined;
+
+/**
+ * Cancels a timer. The handle stays in its bucket until its tick comes round, so the callback
+ * (and the transaction and messages it holds) is dropped now: at thousands of transactions a
+ * second, 32 s of cancelled Timer Fs would otherwise keep every message alive.
+ */
 export function cancelTimer(handle: TimerHandle | undefined): void {
-  if (handle) handle.cancelled = true;
+  if (!handle) return;
+  handle.cancelled = true;
+  handle.fire = NOTHING;
 }
