@@ -82,6 +82,22 @@ describe('JsSIP clients over WebSocket on a standard server', () => {
     await offline;
   });
 
+  it('forks a MESSAGE to every device of the recipient', async () => {
+    const alice = await TestClient.signIn(ws, 'alice', t.domain, 'alice-secret');
+    const desk = await TestClient.signIn(ws, 'bob', t.domain, 'bob-secret');
+    const phone = await TestClient.signIn(ws, 'bob', t.domain, 'bob-secret');
+    clients.push(alice, desk, phone);
+    const onDesk = desk.nextMessage();
+    const onPhone = phone.nextMessage();
+    await alice.sendMessage(`bob@${t.domain}`, 'ring both');
+    expect((await onDesk).body).toBe('ring both');
+    expect((await onPhone).body).toBe('ring both');
+    for (const c of [alice, desk, phone]) {
+      await c.stop();
+      clients.splice(clients.indexOf(c), 1);
+    }
+  });
+
   it('answers 480 for a known user who is offline and 404 for an unknown one', async () => {
     const bob = await TestClient.signIn(ws, 'bob', t.domain, 'bob-secret');
     clients.push(bob);

@@ -108,6 +108,19 @@ describe('malformed input from raw sockets', () => {
     c.socket.destroy();
   });
 
+  it('answers 483 when Max-Forwards is exhausted (RFC 3261 16.3 step 3)', async () => {
+    const c = await RawClient.open(t.tcpPort);
+    c.send(
+      request(t.tcpPort, {
+        startLine: 'MESSAGE sip:bob@example.com SIP/2.0',
+        cseq: '1 MESSAGE',
+        extra: 'X-Note: Max-Forwards below wins',
+      }).replace('Max-Forwards: 70', 'Max-Forwards: 0'),
+    );
+    expect(await c.response()).toMatch(/^SIP\/2\.0 483 /);
+    c.socket.destroy();
+  });
+
   it('answers keep-alive pings with a pong', async () => {
     const c = await RawClient.open(t.tcpPort);
     const got = new Promise<string>((resolve) => c.socket.once('data', (d: Buffer) => resolve(d.toString())));

@@ -86,7 +86,7 @@ describe('TLS and secure WebSocket transports', () => {
   });
 
   it('serves SIP over secure WebSocket (RFC 7118)', async () => {
-    const ws = new WebSocket(`wss://127.0.0.1:${wssPort}`, 'sip', { ca, servername: 'localhost' });
+    const ws = new WebSocket(`wss://127.0.0.1:${wssPort}`, 'sip', { ca });
     await new Promise((r, j) => {
       ws.once('open', r);
       ws.once('error', j);

@@ -153,17 +153,26 @@ export class Watch {
 
   constructor(readonly subscriber: Any) {
     subscriber.on('notify', (isFinal: boolean, request: Any, body: string | undefined) => {
-      const n = {
+      this.record({
         final: isFinal,
         body: body ?? '',
         state: String(request.getHeader('Subscription-State') ?? ''),
-      };
-      this.notifications.push(n);
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.test(n)) return true;
-        w.resolve(n);
-        return false;
       });
+    });
+    // JsSIP reports a final NOTIFY without a body only as 'terminated'.
+    subscriber.on('terminated', (code: number, reason: string | undefined) => {
+      if (code === subscriber.C.FINAL_NOTIFY_RECEIVED && !this.notifications.some((n) => n.final)) {
+        this.record({ final: true, body: '', state: `terminated;reason=${reason ?? ''}` });
+      }
+    });
+  }
+
+  private record(n: Notification): void {
+    this.notifications.push(n);
+    this.waiters = this.waiters.filter((w) => {
+      if (!w.test(n)) return true;
+      w.resolve(n);
+      return false;
     });
   }
 
