@@ -80,8 +80,16 @@ describe('director', () => {
   beforeAll(async () => {
     t = await startTestServer({ role: 'director', serverId: 'director1' });
     const homes = new HomeRepository(t.server.db);
-    await homes.upsertHome({ name: 'legacy1', kind: 'standard', address: 'sip:192.0.2.10:5060;transport=tcp' });
-    await homes.upsertHome({ name: 'pool1', kind: 'pool', address: 'sip:pool1.example.com:5061;transport=tls' });
+    await homes.upsertHome({
+      name: 'legacy1',
+      kind: 'standard',
+      address: 'sip:192.0.2.10:5060;transport=tcp',
+    });
+    await homes.upsertHome({
+      name: 'pool1',
+      kind: 'pool',
+      address: 'sip:pool1.example.com:5061;transport=tls',
+    });
     await t.addUser('alice', 'alice-secret');
     await t.addUser('bob', 'bob-secret');
     await t.addUser('nohome', 'secret');

@@ -21,7 +21,11 @@ function runCli(args: string[]): Promise<{ code: number | null; output: string }
   });
 }
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe().catch(() => undefined);
@@ -102,7 +106,17 @@ describe('a pool of three front-ends behind HAProxy on one PostgreSQL', () => {
 
   it('drains a front-end: its users reconnect elsewhere and keep talking', async () => {
     const aliceFe = (await frontendOf(db, `alice@${DOMAIN}`))!;
-    const drain = await runCli(['server', 'drain', '--server', aliceFe, '--database', pool.url, '--wait', '--timeout', '60']);
+    const drain = await runCli([
+      'server',
+      'drain',
+      '--server',
+      aliceFe,
+      '--database',
+      pool.url,
+      '--wait',
+      '--timeout',
+      '60',
+    ]);
     expect(drain.code, drain.output).toBe(0);
     await lb.waitForServerStatus(aliceFe, 'DOWN', 15_000).catch(() => undefined);
     const moved = await eventually('alice on another front-end', async () => {
@@ -141,22 +155,33 @@ describe('a pool of three front-ends behind HAProxy on one PostgreSQL', () => {
     });
     await victim.kill('SIGKILL');
     stranded.ua.stop();
-    const moved = await eventually('bob re-registered elsewhere', async () => {
-      const { rows } = await db.query<{ server_id: string }>(
-        'SELECT server_id FROM registrations WHERE aor = $1 AND server_id <> $2',
-        [`bob@${DOMAIN}`, bobFe],
-      );
-      return rows[0]?.server_id;
-    }, 40_000);
+    const moved = await eventually(
+      'bob re-registered elsewhere',
+      async () => {
+        const { rows } = await db.query<{ server_id: string }>(
+          'SELECT server_id FROM registrations WHERE aor = $1 AND server_id <> $2',
+          [`bob@${DOMAIN}`, bobFe],
+        );
+        return rows[0]?.server_id;
+      },
+      40_000,
+    );
     expect(moved).not.toBe(bobFe);
     await message(alice, bob, 'are you back?');
     await message(bob, carol, 'back, through another front-end');
 
     // The survivors notice the silent front-end and drop what it held.
-    await eventually('the dead front-end swept', async () => {
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM registrations WHERE server_id = $1', [bobFe]);
-      return rows[0].n === 0 ? true : undefined;
-    }, 60_000);
+    await eventually(
+      'the dead front-end swept',
+      async () => {
+        const { rows } = await db.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM registrations WHERE server_id = $1',
+          [bobFe],
+        );
+        return rows[0].n === 0 ? true : undefined;
+      },
+      60_000,
+    );
     const { rows: users } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
     expect(users[0].n).toBe(3);
     const after = await getContactList(db, bobOwner.id);
