@@ -39,6 +39,8 @@ export interface ProxyCoreOptions {
   userExists(aor: string): boolean | Promise<boolean>;
   /** A director sends requests for users to their homes instead of to registered endpoints. */
   routeToHome?: (request: SipMessage, st: ServerTransaction, ruri: SipUri) => void;
+  /** A local user was active (an authenticated request): for the active-users metric. */
+  onUserActivity?: (aor: string) => void;
   /** Bindings of the user on other front-ends of the pool. */
   remoteBindings?: (aor: string) => Promise<Binding[]>;
   /** Signs and checks the flow tokens pool members route each other's requests with. */
@@ -203,8 +205,12 @@ export class ProxyCore implements TransactionUser {
   private authenticateThen(
     request: SipMessage,
     st: ServerTransaction,
-    next: (party: AuthenticatedParty) => void,
+    then: (party: AuthenticatedParty) => void,
   ): void {
+    const next = (party: AuthenticatedParty) => {
+      if (party.aor) this.opts.onUserActivity?.(party.aor);
+      then(party);
+    };
     const flow = st.flow;
     const fromUri = parseUri(request.from.uri);
     const fromAor = fromUri ? uriAor(fromUri) : undefined;
@@ -287,7 +293,12 @@ export class ProxyCore implements TransactionUser {
     this.forwardOrAnswer(request, st, aor, local);
   }
 
-  private forwardOrAnswer(request: SipMessage, st: ServerTransaction, aor: string, bindings: Binding[]): void {
+  private forwardOrAnswer(
+    request: SipMessage,
+    st: ServerTransaction,
+    aor: string,
+    bindings: Binding[],
+  ): void {
     if (bindings.length > 0) {
       this.forward(
         request,

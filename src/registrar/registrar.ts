@@ -18,6 +18,8 @@ export interface RegistrarOptions {
   location: LocationTable;
   now?: () => number;
   onAuthFailure?: () => void;
+  /** A user registered (or refreshed): for the active-users metric. */
+  onRegistered?: (aor: string) => void;
 }
 
 /** Extensions a REGISTER may Require of us (RFC 3261 10.3 step 2). */
@@ -81,6 +83,7 @@ export class Registrar {
       return;
     }
     st.flow.authenticated.add(aor);
+    this.opts.onRegistered?.(aor);
     const failure = this.applyContacts(request, aor, st.flow);
     if (failure) {
       st.reply(failure.status, failure.reason, { headers: failure.headers });

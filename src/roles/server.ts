@@ -11,26 +11,23 @@ import { parseContactListXml } from '../contacts/xml-document.js';
 import { serializeContactList } from '../contacts/xml-serialize.js';
 import { MessageService } from '../im/message.js';
 import type { ParleyConfig } from '../ops/config.js';
+import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
 import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
+import { MemoryPublicationStore, PRESENCE_CHANNEL, SqlPublicationStore } from '../presence/publications.js';
 import { type ContactListAccess, PresenceServer } from '../presence/server.js';
 import { ProxyCore } from '../proxy/core.js';
 import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
-import { LocationMirror } from '../registrar/mirror.js';
-import { MemoryPublicationStore, PRESENCE_CHANNEL, SqlPublicationStore } from '../presence/publications.js';
-import { RegistrationRepository } from '../store/registrations.js';
-import { ServerRepository } from '../store/servers.js';
-import { sharedSecret } from '../store/settings.js';
-import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
 import { Authenticator } from '../registrar/authenticator.js';
 import { CredentialCache } from '../registrar/credentials.js';
 import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
 import { LocationTable } from '../registrar/location.js';
+import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
 import { parseUri } from '../sip/uri.js';
@@ -38,6 +35,9 @@ import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/emb
 import { HomeRepository } from '../store/homes.js';
 import { openDatabase } from '../store/open.js';
 import { PgliteDatabase } from '../store/pglite.js';
+import { RegistrationRepository } from '../store/registrations.js';
+import { ServerRepository } from '../store/servers.js';
+import { sharedSecret } from '../store/settings.js';
 import type { Database } from '../store/sql.js';
 import { USERS_CHANNEL, UserRepository } from '../store/users.js';
 import { TransactionLayer } from '../transaction/layer.js';
@@ -84,7 +84,14 @@ export async function startServer(
     const users = new UserRepository(db);
     const homes = new HomeRepository(db);
     const domain = config.domain.toLowerCase();
-    const metrics = createMetrics({ labels: { server: config.serverId, role: config.role } });
+    const location = new LocationTable();
+    const metrics = createMetrics({
+      labels: { server: config.serverId, role: config.role },
+      sources: {
+        registeredEndpoints: () => location.registeredEndpoints,
+        signedInUsers: () => location.signedInUsers,
+      },
+    });
 
     const credentials = new CredentialCache({
       lookup: async (aor) => {
@@ -115,8 +122,8 @@ export async function startServer(
       onSend: (m) => {
         if (!m.isRequest) metrics.responsesSent.inc(m.status);
       },
+      onFinal: (st) => metrics.transactionLatency.observeSince(st.startedAt),
     });
-    const location = new LocationTable();
     const pool = config.role === 'frontend';
     // Shared by every server of the store: any front-end validates a nonce another issued.
     const nonces = new NonceManager({ secret: await sharedSecret(db, 'digest_nonce_secret') });
@@ -129,6 +136,7 @@ export async function startServer(
       authenticator,
       location,
       onAuthFailure: () => metrics.authFailures.inc(),
+      onRegistered: (aor) => metrics.activeUsers.touch(aor),
     });
 
     let core!: ProxyCore;
@@ -196,9 +204,7 @@ export async function startServer(
           .catch((err: unknown) => log.warn({ err }, 'contact list notify failed'));
       }),
     );
-    location.on('signedIn', () => metrics.signedInUsers.inc());
     location.on('signedOut', (aor) => {
-      metrics.signedInUsers.dec();
       const signOut = async () => {
         // In a pool the user may still be signed in through another front-end.
         if (mirror && (await mirror.signedInAnywhere(aor))) return;
@@ -246,6 +252,7 @@ export async function startServer(
       services: director ? {} : { PUBLISH: presence, SUBSCRIBE: presence, MESSAGE: im },
       routeToHome: director ? (request, st, ruri) => director.routeToHome(request, st, ruri) : undefined,
       remoteBindings: mirror ? (aor) => mirror.remote(aor) : undefined,
+      onUserActivity: (aor) => metrics.activeUsers.touch(aor),
       flowTokens,
       userExists: (aor) => {
         const known = credentials.peek(aor);
@@ -255,16 +262,17 @@ export async function startServer(
     });
     transactions.setUser(core);
 
-    const sweep = setInterval(() => {
-      location.expire();
-      metrics.registeredEndpoints.set(location.registeredEndpoints);
-    }, 5_000);
+    const sweep = setInterval(() => location.expire(), 5_000);
     sweep.unref();
 
     // A standard server is a home by itself; a pool's home (its load balancer's address) is
     // declared by the administrator, and directors and edges are nobody's home.
     if (config.role === 'standard') {
-      await homes.upsertHome({ name: config.home ?? domain, kind: 'standard', address: homeAddress(listening, advertise) });
+      await homes.upsertHome({
+        name: config.home ?? domain,
+        kind: 'standard',
+        address: homeAddress(listening, advertise),
+      });
     } else if (config.role === 'frontend' && config.home && !(await homes.getHome(config.home))) {
       // The first front-end declares its pool; the administrator points it at the load balancer.
       await homes.upsertHome({ name: config.home, kind: 'pool', address: homeAddress(listening, advertise) });
@@ -280,6 +288,7 @@ export async function startServer(
         flows: transport.flowCount,
         registeredEndpoints: location.registeredEndpoints,
         signedInUsers: location.signedInUsers,
+        activeUsers: metrics.activeUsers.count(),
         subscriptions: presence.subscriptionCount,
       }),
     });
@@ -296,7 +305,9 @@ export async function startServer(
       servers.heartbeat(config.serverId).catch((err: unknown) => log.warn({ err }, 'heartbeat failed'));
       if (!pool) return;
       // A front-end that stopped beating (killed) leaves bindings nobody can reach: clean them up.
-      sweepDeadServers(db, servers, config.serverId).catch((err: unknown) => log.warn({ err }, 'sweep failed'));
+      sweepDeadServers(db, servers, config.serverId).catch((err: unknown) =>
+        log.warn({ err }, 'sweep failed'),
+      );
     }, HEARTBEAT_MS);
     heartbeat.unref();
 

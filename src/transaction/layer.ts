@@ -40,6 +40,8 @@ export interface ClientTransactionHandler {
 export class ServerTransaction {
   state: ServerState;
   lastResponse?: SipMessage;
+  /** performance.now() at arrival, for the transaction latency metric. */
+  readonly startedAt = performance.now();
   /** Free slot for the TU (the proxy keeps its response context here). */
   context: unknown;
   timer?: TimerHandle;
@@ -78,6 +80,7 @@ export class ServerTransaction {
       this.state = 'Proceeding';
       return;
     }
+    this.layer.finalSent(this);
     if (!this.isInvite) {
       // Timer J is zero on a reliable transport: Completed -> Terminated at once.
       this.terminate();
@@ -207,6 +210,8 @@ export interface TransactionLayerOptions {
   log: Logger;
   /** Called for every message the layer sends; lets the server count and trace. */
   onSend?: (message: SipMessage, flow: Flow) => void;
+  /** Called once per server transaction, when its first final response leaves. */
+  onFinal?: (transaction: ServerTransaction) => void;
 }
 
 /**
@@ -315,6 +320,10 @@ export class TransactionLayer {
   sendOn(flow: Flow, message: SipMessage): boolean {
     this.opts.onSend?.(message, flow);
     return flow.send(message.toBuffer());
+  }
+
+  finalSent(st: ServerTransaction): void {
+    this.opts.onFinal?.(st);
   }
 
   sendRaw(flow: Flow, data: Buffer): boolean {

@@ -72,6 +72,13 @@ describe('SIPp against a standard server over TCP', () => {
     );
     const health = (await (await fetch(`${t.server.httpUrl}/health`)).json()) as { signedInUsers: number };
     expect(health.signedInUsers).toBeGreaterThanOrEqual(20);
+    const metrics = await (await fetch(`${t.server.httpUrl}/metrics`)).text();
+    const value = (name: string) =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN);
+    expect(value('parley_active_users')).toBeGreaterThanOrEqual(20);
+    expect(value('parley_registered_endpoints')).toBeGreaterThanOrEqual(20);
+    expect(value('parley_signed_in_users')).toBeGreaterThanOrEqual(20);
+    expect(value('parley_sip_transaction_seconds_count')).toBeGreaterThanOrEqual(40);
   });
 
   it('refuses a wrong password with a new challenge, as for an unknown user', async () => {
