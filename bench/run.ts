@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findKamailio, startKamailio } from './kamailio.js';
+import { benchPool, POOL_RATES, type PoolSuiteResult, renderPoolTable } from './pool.js';
 import {
   killChildren,
   machineInfo,
@@ -31,7 +32,8 @@ Suites (default: the SIP suite)
   --vs-kamailio       also measure Kamailio (the anchor) in the same run and print the ratio
   --sync              directory sync benchmark (bench/sync.ts)
   --contacts          contact-list benchmark (bench/contacts.ts)
-  --pool              pool benchmark (not available yet)
+  --pool              pool benchmark (bench/pool.ts): 2 front-ends, PostgreSQL, HAProxy; ramp
+                      ${POOL_RATES.join(',')} unless --rate; 3 s steps below 10000 users unless --duration
 
 Options
   --users N           users created and registered (default 100000)
@@ -66,7 +68,7 @@ export interface BenchResult {
   sip?: SipSuiteResult;
   sync?: unknown;
   contacts?: unknown;
-  pool?: { available: false; reason: string };
+  pool?: PoolSuiteResult;
   notAvailable: string[];
   /** Why the run exits non-zero, when it does. */
   failures: string[];
@@ -82,7 +84,11 @@ interface Options {
   pool: boolean;
   users: number;
   rates: number[];
+  /** --rate was given (the pool suite has its own default ramp). */
+  ratesGiven: boolean;
   duration: number;
+  /** --duration was given (the pool suite shortens steps for small user counts). */
+  durationGiven: boolean;
   workloads: Workload[];
   profile: boolean;
   json: boolean;
@@ -120,7 +126,9 @@ export function parseOptions(argv: string[]): Options | 'help' {
     pool: Boolean(v.pool),
     users,
     rates,
+    ratesGiven: Boolean(v.rate),
     duration,
+    durationGiven: Boolean(v.duration),
     workloads,
     profile: Boolean(v.profile),
     json: Boolean(v.json),
@@ -244,8 +252,15 @@ async function runOptionalSuite(
 
 export async function runBench(opts: Options, log: (line: string) => void): Promise<BenchResult> {
   const result: BenchResult = { notAvailable: [], failures: [] };
-  if (opts.pool)
-    result.pool = { available: false, reason: 'pool benchmark: not available until the pool role exists' };
+  if (opts.pool) {
+    result.pool = await benchPool({
+      users: opts.users,
+      rates: opts.ratesGiven ? opts.rates : undefined,
+      duration: opts.durationGiven ? opts.duration : undefined,
+      log,
+    });
+    for (const f of result.pool.failures) result.failures.push(`pool ${f}`);
+  }
   if (opts.sip) result.sip = await runSipSuite(opts, log, result);
   if (opts.sync)
     result.sync = await runOptionalSuite('sync', 'sync.js', 'benchSync', { users: opts.users, log }, result);
@@ -370,7 +385,10 @@ async function main(): Promise<number> {
   if (json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
-    if (result.pool) log(result.pool.reason);
+    if (result.pool) {
+      log('');
+      log(renderPoolTable(result.pool));
+    }
     for (const line of result.notAvailable) log(line);
     if (result.sip) {
       log('');
