@@ -21,7 +21,15 @@
  * highest clean step that kept up (one more step at 70% of the best when none did).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
@@ -50,7 +58,7 @@ import {
 } from './sip.js';
 
 /** Pool ramp when --rate is not given: the pool adds a PostgreSQL write and a proxy hop. */
-export const POOL_RATES = [1_000, 2_000, 3_000, 4_000, 6_000, 8_000, 10_000];
+export const POOL_RATES = [1_000, 2_000, 4_000, 6_000, 8_000, 10_000, 12_500, 15_000, 20_000];
 const HOME = 'pool1';
 /** Where the sign-in phase's users say they can be reached: nothing calls them. */
 const PARKED_CONTACT = '127.0.0.1:9';
@@ -103,7 +111,7 @@ export interface PresenceFanout {
   expected: number;
   /** NOTIFYs the front-ends sent for the changes (metrics delta). */
   sent: number;
-  /** NOTIFYs the watchers' SIPp received over the whole run (initial and final included). */
+  /** NOTIFYs the watchers' SIPp received for the changes (their initial and final ones left out). */
   received?: number;
   /** From the first PUBLISH sent to the last NOTIFY counted. */
   seconds: number;
@@ -115,7 +123,13 @@ export interface PresenceFanout {
 export interface HeldUsers {
   users: number;
   /** The pass that registers every user once through HAProxy. */
-  registerPass: { targetRate: number; successful: number; failed: number; seconds: number; achievedRate: number };
+  registerPass: {
+    targetRate: number;
+    successful: number;
+    failed: number;
+    seconds: number;
+    achievedRate: number;
+  };
   /** Rows of `registrations` for user0..user(N-1). */
   registrations: number;
   registrationsByFrontend: Record<string, number>;
@@ -236,7 +250,9 @@ interface PhaseContext {
 /** Sign-ins through HAProxy: two SIPp processes (one connection each), half the users each. */
 async function rampSignIn(ctx: PhaseContext): Promise<PoolRamp> {
   const lanes = signInLanes(ctx);
-  ctx.log(`sign-in through HAProxy: rates ${ctx.rates.join(', ')}/s, ${ctx.duration} s each, 2 SIPp connections`);
+  ctx.log(
+    `sign-in through HAProxy: rates ${ctx.rates.join(', ')}/s, ${ctx.duration} s each, 2 SIPp connections`,
+  );
   return ramp('signin', 'sign-in (REGISTER with digest) via HAProxy', ctx, async (rate) => {
     const halves = [Math.ceil(rate / 2), Math.floor(rate / 2)];
     return measureStep(ctx, rate, 'register', () =>
@@ -324,7 +340,7 @@ async function holdUsers(ctx: PhaseContext, signIn: PoolRamp | undefined): Promi
     databaseMiB: 0,
     registrationsTableMiB: 0,
   };
-  if (failed > 0) held.error = `${failed} sign-ins failed: ${done.map((r) => sippError(r.tail)).join(' | ')}`;
+  if (failed > 0) held.error = `${failed} sign-ins failed: ${done.map((r) => sippError(r)).join(' | ')}`;
   // Front-ends mirror bindings to the table in batches: wait for the last ones.
   const db = ctx.pool.db;
   const count = async () =>
@@ -355,9 +371,13 @@ async function holdUsers(ctx: PhaseContext, signIn: PoolRamp | undefined): Promi
   held.databaseMiB = round1(Number(sizesRow.rows[0].db) / 1_048_576);
   held.registrationsTableMiB = round1(Number(sizesRow.rows[0].reg) / 1_048_576);
   ctx.log(
-    `  ${held.registrations.toLocaleString('en-US')} registrations (${Object.entries(held.registrationsByFrontend)
+    `  ${held.registrations.toLocaleString('en-US')} registrations (${Object.entries(
+      held.registrationsByFrontend,
+    )
       .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}) at ${held.registerPass.achievedRate}/s; front-end RSS ${Object.values(held.frontendRssMiB).join(' / ')} MiB; database ${held.databaseMiB} MiB, registrations ${held.registrationsTableMiB} MiB`,
+      .join(
+        ', ',
+      )}) at ${held.registerPass.achievedRate}/s; front-end RSS ${Object.values(held.frontendRssMiB).join(' / ')} MiB; database ${held.databaseMiB} MiB, registrations ${held.registrationsTableMiB} MiB`,
   );
   return held;
 }
@@ -408,9 +428,12 @@ async function rampMessage(ctx: PhaseContext): Promise<PoolRamp> {
         [`bob@${DOMAIN}`],
       );
       if (rows.some((r) => r.server_id === fe2.id && r.path)) break;
-      if (bob.exitCode !== null) throw new Error(`bob's SIPp exited (${bob.exitCode}): ${sippError(bobTail())}`);
+      if (bob.exitCode !== null)
+        throw new Error(`bob's SIPp exited (${bob.exitCode}): ${sippError({ tail: bobTail(), errors: '' })}`);
       if (Date.now() > deadline)
-        throw new Error(`bob's registration on ${fe2.id} did not reach the pool's table: ${JSON.stringify(rows)}`);
+        throw new Error(
+          `bob's registration on ${fe2.id} did not reach the pool's table: ${JSON.stringify(rows)}`,
+        );
       await sleep(100);
     }
     const alice = writeInjectionFile(join(ctx.workDir, 'alice.csv'), [{ user: 'alice', extra: 'bob' }]);
@@ -459,7 +482,8 @@ async function presenceFanout(ctx: PhaseContext, watchers: number, changes: numb
       rate: 100,
       dir: join(ctx.workDir, `watch-${i}`),
       timeoutSeconds: 180,
-      extra: ['-trace_counts'],
+      // -aa: a NOTIFY that overtakes the 200 to the previous one is answered, not a failure.
+      extra: ['-trace_counts', '-aa'],
       noRecvTimeout: true,
     });
   });
@@ -510,18 +534,23 @@ async function presenceFanout(ctx: PhaseContext, watchers: number, changes: numb
   fanout.seconds = round2((lastChange - started) / 1000);
   fanout.notifyRate = fanout.seconds > 0 ? Math.round(sent / fanout.seconds) : 0;
   const pub = await publisher;
-  if (pub.exit !== 0) fanout.error = `publisher SIPp exit ${pub.exit}: ${sippError(pub.tail)}`;
+  if (pub.exit !== 0) fanout.error = `publisher SIPp exit ${pub.exit}: ${sippError(pub)}`;
   const runs = await Promise.all(watcherRuns);
-  fanout.failedWatchers = runs.reduce((n, r, i) => n + Math.max(r.stats?.failed ?? 0, perFe[i] - (r.stats?.successful ?? 0)), 0);
+  fanout.failedWatchers = runs.reduce(
+    (n, r, i) => n + Math.max(r.stats?.failed ?? 0, perFe[i] - (r.stats?.successful ?? 0)),
+    0,
+  );
   const received = runs.map((r) => countReceived(r.counts, 'NOTIFY'));
-  if (received.every((n) => n !== undefined)) fanout.received = received.reduce((a, b) => a + (b ?? 0), 0);
+  // Each watcher also gets the NOTIFY of its subscription and the one ending it (RFC 6665 4.4.1).
+  if (received.every((n) => n !== undefined))
+    fanout.received = received.reduce((a, b) => a + (b ?? 0), 0) - 2 * (watchers - fanout.failedWatchers);
   if (fanout.failedWatchers > 0)
-    fanout.error = `${fanout.failedWatchers} watchers failed: ${runs.map((r) => sippError(r.tail)).join(' | ')}`;
+    fanout.error = `${fanout.failedWatchers} watchers failed: ${runs.map((r) => sippError(r)).join(' | ')}`;
   else if (sent < fanout.expected && !fanout.error)
     fanout.error = `${sent} of ${fanout.expected} NOTIFYs sent for the published changes`;
   ctx.log(
     `  ${sent} NOTIFYs in ${fanout.seconds} s = ${fanout.notifyRate}/s` +
-      (fanout.received !== undefined ? `, ${fanout.received} received by the watchers in all` : '') +
+      (fanout.received !== undefined ? `, ${fanout.received} received by the watchers` : '') +
       `, ${fanout.failedWatchers} failed watchers`,
   );
   return fanout;
@@ -585,13 +614,23 @@ async function ramp(
     if (s.failed > 0 || s.error || !keptUp(s)) break;
   }
   const clean = steps.filter((s) => s.failed === 0 && !s.error);
-  const best = clean.reduce<PoolStep | undefined>((a, s) => (!a || s.achievedRate > a.achievedRate ? s : a), undefined);
+  const best = clean.reduce<PoolStep | undefined>(
+    (a, s) => (!a || s.achievedRate > a.achievedRate ? s : a),
+    undefined,
+  );
   let sustained = [...clean].reverse().find(keptUp);
   if (!sustained && best) {
     const s = await step(Math.max(100, Math.round((best.achievedRate * 0.7) / 100) * 100));
     if (s.failed === 0 && !s.error && keptUp(s)) sustained = s;
   }
-  return { workload, label, steps, best, sustained, failedAtLowestRate: steps.length > 0 && clean.length === 0 };
+  return {
+    workload,
+    label,
+    steps,
+    best,
+    sustained,
+    failedAtLowestRate: steps.length > 0 && clean.length === 0,
+  };
 }
 
 const keptUp = (s: PoolStep) => s.achievedRate >= s.targetRate * 0.9;
@@ -627,7 +666,7 @@ async function measureStep(
   };
   const bad = results.filter((r) => r.exit !== 0 && r.exit !== 1);
   if (failed > 0 || bad.length > 0)
-    step.error = results.map((r) => `SIPp exit ${r.exit}: ${sippError(r.tail)}`).join('; ');
+    step.error = results.map((r) => `SIPp exit ${r.exit}: ${sippError(r)}`).join('; ');
   return step;
 }
 
@@ -655,7 +694,10 @@ interface SippRun {
   stats?: ReturnType<typeof parseSippStats>;
   rtt: string;
   counts?: string;
+  /** What SIPp printed last: why it stopped. */
   tail: string;
+  /** SIPp's -trace_err log: why calls failed. */
+  errors: string;
 }
 
 let sippPath: string | undefined;
@@ -720,17 +762,44 @@ async function runSipp(o: SippRunOptions): Promise<SippRun> {
     const f = files.find((name) => name.endsWith(suffix));
     return f ? readFileSync(join(o.dir, f), 'utf8') : undefined;
   };
-  // SIPp's error log says why calls failed; its screen (the tail) says why it stopped.
-  const errors = read('_errors.log') ?? '';
-  return { exit, stats, rtt: read('_rtt.csv') ?? '', counts: read('_counts.csv'), tail: `${tail()}\n${errors}` };
+  return {
+    exit,
+    stats,
+    rtt: read('_rtt.csv') ?? '',
+    counts: read('_counts.csv'),
+    tail: tail(),
+    errors: read('_errors.log') ?? '',
+  };
 }
 
-/** The last meaningful lines SIPp printed (errors, not its screen). */
-function sippError(tail: string): string {
-  const lines = tail
+/**
+ * Why a SIPp run failed, briefly: the first events of its error log (the cause; later ones
+ * are usually consequences), else the last error lines it printed.
+ */
+function sippError(run: { tail: string; errors: string }): string {
+  const events = run.errors
+    .replace(/^The following events occurred:\s*/, '')
+    .split(/(?=\d{4}-\d\d-\d\d\t)/)
+    .map((e) =>
+      e
+        .replace(/^\S+\t\S+\t\S+:\s*/, '')
+        .replace(/\s+/g, ' ')
+        .trim(),
+    )
+    // A watcher's quiet-time timeout is how it ends its watch, not a failure.
+    .filter((e) => e && !/receive timeout on message .* jumping to label/.test(e));
+  if (events.length > 0)
+    return events
+      .slice(0, 2)
+      .map((e) => e.slice(0, 300))
+      .join(' | ');
+  const lines = run.tail
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => /error|broken|refused|closed|unable|cannot|fatal|timeout|unexpected/i.test(l) && !/^-+|^\|/.test(l));
+    .filter(
+      (l) =>
+        /error|broken|refused|closed|unable|cannot|fatal|timeout/i.test(l) && !/^-+|^\||TCP errors/.test(l),
+    );
   return lines.slice(-3).join(' | ') || 'no error text from SIPp';
 }
 
@@ -743,7 +812,11 @@ function startPoolSampler(pool: BenchPool): () => Pick<PoolStep, 'cpu' | 'fronte
   });
   const started = process.hrtime.bigint();
   const g0 = groups();
-  const cpu0 = { frontends: cpuSeconds(g0.frontends), postgres: cpuSeconds(g0.postgres), haproxy: cpuSeconds(g0.haproxy) };
+  const cpu0 = {
+    frontends: cpuSeconds(g0.frontends),
+    postgres: cpuSeconds(g0.postgres),
+    haproxy: cpuSeconds(g0.haproxy),
+  };
   const peak = pool.frontends.map((f) => rssMiB(f.child.pid));
   const sampleRss = () => {
     pool.frontends.forEach((f, i) => {
@@ -814,7 +887,11 @@ async function fetchJson(url: string): Promise<Record<string, unknown> | undefin
  * PostgreSQL, migrated, with pool1 and its users; two front-ends of the built CLI; HAProxy
  * in front. Whatever started is stopped again if a later part fails.
  */
-async function startBenchPool(users: number, workDir: string, log: (line: string) => void): Promise<BenchPool> {
+async function startBenchPool(
+  users: number,
+  workDir: string,
+  log: (line: string) => void,
+): Promise<BenchPool> {
   const cli = join(REPO_ROOT, 'bin', 'run.js');
   if (!existsSync(join(REPO_ROOT, 'dist', 'commands', 'server', 'start.js')))
     throw new Error('the CLI is not built: run `npm run build` first');
@@ -846,11 +923,14 @@ async function startBenchPool(users: number, workDir: string, log: (line: string
     const url = await pg.createDatabase('parley_bench');
     const pgDir = new URL(url).searchParams.get('host') ?? '';
     db = await openDatabase({ url });
-    const version = (await db.query<{ server_version: string }>('SHOW server_version')).rows[0].server_version;
+    const version = (await db.query<{ server_version: string }>('SHOW server_version')).rows[0]
+      .server_version;
     log(`postgres: PostgreSQL ${version}`);
     const seeded = Date.now();
     await seedPoolUsers(db, users);
-    log(`postgres: ${(users + 2).toLocaleString('en-US')} users created in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
+    log(
+      `postgres: ${(users + 2).toLocaleString('en-US')} users created in ${((Date.now() - seeded) / 1000).toFixed(1)} s`,
+    );
 
     const ports = await freeLoopbackPorts(6);
     for (let i = 0; i < 2; i++) {
@@ -892,12 +972,14 @@ async function startBenchPool(users: number, workDir: string, log: (line: string
     }
     const started = Date.now();
     await Promise.all(frontends.map((fe) => waitForHealthy(fe, 120_000)));
-    log(`pool: ${frontends.map((f) => `${f.id} tcp 127.0.0.1:${f.tcpPort}`).join(', ')} healthy in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    log(
+      `pool: ${frontends.map((f) => `${f.id} tcp 127.0.0.1:${f.tcpPort}`).join(', ')} healthy in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
 
     const haproxyBin = ensureCommand('haproxy', 'haproxy', ['/usr/sbin']);
-    const haproxyVersion = /HAProxy version \S+/.exec(
-      spawnSync(haproxyBin, ['-v'], { encoding: 'utf8' }).stdout ?? '',
-    )?.[0] ?? 'HAProxy';
+    const haproxyVersion =
+      /HAProxy version \S+/.exec(spawnSync(haproxyBin, ['-v'], { encoding: 'utf8' }).stdout ?? '')?.[0] ??
+      'HAProxy';
     const [lbPort, wsPort, statsPort] = await freeLoopbackPorts(3);
     const template = readFileSync(join(REPO_ROOT, 'fixtures', 'haproxy', 'parley.cfg'), 'utf8');
     const config = renderHaproxyConfig(
@@ -924,7 +1006,11 @@ async function startBenchPool(users: number, workDir: string, log: (line: string
       throw new Error(`HAProxy did not start: ${err instanceof Error ? err.message : err}: ${lbTail()}`);
     });
     const statsUrl = `http://127.0.0.1:${statsPort}/stats`;
-    await waitForBackendsUp(statsUrl, frontends.map((f) => f.id), 20_000);
+    await waitForBackendsUp(
+      statsUrl,
+      frontends.map((f) => f.id),
+      20_000,
+    );
     log(`haproxy: ${haproxyVersion} on tcp 127.0.0.1:${lbPort}, both front-ends UP`);
     const openDb = db;
     return {
@@ -944,7 +1030,8 @@ async function startBenchPool(users: number, workDir: string, log: (line: string
 
 const frontendChildren = new Set<ChildProcess>();
 process.on('exit', () => {
-  for (const child of frontendChildren) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of frontendChildren)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
 /**
@@ -1090,7 +1177,7 @@ export function renderPoolTable(r: PoolSuiteResult): string {
     out.push(
       `presence fan-out: ${p.watchers} watchers of one presentity (${p.watchersPerFrontend.join(' + ')} per front-end), ${p.changes} published changes: ` +
         `${fmt(p.sent)} of ${fmt(p.expected)} NOTIFYs in ${p.seconds} s = ${fmt(p.notifyRate)} NOTIFY/s, ${p.failedWatchers} failed watchers` +
-        (p.received !== undefined ? ` (${fmt(p.received)} NOTIFYs received by SIPp, initial and final included)` : ''),
+        (p.received !== undefined ? `; the watchers' SIPp received ${fmt(p.received)}` : ''),
     );
   }
   const h = r.held;
@@ -1105,7 +1192,9 @@ export function renderPoolTable(r: PoolSuiteResult): string {
     out.push(
       `      front-end RSS ${Object.entries(h.frontendRssMiB)
         .map(([k, v]) => `${k} ${v} MiB`)
-        .join(', ')}; PostgreSQL database ${h.databaseMiB} MiB, registrations table ${h.registrationsTableMiB} MiB (indexes included)`,
+        .join(
+          ', ',
+        )}; PostgreSQL database ${h.databaseMiB} MiB, registrations table ${h.registrationsTableMiB} MiB (indexes included)`,
     );
   }
   out.push('');
