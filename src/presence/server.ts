@@ -141,6 +141,7 @@ export class PresenceServer implements RequestHandler {
       }
       if (expires === 0) {
         cancelTimer(this.expiryTimers.get(existing.etag));
+        this.expiryTimers.delete(existing.etag);
         await store.remove(aor, existing.etag);
         st.reply(200, undefined, { headers: [{ name: 'expires', value: '0' }] });
         return;
@@ -181,6 +182,11 @@ export class PresenceServer implements RequestHandler {
         { name: 'expires', value: String(expires) },
       ],
     });
+  }
+
+  /** A NOTIFY that fails (the store is unreachable, say) is logged; it never takes the server down. */
+  private notifySafely(work: Promise<void>): void {
+    work.catch((err: unknown) => this.opts.log.warn({ err }, 'NOTIFY failed'));
   }
 
   /** RFC 3903 5 / RFC 6665 4.2.1.1: the duration granted, or undefined after a 423. */
@@ -422,17 +428,19 @@ export class PresenceServer implements RequestHandler {
     sub.flowId = st.flow.id;
     st.reply(200, undefined, { headers: [{ name: 'expires', value: String(expires) }] });
     if (expires === 0) {
-      this.terminate(sub, 'timeout');
+      this.notifySafely(this.terminate(sub, 'timeout'));
       return;
     }
     this.arm(sub, expires);
-    void this.sendNotify(sub);
+    this.notifySafely(this.sendNotify(sub));
   }
 
   private arm(sub: Subscription, expires: number): void {
     cancelTimer(sub.timer);
     sub.expiresAt = Date.now() + expires * 1000;
-    sub.timer = this.opts.timers.schedule(expires * 1000, () => this.terminate(sub, 'timeout'));
+    sub.timer = this.opts.timers.schedule(expires * 1000, () =>
+      this.notifySafely(this.terminate(sub, 'timeout')),
+    );
   }
 
   /** Ends a subscription with a final NOTIFY (RFC 6665 4.2.2: Subscription-State terminated with a reason). */
@@ -455,7 +463,7 @@ export class PresenceServer implements RequestHandler {
     const subs = this.byPresentity.get(aor);
     if (!subs) return;
     for (const sub of subs)
-      if (sub.event === PRESENCE_EVENT && sub.state === 'active') void this.sendNotify(sub);
+      if (sub.event === PRESENCE_EVENT && sub.state === 'active') this.notifySafely(this.sendNotify(sub));
   }
 
   /** Shutdown: every watcher is told to come back later (RFC 6665 4.1.3 "deactivated": retry at once). */

@@ -97,8 +97,7 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     // RFC 3261 16.4: pop Route entries that name us.
-    const pinnedFlow = this.removeOwnRoutes(request);
-    this.rememberContact(request, st.flow);
+    const { pinned: pinnedFlow, ownRoute } = this.removeOwnRoutes(request);
     if (pinnedFlow !== undefined) {
       // Relayed by another front-end of the pool for an endpoint connected here.
       this.forward(request, st, [{ uri: request.uri, resolve: () => this.flowOrFail(pinnedFlow) }]);
@@ -112,6 +111,12 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     if (request.get('route')) {
+      // Only along a route set we are on (we Record-Routed the dialog): no open relay.
+      if (!ownRoute && !this.opts.isTrustedPeer?.(st.flow)) {
+        st.reply(403, 'Forbidden - Relaying Denied');
+        return;
+      }
+      this.rememberContact(request, st.flow);
       this.routeOnward(request, st, ruri);
       return;
     }
@@ -135,7 +140,8 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     if (ruri.host.toLowerCase() !== this.opts.domain) {
-      if (inDialog) {
+      if (inDialog && (ownRoute || this.opts.isTrustedPeer?.(st.flow))) {
+        this.rememberContact(request, st.flow);
         this.routeOnward(request, st, ruri);
         return;
       }
@@ -147,16 +153,18 @@ export class ProxyCore implements TransactionUser {
       this.opts.registrar.handle(request, st);
       return;
     }
-    if (inDialog) {
-      // A refresh of a dialog we are the UA in (a presence subscription), else a request for
-      // the user's endpoints.
-      const service = this.opts.services[method];
-      if (service && method === 'SUBSCRIBE')
-        service.handle(request, st, { flow: st.flow, aor: this.flowAor(request, st.flow) });
-      else this.toLocalUser(request, st, ruri, undefined);
+    if (inDialog && method === 'SUBSCRIBE' && this.opts.services.SUBSCRIBE) {
+      // A refresh of a subscription dialog we are the UA in: the presence server checks the dialog.
+      this.opts.services.SUBSCRIBE.handle(request, st, {
+        flow: st.flow,
+        aor: this.flowAor(request, st.flow),
+      });
       return;
     }
+    // Out-of-dialog requests, and in-dialog ones aimed at an AOR rather than a Contact (a
+    // made-up To tag must not skip authentication), are authenticated first.
     this.authenticateThen(request, st, (party) => {
+      this.rememberContact(request, st.flow);
       const service = this.opts.services[method];
       if (service) service.handle(request, st, party);
       else this.toLocalUser(request, st, ruri, party);
@@ -164,7 +172,8 @@ export class ProxyCore implements TransactionUser {
   }
 
   onAck(ack: SipMessage, flow: Flow): void {
-    this.removeOwnRoutes(ack);
+    // An ACK for a 2xx follows the dialog's route set, which we are on only if we Record-Routed it.
+    if (!this.removeOwnRoutes(ack).ownRoute && !this.opts.isTrustedPeer?.(flow)) return;
     const next = ack.get('route') ? parseNameAddr(ack.getAll('route')[0])?.uri : ack.uri;
     if (!next) return;
     const mf = ack.maxForwards;
@@ -391,21 +400,27 @@ export class ProxyCore implements TransactionUser {
     return ours >= 4;
   }
 
-  /** Pops the Route entries naming us; returns the flow a popped flow token pins the request to. */
-  private removeOwnRoutes(request: SipMessage): string | undefined {
+  /**
+   * Pops the Route entries naming us (RFC 3261 16.4). Says whether one of them was ours, and
+   * which flow a popped flow token pins the request to.
+   */
+  private removeOwnRoutes(request: SipMessage): { pinned?: string; ownRoute: boolean } {
     let pinned: string | undefined;
+    let ownRoute = false;
     for (;;) {
       const first = request.get('route');
-      if (!first) return pinned;
+      if (!first) break;
       const top = request.getAll('route')[0];
       const uri = parseNameAddr(top)?.uri;
       const parsed = uri ? parseUri(uri) : undefined;
-      if (!parsed) return pinned;
+      if (!parsed) break;
       const flowId = this.opts.flowTokens?.verify(parsed.user);
       if (flowId !== undefined) pinned = flowId;
-      else if (!this.opts.local.isUs(parsed)) return pinned;
+      else if (!this.opts.local.isUs(parsed)) break;
+      ownRoute = true;
       request.removeFirst('route');
     }
+    return { pinned, ownRoute };
   }
 
   private flowOrFail(flowId: string): Promise<Flow> {
@@ -413,13 +428,22 @@ export class ProxyCore implements TransactionUser {
     return flow && !flow.closed ? Promise.resolve(flow) : Promise.reject(new Error('flow gone'));
   }
 
+  /**
+   * Remembers which flow a dialog-forming request's Contact lives on, for in-dialog requests
+   * to clients only their flow reaches. Only for authenticated flows, and never taking a
+   * contact over from another live flow.
+   */
   private rememberContact(request: SipMessage, flow: Flow): void {
     const m = request.method;
     if (m !== 'INVITE' && m !== 'SUBSCRIBE' && m !== 'REFER' && m !== 'UPDATE') return;
+    if (flow.authenticated.size === 0) return;
     const contact = request.get('contact');
     if (!contact) return;
     const uri = parseNameAddr(contact)?.uri;
-    if (uri) this.contactFlows.set(uri, flow);
+    if (!uri) return;
+    const known = this.contactFlows.get(uri);
+    if (known && known !== flow && !known.closed) return;
+    this.contactFlows.set(uri, flow);
   }
 
   /** Responses from dialog-forming requests carry the callee's Contact; remember its flow too. */

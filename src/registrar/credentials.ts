@@ -16,6 +16,7 @@ export interface CredentialSource {
 
 /** A miss is remembered briefly, so a stream of REGISTERs for an unknown user costs one query a minute. */
 const NEGATIVE_TTL_MS = 60_000;
+const MAX_REMEMBERED_MISSES = 100_000;
 
 export class CredentialCache {
   private readonly entries = new Map<string, UserCredentials>();
@@ -46,6 +47,8 @@ export class CredentialCache {
       return found;
     }
     this.entries.delete(aor);
+    // A flood of made-up usernames must not grow memory without bound.
+    if (this.misses.size >= MAX_REMEMBERED_MISSES) this.misses.clear();
     this.misses.set(aor, this.now());
     return null;
   }

@@ -121,6 +121,8 @@ export class LocationTable extends EventEmitter<LocationEvents> {
         }
       } else {
         b.flowId = undefined;
+        // A pool's copy must lose the route through the dead flow too.
+        this.emit('changed', b, false);
       }
     }
     return removed;

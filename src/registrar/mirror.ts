@@ -38,10 +38,10 @@ export class LocationMirror {
     return rows.filter((r) => r.serverId !== this.serverId).map(toBinding);
   }
 
-  /** Is the AOR signed in anywhere in the pool? */
+  /** Is the AOR signed in anywhere in the pool? Here from the local table, elsewhere from the store. */
   async signedInAnywhere(aor: string): Promise<boolean> {
-    await this.flush();
-    return (await this.registrations.listBindings(aor)).length > 0;
+    if (this.location.lookup(aor).length > 0) return true;
+    return (await this.remote(aor)).length > 0;
   }
 
   async flush(): Promise<void> {

@@ -69,6 +69,12 @@ export async function startServer(
   config: ParleyConfig,
   options: StartServerOptions = {},
 ): Promise<ParleyServer> {
+  if (config.role === 'edge') {
+    // Said plainly rather than running a home under the edge's name: no edge policy exists yet.
+    throw new Error(
+      'the edge role (TLS access proxy, federation allow-lists) is not built yet: run a standard server, a pool front-end or a director',
+    );
+  }
   const log = options.log ?? createLogger(config);
   const sipLog = componentLogger(log, 'sip');
   const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
@@ -110,12 +116,13 @@ export async function startServer(
     );
     const unlisten = await db.listen(USERS_CHANNEL, (aor) => {
       credentials.invalidate(aor || undefined);
-      if (aor) void credentials.fetch(aor);
+      if (aor) credentials.fetch(aor).catch((err: unknown) => log.warn({ err }, 'credential refresh failed'));
     });
     cleanups.push(unlisten);
 
     const transport = new TransportLayer({ listen: config.listen, tls: readTls(config), log: sipLog });
     const timers = new TimerWheel();
+    timers.onError = (err) => sipLog.error({ err }, 'timer callback failed');
     const transactions = new TransactionLayer({
       timers,
       log: sipLog,
@@ -311,6 +318,13 @@ export async function startServer(
     }, HEARTBEAT_MS);
     heartbeat.unref();
 
+    // Last resort: a promise rejected on the network path is logged, never a crash of the server.
+    const onUnhandled = (reason: unknown) => log.error({ err: reason }, 'unhandled rejection');
+    process.on('unhandledRejection', onUnhandled);
+    cleanups.push(() => {
+      process.off('unhandledRejection', onUnhandled);
+    });
+
     let closed = false;
     const server: ParleyServer = {
       config,
@@ -358,7 +372,8 @@ export async function startServer(
     };
     cleanups.push(
       await db.listen(SERVERS_CHANNEL, (id) => {
-        if (id === config.serverId) void server.drain();
+        if (id === config.serverId)
+          server.drain().catch((err: unknown) => log.error({ err }, 'drain failed'));
       }),
     );
     log.info(

@@ -154,6 +154,9 @@ export class ClientTransaction {
       case 'Trying':
       case 'Proceeding':
         if (status < 200) {
+          // RFC 3261 17.1.1.2: Timer B guards only the Calling state; once something answers,
+          // the proxy's Timer C (RFC 3261 16.8) decides how long ringing may last.
+          if (this.isInvite && this.state === 'Calling') cancelTimer(this.timer);
           this.state = 'Proceeding';
           this.handler.onResponse(response, this);
           return;

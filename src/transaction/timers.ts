@@ -19,6 +19,9 @@ export class TimerWheel {
   private lastTick: number;
   private interval?: NodeJS.Timeout;
 
+  /** Where a throwing timer callback is reported (the server logs it). */
+  onError: (err: unknown) => void = () => undefined;
+
   constructor(
     private readonly clock: Clock = { now: () => Date.now() },
     private readonly resolutionMs = 50,
@@ -54,7 +57,12 @@ export class TimerWheel {
       for (const handle of bucket) {
         if (handle.cancelled) continue;
         handle.cancelled = true;
-        handle.fire();
+        try {
+          handle.fire();
+        } catch (err) {
+          // One failing timer must neither crash the server nor lose the rest of its bucket.
+          this.onError(err);
+        }
       }
     }
     this.lastTick = nowTick;

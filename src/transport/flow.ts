@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 
@@ -26,8 +27,10 @@ export interface Flow {
 }
 
 let nextFlowNumber = 1;
+// A per-process prefix: flow ids (and the flow tokens naming them) never repeat across restarts.
+const boot = randomBytes(4).toString('hex');
 export function newFlowId(prefix: string): string {
-  return `${prefix}${(nextFlowNumber++).toString(36)}`;
+  return `${prefix}${boot}${(nextFlowNumber++).toString(36)}`;
 }
 
 function stripV4Mapped(address: string | undefined): string {

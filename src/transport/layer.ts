@@ -139,12 +139,14 @@ export class TransportLayer {
         });
         socket.once('secureConnect', () => {
           socket.off('error', onError);
+          socket.setTimeout(0);
           resolve(this.adoptSocket('tls', socket, key));
         });
       } else {
         socket = tcpConnect({ host: bareHost, port, noDelay: true });
         socket.once('connect', () => {
           socket.off('error', onError);
+          socket.setTimeout(0);
           resolve(this.adoptSocket('tcp', socket, key));
         });
       }

@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -40,6 +40,11 @@ class RawClient {
       await new Promise((r) => setTimeout(r, 20));
     }
     throw new Error(`no response; buffer: ${JSON.stringify(this.buffer)}`);
+  }
+
+  /** What arrived and was not read as a response yet. */
+  pending(): string {
+    return this.buffer;
   }
 
   async waitClosed(timeoutMs = 3000): Promise<boolean> {
@@ -121,6 +126,45 @@ describe('malformed input from raw sockets', () => {
     c.socket.destroy();
   });
 
+  it('relays nothing for strangers: a Route or an in-dialog request to another host is refused', async () => {
+    let reached = 0;
+    const bystander = createServer((s) => {
+      reached++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => bystander.listen(0, '127.0.0.1', () => r()));
+    const port = (bystander.address() as AddressInfo).port;
+    try {
+      const c = await RawClient.open(t.tcpPort);
+      c.send(request(t.tcpPort, { extra: `Route: <sip:127.0.0.1:${port};lr>` }));
+      expect(await c.response()).toMatch(/^SIP\/2\.0 403 /);
+      c.send(
+        request(t.tcpPort, {
+          startLine: `MESSAGE sip:someone@127.0.0.1:${port} SIP/2.0`,
+          cseq: '1 MESSAGE',
+        }).replace('To: <sip:127.0.0.1>', 'To: <sip:someone@127.0.0.1>;tag=made-up'),
+      );
+      expect(await c.response()).toMatch(/^SIP\/2\.0 403 /);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(reached).toBe(0);
+      c.socket.destroy();
+    } finally {
+      bystander.close();
+    }
+  });
+
+  it('does not let a made-up To tag skip authentication', async () => {
+    const c = await RawClient.open(t.tcpPort);
+    c.send(
+      request(t.tcpPort, { startLine: 'MESSAGE sip:bob@example.com SIP/2.0', cseq: '1 MESSAGE' }).replace(
+        'To: <sip:127.0.0.1>',
+        'To: <sip:bob@example.com>;tag=made-up',
+      ),
+    );
+    expect(await c.response()).toMatch(/^SIP\/2\.0 407 /);
+    c.socket.destroy();
+  });
+
   it('answers keep-alive pings with a pong', async () => {
     const c = await RawClient.open(t.tcpPort);
     const got = new Promise<string>((resolve) => c.socket.once('data', (d: Buffer) => resolve(d.toString())));
@@ -140,7 +184,9 @@ describe('malformed input from raw sockets', () => {
     const c = await RawClient.open(t.tcpPort);
     c.socket.write(Buffer.from([0, 1, 2, 3, 255, 254, 13, 10, 13, 10]));
     c.socket.write('HELLO THERE\r\n\r\n');
-    await new Promise((r) => setTimeout(r, 200));
+    // Binary junk cannot be resynchronised: the connection is closed without an answer.
+    expect(await c.waitClosed()).toBe(true);
+    expect(c.pending()).toBe('');
     const other = await RawClient.open(t.tcpPort);
     other.send(request(t.tcpPort));
     expect(await other.response()).toMatch(/^SIP\/2\.0 200 /);
@@ -151,7 +197,7 @@ describe('malformed input from raw sockets', () => {
   it('survives an oversized message', async () => {
     const c = await RawClient.open(t.tcpPort);
     c.send(request(t.tcpPort, { extra: `X-Big: ${'a'.repeat(100_000)}` }));
-    await c.waitClosed();
+    expect(await c.waitClosed()).toBe(true);
     const other = await RawClient.open(t.tcpPort);
     other.send(request(t.tcpPort));
     expect(await other.response()).toMatch(/^SIP\/2\.0 200 /);

@@ -259,6 +259,18 @@ Content-Length: 0
     expect(oks).toEqual([200, 200]);
   });
 
+  it('INVITE: a provisional response stops Timer B (RFC 3261 17.1.1.2): a long ring is not a timeout', () => {
+    const { layer, advance } = setup();
+    const flow = new FakeFlow();
+    let timedOut = false;
+    const req = outgoing('INVITE', 'z9hG4bKc6');
+    const ct = layer.request(req, flow, { onResponse: () => undefined, onTimeout: () => (timedOut = true) });
+    layer.receive(createResponse(req, 180, 'Ringing', { toTag: 'r' }), flow);
+    advance(TIMER_B * 2);
+    expect(timedOut).toBe(false);
+    expect(ct.state).toBe('Proceeding');
+  });
+
   it('a response matching no transaction goes to the TU as stray', () => {
     const { layer, events } = setup();
     layer.receive(createResponse(outgoing('MESSAGE', 'z9hG4bKnone'), 200), new FakeFlow());
