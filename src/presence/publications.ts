@@ -112,7 +112,15 @@ export class SqlPublicationStore implements PublicationStore {
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (etag) DO UPDATE SET body = EXCLUDED.body, expires_at = EXCLUDED.expires_at,
            server_id = EXCLUDED.server_id, updated_at = EXCLUDED.updated_at`,
-        [state.aor, state.etag, this.contentType, state.body, new Date(state.expiresAt), this.serverId, new Date(state.updatedAt)],
+        [
+          state.aor,
+          state.etag,
+          this.contentType,
+          state.body,
+          new Date(state.expiresAt),
+          this.serverId,
+          new Date(state.updatedAt),
+        ],
       );
       await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, state.aor]);
     });

@@ -1,6 +1,6 @@
 import type { Authenticator, AuthOutcome } from '../registrar/authenticator.js';
 import type { SipMessage } from '../sip/message.js';
-import { type SipUri, parseUri, uriAor } from '../sip/uri.js';
+import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
 import type { ForwardTarget } from './forward.js';
@@ -87,7 +87,9 @@ export class Director {
         }
         const home = placed.address;
         const route = home.includes(';lr') ? `<${home}>` : `<${home};lr>`;
-        this.opts.forward(request, st, [{ uri: request.uri, route: [route], resolve: () => this.opts.resolve(home) }]);
+        this.opts.forward(request, st, [
+          { uri: request.uri, route: [route], resolve: () => this.opts.resolve(home) },
+        ]);
       },
       () => st.reply(500, 'Placement Unavailable'),
     );

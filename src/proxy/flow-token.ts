@@ -31,6 +31,9 @@ export class FlowTokens {
   }
 
   private mac(flowId: string): string {
-    return createHmac('sha256', this.secret).update(`${this.serverId}|${flowId}`).digest('base64url').slice(0, MAC_CHARS);
+    return createHmac('sha256', this.secret)
+      .update(`${this.serverId}|${flowId}`)
+      .digest('base64url')
+      .slice(0, MAC_CHARS);
   }
 }

@@ -27,7 +27,8 @@ export class LocalIdentity {
       this.ports.set(l.transport, l.port);
       if (l.host !== '0.0.0.0' && l.host !== '::') {
         this.hosts.add(bare(l.host));
-        if (l.transport === 'tcp' || l.transport === 'tls') this.routableHost = l.host.includes(':') ? `[${bare(l.host)}]` : l.host;
+        if (l.transport === 'tcp' || l.transport === 'tls')
+          this.routableHost = l.host.includes(':') ? `[${bare(l.host)}]` : l.host;
       }
     }
     if (advertise) this.hosts.add(bare(advertise.host).toLowerCase());
