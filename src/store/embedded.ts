@@ -1,6 +1,7 @@
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
 import type { PgliteDatabase } from './pglite.js';
@@ -270,25 +271,24 @@ export async function serveEmbeddedDatabase(
     handler.addEventListener('error', forget);
     handler.attach(socket).catch(() => socket.destroy());
   });
-  const socketPath = join(dataDir, SOCKET_NAME);
-  let url: string;
-  if (socketPath.length <= MAX_SOCKET_PATH) {
-    rmSync(socketPath, { force: true });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => resolve());
-    });
-    chmodSync(socketPath, 0o600);
-    url = `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(dataDir)}`;
-  } else {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
-    const address = server.address();
-    if (!address || typeof address === 'string') throw new Error('socket server has no TCP address');
-    url = `postgresql://postgres@127.0.0.1:${address.port}/postgres`;
+  // The socket lives in the data folder; when that path is too long for a socket address,
+  // in a private (0700) folder under the system's temporary directory. Never on TCP: PGlite
+  // has no authentication, so only the server's own user may reach it.
+  let socketDir = dataDir;
+  let privateDir: string | undefined;
+  if (join(dataDir, SOCKET_NAME).length > MAX_SOCKET_PATH) {
+    privateDir = mkdtempSync(join(tmpdir(), 'parley-'));
+    chmodSync(privateDir, 0o700);
+    socketDir = privateDir;
   }
+  const socketPath = join(socketDir, SOCKET_NAME);
+  rmSync(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  chmodSync(socketPath, 0o600);
+  const url = `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`;
   writeEmbeddedOwner(dataDir, me(url));
   return {
     url,
@@ -297,6 +297,7 @@ export async function serveEmbeddedDatabase(
       handlers.clear();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       rmSync(socketPath, { force: true });
+      if (privateDir) rmSync(privateDir, { recursive: true, force: true });
       // The process still owns the folder until the database itself closes.
       writeEmbeddedOwner(dataDir, me());
     },

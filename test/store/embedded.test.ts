@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -233,6 +233,28 @@ describe('pglite engine specifics', () => {
       });
       expect(((await later) as { rows: unknown[] }).rows).toEqual([{ n: 2 }]);
     } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('a data folder whose path is too long for a socket address', () => {
+  it('serves over a unix socket in a private temporary folder, never over TCP', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'parley-long-')), 'x'.repeat(120));
+    const db = await openDatabase({ dataDir });
+    const served = await serveEmbeddedDatabase(db as PgliteDatabase, dataDir);
+    try {
+      const host = new URL(served.url).searchParams.get('host') ?? '';
+      expect(host).not.toBe('');
+      expect(host.startsWith(dataDir)).toBe(false);
+      expect(statSync(host).mode & 0o777).toBe(0o700);
+      expect(served.url).not.toMatch(/127\.0\.0\.1/);
+      const other = await openDatabase({ dataDir });
+      expect(other.engine).toBe('postgres');
+      expect((await other.query<{ one: number }>('SELECT 1 AS one')).rows[0].one).toBe(1);
+      await other.close();
+    } finally {
+      await served.close();
       await db.close();
     }
   });
