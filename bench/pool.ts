@@ -136,6 +136,8 @@ export interface HeldUsers {
   /** Endpoints each front-end holds in memory (its /health). */
   endpointsByFrontend: Record<string, number>;
   frontendRssMiB: Record<string, number>;
+  /** Each front-end's RSS once started, before any load: what holding the users added is the difference. */
+  idleRssMiB: Record<string, number>;
   databaseMiB: number;
   registrationsTableMiB: number;
   error?: string;
@@ -152,7 +154,9 @@ export interface PoolSuiteResult {
   message?: PoolRamp;
   presence?: PresenceFanout;
   held?: HeldUsers;
-  /** Frontend RSS after every phase. */
+  /** Front-end RSS once started, before any load. */
+  idleRssMiB: Record<string, number>;
+  /** Front-end RSS after every phase. */
   finalRssMiB: Record<string, number>;
   /** Why the suite failed, when it did (the runner exits 1). */
   failures: string[];
@@ -182,6 +186,9 @@ export async function benchPool(opts: PoolBenchOptions): Promise<PoolSuiteResult
   const watchers = Math.max(2, Math.min(opts.watchers ?? 200, opts.users));
   const changes = opts.changes ?? 50;
   const workDir = mkdtempSync(join(tmpdir(), 'parley-bench-pool-'));
+  // SIGINT ends the run through process.exit: the SIPp files must not stay behind either.
+  const removeWorkDir = () => rmSync(workDir, { recursive: true, force: true });
+  process.once('exit', removeWorkDir);
   const result: PoolSuiteResult = {
     machine: machineInfo(),
     servers: {},
@@ -189,6 +196,7 @@ export async function benchPool(opts: PoolBenchOptions): Promise<PoolSuiteResult
     users: opts.users,
     rates,
     duration,
+    idleRssMiB: {},
     finalRssMiB: {},
     failures: [],
   };
@@ -197,6 +205,7 @@ export async function benchPool(opts: PoolBenchOptions): Promise<PoolSuiteResult
   const pool = await startBenchPool(opts.users, workDir, log);
   try {
     result.frontends = pool.frontends.map((f) => f.id);
+    for (const fe of pool.frontends) result.idleRssMiB[fe.id] = rssMiB(fe.child.pid);
     result.servers = {
       parley: parleyVersion(),
       postgres: pool.postgres.version,
@@ -212,7 +221,15 @@ export async function benchPool(opts: PoolBenchOptions): Promise<PoolSuiteResult
         return undefined;
       }
     };
-    const ctx: PhaseContext = { pool, workDir, duration, rates, log, users: opts.users };
+    const ctx: PhaseContext = {
+      pool,
+      workDir,
+      duration,
+      rates,
+      log,
+      users: opts.users,
+      idleRssMiB: result.idleRssMiB,
+    };
     result.signIn = await phase('sign-in', () => rampSignIn(ctx));
     if (result.signIn?.failedAtLowestRate) result.failures.push(rampFailure(result.signIn));
     result.held = await phase('held users', () => holdUsers(ctx, result.signIn));
@@ -227,8 +244,8 @@ export async function benchPool(opts: PoolBenchOptions): Promise<PoolSuiteResult
     for (const fe of pool.frontends) result.finalRssMiB[fe.id] = rssMiB(fe.child.pid);
   } finally {
     await pool.stop().catch((err) => log(`stopping the pool: ${err}`));
-    if (process.env.PARLEY_BENCH_KEEP) log(`kept ${workDir}`);
-    else rmSync(workDir, { recursive: true, force: true });
+    process.off('exit', removeWorkDir);
+    removeWorkDir();
   }
   return result;
 }
@@ -244,6 +261,7 @@ interface PhaseContext {
   duration: number;
   rates: number[];
   users: number;
+  idleRssMiB: Record<string, number>;
   log: (line: string) => void;
 }
 
@@ -337,6 +355,7 @@ async function holdUsers(ctx: PhaseContext, signIn: PoolRamp | undefined): Promi
     registrationsByFrontend: {},
     endpointsByFrontend: {},
     frontendRssMiB: {},
+    idleRssMiB: ctx.idleRssMiB,
     databaseMiB: 0,
     registrationsTableMiB: 0,
   };
@@ -1191,7 +1210,7 @@ export function renderPoolTable(r: PoolSuiteResult): string {
     );
     out.push(
       `      front-end RSS ${Object.entries(h.frontendRssMiB)
-        .map(([k, v]) => `${k} ${v} MiB`)
+        .map(([k, v]) => `${k} ${v} MiB (${h.idleRssMiB[k] ?? '?'} idle)`)
         .join(
           ', ',
         )}; PostgreSQL database ${h.databaseMiB} MiB, registrations table ${h.registrationsTableMiB} MiB (indexes included)`,

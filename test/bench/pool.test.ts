@@ -75,9 +75,11 @@ describe('pool table', () => {
       registrationsByFrontend: { 'pool1-fe1': 50_000, 'pool1-fe2': 50_000 },
       endpointsByFrontend: { 'pool1-fe1': 50_000, 'pool1-fe2': 50_000 },
       frontendRssMiB: { 'pool1-fe1': 300, 'pool1-fe2': 310 },
+      idleRssMiB: { 'pool1-fe1': 90, 'pool1-fe2': 91 },
       databaseMiB: 120,
       registrationsTableMiB: 40,
     },
+    idleRssMiB: { 'pool1-fe1': 90, 'pool1-fe2': 91 },
     finalRssMiB: {},
     failures: [],
   };
@@ -92,6 +94,7 @@ describe('pool table', () => {
     expect(text).toContain('10,000 of 10,000 NOTIFYs in 4 s = 2,500 NOTIFY/s, 0 failed watchers');
     expect(text).toContain('100,000 of 100,000 users registered');
     expect(text).toContain('pool1-fe1 50,000, pool1-fe2 50,000');
+    expect(text).toContain('pool1-fe1 300 MiB (90 idle), pool1-fe2 310 MiB (91 idle)');
     expect(text).toContain('PostgreSQL database 120 MiB, registrations table 40 MiB');
   });
 });
