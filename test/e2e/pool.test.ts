@@ -1,25 +1,13 @@
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findContactListOwners, getContactList, replaceContactList } from '../../src/contacts/repository.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
 import type { Database } from '../../src/store/sql.js';
+import { runCli } from '../support/cli.js';
 import { type RunningHaproxy, startHaproxy } from '../support/haproxy.js';
 import { pidf, TestClient, type Watch } from '../support/jssip.js';
 import { startPool, type TestPool } from '../support/pool.js';
 
-const CLI = resolve(import.meta.dirname, '../../bin/run.js');
 const DOMAIN = 'example.com';
-
-function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('close', (code) => done({ code, output }));
-  });
-}
 
 async function eventually<T>(
   what: string,
