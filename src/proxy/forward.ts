@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { hopRequestFor } from '../sip/hop-request.js';
 import type { SipMessage } from '../sip/message.js';
 import { createResponse } from '../sip/response.js';
 import type {
@@ -227,21 +228,8 @@ export class ProxyContext {
     }
     branch.cancelPending = false;
     const req = branch.request;
-    const lines = [
-      `CANCEL ${req.uri} SIP/2.0`,
-      `Via: ${req.getAll('via')[0]}`,
-      ...req.getAll('route').map((r) => `Route: ${r}`),
-      `From: ${req.get('from')}`,
-      `To: ${req.get('to')}`,
-      `Call-ID: ${req.callId}`,
-      `CSeq: ${req.cseq.seq} CANCEL`,
-      'Max-Forwards: 70',
-      'Content-Length: 0',
-      '',
-      '',
-    ];
     // The CANCEL is its own non-INVITE transaction; its 200 needs no handling.
-    this.layer.sendRaw(branch.ct.flow, Buffer.from(lines.join('\r\n')));
+    this.layer.sendRaw(branch.ct.flow, hopRequestFor('CANCEL', req));
   }
 }
 

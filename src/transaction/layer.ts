@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { hopRequestFor } from '../sip/hop-request.js';
 import type { SipMessage } from '../sip/message.js';
 import { createResponse } from '../sip/response.js';
 import type { Flow } from '../transport/flow.js';
@@ -183,21 +184,7 @@ export class ClientTransaction {
 
   /** RFC 3261 17.1.1.3: the ACK for a non-2xx final response belongs to the transaction. */
   private sendAckForFailure(response: SipMessage): void {
-    const req = this.request;
-    const lines = [
-      `ACK ${req.uri} SIP/2.0`,
-      `Via: ${req.getAll('via')[0]}`,
-      ...req.getAll('route').map((r) => `Route: ${r}`),
-      `From: ${req.get('from')}`,
-      `To: ${response.get('to')}`,
-      `Call-ID: ${req.callId}`,
-      `CSeq: ${req.cseq.seq} ACK`,
-      'Max-Forwards: 70',
-      'Content-Length: 0',
-      '',
-      '',
-    ];
-    this.layer.sendRaw(this.flow, Buffer.from(lines.join('\r\n')));
+    this.layer.sendRaw(this.flow, hopRequestFor('ACK', this.request, response));
   }
 
   terminate(): void {
