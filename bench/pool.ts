@@ -138,6 +138,8 @@ export interface HeldUsers {
   frontendRssMiB: Record<string, number>;
   /** Each front-end's RSS once started, before any load: what holding the users added is the difference. */
   idleRssMiB: Record<string, number>;
+  /** V8 heap in use on each front-end (its /metrics) while holding the users. */
+  heapUsedMiB: Record<string, number>;
   databaseMiB: number;
   registrationsTableMiB: number;
   error?: string;
@@ -356,6 +358,7 @@ async function holdUsers(ctx: PhaseContext, signIn: PoolRamp | undefined): Promi
     endpointsByFrontend: {},
     frontendRssMiB: {},
     idleRssMiB: ctx.idleRssMiB,
+    heapUsedMiB: {},
     databaseMiB: 0,
     registrationsTableMiB: 0,
   };
@@ -383,6 +386,9 @@ async function holdUsers(ctx: PhaseContext, signIn: PoolRamp | undefined): Promi
     held.frontendRssMiB[fe.id] = rssMiB(fe.child.pid);
     const health = await fetchJson(`${fe.httpUrl}/health`);
     held.endpointsByFrontend[fe.id] = Number(health?.registeredEndpoints ?? 0);
+    // RSS keeps what the ramps' garbage grew; the live heap is closer to what the bindings cost.
+    const heap = await scrapeMetric(fe, 'parley_nodejs_heap_size_used_bytes').catch(() => undefined);
+    if (heap !== undefined) held.heapUsedMiB[fe.id] = round1(heap / 1_048_576);
   }
   const sizesRow = await db.query<{ db: string; reg: string }>(
     "SELECT pg_database_size(current_database())::text AS db, pg_total_relation_size('registrations')::text AS reg",
@@ -578,13 +584,16 @@ async function presenceFanout(ctx: PhaseContext, watchers: number, changes: numb
 /** Sum of parley_presence_notifications_sent_total over the front-ends' /metrics. */
 async function notificationsSent(fes: Frontend[]): Promise<number> {
   let total = 0;
-  for (const fe of fes) {
-    const res = await fetch(`${fe.httpUrl}/metrics`, { signal: AbortSignal.timeout(5_000) });
-    const text = await res.text();
-    const m = /^parley_presence_notifications_sent_total(?:\{[^}]*\})?\s+(\S+)/m.exec(text);
-    total += m ? Number(m[1]) : 0;
-  }
+  for (const fe of fes) total += (await scrapeMetric(fe, 'parley_presence_notifications_sent_total')) ?? 0;
   return total;
+}
+
+/** One unlabelled (or default-labelled) series of a front-end's /metrics. */
+async function scrapeMetric(fe: Frontend, name: string): Promise<number | undefined> {
+  const res = await fetch(`${fe.httpUrl}/metrics`, { signal: AbortSignal.timeout(5_000) });
+  const text = await res.text();
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+(\\S+)`, 'm').exec(text);
+  return m ? Number(m[1]) : undefined;
 }
 
 /**
@@ -1210,7 +1219,9 @@ export function renderPoolTable(r: PoolSuiteResult): string {
     );
     out.push(
       `      front-end RSS ${Object.entries(h.frontendRssMiB)
-        .map(([k, v]) => `${k} ${v} MiB (${h.idleRssMiB[k] ?? '?'} idle)`)
+        .map(
+          ([k, v]) => `${k} ${v} MiB (${h.idleRssMiB[k] ?? '?'} idle, heap used ${h.heapUsedMiB[k] ?? '?'})`,
+        )
         .join(
           ', ',
         )}; PostgreSQL database ${h.databaseMiB} MiB, registrations table ${h.registrationsTableMiB} MiB (indexes included)`,

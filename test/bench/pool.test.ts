@@ -76,6 +76,7 @@ describe('pool table', () => {
       endpointsByFrontend: { 'pool1-fe1': 50_000, 'pool1-fe2': 50_000 },
       frontendRssMiB: { 'pool1-fe1': 300, 'pool1-fe2': 310 },
       idleRssMiB: { 'pool1-fe1': 90, 'pool1-fe2': 91 },
+      heapUsedMiB: { 'pool1-fe1': 150, 'pool1-fe2': 151 },
       databaseMiB: 120,
       registrationsTableMiB: 40,
     },
@@ -94,7 +95,9 @@ describe('pool table', () => {
     expect(text).toContain('10,000 of 10,000 NOTIFYs in 4 s = 2,500 NOTIFY/s, 0 failed watchers');
     expect(text).toContain('100,000 of 100,000 users registered');
     expect(text).toContain('pool1-fe1 50,000, pool1-fe2 50,000');
-    expect(text).toContain('pool1-fe1 300 MiB (90 idle), pool1-fe2 310 MiB (91 idle)');
+    expect(text).toContain(
+      'pool1-fe1 300 MiB (90 idle, heap used 150), pool1-fe2 310 MiB (91 idle, heap used 151)',
+    );
     expect(text).toContain('PostgreSQL database 120 MiB, registrations table 40 MiB');
   });
 });
