@@ -177,6 +177,19 @@ export class Registrar {
     return undefined;
   }
 
+  private dateText = '';
+  private dateSecond = -1;
+
+  /** RFC 3261 10.3 step 8's Date, formatted once a second rather than once per REGISTER. */
+  private dateHeader(now: number): string {
+    const second = Math.floor(now / 1000);
+    if (second !== this.dateSecond) {
+      this.dateSecond = second;
+      this.dateText = new Date(second * 1000).toUTCString();
+    }
+    return this.dateText;
+  }
+
   private replyWithBindings(request: SipMessage, st: ServerTransaction, aor: string): void {
     const now = this.now();
     const headers: SipHeader[] = [];
@@ -195,7 +208,7 @@ export class Registrar {
     for (const p of request.getAll('path')) headers.push({ name: 'path', value: p });
     // RFC 5626 6: tell an outbound client its flow is being used.
     if (outbound) headers.push({ name: 'require', value: 'outbound' });
-    headers.push({ name: 'date', value: new Date(now).toUTCString() });
+    headers.push({ name: 'date', value: this.dateHeader(now) });
     st.reply(200, undefined, { toTag: newTag(), headers });
   }
 }
