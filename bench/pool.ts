@@ -21,15 +21,7 @@
  * highest clean step that kept up (one more step at 70% of the best when none did).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
@@ -45,11 +37,13 @@ import {
   type LatencyPercentiles,
   machineInfo,
   PASSWORD,
-  parseSippStats,
   processTree,
   REPO_ROOT,
   rttPercentiles,
+  runSipp as runSippAt,
   SCENARIOS,
+  type SippRun,
+  type SippRunOptions as SipRunOptions,
   sleep,
   spawnTracked,
   waitForExit,
@@ -698,34 +692,8 @@ async function measureStep(
   return step;
 }
 
-interface SippRunOptions {
+interface SippRunOptions extends Omit<SipRunOptions, 'target' | 'callLimit'> {
   port: number;
-  scenario: string;
-  injection: string;
-  calls: number;
-  rate: number;
-  dir: string;
-  timeoutSeconds: number;
-  extra?: string[];
-  /** Leave out -recv_timeout (scenarios whose waits set their own timeouts). */
-  noRecvTimeout?: boolean;
-  /**
-   * Digest uri (SIPp -auth_uri, "sip:" prepended). SIPp's default is the address it connects
-   * to, which the server accepts as its own only when SIPp connects to it directly: through
-   * HAProxy the REGISTER's uri must be its Request-URI, sip:DOMAIN (RFC 3261 22.4).
-   */
-  authUri?: string;
-}
-
-interface SippRun {
-  exit: number;
-  stats?: ReturnType<typeof parseSippStats>;
-  rtt: string;
-  counts?: string;
-  /** What SIPp printed last: why it stopped. */
-  tail: string;
-  /** SIPp's -trace_err log: why calls failed. */
-  errors: string;
 }
 
 let sippPath: string | undefined;
@@ -742,62 +710,8 @@ function callLimit(): number {
 }
 
 /** One SIPp UAC over one TCP connection to 127.0.0.1:port, bounded by -m and -timeout. */
-async function runSipp(o: SippRunOptions): Promise<SippRun> {
-  mkdirSync(o.dir, { recursive: true });
-  const localPort = await freePort();
-  const args = [
-    `127.0.0.1:${o.port}`,
-    '-sf',
-    o.scenario,
-    '-inf',
-    o.injection,
-    '-t',
-    't1',
-    '-i',
-    '127.0.0.1',
-    '-p',
-    String(localPort),
-    '-m',
-    String(o.calls),
-    '-r',
-    String(o.rate),
-    '-l',
-    String(callLimit()),
-    ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
-    '-timeout',
-    `${o.timeoutSeconds}s`,
-    '-timeout_error',
-    '-nostdin',
-    '-trace_stat',
-    '-stf',
-    join(o.dir, 'stat.csv'),
-    '-fd',
-    '1',
-    '-trace_rtt',
-    '-rtt_freq',
-    '1000',
-    '-trace_err',
-    ...(o.authUri ? ['-auth_uri', o.authUri] : []),
-    ...(o.extra ?? []),
-  ];
-  const child = spawnTracked(sipp(), args, { cwd: o.dir });
-  const tail = captureTail(child);
-  const exit = await waitForExit(child, (o.timeoutSeconds + 15) * 1_000);
-  const statPath = join(o.dir, 'stat.csv');
-  const stats = existsSync(statPath) ? parseSippStats(readFileSync(statPath, 'utf8')) : undefined;
-  const files = readdirSync(o.dir);
-  const read = (suffix: string) => {
-    const f = files.find((name) => name.endsWith(suffix));
-    return f ? readFileSync(join(o.dir, f), 'utf8') : undefined;
-  };
-  return {
-    exit,
-    stats,
-    rtt: read('_rtt.csv') ?? '',
-    counts: read('_counts.csv'),
-    tail: tail(),
-    errors: read('_errors.log') ?? '',
-  };
+function runSipp({ port, ...o }: SippRunOptions): Promise<SippRun> {
+  return runSippAt({ ...o, target: { host: '127.0.0.1', port }, callLimit: callLimit() });
 }
 
 /**

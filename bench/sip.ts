@@ -368,63 +368,76 @@ const CALL_LIMIT = (() => {
   return Number.isFinite(n) && n > 2_000 ? Math.min(40_000, n - 1_000) : 1_000;
 })();
 
-interface SippRunOptions {
-  target: SipTarget;
+export interface SippRunOptions {
+  target: Pick<SipTarget, 'host' | 'port'>;
   scenario: string;
   injection: string;
   calls: number;
   rate: number;
   dir: string;
   timeoutSeconds: number;
+  /** Open calls at most (-l); default CALL_LIMIT. */
+  callLimit?: number;
+  /** Leave out -recv_timeout (scenarios whose waits set their own timeouts). */
+  noRecvTimeout?: boolean;
+  /** Digest uri (SIPp -auth_uri): through a load balancer it must be the Request-URI's. */
+  authUri?: string;
+  extra?: string[];
+}
+
+export interface SippRun {
+  exit: number;
+  stats?: SippStats;
+  rtt: string;
+  counts?: string;
+  /** What SIPp printed last: why it stopped. */
+  tail: string;
+  /** SIPp's -trace_err log: why calls failed. */
+  errors: string;
 }
 
 /** Runs one SIPp UAC to completion: every target is loopback, every run has -m and a timeout. */
-async function runSipp(
-  o: SippRunOptions,
-): Promise<{ exit: number; stats?: SippStats; rtt: string; tail: string }> {
+export async function runSipp(o: SippRunOptions): Promise<SippRun> {
   mkdirSync(o.dir, { recursive: true });
   const localPort = await freePort();
   const args = [
     `${o.target.host}:${o.target.port}`,
-    '-sf',
-    o.scenario,
-    '-inf',
-    o.injection,
-    '-t',
-    't1',
-    '-i',
-    '127.0.0.1',
-    '-p',
-    String(localPort),
-    '-m',
-    String(o.calls),
-    '-r',
-    String(o.rate),
-    '-l',
-    String(CALL_LIMIT),
-    '-recv_timeout',
-    '5000',
-    '-timeout',
-    `${o.timeoutSeconds}s`,
-    '-timeout_error',
-    '-nostdin',
-    '-trace_stat',
-    '-stf',
-    join(o.dir, 'stat.csv'),
-    '-fd',
-    '1',
-    '-trace_rtt',
-    '-rtt_freq',
-    '1000',
+    ...['-sf', o.scenario, '-inf', o.injection, '-t', 't1', '-i', '127.0.0.1', '-p', String(localPort)],
+    ...['-m', String(o.calls), '-r', String(o.rate), '-l', String(o.callLimit ?? CALL_LIMIT)],
+    ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
+    ...['-timeout', `${o.timeoutSeconds}s`, '-timeout_error', '-nostdin'],
+    ...[
+      '-trace_stat',
+      '-stf',
+      join(o.dir, 'stat.csv'),
+      '-fd',
+      '1',
+      '-trace_rtt',
+      '-rtt_freq',
+      '1000',
+      '-trace_err',
+    ],
+    ...(o.authUri ? ['-auth_uri', o.authUri] : []),
+    ...(o.extra ?? []),
   ];
   const child = spawnTracked(sipp(), args, { cwd: o.dir });
   const tail = captureTail(child);
   const exit = await waitForExit(child, (o.timeoutSeconds + 15) * 1_000);
   const statPath = join(o.dir, 'stat.csv');
   const stats = existsSync(statPath) ? parseSippStats(readFileSync(statPath, 'utf8')) : undefined;
-  const rttFile = readdirSync(o.dir).find((f) => f.endsWith('_rtt.csv'));
-  const rtt = rttFile ? readFileSync(join(o.dir, rttFile), 'utf8') : '';
-  return { exit, stats, rtt, tail: tail() };
+  const files = readdirSync(o.dir);
+  const read = (suffix: string) => {
+    const f = files.find((name) => name.endsWith(suffix));
+    return f ? readFileSync(join(o.dir, f), 'utf8') : undefined;
+  };
+  return {
+    exit,
+    stats,
+    rtt: read('_rtt.csv') ?? '',
+    counts: read('_counts.csv'),
+    tail: tail(),
+    errors: read('_errors.log') ?? '',
+  };
 }
 
 /** The last meaningful lines SIPp printed (errors, not the screen's frame). */
