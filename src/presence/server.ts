@@ -344,6 +344,17 @@ export class PresenceServer implements RequestHandler {
         st.reply(481, 'Subscription Does Not Exist');
         return;
       }
+      // RFC 6665 4.2.1.2: a refresh names the subscription's own event package.
+      if (event.name !== sub.event || event.id !== sub.eventId) {
+        st.reply(489, 'Bad Event');
+        return;
+      }
+      // Only the watcher moves its subscription to another connection.
+      const fromUri = parseUri(request.from.uri);
+      if (!fromUri || uriAor(fromUri) !== sub.watcher) {
+        st.reply(403, 'Forbidden - not the subscriber');
+        return;
+      }
       this.refresh(sub, request, st, expires);
       return;
     }

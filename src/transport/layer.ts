@@ -86,7 +86,14 @@ export class TransportLayer {
       if (!tls) throw new Error('listen.wss needs tls.cert and tls.key');
       await this.listenWebSocket(
         'wss',
-        createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca }),
+        createHttpsServer({
+          cert: tls.cert,
+          key: tls.key,
+          ca: tls.ca,
+          // Mutual TLS applies to secure WebSocket peers as to TLS ones.
+          requestCert: Boolean(tls.requireClientCert),
+          rejectUnauthorized: Boolean(tls.requireClientCert),
+        }),
         listen.wss,
       );
     }
