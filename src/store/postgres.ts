@@ -19,17 +19,45 @@ function quoteIdent(name: string): string {
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-async function runQuery<Row>(client: Queryable, text: string, params?: unknown[]): Promise<QueryResult<Row>> {
-  const res = await client.query(text, params as unknown[] | undefined);
+/**
+ * Names for prepared statements, one per distinct SQL text: PostgreSQL then parses and plans a
+ * statement once per connection instead of on every call (the pool asks for bindings on
+ * every MESSAGE). Bounded, so generated SQL texts cannot grow it without end.
+ */
+const statementNames = new Map<string, string>();
+const MAX_NAMED_STATEMENTS = 1_000;
+
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) {
+    name = `parley_${statementNames.size.toString(36)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+async function runQuery<Row>(
+  client: Queryable,
+  text: string,
+  params: unknown[] | undefined,
+  prepare: boolean,
+): Promise<QueryResult<Row>> {
+  const name = prepare && params && params.length > 0 ? statementName(text) : undefined;
+  const res = name
+    ? await client.query({ name, text, values: params })
+    : await client.query(text, params as unknown[] | undefined);
   // A multi-statement text returns an array of results; callers use exec() for that.
   return { rows: res.rows as Row[], affectedRows: res.command === 'SELECT' ? 0 : (res.rowCount ?? 0) };
 }
 
 class PostgresTransaction implements Sql {
-  constructor(private readonly client: pg.PoolClient) {}
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly prepare: boolean,
+  ) {}
 
   query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
-    return runQuery<Row>(this.client, text, params);
+    return runQuery<Row>(this.client, text, params, this.prepare);
   }
 
   async exec(script: string): Promise<void> {
@@ -138,7 +166,10 @@ export class PostgresDatabase implements Database {
   private readonly pool: pg.Pool;
   private readonly listener: ListenConnection;
 
-  constructor(url: string, options: { max?: number } = {}) {
+  private readonly prepare: boolean;
+
+  constructor(url: string, options: { max?: number; prepare?: boolean } = {}) {
+    this.prepare = options.prepare ?? false;
     const config: pg.PoolConfig = { connectionString: url, types: parley_types, max: options.max ?? 10 };
     this.pool = new pg.Pool(config);
     // An idle client's error (server restart) must not crash the process; the pool discards it.
@@ -147,7 +178,7 @@ export class PostgresDatabase implements Database {
   }
 
   query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
-    return runQuery<Row>(this.pool, text, params);
+    return runQuery<Row>(this.pool, text, params, this.prepare);
   }
 
   async exec(script: string): Promise<void> {
@@ -158,7 +189,7 @@ export class PostgresDatabase implements Database {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const result = await fn(new PostgresTransaction(client));
+      const result = await fn(new PostgresTransaction(client, this.prepare));
       await client.query('COMMIT');
       client.release();
       return result;
@@ -193,6 +224,13 @@ export class PostgresDatabase implements Database {
   }
 }
 
-export function createPostgresDatabase(url: string, options: { max?: number } = {}): PostgresDatabase {
+/**
+ * `prepare` names statements (a real PostgreSQL server). Not for an embedded store served over
+ * its socket: its admin clients share one PGlite session, where names would collide.
+ */
+export function createPostgresDatabase(
+  url: string,
+  options: { max?: number; prepare?: boolean } = {},
+): PostgresDatabase {
   return new PostgresDatabase(url, options);
 }

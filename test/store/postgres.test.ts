@@ -8,7 +8,7 @@ let server: TestPostgres | undefined;
 const started = () => (server ? Promise.resolve(server) : startTestPostgres().then((s) => (server = s)));
 
 defineStoreContract('postgres', {
-  create: async () => createPostgresDatabase(await (await started()).createDatabase()),
+  create: async () => createPostgresDatabase(await (await started()).createDatabase(), { prepare: true }),
   teardown: async () => {
     await server?.stop();
     server = undefined;
