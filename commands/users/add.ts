@@ -1,8 +1,8 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { domainFlag, storeFlags } from '../../src/cli/flags.js';
-import { obtainPassword } from '../../src/cli/password.js';
+import { newPasswordStep } from '../../src/cli/password.js';
 import { runWithPreparedStore } from '../../src/cli/store-command.js';
-import { addUser, resolveAor, type UserSummary } from '../../src/users/admin.js';
+import { addUser, type UserSummary } from '../../src/users/admin.js';
 
 export default class UsersAdd extends Command {
   static override summary = 'Create a local SIP user with a password.';
@@ -35,13 +35,7 @@ A bare name is taken in the server domain: "alice" is alice@DOMAIN.`;
     const user = await runWithPreparedStore(
       this,
       flags,
-      async (config) => {
-        const aor = resolveAor(args.aor, config.domain);
-        return {
-          aor,
-          password: await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor }),
-        };
-      },
+      newPasswordStep(args.aor, flags['password-stdin']),
       (store, config, { aor, password }) =>
         addUser(store, {
           aor,

@@ -1,7 +1,7 @@
 import { Args, Command } from '@oclif/core';
 import { domainFlag, storeFlags } from '../../src/cli/flags.js';
-import { runWithStore } from '../../src/cli/store-command.js';
-import { setUserEnabled, type UserSummary } from '../../src/users/admin.js';
+import { runSetEnabled } from '../../src/cli/store-command.js';
+import type { UserSummary } from '../../src/users/admin.js';
 
 export default class UsersEnable extends Command {
   static override summary = 'Allow a user to sign in again.';
@@ -19,10 +19,6 @@ export default class UsersEnable extends Command {
 
   async run(): Promise<UserSummary & { changed: boolean }> {
     const { args, flags } = await this.parse(UsersEnable);
-    const user = await runWithStore(this, flags, (store, config) =>
-      setUserEnabled(store, { aor: args.aor, domain: config.domain, enabled: true }),
-    );
-    this.log(user.changed ? `Enabled ${user.aor}.` : `${user.aor} was already enabled.`);
-    return user;
+    return runSetEnabled(this, args.aor, flags, true);
   }
 }

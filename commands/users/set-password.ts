@@ -1,8 +1,8 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { domainFlag, storeFlags } from '../../src/cli/flags.js';
-import { obtainPassword } from '../../src/cli/password.js';
+import { newPasswordStep } from '../../src/cli/password.js';
 import { runWithPreparedStore } from '../../src/cli/store-command.js';
-import { resolveAor, setPassword, type UserSummary } from '../../src/users/admin.js';
+import { setPassword, type UserSummary } from '../../src/users/admin.js';
 
 export default class UsersSetPassword extends Command {
   static override summary = "Change a user's password.";
@@ -28,13 +28,7 @@ export default class UsersSetPassword extends Command {
     const user = await runWithPreparedStore(
       this,
       flags,
-      async (config) => {
-        const aor = resolveAor(args.aor, config.domain);
-        return {
-          aor,
-          password: await obtainPassword({ fromStdin: flags['password-stdin'], confirm: true, aor }),
-        };
-      },
+      newPasswordStep(args.aor, flags['password-stdin']),
       (store, config, { aor, password }) => setPassword(store, { aor, password, domain: config.domain }),
     );
     this.log(`Password of ${user.aor} changed.`);

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { resolveAor } from '../users/admin.js';
 import { CliError } from './errors.js';
 
 /** Reads one line (the password) from a stream, without the line ending; EOF ends it too. */
@@ -40,4 +41,15 @@ export async function obtainPassword(opts: {
     if (again !== first) throw new CliError('PASSWORD_MISMATCH', 'the two passwords differ');
   }
   return first;
+}
+
+/**
+ * The step before the store opens for commands that set a password (users add, users
+ * set-password): the AOR in the configured domain and its new password, asked twice.
+ */
+export function newPasswordStep(aorArg: string, fromStdin: boolean) {
+  return async (config: { domain: string }): Promise<{ aor: string; password: string }> => {
+    const aor = resolveAor(aorArg, config.domain);
+    return { aor, password: await obtainPassword({ fromStdin, confirm: true, aor }) };
+  };
 }

@@ -1,6 +1,7 @@
 import type { Command } from '@oclif/core';
 import type { ParleyConfig } from '../ops/config.js';
 import type { Store } from '../store/store.js';
+import { setUserEnabled, type UserSummary } from '../users/admin.js';
 import { CliError } from './errors.js';
 import { loadCliConfig, openCliStore, type StoreFlagValues } from './flags.js';
 
@@ -57,4 +58,23 @@ export function failCommand(command: Command, err: CliError): never {
     (thrown as { exitCode?: number }).exitCode = err.exit;
     throw thrown;
   }
+}
+
+/** `users enable` and `users disable`: one command body, the flag it sets being the difference. */
+export async function runSetEnabled(
+  command: Command,
+  aor: string,
+  flags: StoreFlagValues,
+  enabled: boolean,
+): Promise<UserSummary & { changed: boolean }> {
+  const user = await runWithStore(command, flags, (store, config) =>
+    setUserEnabled(store, { aor, domain: config.domain, enabled }),
+  );
+  const word = enabled ? 'enabled' : 'disabled';
+  command.log(
+    user.changed
+      ? `${word[0].toUpperCase()}${word.slice(1)} ${user.aor}.`
+      : `${user.aor} was already ${word}.`,
+  );
+  return user;
 }
