@@ -1,6 +1,6 @@
 import type { AuthenticatedParty, RequestHandler } from '../proxy/core.js';
 import type { SipMessage } from '../sip/message.js';
-import { parseUri, uriAor } from '../sip/uri.js';
+import { uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 
 /** A routed instant message, for archiving (compliance) and metrics. */
@@ -33,7 +33,7 @@ export class MessageService implements RequestHandler {
     }
     this.opts.onRouted?.(request.body.length);
     if (this.opts.archive) {
-      const to = parseUri(request.uri);
+      const to = request.requestUri;
       this.opts.archive({
         sender: party.aor ?? request.from.uri,
         recipient: to ? uriAor(to) : request.uri,

@@ -118,7 +118,7 @@ export class PresenceServer implements RequestHandler {
       });
       return;
     }
-    const ruri = parseUri(request.uri);
+    const ruri = request.requestUri;
     const aor = ruri ? uriAor(ruri) : '';
     if (!party.aor || party.aor !== aor) {
       st.reply(403, 'Forbidden - only the presentity may publish its state');
@@ -358,7 +358,7 @@ export class PresenceServer implements RequestHandler {
       this.refresh(sub, request, st, expires);
       return;
     }
-    const ruri = parseUri(request.uri);
+    const ruri = request.requestUri;
     const presentity = ruri ? uriAor(ruri) : '';
     const fromUri = parseUri(request.from.uri);
     const watcher = party.aor ?? (fromUri ? uriAor(fromUri) : '');

@@ -105,7 +105,7 @@ export class ProxyCore implements TransactionUser {
     }
 
     const inDialog = request.to.tag !== undefined;
-    const ruri = parseUri(request.uri);
+    const ruri = request.requestUri;
     if (!ruri) {
       st.reply(416, 'Unsupported URI Scheme');
       return;

@@ -31,7 +31,7 @@ export class Director {
   constructor(private readonly opts: DirectorOptions) {}
 
   handleRegister(request: SipMessage, st: ServerTransaction): void {
-    const ruri = parseUri(request.uri);
+    const ruri = request.requestUri;
     if (!ruri || ruri.host.toLowerCase() !== this.opts.domain) {
       st.reply(404, 'Domain Not Served Here');
       return;

@@ -39,7 +39,7 @@ export class Registrar {
 
   handle(request: SipMessage, st: ServerTransaction): void {
     // Step 1: the Request-URI names a domain we are responsible for.
-    const ruri = parseUri(request.uri);
+    const ruri = request.requestUri;
     if (!ruri || ruri.host.toLowerCase() !== this.opts.domain) {
       st.reply(404, 'Domain Not Served Here');
       return;

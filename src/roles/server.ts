@@ -222,7 +222,7 @@ export async function startServer(
 
     const im = new MessageService({
       deliver: (request, st, party) => {
-        const ruri = parseUri(request.uri);
+        const ruri = request.requestUri;
         if (!ruri) st.reply(416, 'Unsupported URI Scheme');
         else core.toLocalUser(request, st, ruri, party);
       },
