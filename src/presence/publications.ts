@@ -156,6 +156,18 @@ export class SqlPublicationStore implements PublicationStore {
   onChange(listener: (aor: string) => void): Promise<() => Promise<void>> {
     return this.db.listen(PRESENCE_CHANNEL, listener);
   }
+
+  /** Drops what a dead server's endpoints published; their watchers learn it at once. */
+  async removeForServer(serverId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ aor: string }>(
+        'DELETE FROM presence_publications WHERE server_id = $1 RETURNING aor',
+        [serverId],
+      );
+      for (const aor of new Set(rows.map((r) => r.aor)))
+        await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, aor]);
+    });
+  }
 }
 
 function toState(r: Row): PublishedState {

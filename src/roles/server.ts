@@ -16,7 +16,7 @@ import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.j
 import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
-import { MemoryPublicationStore, PRESENCE_CHANNEL, SqlPublicationStore } from '../presence/publications.js';
+import { MemoryPublicationStore, SqlPublicationStore } from '../presence/publications.js';
 import { type ContactListAccess, PresenceServer } from '../presence/server.js';
 import { ProxyCore } from '../proxy/core.js';
 import { Director } from '../proxy/director.js';
@@ -462,14 +462,11 @@ const DEAD_AFTER_MS = 20_000;
 async function sweepDeadServers(db: Database, servers: ServerRepository, self: string): Promise<void> {
   const dead = await servers.markStaleDown(new Date(Date.now() - DEAD_AFTER_MS));
   const registrations = new RegistrationRepository(db);
+  const publications = new SqlPublicationStore(db, self);
   for (const id of dead) {
     if (id === self) continue;
     await registrations.removeForServer(id);
-    const { rows } = await db.query<{ aor: string }>(
-      'DELETE FROM presence_publications WHERE server_id = $1 RETURNING aor',
-      [id],
-    );
-    for (const aor of new Set(rows.map((r) => r.aor))) await db.notify(PRESENCE_CHANNEL, aor);
+    await publications.removeForServer(id);
   }
 }
 
