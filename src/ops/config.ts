@@ -35,6 +35,21 @@ export interface ParleyConfig {
     digestAlgorithms: DigestAlgorithmName[];
   };
   presence: { maxExpires: number; defaultExpires: number; allowSameDomain: boolean };
+  /** Digest nonces and password-guessing limits (src/registrar/auth-failures.ts). */
+  auth: {
+    /** A nonce's life; a right answer to an older one gets a fresh challenge with stale=true. */
+    nonceLifetimeSeconds: number;
+    /** Failures of one user from one address within the window before that pair is locked. */
+    maxFailures: number;
+    /** Failures of one user from all addresses within the window before each failing address gets one try. */
+    userMaxFailures: number;
+    /** Failures from one address, all users, within the window before the address is locked. */
+    addressMaxFailures: number;
+    failureWindowSeconds: number;
+    /** First lockout; each further one doubles, up to maxLockoutSeconds. */
+    lockoutSeconds: number;
+    maxLockoutSeconds: number;
+  };
   /** Raw section, validated by src/directory/config.ts. */
   directory?: unknown;
   /** Raw section, validated by the federation module. */
@@ -113,6 +128,7 @@ const TOP_LEVEL_KEYS = [
   'log',
   'registrar',
   'presence',
+  'auth',
   'directory',
   'federation',
 ] as const;
@@ -373,6 +389,34 @@ function validate(r: LayeredReader): ParleyConfig {
     allowSameDomain: readBoolean(r, 'presence.allowSameDomain', true),
   };
 
+  r.checkKeys('auth', [
+    'nonceLifetimeSeconds',
+    'maxFailures',
+    'userMaxFailures',
+    'addressMaxFailures',
+    'failureWindowSeconds',
+    'lockoutSeconds',
+    'maxLockoutSeconds',
+  ]);
+  // Defaults: five tries per user and address in five minutes, then 30 s, 60 s ... at most
+  // 5 minutes; never long for the real user, whose other addresses are not locked at all.
+  const auth = {
+    nonceLifetimeSeconds: readSeconds(r, 'auth.nonceLifetimeSeconds', 300),
+    maxFailures: readCount(r, 'auth.maxFailures', 5),
+    userMaxFailures: readCount(r, 'auth.userMaxFailures', 20),
+    addressMaxFailures: readCount(r, 'auth.addressMaxFailures', 20),
+    failureWindowSeconds: readSeconds(r, 'auth.failureWindowSeconds', 300),
+    lockoutSeconds: readSeconds(r, 'auth.lockoutSeconds', 30),
+    maxLockoutSeconds: readSeconds(r, 'auth.maxLockoutSeconds', 300),
+  };
+  if (auth.lockoutSeconds > auth.maxLockoutSeconds) {
+    throw new ConfigError(
+      `lockoutSeconds (${auth.lockoutSeconds}) is greater than maxLockoutSeconds (${auth.maxLockoutSeconds})`,
+      'auth.lockoutSeconds',
+      r.get('auth.lockoutSeconds')?.source.label ?? r.get('auth.maxLockoutSeconds')?.source.label,
+    );
+  }
+
   const cfg: ParleyConfig = {
     domain,
     role,
@@ -384,6 +428,7 @@ function validate(r: LayeredReader): ParleyConfig {
     log,
     registrar,
     presence,
+    auth,
   };
   if (home !== undefined) cfg.home = home;
   if (advertise !== undefined) cfg.advertise = advertise;
@@ -481,6 +526,20 @@ function readSeconds(r: LayeredReader, key: string, fallback: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 2 ** 31 - 1) {
     throw new ConfigError(
       `${JSON.stringify(at.value)} is not a whole number of seconds (1 or more)`,
+      key,
+      at.source.label,
+    );
+  }
+  return v;
+}
+
+function readCount(r: LayeredReader, key: string, fallback: number): number {
+  const at = r.get(key);
+  if (!at || at.value === null) return fallback;
+  const v = typeof at.value === 'string' && /^\d+$/.test(at.value) ? Number(at.value) : at.value;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1_000_000) {
+    throw new ConfigError(
+      `${JSON.stringify(at.value)} is not a whole number from 1 to 1000000`,
       key,
       at.source.label,
     );

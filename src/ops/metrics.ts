@@ -96,6 +96,36 @@ FAILURE_KINDS.forEach((k, i) => {
   FAILURE_INDEX[k] = i;
 });
 
+/**
+ * Why a request that carried digest credentials was refused (the Authenticator's reasons).
+ * The first 401/407 of every sign-in is not here: that is parley_auth_challenges_total.
+ */
+export const AUTH_FAILURE_REASONS = [
+  'wrong_password',
+  'unknown_user',
+  'disabled',
+  'locked_out',
+  'replayed',
+  'other_flow',
+  'expired',
+  'bad_nonce',
+  'wrong_realm',
+  'malformed',
+] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+
+const AUTH_FAILURE_INDEX: Record<string, number> = Object.create(null);
+AUTH_FAILURE_REASONS.forEach((k, i) => {
+  AUTH_FAILURE_INDEX[k] = i;
+});
+
+export class AuthFailureCounter {
+  readonly counts = new Float64Array(AUTH_FAILURE_REASONS.length);
+  inc(reason: AuthFailureReason = 'wrong_password'): void {
+    this.counts[AUTH_FAILURE_INDEX[reason] ?? 0] += 1;
+  }
+}
+
 export class FailureCounter {
   readonly counts = new Float64Array(FAILURE_KINDS.length);
   inc(kind: FailureKind): void {
@@ -178,8 +208,10 @@ export interface ParleyMetrics {
   /** Body bytes of routed MESSAGEs. */
   readonly messageBytesRouted: HotCounter;
   readonly presenceNotifications: HotCounter;
-  /** Requests rejected for bad or missing credentials (401/403 after a challenge). */
-  readonly authFailures: HotCounter;
+  /** Requests refused although they carried credentials, by reason (not the first challenge). */
+  readonly authFailures: AuthFailureCounter;
+  /** Digest challenges sent (401/407), the first of every sign-in included. */
+  readonly authChallenges: HotCounter;
   readonly transactionLatency: LatencyHistogram;
   readonly failures: FailureCounter;
   /** Prometheus text exposition of every metric. */
@@ -217,7 +249,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
   const messagesRouted = new HotCounter();
   const messageBytesRouted = new HotCounter();
   const presenceNotifications = new HotCounter();
-  const authFailures = new HotCounter();
+  const authFailures = new AuthFailureCounter();
+  const authChallenges = new HotCounter();
   const transactionLatency = new LatencyHistogram();
   const failures = new FailureCounter();
   const registers = [registry];
@@ -275,10 +308,17 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     'Presence NOTIFY requests sent',
     presenceNotifications,
   );
-  plainCounter(
+  counterFrom(
     'parley_auth_failures_total',
-    'Requests rejected for bad or missing credentials',
-    authFailures,
+    'Requests refused although they carried digest credentials, by reason',
+    'reason',
+    AUTH_FAILURE_REASONS,
+    authFailures.counts,
+  );
+  plainCounter(
+    'parley_auth_challenges_total',
+    'Digest challenges sent (401/407), including the first of every sign-in',
+    authChallenges,
   );
   registry.registerMetric(
     histogramMetric('parley_sip_transaction_seconds', 'SIP transaction duration', transactionLatency),
@@ -326,6 +366,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     messageBytesRouted,
     presenceNotifications,
     authFailures,
+    authChallenges,
     transactionLatency,
     failures,
     render: () => registry.metrics(),

@@ -12,7 +12,7 @@ const HASH_NAME: Record<DigestAlgorithm, string> = { MD5: 'md5', 'SHA-256': 'sha
 const HEX_LENGTH: Record<DigestAlgorithm, number> = { MD5: 32, 'SHA-256': 64 };
 
 // One-shot hashing: no Hash object per call, on a path that runs several times per REGISTER.
-function hashHex(algorithm: DigestAlgorithm, input: string): string {
+function hashHex(algorithm: DigestAlgorithm, input: string | Buffer): string {
   return hash(HASH_NAME[algorithm], input, 'hex');
 }
 
@@ -34,26 +34,46 @@ export interface NonceManagerOptions {
   now?: () => number;
 }
 
-export type NonceCheck = 'valid' | 'stale' | 'invalid';
+/**
+ * 'stale' = ours and untampered but expired; 'other-flow' = ours and in time but issued to
+ * another connection. Both are answered with a fresh challenge and stale=true (RFC 7616 3.3)
+ * when the response is otherwise right, so a client that reconnected retries silently.
+ */
+export type NonceCheck = 'valid' | 'stale' | 'other-flow' | 'invalid';
+
+export interface NonceInspection {
+  check: NonceCheck;
+  /** Issue time (ms since the epoch) of a nonce that is ours; NaN for an invalid one. */
+  issuedAt: number;
+}
 
 // Nonce layout (before base64url): 8 bytes issue time (ms, big endian), 8 random bytes so two
-// nonces issued in the same millisecond differ, 16 bytes of HMAC-SHA256(secret, first 16 bytes
-// | realm). 32 bytes -> 43 base64url characters, no padding.
+// nonces issued in the same millisecond differ, 8 bytes flow tag (a keyed hash of the
+// connection the challenge went out on), 16 bytes of HMAC-SHA256(secret, first 24 bytes |
+// realm). 40 bytes -> 54 base64url characters, no padding.
 const TIME_BYTES = 8;
 const SALT_BYTES = 8;
+const FLOW_TAG_BYTES = 8;
 const MAC_BYTES = 16;
-const PAYLOAD_BYTES = TIME_BYTES + SALT_BYTES;
+const FLOW_TAG_OFFSET = TIME_BYTES + SALT_BYTES;
+const PAYLOAD_BYTES = FLOW_TAG_OFFSET + FLOW_TAG_BYTES;
 const NONCE_BYTES = PAYLOAD_BYTES + MAC_BYTES;
-const NONCE_CHARS = 43;
+const NONCE_CHARS = 54;
 // Front-ends sharing a secret may disagree slightly about the time; a nonce "from the future"
 // within this margin is still accepted.
 const CLOCK_SKEW_MS = 30_000;
+const MAX_CACHED_FLOW_TAGS = 8192;
 
 /**
  * Stateless nonces (RFC 7616 section 3.3 suggests time-stamped, keyed-hash nonces): nothing
- * is remembered per nonce, so memory stays flat at any REGISTER rate and any front-end that
- * shares the secret validates them. Replay inside the lifetime is bounded by the lifetime;
- * nonce-count tracking would need shared state and is deliberately not done.
+ * is stored to validate one, so any front-end that shares the secret checks its signature
+ * and age. Each nonce is bound to the flow (connection) its challenge went out on: the
+ * caller passes a flow key (Parley passes the flow id, which carries a per-process random
+ * prefix), and a nonce presented on any other connection checks as 'other-flow'. A captured
+ * Authorization is therefore useless on the attacker's own connection, to this front-end or
+ * to any other of the pool (flows are per front-end), without any shared state. Replay on
+ * the same connection is the NonceCountWindow's job (nc tracking, in memory: it only has to
+ * cover nonces this process issued to its own flows).
  */
 export class NonceManager {
   private readonly secret: Buffer;
@@ -61,6 +81,7 @@ export class NonceManager {
   private readonly now: () => number;
   private saltPool = Buffer.alloc(0);
   private readonly signBuffers = new Map<string, Buffer>();
+  private readonly flowTags = new Map<string, Buffer>();
   private saltOffset = 0;
 
   constructor(opts: NonceManagerOptions) {
@@ -70,26 +91,55 @@ export class NonceManager {
     this.now = opts.now ?? Date.now;
   }
 
-  /** The realm is bound into the signature so a nonce issued for one realm fails in another. */
-  create(realm = ''): string {
+  get lifetimeSeconds(): number {
+    return this.lifetimeMs / 1000;
+  }
+
+  /**
+   * The realm is bound into the signature so a nonce issued for one realm fails in another;
+   * the flow key ('' when the caller has no connection to name) binds it to one connection.
+   */
+  create(realm = '', flowKey = ''): string {
     const nonce = Buffer.allocUnsafe(NONCE_BYTES);
     nonce.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.now()))), 0);
     this.nextSalt().copy(nonce, TIME_BYTES);
+    this.flowTag(flowKey).copy(nonce, FLOW_TAG_OFFSET);
     this.sign(nonce.subarray(0, PAYLOAD_BYTES), realm).copy(nonce, PAYLOAD_BYTES);
     return nonce.toString('base64url');
   }
 
-  /** 'stale' = ours and untampered but expired: challenge again with stale=true (RFC 7616 3.3). */
-  check(nonce: string, realm = ''): NonceCheck {
-    if (nonce.length !== NONCE_CHARS || !isBase64Url(nonce)) return 'invalid';
+  check(nonce: string, realm = '', flowKey = ''): NonceCheck {
+    return this.inspect(nonce, realm, flowKey).check;
+  }
+
+  inspect(nonce: string, realm = '', flowKey = ''): NonceInspection {
+    if (nonce.length !== NONCE_CHARS || !isBase64Url(nonce)) return INVALID;
     const bytes = Buffer.from(nonce, 'base64url');
-    if (bytes.length !== NONCE_BYTES) return 'invalid';
+    if (bytes.length !== NONCE_BYTES) return INVALID;
     const expected = this.sign(bytes.subarray(0, PAYLOAD_BYTES), realm);
-    if (!timingSafeEqual(expected, bytes.subarray(PAYLOAD_BYTES))) return 'invalid';
+    if (!timingSafeEqual(expected, bytes.subarray(PAYLOAD_BYTES))) return INVALID;
     const issuedAt = Number(bytes.readBigUInt64BE(0));
     const age = this.now() - issuedAt;
-    if (age < -CLOCK_SKEW_MS) return 'invalid';
-    return age > this.lifetimeMs ? 'stale' : 'valid';
+    if (age < -CLOCK_SKEW_MS) return INVALID;
+    if (age > this.lifetimeMs) return { check: 'stale', issuedAt };
+    const tag = bytes.subarray(FLOW_TAG_OFFSET, PAYLOAD_BYTES);
+    if (!timingSafeEqual(this.flowTag(flowKey), tag)) return { check: 'other-flow', issuedAt };
+    return { check: 'valid', issuedAt };
+  }
+
+  /** Keyed, so the tag does not reveal which flow ids exist; cached because flows answer many challenges. */
+  private flowTag(flowKey: string): Buffer {
+    let tag = this.flowTags.get(flowKey);
+    if (!tag) {
+      if (this.flowTags.size >= MAX_CACHED_FLOW_TAGS) this.flowTags.clear();
+      tag = hash(
+        'sha256',
+        Buffer.concat([this.secret, Buffer.from(`|flow|${flowKey}`, 'utf8')]),
+        'buffer',
+      ).subarray(0, FLOW_TAG_BYTES);
+      this.flowTags.set(flowKey, tag);
+    }
+    return tag;
   }
 
   // One randomBytes call per 512 nonces: the synchronous call dominates create() otherwise.
@@ -121,6 +171,8 @@ export class NonceManager {
   }
 }
 
+const INVALID: NonceInspection = Object.freeze({ check: 'invalid', issuedAt: Number.NaN });
+
 function isBase64Url(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -142,6 +194,10 @@ export interface DigestChallengeOptions {
   algorithms?: DigestAlgorithm[];
   /** Returned unchanged by the client (RFC 7616 3.3); Parley's nonces need none, front-ends may. */
   opaque?: string;
+  /** The connection the challenge goes out on: the nonce is only good there (NonceManager). */
+  flowKey?: string;
+  /** Default ['auth']. 'auth-int' also covers the body (RFC 7616 3.4.3). */
+  qop?: DigestQop[];
 }
 
 /** Quoted-string with `"` and `\` escaped as quoted-pairs (RFC 3261 25.1). */
@@ -162,15 +218,18 @@ function quote(value: string): string {
 export function buildChallenges(nonces: NonceManager, opts: DigestChallengeOptions): string[] {
   const algorithms = opts.algorithms ?? ['SHA-256', 'MD5'];
   if (algorithms.length === 0) throw new Error('at least one digest algorithm is required');
-  const nonce = nonces.create(opts.realm);
+  const nonce = nonces.create(opts.realm, opts.flowKey);
+  const qop = (opts.qop ?? ['auth']).join(',');
   return algorithms.map((algorithm) => {
     let value = `Digest realm=${quote(opts.realm)}, nonce="${nonce}"`;
     if (opts.opaque !== undefined) value += `, opaque=${quote(opts.opaque)}`;
-    value += `, algorithm=${algorithm}, qop="auth"`;
+    value += `, algorithm=${algorithm}, qop="${qop}"`;
     if (opts.stale) value += ', stale=TRUE';
     return value;
   });
 }
+
+export type DigestQop = 'auth' | 'auth-int';
 
 export interface DigestCredentials {
   username: string;
@@ -179,7 +238,7 @@ export interface DigestCredentials {
   uri: string;
   response: string;
   algorithm: DigestAlgorithm;
-  qop?: 'auth';
+  qop?: DigestQop;
   nc?: string;
   cnonce?: string;
   opaque?: string;
@@ -340,14 +399,14 @@ export function parseAuthorization(headerValue: string): AuthorizationParse {
 
   const qop = params.get('qop');
   if (qop !== undefined) {
-    // auth-int would need the body hash; we only ever offer qop="auth".
-    if (qop.toLowerCase() !== 'auth') return { error: `unsupported qop ${qop}` };
+    const qopValue = qop.toLowerCase();
+    if (qopValue !== 'auth' && qopValue !== 'auth-int') return { error: `unsupported qop ${qop}` };
     const nc = params.get('nc');
     const cnonce = params.get('cnonce');
     if (nc === undefined) return { error: 'missing nc' };
     if (cnonce === undefined) return { error: 'missing cnonce' };
     if (nc.length !== 8 || !isHex(nc)) return { error: 'nc must be 8 hexadecimal digits' };
-    creds.qop = 'auth';
+    creds.qop = qopValue;
     creds.nc = nc;
     creds.cnonce = cnonce;
   }
@@ -365,10 +424,20 @@ function isHex(s: string): boolean {
 }
 
 /**
- * The response the client should have computed: RFC 7616 3.4.1 with qop=auth, or the RFC 2069
- * form H(HA1:nonce:HA2) that RFC 3261 22.4 keeps for clients that send no qop.
+ * The response the client should have computed: RFC 7616 3.4.1 with qop=auth or auth-int
+ * (whose A2 adds H(entity-body), 3.4.3), or the RFC 2069 form H(HA1:nonce:HA2) that RFC
+ * 3261 22.4 keeps for clients that send no qop.
  */
-export function expectedResponse(creds: DigestCredentials, method: string, ha1: string): string {
+export function expectedResponse(
+  creds: DigestCredentials,
+  method: string,
+  ha1: string,
+  body: Buffer = EMPTY_BODY,
+): string {
+  if (creds.qop === 'auth-int') {
+    const ha2 = hashHex(creds.algorithm, `${method}:${creds.uri}:${hashHex(creds.algorithm, body)}`);
+    return hashHex(creds.algorithm, `${ha1}:${creds.nonce}:${creds.nc}:${creds.cnonce}:auth-int:${ha2}`);
+  }
   const ha2 = hashHex(creds.algorithm, `${method}:${creds.uri}`);
   if (creds.qop === 'auth') {
     return hashHex(creds.algorithm, `${ha1}:${creds.nonce}:${creds.nc}:${creds.cnonce}:auth:${ha2}`);
@@ -376,15 +445,17 @@ export function expectedResponse(creds: DigestCredentials, method: string, ha1: 
   return hashHex(creds.algorithm, `${ha1}:${creds.nonce}:${ha2}`);
 }
 
+const EMPTY_BODY = Buffer.alloc(0);
+
 /**
  * Checks the response against the stored HA1 of the credentials' algorithm. Nonce freshness
  * (NonceManager.check), realm, and uri-vs-Request-URI (digestUriMatches) are the caller's
  * separate checks. The comparison is constant-time in the response value.
  */
-export function verifyDigest(creds: DigestCredentials, method: string, ha1: string): boolean {
+export function verifyDigest(creds: DigestCredentials, method: string, ha1: string, body?: Buffer): boolean {
   const length = HEX_LENGTH[creds.algorithm];
   if (creds.response.length !== length || ha1.length !== length || !isHex(creds.response)) return false;
-  const expected = Buffer.from(expectedResponse(creds, method, ha1.toLowerCase()), 'latin1');
+  const expected = Buffer.from(expectedResponse(creds, method, ha1.toLowerCase(), body), 'latin1');
   const given = Buffer.from(creds.response.toLowerCase(), 'latin1');
   return timingSafeEqual(expected, given);
 }

@@ -17,7 +17,6 @@ export interface RegistrarOptions {
   authenticator: Authenticator;
   location: LocationTable;
   now?: () => number;
-  onAuthFailure?: () => void;
   /** A user registered (or refreshed): for the active-users metric. */
   onRegistered?: (aor: string) => void;
 }
@@ -51,7 +50,7 @@ export class Registrar {
       return;
     }
     // Step 3: authenticate.
-    const outcome = this.opts.authenticator.authenticate(request, 'www');
+    const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);
     if (outcome instanceof Promise) {
       outcome.then(
         (o) => this.afterAuth(request, st, o),
@@ -65,7 +64,6 @@ export class Registrar {
   private afterAuth(request: SipMessage, st: ServerTransaction, outcome: AuthOutcome): void {
     if (!outcome.ok) {
       if (!('reason' in outcome)) {
-        this.opts.onAuthFailure?.();
         st.reply(401, undefined, {
           toTag: newTag(),
           headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })),

@@ -23,6 +23,7 @@ import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
 import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
+import { AuthFailureTracker } from '../registrar/auth-failures.js';
 import { Authenticator } from '../registrar/authenticator.js';
 import { CredentialCache } from '../registrar/credentials.js';
 import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
@@ -133,16 +134,24 @@ export async function startServer(
     });
     const pool = config.role === 'frontend';
     // Shared by every server of the store: any front-end validates a nonce another issued.
-    const nonces = new NonceManager({ secret: await sharedSecret(db, 'digest_nonce_secret') });
+    const nonces = new NonceManager({
+      secret: await sharedSecret(db, 'digest_nonce_secret'),
+      lifetimeSeconds: config.auth.nonceLifetimeSeconds,
+    });
     const flowTokens = new FlowTokens(await sharedSecret(db, 'flow_token_secret'), config.serverId);
-    const authenticator = new Authenticator(domain, nonces, credentials, digestAlgorithms(config));
+    const authenticator = new Authenticator(domain, nonces, credentials, {
+      algorithms: digestAlgorithms(config),
+      failures: new AuthFailureTracker(config.auth),
+      log: componentLogger(log, 'auth'),
+      onFailure: (reason) => metrics.authFailures.inc(reason),
+      onChallenge: () => metrics.authChallenges.inc(),
+    });
     const registrar = new Registrar({
       domain,
       serverId: config.serverId,
       ...config.registrar,
       authenticator,
       location,
-      onAuthFailure: () => metrics.authFailures.inc(),
       onRegistered: (aor) => metrics.activeUsers.touch(aor),
     });
 
@@ -243,7 +252,6 @@ export async function startServer(
             },
             forward: (request, st, targets) => core.forward(request, st, targets),
             resolve: (uri) => core.resolveUri(uri),
-            onAuthFailure: () => metrics.authFailures.inc(),
           })
         : undefined;
 

@@ -26,7 +26,8 @@ describe('createMetrics', () => {
     m.messagesRouted.inc();
     m.messageBytesRouted.inc(120);
     m.presenceNotifications.inc(4);
-    m.authFailures.inc();
+    m.authFailures.inc('replayed');
+    m.authChallenges.inc(2);
     m.failures.inc('timeout');
     m.transactionLatency.observe(0.003);
     m.transactionLatency.observe(0.2);
@@ -46,7 +47,9 @@ describe('createMetrics', () => {
     expect(sample(text, 'parley_messages_routed_total')).toBe(1);
     expect(sample(text, 'parley_message_bytes_routed_total')).toBe(120);
     expect(sample(text, 'parley_presence_notifications_sent_total')).toBe(4);
-    expect(sample(text, 'parley_auth_failures_total')).toBe(1);
+    expect(sample(text, 'parley_auth_failures_total{reason="replayed"}')).toBe(1);
+    expect(sample(text, 'parley_auth_failures_total{reason="wrong_password"}')).toBe(0);
+    expect(sample(text, 'parley_auth_challenges_total')).toBe(2);
     expect(sample(text, 'parley_failures_total{kind="timeout"}')).toBe(1);
     expect(sample(text, 'parley_failures_total{kind="store"}')).toBe(0);
     expect(text).toContain('# TYPE parley_sip_transaction_seconds histogram');

@@ -44,13 +44,18 @@ ${authorization ? `Authorization: ${authorization}\n` : ''}Content-Length: 0
 `);
 }
 
-function answer(nonce: string, password: string, opts: { uri?: string; realm?: string; user?: string } = {}) {
+function answer(
+  nonce: string,
+  password: string,
+  opts: { uri?: string; realm?: string; user?: string; nc?: number } = {},
+) {
   const uri = opts.uri ?? 'sip:example.com';
   const realm = opts.realm ?? 'example.com';
   const user = opts.user ?? 'alice';
+  const nc = (opts.nc ?? 1).toString(16).padStart(8, '0');
   const ha1 = md5(`${user}:${realm}:${password}`);
-  const response = md5(`${ha1}:${nonce}:00000001:c0ffee:auth:${md5(`REGISTER:${uri}`)}`);
-  return `Digest username="${user}", realm="${realm}", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"`;
+  const response = md5(`${ha1}:${nonce}:${nc}:c0ffee:auth:${md5(`REGISTER:${uri}`)}`);
+  return `Digest username="${user}", realm="${realm}", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=${nc}, cnonce="c0ffee"`;
 }
 
 const nonceOf = (challenge: string) => /nonce="([^"]+)"/.exec(challenge)?.[1] ?? '';
@@ -68,8 +73,8 @@ describe('digest authentication of a request', () => {
       ok: true,
       aor: 'alice@example.com',
     });
-    // Second time from the cache: synchronous, no lookup.
-    const again = auth.authenticate(register(answer(nonce, 'pw')), 'www');
+    // Second time (next nonce count) from the cache: synchronous, no lookup.
+    const again = auth.authenticate(register(answer(nonce, 'pw', { nc: 2 })), 'www');
     expect(again).toEqual({ ok: true, aor: 'alice@example.com' });
     expect(lookups()).toBe(1);
   });
@@ -125,7 +130,9 @@ describe('digest authentication of a request', () => {
       ha1Md5: computeHa1('alice', 'example.com', 'new-pw', 'MD5'),
       ha1Sha256: computeHa1('alice', 'example.com', 'new-pw', 'SHA-256'),
     });
-    expect(await auth.authenticate(register(answer(nonce, 'new-pw')), 'www')).toMatchObject({ ok: true });
+    expect(await auth.authenticate(register(answer(nonce, 'new-pw', { nc: 2 })), 'www')).toMatchObject({
+      ok: true,
+    });
   });
 
   it('uses Proxy-Authenticate (407) for the proxy', async () => {
