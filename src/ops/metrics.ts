@@ -231,6 +231,8 @@ export interface CreateMetricsOptions {
   sources?: {
     registeredEndpoints?: () => number | Promise<number>;
     signedInUsers?: () => number | Promise<number>;
+    /** Server transactions alive: a number that must come back down, whatever the input. */
+    serverTransactions?: () => number;
   };
   activeWindowMs?: number;
   now?: () => number;
@@ -271,6 +273,14 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     async collect() {
       const source = opts.sources?.signedInUsers;
       this.set(source ? await source() : signedInUsers.value);
+    },
+  });
+  new Gauge({
+    name: 'parley_sip_server_transactions',
+    help: 'SIP server transactions in progress',
+    registers,
+    collect() {
+      this.set(opts.sources?.serverTransactions?.() ?? 0);
     },
   });
   new Gauge({

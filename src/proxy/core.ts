@@ -11,6 +11,7 @@ import type { FlowTokens } from './flow-token.js';
 import { type ForwardTarget, ProxyContext } from './forward.js';
 import { isOurBranch, newBranch } from './ids.js';
 import type { LocalIdentity } from './local.js';
+import { DIALOG_ROUTE_PARAM, type DialogRouteSigner } from './record-route.js';
 
 /** A service that answers requests addressed to users of this server (registrar, presence, IM). */
 export interface RequestHandler {
@@ -45,6 +46,8 @@ export interface ProxyCoreOptions {
   remoteBindings?: (aor: string) => Promise<Binding[]>;
   /** Signs and checks the flow tokens pool members route each other's requests with. */
   flowTokens?: FlowTokens;
+  /** Signs our Record-Routes per dialog and checks the Routes that come back. */
+  routeSigner: DialogRouteSigner;
   /** Requests this server accepts without a user's authentication (trusted server peers). */
   isTrustedPeer?(flow: Flow): boolean;
   onForwardFinal?: (method: string, status: number) => void;
@@ -97,7 +100,7 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     // RFC 3261 16.4: pop Route entries that name us.
-    const { pinned: pinnedFlow, ownRoute } = this.removeOwnRoutes(request);
+    const { pinned: pinnedFlow, signed } = this.removeOwnRoutes(request);
     if (pinnedFlow !== undefined) {
       // Relayed by another front-end of the pool for an endpoint connected here.
       this.forward(request, st, [{ uri: request.uri, resolve: () => this.flowOrFail(pinnedFlow) }]);
@@ -110,14 +113,22 @@ export class ProxyCore implements TransactionUser {
       st.reply(416, 'Unsupported URI Scheme');
       return;
     }
-    if (request.get('route')) {
-      // Only along a route set we are on (we Record-Routed the dialog): no open relay.
-      if (!ownRoute && !this.opts.isTrustedPeer?.(st.flow)) {
-        st.reply(403, 'Forbidden - Relaying Denied');
+    // Forwarded without authentication only in a dialog whose Record-Route we signed, or
+    // from a trusted server peer; anything else that goes past us is authenticated first.
+    const dialogRoute = inDialog && signed;
+    const trusted = this.opts.isTrustedPeer?.(st.flow) === true;
+    if (request.getAll('route').length > 0) {
+      if (dialogRoute || trusted) {
+        this.rememberContact(request, st.flow);
+        this.routeOnward(request, st);
         return;
       }
-      this.rememberContact(request, st.flow);
-      this.routeOnward(request, st, ruri);
+      // A pre-loaded route beyond us: an authenticated local user may use us as its
+      // outbound proxy (RFC 3261 8.1.2); a stranger never gets past the challenge.
+      this.authenticateThen(request, st, () => {
+        this.rememberContact(request, st.flow);
+        this.routeOnward(request, st);
+      });
       return;
     }
     if (this.opts.local.isUs(ruri)) {
@@ -140,13 +151,22 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     if (ruri.host.toLowerCase() !== this.opts.domain) {
-      if (inDialog && (ownRoute || this.opts.isTrustedPeer?.(st.flow))) {
+      if (dialogRoute || trusted) {
         this.rememberContact(request, st.flow);
-        this.routeOnward(request, st, ruri);
+        this.routeOnward(request, st);
         return;
       }
-      // Federation goes through an edge; a standard server relays nothing to other domains.
-      st.reply(403, 'Forbidden - Relaying Denied');
+      // In-dialog requests to a client's Contact from a dialog we did not sign for are
+      // relayed for an authenticated local user only. Federation goes through an edge: out
+      // of a dialog, a standard server relays nothing to other domains, even for its users.
+      this.authenticateThen(request, st, () => {
+        if (!inDialog) {
+          st.reply(403, 'Forbidden - Relaying Denied');
+          return;
+        }
+        this.rememberContact(request, st.flow);
+        this.routeOnward(request, st);
+      });
       return;
     }
     if (method === 'REGISTER') {
@@ -172,9 +192,15 @@ export class ProxyCore implements TransactionUser {
   }
 
   onAck(ack: SipMessage, flow: Flow): void {
-    // An ACK for a 2xx follows the dialog's route set, which we are on only if we Record-Routed it.
-    if (!this.removeOwnRoutes(ack).ownRoute && !this.opts.isTrustedPeer?.(flow)) return;
-    const next = ack.get('route') ? parseNameAddr(ack.getAll('route')[0])?.uri : ack.uri;
+    // An ACK for a 2xx follows the dialog's route set, which we are on only if we Record-Routed
+    // (and signed) it; an ACK cannot be challenged, so any other is dropped.
+    const { signed } = this.removeOwnRoutes(ack);
+    if (!(signed && ack.to.tag !== undefined) && !this.opts.isTrustedPeer?.(flow)) {
+      this.opts.log.debug({ callId: ack.callId }, 'ACK outside a dialog we signed dropped');
+      return;
+    }
+    const topRoute = ack.getAll('route')[0];
+    const next = topRoute !== undefined ? parseNameAddr(topRoute)?.uri : ack.uri;
     if (!next) return;
     const mf = ack.maxForwards;
     if (mf !== undefined && mf <= 0) return;
@@ -330,7 +356,7 @@ export class ProxyCore implements TransactionUser {
     const dialogForming =
       request.to.tag === undefined && (method === 'INVITE' || method === 'SUBSCRIBE' || method === 'REFER');
     const ctx = new ProxyContext(st, this.opts.transactions, this.opts.local, this.opts.log, {
-      recordRoute: dialogForming,
+      recordRoute: dialogForming ? this.opts.routeSigner.sign(request) : undefined,
       onFinal: (status) => this.opts.onForwardFinal?.(method, status),
       onBranchResponse: dialogForming ? (res, flow) => this.rememberResponseContact(res, flow) : undefined,
     });
@@ -358,10 +384,9 @@ export class ProxyCore implements TransactionUser {
   }
 
   /** Sends a request onward by its Route set or Request-URI (in-dialog requests, RFC 3261 16.6 step 7). */
-  private routeOnward(request: SipMessage, st: ServerTransaction, ruri: SipUri): void {
-    const route = request.get('route') ? parseNameAddr(request.getAll('route')[0])?.uri : undefined;
-    const hop = route ?? request.uri;
-    void ruri;
+  private routeOnward(request: SipMessage, st: ServerTransaction): void {
+    const top = request.getAll('route')[0];
+    const hop = (top !== undefined ? parseNameAddr(top)?.uri : undefined) ?? request.uri;
     this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(hop) }]);
   }
 
@@ -401,26 +426,26 @@ export class ProxyCore implements TransactionUser {
   }
 
   /**
-   * Pops the Route entries naming us (RFC 3261 16.4). Says whether one of them was ours, and
-   * which flow a popped flow token pins the request to.
+   * Pops the Route entries naming us (RFC 3261 16.4). Says whether one of them carried our
+   * signature for this request's dialog, and which flow a popped flow token pins it to.
    */
-  private removeOwnRoutes(request: SipMessage): { pinned?: string; ownRoute: boolean } {
+  private removeOwnRoutes(request: SipMessage): { pinned?: string; signed: boolean } {
     let pinned: string | undefined;
-    let ownRoute = false;
+    let signed = false;
     for (;;) {
-      const first = request.get('route');
-      if (!first) break;
       const top = request.getAll('route')[0];
+      if (top === undefined) break;
       const uri = parseNameAddr(top)?.uri;
       const parsed = uri ? parseUri(uri) : undefined;
       if (!parsed) break;
       const flowId = this.opts.flowTokens?.verify(parsed.user);
       if (flowId !== undefined) pinned = flowId;
       else if (!this.opts.local.isUs(parsed)) break;
-      ownRoute = true;
+      else if (this.opts.routeSigner.verify(request, parsed.params[DIALOG_ROUTE_PARAM] ?? undefined))
+        signed = true;
       request.removeFirst('route');
     }
-    return { pinned, ownRoute };
+    return { pinned, signed };
   }
 
   private flowOrFail(flowId: string): Promise<Flow> {

@@ -35,7 +35,8 @@ interface Branch {
 }
 
 export interface ForwardOptions {
-  recordRoute: boolean;
+  /** Record-Route with this dialog signature (record-route.ts); no Record-Route when absent. */
+  recordRoute?: string;
   /** Called once with the final status this proxy sent upstream (for metrics and archiving). */
   onFinal?: (status: number) => void;
   /** Every response a branch receives, with the flow it came on (the core learns callee Contacts). */
@@ -104,13 +105,14 @@ export class ProxyContext {
     req.uri = target.uri;
     const mf = req.maxForwards;
     req.set('max-forwards', String(mf === undefined ? 70 : mf - 1));
-    if (this.opts.recordRoute) {
+    const signature = this.opts.recordRoute;
+    if (signature !== undefined) {
       const inbound = this.st.flow;
       // RFC 5658: when the two sides reach us by different transports, record both.
       if (inbound.transport !== flow.transport || inbound.localAddress !== flow.localAddress) {
-        req.prepend('record-route', this.local.recordRoute(inbound));
+        req.prepend('record-route', this.local.recordRoute(inbound, signature));
       }
-      req.prepend('record-route', this.local.recordRoute(flow));
+      req.prepend('record-route', this.local.recordRoute(flow, signature));
     }
     if (target.route && target.route.length > 0) {
       const existing = req.getAll('route');

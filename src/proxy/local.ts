@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { SipUri } from '../sip/uri.js';
 import type { Flow, TransportName } from '../transport/flow.js';
 import type { Listening } from '../transport/layer.js';
+import { DIALOG_ROUTE_PARAM } from './record-route.js';
 
 const VIA_TRANSPORT: Record<TransportName, string> = { tcp: 'TCP', tls: 'TLS', ws: 'WS', wss: 'WSS' };
 
@@ -53,10 +54,13 @@ export class LocalIdentity {
     return `SIP/2.0/${VIA_TRANSPORT[flow.transport]} ${this.hostFor(flow)}:${port};branch=${branch}`;
   }
 
-  /** A Record-Route URI reachable by the peer on this flow (RFC 3261 16.6 step 4; RFC 5658 for two). */
-  recordRoute(flow: Flow): string {
+  /**
+   * A Record-Route URI reachable by the peer on this flow (RFC 3261 16.6 step 4; RFC 5658 for
+   * two), carrying the dialog's signature (record-route.ts).
+   */
+  recordRoute(flow: Flow, signature: string): string {
     const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
-    return `<sip:${this.rrUser}@${this.hostFor(flow)}:${port};transport=${flow.transport};lr>`;
+    return `<sip:${this.rrUser}@${this.hostFor(flow)}:${port};transport=${flow.transport};lr;${DIALOG_ROUTE_PARAM}=${signature}>`;
   }
 
   /** A Route URI through this server that names one of its connections (a flow token). */

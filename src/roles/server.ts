@@ -23,6 +23,7 @@ import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
 import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
+import { DialogRouteSigner } from '../proxy/record-route.js';
 import { AuthFailureTracker } from '../registrar/auth-failures.js';
 import { Authenticator } from '../registrar/authenticator.js';
 import { CredentialCache } from '../registrar/credentials.js';
@@ -97,6 +98,7 @@ export async function startServer(
       sources: {
         registeredEndpoints: () => location.registeredEndpoints,
         signedInUsers: () => location.signedInUsers,
+        serverTransactions: () => transactions.serverCount,
       },
     });
 
@@ -139,6 +141,7 @@ export async function startServer(
       lifetimeSeconds: config.auth.nonceLifetimeSeconds,
     });
     const flowTokens = new FlowTokens(await sharedSecret(db, 'flow_token_secret'), config.serverId);
+    const routeSigner = new DialogRouteSigner(await sharedSecret(db, 'record_route_secret'));
     const authenticator = new Authenticator(domain, nonces, credentials, {
       algorithms: digestAlgorithms(config),
       failures: new AuthFailureTracker(config.auth),
@@ -269,6 +272,7 @@ export async function startServer(
       remoteBindings: mirror ? (aor) => mirror.remote(aor) : undefined,
       onUserActivity: (aor) => metrics.activeUsers.touch(aor),
       flowTokens,
+      routeSigner,
       userExists: (aor) => {
         const known = credentials.peek(aor);
         if (known !== undefined) return known !== null;

@@ -17,6 +17,13 @@ export const TIMER_L = 64 * T1;
 export const TIMER_M = 64 * T1;
 /** RFC 3261 16.2 (and 17.2.1): a stateful element answers an INVITE with 100 within 200 ms. */
 export const TRYING_DELAY = 200;
+/**
+ * How long the TU may leave a server transaction without a final response before the layer
+ * answers 500 itself: past Timer F for a forwarded non-INVITE (whose 408 comes first), and
+ * past a proxy's Timer C (RFC 3261 16.8, 3 minutes) plus Timer B for an INVITE.
+ */
+export const TU_ANSWER_DEADLINE = TIMER_F + 8_000;
+export const TU_ANSWER_DEADLINE_INVITE = 180_000 + TIMER_B + 8_000;
 
 export type ServerState = 'Trying' | 'Proceeding' | 'Completed' | 'Confirmed' | 'Accepted' | 'Terminated';
 export type ClientState = 'Calling' | 'Trying' | 'Proceeding' | 'Completed' | 'Accepted' | 'Terminated';
@@ -47,6 +54,8 @@ export class ServerTransaction {
   context: unknown;
   timer?: TimerHandle;
   tryingTimer?: TimerHandle;
+  /** Ends a transaction its TU never answered (a bug, or a lost promise): see TU_ANSWER_DEADLINE. */
+  deadline?: TimerHandle;
 
   constructor(
     readonly layer: TransactionLayer,
@@ -81,6 +90,7 @@ export class ServerTransaction {
       this.state = 'Proceeding';
       return;
     }
+    cancelTimer(this.deadline);
     this.layer.finalSent(this);
     if (!this.isInvite) {
       // Timer J is zero on a reliable transport: Completed -> Terminated at once.
@@ -125,6 +135,7 @@ export class ServerTransaction {
     this.state = 'Terminated';
     cancelTimer(this.timer);
     cancelTimer(this.tryingTimer);
+    cancelTimer(this.deadline);
     this.layer.forgetServer(this);
   }
 }
@@ -213,6 +224,9 @@ export class TransactionLayer {
   private readonly clients = new Map<string, ClientTransaction>();
   readonly timers: TimerWheel;
   private tu!: TransactionUser;
+  /** Requests the TU threw on or left unanswered, since start. */
+  tuFailures = 0;
+  private lastFailureLog = 0;
 
   constructor(private readonly opts: TransactionLayerOptions) {
     this.timers = opts.timers;
@@ -278,7 +292,42 @@ export class TransactionLayer {
         if (st.state === 'Proceeding' && !st.lastResponse) st.reply(100);
       });
     }
-    this.tu.onRequest(request, st);
+    st.deadline = this.timers.schedule(
+      method === 'INVITE' ? TU_ANSWER_DEADLINE_INVITE : TU_ANSWER_DEADLINE,
+      () => this.abandon(st, undefined),
+    );
+    try {
+      this.tu.onRequest(request, st);
+    } catch (err) {
+      this.abandon(st, err);
+    }
+  }
+
+  /**
+   * A request its TU threw on, or never answered: answer 500 if nothing final went out and free
+   * the transaction, so no input can leave state behind (a thrown header parse must not leak).
+   */
+  private abandon(st: ServerTransaction, err: unknown): void {
+    this.tuFailures++;
+    const now = Date.now();
+    // One line a second at most: a flood of bad requests must not become a flood of logs.
+    if (now - this.lastFailureLog >= 1000) {
+      this.opts.log.error(
+        { err, method: st.request.method, callId: st.request.callId, failures: this.tuFailures },
+        err === undefined
+          ? 'request left unanswered by its handler; answered 500'
+          : 'request handler failed; answered 500',
+      );
+      this.lastFailureLog = now;
+    }
+    if (!st.isFinal) {
+      try {
+        st.reply(500, 'Server Internal Error');
+      } catch {
+        // The request is too broken even to answer: dropping it is all that is left.
+      }
+    }
+    if (st.state !== 'Accepted' && st.state !== 'Completed') st.terminate();
   }
 
   private receiveResponse(response: SipMessage, flow: Flow): void {

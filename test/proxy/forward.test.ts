@@ -38,7 +38,7 @@ Content-Length: 0
   const phone = new FakeFlow('phone');
   const finals: number[] = [];
   const ctx = new ProxyContext(st, layer, local, silentLogger(), {
-    recordRoute: method === 'INVITE',
+    recordRoute: method === 'INVITE' ? 'sig0123456789abc' : undefined,
     onFinal: (s) => finals.push(s),
   });
   ctx.start([
@@ -91,7 +91,7 @@ describe('forking proxy (RFC 3261 16.6-16.7)', () => {
   it('INVITE: Record-Routes, and a CANCEL from upstream cancels every ringing branch', async () => {
     const { layer, caller, flush, answer, desk, phone } = setup('INVITE');
     await flush();
-    expect(desk.sent[0].get('record-route')).toMatch(/;lr>/);
+    expect(desk.sent[0].get('record-route')).toMatch(/;lr;dlg=sig0123456789abc>/);
     answer(desk, 180);
     answer(phone, 180);
     layer.receive(
