@@ -27,6 +27,16 @@ export interface ParleyConfig {
   database: { dataDir: string; url?: string };
   http: HostPort;
   log: { level: LogLevel };
+  /** Bounds on connections peers open (src/transport/limits.ts); docs/config.md, "limits". */
+  limits: {
+    maxConnectionsPerAddress: number;
+    /** Unset: the open-files soft limit less 256, left for /health, the database and dialled connections. */
+    maxConnections?: number;
+    headerTimeoutMs: number;
+    idleTimeoutMs: number;
+    /** Load balancers (addresses or CIDR blocks): no per-address limit, PROXY protocol believed. */
+    trustedProxies: string[];
+  };
   registrar: {
     minExpires: number;
     maxExpires: number;
@@ -126,6 +136,7 @@ const TOP_LEVEL_KEYS = [
   'database',
   'http',
   'log',
+  'limits',
   'registrar',
   'presence',
   'auth',
@@ -366,6 +377,22 @@ function validate(r: LayeredReader): ParleyConfig {
   r.checkKeys('log', ['level']);
   const log = { level: readEnum(r, 'log.level', LOG_LEVELS, 'info') };
 
+  r.checkKeys('limits', [
+    'maxConnectionsPerAddress',
+    'maxConnections',
+    'headerTimeoutMs',
+    'idleTimeoutMs',
+    'trustedProxies',
+  ]);
+  const limits: ParleyConfig['limits'] = {
+    maxConnectionsPerAddress: readWholeNumber(r, 'limits.maxConnectionsPerAddress') ?? 100,
+    headerTimeoutMs: readWholeNumber(r, 'limits.headerTimeoutMs') ?? 5_000,
+    idleTimeoutMs: readWholeNumber(r, 'limits.idleTimeoutMs') ?? 60_000,
+    trustedProxies: readAddressBlocks(r, 'limits.trustedProxies'),
+  };
+  const maxConnections = readWholeNumber(r, 'limits.maxConnections');
+  if (maxConnections !== undefined) limits.maxConnections = maxConnections;
+
   r.checkKeys('registrar', ['minExpires', 'maxExpires', 'defaultExpires', 'digestAlgorithms']);
   const registrar = {
     minExpires: readSeconds(r, 'registrar.minExpires', 60),
@@ -426,6 +453,7 @@ function validate(r: LayeredReader): ParleyConfig {
     database,
     http,
     log,
+    limits,
     registrar,
     presence,
     auth,
@@ -517,6 +545,44 @@ function readBoolean(r: LayeredReader, key: string, fallback: boolean): boolean 
     throw new ConfigError(`${JSON.stringify(at.value)} is not true or false`, key, at.source.label);
   }
   return at.value;
+}
+
+function readWholeNumber(r: LayeredReader, key: string): number | undefined {
+  const at = r.get(key);
+  if (!at || at.value === null) return undefined;
+  const v = typeof at.value === 'string' && /^\d+$/.test(at.value) ? Number(at.value) : at.value;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 2 ** 31 - 1) {
+    throw new ConfigError(
+      `${JSON.stringify(at.value)} is not a whole number (1 or more)`,
+      key,
+      at.source.label,
+    );
+  }
+  return v;
+}
+
+/** A list of IP addresses and CIDR blocks (`10.0.0.0/8`, `fd00::/8`). */
+function readAddressBlocks(r: LayeredReader, key: string): string[] {
+  const at = r.get(key);
+  if (!at || at.value === null) return [];
+  const list = Array.isArray(at.value) ? at.value : [at.value];
+  for (const entry of list) {
+    const [address, prefix, extra] = typeof entry === 'string' ? entry.trim().split('/') : [];
+    const family = address === undefined ? 0 : isIP(address);
+    const max = family === 6 ? 128 : 32;
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      (prefix !== undefined && !(/^\d{1,3}$/.test(prefix) && Number(prefix) <= max))
+    ) {
+      throw new ConfigError(
+        `${JSON.stringify(entry)} is not an IP address or CIDR block`,
+        key,
+        at.source.label,
+      );
+    }
+  }
+  return list.map((entry: string) => entry.trim());
 }
 
 function readSeconds(r: LayeredReader, key: string, fallback: number): number {

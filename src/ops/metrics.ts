@@ -193,6 +193,27 @@ export class ActiveUserTracker {
   }
 }
 
+/** Why an accepted connection was refused (src/transport/limits.ts). */
+export const CONNECTION_REFUSALS = ['per_address', 'global', 'untrusted_proxy', 'bad_proxy_header'] as const;
+/** Why a connection was closed for its pace rather than its content. */
+export const CONNECTION_TIMEOUTS = ['header_timeout', 'idle_timeout'] as const;
+
+/** Counts by a reason from a closed list, so the series count is fixed. */
+export class ReasonCounter<R extends string> {
+  readonly counts: Float64Array;
+  private readonly index: Record<string, number> = Object.create(null);
+  constructor(readonly reasons: readonly R[]) {
+    this.counts = new Float64Array(reasons.length);
+    reasons.forEach((r, i) => {
+      this.index[r] = i;
+    });
+  }
+  inc(reason: R): void {
+    const i = this.index[reason];
+    if (i !== undefined) this.counts[i] += 1;
+  }
+}
+
 export interface ParleyMetrics {
   readonly registry: Registry;
   /** Registered contacts (bindings) across all users. */
@@ -214,6 +235,8 @@ export interface ParleyMetrics {
   readonly authChallenges: HotCounter;
   readonly transactionLatency: LatencyHistogram;
   readonly failures: FailureCounter;
+  readonly connectionsRefused: ReasonCounter<(typeof CONNECTION_REFUSALS)[number]>;
+  readonly connectionsTimedOut: ReasonCounter<(typeof CONNECTION_TIMEOUTS)[number]>;
   /** Prometheus text exposition of every metric. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -231,6 +254,8 @@ export interface CreateMetricsOptions {
   sources?: {
     registeredEndpoints?: () => number | Promise<number>;
     signedInUsers?: () => number | Promise<number>;
+    /** Accepted SIP connections open now. */
+    connections?: () => number;
     /** Server transactions alive: a number that must come back down, whatever the input. */
     serverTransactions?: () => number;
   };
@@ -307,6 +332,30 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     responsesSent.counts,
   );
   counterFrom('parley_failures_total', 'Failures, by kind', 'kind', FAILURE_KINDS, failures.counts);
+  const connectionsRefused = new ReasonCounter(CONNECTION_REFUSALS);
+  const connectionsTimedOut = new ReasonCounter(CONNECTION_TIMEOUTS);
+  counterFrom(
+    'parley_sip_connections_refused_total',
+    'SIP connections refused at accept, by reason (limits)',
+    'reason',
+    CONNECTION_REFUSALS,
+    connectionsRefused.counts,
+  );
+  counterFrom(
+    'parley_sip_connections_timed_out_total',
+    'SIP connections closed by the header or idle timeout',
+    'reason',
+    CONNECTION_TIMEOUTS,
+    connectionsTimedOut.counts,
+  );
+  new Gauge({
+    name: 'parley_sip_connections',
+    help: 'Accepted SIP connections open',
+    registers,
+    collect() {
+      this.set(opts.sources?.connections?.() ?? 0);
+    },
+  });
   plainCounter('parley_messages_routed_total', 'Instant messages routed to an endpoint', messagesRouted);
   plainCounter(
     'parley_message_bytes_routed_total',
@@ -379,6 +428,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     authChallenges,
     transactionLatency,
     failures,
+    connectionsRefused,
+    connectionsTimedOut,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

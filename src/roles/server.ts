@@ -98,6 +98,7 @@ export async function startServer(
       sources: {
         registeredEndpoints: () => location.registeredEndpoints,
         signedInUsers: () => location.signedInUsers,
+        connections: () => transport.connectionCount,
         serverTransactions: () => transactions.serverCount,
       },
     });
@@ -123,7 +124,14 @@ export async function startServer(
     });
     cleanups.push(unlisten);
 
-    const transport = new TransportLayer({ listen: config.listen, tls: readTls(config), log: sipLog });
+    const transport = new TransportLayer({
+      listen: config.listen,
+      tls: readTls(config),
+      log: sipLog,
+      limits: config.limits,
+      onConnectionRefused: (reason) => metrics.connectionsRefused.inc(reason),
+      onConnectionTimedOut: (reason) => metrics.connectionsTimedOut.inc(reason),
+    });
     const timers = new TimerWheel();
     timers.onError = (err) => sipLog.error({ err }, 'timer callback failed');
     const transactions = new TransactionLayer({

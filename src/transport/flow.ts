@@ -33,7 +33,7 @@ export function newFlowId(prefix: string): string {
   return `${prefix}${boot}${(nextFlowNumber++).toString(36)}`;
 }
 
-function stripV4Mapped(address: string | undefined): string {
+export function stripV4Mapped(address: string | undefined): string {
   if (!address) return '';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
@@ -56,10 +56,12 @@ export class SocketFlow implements Flow {
   constructor(
     readonly transport: 'tcp' | 'tls',
     private readonly socket: Socket,
+    /** The client's address when a trusted proxy told it (PROXY protocol), not the socket's. */
+    remote?: { address: string; port: number },
   ) {
     this.id = newFlowId(transport === 'tls' ? 's' : 't');
-    this.remoteAddress = stripV4Mapped(socket.remoteAddress);
-    this.remotePort = socket.remotePort ?? 0;
+    this.remoteAddress = stripV4Mapped(remote?.address ?? socket.remoteAddress);
+    this.remotePort = remote?.port ?? socket.remotePort ?? 0;
     this.localAddress = stripV4Mapped(socket.localAddress);
     this.localPort = socket.localPort ?? 0;
     socket.once('close', () => {

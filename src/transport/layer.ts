@@ -13,7 +13,19 @@ import { WebSocketServer } from 'ws';
 import { StreamFramer } from '../sip/framer.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseMessage } from '../sip/parser.js';
-import { type Flow, SocketFlow, type TransportName, WebSocketFlow } from './flow.js';
+import { type Flow, SocketFlow, stripV4Mapped, type TransportName, WebSocketFlow } from './flow.js';
+import {
+  ConnectionEventLog,
+  type ConnectionLease,
+  ConnectionLimiter,
+  type ConnectionLimits,
+  type ConnectionRefusal,
+  type ConnectionTimeout,
+  DEFAULT_CONNECTION_LIMITS,
+  descriptorSoftLimit,
+  effectiveMaxConnections,
+} from './limits.js';
+import { parseProxyHeader } from './proxy-protocol.js';
 import { peerCertificateNames } from './tls-names.js';
 
 export interface HostPort {
@@ -34,6 +46,13 @@ export interface TransportLayerOptions {
   tls?: TlsMaterial;
   maxMessageSize?: number;
   log: Logger;
+  limits?: Partial<ConnectionLimits>;
+  /** RLIMIT_NOFILE soft limit the global limit stays below; read from the system when omitted. */
+  descriptorLimit?: number;
+  /** Counts refused connections (metrics); they are logged here. */
+  onConnectionRefused?(reason: ConnectionRefusal): void;
+  /** Counts connections closed by the header or idle timeout. */
+  onConnectionTimedOut?(reason: ConnectionTimeout): void;
 }
 
 export interface TransportHandler {
@@ -41,6 +60,30 @@ export interface TransportHandler {
   /** A message that could not be parsed: answer it (when it can be) with the error's status. */
   onParseError(flow: Flow, status: number, reason: string, partial: unknown, fatal: boolean): void;
   onFlowClosed(flow: Flow): void;
+}
+
+/** An accepted connection, from its first byte until it closes, with its limits' state. */
+interface Inbound {
+  readonly raw: Socket;
+  /** Every socket carrying it (the TCP socket, then the TLS socket over it), to close them all. */
+  readonly sockets: Socket[];
+  readonly lease: ConnectionLease;
+  /** The real client's per-address count, when a trusted proxy named it. */
+  clientLease?: ConnectionLease;
+  /** The real client, when a trusted proxy named it (PROXY protocol). */
+  remote?: { address: string; port: number };
+  /** Runs while a message is awaited: from accept until the first, and while one is partial. */
+  headerTimer?: NodeJS.Timeout;
+  idleTimer?: NodeJS.Timeout;
+  seenMessage: boolean;
+  flow?: Flow;
+}
+
+interface FlowRecord {
+  readonly flow: Flow;
+  /** Its keys in byRemote, so closing a flow costs the same however many flows are open. */
+  readonly keys: string[];
+  readonly inbound?: Inbound;
 }
 
 export interface Listening {
@@ -54,22 +97,50 @@ export interface Listening {
  * arriving on flows, and ask for a flow to a target when they must open one.
  */
 export class TransportLayer {
-  private readonly flows = new Map<string, Flow>();
+  private readonly flows = new Map<string, FlowRecord>();
   /** transport:host:port -> flow, for reusing connections to a peer (RFC 3261 18.1.1). */
   private readonly byRemote = new Map<string, Flow>();
   private readonly pendingConnects = new Map<string, Promise<Flow>>();
   private readonly servers: Array<TcpServer | HttpServer> = [];
   private readonly wsServers: WebSocketServer[] = [];
   readonly listening: Listening[] = [];
+  /** Accepted connections handed to a TLS or HTTP server, found again when it hands them back. */
+  private readonly handedOff = new Map<string, Inbound>();
   private accepting = true;
   private handler!: TransportHandler;
+  readonly limits: Readonly<ConnectionLimits> & { maxConnections: number };
+  private readonly limiter: ConnectionLimiter;
+  private readonly connectionLog: ConnectionEventLog;
 
-  constructor(private readonly opts: TransportLayerOptions) {}
+  constructor(private readonly opts: TransportLayerOptions) {
+    const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
+    const maxConnections = effectiveMaxConnections(
+      limits.maxConnections,
+      opts.descriptorLimit ?? descriptorSoftLimit(),
+    );
+    if (limits.maxConnections !== undefined && maxConnections < limits.maxConnections) {
+      opts.log.warn(
+        { configured: limits.maxConnections, maxConnections },
+        'limits.maxConnections lowered to leave descriptors for the operations server and outgoing connections',
+      );
+    }
+    this.limits = { ...limits, maxConnections };
+    this.limiter = new ConnectionLimiter(
+      limits.maxConnectionsPerAddress,
+      maxConnections,
+      limits.trustedProxies,
+    );
+    this.connectionLog = new ConnectionEventLog(opts.log);
+  }
 
   async start(handler: TransportHandler): Promise<Listening[]> {
     this.handler = handler;
     const { listen, tls } = this.opts;
-    if (listen.tcp) await this.listenStream('tcp', createTcpServer({ noDelay: true }), listen.tcp);
+    if (listen.tcp) {
+      await this.listenGated('tcp', listen.tcp, (raw, inbound) =>
+        this.adoptSocket('tcp', raw, undefined, inbound),
+      );
+    }
     if (listen.tls) {
       if (!tls) throw new Error('listen.tls needs tls.cert and tls.key');
       const server = createTlsServer({
@@ -79,7 +150,20 @@ export class TransportLayer {
         requestCert: Boolean(tls.requireClientCert),
         rejectUnauthorized: Boolean(tls.requireClientCert),
       });
-      await this.listenStream('tls', server, listen.tls, 'secureConnection');
+      server.on('secureConnection', (socket: TLSSocket) => {
+        const inbound = this.takeHandedOff(socket);
+        if (!inbound) {
+          socket.destroy();
+          return;
+        }
+        this.adoptSocket('tls', socket, undefined, inbound);
+      });
+      server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+        this.opts.log.debug({ err: err.message }, 'TLS handshake failed');
+        const inbound = this.takeHandedOff(socket);
+        if (inbound) this.closeInbound(inbound);
+      });
+      await this.listenGated('tls', listen.tls, (raw, inbound) => this.handOff(server, raw, inbound));
     }
     if (listen.ws) await this.listenWebSocket('ws', createHttpServer(), listen.ws);
     if (listen.wss) {
@@ -101,15 +185,20 @@ export class TransportLayer {
   }
 
   flow(id: string): Flow | undefined {
-    return this.flows.get(id);
+    return this.flows.get(id)?.flow;
+  }
+
+  /** Accepted connections counted against the global limit (before and after they become flows). */
+  get connectionCount(): number {
+    return this.limiter.count;
   }
 
   get flowCount(): number {
     return this.flows.size;
   }
 
-  allFlows(): IterableIterator<Flow> {
-    return this.flows.values();
+  *allFlows(): IterableIterator<Flow> {
+    for (const record of this.flows.values()) yield record.flow;
   }
 
   /** A live flow to the peer, reusing an existing connection when there is one. */
@@ -173,57 +262,212 @@ export class TransportLayer {
   async stop(): Promise<void> {
     this.stopAccepting();
     for (const wss of this.wsServers) wss.close();
-    for (const flow of this.flows.values()) flow.close();
+    for (const record of this.flows.values()) record.flow.close();
     this.flows.clear();
     this.byRemote.clear();
   }
 
-  private async listenStream(
-    transport: 'tcp' | 'tls',
-    server: TcpServer,
+  /**
+   * Every listener accepts on a plain TCP server first: limits, the PROXY header of a
+   * trusted proxy and the header timer apply before TLS or HTTP sees a byte. Then the
+   * socket goes to `handoff` (SIP framing, or the TLS or HTTP server that owns the protocol).
+   */
+  private async listenGated(
+    transport: TransportName,
     at: HostPort,
-    event: 'connection' | 'secureConnection' = 'connection',
+    handoff: (raw: Socket, inbound: Inbound) => void,
   ): Promise<void> {
-    server.on(event, (socket: Socket) => {
-      if (!this.accepting) {
-        socket.destroy();
-        return;
-      }
-      socket.setNoDelay(true);
-      this.adoptSocket(transport, socket);
-    });
-    server.on('tlsClientError', (err: Error) =>
-      this.opts.log.debug({ err: err.message }, 'TLS handshake failed'),
-    );
+    const server = createTcpServer({ noDelay: true });
+    server.on('connection', (raw: Socket) => this.accept(raw, handoff));
     server.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
     await listenOn(server, at);
     this.servers.push(server);
     this.listening.push({ transport, host: at.host, port: (server.address() as AddressInfo).port });
   }
 
+  private accept(raw: Socket, handoff: (raw: Socket, inbound: Inbound) => void): void {
+    if (!this.accepting) {
+      raw.destroy();
+      return;
+    }
+    const address = stripV4Mapped(raw.remoteAddress);
+    const lease = this.limiter.admit(address);
+    if (typeof lease === 'string') {
+      this.refuse(raw, lease, address);
+      return;
+    }
+    const inbound: Inbound = { raw, sockets: [raw], lease, seenMessage: false };
+    raw.on('error', (err) => this.opts.log.debug({ address, err: err.message }, 'socket error'));
+    raw.once('close', () => this.releaseInbound(inbound));
+    this.armHeaderTimer(inbound);
+    if (!this.limiter.isTrusted(address)) {
+      handoff(raw, inbound);
+      return;
+    }
+    // A trusted proxy may open with a PROXY header (v1 or v2) naming the client.
+    let buffered: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const header = parseProxyHeader(buffered);
+      if (header.kind === 'incomplete') return;
+      raw.off('data', onData);
+      raw.pause();
+      if (header.kind === 'invalid') {
+        this.refuse(raw, 'bad_proxy_header', address);
+        return;
+      }
+      let rest = buffered;
+      if (header.kind === 'header') {
+        rest = buffered.subarray(header.length);
+        if (header.source) {
+          const client = stripV4Mapped(header.source.address);
+          const clientLease = this.limiter.admitBehindProxy(client);
+          if (typeof clientLease === 'string') {
+            this.refuse(raw, clientLease, client);
+            return;
+          }
+          inbound.clientLease = clientLease;
+          inbound.remote = { address: client, port: header.source.port };
+        }
+      }
+      if (rest.length > 0) raw.unshift(rest);
+      handoff(raw, inbound);
+      raw.resume();
+    };
+    raw.on('data', onData);
+  }
+
+  private refuse(socket: Socket, reason: ConnectionRefusal, address: string): void {
+    socket.destroy();
+    this.connectionLog.report(reason, address);
+    this.opts.onConnectionRefused?.(reason);
+  }
+
+  /** Gives an accepted socket to the TLS or HTTP server that speaks its protocol. */
+  private handOff(server: TcpServer, raw: Socket, inbound: Inbound): void {
+    const key = handOffKey(raw);
+    this.handedOff.set(key, inbound);
+    raw.once('close', () => {
+      if (this.handedOff.get(key) === inbound) this.handedOff.delete(key);
+    });
+    server.emit('connection', raw);
+  }
+
+  /** The accepted connection under a socket the TLS or HTTP server hands back (same 4-tuple). */
+  private takeHandedOff(socket: Socket): Inbound | undefined {
+    const key = handOffKey(socket);
+    const inbound = this.handedOff.get(key);
+    if (!inbound) return undefined;
+    this.handedOff.delete(key);
+    if (!inbound.sockets.includes(socket)) {
+      inbound.sockets.push(socket);
+      socket.once('close', () => this.releaseInbound(inbound));
+    }
+    return inbound;
+  }
+
+  private armHeaderTimer(inbound: Inbound): void {
+    if (inbound.headerTimer) clearTimeout(inbound.headerTimer);
+    inbound.headerTimer = setTimeout(
+      () => this.timeOut(inbound, 'header_timeout'),
+      this.limits.headerTimeoutMs,
+    );
+    inbound.headerTimer.unref();
+  }
+
+  private clearHeaderTimer(inbound: Inbound): void {
+    if (!inbound.headerTimer) return;
+    clearTimeout(inbound.headerTimer);
+    inbound.headerTimer = undefined;
+  }
+
+  private armIdleTimer(inbound: Inbound): void {
+    inbound.idleTimer = setTimeout(() => {
+      const flow = inbound.flow;
+      // A flow someone registered or authenticated on is how we reach them: keep it.
+      if (flow && flow.authenticated.size > 0) {
+        inbound.idleTimer?.refresh();
+        return;
+      }
+      this.timeOut(inbound, 'idle_timeout');
+    }, this.limits.idleTimeoutMs);
+    inbound.idleTimer.unref();
+  }
+
+  /** After data on an accepted stream: `completed` if a message was framed, `partial` if one is still open. */
+  private noteProgress(inbound: Inbound, completed: boolean, partial: boolean): void {
+    if (completed) {
+      inbound.seenMessage = true;
+      inbound.idleTimer?.refresh();
+    }
+    if (partial) {
+      // Slowloris: the clock runs from the start of a message, not from its latest byte.
+      if (completed || !inbound.headerTimer) this.armHeaderTimer(inbound);
+    } else if (inbound.seenMessage) {
+      // Keep-alives alone do not stop the clock running since the connection opened.
+      this.clearHeaderTimer(inbound);
+    }
+  }
+
+  private timeOut(inbound: Inbound, reason: ConnectionTimeout): void {
+    this.connectionLog.report(reason, inbound.remote?.address ?? stripV4Mapped(inbound.raw.remoteAddress));
+    this.opts.onConnectionTimedOut?.(reason);
+    this.closeInbound(inbound);
+  }
+
+  private closeInbound(inbound: Inbound): void {
+    for (const socket of inbound.sockets) socket.destroy();
+    this.releaseInbound(inbound);
+  }
+
+  private releaseInbound(inbound: Inbound): void {
+    this.clearHeaderTimer(inbound);
+    if (inbound.idleTimer) clearTimeout(inbound.idleTimer);
+    inbound.lease.release();
+    inbound.clientLease?.release();
+  }
+
   private async listenWebSocket(transport: 'ws' | 'wss', server: HttpServer, at: HostPort): Promise<void> {
     const wss = new WebSocketServer({
-      server,
+      noServer: true,
       maxPayload: this.opts.maxMessageSize ?? 65_535,
       // RFC 7118 4: the client asks for the "sip" subprotocol.
       handleProtocols: (protocols) => (protocols.has('sip') ? 'sip' : false),
     });
+    server.on('upgrade', (req, socket, head) => {
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    });
     wss.on('connection', (ws, req) => {
-      if (!this.accepting) {
+      const socket = req.socket;
+      const inbound = this.takeHandedOff(socket);
+      if (!this.accepting || !inbound) {
         ws.terminate();
         return;
       }
-      const socket = req.socket;
       const flow = new WebSocketFlow(
         transport,
         ws,
-        socket.remoteAddress ?? '',
-        socket.remotePort ?? 0,
+        inbound.remote?.address ?? socket.remoteAddress ?? '',
+        inbound.remote?.port ?? socket.remotePort ?? 0,
         socket.localAddress ?? '',
         socket.localPort ?? 0,
       );
-      this.register(flow);
+      inbound.flow = flow;
+      this.register(flow, undefined, inbound);
+      // The upgrade is the first message; from here the header clock runs from the first
+      // byte of a WebSocket message until ws delivers it (prepended: it must see bytes first).
+      inbound.seenMessage = true;
+      this.clearHeaderTimer(inbound);
+      this.armIdleTimer(inbound);
+      socket.prependListener('data', () => {
+        if (!inbound.headerTimer) this.armHeaderTimer(inbound);
+      });
+      const settled = () => this.clearHeaderTimer(inbound);
+      ws.on('ping', settled);
+      ws.on('pong', settled);
       ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+        this.clearHeaderTimer(inbound);
+        inbound.idleTimer?.refresh();
         const buf = Buffer.isBuffer(data)
           ? data
           : Array.isArray(data)
@@ -237,23 +481,45 @@ export class TransportLayer {
       ws.on('error', () => this.unregister(flow));
     });
     server.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
-    await listenOn(server, at);
-    this.servers.push(server);
+    // The gate's header timer bounds the upgrade request; Node's own is a fallback.
+    server.headersTimeout = Math.max(this.limits.headerTimeoutMs, 1000);
+    server.requestTimeout = Math.max(this.limits.headerTimeoutMs, 1000);
     this.wsServers.push(wss);
-    this.listening.push({ transport, host: at.host, port: (server.address() as AddressInfo).port });
+    await this.listenGated(transport, at, (raw, inbound) => this.handOff(server, raw, inbound));
   }
 
-  private adoptSocket(transport: 'tcp' | 'tls', socket: Socket, dialledKey?: string): Flow {
-    const flow = new SocketFlow(transport, socket);
+  private adoptSocket(
+    transport: 'tcp' | 'tls',
+    socket: Socket,
+    dialledKey?: string,
+    inbound?: Inbound,
+  ): Flow {
+    const flow = new SocketFlow(transport, socket, inbound?.remote);
     if (transport === 'tls') flow.peerNames = peerCertificateNames(socket as TLSSocket);
-    this.register(flow, dialledKey);
+    if (inbound) {
+      inbound.flow = flow;
+      this.armIdleTimer(inbound);
+    }
+    this.register(flow, dialledKey, inbound);
     const framer = new StreamFramer({ maxMessageSize: this.opts.maxMessageSize });
+    // Only a trusted proxy's PROXY header is read (by the gate); anyone else's is refused.
+    let first = inbound !== undefined && !this.limiter.isTrusted(stripV4Mapped(inbound.raw.remoteAddress));
     socket.on('data', (chunk: Buffer) => {
+      if (first) {
+        first = false;
+        const header = parseProxyHeader(chunk).kind;
+        if (header === 'header' || header === 'invalid') {
+          this.refuse(socket, 'untrusted_proxy', flow.remoteAddress);
+          return;
+        }
+      }
       const events = framer.push(chunk);
+      let completed = false;
       for (let i = 0; i < events.length; i++) {
         const ev = events[i];
         switch (ev.type) {
           case 'message':
+            completed = true;
             this.deliver(ev.message, flow);
             break;
           case 'ping':
@@ -268,12 +534,14 @@ export class TransportLayer {
               flow.close();
               return;
             }
+            completed = true;
             break;
         }
       }
+      if (inbound && !flow.closed) this.noteProgress(inbound, completed, framer.buffered > 0);
     });
-    // Idle connections without registrations are closed by the upper layer's timers; this
-    // only bounds half-open sockets that never speak.
+    // Idle connections are closed by the idle timer; keep-alive probes find dead peers of
+    // the ones kept (registered flows).
     socket.setKeepAlive(true, 30_000);
     socket.on('error', (err) => this.opts.log.debug({ flow: flow.id, err: err.message }, 'socket error'));
     socket.on('close', () => this.unregister(flow));
@@ -289,15 +557,19 @@ export class TransportLayer {
     }
   }
 
-  private register(flow: Flow, dialledKey?: string): void {
-    this.flows.set(flow.id, flow);
-    this.byRemote.set(remoteKey(flow.transport, flow.remoteAddress, flow.remotePort), flow);
-    if (dialledKey) this.byRemote.set(dialledKey, flow);
+  private register(flow: Flow, dialledKey?: string, inbound?: Inbound): void {
+    const keys = [remoteKey(flow.transport, flow.remoteAddress, flow.remotePort)];
+    if (dialledKey && dialledKey !== keys[0]) keys.push(dialledKey);
+    this.flows.set(flow.id, { flow, keys, inbound });
+    for (const key of keys) this.byRemote.set(key, flow);
   }
 
   private unregister(flow: Flow): void {
-    if (!this.flows.delete(flow.id)) return;
-    for (const [key, f] of this.byRemote) if (f === flow) this.byRemote.delete(key);
+    const record = this.flows.get(flow.id);
+    if (!record) return;
+    this.flows.delete(flow.id);
+    for (const key of record.keys) if (this.byRemote.get(key) === flow) this.byRemote.delete(key);
+    if (record.inbound) this.releaseInbound(record.inbound);
     try {
       this.handler.onFlowClosed(flow);
     } catch (err) {
@@ -311,6 +583,10 @@ const CRLF = Buffer.from('\r\n');
 function remoteKey(transport: TransportName, host: string, port: number): string {
   const bare = host.startsWith('[') ? host.slice(1, -1) : host;
   return `${transport}:${bare.toLowerCase()}:${port}`;
+}
+
+function handOffKey(socket: Socket): string {
+  return `${socket.localPort}|${socket.remoteAddress}|${socket.remotePort}`;
 }
 
 function isIp(host: string): boolean {
