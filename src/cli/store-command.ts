@@ -1,5 +1,6 @@
 import type { Command } from '@oclif/core';
 import type { ParleyConfig } from '../ops/config.js';
+import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { setUserEnabled, type UserSummary } from '../users/admin.js';
 import { CliError } from './errors.js';
@@ -34,17 +35,35 @@ export async function runWithPreparedStore<P, T>(
   fn: (store: Store, config: ParleyConfig, prepared: P) => Promise<T>,
 ): Promise<T> {
   let store: Store | undefined;
+  let config: ParleyConfig | undefined;
   try {
-    const config = loadCliConfig(flags);
+    config = loadCliConfig(flags);
     const prepared = await prepare(config);
     store = await openCliStore(config);
     return await fn(store, config, prepared);
   } catch (err) {
     if (err instanceof CliError) failCommand(command, err);
+    if (store && isConnectionLost(err)) failCommand(command, connectionLostError(err, config));
     throw err;
   } finally {
-    await store?.close();
+    await store?.close().catch(() => undefined);
   }
+}
+
+/**
+ * The store went away while a command was working (its server killed or restarted): every
+ * write of Parley's is a transaction, so what was committed stays and the rest was never
+ * written; running the command again carries on from there.
+ */
+export function connectionLostError(err: unknown, config: ParleyConfig | undefined): CliError {
+  const where = config?.database.url
+    ? 'the PostgreSQL database'
+    : `the database served from ${config?.database.dataDir ?? 'the data folder'}`;
+  return new CliError(
+    'DATABASE_UNAVAILABLE',
+    `lost the connection to ${where} while working: ${(err as Error).message}`,
+    'Check that the server or PostgreSQL is running again, then run the same command again: completed steps are kept, nothing half-written is.',
+  );
 }
 
 /**

@@ -187,15 +187,22 @@ export class PostgresDatabase implements Database {
 
   async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A checked-out client has no listener of the pool's: without one, a server that dies
+    // mid-transaction emits an 'error' nobody handles and takes the process down. The
+    // statement in flight rejects with the same error, which the caller sees.
+    const lost = () => {};
+    client.on('error', lost);
     try {
       await client.query('BEGIN');
       const result = await fn(new PostgresTransaction(client, this.prepare));
       await client.query('COMMIT');
+      client.off('error', lost);
       client.release();
       return result;
     } catch (err) {
       try {
         await client.query('ROLLBACK');
+        client.off('error', lost);
         client.release();
       } catch {
         // The connection is broken: destroy it rather than return it to the pool.

@@ -27,3 +27,31 @@ export interface Database extends Sql, ChangeFeed {
   readonly engine: 'pglite' | 'postgres';
   close(): Promise<void>;
 }
+
+/** Error codes of a database connection that went away (node's socket errors, PostgreSQL's). */
+const CONNECTION_LOST_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ENOENT',
+  'ETIMEDOUT',
+  'ENOTCONN',
+]);
+
+/**
+ * Did this error come from losing the database (its server killed, restarted or unreachable)
+ * rather than from a statement? SQLSTATE class 08 is "connection exception"; 57P01-57P03 are
+ * the server shutting down or not yet accepting; `pg` reports a socket that ends mid-query
+ * with a plain message and no code.
+ */
+export function isConnectionLost(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (CONNECTION_LOST_CODES.has(code) || code.startsWith('08')) return true;
+    if (code === '57P01' || code === '57P02' || code === '57P03') return true;
+  }
+  return /Connection terminated|connection error and is not queryable|Client was closed|terminating connection/i.test(
+    err.message,
+  );
+}
