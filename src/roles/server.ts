@@ -153,7 +153,7 @@ export async function startServer(
     const authenticator = new Authenticator(domain, nonces, credentials, {
       algorithms: digestAlgorithms(config),
       failures: new AuthFailureTracker(config.auth),
-      log: componentLogger(log, 'auth'),
+      log: componentLogger(log, 'registrar'),
       onFailure: (reason) => metrics.authFailures.inc(reason),
       onChallenge: () => metrics.authChallenges.inc(),
     });
