@@ -143,7 +143,8 @@ export async function startServer(
       onFinal: (st) => metrics.transactionLatency.observeSince(st.startedAt),
     });
     const pool = config.role === 'frontend';
-    // Shared by every server of the store: any front-end validates a nonce another issued.
+    // The secret is shared by every server of the store (any front-end checks a nonce's signature);
+    // each nonce only works on the connection it was issued on (NonceManager, flow binding).
     const nonces = new NonceManager({
       secret: await sharedSecret(db, 'digest_nonce_secret'),
       lifetimeSeconds: config.auth.nonceLifetimeSeconds,
