@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { benchFuzz, type FuzzSuiteResult, renderFuzz } from './fuzz.js';
 import { findKamailio, startKamailio } from './kamailio.js';
 import { benchPool, POOL_RATES, type PoolSuiteResult, renderPoolTable } from './pool.js';
 import {
@@ -32,6 +33,8 @@ Suites (default: the SIP suite)
   --vs-kamailio       also measure Kamailio (the anchor) in the same run and print the ratio
   --sync              directory sync benchmark (bench/sync.ts)
   --contacts          contact-list benchmark (bench/contacts.ts)
+  --fuzz N            fuzz a Parley server with N mutated messages over TCP; prints messages
+                      sent, crashes and RSS at start and end (--seed S to replay a run)
   --pool              pool benchmark (bench/pool.ts): 2 front-ends, PostgreSQL, HAProxy; ramp
                       ${POOL_RATES.join(',')} unless --rate; 3 s steps below 10000 users unless --duration
 
@@ -69,6 +72,7 @@ export interface BenchResult {
   sync?: unknown;
   contacts?: unknown;
   pool?: PoolSuiteResult;
+  fuzz?: FuzzSuiteResult;
   notAvailable: string[];
   /** Why the run exits non-zero, when it does. */
   failures: string[];
@@ -82,6 +86,9 @@ interface Options {
   sync: boolean;
   contacts: boolean;
   pool: boolean;
+  /** Messages for the fuzz run, when asked for. */
+  fuzz?: number;
+  seed?: number;
   users: number;
   rates: number[];
   /** --rate was given (the pool suite has its own default ramp). */
@@ -117,13 +124,17 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (v.only && v.only !== 'register' && v.only !== 'message')
     throw new UsageError('--only is register or message');
   const workloads: Workload[] = v.only ? [v.only as Workload] : ['register', 'message'];
-  const otherSuite = Boolean(v.sync || v.contacts || v.pool);
+  const fuzz = v.fuzz ? Math.floor(positive(v.fuzz, '--fuzz')) : undefined;
+  const seed = v.seed ? Math.floor(positive(v.seed, '--seed')) : undefined;
+  const otherSuite = Boolean(v.sync || v.contacts || v.pool || fuzz);
   return {
     sip: Boolean(v.sip || v['vs-kamailio'] || v.profile || !otherSuite),
     vsKamailio: Boolean(v['vs-kamailio']),
     sync: Boolean(v.sync),
     contacts: Boolean(v.contacts),
     pool: Boolean(v.pool),
+    fuzz,
+    seed,
     users,
     rates,
     ratesGiven: Boolean(v.rate),
@@ -146,6 +157,8 @@ function parseArgsStrict(argv: string[]) {
       sync: { type: 'boolean' },
       contacts: { type: 'boolean' },
       pool: { type: 'boolean' },
+      fuzz: { type: 'string' },
+      seed: { type: 'string' },
       users: { type: 'string' },
       rate: { type: 'string' },
       duration: { type: 'string' },
@@ -260,6 +273,11 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
       log,
     });
     for (const f of result.pool.failures) result.failures.push(`pool ${f}`);
+  }
+  if (opts.fuzz) {
+    result.fuzz = await benchFuzz({ count: opts.fuzz, seed: opts.seed, log });
+    if (result.fuzz.crashes > 0 || !result.fuzz.servingAfter)
+      result.failures.push(`fuzz: the server ${result.fuzz.crashes > 0 ? 'crashed' : 'stopped answering'}`);
   }
   if (opts.sip) result.sip = await runSipSuite(opts, log, result);
   if (opts.sync)
@@ -388,6 +406,10 @@ async function main(): Promise<number> {
     if (result.pool) {
       log('');
       log(renderPoolTable(result.pool));
+    }
+    if (result.fuzz) {
+      log('');
+      log(renderFuzz(result.fuzz));
     }
     for (const line of result.notAvailable) log(line);
     if (result.sip) {

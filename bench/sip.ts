@@ -262,7 +262,7 @@ function cpuSeconds(pids: number[]): number {
   return ticks / CLOCK_TICKS;
 }
 
-function memoryKiB(pids: number[]): { rss: number; pss: number } {
+export function memoryKiB(pids: number[]): { rss: number; pss: number } {
   let rss = 0;
   let pss = 0;
   for (const pid of pids) {

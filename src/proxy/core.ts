@@ -289,7 +289,7 @@ export class ProxyCore implements TransactionUser {
         });
       }
     };
-    const outcome = this.opts.authenticator.authenticate(request, 'proxy');
+    const outcome = this.opts.authenticator.authenticate(request, 'proxy', flow);
     if (outcome instanceof Promise) outcome.then(done, () => st.reply(500, 'Credential Store Unavailable'));
     else done(outcome);
   }

@@ -17,7 +17,6 @@ export interface DirectorOptions {
   forward(request: SipMessage, st: ServerTransaction, targets: ForwardTarget[]): void;
   /** A connection to the home named by a SIP URI. */
   resolve(uri: string): Promise<Flow>;
-  onAuthFailure?: () => void;
 }
 
 /**
@@ -36,12 +35,11 @@ export class Director {
       st.reply(404, 'Domain Not Served Here');
       return;
     }
-    const outcome = this.opts.authenticator.authenticate(request, 'www');
+    const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);
     const decide = (o: AuthOutcome) => {
       if (!o.ok) {
         if ('reason' in o) st.reply(o.status, o.reason);
         else {
-          this.opts.onAuthFailure?.();
           st.reply(401, undefined, {
             toTag: newTag(),
             headers: o.challenges.map((value) => ({ name: 'www-authenticate', value })),

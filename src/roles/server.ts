@@ -141,6 +141,7 @@ export async function startServer(
         if (!m.isRequest) metrics.responsesSent.inc(m.status);
       },
       onFinal: (st) => metrics.transactionLatency.observeSince(st.startedAt),
+      onAbandoned: () => metrics.failures.inc('internal'),
     });
     const pool = config.role === 'frontend';
     // The secret is shared by every server of the store (any front-end checks a nonce's signature);

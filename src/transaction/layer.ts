@@ -213,6 +213,8 @@ export interface TransactionLayerOptions {
   onSend?: (message: SipMessage, flow: Flow) => void;
   /** Called once per server transaction, when its first final response leaves. */
   onFinal?: (transaction: ServerTransaction) => void;
+  /** A request its TU threw on or never answered (a bug to look at: counted as an internal failure). */
+  onAbandoned?: (transaction: ServerTransaction) => void;
 }
 
 /**
@@ -309,6 +311,7 @@ export class TransactionLayer {
    */
   private abandon(st: ServerTransaction, err: unknown): void {
     this.tuFailures++;
+    this.opts.onAbandoned?.(st);
     const now = Date.now();
     // One line a second at most: a flood of bad requests must not become a flood of logs.
     if (now - this.lastFailureLog >= 1000) {
