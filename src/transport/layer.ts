@@ -137,9 +137,12 @@ export class TransportLayer {
     this.handler = handler;
     const { listen, tls } = this.opts;
     if (listen.tcp) {
-      await this.listenGated('tcp', listen.tcp, (raw, inbound) =>
-        this.adoptSocket('tcp', raw, undefined, inbound),
-      );
+      await this.listenGated('tcp', listen.tcp, (raw, inbound) => {
+        this.adoptSocket('tcp', raw, undefined, inbound);
+        // The gate pauses a trusted proxy's socket to read its PROXY header. (TLS and HTTP
+        // servers take the handle over themselves and must not see it resumed first.)
+        raw.resume();
+      });
     }
     if (listen.tls) {
       if (!tls) throw new Error('listen.tls needs tls.cert and tls.key');
@@ -332,7 +335,6 @@ export class TransportLayer {
       }
       if (rest.length > 0) raw.unshift(rest);
       handoff(raw, inbound);
-      raw.resume();
     };
     raw.on('data', onData);
   }
