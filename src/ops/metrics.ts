@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
+import { AUTH_FAILURE_REASONS, type AuthFailureReason } from '../registrar/authenticator.js';
 
 /**
  * Prometheus metrics of a Parley server.
@@ -90,48 +91,6 @@ export const FAILURE_KINDS = [
   'internal',
 ] as const;
 export type FailureKind = (typeof FAILURE_KINDS)[number];
-
-const FAILURE_INDEX: Record<string, number> = Object.create(null);
-FAILURE_KINDS.forEach((k, i) => {
-  FAILURE_INDEX[k] = i;
-});
-
-/**
- * Why a request that carried digest credentials was refused (the Authenticator's reasons).
- * The first 401/407 of every sign-in is not here: that is parley_auth_challenges_total.
- */
-export const AUTH_FAILURE_REASONS = [
-  'wrong_password',
-  'unknown_user',
-  'disabled',
-  'locked_out',
-  'replayed',
-  'other_flow',
-  'expired',
-  'bad_nonce',
-  'wrong_realm',
-  'malformed',
-] as const;
-export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
-
-const AUTH_FAILURE_INDEX: Record<string, number> = Object.create(null);
-AUTH_FAILURE_REASONS.forEach((k, i) => {
-  AUTH_FAILURE_INDEX[k] = i;
-});
-
-export class AuthFailureCounter {
-  readonly counts = new Float64Array(AUTH_FAILURE_REASONS.length);
-  inc(reason: AuthFailureReason = 'wrong_password'): void {
-    this.counts[AUTH_FAILURE_INDEX[reason] ?? 0] += 1;
-  }
-}
-
-export class FailureCounter {
-  readonly counts = new Float64Array(FAILURE_KINDS.length);
-  inc(kind: FailureKind): void {
-    this.counts[FAILURE_INDEX[kind] ?? FAILURE_INDEX.internal] += 1;
-  }
-}
 
 /**
  * Transaction latency in seconds. A fixed-bucket histogram observed in place: a short
@@ -230,11 +189,12 @@ export interface ParleyMetrics {
   readonly messageBytesRouted: HotCounter;
   readonly presenceNotifications: HotCounter;
   /** Requests refused although they carried credentials, by reason (not the first challenge). */
-  readonly authFailures: AuthFailureCounter;
+  /** Refusals of requests that carried credentials, by the Authenticator's reason. */
+  readonly authFailures: ReasonCounter<AuthFailureReason>;
   /** Digest challenges sent (401/407), the first of every sign-in included. */
   readonly authChallenges: HotCounter;
   readonly transactionLatency: LatencyHistogram;
-  readonly failures: FailureCounter;
+  readonly failures: ReasonCounter<FailureKind>;
   readonly connectionsRefused: ReasonCounter<(typeof CONNECTION_REFUSALS)[number]>;
   readonly connectionsTimedOut: ReasonCounter<(typeof CONNECTION_TIMEOUTS)[number]>;
   /** Prometheus text exposition of every metric. */
@@ -276,10 +236,10 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
   const messagesRouted = new HotCounter();
   const messageBytesRouted = new HotCounter();
   const presenceNotifications = new HotCounter();
-  const authFailures = new AuthFailureCounter();
+  const authFailures = new ReasonCounter(AUTH_FAILURE_REASONS);
   const authChallenges = new HotCounter();
   const transactionLatency = new LatencyHistogram();
-  const failures = new FailureCounter();
+  const failures = new ReasonCounter(FAILURE_KINDS);
   const registers = [registry];
 
   new Gauge({
