@@ -8,6 +8,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { WebSocket } from 'ws';
+import { seededRandom } from '../fixtures/random.js';
 
 export interface FuzzOptions {
   host: string;
@@ -33,18 +34,6 @@ export interface FuzzResult {
   responses: number;
   /** Connections the server refused or reset before we were done (not a failure by itself). */
   resets: number;
-}
-
-/** mulberry32: a small, fast PRNG whose whole state is one number. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Random = () => number;
@@ -237,7 +226,7 @@ function mutateBytes(r: Random, bytes: Buffer): Buffer {
 
 /** Sends `count` fuzzed messages; resolves when every connection is done. */
 export async function fuzzServer(opts: FuzzOptions): Promise<FuzzResult> {
-  const r = prng(opts.seed);
+  const r = seededRandom(opts.seed);
   const result: FuzzResult = {
     sent: 0,
     connections: 0,
@@ -262,6 +251,31 @@ export async function fuzzServer(opts: FuzzOptions): Promise<FuzzResult> {
   return result;
 }
 
+/** One connection's end, whichever comes first: its close, an error (a reset), or 5 s. */
+function sessionEnd(result: FuzzResult, close: () => void, done: () => void) {
+  const end = {
+    finished: false,
+    finish: () => {
+      if (end.finished) return;
+      end.finished = true;
+      clearTimeout(timer);
+      close();
+      done();
+    },
+    failed: () => {
+      result.resets++;
+      end.finish();
+    },
+  };
+  const timer = setTimeout(end.finish, 5_000);
+  return end;
+}
+
+function countReceived(result: FuzzResult, d: Buffer): void {
+  result.bytesReceived += d.length;
+  for (let i = d.indexOf('SIP/2.0 '); i >= 0; i = d.indexOf('SIP/2.0 ', i + 8)) result.responses++;
+}
+
 function tcpSession(
   opts: FuzzOptions,
   r: Random,
@@ -272,29 +286,12 @@ function tcpSession(
   return new Promise((done) => {
     result.connections++;
     const socket: Socket = connect(opts.port, opts.host);
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      socket.destroy();
-      done();
-    };
-    socket.setTimeout(5_000, finish);
-    socket.on('data', (d: Buffer) => {
-      result.bytesReceived += d.length;
-      let i = d.indexOf('SIP/2.0 ');
-      while (i >= 0) {
-        result.responses++;
-        i = d.indexOf('SIP/2.0 ', i + 8);
-      }
-    });
-    socket.on('error', () => {
-      result.resets++;
-      finish();
-    });
-    socket.on('close', finish);
+    const end = sessionEnd(result, () => socket.destroy(), done);
+    socket.on('data', (d: Buffer) => countReceived(result, d));
+    socket.on('error', end.failed);
+    socket.on('close', end.finish);
     socket.on('connect', async () => {
-      for (let i = 0; i < n && !finished && budget.left > 0; i++) {
+      for (let i = 0; i < n && !end.finished && budget.left > 0; i++) {
         const message = fuzzMessage(r, socket.localPort ?? 0);
         budget.left--;
         result.sent++;
@@ -308,7 +305,7 @@ function tcpSession(
         if (i % 8 === 7) await new Promise((res) => setImmediate(res));
       }
       // Give the server a moment to answer, then go (sometimes abruptly).
-      setTimeout(() => (r() < 0.5 ? finish() : socket.end()), 20);
+      setTimeout(() => (r() < 0.5 ? end.finish() : socket.end()), 20);
     });
   });
 }
@@ -323,27 +320,10 @@ function webSocketSession(
   return new Promise((done) => {
     result.connections++;
     const ws = new WebSocket(`ws://${opts.host}:${opts.wsPort}`, pick(r, [['sip'], ['sip'], ['nope'], []]));
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      ws.terminate();
-      done();
-    };
-    const timer = setTimeout(finish, 5_000);
-    ws.on('message', (d: Buffer) => {
-      result.bytesReceived += d.length;
-      if (d.subarray(0, 8).toString('latin1') === 'SIP/2.0 ') result.responses++;
-    });
-    ws.on('error', () => {
-      result.resets++;
-      clearTimeout(timer);
-      finish();
-    });
-    ws.on('close', () => {
-      clearTimeout(timer);
-      finish();
-    });
+    const end = sessionEnd(result, () => ws.terminate(), done);
+    ws.on('message', (d: Buffer) => countReceived(result, d));
+    ws.on('error', end.failed);
+    ws.on('close', end.finish);
     ws.on('open', () => {
       for (let i = 0; i < n && budget.left > 0; i++) {
         const message = fuzzMessage(r, 0);
@@ -352,10 +332,7 @@ function webSocketSession(
         result.webSocketFrames++;
         ws.send(r() < 0.5 ? message.toString('latin1') : message, { binary: r() < 0.2 });
       }
-      setTimeout(() => {
-        clearTimeout(timer);
-        finish();
-      }, 20);
+      setTimeout(end.finish, 20);
     });
   });
 }

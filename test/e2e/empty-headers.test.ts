@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fresh, RawSipClient } from '../support/raw-sip.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { readMetric, startTestServer, type TestServer } from '../support/server.js';
 
 /**
  * Every header the parser knows, sent empty and as a bare comma on every method: each request
@@ -77,11 +77,8 @@ function request(method: string, port: number, header: string, value: string, in
   return { text: `${method} ${ruri} SIP/2.0\r\n${text.join('\r\n')}\r\n\r\n`, via: lines.get('via') };
 }
 
-async function serverTransactions(t: TestServer): Promise<number> {
-  const text = await (await fetch(`${t.server.httpUrl}/metrics`)).text();
-  const m = /^parley_sip_server_transactions\{[^}]*\} (\d+)/m.exec(text);
-  if (!m) throw new Error('parley_sip_server_transactions missing from /metrics');
-  return Number(m[1]);
+function serverTransactions(t: TestServer): Promise<number> {
+  return readMetric(t.server.httpUrl, 'parley_sip_server_transactions');
 }
 
 describe('empty and comma-only values of every header', () => {

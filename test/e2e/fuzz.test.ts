@@ -1,17 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fuzzServer } from '../../bench/fuzz.js';
 import { RawSipClient } from '../support/raw-sip.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { readMetric, startTestServer, type TestServer } from '../support/server.js';
 
 /**
  * A bounded fuzz run with a fixed seed (the long one is `npm run bench -- --fuzz N`): the
  * server answers throughout, no request handler throws or leaves a request unanswered, and
  * a well-formed request is served at the end.
  */
-async function metric(t: TestServer, pattern: RegExp): Promise<number> {
-  const text = await (await fetch(`${t.server.httpUrl}/metrics`)).text();
-  return Number(pattern.exec(text)?.[1] ?? Number.NaN);
-}
 
 describe('fuzzing over TCP and WebSocket', () => {
   let t: TestServer;
@@ -35,7 +31,7 @@ describe('fuzzing over TCP and WebSocket', () => {
     expect(result.sent).toBe(10_000);
     // The server answered a good share of what it could parse.
     expect(result.responses).toBeGreaterThan(500);
-    expect(await metric(t, /^parley_failures_total\{kind="internal"[^}]*\} (\d+)/m)).toBe(0);
+    expect(await readMetric(t.server.httpUrl, 'parley_failures_total', { kind: 'internal' })).toBe(0);
 
     const probe = await RawSipClient.open(t.tcpPort);
     probe.send(

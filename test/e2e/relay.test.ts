@@ -196,98 +196,72 @@ describe('no relay and no bypass through Route (attacker on raw sockets)', () =>
     expect(bye.method).toBe('BYE');
   });
 
+  /** A request from a stranger claiming to be alice, towards the sink unless told otherwise. */
+  const fromAlice = (sinkPort: number, over: Partial<Omit<Req, 'port'>>): Omit<Req, 'port'> => ({
+    method: 'MESSAGE',
+    ruri: `sip:victim@127.0.0.1:${sinkPort}`,
+    from: 'alice@example.com',
+    fromTag: fresh('x'),
+    to: `victim@127.0.0.1:${sinkPort}`,
+    callId: fresh('relay-'),
+    body: 'spam',
+    ...over,
+  });
   const attacks: Array<[string, (ports: { sink: number; bob: number }) => Omit<Req, 'port'>]> = [
     [
       'MESSAGE to a foreign host with a pre-loaded Route through us, From alice',
-      (p) => ({
-        method: 'MESSAGE',
-        ruri: `sip:victim@127.0.0.1:${p.sink}`,
-        from: 'alice@example.com',
-        fromTag: fresh('x'),
-        to: `victim@127.0.0.1:${p.sink}`,
-        callId: fresh('relay-'),
-        routes: [serverRoute, `<sip:127.0.0.1:${p.sink};lr>`],
-        body: 'spam',
-      }),
+      (p) => fromAlice(p.sink, { routes: [serverRoute, `<sip:127.0.0.1:${p.sink};lr>`] }),
     ],
     [
       'INVITE to a foreign host with a pre-loaded Route through us',
-      (p) => ({
-        method: 'INVITE',
-        ruri: `sip:victim@127.0.0.1:${p.sink}`,
-        from: 'alice@example.com',
-        fromTag: fresh('x'),
-        to: `victim@127.0.0.1:${p.sink}`,
-        callId: fresh('relay-'),
-        routes: [`${serverRoute}, <sip:127.0.0.1:${p.sink};lr>`],
-        contact: '<sip:evil@127.0.0.1:9;transport=tcp>',
-      }),
+      (p) =>
+        fromAlice(p.sink, {
+          method: 'INVITE',
+          body: '',
+          routes: [`${serverRoute}, <sip:127.0.0.1:${p.sink};lr>`],
+          contact: '<sip:evil@127.0.0.1:9;transport=tcp>',
+        }),
     ],
     [
       "MESSAGE straight to bob's device with a spoofed From and a Route through us",
-      (p) => ({
-        method: 'MESSAGE',
-        ruri: `sip:bob@127.0.0.1:${p.bob};transport=tcp`,
-        from: 'alice@example.com',
-        fromTag: fresh('x'),
-        to: 'bob@example.com',
-        callId: fresh('spoof-'),
-        routes: [serverRoute],
-        body: 'your password please',
-      }),
+      (p) =>
+        fromAlice(p.sink, {
+          ruri: `sip:bob@127.0.0.1:${p.bob};transport=tcp`,
+          to: 'bob@example.com',
+          routes: [serverRoute],
+          body: 'your password please',
+        }),
     ],
     [
       'in-dialog MESSAGE (made-up To tag) to a foreign Request-URI, no Route',
-      (p) => ({
-        method: 'MESSAGE',
-        ruri: `sip:victim@127.0.0.1:${p.sink}`,
-        from: 'alice@example.com',
-        fromTag: fresh('x'),
-        to: `victim@127.0.0.1:${p.sink}`,
-        toTag: 'made-up',
-        callId: fresh('relay-'),
-        body: 'spam',
-      }),
+      (p) => fromAlice(p.sink, { toTag: 'made-up' }),
     ],
     [
       'out-of-dialog MESSAGE to a foreign domain from a stranger',
-      () => ({
-        method: 'MESSAGE',
-        ruri: 'sip:victim@elsewhere.example',
-        from: 'stranger@elsewhere.example',
-        fromTag: fresh('x'),
-        to: 'victim@elsewhere.example',
-        callId: fresh('relay-'),
-        body: 'spam',
-      }),
+      (p) =>
+        fromAlice(p.sink, {
+          ruri: 'sip:victim@elsewhere.example',
+          from: 'stranger@elsewhere.example',
+          to: 'victim@elsewhere.example',
+        }),
     ],
     [
       'in-dialog request with a forged Record-Route signature',
-      (p) => ({
-        method: 'MESSAGE',
-        ruri: `sip:victim@127.0.0.1:${p.sink}`,
-        from: 'alice@example.com',
-        fromTag: fresh('x'),
-        to: `victim@127.0.0.1:${p.sink}`,
-        toTag: 'made-up',
-        callId: fresh('forged-'),
-        routes: [`<sip:rr-test@127.0.0.1:${t.tcpPort};transport=tcp;lr;dlg=AAAAAAAAAAAAAAAA>`],
-        body: 'spam',
-      }),
+      (p) =>
+        fromAlice(p.sink, {
+          toTag: 'made-up',
+          routes: [`<sip:rr-test@127.0.0.1:${t.tcpPort};transport=tcp;lr;dlg=AAAAAAAAAAAAAAAA>`],
+        }),
     ],
     [
       "in-dialog request borrowing another dialog's signed Record-Route",
-      (p) => ({
-        method: 'MESSAGE',
-        ruri: `sip:victim@127.0.0.1:${p.sink}`,
-        from: 'alice@example.com',
-        fromTag: dialog.aliceTag,
-        to: `victim@127.0.0.1:${p.sink}`,
-        toTag: dialog.bobTag,
-        callId: fresh('borrowed-'),
-        routes: [signedRecordRoute],
-        body: 'spam',
-      }),
+      (p) =>
+        fromAlice(p.sink, {
+          fromTag: dialog.aliceTag,
+          toTag: dialog.bobTag,
+          callId: fresh('borrowed-'),
+          routes: [signedRecordRoute],
+        }),
     ],
   ];
 

@@ -7,6 +7,25 @@ import { computeHa1 } from '../../src/registrar/digest.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 import { UserRepository } from '../../src/store/users.js';
 
+/**
+ * One sample of a Prometheus series from a server's /metrics, as a scraper reads it: the
+ * series named, with every label given (others may be present); NaN when absent.
+ */
+export async function readMetric(
+  httpUrl: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return Number.NaN;
+}
+
 export interface TestServer {
   server: ParleyServer;
   domain: string;
