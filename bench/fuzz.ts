@@ -271,6 +271,19 @@ function sessionEnd(result: FuzzResult, close: () => void, done: () => void) {
   return end;
 }
 
+/** The next message of the run's budget, or undefined once it is spent. */
+function takeMessage(
+  r: Random,
+  port: number,
+  budget: { left: number },
+  result: FuzzResult,
+): Buffer | undefined {
+  if (budget.left <= 0) return undefined;
+  budget.left--;
+  result.sent++;
+  return fuzzMessage(r, port);
+}
+
 function countReceived(result: FuzzResult, d: Buffer): void {
   result.bytesReceived += d.length;
   for (let i = d.indexOf('SIP/2.0 '); i >= 0; i = d.indexOf('SIP/2.0 ', i + 8)) result.responses++;
@@ -291,10 +304,9 @@ function tcpSession(
     socket.on('error', end.failed);
     socket.on('close', end.finish);
     socket.on('connect', async () => {
-      for (let i = 0; i < n && !end.finished && budget.left > 0; i++) {
-        const message = fuzzMessage(r, socket.localPort ?? 0);
-        budget.left--;
-        result.sent++;
+      for (let i = 0; i < n && !end.finished; i++) {
+        const message = takeMessage(r, socket.localPort ?? 0, budget, result);
+        if (!message) break;
         if (r() < 0.2) {
           // Split the write: the framer must reassemble whatever the cut.
           const cut = int(r, message.length);
@@ -325,10 +337,9 @@ function webSocketSession(
     ws.on('error', end.failed);
     ws.on('close', end.finish);
     ws.on('open', () => {
-      for (let i = 0; i < n && budget.left > 0; i++) {
-        const message = fuzzMessage(r, 0);
-        budget.left--;
-        result.sent++;
+      for (let i = 0; i < n; i++) {
+        const message = takeMessage(r, 0, budget, result);
+        if (!message) break;
         result.webSocketFrames++;
         ws.send(r() < 0.5 ? message.toString('latin1') : message, { binary: r() < 0.2 });
       }
