@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { AuthenticatedParty, RequestHandler } from '../proxy/core.js';
-import { newBranch, newTag } from '../proxy/ids.js';
 import type { LocalIdentity } from '../proxy/local.js';
+import { createBranch, createTag } from '../sip/ids.js';
 import type { SipHeader, SipMessage } from '../sip/message.js';
 import { formatNameAddr, parseNameAddr } from '../sip/nameaddr.js';
 import { parseMessage } from '../sip/parser.js';
@@ -174,7 +174,7 @@ export class PresenceServer implements RequestHandler {
     }
     const body = this.validPidf(request, st);
     if (body === undefined) return;
-    const etag = newTag();
+    const etag = createTag();
     await this.savePublication({ aor, etag, body, updatedAt: Date.now(), expiresAt: 0 }, expires);
     st.reply(200, undefined, {
       headers: [
@@ -388,7 +388,7 @@ export class PresenceServer implements RequestHandler {
       if (decision === 'pending') state = 'pending';
       if (decision === 'polite-block') polite = true;
     }
-    const localTag = newTag();
+    const localTag = createTag();
     const sub: Subscription = {
       id: dialogKey(request.callId, localTag, request.from.tag ?? ''),
       event: event.name,
@@ -518,7 +518,7 @@ export class PresenceServer implements RequestHandler {
     sub.localCseq++;
     const lines = [
       `NOTIFY ${sub.remoteTarget} SIP/2.0`,
-      `Via: ${this.opts.local.via(flow, newBranch())}`,
+      `Via: ${this.opts.local.via(flow, createBranch())}`,
       ...sub.routeSet.map((r) => `Route: ${r}`),
       'Max-Forwards: 70',
       `From: ${formatNameAddr({ uri: `sip:${sub.presentity}`, params: { tag: sub.localTag } })}`,

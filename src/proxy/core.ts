@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Authenticator, AuthOutcome } from '../registrar/authenticator.js';
 import type { Binding, LocationTable } from '../registrar/location.js';
+import { createBranch, isOwnBranch } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseNameAddr } from '../sip/nameaddr.js';
 import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
@@ -9,7 +10,6 @@ import type { Flow, TransportName } from '../transport/flow.js';
 import type { TransportLayer } from '../transport/layer.js';
 import type { FlowTokens } from './flow-token.js';
 import { type ForwardTarget, ProxyContext } from './forward.js';
-import { isOurBranch, newBranch } from './ids.js';
 import type { LocalIdentity } from './local.js';
 import { DIALOG_ROUTE_PARAM, type DialogRouteSigner } from './record-route.js';
 
@@ -208,7 +208,7 @@ export class ProxyCore implements TransactionUser {
       (out) => {
         const copy = ack.clone();
         copy.set('max-forwards', String(mf === undefined ? 70 : mf - 1));
-        copy.prepend('via', this.opts.local.via(out, newBranch()));
+        copy.prepend('via', this.opts.local.via(out, createBranch()));
         out.send(copy.toBuffer());
       },
       () => this.opts.log.debug({ callId: ack.callId }, 'ACK next hop unreachable'),
@@ -224,7 +224,7 @@ export class ProxyCore implements TransactionUser {
 
   onStrayResponse(response: SipMessage): void {
     // RFC 3261 16.7 / 16.11: a response with no transaction is forwarded statelessly by its Vias.
-    if (!isOurBranch(response.topVia?.branch)) return;
+    if (!isOwnBranch(response.topVia?.branch)) return;
     const copy = response.clone();
     copy.removeFirst('via');
     const via = copy.topVia;
@@ -419,7 +419,7 @@ export class ProxyCore implements TransactionUser {
     if (vias.length < 2) return false;
     let ours = 0;
     for (const v of vias)
-      if (v.includes('branch=z9hG4bK') && isOurBranch(/branch=([^;,\s]+)/.exec(v)?.[1])) ours++;
+      if (v.includes('branch=z9hG4bK') && isOwnBranch(/branch=([^;,\s]+)/.exec(v)?.[1])) ours++;
     // A request may legitimately spiral through us a few times (double Record-Route, edge ->
     // director -> home on one box); more than that with hops to spare is a loop.
     return ours >= 4;

@@ -1,10 +1,10 @@
 import type { Authenticator, AuthOutcome } from '../registrar/authenticator.js';
+import { createTag } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
 import type { ForwardTarget } from './forward.js';
-import { newTag } from './ids.js';
 
 /** Where a user lives: the SIP address of its home (a pool's load balancer or a standard server). */
 export type PlacementLookup = (aor: string) => Promise<{ home: string; address: string } | undefined>;
@@ -41,7 +41,7 @@ export class Director {
         if ('reason' in o) st.reply(o.status, o.reason);
         else {
           st.reply(401, undefined, {
-            toTag: newTag(),
+            toTag: createTag(),
             headers: o.challenges.map((value) => ({ name: 'www-authenticate', value })),
           });
         }
@@ -67,7 +67,7 @@ export class Director {
         }
         // 302: the home is where the user lives now; a migration may move it later.
         st.reply(302, 'Moved Temporarily', {
-          toTag: newTag(),
+          toTag: createTag(),
           headers: [{ name: 'contact', value: `<${placed.address}>` }],
         });
       },

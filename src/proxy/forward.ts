@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { hopRequestFor } from '../sip/hop-request.js';
+import { createBranch } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
 import { createResponse } from '../sip/response.js';
 import type {
@@ -10,7 +11,6 @@ import type {
 } from '../transaction/layer.js';
 import { cancelTimer, type TimerHandle } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
-import { newBranch } from './ids.js';
 import type { LocalIdentity } from './local.js';
 
 /** RFC 3261 16.6 step 11 / 16.8: Timer C, how long an INVITE branch may stay provisional. */
@@ -119,7 +119,7 @@ export class ProxyContext {
       req.remove('route');
       for (const r of [...target.route, ...existing]) req.append('route', r);
     }
-    req.prepend('via', this.local.via(flow, newBranch()));
+    req.prepend('via', this.local.via(flow, createBranch()));
     return req;
   }
 

@@ -1,4 +1,4 @@
-import { newTag } from '../proxy/ids.js';
+import { createTag } from '../sip/ids.js';
 import type { SipHeader, SipMessage } from '../sip/message.js';
 import { formatNameAddr, type NameAddr, parseNameAddr } from '../sip/nameaddr.js';
 import { parseUri, uriAor } from '../sip/uri.js';
@@ -65,7 +65,7 @@ export class Registrar {
     if (!outcome.ok) {
       if (!('reason' in outcome)) {
         st.reply(401, undefined, {
-          toTag: newTag(),
+          toTag: createTag(),
           headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })),
         });
       } else {
@@ -207,7 +207,7 @@ export class Registrar {
     // RFC 5626 6: tell an outbound client its flow is being used.
     if (outbound) headers.push({ name: 'require', value: 'outbound' });
     headers.push({ name: 'date', value: this.dateHeader(now) });
-    st.reply(200, undefined, { toTag: newTag(), headers });
+    st.reply(200, undefined, { toTag: createTag(), headers });
   }
 }
 

@@ -21,7 +21,6 @@ import { type ContactListAccess, PresenceServer } from '../presence/server.js';
 import { ProxyCore } from '../proxy/core.js';
 import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
-import { newTag } from '../proxy/ids.js';
 import { LocalIdentity } from '../proxy/local.js';
 import { DialogRouteSigner } from '../proxy/record-route.js';
 import { AuthFailureTracker } from '../registrar/auth-failures.js';
@@ -31,6 +30,7 @@ import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
 import { LocationTable } from '../registrar/location.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
+import { createTag } from '../sip/ids.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
 import { parseUri } from '../sip/uri.js';
 import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
@@ -180,7 +180,7 @@ export async function startServer(
         metrics.failures.inc('parse');
         const response = createErrorResponseFromPartial(
           { status, reason, partial: partial as never },
-          { toTag: newTag() },
+          { toTag: createTag() },
         );
         if (response) flow.send(response.toBuffer());
       },

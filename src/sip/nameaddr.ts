@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { isTokenChar, quoteString, readQuotedString, skipWhitespace } from './lexer.js';
 import { formatParams, parseParams } from './params.js';
 import { parseUri, uriScheme } from './uri.js';
@@ -115,9 +114,4 @@ export function formatNameAddr(n: NameAddr): string {
     out += formatParams(n.params);
   }
   return out;
-}
-
-/** A new From/To tag: 64 random bits, a token (RFC 3261 19.3 asks for at least 32). */
-export function createTag(): string {
-  return randomBytes(8).toString('hex');
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { isTokenChar, skipWhitespace } from './lexer.js';
 import { formatParams, parseParams } from './params.js';
 
@@ -149,9 +148,4 @@ export function formatVia(v: Via): string {
 export function hasRfc3261Branch(v: Via): boolean {
   const b = v.branch;
   return b !== undefined && b.length > BRANCH_MAGIC_COOKIE.length && b.startsWith(BRANCH_MAGIC_COOKIE);
-}
-
-/** A new branch: the magic cookie plus 96 random bits, unique across space and time (RFC 3261 8.1.1.7). */
-export function createBranch(): string {
-  return BRANCH_MAGIC_COOKIE + randomBytes(12).toString('base64url');
 }

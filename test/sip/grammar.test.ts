@@ -234,8 +234,8 @@ describe('small grammars', () => {
 
 describe('identifiers', () => {
   it('branches carry the magic cookie and tags are tokens, all distinct', async () => {
-    const { createBranch, hasRfc3261Branch } = await import('../../src/sip/via.js');
-    const { createTag } = await import('../../src/sip/nameaddr.js');
+    const { hasRfc3261Branch } = await import('../../src/sip/via.js');
+    const { createBranch, createTag } = await import('../../src/sip/ids.js');
     const { isToken } = await import('../../src/sip/lexer.js');
     const branches = new Set(Array.from({ length: 1000 }, () => createBranch()));
     expect(branches.size).toBe(1000);
@@ -248,6 +248,16 @@ describe('identifiers', () => {
     const tag = createTag();
     expect(isToken(tag)).toBe(true);
     expect(tag).not.toBe(createTag());
+  });
+
+  it('recognises the branches this process made, and only those', async () => {
+    const { createBranch, isOwnBranch } = await import('../../src/sip/ids.js');
+    const branch = createBranch();
+    expect(isOwnBranch(branch)).toBe(true);
+    expect(isOwnBranch(undefined)).toBe(false);
+    expect(isOwnBranch('z9hG4bK')).toBe(false);
+    expect(isOwnBranch(branch.slice(0, 13))).toBe(false);
+    expect(isOwnBranch('z9hG4bK-524287-1---a7c3d1f0e2b4')).toBe(false);
   });
 });
 
