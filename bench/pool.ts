@@ -39,6 +39,7 @@ import {
   PASSWORD,
   processTree,
   REPO_ROOT,
+  rampRates,
   rttPercentiles,
   runSipp as runSippAt,
   SCENARIOS,
@@ -618,10 +619,8 @@ async function ramp(
   ctx: PhaseContext,
   runStep: (rate: number) => Promise<PoolStep>,
 ): Promise<PoolRamp> {
-  const steps: PoolStep[] = [];
   const step = async (rate: number) => {
     const s = await runStep(rate);
-    steps.push(s);
     ctx.log(
       `  ${workload} @ ${rate}/s: ${s.achievedRate}/s, ${s.successful} ok, ${s.failed} failed` +
         (s.latency ? `, p50 ${s.latency.p50} ms p99 ${s.latency.p99} ms` : '') +
@@ -631,31 +630,8 @@ async function ramp(
     );
     return s;
   };
-  for (const rate of ctx.rates) {
-    const s = await step(rate);
-    if (s.failed > 0 || s.error || !keptUp(s)) break;
-  }
-  const clean = steps.filter((s) => s.failed === 0 && !s.error);
-  const best = clean.reduce<PoolStep | undefined>(
-    (a, s) => (!a || s.achievedRate > a.achievedRate ? s : a),
-    undefined,
-  );
-  let sustained = [...clean].reverse().find(keptUp);
-  if (!sustained && best) {
-    const s = await step(Math.max(100, Math.round((best.achievedRate * 0.7) / 100) * 100));
-    if (s.failed === 0 && !s.error && keptUp(s)) sustained = s;
-  }
-  return {
-    workload,
-    label,
-    steps,
-    best,
-    sustained,
-    failedAtLowestRate: steps.length > 0 && clean.length === 0,
-  };
+  return { workload, label, ...(await rampRates(ctx.rates, step)) };
 }
-
-const keptUp = (s: PoolStep) => s.achievedRate >= s.targetRate * 0.9;
 
 /** Runs the step's SIPp processes at once and sums them; CPU and memory sampled meanwhile. */
 async function measureStep(

@@ -467,7 +467,6 @@ export async function rampWorkload(
   opts: SipBenchOptions,
   workDir: string,
 ): Promise<WorkloadRun> {
-  const steps: RateStep[] = [];
   const runStep = async (rate: number): Promise<RateStep> => {
     const calls = Math.max(1, Math.round(rate * opts.duration));
     const sample = startResourceSampler(target);
@@ -497,7 +496,6 @@ export async function rampWorkload(
     };
     if (failed > 0 || (run.exit !== 0 && run.exit !== 1))
       step.error = `SIPp exit ${run.exit}: ${sippError(run.tail)}`;
-    steps.push(step);
     opts.log(
       `  ${target.name} ${workload} @ ${rate}/s: ${step.achievedRate}/s, ${successful} ok, ${failed} failed` +
         (step.latency ? `, p50 ${step.latency.p50} ms p99 ${step.latency.p99} ms` : '') +
@@ -506,35 +504,61 @@ export async function rampWorkload(
     );
     return step;
   };
-  for (const rate of opts.rates) {
+  const ramp = await rampRates(opts.rates, runStep, { sustainedStep: opts.sustainedStep !== false });
+  return { server: target.name, ...ramp };
+}
+
+/** What a ramp needs of a step, whatever else a suite measures in it. */
+export interface RampStep {
+  targetRate: number;
+  achievedRate: number;
+  failed: number;
+  error?: string;
+}
+
+export interface RampResult<S extends RampStep> {
+  steps: S[];
+  /** The fastest step with no failure. */
+  best?: S;
+  /** The last clean step that kept up with its target: its latency is not queueing time. */
+  sustained?: S;
+  failedAtLowestRate: boolean;
+}
+
+/**
+ * A rate ramp, for every suite: each rate in turn, stopping at the first step with a
+ * failure or once the server no longer keeps up (achieved < 90% of the target: higher
+ * targets only queue more calls). Latency at saturation is queueing time; when no clean
+ * step kept up, one more step at 70% of the best rate gives the latency of a load the
+ * server sustains.
+ */
+export async function rampRates<S extends RampStep>(
+  rates: number[],
+  runStep: (rate: number) => Promise<S>,
+  opts: { sustainedStep?: boolean } = {},
+): Promise<RampResult<S>> {
+  const steps: S[] = [];
+  for (const rate of rates) {
     const step = await runStep(rate);
-    if (step.failed > 0 || step.error) break;
-    if (!keptUp(step)) break;
+    steps.push(step);
+    if (step.failed > 0 || step.error || !keptUp(step)) break;
   }
   const clean = steps.filter((s) => s.failed === 0 && !s.error);
-  const best = clean.reduce<RateStep | undefined>(
+  const best = clean.reduce<S | undefined>(
     (a, s) => (!a || s.achievedRate > a.achievedRate ? s : a),
     undefined,
   );
-  // Latency at saturation is queueing time; when no clean step kept up with its target,
-  // one more step at 70% of the best rate gives the latency of a load the server sustains.
   let sustained = [...clean].reverse().find(keptUp);
   if (!sustained && best && opts.sustainedStep !== false) {
-    const rate = Math.max(100, Math.round((best.achievedRate * 0.7) / 100) * 100);
-    const step = await runStep(rate);
+    const step = await runStep(Math.max(100, Math.round((best.achievedRate * 0.7) / 100) * 100));
+    steps.push(step);
     if (step.failed === 0 && !step.error && keptUp(step)) sustained = step;
   }
-  return {
-    server: target.name,
-    steps,
-    best,
-    sustained,
-    failedAtLowestRate: steps.length > 0 && clean.length === 0,
-  };
+  return { steps, best, sustained, failedAtLowestRate: steps.length > 0 && clean.length === 0 };
 }
 
 /** The server kept up with the target: higher targets may still go faster. */
-const keptUp = (s: RateStep) => s.achievedRate >= s.targetRate * 0.9;
+const keptUp = (s: RampStep) => s.achievedRate >= s.targetRate * 0.9;
 
 /** Starts a SIPp UAS that answers MESSAGE, then registers bob with a contact at it. */
 async function prepareMessageWorkload(
