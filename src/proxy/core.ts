@@ -1,6 +1,4 @@
 import type { Logger } from 'pino';
-import type { Authenticator, AuthOutcome } from '../registrar/authenticator.js';
-import type { Binding, LocationTable } from '../registrar/location.js';
 import { createBranch, isOwnBranch } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseNameAddr } from '../sip/nameaddr.js';
@@ -18,6 +16,36 @@ export interface RequestHandler {
   handle(request: SipMessage, st: ServerTransaction, from: AuthenticatedParty): void;
 }
 
+/**
+ * What the proxy asks of digest authentication (RFC 3261 22): the registrar's Authenticator
+ * is one. `www` answers with 401 challenges (REGISTER), `proxy` with 407.
+ */
+export interface RequestAuthenticator {
+  authenticate(request: SipMessage, kind: 'www' | 'proxy', flow: Flow): AuthVerdict | Promise<AuthVerdict>;
+}
+
+export type AuthVerdict =
+  | { ok: true; aor: string }
+  | { ok: false; status: 401 | 407; challenges: string[] }
+  | { ok: false; status: 400 | 403; reason: string };
+
+/** A registered contact of a user, as forwarding needs it: the registrar's Binding is one. */
+export interface ContactBinding {
+  /** The Contact URI as the endpoint registered it. */
+  contact: string;
+  /** RFC 3327 Path: Route values to reach the contact through. */
+  path: string[];
+  /** The flow it registered over. */
+  flowId?: string;
+  /** Reachable over its flow only (RFC 5626, WebSocket, `.invalid` hosts). */
+  flowOnly: boolean;
+}
+
+/** The location service as the proxy reads it: AOR -> the bindings that are live now. */
+export interface BindingLookup {
+  lookup(aor: string): ContactBinding[];
+}
+
 /** Who sent a request, as far as this server could establish. */
 export interface AuthenticatedParty {
   /** The local user the request is authenticated as, if any. */
@@ -30,8 +58,8 @@ export interface ProxyCoreOptions {
   local: LocalIdentity;
   transactions: TransactionLayer;
   transport: TransportLayer;
-  location: LocationTable;
-  authenticator: Authenticator;
+  location: BindingLookup;
+  authenticator: RequestAuthenticator;
   log: Logger;
   registrar: { handle(request: SipMessage, st: ServerTransaction): void };
   /** Method -> service for requests to local users that are not plain proxying. */
@@ -43,7 +71,7 @@ export interface ProxyCoreOptions {
   /** A local user was active (an authenticated request): for the active-users metric. */
   onUserActivity?: (aor: string) => void;
   /** Bindings of the user on other front-ends of the pool. */
-  remoteBindings?: (aor: string) => Promise<Binding[]>;
+  remoteBindings?: (aor: string) => Promise<ContactBinding[]>;
   /** Signs and checks the flow tokens pool members route each other's requests with. */
   flowTokens?: FlowTokens;
   /** Signs our Record-Routes per dialog and checks the Routes that come back. */
@@ -269,7 +297,7 @@ export class ProxyCore implements TransactionUser {
       next({ flow, aor: fromAor });
       return;
     }
-    const done = (outcome: AuthOutcome) => {
+    const done = (outcome: AuthVerdict) => {
       if (outcome.ok) {
         if (outcome.aor !== fromAor) {
           st.reply(403, 'Forbidden - From does not match the authenticated user');
@@ -332,7 +360,7 @@ export class ProxyCore implements TransactionUser {
     request: SipMessage,
     st: ServerTransaction,
     aor: string,
-    bindings: Binding[],
+    bindings: ContactBinding[],
   ): void {
     if (bindings.length > 0) {
       this.forward(
@@ -364,7 +392,7 @@ export class ProxyCore implements TransactionUser {
     return ctx;
   }
 
-  bindingTarget(b: Binding): ForwardTarget {
+  bindingTarget(b: ContactBinding): ForwardTarget {
     return {
       uri: b.contact,
       route: b.path.length > 0 ? b.path : undefined,

@@ -1,9 +1,9 @@
-import type { Authenticator, AuthOutcome } from '../registrar/authenticator.js';
 import { createTag } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
+import type { AuthVerdict, RequestAuthenticator } from './core.js';
 import type { ForwardTarget } from './forward.js';
 
 /** Where a user lives: the SIP address of its home (a pool's load balancer or a standard server). */
@@ -11,7 +11,7 @@ export type PlacementLookup = (aor: string) => Promise<{ home: string; address: 
 
 export interface DirectorOptions {
   domain: string;
-  authenticator: Authenticator;
+  authenticator: RequestAuthenticator;
   placement: PlacementLookup;
   /** Sends a request on to a home (the proxy core's forwarder). */
   forward(request: SipMessage, st: ServerTransaction, targets: ForwardTarget[]): void;
@@ -36,7 +36,7 @@ export class Director {
       return;
     }
     const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);
-    const decide = (o: AuthOutcome) => {
+    const decide = (o: AuthVerdict) => {
       if (!o.ok) {
         if ('reason' in o) st.reply(o.status, o.reason);
         else {
