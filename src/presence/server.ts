@@ -2,10 +2,9 @@ import type { Logger } from 'pino';
 import type { AuthenticatedParty, RequestHandler } from '../proxy/core.js';
 import type { LocalIdentity } from '../proxy/local.js';
 import { createBranch, createTag } from '../sip/ids.js';
-import type { SipHeader, SipMessage } from '../sip/message.js';
+import { type SipHeader, SipMessage } from '../sip/message.js';
 import { formatNameAddr, parseNameAddr } from '../sip/nameaddr.js';
-import { parseMessage } from '../sip/parser.js';
-import { parseUri, uriAor } from '../sip/uri.js';
+import { uriAor } from '../sip/uri.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/layer.js';
 import { cancelTimer, type TimerHandle, type TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
@@ -350,7 +349,7 @@ export class PresenceServer implements RequestHandler {
         return;
       }
       // Only the watcher moves its subscription to another connection.
-      const fromUri = parseUri(request.from.uri);
+      const fromUri = request.fromUri;
       if (!fromUri || uriAor(fromUri) !== sub.watcher) {
         st.reply(403, 'Forbidden - not the subscriber');
         return;
@@ -360,12 +359,11 @@ export class PresenceServer implements RequestHandler {
     }
     const ruri = request.requestUri;
     const presentity = ruri ? uriAor(ruri) : '';
-    const fromUri = parseUri(request.from.uri);
+    const fromUri = request.fromUri;
     const watcher = party.aor ?? (fromUri ? uriAor(fromUri) : '');
-    const contact = request.get('contact');
-    const remoteTarget = contact ? parseNameAddr(contact)?.uri : undefined;
+    const remoteTarget = sipContact(request);
     if (!remoteTarget) {
-      st.reply(400, 'Bad Request - SUBSCRIBE without Contact');
+      st.reply(400, 'Bad Request - SUBSCRIBE without a SIP Contact');
       return;
     }
     if (!(await this.opts.policy.userExists(presentity))) {
@@ -433,8 +431,7 @@ export class PresenceServer implements RequestHandler {
   }
 
   private refresh(sub: Subscription, request: SipMessage, st: ServerTransaction, expires: number): void {
-    const contact = request.get('contact');
-    const target = contact ? parseNameAddr(contact)?.uri : undefined;
+    const target = sipContact(request);
     if (target) sub.remoteTarget = target;
     sub.flowId = st.flow.id;
     st.reply(200, undefined, { headers: [{ name: 'expires', value: String(expires) }] });
@@ -516,31 +513,32 @@ export class PresenceServer implements RequestHandler {
       return;
     }
     sub.localCseq++;
-    const lines = [
-      `NOTIFY ${sub.remoteTarget} SIP/2.0`,
-      `Via: ${this.opts.local.via(flow, createBranch())}`,
-      ...sub.routeSet.map((r) => `Route: ${r}`),
-      'Max-Forwards: 70',
-      `From: ${formatNameAddr({ uri: `sip:${sub.presentity}`, params: { tag: sub.localTag } })}`,
-      `To: ${sub.remoteNameAddr}`,
-      `Call-ID: ${sub.callId}`,
-      `CSeq: ${sub.localCseq} NOTIFY`,
-      `Contact: ${this.opts.local.contact(flow)}`,
-      `Event: ${sub.event}${sub.eventId ? `;id=${sub.eventId}` : ''}`,
-      `Subscription-State: ${state}`,
-      ...headers.map((h) => `${h.name}: ${h.value}`),
-      ...(contentType ? [`Content-Type: ${contentType}`] : []),
-      `Content-Length: ${Buffer.byteLength(body)}`,
-      '',
-      body,
-    ];
-    const parsed = parseMessage(Buffer.from(lines.join('\r\n')));
-    if (!parsed.ok) {
-      this.opts.log.error({ reason: parsed.reason }, 'built an unparsable NOTIFY');
-      return;
-    }
+    // Every value comes from a parsed request or from us (the remote target is a SIP URI,
+    // sipContact), so the message is built as it is sent: no text to parse back.
+    const notify = SipMessage.request(
+      'NOTIFY',
+      sub.remoteTarget,
+      [
+        { name: 'via', value: this.opts.local.via(flow, createBranch()) },
+        ...sub.routeSet.map((value) => ({ name: 'route', value })),
+        { name: 'max-forwards', value: '70' },
+        {
+          name: 'from',
+          value: formatNameAddr({ uri: `sip:${sub.presentity}`, params: { tag: sub.localTag } }),
+        },
+        { name: 'to', value: sub.remoteNameAddr },
+        { name: 'call-id', value: sub.callId },
+        { name: 'cseq', value: `${sub.localCseq} NOTIFY` },
+        { name: 'contact', value: this.opts.local.contact(flow) },
+        { name: 'event', value: `${sub.event}${sub.eventId ? `;id=${sub.eventId}` : ''}` },
+        { name: 'subscription-state', value: state },
+        ...headers,
+        ...(contentType ? [{ name: 'content-type', value: contentType }] : []),
+      ],
+      Buffer.from(body),
+    );
     this.opts.onNotify?.();
-    this.opts.transactions.request(parsed.message, flow, {
+    this.opts.transactions.request(notify, flow, {
       onResponse: (res) => {
         // RFC 6665 4.1.3: 481 (and other failures) mean the subscriber is gone.
         if (res.status === 481 || res.status === 408 || res.status >= 500) {
@@ -566,6 +564,11 @@ export class PresenceServer implements RequestHandler {
       return undefined;
     }
   }
+}
+
+/** The first Contact's URI when it is a sip, sips or tel URI (parsed with the message): a NOTIFY's target. */
+function sipContact(request: SipMessage): string | undefined {
+  return request.contactUris[0] === undefined ? undefined : request.contacts[0].uri;
 }
 
 function dialogKey(callId: string, localTag: string, remoteTag: string): string {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { createBranch, isOwnBranch } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
-import { parseNameAddr } from '../sip/nameaddr.js';
+import { type ParsedUriSlot, parseNameAddr } from '../sip/nameaddr.js';
 import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction, TransactionLayer, TransactionUser } from '../transaction/layer.js';
 import type { Flow, TransportName } from '../transport/flow.js';
@@ -80,6 +80,9 @@ export interface ProxyCoreOptions {
   isTrustedPeer?(flow: Flow): boolean;
   onForwardFinal?: (method: string, status: number) => void;
 }
+
+/** Receives the URI of the Route being looked at: parsed with its name-addr, not again. */
+const routeUri: ParsedUriSlot = { uri: undefined };
 
 /** Extensions a request may Proxy-Require of us (RFC 3261 16.3 step 6). */
 const PROXY_SUPPORTED = new Set<string>();
@@ -275,7 +278,7 @@ export class ProxyCore implements TransactionUser {
       then(party);
     };
     const flow = st.flow;
-    const fromUri = parseUri(request.from.uri);
+    const fromUri = request.fromUri;
     const fromAor = fromUri ? uriAor(fromUri) : undefined;
     if (!fromUri || !fromAor) {
       st.reply(400, 'Bad Request - malformed From');
@@ -323,7 +326,7 @@ export class ProxyCore implements TransactionUser {
   }
 
   private flowAor(request: SipMessage, flow: Flow): string | undefined {
-    const uri = parseUri(request.from.uri);
+    const uri = request.fromUri;
     const aor = uri ? uriAor(uri) : undefined;
     return aor && flow.authenticated.has(aor) ? aor : undefined;
   }
@@ -463,8 +466,7 @@ export class ProxyCore implements TransactionUser {
     for (;;) {
       const top = request.getAll('route')[0];
       if (top === undefined) break;
-      const uri = parseNameAddr(top)?.uri;
-      const parsed = uri ? parseUri(uri) : undefined;
+      const parsed = parseNameAddr(top, routeUri) === undefined ? undefined : routeUri.uri;
       if (!parsed) break;
       const flowId = this.opts.flowTokens?.verify(parsed.user);
       if (flowId !== undefined) pinned = flowId;
@@ -490,10 +492,8 @@ export class ProxyCore implements TransactionUser {
     const m = request.method;
     if (m !== 'INVITE' && m !== 'SUBSCRIBE' && m !== 'REFER' && m !== 'UPDATE') return;
     if (flow.authenticated.size === 0) return;
-    const contact = request.get('contact');
-    if (!contact) return;
-    const uri = parseNameAddr(contact)?.uri;
-    if (!uri) return;
+    const uri = request.contacts[0]?.uri;
+    if (!uri || uri === '*') return;
     const known = this.contactFlows.get(uri);
     if (known && known !== flow && !known.closed) return;
     this.contactFlows.set(uri, flow);
@@ -501,9 +501,7 @@ export class ProxyCore implements TransactionUser {
 
   /** Responses from dialog-forming requests carry the callee's Contact; remember its flow too. */
   rememberResponseContact(response: SipMessage, flow: Flow): void {
-    const contact = response.get('contact');
-    if (!contact) return;
-    const uri = parseNameAddr(contact)?.uri;
-    if (uri) this.contactFlows.set(uri, flow);
+    const uri = response.contacts[0]?.uri;
+    if (uri && uri !== '*') this.contactFlows.set(uri, flow);
   }
 }

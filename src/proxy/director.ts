@@ -1,6 +1,6 @@
 import { createTag } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
-import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
+import { type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
 import type { AuthVerdict, RequestAuthenticator } from './core.js';
@@ -47,7 +47,7 @@ export class Director {
         }
         return;
       }
-      const to = parseUri(request.to.uri);
+      const to = request.toUri;
       if (!to || uriAor(to) !== o.aor) {
         st.reply(403, 'Forbidden - To does not match the authenticated user');
         return;

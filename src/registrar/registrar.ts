@@ -1,7 +1,7 @@
 import { createTag } from '../sip/ids.js';
 import type { SipHeader, SipMessage } from '../sip/message.js';
-import { formatNameAddr, type NameAddr, parseNameAddr } from '../sip/nameaddr.js';
-import { parseUri, uriAor } from '../sip/uri.js';
+import { formatNameAddr, type NameAddr } from '../sip/nameaddr.js';
+import { type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
 import type { Authenticator, AuthOutcome } from './authenticator.js';
@@ -74,7 +74,7 @@ export class Registrar {
       return;
     }
     // Step 4: the authenticated user may only register its own AOR (no third-party registration).
-    const toUri = parseUri(request.to.uri);
+    const toUri = request.toUri;
     const aor = toUri ? uriAor(toUri) : undefined;
     if (aor !== outcome.aor) {
       st.reply(403, 'Forbidden - To does not match the authenticated user');
@@ -95,14 +95,17 @@ export class Registrar {
     aor: string,
     flow: Flow,
   ): { status: number; reason?: string; headers?: SipHeader[] } | undefined {
-    const contacts = request.getAll('contact');
+    // Parsed with the message (the parser refuses a REGISTER with a malformed Contact).
+    const contacts = request.contacts;
+    if (request.hasMalformedContact()) return { status: 400, reason: 'Bad Request - malformed Contact' };
     if (contacts.length === 0) return undefined; // a query (RFC 3261 10.2.3)
+    const contactUris = request.contactUris;
     const headerExpires = request.expires;
     const callId = request.callId;
     const cseq = request.cseq.seq;
     const now = this.now();
 
-    if (contacts.length === 1 && contacts[0].trim() === '*') {
+    if (contacts.length === 1 && contacts[0].uri === '*') {
       // RFC 3261 10.3 step 6: "*" only with Expires: 0.
       if (headerExpires !== 0) return { status: 400, reason: 'Bad Request - "*" Contact needs Expires: 0' };
       for (const b of this.opts.location.lookup(aor)) {
@@ -113,11 +116,10 @@ export class Registrar {
       return undefined;
     }
 
-    const parsed: Array<{ na: NameAddr; expires: number }> = [];
-    for (const value of contacts) {
-      if (value.trim() === '*') return { status: 400, reason: 'Bad Request - "*" mixed with other Contacts' };
-      const na = parseNameAddr(value);
-      if (!na) return { status: 400, reason: 'Bad Request - malformed Contact' };
+    const parsed: Array<{ na: NameAddr; uri: SipUri | undefined; expires: number }> = [];
+    for (let i = 0; i < contacts.length; i++) {
+      const na = contacts[i];
+      if (na.uri === '*') return { status: 400, reason: 'Bad Request - "*" mixed with other Contacts' };
       const param = na.params.expires;
       let expires = param !== undefined && param !== null ? Number.parseInt(param, 10) : headerExpires;
       if (expires === undefined || Number.isNaN(expires)) expires = this.opts.defaultExpires;
@@ -129,12 +131,12 @@ export class Registrar {
           headers: [{ name: 'min-expires', value: String(this.opts.minExpires) }],
         };
       }
-      parsed.push({ na, expires: Math.min(expires, this.opts.maxExpires) });
+      parsed.push({ na, uri: contactUris[i], expires: Math.min(expires, this.opts.maxExpires) });
     }
 
     const path = request.getAll('path');
     const userAgent = request.get('user-agent') ?? '';
-    for (const { na, expires } of parsed) {
+    for (const { na, uri: contactUri, expires } of parsed) {
       const existing = this.opts.location.findByContact(aor, na.uri);
       if (existing && existing.callId === callId && existing.cseq >= cseq) {
         return { status: 400, reason: 'Bad Request - CSeq out of order' };
@@ -145,7 +147,6 @@ export class Registrar {
       }
       const instance = na.params['+sip.instance'] ?? undefined;
       const regIdText = na.params['reg-id'];
-      const contactUri = parseUri(na.uri);
       const flowOnly =
         flow.transport === 'ws' ||
         flow.transport === 'wss' ||

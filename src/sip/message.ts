@@ -1,7 +1,7 @@
 import { type CSeq, parseCSeq } from './cseq.js';
 import { canonicalHeaderName, displayHeaderName, isListHeader } from './headers.js';
 import { indexOfListComma, splitCommaList } from './lexer.js';
-import { type NameAddr, parseNameAddr } from './nameaddr.js';
+import { type NameAddr, type ParsedUriSlot, parseNameAddr } from './nameaddr.js';
 import { parseUri, type SipUri } from './uri.js';
 import { parseVia, type Via } from './via.js';
 
@@ -54,6 +54,16 @@ const MISSING_VIA: Via = Object.freeze({
 }) as Via;
 const MISSING_CSEQ: CSeq = Object.freeze({ seq: 0, method: '' });
 
+/** Scratch for parseNameAddr's URI; read right after each call (single-threaded, no reentry). */
+const uriSlot: ParsedUriSlot = { uri: undefined };
+
+interface ParsedContacts {
+  valid: NameAddr[];
+  /** The URI of each valid contact, index for index (undefined for '*' and non-SIP schemes). */
+  uris: (SipUri | undefined)[];
+  malformed: boolean;
+}
+
 export interface SipMessageInit {
   method?: string;
   uri?: string;
@@ -88,14 +98,16 @@ export class SipMessage {
   private cseqVal: CSeq | undefined;
   private fromSrc: string | undefined;
   private fromVal: NameAddr | undefined;
+  private fromUriVal: SipUri | undefined;
   private toSrc: string | undefined;
   private toVal: NameAddr | undefined;
+  private toUriVal: SipUri | undefined;
   private viaSrc: string | undefined;
   private viaVal: Via | undefined;
   private uriSrc: string | undefined;
   private uriVal: SipUri | undefined;
   private contactSrc: string[] | undefined;
-  private contactVal: { valid: NameAddr[]; malformed: boolean } | undefined;
+  private contactVal: ParsedContacts | undefined;
 
   constructor(init: SipMessageInit = {}) {
     this.method = init.method ?? '';
@@ -240,9 +252,18 @@ export class SipMessage {
     if (src === undefined) return MISSING_NAME_ADDR;
     if (src !== this.fromSrc) {
       this.fromSrc = src;
-      this.fromVal = parseNameAddr(src);
+      this.fromVal = parseNameAddr(src, uriSlot);
+      this.fromUriVal = this.fromVal === undefined ? undefined : uriSlot.uri;
     }
     return this.fromVal ?? MISSING_NAME_ADDR;
+  }
+
+  /**
+   * The From URI parsed (undefined when From is missing or malformed, or its URI is not sip,
+   * sips or tel). Parsing From parses its URI anyway, so this costs nothing more.
+   */
+  get fromUri(): SipUri | undefined {
+    return this.from === MISSING_NAME_ADDR ? undefined : this.fromUriVal;
   }
 
   get to(): NameAddr {
@@ -250,9 +271,15 @@ export class SipMessage {
     if (src === undefined) return MISSING_NAME_ADDR;
     if (src !== this.toSrc) {
       this.toSrc = src;
-      this.toVal = parseNameAddr(src);
+      this.toVal = parseNameAddr(src, uriSlot);
+      this.toUriVal = this.toVal === undefined ? undefined : uriSlot.uri;
     }
     return this.toVal ?? MISSING_NAME_ADDR;
+  }
+
+  /** The To URI parsed, as fromUri. */
+  get toUri(): SipUri | undefined {
+    return this.to === MISSING_NAME_ADDR ? undefined : this.toUriVal;
   }
 
   /** The topmost Via value (the first element of the first Via line). */
@@ -295,12 +322,23 @@ export class SipMessage {
     return this.parsedContacts().valid;
   }
 
-  /** @internal true when a Contact value does not parse (the parser answers 400). */
+  /**
+   * The URIs of `contacts`, index for index, parsed with them: undefined for the wildcard
+   * and for schemes other than sip, sips and tel.
+   */
+  get contactUris(): (SipUri | undefined)[] {
+    return this.parsedContacts().uris;
+  }
+
+  /**
+   * True when a Contact value does not parse. The parser answers 400 for the requests that
+   * rely on Contact (REGISTER, dialog-forming ones); other messages may still carry one.
+   */
   hasMalformedContact(): boolean {
     return this.parsedContacts().malformed;
   }
 
-  private parsedContacts(): { valid: NameAddr[]; malformed: boolean } {
+  private parsedContacts(): ParsedContacts {
     const values = this.getAll('contact');
     const cached = this.contactSrc;
     if (
@@ -311,11 +349,24 @@ export class SipMessage {
     ) {
       return this.contactVal;
     }
-    const parsed = parseContactValues(values);
-    const valid = parsed.filter((c): c is NameAddr => c !== undefined);
+    const parsed: ParsedContacts = { valid: [], uris: [], malformed: false };
+    for (const value of values) {
+      if (value === '*') {
+        parsed.valid.push({ uri: '*', params: {} });
+        parsed.uris.push(undefined);
+        continue;
+      }
+      const contact = parseNameAddr(value, uriSlot);
+      if (contact === undefined) {
+        parsed.malformed = true;
+        continue;
+      }
+      parsed.valid.push(contact);
+      parsed.uris.push(uriSlot.uri);
+    }
     this.contactSrc = values;
-    this.contactVal = { valid, malformed: valid.length !== parsed.length };
-    return this.contactVal;
+    this.contactVal = parsed;
+    return parsed;
   }
 
   /** RFC 3261 20.22: 0-255; undefined when absent or malformed. */
@@ -423,14 +474,6 @@ export class SipMessage {
     }
     return this.status === 0 ? `${this.method} ${this.uri} SIP/2.0` : `SIP/2.0 ${this.status} ${this.reason}`;
   }
-}
-
-/** Parses Contact values; '*' becomes { uri: '*' }; a malformed value gives undefined at its index. */
-export function parseContactValues(values: string[]): (NameAddr | undefined)[] {
-  return values.map((value) => {
-    if (value === '*') return { uri: '*', params: {} };
-    return parseNameAddr(value);
-  });
 }
 
 /** A header value must stay on its line: CR/LF from callers would inject headers. */

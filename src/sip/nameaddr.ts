@@ -1,6 +1,6 @@
 import { isTokenChar, quoteString, readQuotedString, skipWhitespace } from './lexer.js';
 import { formatParams, parseParams } from './params.js';
-import { parseUri, uriScheme } from './uri.js';
+import { parseUri, type SipUri, uriScheme } from './uri.js';
 
 /**
  * From, To, Contact, Route, Record-Route, Refer-To ... values: ( name-addr / addr-spec )
@@ -16,8 +16,18 @@ export interface NameAddr {
   tag?: string;
 }
 
+/**
+ * Receives the URI that parsing a name-addr went through. A sip, sips or tel URI is parsed in
+ * full to be validated, so a caller that needs it parsed (SipMessage.fromUri) keeps this one
+ * instead of parsing the text again. undefined for other schemes and failed parses.
+ */
+export interface ParsedUriSlot {
+  uri: SipUri | undefined;
+}
+
 /** Parses one name-addr or addr-spec value; undefined on any syntax error. */
-export function parseNameAddr(text: string): NameAddr | undefined {
+export function parseNameAddr(text: string, slot?: ParsedUriSlot): NameAddr | undefined {
+  if (slot !== undefined) slot.uri = undefined;
   const len = text.length;
   let i = skipWhitespace(text, 0);
   if (i >= len) return undefined;
@@ -46,20 +56,20 @@ export function parseNameAddr(text: string): NameAddr | undefined {
         .replace(/[ \t]+/g, ' ');
       i = j;
     } else {
-      return parseAddrSpec(text, i);
+      return parseAddrSpec(text, i, slot);
     }
   }
   // name-addr: LAQUOT addr-spec RAQUOT, with no LWS inside the brackets.
   const close = text.indexOf('>', i + 1);
   if (close < 0) return undefined;
   const uri = text.slice(i + 1, close);
-  if (!isValidAddrSpec(uri)) return undefined;
+  if (!isValidAddrSpec(uri, slot)) return undefined;
   const parsed = parseParams(text, close + 1);
   if (parsed === undefined || parsed.end !== len) return undefined;
   return build(displayName, uri, parsed.params);
 }
 
-function parseAddrSpec(text: string, start: number): NameAddr | undefined {
+function parseAddrSpec(text: string, start: number, slot: ParsedUriSlot | undefined): NameAddr | undefined {
   let i = start;
   const len = text.length;
   while (i < len) {
@@ -70,16 +80,20 @@ function parseAddrSpec(text: string, start: number): NameAddr | undefined {
   const uri = text.slice(start, i);
   // RFC 3261 20.10: a URI containing a comma, question mark or semicolon must use the
   // name-addr form; in the bare form everything after ";" belongs to the header.
-  if (uri.indexOf('?') >= 0 || uri.indexOf(',') >= 0 || !isValidAddrSpec(uri)) return undefined;
+  if (uri.indexOf('?') >= 0 || uri.indexOf(',') >= 0 || !isValidAddrSpec(uri, slot)) return undefined;
   const parsed = parseParams(text, i);
   if (parsed === undefined || parsed.end !== len) return undefined;
   return build(undefined, uri, parsed.params);
 }
 
-function isValidAddrSpec(uri: string): boolean {
+function isValidAddrSpec(uri: string, slot: ParsedUriSlot | undefined): boolean {
   const scheme = uriScheme(uri);
   if (scheme === undefined) return false;
-  if (scheme === 'sip' || scheme === 'sips' || scheme === 'tel') return parseUri(uri) !== undefined;
+  if (scheme === 'sip' || scheme === 'sips' || scheme === 'tel') {
+    const parsed = parseUri(uri);
+    if (slot !== undefined) slot.uri = parsed;
+    return parsed !== undefined;
+  }
   for (let i = 0; i < uri.length; i++) {
     const c = uri.charCodeAt(i);
     if (c <= 32 || c >= 127 || c === 34 || c === 60 || c === 62) return false;

@@ -113,6 +113,34 @@ describe('SipMessage headers', () => {
     expect(m.toString()).toContain('\r\nFrom: <sip:carol@example.com>;tag=99\r\n');
   });
 
+  it('parses the From, To and Contact URIs once, with their headers, and follows changes', () => {
+    const m = parsed();
+    const fromUri = m.fromUri;
+    expect(fromUri).toMatchObject({ scheme: 'sip', user: 'alice', host: 'example.com' });
+    expect(m.fromUri).toBe(fromUri);
+    expect(m.toUri).toMatchObject({ user: 'bob', host: 'example.com' });
+    expect(m.contactUris).toEqual([
+      expect.objectContaining({ host: '192.0.2.1', params: { transport: 'tcp' } }),
+    ]);
+    expect(m.contactUris).toBe(m.contactUris);
+    m.set('from', '<sips:carol@Example.com>;tag=2');
+    expect(m.fromUri).toMatchObject({ scheme: 'sips', user: 'carol', host: 'Example.com' });
+    m.set('from', '<mailto:carol@example.com>;tag=2');
+    expect(m.from.uri).toBe('mailto:carol@example.com');
+    expect(m.fromUri).toBeUndefined();
+    m.set('to', 'not a name-addr <');
+    expect(m.toUri).toBeUndefined();
+    m.remove('to');
+    expect(m.toUri).toBeUndefined();
+    m.set('contact', '*');
+    expect(m.contacts).toEqual([{ uri: '*', params: {} }]);
+    expect(m.contactUris).toEqual([undefined]);
+    m.set('contact', '<sip:a@x.example.com>, <sip:c@>, <sip:b@y.example.com>');
+    expect(m.contacts.map((c) => c.uri)).toEqual(['sip:a@x.example.com', 'sip:b@y.example.com']);
+    expect(m.contactUris.map((u) => u?.host)).toEqual(['x.example.com', 'y.example.com']);
+    expect(m.hasMalformedContact()).toBe(true);
+  });
+
   it('header values cannot inject lines', () => {
     const m = new SipMessage({ status: 200, reason: 'OK' });
     m.set('subject', 'hi\r\nVia: evil');
