@@ -5,6 +5,7 @@ import { prepareCentral } from '../src/directory/schema.js';
 import { runDirectorySync } from '../src/directory/sync.js';
 import { migrate } from '../src/store/migrate.js';
 import { createPgliteDatabase } from '../src/store/pglite.js';
+import { createStore } from '../src/store/store.js';
 import { type SlapdInstance, startSlapd } from '../test/support/slapd.js';
 
 /**
@@ -73,7 +74,7 @@ export async function benchSync(opts: BenchSyncOptions = {}): Promise<BenchSyncR
     await prepareCentral(config.central, { env });
 
     let t0 = performance.now();
-    const full = await runDirectorySync({ sql: db, config, env });
+    const full = await runDirectorySync({ store: createStore(db), config, env });
     const fullSeconds = (performance.now() - t0) / 1000;
     log(
       `full sync: ${full.added} contacts from ${total} users in ${fullSeconds.toFixed(1)}s = ${(total / fullSeconds).toFixed(0)} users/s (${full.status})`,
@@ -94,7 +95,7 @@ export async function benchSync(opts: BenchSyncOptions = {}): Promise<BenchSyncR
       await client.unbind();
     }
     t0 = performance.now();
-    const inc = await runDirectorySync({ sql: db, config, env });
+    const inc = await runDirectorySync({ store: createStore(db), config, env });
     const incSeconds = (performance.now() - t0) / 1000;
     log(
       `incremental sync: ${inc.updated} of ${changes} changes in ${incSeconds.toFixed(1)}s = ${(changes / incSeconds).toFixed(0)} changes/s (${inc.status}; includes reading ${total} anchors for delete detection)`,

@@ -27,7 +27,7 @@ export default class DirectoryReplicate extends Command {
       const store = await openCliStore(parley);
       try {
         const r = await replicateFromCentral({
-          sql: store.db,
+          store,
           config: directory,
           env: process.env,
           prune: flags.prune || undefined,

@@ -36,7 +36,7 @@ Incremental by default (changes since the last run, deletes detected); --full re
       try {
         const summary = await runSyncWithProgress(
           {
-            sql: store.db,
+            store,
             config: directory,
             env: process.env,
             forests: flags.forest,

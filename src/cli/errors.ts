@@ -51,6 +51,15 @@ export const CLI_ERRORS = {
     suggestion:
       'Check --database (or database.url in parley.yaml) and that PostgreSQL is running and reachable.',
   },
+  FEDERATION_NOT_LISTED: {
+    exit: 3,
+    suggestion: 'See the lists with `parley federation show`.',
+  },
+  FEDERATION_CONFLICT: {
+    exit: 4,
+    suggestion:
+      'A name is either a partner (allowed or blocked) or the clearinghouse: change the other entry first.',
+  },
   MIGRATION_FAILED: {
     exit: 5,
     suggestion:
@@ -59,6 +68,18 @@ export const CLI_ERRORS = {
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type CliErrorCode = keyof typeof CLI_ERRORS;
+
+/**
+ * A failure from domain code (src/federation, ...) that carries a catalogued code: the
+ * catalogue, not the domain, decides its exit status and suggestion.
+ */
+export function fromCatalogued(err: unknown): CliError | undefined {
+  if (err instanceof CliError || !(err instanceof Error)) return undefined;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && Object.hasOwn(CLI_ERRORS, code)
+    ? new CliError(code as CliErrorCode, err.message)
+    : undefined;
+}
 
 /** An expected failure raised by src/ code for a command to render (message says what happened). */
 export class CliError extends Error {

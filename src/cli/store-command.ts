@@ -3,7 +3,7 @@ import type { ParleyConfig } from '../ops/config.js';
 import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { setUserEnabled, type UserSummary } from '../users/admin.js';
-import { CliError } from './errors.js';
+import { CliError, fromCatalogued } from './errors.js';
 import { loadCliConfig, openCliStore, type StoreFlagValues } from './flags.js';
 
 /**
@@ -43,6 +43,8 @@ export async function runWithPreparedStore<P, T>(
     return await fn(store, config, prepared);
   } catch (err) {
     if (err instanceof CliError) failCommand(command, err);
+    const catalogued = fromCatalogued(err);
+    if (catalogued) failCommand(command, catalogued);
     if (store && isConnectionLost(err)) failCommand(command, connectionLostError(err, config));
     throw err;
   } finally {

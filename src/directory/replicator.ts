@@ -1,4 +1,5 @@
-import type { Sql } from '../store/sql.js';
+import type { Repositories } from '../store/store.js';
+import type { DirectoryUser } from '../store/users.js';
 import { CentralDirectory, type CentralEntry } from './central.js';
 import type { DirectoryConfig } from './config.js';
 import type { Environment } from './ldap.js';
@@ -7,7 +8,9 @@ import type { Environment } from './ldap.js';
  * Refreshes the Parley user store from the central forest's SIP-enabled users and
  * contacts, so servers answer from the store and never query LDAP on the hot path.
  * Upsert by AOR; users that vanished from the directory are disabled (or deleted with
- * prune); users created locally (source 'local') are never touched.
+ * prune); users created locally (source 'local') are never touched. Every write goes
+ * through UserRepository, which announces each changed user on the store's change feed:
+ * running servers drop their cached credentials and sign disabled or deleted users out.
  */
 
 export interface ReplicationIssue {
@@ -28,28 +31,11 @@ export interface ReplicationSummary {
   durationMs: number;
 }
 
-interface UserRow {
-  aor: string;
-  display_name: string;
-  enabled: boolean;
-  home: string | null;
-  source: string;
-  source_anchor: string | null;
-}
-
-interface WantedUser {
-  aor: string;
-  displayName: string;
-  enabled: boolean;
-  home: string | null;
-  source: string;
-  sourceAnchor: string | null;
-}
-
-const BATCH = 500;
+/** The repositories replication reads and writes. */
+export type ReplicationStore = Pick<Repositories, 'users' | 'homes'>;
 
 export interface ReplicateOptions {
-  sql: Sql;
+  store: ReplicationStore;
   /** Pages of SIP-enabled entries (CentralDirectory.sipEnabled()). */
   entries: AsyncIterable<CentralEntry[]>;
   /** Delete vanished directory users instead of disabling them. */
@@ -57,7 +43,7 @@ export interface ReplicateOptions {
   dryRun?: boolean;
 }
 
-function wanted(e: CentralEntry & { sipAddress: string }): WantedUser {
+function wanted(e: CentralEntry & { sipAddress: string }): DirectoryUser {
   return {
     aor: e.sipAddress,
     displayName: e.displayName,
@@ -68,19 +54,19 @@ function wanted(e: CentralEntry & { sipAddress: string }): WantedUser {
   };
 }
 
-function differs(row: UserRow, w: WantedUser): boolean {
+function differs(row: DirectoryUser, w: DirectoryUser): boolean {
   return (
-    row.display_name !== w.displayName ||
+    row.displayName !== w.displayName ||
     row.enabled !== w.enabled ||
     row.home !== w.home ||
     row.source !== w.source ||
-    row.source_anchor !== w.sourceAnchor
+    row.sourceAnchor !== w.sourceAnchor
   );
 }
 
 export async function replicateUsers(opts: ReplicateOptions): Promise<ReplicationSummary> {
   const started = Date.now();
-  const { sql } = opts;
+  const { users } = opts.store;
   const summary: ReplicationSummary = {
     read: 0,
     added: 0,
@@ -91,16 +77,10 @@ export async function replicateUsers(opts: ReplicateOptions): Promise<Replicatio
     issues: [],
     durationMs: 0,
   };
-  const homes = new Set(
-    (await sql.query<{ name: string }>('SELECT name FROM homes')).rows.map((r) => r.name),
-  );
-  const existing = new Map(
-    (
-      await sql.query<UserRow>('SELECT aor, display_name, enabled, home, source, source_anchor FROM users')
-    ).rows.map((r) => [r.aor, r]),
-  );
+  const homes = new Set((await opts.store.homes.listHomes()).map((h) => h.name));
+  const existing = new Map((await users.listDirectoryStates()).map((u) => [u.aor, u]));
   const seen = new Set<string>();
-  const upserts: WantedUser[] = [];
+  const upserts: DirectoryUser[] = [];
 
   for await (const page of opts.entries) {
     for (const e of page) {
@@ -153,33 +133,9 @@ export async function replicateUsers(opts: ReplicateOptions): Promise<Replicatio
   summary.disabled = toDisable.length;
 
   if (!opts.dryRun) {
-    for (let i = 0; i < upserts.length; i += BATCH) {
-      const b = upserts.slice(i, i + BATCH);
-      await sql.query(
-        `INSERT INTO users (aor, display_name, enabled, home, source, source_anchor)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
-         ON CONFLICT (aor) DO UPDATE SET display_name = EXCLUDED.display_name, enabled = EXCLUDED.enabled,
-           home = EXCLUDED.home, source = EXCLUDED.source, source_anchor = EXCLUDED.source_anchor, updated_at = now()
-         WHERE users.source <> 'local'`,
-        [
-          b.map((w) => w.aor),
-          b.map((w) => w.displayName),
-          b.map((w) => w.enabled),
-          b.map((w) => w.home),
-          b.map((w) => w.source),
-          b.map((w) => w.sourceAnchor),
-        ],
-      );
-    }
-    if (toDisable.length > 0) {
-      await sql.query(
-        `UPDATE users SET enabled = false, updated_at = now() WHERE aor = ANY($1::text[]) AND source LIKE 'ldap:%'`,
-        [toDisable],
-      );
-    }
-    if (toDelete.length > 0) {
-      await sql.query(`DELETE FROM users WHERE aor = ANY($1::text[]) AND source LIKE 'ldap:%'`, [toDelete]);
-    }
+    await users.upsertDirectoryUsers(upserts);
+    await users.disableDirectoryUsers(toDisable);
+    await users.removeDirectoryUsers(toDelete);
   }
   summary.durationMs = Date.now() - started;
   return summary;
@@ -187,7 +143,7 @@ export async function replicateUsers(opts: ReplicateOptions): Promise<Replicatio
 
 /** Connects to the central forest and replicates (parley directory replicate). */
 export async function replicateFromCentral(opts: {
-  sql: Sql;
+  store: ReplicationStore;
   config: DirectoryConfig;
   env: Environment;
   prune?: boolean;
@@ -196,7 +152,7 @@ export async function replicateFromCentral(opts: {
   const central = await CentralDirectory.connect(opts.config.central, opts.env);
   try {
     return await replicateUsers({
-      sql: opts.sql,
+      store: opts.store,
       entries: central.sipEnabled(),
       prune: opts.prune ?? opts.config.replicate.prune,
       dryRun: opts.dryRun,
@@ -211,7 +167,7 @@ export async function replicateFromCentral(opts: {
  * retried at the next tick; the store keeps serving the last good copy meanwhile.
  */
 export function startReplicationTimer(opts: {
-  sql: Sql;
+  store: ReplicationStore;
   config: DirectoryConfig;
   env: Environment;
   onResult?: (result: ReplicationSummary | Error) => void;

@@ -1,10 +1,11 @@
 import { ResultCodeError } from 'ldapts';
-import type { Sql } from '../store/sql.js';
+import type { Join, OpAction } from '../store/directory-journal.js';
+import type { Store } from '../store/store.js';
 import { CentralDirectory, CentralNotPreparedError, type ContactWriter } from './central.js';
 import type { DirectoryConfig, ForestConfig } from './config.js';
 import { DirectoryError, EXIT } from './errors.js';
 import { ForestReader, laterMark } from './forest.js';
-import { currentHolder, type Join, type OpAction, SyncJournal } from './journal.js';
+import { currentHolder, holderIsDead } from './journal.js';
 import { BindPasswordError, type Environment } from './ldap.js';
 import {
   type ContactAttributes,
@@ -101,7 +102,7 @@ export interface SyncSummary {
 }
 
 export interface SyncOptions {
-  sql: Sql;
+  store: Store;
   config: DirectoryConfig;
   env: Environment;
   forests?: string[];
@@ -169,7 +170,6 @@ function userFromJoin(j: Join): SourceUser & { alias: string } {
 }
 
 export class DirectorySync {
-  private readonly journal: SyncJournal;
   private readonly holder = currentHolder();
   private readonly started = Date.now();
   private readonly summaries: ForestSummary[] = [];
@@ -188,8 +188,11 @@ export class DirectorySync {
     private readonly centralUsers: Map<string, string>,
     private readonly claims: Map<string, { forest: string; anchor: string; sourceDn: string }>,
   ) {
-    this.journal = new SyncJournal(opts.sql);
     this.writer = opts.wrapWriter ? opts.wrapWriter(central) : central;
+  }
+
+  private get journal() {
+    return this.opts.store.directoryJournal;
   }
 
   get mode(): 'incremental' | 'full' {
@@ -209,9 +212,9 @@ export class DirectorySync {
         );
       }
     }
-    const journal = new SyncJournal(opts.sql);
+    const journal = opts.store.directoryJournal;
     const holder = currentHolder();
-    const lock = await journal.acquireLock(holder, opts.config.sync.lockStaleSeconds);
+    const lock = await journal.acquireLock(holder, opts.config.sync.lockStaleSeconds, holderIsDead);
     if (!lock.acquired) {
       const h = lock.heldBy;
       throw new DirectoryError(
@@ -613,11 +616,7 @@ export class DirectorySync {
     summary: ForestSummary,
     progress: (phase: SyncPhase, done: number, total?: number) => void,
   ): Promise<number> {
-    const base = await this.opts.sql.query<{ n: string }>(
-      'SELECT coalesce(max(seq), 0) AS n FROM directory_sync_ops WHERE run_id = $1',
-      [this.runId],
-    );
-    let seq = Number(base.rows[0].n);
+    let seq = await this.journal.lastOpSeq(this.runId);
     const journaled = ops.map((op) => ({ op, seq: ++seq }));
     for (let i = 0; i < journaled.length; i += 1000) {
       await this.journal.recordOps(
@@ -680,8 +679,7 @@ export class DirectorySync {
 
   private async flush(forest: ForestConfig, done: { op: PlannedOp; seq: number }[]): Promise<void> {
     if (done.length === 0) return;
-    await this.opts.sql.transaction(async (tx) => {
-      const journal = new SyncJournal(tx);
+    await this.opts.store.transaction(async ({ directoryJournal: journal }) => {
       await journal.saveJoins(
         done.flatMap((d) => (d.op.join && d.op.action !== 'delete' ? [d.op.join] : [])),
       );

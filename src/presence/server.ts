@@ -245,6 +245,29 @@ export class PresenceServer implements RequestHandler {
     await this.opts.publications.removeAll(aor);
   }
 
+  /** Watchers with a subscription on this server (one entry per subscription). */
+  *subscribers(): IterableIterator<string> {
+    for (const sub of this.subscriptions.values()) yield sub.watcher;
+  }
+
+  /**
+   * An administrator disabled or removed the user. Its own subscriptions end with
+   * "rejected" (RFC 6665 4.1.3: authorization withdrawn, do not retry; "deactivated" would
+   * send the client straight back into a 403). Its published state goes, so its watchers
+   * see it offline through the change feed; a removed user's watchers are told with
+   * "noresource" that there is nothing left to watch. Returns how many subscriptions ended.
+   */
+  async signOutUser(aor: string, removed: boolean): Promise<number> {
+    const ending: Array<[Subscription, 'rejected' | 'noresource']> = [];
+    for (const sub of this.subscriptions.values()) {
+      if (sub.watcher === aor) ending.push([sub, 'rejected']);
+      else if (removed && sub.presentity === aor) ending.push([sub, 'noresource']);
+    }
+    await Promise.allSettled(ending.map(([sub, reason]) => this.terminate(sub, reason)));
+    await this.opts.publications.removeAll(aor);
+    return ending.length;
+  }
+
   async composedState(aor: string): Promise<string> {
     const pubs = await this.opts.publications.list(aor);
     if (pubs.length === 0) return closedPresence(`sip:${aor}`);

@@ -105,6 +105,22 @@ export class LocationTable extends EventEmitter<LocationEvents> {
     return n;
   }
 
+  /**
+   * An administrator disabled or removed the user: every binding goes (a pool's mirror
+   * drops its rows through `changed`). Returns the removed bindings and the flows that
+   * carried only this user's own registrations (no Path: the endpoint itself, not a proxy
+   * in front of many users) and now carry no binding at all, which the caller may close.
+   */
+  signOut(aor: string): { removed: Binding[]; idleFlows: string[] } {
+    const removed = [...(this.byAor.get(aor) ?? [])];
+    this.removeAll(aor);
+    const idleFlows = new Set<string>();
+    for (const b of removed) {
+      if (b.flowId && b.path.length === 0 && !this.byFlow.has(b.flowId)) idleFlows.add(b.flowId);
+    }
+    return { removed, idleFlows: [...idleFlows] };
+  }
+
   /** A flow closed: flow-only bindings on it go; the others merely lose their flow. */
   flowClosed(flowId: string): Binding[] {
     const set = this.byFlow.get(flowId);

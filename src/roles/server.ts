@@ -23,6 +23,7 @@ import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
 import { LocalIdentity } from '../proxy/local.js';
 import { DialogRouteSigner } from '../proxy/record-route.js';
+import { AccountChanges } from '../registrar/account-changes.js';
 import { AuthFailureTracker } from '../registrar/auth-failures.js';
 import { Authenticator } from '../registrar/authenticator.js';
 import { CredentialCache } from '../registrar/credentials.js';
@@ -118,10 +119,30 @@ export async function startServer(
         ha1Sha256: c.ha1Sha256,
       })),
     );
-    const unlisten = await db.listen(USERS_CHANNEL, (aor) => {
-      credentials.invalidate(aor || undefined);
-      if (aor) credentials.fetch(aor).catch((err: unknown) => log.warn({ err }, 'credential refresh failed'));
+    // An administrator's disable or removal (users commands, directory replication) ends the
+    // user's session here at once; each front-end of a pool does the same for its own.
+    const accounts = new AccountChanges({
+      credentials,
+      *activeUsers() {
+        yield* location.aors();
+        yield* presence.subscribers();
+      },
+      userExists: async (aor) => (await users.getUser(aor)) !== undefined,
+      signOut: async (aor, reason) => {
+        const { removed, idleFlows } = location.signOut(aor);
+        const subscriptions = await presence.signOutUser(aor, reason === 'removed');
+        // The endpoint's own connection closes once the final NOTIFYs have left, so it notices
+        // now: it reconnects and its REGISTER is refused.
+        if (idleFlows.length > 0) {
+          setTimeout(() => {
+            for (const id of idleFlows) transport.flow(id)?.close();
+          }, 200).unref();
+        }
+        return { bindings: removed.length, subscriptions, connections: idleFlows.length };
+      },
+      log: componentLogger(log, 'registrar'),
     });
+    const unlisten = await db.listen(USERS_CHANNEL, (aor) => accounts.onChange(aor));
     cleanups.push(unlisten);
 
     const transport = new TransportLayer({

@@ -1,3 +1,4 @@
+import { FederationRepository } from './federation.js';
 import { HomeRepository } from './homes.js';
 import { PublicationRepository } from './publications.js';
 import { RegistrationRepository } from './registrations.js';
@@ -14,6 +15,7 @@ export interface Repositories {
   subscriptions: SubscriptionRepository;
   publications: PublicationRepository;
   servers: ServerRepository;
+  federation: FederationRepository;
 }
 
 export interface Store extends Repositories {
@@ -31,6 +33,7 @@ export function createRepositories(sql: Sql): Repositories {
     subscriptions: new SubscriptionRepository(sql),
     publications: new PublicationRepository(sql),
     servers: new ServerRepository(sql),
+    federation: new FederationRepository(sql),
   };
 }
 

@@ -50,6 +50,20 @@ export interface StoredCredentials {
   ha1Sha256: string;
 }
 
+/** What a directory says about a user: the fields `parley directory replicate` owns. */
+export interface DirectoryUser {
+  aor: string;
+  displayName: string;
+  enabled: boolean;
+  home: string | null;
+  /** 'ldap:<forest>' ('ldap:central' for users of the central forest). */
+  source: string;
+  sourceAnchor: string | null;
+}
+
+/** Statements of a directory write carry at most this many users (one unnest each). */
+const DIRECTORY_BATCH = 500;
+
 /** Change feed channel: payload is the aor of a user whose account or credentials changed. */
 export const USERS_CHANNEL = 'parley_users';
 
@@ -225,6 +239,84 @@ export class UserRepository {
       await tx.query('SELECT pg_notify($1, $2)', [USERS_CHANNEL, key]);
       return true;
     });
+  }
+
+  /** Every user's directory-owned fields, in one statement: what replication diffs against. */
+  async listDirectoryStates(): Promise<DirectoryUser[]> {
+    const res = await this.sql.query<UserRow>(
+      'SELECT aor, display_name, enabled, home, source, source_anchor FROM users',
+    );
+    return res.rows.map((r) => ({
+      aor: r.aor,
+      displayName: r.display_name,
+      enabled: r.enabled,
+      home: r.home,
+      source: r.source,
+      sourceAnchor: r.source_anchor,
+    }));
+  }
+
+  /**
+   * Creates or updates users from a directory, batch by batch (one statement per
+   * DIRECTORY_BATCH users). Local users (source 'local') are left alone. Every user written
+   * is announced on USERS_CHANNEL by the same statement. Returns the AORs written.
+   */
+  async upsertDirectoryUsers(users: DirectoryUser[]): Promise<string[]> {
+    const written: string[] = [];
+    for (let i = 0; i < users.length; i += DIRECTORY_BATCH) {
+      const b = users.slice(i, i + DIRECTORY_BATCH);
+      const res = await this.sql.query<{ aor: string }>(
+        `WITH up AS (
+           INSERT INTO users (aor, display_name, enabled, home, source, source_anchor)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[])
+           ON CONFLICT (aor) DO UPDATE SET display_name = EXCLUDED.display_name, enabled = EXCLUDED.enabled,
+             home = EXCLUDED.home, source = EXCLUDED.source, source_anchor = EXCLUDED.source_anchor, updated_at = now()
+           WHERE users.source <> 'local'
+           RETURNING aor)
+         SELECT aor, pg_notify($7, aor)::text AS notified FROM up`,
+        [
+          b.map((u) => normalizeAor(u.aor)),
+          b.map((u) => u.displayName),
+          b.map((u) => u.enabled),
+          b.map((u) => u.home),
+          b.map((u) => u.source),
+          b.map((u) => u.sourceAnchor),
+          USERS_CHANNEL,
+        ],
+      );
+      for (const r of res.rows) written.push(r.aor);
+    }
+    return written;
+  }
+
+  /** Disables directory users (never local ones) that are enabled; announces each. Returns their AORs. */
+  async disableDirectoryUsers(aors: string[]): Promise<string[]> {
+    if (aors.length === 0) return [];
+    const res = await this.sql.query<{ aor: string }>(
+      `WITH d AS (
+         UPDATE users SET enabled = false, updated_at = now()
+         WHERE aor = ANY($1::text[]) AND source LIKE 'ldap:%' AND enabled
+         RETURNING aor)
+       SELECT aor, pg_notify($2, aor)::text AS notified FROM d`,
+      [aors.map(normalizeAor), USERS_CHANNEL],
+    );
+    return res.rows.map((r) => r.aor);
+  }
+
+  /**
+   * Deletes directory users (never local ones) with their registrations, as removeUser does
+   * for one; announces each. Returns the AORs deleted.
+   */
+  async removeDirectoryUsers(aors: string[]): Promise<string[]> {
+    if (aors.length === 0) return [];
+    const res = await this.sql.query<{ aor: string }>(
+      `WITH d AS (
+         DELETE FROM users WHERE aor = ANY($1::text[]) AND source LIKE 'ldap:%' RETURNING aor),
+       r AS (DELETE FROM registrations WHERE aor IN (SELECT aor FROM d))
+       SELECT aor, pg_notify($2, aor)::text AS notified FROM d`,
+      [aors.map(normalizeAor), USERS_CHANNEL],
+    );
+    return res.rows.map((r) => r.aor);
   }
 
   async setCredentials(

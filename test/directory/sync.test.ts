@@ -4,17 +4,18 @@ import { fixtureUsers } from '../../fixtures/ldap/generate.js';
 import type { ContactWriter } from '../../src/directory/central.js';
 import { DirectoryError, EXIT } from '../../src/directory/errors.js';
 import { equalityFilter } from '../../src/directory/filter.js';
-import { SyncJournal } from '../../src/directory/journal.js';
 import { replicateFromCentral } from '../../src/directory/replicator.js';
 import { prepareCentral } from '../../src/directory/schema.js';
 import { runDirectorySync, SyncInterruptedError, type SyncOptions } from '../../src/directory/sync.js';
 import type { Database } from '../../src/store/sql.js';
+import { createStore, type Store } from '../../src/store/store.js';
 import { createTestDatabase } from '../support/database.js';
 import { countContacts, startTestForests, type TestForests, withClient } from './forests.js';
 
 const PER_FOREST = 1500;
 let forests: TestForests;
 let db: Database;
+let store: Store;
 
 function countingWriter(counter: { writes: number }, onWrite?: () => void) {
   return (w: ContactWriter): ContactWriter => ({
@@ -37,7 +38,7 @@ function countingWriter(counter: { writes: number }, onWrite?: () => void) {
 }
 
 function sync(extra: Partial<SyncOptions> = {}, config = forests.config()) {
-  return runDirectorySync({ sql: db, config, env: forests.env, ...extra });
+  return runDirectorySync({ store, config, env: forests.env, ...extra });
 }
 
 async function contactFor(alias: string): Promise<Record<string, string | string[]> | undefined> {
@@ -76,7 +77,8 @@ const southUsers = () =>
 
 beforeAll(async () => {
   [forests, db] = await Promise.all([startTestForests({ perForest: PER_FOREST }), createTestDatabase()]);
-  await db.query(`INSERT INTO homes (name, kind, address) VALUES ('pool1', 'pool', 'sip:pool1.example.com')`);
+  store = createStore(db);
+  await store.homes.upsertHome({ name: 'pool1', kind: 'pool', address: 'sip:pool1.example.com' });
 });
 
 afterAll(async () => {
@@ -123,7 +125,7 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
   });
 
   it('replicate fills the user store from the central forest and keeps local users', async () => {
-    await db.query(`INSERT INTO users (aor, source) VALUES ('n.user00000@example.com', 'local')`);
+    await store.users.createUser({ aor: 'n.user00000@example.com', source: 'local' });
     await withClient(forests.central, (c) =>
       c.modify(`uid=c.alice,ou=people,${forests.central.baseDn}`, [
         new Change({
@@ -145,21 +147,21 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
       ]),
     );
     const contacts = await countContacts(forests.central);
-    const r = await replicateFromCentral({ sql: db, config: forests.config(), env: forests.env });
+    const r = await replicateFromCentral({ store, config: forests.config(), env: forests.env });
     // Every contact plus c.alice, less the address a local user already has.
     expect(r.added).toBe(contacts + 1 - 1);
     const northCount = northUsers().filter((u) => !u.disabled && u.uid !== 'shared.central').length;
     expect(r.issues.map((i) => i.code)).toEqual(['local-user']);
-    const { rows } = await db.query<{ source: string; n: string }>(
-      `SELECT source, count(*) AS n FROM users GROUP BY source ORDER BY source`,
-    );
-    expect(Object.fromEntries(rows.map((x) => [x.source, Number(x.n)]))).toEqual({
+    const bySource: Record<string, number> = {};
+    for (const u of await store.users.listDirectoryStates())
+      bySource[u.source] = (bySource[u.source] ?? 0) + 1;
+    expect(bySource).toEqual({
       'ldap:central': 1,
       'ldap:north': northCount - 1,
       'ldap:south': southUsers().filter((u) => !u.disabled && u.uid !== 'shared.alpha').length,
       local: 1,
     });
-    const again = await replicateFromCentral({ sql: db, config: forests.config(), env: forests.env });
+    const again = await replicateFromCentral({ store, config: forests.config(), env: forests.env });
     expect(again).toMatchObject({ added: 0, updated: 0, disabled: 0, deleted: 0 });
   });
 
@@ -207,11 +209,8 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
     for (const u of [disabled, deleted, leaver])
       expect((await contactFor(u.uid))?.parleyEnabled).toBe('FALSE');
 
-    const journal = await db.query<{ source_dn: string }>(
-      `SELECT source_dn FROM directory_joins WHERE sip_address = $1`,
-      [`${moved.uid}@example.com`],
-    );
-    expect(journal.rows[0].source_dn).not.toBe(moved.dn);
+    const [join] = await store.directoryJournal.joinsForAddress(`${moved.uid}@example.com`);
+    expect(join.sourceDn).not.toBe(moved.dn);
 
     // Past the grace period the disabled contacts are deleted.
     const later = new Date(Date.now() + 31 * 86400_000);
@@ -219,20 +218,13 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
     expect(s2).toMatchObject({ added: 0, updated: 0, disabled: 0, deleted: 3 });
     for (const u of [disabled, deleted, leaver]) expect(await contactFor(u.uid)).toBeUndefined();
 
-    const r = await replicateFromCentral({ sql: db, config: forests.config(), env: forests.env });
+    const r = await replicateFromCentral({ store, config: forests.config(), env: forests.env });
     expect(r.added).toBe(2);
     expect(r.disabled).toBe(4);
-    const users = await db.query<{ aor: string; enabled: boolean }>(
-      `SELECT aor, enabled FROM users WHERE aor = ANY($1) ORDER BY aor`,
-      [['n.renamed@example.com', `${renamed.uid}@example.com`, `${deleted.uid}@example.com`]],
-    );
-    expect(users.rows).toEqual(
-      [
-        { aor: 'n.renamed@example.com', enabled: true },
-        { aor: `${renamed.uid}@example.com`, enabled: false },
-        { aor: `${deleted.uid}@example.com`, enabled: false },
-      ].sort((a, b) => (a.aor < b.aor ? -1 : 1)),
-    );
+    const enabled = async (aor: string) => (await store.users.getUser(aor))?.enabled;
+    expect(await enabled('n.renamed@example.com')).toBe(true);
+    expect(await enabled(`${renamed.uid}@example.com`)).toBe(false);
+    expect(await enabled(`${deleted.uid}@example.com`)).toBe(false);
   });
 
   it('a run killed half way resumes and finishes the work exactly once', async () => {
@@ -259,15 +251,13 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
       }),
     });
     await expect(killed).rejects.toBeInstanceOf(SyncInterruptedError);
-    const { rows } = await db.query<{ id: string; status: string }>(
-      `SELECT id, status FROM directory_sync_runs ORDER BY id DESC LIMIT 1`,
-    );
-    expect(rows[0].status).toBe('running');
+    const killedRun = await store.directoryJournal.lastRun();
+    expect(killedRun?.status).toBe('running');
 
     const resumed = await sync({ forests: ['south'] });
-    expect(resumed.resumedFrom).toBe(Number(rows[0].id));
+    expect(resumed.resumedFrom).toBe(killedRun?.id);
     expect(resumed.updated).toBe(targets.length - 25);
-    const status = await new SyncJournal(db).runStatus(Number(rows[0].id));
+    const status = await store.directoryJournal.runStatus(killedRun?.id ?? 0);
     expect(status).toBe('interrupted');
     for (const u of targets.slice(0, 3))
       expect((await contactFor(u.uid))?.displayName).toBe(`Renamed ${u.uid}`);
@@ -315,8 +305,8 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
   });
 
   it('a held lock refuses a second run with exit code 4', async () => {
-    const journal = new SyncJournal(db);
-    await db.query(`INSERT INTO directory_sync_lock (name, holder) VALUES ('directory-sync', 'elsewhere:1')`);
+    const journal = store.directoryJournal;
+    expect(await journal.acquireLock('elsewhere:1', 120)).toEqual({ acquired: true });
     const err = await sync().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DirectoryError);
     expect((err as DirectoryError).exitCode).toBe(EXIT.locked);

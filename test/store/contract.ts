@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { appliedMigrations, currentVersion, loadMigrations, migrate } from '../../src/store/migrate.js';
 import type { NewBinding } from '../../src/store/registrations.js';
 import type { Database } from '../../src/store/sql.js';
+import { FEDERATION_CHANNEL } from '../../src/store/federation.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import type { Subscription } from '../../src/store/subscriptions.js';
 import { USERS_CHANNEL, UserExistsError } from '../../src/store/users.js';
@@ -576,6 +577,63 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect((await store.servers.get('dir1'))?.state).toBe('down');
         expect(await store.servers.remove('dir1')).toBe(true);
         expect(await store.servers.get('dir1')).toBeUndefined();
+      });
+    });
+    describe('federation', () => {
+      beforeEach(async () => {
+        await db.exec('TRUNCATE federation_partners');
+      });
+
+      it('keeps one entry per domain: allow and block replace each other', async () => {
+        const first = await store.federation.put({
+          domain: 'partner.example',
+          action: 'allow',
+          note: 'ticket 1',
+        });
+        expect(first.previous).toBeUndefined();
+        expect(first.entry).toMatchObject({ domain: 'partner.example', action: 'allow', note: 'ticket 1' });
+        await store.federation.put({
+          domain: 'partner.example',
+          action: 'allow',
+          edgeFqdn: 'sip.partner.example',
+        });
+        expect((await store.federation.get('partner.example'))?.edgeFqdn).toBe('sip.partner.example');
+        const blocked = await store.federation.put({ domain: 'partner.example', action: 'block' });
+        expect(blocked.previous?.action).toBe('allow');
+        expect(blocked.entry.edgeFqdn).toBeUndefined();
+        expect((await store.federation.list('allow')).length).toBe(0);
+        expect((await store.federation.list('block')).map((e) => e.domain)).toEqual(['partner.example']);
+        expect(await store.federation.remove('partner.example', 'allow')).toBe(false);
+        expect(await store.federation.remove('partner.example', 'block')).toBe(true);
+        expect(await store.federation.list()).toEqual([]);
+      });
+
+      it('has one clearinghouse, never also a partner', async () => {
+        expect(await store.federation.setClearinghouse('ch1.example')).toEqual({});
+        expect(await store.federation.setClearinghouse('ch2.example')).toEqual({ previous: 'ch1.example' });
+        expect((await store.federation.list('clearinghouse')).map((e) => e.domain)).toEqual(['ch2.example']);
+        await expect(store.federation.put({ domain: 'ch2.example', action: 'allow' })).rejects.toThrow(
+          /clearinghouse/,
+        );
+        await store.federation.put({ domain: 'partner.example', action: 'allow' });
+        await expect(store.federation.setClearinghouse('partner.example')).rejects.toThrow(/allow list/);
+        expect(await store.federation.clearClearinghouse()).toBe('ch2.example');
+        expect(await store.federation.clearClearinghouse()).toBeUndefined();
+      });
+
+      it('announces every change on the federation channel', async () => {
+        const got: string[] = [];
+        const stop = await db.listen(FEDERATION_CHANNEL, (p) => got.push(p));
+        await store.federation.put({ domain: 'a.example', action: 'allow' });
+        await store.federation.put({ domain: 'b.example', action: 'block' });
+        await store.federation.remove('a.example', 'allow');
+        await store.federation.remove('a.example', 'allow');
+        await store.federation.setClearinghouse('ch.example');
+        await store.federation.clearClearinghouse();
+        await expect
+          .poll(() => got)
+          .toEqual(['a.example', 'b.example', 'a.example', 'ch.example', 'ch.example']);
+        await stop();
       });
     });
   });

@@ -1,0 +1,312 @@
+import type { Sql } from './sql.js';
+
+/**
+ * The directory sync's tables (002_directory.sql): run journal, planned operations,
+ * watermarks, joins (source anchor -> central contact) and the one-run-at-a-time lock.
+ * `parley directory sync` (src/directory/sync.ts) is their only user.
+ */
+
+export type RunStatus = 'running' | 'succeeded' | 'partial' | 'refused' | 'failed' | 'interrupted';
+export type OpAction = 'add' | 'update' | 'disable' | 'delete';
+export type JoinState = 'active' | 'disabled' | 'conflict';
+
+export interface Join {
+  forest: string;
+  anchor: string;
+  sourceDn: string;
+  contactDn: string;
+  sipAddress: string;
+  state: JoinState;
+  /** The contact's attributes as last written (or wanted, while in conflict). */
+  attributes: Record<string, string[]>;
+  attributesHash: string;
+  disabledAt?: Date;
+  disabledReason?: 'source-disabled' | 'source-gone';
+}
+
+export interface JournalOp {
+  seq: number;
+  forest: string;
+  anchor: string;
+  action: OpAction;
+  contactDn: string;
+}
+
+export interface LockHolder {
+  holder: string;
+  runId?: number;
+  acquiredAt: Date;
+  heartbeatAt: Date;
+}
+
+/** The name of the sync's lock row. */
+export const SYNC_LOCK = 'directory-sync';
+
+interface JoinRow {
+  forest: string;
+  anchor: string;
+  source_dn: string;
+  contact_dn: string;
+  sip_address: string;
+  state: JoinState;
+  attributes: Record<string, string[]> | string;
+  attributes_hash: string;
+  disabled_at: Date | string | null;
+  disabled_reason: 'source-disabled' | 'source-gone' | null;
+}
+
+function toJoin(r: JoinRow): Join {
+  return {
+    forest: r.forest,
+    anchor: r.anchor,
+    sourceDn: r.source_dn,
+    contactDn: r.contact_dn,
+    sipAddress: r.sip_address,
+    state: r.state,
+    attributes: typeof r.attributes === 'string' ? JSON.parse(r.attributes) : r.attributes,
+    attributesHash: r.attributes_hash,
+    disabledAt: r.disabled_at ? new Date(r.disabled_at) : undefined,
+    disabledReason: r.disabled_reason ?? undefined,
+  };
+}
+
+export class DirectoryJournalRepository {
+  constructor(private readonly sql: Sql) {}
+
+  /**
+   * Takes the sync lock for holder. A lock whose heartbeat is older than staleSeconds, or
+   * whose holder `holderIsDead` says is gone, is taken over; otherwise its holder is returned.
+   */
+  async acquireLock(
+    holder: string,
+    staleSeconds: number,
+    holderIsDead: (holder: string) => boolean = () => false,
+  ): Promise<{ acquired: true } | { acquired: false; heldBy: LockHolder }> {
+    return this.sql.transaction(async (tx) => {
+      const inserted = await tx.query(
+        `INSERT INTO directory_sync_lock (name, holder) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+        [SYNC_LOCK, holder],
+      );
+      if (inserted.affectedRows === 1) return { acquired: true as const };
+      const { rows } = await tx.query<{
+        holder: string;
+        run_id: string | null;
+        acquired_at: Date;
+        heartbeat_at: Date;
+        stale: boolean;
+      }>(
+        `SELECT holder, run_id, acquired_at, heartbeat_at,
+                heartbeat_at < now() - make_interval(secs => $2) AS stale
+           FROM directory_sync_lock WHERE name = $1 FOR UPDATE`,
+        [SYNC_LOCK, staleSeconds],
+      );
+      const row = rows[0];
+      if (row && (row.stale || holderIsDead(row.holder))) {
+        await tx.query(
+          `UPDATE directory_sync_lock SET holder = $2, run_id = NULL, acquired_at = now(), heartbeat_at = now() WHERE name = $1`,
+          [SYNC_LOCK, holder],
+        );
+        return { acquired: true as const };
+      }
+      if (!row) {
+        await tx.query(`INSERT INTO directory_sync_lock (name, holder) VALUES ($1, $2)`, [SYNC_LOCK, holder]);
+        return { acquired: true as const };
+      }
+      return {
+        acquired: false as const,
+        heldBy: {
+          holder: row.holder,
+          runId: row.run_id === null ? undefined : Number(row.run_id),
+          acquiredAt: new Date(row.acquired_at),
+          heartbeatAt: new Date(row.heartbeat_at),
+        },
+      };
+    });
+  }
+
+  async heartbeat(holder: string, runId?: number): Promise<void> {
+    await this.sql.query(
+      `UPDATE directory_sync_lock SET heartbeat_at = now(), run_id = coalesce($3, run_id) WHERE name = $1 AND holder = $2`,
+      [SYNC_LOCK, holder, runId ?? null],
+    );
+  }
+
+  async releaseLock(holder: string): Promise<void> {
+    await this.sql.query(`DELETE FROM directory_sync_lock WHERE name = $1 AND holder = $2`, [
+      SYNC_LOCK,
+      holder,
+    ]);
+  }
+
+  /**
+   * Opens a run. Runs still 'running' are leftovers of a killed process (the caller holds the
+   * lock now), so they become 'interrupted' and the new run records the latest as resumed.
+   */
+  async startRun(opts: {
+    mode: 'incremental' | 'full';
+    dryRun: boolean;
+    holder: string;
+  }): Promise<{ runId: number; resumedFrom?: number; pendingOps: number }> {
+    return this.sql.transaction(async (tx) => {
+      const stale = await tx.query<{ id: string; pending: string }>(
+        `UPDATE directory_sync_runs r SET status = 'interrupted', finished_at = now()
+          WHERE status = 'running'
+          RETURNING id, (SELECT count(*) FROM directory_sync_ops o WHERE o.run_id = r.id AND o.status = 'pending') AS pending`,
+      );
+      const last = stale.rows
+        .map((r) => ({ id: Number(r.id), pending: Number(r.pending) }))
+        .sort((a, b) => b.id - a.id)[0];
+      const { rows } = await tx.query<{ id: string }>(
+        `INSERT INTO directory_sync_runs (status, mode, dry_run, holder, resumed_from)
+         VALUES ('running', $1, $2, $3, $4) RETURNING id`,
+        [opts.mode, opts.dryRun, opts.holder, last?.id ?? null],
+      );
+      return { runId: Number(rows[0].id), resumedFrom: last?.id, pendingOps: last?.pending ?? 0 };
+    });
+  }
+
+  async finishRun(runId: number, status: RunStatus, summary: unknown): Promise<void> {
+    await this.sql.query(
+      `UPDATE directory_sync_runs SET status = $2, finished_at = now(), summary = $3::jsonb WHERE id = $1`,
+      [runId, status, JSON.stringify(summary)],
+    );
+  }
+
+  async runStatus(runId: number): Promise<RunStatus | undefined> {
+    const { rows } = await this.sql.query<{ status: RunStatus }>(
+      `SELECT status FROM directory_sync_runs WHERE id = $1`,
+      [runId],
+    );
+    return rows[0]?.status;
+  }
+
+  /** The latest run (highest id), for tools and tests that look at what the last sync did. */
+  async lastRun(): Promise<{ id: number; status: RunStatus } | undefined> {
+    const { rows } = await this.sql.query<{ id: string; status: RunStatus }>(
+      `SELECT id, status FROM directory_sync_runs ORDER BY id DESC LIMIT 1`,
+    );
+    return rows[0] ? { id: Number(rows[0].id), status: rows[0].status } : undefined;
+  }
+
+  /** The highest op sequence number recorded for the run (0 when none). */
+  async lastOpSeq(runId: number): Promise<number> {
+    const { rows } = await this.sql.query<{ n: string }>(
+      'SELECT coalesce(max(seq), 0) AS n FROM directory_sync_ops WHERE run_id = $1',
+      [runId],
+    );
+    return Number(rows[0].n);
+  }
+
+  async recordOps(runId: number, ops: JournalOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    await this.sql.query(
+      `INSERT INTO directory_sync_ops (run_id, seq, forest, anchor, action, contact_dn)
+       SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[])`,
+      [
+        runId,
+        ops.map((o) => o.seq),
+        ops.map((o) => o.forest),
+        ops.map((o) => o.anchor),
+        ops.map((o) => o.action),
+        ops.map((o) => o.contactDn),
+      ],
+    );
+  }
+
+  async markOps(runId: number, seqs: number[], status: 'done' | 'failed', error?: string): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.sql.query(
+      `UPDATE directory_sync_ops SET status = $3, error = $4 WHERE run_id = $1 AND seq = ANY($2::int[])`,
+      [runId, seqs, status, error ?? null],
+    );
+  }
+
+  async opCounts(runId: number): Promise<Record<string, number>> {
+    const { rows } = await this.sql.query<{ status: string; n: string }>(
+      `SELECT status, count(*) AS n FROM directory_sync_ops WHERE run_id = $1 GROUP BY status`,
+      [runId],
+    );
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  }
+
+  async watermark(forest: string): Promise<string | undefined> {
+    const { rows } = await this.sql.query<{ watermark: string }>(
+      `SELECT watermark FROM directory_watermarks WHERE forest = $1`,
+      [forest],
+    );
+    return rows[0]?.watermark;
+  }
+
+  async setWatermark(forest: string, watermark: string): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO directory_watermarks (forest, watermark) VALUES ($1, $2)
+       ON CONFLICT (forest) DO UPDATE SET watermark = EXCLUDED.watermark, updated_at = now()`,
+      [forest, watermark],
+    );
+  }
+
+  async joins(forest: string): Promise<Map<string, Join>> {
+    const { rows } = await this.sql.query<JoinRow>(`SELECT * FROM directory_joins WHERE forest = $1`, [
+      forest,
+    ]);
+    return new Map(rows.map((r) => [r.anchor, toJoin(r)]));
+  }
+
+  /** The joins that hold this SIP address (normally one; conflict rows included). */
+  async joinsForAddress(sipAddress: string): Promise<Join[]> {
+    const { rows } = await this.sql.query<JoinRow>(
+      `SELECT * FROM directory_joins WHERE sip_address = $1 ORDER BY forest, anchor`,
+      [sipAddress],
+    );
+    return rows.map(toJoin);
+  }
+
+  /** Who holds each SIP address (conflict rows hold nothing). */
+  async claims(): Promise<Map<string, { forest: string; anchor: string; sourceDn: string }>> {
+    const { rows } = await this.sql.query<{
+      sip_address: string;
+      forest: string;
+      anchor: string;
+      source_dn: string;
+    }>(`SELECT sip_address, forest, anchor, source_dn FROM directory_joins WHERE state <> 'conflict'`);
+    return new Map(
+      rows.map((r) => [r.sip_address, { forest: r.forest, anchor: r.anchor, sourceDn: r.source_dn }]),
+    );
+  }
+
+  /** Upserts joins in one statement, whatever their number. */
+  async saveJoins(joins: Join[]): Promise<void> {
+    if (joins.length === 0) return;
+    await this.sql.query(
+      `INSERT INTO directory_joins (forest, anchor, source_dn, contact_dn, sip_address, state, attributes,
+                                    attributes_hash, disabled_at, disabled_reason)
+       SELECT f, a, s, c, sip, st, attrs::jsonb, h, d::timestamptz, r
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[]) AS t(f, a, s, c, sip, st, attrs, h, d, r)
+       ON CONFLICT (forest, anchor) DO UPDATE SET
+         source_dn = EXCLUDED.source_dn, contact_dn = EXCLUDED.contact_dn, sip_address = EXCLUDED.sip_address,
+         state = EXCLUDED.state, attributes = EXCLUDED.attributes, attributes_hash = EXCLUDED.attributes_hash,
+         disabled_at = EXCLUDED.disabled_at, disabled_reason = EXCLUDED.disabled_reason, updated_at = now()`,
+      [
+        joins.map((j) => j.forest),
+        joins.map((j) => j.anchor),
+        joins.map((j) => j.sourceDn),
+        joins.map((j) => j.contactDn),
+        joins.map((j) => j.sipAddress),
+        joins.map((j) => j.state),
+        joins.map((j) => JSON.stringify(j.attributes)),
+        joins.map((j) => j.attributesHash),
+        joins.map((j) => (j.disabledAt ? j.disabledAt.toISOString() : null)),
+        joins.map((j) => j.disabledReason ?? null),
+      ],
+    );
+  }
+
+  async deleteJoins(forest: string, anchors: string[]): Promise<void> {
+    if (anchors.length === 0) return;
+    await this.sql.query(`DELETE FROM directory_joins WHERE forest = $1 AND anchor = ANY($2::text[])`, [
+      forest,
+      anchors,
+    ]);
+  }
+}
