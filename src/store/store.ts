@@ -1,3 +1,4 @@
+import { DirectoryJournalRepository } from './directory-journal.js';
 import { FederationRepository } from './federation.js';
 import { HomeRepository } from './homes.js';
 import { PublicationRepository } from './publications.js';
@@ -16,6 +17,7 @@ export interface Repositories {
   publications: PublicationRepository;
   servers: ServerRepository;
   federation: FederationRepository;
+  directoryJournal: DirectoryJournalRepository;
 }
 
 export interface Store extends Repositories {
@@ -34,6 +36,7 @@ export function createRepositories(sql: Sql): Repositories {
     publications: new PublicationRepository(sql),
     servers: new ServerRepository(sql),
     federation: new FederationRepository(sql),
+    directoryJournal: new DirectoryJournalRepository(sql),
   };
 }
 
