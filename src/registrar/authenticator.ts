@@ -141,7 +141,11 @@ export class Authenticator {
       this.failed('bad_nonce', parsed.username, address);
       return this.challenge(kind, false, flowKey);
     }
-    if (!digestUriMatches(parsed.uri, request.uri) && !this.isLocalUri(parsed.uri)) {
+    if (
+      parsed.uri !== request.uri &&
+      !digestUriMatches(parsed.uri, request.requestUri) &&
+      !this.isLocalUri(parsed.uri)
+    ) {
       return {
         ok: false,
         status: 400,

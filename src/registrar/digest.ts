@@ -1,4 +1,6 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isWhitespace, readQuotedString, skipToken, skipWhitespace } from '../sip/lexer.js';
+import { parseUri, type SipUri, unescapeUriPart } from '../sip/uri.js';
 
 /**
  * HTTP Digest authentication as SIP uses it (RFC 3261 section 22.4), with the algorithms of
@@ -246,50 +248,9 @@ export interface DigestCredentials {
 
 export type AuthorizationParse = DigestCredentials | { error: string };
 
-const Ch = {
-  Space: 0x20,
-  Tab: 0x09,
-  Cr: 0x0d,
-  Lf: 0x0a,
-  Comma: 0x2c,
-  Equals: 0x3d,
-  Quote: 0x22,
-  Backslash: 0x5c,
-} as const;
-
-function isLws(c: number): boolean {
-  return c === Ch.Space || c === Ch.Tab || c === Ch.Cr || c === Ch.Lf;
-}
-
-// RFC 3261 25.1 token characters.
-function isTokenChar(c: number): boolean {
-  if ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39)) return true;
-  switch (c) {
-    case 0x2d: // -
-    case 0x2e: // .
-    case 0x21: // !
-    case 0x25: // %
-    case 0x2a: // *
-    case 0x5f: // _
-    case 0x2b: // +
-    case 0x60: // `
-    case 0x27: // '
-    case 0x7e: // ~
-      return true;
-    default:
-      return false;
-  }
-}
-
-function skipLws(s: string, i: number): number {
-  while (i < s.length && isLws(s.charCodeAt(i))) i++;
-  return i;
-}
-
-function readToken(s: string, i: number): number {
-  while (i < s.length && isTokenChar(s.charCodeAt(i))) i++;
-  return i;
-}
+const EQUALS = 0x3d;
+const COMMA = 0x2c;
+const DQUOTE = 0x22;
 
 const KNOWN_PARAMS = new Set([
   'username',
@@ -313,50 +274,30 @@ const KNOWN_PARAMS = new Set([
  */
 export function parseAuthorization(headerValue: string): AuthorizationParse {
   const s = headerValue;
-  let i = skipLws(s, 0);
-  const schemeEnd = readToken(s, i);
+  let i = skipWhitespace(s, 0);
+  const schemeEnd = skipToken(s, i);
   if (s.slice(i, schemeEnd).toLowerCase() !== 'digest') return { error: 'not a Digest authorization' };
   i = schemeEnd;
-  if (i >= s.length || !isLws(s.charCodeAt(i))) return { error: 'malformed Digest credentials' };
+  if (i >= s.length || !isWhitespace(s.charCodeAt(i))) return { error: 'malformed Digest credentials' };
 
   const params = new Map<string, string>();
   for (;;) {
-    i = skipLws(s, i);
+    i = skipWhitespace(s, i);
     if (i >= s.length) break;
-    const nameEnd = readToken(s, i);
+    const nameEnd = skipToken(s, i);
     if (nameEnd === i) return { error: `unexpected character at offset ${i}` };
     const name = s.slice(i, nameEnd).toLowerCase();
-    i = skipLws(s, nameEnd);
-    if (s.charCodeAt(i) !== Ch.Equals) return { error: `parameter ${name} has no value` };
-    i = skipLws(s, i + 1);
+    i = skipWhitespace(s, nameEnd);
+    if (s.charCodeAt(i) !== EQUALS) return { error: `parameter ${name} has no value` };
+    i = skipWhitespace(s, i + 1);
     let value: string;
-    if (s.charCodeAt(i) === Ch.Quote) {
-      // quoted-string with quoted-pairs: a backslash takes the next character literally.
-      i++;
-      let out = '';
-      let start = i;
-      let closed = false;
-      while (i < s.length) {
-        const c = s.charCodeAt(i);
-        if (c === Ch.Quote) {
-          out += s.slice(start, i);
-          i++;
-          closed = true;
-          break;
-        }
-        if (c === Ch.Backslash) {
-          if (i + 1 >= s.length) break;
-          out += s.slice(start, i) + s[i + 1];
-          i += 2;
-          start = i;
-          continue;
-        }
-        i++;
-      }
-      if (!closed) return { error: `unterminated quoted value for ${name}` };
-      value = out;
+    if (s.charCodeAt(i) === DQUOTE) {
+      const quoted = readQuotedString(s, i);
+      if (quoted === undefined) return { error: `unterminated quoted value for ${name}` };
+      value = quoted.value;
+      i = quoted.end;
     } else {
-      const valueEnd = readToken(s, i);
+      const valueEnd = skipToken(s, i);
       if (valueEnd === i) return { error: `parameter ${name} has an empty value` };
       value = s.slice(i, valueEnd);
       i = valueEnd;
@@ -365,9 +306,9 @@ export function parseAuthorization(headerValue: string): AuthorizationParse {
       if (params.has(name)) return { error: `parameter ${name} given twice` };
       params.set(name, value);
     }
-    i = skipLws(s, i);
+    i = skipWhitespace(s, i);
     if (i >= s.length) break;
-    if (s.charCodeAt(i) !== Ch.Comma) return { error: `expected ',' at offset ${i}` };
+    if (s.charCodeAt(i) !== COMMA) return { error: `expected ',' at offset ${i}` };
     i++;
   }
 
@@ -460,93 +401,52 @@ export function verifyDigest(creds: DigestCredentials, method: string, ha1: stri
   return timingSafeEqual(expected, given);
 }
 
-interface ParsedSipUri {
-  scheme: string;
-  userinfo: string;
-  host: string;
-  port: string;
-  params: Map<string, string>;
-  headers: string;
-}
-
-function parseSipUri(raw: string): ParsedSipUri | undefined {
-  let s = raw.trim();
-  if (s.startsWith('<') && s.endsWith('>')) s = s.slice(1, -1);
-  const colon = s.indexOf(':');
-  if (colon <= 0) return undefined;
-  const scheme = s.slice(0, colon).toLowerCase();
-  let rest = s.slice(colon + 1);
-  let headers = '';
-  const q = rest.indexOf('?');
-  if (q >= 0) {
-    headers = rest.slice(q + 1);
-    rest = rest.slice(0, q);
-  }
-  let userinfo = '';
-  const at = rest.lastIndexOf('@');
-  if (at >= 0) {
-    userinfo = rest.slice(0, at);
-    rest = rest.slice(at + 1);
-  }
-  const semi = rest.indexOf(';');
-  const hostport = semi >= 0 ? rest.slice(0, semi) : rest;
-  const params = new Map<string, string>();
-  if (semi >= 0) {
-    for (const p of rest.slice(semi + 1).split(';')) {
-      if (p === '') continue;
-      const eq = p.indexOf('=');
-      const name = decodeLoose(eq >= 0 ? p.slice(0, eq) : p).toLowerCase();
-      params.set(name, decodeLoose(eq >= 0 ? p.slice(eq + 1) : '').toLowerCase());
-    }
-  }
-  let host = hostport;
-  let port = '';
-  if (hostport.startsWith('[')) {
-    const close = hostport.indexOf(']');
-    if (close < 0) return undefined;
-    host = hostport.slice(0, close + 1);
-    if (hostport[close + 1] === ':') port = hostport.slice(close + 2);
-  } else {
-    const pc = hostport.lastIndexOf(':');
-    if (pc >= 0) {
-      host = hostport.slice(0, pc);
-      port = hostport.slice(pc + 1);
-    }
-  }
-  return { scheme, userinfo: decodeLoose(userinfo), host: host.toLowerCase(), port, params, headers };
-}
-
-function decodeLoose(s: string): string {
-  if (!s.includes('%')) return s;
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
-
 // RFC 3261 19.1.4: these URI parameters must match when present in either URI.
 const SIGNIFICANT_PARAMS = ['user', 'ttl', 'method', 'maddr', 'transport'];
 
 /**
  * RFC 3261 22.4: the digest-uri must name the Request-URI. Some clients send it slightly
  * re-formatted (host case, escaping, parameter order), so equal means equal under RFC 3261
- * 19.1.4 comparison rather than byte-identical. Non-SIP URIs fall back to exact comparison.
+ * 19.1.4 comparison rather than byte-identical. Only sip and sips URIs compare so; anything
+ * else must be the same text. The Request-URI may come parsed (SipMessage.requestUri).
  */
-export function digestUriMatches(credsUri: string, requestUri: string): boolean {
+export function digestUriMatches(credsUri: string, requestUri: string | SipUri | undefined): boolean {
   if (credsUri === requestUri) return true;
-  const a = parseSipUri(credsUri);
-  const b = parseSipUri(requestUri);
-  if (!a || !b) return false;
-  if (a.scheme !== b.scheme) return false;
-  if (a.scheme !== 'sip' && a.scheme !== 'sips') return false;
-  if (a.userinfo !== b.userinfo || a.host !== b.host || a.port !== b.port) return false;
+  const a = parseUri(withoutAngles(credsUri));
+  const b = typeof requestUri === 'string' ? parseUri(withoutAngles(requestUri)) : requestUri;
+  if (!a || !b || a.scheme === 'tel' || a.scheme !== b.scheme) return false;
+  if (a.user !== b.user || a.password !== b.password || a.port !== b.port) return false;
+  if (a.host.toLowerCase() !== b.host.toLowerCase()) return false;
   for (const name of SIGNIFICANT_PARAMS) {
-    if (a.params.get(name) !== b.params.get(name)) return false;
+    if (comparableParam(a.params, name) !== comparableParam(b.params, name)) return false;
   }
-  for (const [name, value] of a.params) {
-    const other = b.params.get(name);
-    if (other !== undefined && other !== value) return false;
+  for (const name in a.params) {
+    const other = comparableParam(b.params, name);
+    if (other !== undefined && other !== comparableParam(a.params, name)) return false;
   }
-  return a.headers === b.headers;
+  return sameUriHeaders(a.headers, b.headers);
+}
+
+function withoutAngles(text: string): string {
+  const s = text.trim();
+  return s.startsWith('<') && s.endsWith('>') ? s.slice(1, -1) : s;
+}
+
+/** A URI parameter's value for comparison: unescaped, case-insensitive, '' for a flag. */
+function comparableParam(params: Record<string, string | null>, name: string): string | undefined {
+  if (!Object.hasOwn(params, name)) return undefined;
+  const value = params[name];
+  if (value === null) return '';
+  return (unescapeUriPart(value) ?? value).toLowerCase();
+}
+
+/** RFC 3261 19.1.4: a header component must be present in both URIs, with equal values. */
+function sameUriHeaders(a: Record<string, string>, b: Record<string, string>): boolean {
+  const names = Object.keys(a);
+  if (names.length !== Object.keys(b).length) return false;
+  for (const name of names) {
+    if (!Object.hasOwn(b, name)) return false;
+    if ((unescapeUriPart(a[name]) ?? a[name]) !== (unescapeUriPart(b[name]) ?? b[name])) return false;
+  }
+  return true;
 }

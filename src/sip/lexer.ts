@@ -24,6 +24,12 @@ export function isToken(text: string): boolean {
   return true;
 }
 
+/** Index just past the run of token characters starting at i (i itself when there is none). */
+export function skipToken(text: string, i: number): number {
+  while (i < text.length && isTokenChar(text.charCodeAt(i))) i++;
+  return i;
+}
+
 export function isWhitespace(code: number): boolean {
   return code === 32 || code === 9 || code === 13 || code === 10;
 }

@@ -10,6 +10,7 @@ import {
   parseAuthorization,
   verifyDigest,
 } from '../../src/registrar/digest.js';
+import { parseUri } from '../../src/sip/uri.js';
 
 const SECRET = Buffer.from('0123456789abcdef0123456789abcdef');
 
@@ -378,5 +379,19 @@ describe('digestUriMatches (RFC 3261 22.4 / 19.1.4)', () => {
     expect(digestUriMatches('/dir/index.html', '/dir/index.htm')).toBe(false);
     expect(digestUriMatches('tel:+123', 'TEL:+123')).toBe(false);
     expect(digestUriMatches('garbage', 'sip:example.com')).toBe(false);
+  });
+
+  it('compares headers regardless of order, escaped parameter values, and prototype names as data', () => {
+    expect(digestUriMatches('sip:example.com?a=1&b=2', 'sip:example.com?b=2&a=1')).toBe(true);
+    expect(digestUriMatches('sip:example.com?a=1', 'sip:example.com?a=1&b=2')).toBe(false);
+    expect(digestUriMatches('sip:example.com;user=%70hone', 'sip:example.com;user=phone')).toBe(true);
+    expect(digestUriMatches('sip:example.com;constructor=1', 'sip:example.com')).toBe(true);
+    expect(digestUriMatches('sip:example.com;constructor=1', 'sip:example.com;constructor=2')).toBe(false);
+  });
+
+  it('takes the Request-URI already parsed', () => {
+    expect(digestUriMatches('sip:EXAMPLE.com', parseUri('sip:example.com'))).toBe(true);
+    expect(digestUriMatches('sip:example.com', parseUri('sip:other.com'))).toBe(false);
+    expect(digestUriMatches('sip:example.com', undefined)).toBe(false);
   });
 });
