@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Join } from '../../src/store/directory-journal.js';
+import { FEDERATION_CHANNEL } from '../../src/store/federation.js';
 import { appliedMigrations, currentVersion, loadMigrations, migrate } from '../../src/store/migrate.js';
 import type { NewBinding } from '../../src/store/registrations.js';
 import type { Database } from '../../src/store/sql.js';
-import { FEDERATION_CHANNEL } from '../../src/store/federation.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import type { Subscription } from '../../src/store/subscriptions.js';
-import { USERS_CHANNEL, UserExistsError } from '../../src/store/users.js';
+import { type DirectoryUser, USERS_CHANNEL, UserExistsError } from '../../src/store/users.js';
 
 export interface EngineFactory {
   /** A fresh, empty (not migrated) database. */
@@ -634,6 +635,182 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
           .poll(() => got)
           .toEqual(['a.example', 'b.example', 'a.example', 'ch.example', 'ch.example']);
         await stop();
+      });
+    });
+
+    describe('directory: replicated users and the sync journal', () => {
+      beforeEach(async () => {
+        await db.exec(
+          'TRUNCATE directory_sync_ops, directory_sync_runs, directory_watermarks, directory_joins, directory_sync_lock CASCADE',
+        );
+      });
+
+      const dirUser = (aor: string, extra: Partial<DirectoryUser> = {}): DirectoryUser => ({
+        aor,
+        displayName: aor.split('@')[0],
+        enabled: true,
+        home: null,
+        source: 'ldap:central',
+        sourceAnchor: `anchor-${aor}`,
+        ...extra,
+      });
+
+      it('upserts directory users in batches, leaves local users alone and announces each write', async () => {
+        await store.users.createUser({ aor: 'local@example.com', displayName: 'Local' });
+        const got: string[] = [];
+        const stop = await db.listen(USERS_CHANNEL, (p) => got.push(p));
+        const many = Array.from({ length: 1201 }, (_, i) =>
+          dirUser(`d${String(i).padStart(4, '0')}@example.com`),
+        );
+        const written = await store.users.upsertDirectoryUsers([
+          ...many,
+          dirUser('LOCAL@example.com', { displayName: 'Taken over?' }),
+        ]);
+        expect(written).toHaveLength(1201);
+        expect(written).not.toContain('local@example.com');
+        await expect.poll(() => got.length).toBe(1201);
+        expect(new Set(got)).toEqual(new Set(many.map((u) => u.aor)));
+        expect(await store.users.getUser('local@example.com')).toMatchObject({
+          displayName: 'Local',
+          source: 'local',
+        });
+
+        got.length = 0;
+        const changed = await store.users.upsertDirectoryUsers([
+          dirUser('d0000@example.com', { displayName: 'Renamed', home: null, source: 'ldap:north' }),
+        ]);
+        expect(changed).toEqual(['d0000@example.com']);
+        await expect.poll(() => got).toEqual(['d0000@example.com']);
+        const states = await store.users.listDirectoryStates();
+        expect(states).toHaveLength(1202);
+        expect(states.find((u) => u.aor === 'd0000@example.com')).toEqual(
+          dirUser('d0000@example.com', { displayName: 'Renamed', source: 'ldap:north' }),
+        );
+        expect(await store.users.upsertDirectoryUsers([])).toEqual([]);
+        await stop();
+      });
+
+      it('disables and deletes directory users only, with their registrations, announcing each', async () => {
+        await store.users.createUser({ aor: 'local@example.com' });
+        await store.users.upsertDirectoryUsers([
+          dirUser('gone@example.com'),
+          dirUser('off@example.com'),
+          dirUser('already@example.com', { enabled: false }),
+        ]);
+        await store.registrations.upsertBinding(binding('gone@example.com', 'sip:gone@10.0.0.1', 3600));
+        await store.registrations.upsertBinding(binding('local@example.com', 'sip:local@10.0.0.2', 3600));
+        const got: string[] = [];
+        const stop = await db.listen(USERS_CHANNEL, (p) => got.push(p));
+
+        expect(
+          await store.users.disableDirectoryUsers([
+            'off@example.com',
+            'already@example.com',
+            'local@example.com',
+          ]),
+        ).toEqual(['off@example.com']);
+        expect((await store.users.getUser('off@example.com'))?.enabled).toBe(false);
+        expect((await store.users.getUser('local@example.com'))?.enabled).toBe(true);
+
+        expect(await store.users.removeDirectoryUsers(['GONE@example.com', 'local@example.com'])).toEqual([
+          'gone@example.com',
+        ]);
+        expect(await store.users.getUser('gone@example.com')).toBeUndefined();
+        expect(await store.registrations.listBindings('gone@example.com', T0)).toEqual([]);
+        expect(await store.users.getUser('local@example.com')).toBeDefined();
+        expect(await store.registrations.listBindings('local@example.com', T0)).toHaveLength(1);
+        await expect.poll(() => got).toEqual(['off@example.com', 'gone@example.com']);
+
+        expect(await store.users.disableDirectoryUsers([])).toEqual([]);
+        expect(await store.users.removeDirectoryUsers([])).toEqual([]);
+        await stop();
+      });
+
+      it('lets one holder have the sync lock, hands over a dead holder, releases', async () => {
+        const j = store.directoryJournal;
+        expect(await j.acquireLock('host:1', 120)).toEqual({ acquired: true });
+        const refused = await j.acquireLock('host:2', 120);
+        expect(refused).toMatchObject({ acquired: false, heldBy: { holder: 'host:1' } });
+        await j.heartbeat('host:1', 42);
+        expect(await j.acquireLock('host:2', 120)).toMatchObject({ heldBy: { holder: 'host:1', runId: 42 } });
+        expect(await j.acquireLock('host:2', 120, (h) => h === 'host:1')).toEqual({ acquired: true });
+        await j.releaseLock('host:1');
+        expect(await j.acquireLock('host:3', 120)).toMatchObject({ heldBy: { holder: 'host:2' } });
+        await j.releaseLock('host:2');
+        expect(await j.acquireLock('host:3', 120)).toEqual({ acquired: true });
+      });
+
+      it('journals runs and their operations; a run left running is interrupted by the next', async () => {
+        const j = store.directoryJournal;
+        const first = await j.startRun({ mode: 'full', dryRun: false, holder: 'host:1' });
+        expect(first.resumedFrom).toBeUndefined();
+        expect(await j.lastOpSeq(first.runId)).toBe(0);
+        await j.recordOps(
+          first.runId,
+          [1, 2, 3].map((seq) => ({
+            seq,
+            forest: 'north',
+            anchor: `a${seq}`,
+            action: 'add' as const,
+            contactDn: `cn=${seq}`,
+          })),
+        );
+        await j.markOps(first.runId, [1], 'done');
+        await j.markOps(first.runId, [2], 'failed', 'no such object');
+        expect(await j.opCounts(first.runId)).toEqual({ done: 1, failed: 1, pending: 1 });
+        expect(await j.lastOpSeq(first.runId)).toBe(3);
+
+        const second = await j.startRun({ mode: 'incremental', dryRun: false, holder: 'host:2' });
+        expect(second).toMatchObject({ resumedFrom: first.runId, pendingOps: 1 });
+        expect(await j.runStatus(first.runId)).toBe('interrupted');
+        expect(await j.lastRun()).toEqual({ id: second.runId, status: 'running' });
+        await j.finishRun(second.runId, 'succeeded', { added: 0 });
+        expect(await j.runStatus(second.runId)).toBe('succeeded');
+        expect(await j.runStatus(second.runId + 1000)).toBeUndefined();
+      });
+
+      it('keeps watermarks and joins', async () => {
+        const j = store.directoryJournal;
+        expect(await j.watermark('north')).toBeUndefined();
+        await j.setWatermark('north', '20300101000000Z');
+        await j.setWatermark('north', '20300102000000Z');
+        expect(await j.watermark('north')).toBe('20300102000000Z');
+
+        const join = (anchor: string, extra: Partial<Join> = {}): Join => ({
+          forest: 'north',
+          anchor,
+          sourceDn: `uid=${anchor},ou=people`,
+          contactDn: `cn=north-${anchor},ou=contacts`,
+          sipAddress: `${anchor}@example.com`,
+          state: 'active',
+          attributes: { displayName: [anchor], parleyEnabled: ['TRUE'] },
+          attributesHash: `h-${anchor}`,
+          ...extra,
+        });
+        await j.saveJoins([
+          join('a'),
+          join('b', { state: 'disabled', disabledAt: at(10), disabledReason: 'source-gone' }),
+          join('c', { state: 'conflict', sipAddress: 'a@example.com' }),
+        ]);
+        await j.saveJoins([join('a', { sourceDn: 'uid=a,ou=moved' })]);
+        const joins = await j.joins('north');
+        expect([...joins.keys()].sort()).toEqual(['a', 'b', 'c']);
+        expect(joins.get('a')).toEqual(join('a', { sourceDn: 'uid=a,ou=moved' }));
+        expect(joins.get('b')).toEqual(
+          join('b', { state: 'disabled', disabledAt: at(10), disabledReason: 'source-gone' }),
+        );
+        expect((await j.joinsForAddress('a@example.com')).map((x) => x.anchor)).toEqual(['a', 'c']);
+        const claims = await j.claims();
+        expect(claims.get('a@example.com')).toEqual({
+          forest: 'north',
+          anchor: 'a',
+          sourceDn: 'uid=a,ou=moved',
+        });
+        expect([...claims.keys()].sort()).toEqual(['a@example.com', 'b@example.com']);
+        await j.deleteJoins('north', ['a', 'c']);
+        await j.deleteJoins('north', []);
+        expect([...(await j.joins('north')).keys()]).toEqual(['b']);
+        expect((await j.joins('south')).size).toBe(0);
       });
     });
   });
