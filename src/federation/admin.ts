@@ -1,3 +1,4 @@
+import type { ParleyConfig } from '../ops/config.js';
 import type { FederationEntry } from '../store/federation.js';
 import type { Store } from '../store/store.js';
 import {
@@ -6,6 +7,7 @@ import {
   FederationPolicy,
   normalizeFederationDomain,
 } from './policy.js';
+import { type ProbeResult, probeFederationPartner } from './probe.js';
 
 /** What `parley federation allow|block add` did, for the person and for --json. */
 export interface PartnerChange {
@@ -113,4 +115,28 @@ export async function showPolicy(
 ): Promise<EffectivePolicy & { domain: string }> {
   const policy = new FederationPolicy(await store.federation.list(), [ownDomain.toLowerCase()]);
   return { domain: ownDomain, ...policy.describe() };
+}
+
+/** `parley federation test DOMAIN`: the policy from the store, the certificates from the configuration. */
+export async function testPartner(
+  store: Store,
+  config: ParleyConfig,
+  opts: { domain: string; dnsServers?: string[]; timeoutMs?: number },
+): Promise<ProbeResult> {
+  const domain = normalizeFederationDomain(opts.domain);
+  if (!config.tls)
+    throw new FederationError(
+      'INVALID_ARGUMENT',
+      "federation runs over mutual TLS: set tls.cert and tls.key (this deployment's edge certificate) and tls.ca in parley.yaml",
+    );
+  const policy = new FederationPolicy(await store.federation.list(), [config.domain.toLowerCase()]);
+  return probeFederationPartner({
+    domain,
+    ourDomain: config.domain,
+    policy,
+    tls: config.tls,
+    dnsServers:
+      opts.dnsServers && opts.dnsServers.length > 0 ? opts.dnsServers : config.federation.dnsServers,
+    timeoutMs: opts.timeoutMs,
+  });
 }

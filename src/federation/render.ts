@@ -1,5 +1,6 @@
 import type { PartnerListing } from './admin.js';
 import type { EffectivePolicy } from './policy.js';
+import type { ProbeResult } from './probe.js';
 
 /** Table lines for `parley federation allow|block list`. */
 export function renderPartners(listing: PartnerListing): string[] {
@@ -33,6 +34,20 @@ export function renderPolicy(policy: EffectivePolicy & { domain: string }): stri
   );
   lines.push(
     `Clearinghouse: ${policy.clearinghouse ?? 'none'}${policy.clearinghouse ? ' (for allowed partners without an edge of their own)' : ''}`,
+  );
+  return lines;
+}
+
+/** `parley federation test`: one line a step, then the verdict. */
+export function renderProbe(result: ProbeResult): string[] {
+  const lines = result.steps.map(
+    (s) =>
+      `${s.ok ? 'ok  ' : s.step === 'policy' ? 'note' : 'FAIL'}  ${s.step.padEnd(11)} ${s.detail}${s.ms > 0 ? ` (${s.ms} ms)` : ''}`,
+  );
+  lines.push(
+    result.ok
+      ? `${result.domain}: reachable over mutual TLS${result.allowed ? ' and allowed' : ', but not allowed yet'}.`
+      : `${result.domain}: not reachable; fix the step marked FAIL.`,
   );
   return lines;
 }

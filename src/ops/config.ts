@@ -62,8 +62,14 @@ export interface ParleyConfig {
   };
   /** Raw section, validated by src/directory/config.ts. */
   directory?: unknown;
-  /** Raw section, validated by the federation module. */
-  federation?: unknown;
+  /** Federation through the edge (docs/federation.md). */
+  federation: {
+    /**
+     * DNS servers (host or host:port) asked for partners' SRV records; empty: the system's
+     * resolver. For split-horizon DNS or a lab's own zone.
+     */
+    dnsServers: string[];
+  };
 }
 
 export type DigestAlgorithmName = 'MD5' | 'SHA-256';
@@ -393,6 +399,9 @@ function validate(r: LayeredReader): ParleyConfig {
   const maxConnections = readWholeNumber(r, 'limits.maxConnections');
   if (maxConnections !== undefined) limits.maxConnections = maxConnections;
 
+  r.checkKeys('federation', ['dnsServers']);
+  const federation: ParleyConfig['federation'] = { dnsServers: readDnsServers(r, 'federation.dnsServers') };
+
   r.checkKeys('registrar', ['minExpires', 'maxExpires', 'defaultExpires', 'digestAlgorithms']);
   const registrar = {
     minExpires: readSeconds(r, 'registrar.minExpires', 60),
@@ -457,14 +466,13 @@ function validate(r: LayeredReader): ParleyConfig {
     registrar,
     presence,
     auth,
+    federation,
   };
   if (home !== undefined) cfg.home = home;
   if (advertise !== undefined) cfg.advertise = advertise;
   if (tls) cfg.tls = tls;
   const directory = r.get('directory');
   if (directory) cfg.directory = directory.value;
-  const federation = r.get('federation');
-  if (federation) cfg.federation = federation.value;
   return cfg;
 }
 
@@ -559,6 +567,22 @@ function readWholeNumber(r: LayeredReader, key: string): number | undefined {
     );
   }
   return v;
+}
+
+/** DNS servers as node:dns takes them: an IP address with an optional port (`10.0.0.53`, `127.0.0.1:5353`, `[::1]:53`). */
+function readDnsServers(r: LayeredReader, key: string): string[] {
+  const at = r.get(key);
+  if (!at || at.value === null) return [];
+  const list = Array.isArray(at.value) ? at.value : [at.value];
+  return list.map((entry: unknown) => {
+    const text = typeof entry === 'string' ? entry.trim() : '';
+    const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(text) ?? /^([0-9a-fA-F:]+)$/.exec(text);
+    const host = m?.[1] ?? m?.[2];
+    if (!host || isIP(host) === 0 || (m?.[3] !== undefined && Number(m[3]) > 65535)) {
+      throw new ConfigError(`${JSON.stringify(entry)} is not a DNS server address (IP[:port])`, key, at.source.label);
+    }
+    return text;
+  });
 }
 
 /** A list of IP addresses and CIDR blocks (`10.0.0.0/8`, `fd00::/8`). */
