@@ -4,14 +4,16 @@ import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PoolStatus } from '../../src/ops/status.js';
+import { PROXY_V2_SIGNATURE, parseProxyHeader } from '../../src/transport/proxy-protocol.js';
 import { ensureDebianCommand } from '../support/debian.js';
 import { type RunningHaproxy, renderHaproxyConfig, startHaproxy } from '../support/haproxy.js';
 import { startPool, type TestPool } from '../support/pool.js';
 
 /**
- * A stand-in for a front-end: a SIP-over-TCP port and a WebSocket port that greet each
- * connection with the server's name and echo what they get, and an operations port whose
- * /health answers what the test sets.
+ * A stand-in for a front-end: a SIP-over-TCP port and a WebSocket port that read the
+ * PROXY protocol header HAProxy sends (send-proxy-v2), greet each connection with the
+ * server's name and the client the header named, and echo what follows; and an operations
+ * port whose /health answers what the test sets.
  */
 interface FakeFrontend {
   name: string;
@@ -19,6 +21,9 @@ interface FakeFrontend {
   wsPort: number;
   healthPort: number;
   healthStatus: number;
+  /** Health checks answered, and those that were not plain HTTP (a PROXY header would be). */
+  healthChecks: number;
+  healthClientErrors: number;
   close(): Promise<void>;
 }
 
@@ -35,15 +40,45 @@ async function startFakeFrontend(name: string): Promise<FakeFrontend> {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => {});
-      socket.write(`${label}\n`);
-      socket.pipe(socket);
+      let buffered = Buffer.alloc(0);
+      let greeted = false;
+      const greet = (client: string, rest: Buffer) => {
+        greeted = true;
+        clearTimeout(noHeader);
+        socket.off('data', onData);
+        socket.write(`${label} ${client}\n`);
+        if (rest.length > 0) socket.write(rest);
+        socket.pipe(socket);
+      };
+      const onData = (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        const header = parseProxyHeader(buffered);
+        if (header.kind === 'incomplete') return;
+        const v2 = buffered.subarray(0, PROXY_V2_SIGNATURE.length).equals(PROXY_V2_SIGNATURE);
+        if (header.kind === 'header' && v2 && header.source) {
+          greet(`${header.source.address}:${header.source.port}`, buffered.subarray(header.length));
+        } else {
+          greet(`no-proxy-v2-header(${header.kind})`, buffered);
+        }
+      };
+      // HAProxy sends the header as it connects: a client waiting for its greeting must
+      // not wait forever when there is none.
+      const noHeader = setTimeout(() => {
+        if (!greeted) greet('no-proxy-header', buffered);
+      }, 1_000);
+      socket.on('data', onData);
     });
   const sip = greeter(name);
   const ws = greeter(`${name}-ws`);
-  const fe = { name, healthStatus: 200 } as FakeFrontend;
+  const fe = { name, healthStatus: 200, healthChecks: 0, healthClientErrors: 0 } as FakeFrontend;
   const health = createHttpServer((_req, res) => {
+    fe.healthChecks++;
     res.writeHead(fe.healthStatus, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify({ status: fe.healthStatus === 200 ? 'ok' : 'draining' }));
+  });
+  health.on('clientError', (_err, socket) => {
+    fe.healthClientErrors++;
+    socket.destroy();
   });
   fe.sipTcpPort = await listen(sip);
   fe.wsPort = await listen(ws);
@@ -56,10 +91,16 @@ async function startFakeFrontend(name: string): Promise<FakeFrontend> {
   return fe;
 }
 
-/** Opens a connection through the load balancer and reads the greeting: which front-end took it. */
-function connectThrough(port: number): Promise<{ socket: Socket; server: string }> {
+/**
+ * Opens a connection through the load balancer (from `localAddress`, 127.0.0.1 by default)
+ * and reads the greeting: which front-end took it, and the client its PROXY header named.
+ */
+function connectThrough(
+  port: number,
+  localAddress?: string,
+): Promise<{ socket: Socket; server: string; client: string }> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = connect({ host: '127.0.0.1', port, localAddress });
     let buffered = '';
     socket.setEncoding('utf8');
     const onData = (d: string) => {
@@ -67,7 +108,8 @@ function connectThrough(port: number): Promise<{ socket: Socket; server: string 
       const nl = buffered.indexOf('\n');
       if (nl < 0) return;
       socket.off('data', onData);
-      resolve({ socket, server: buffered.slice(0, nl) });
+      const [server, client] = buffered.slice(0, nl).split(' ');
+      resolve({ socket, server, client });
     };
     socket.on('data', onData);
     socket.once('error', reject);
@@ -121,8 +163,8 @@ describe('HAProxy in front of two front-ends (fixtures/haproxy/parley.cfg)', { t
     await fe2?.close();
   });
 
-  async function through(port: number) {
-    const c = await connectThrough(port);
+  async function through(port: number, localAddress?: string) {
+    const c = await connectThrough(port, localAddress);
     open.push(c.socket);
     return c;
   }
@@ -136,8 +178,12 @@ describe('HAProxy in front of two front-ends (fixtures/haproxy/parley.cfg)', { t
   it('test configs keep the documented settings and replace only binds, servers and check timers', () => {
     const rendered = readFileSync(lb.configPath, 'utf8');
     expect(rendered).not.toMatch(/10\.0\.0\.1\d/);
-    expect(rendered).toContain(`server fe1 127.0.0.1:${fe1.sipTcpPort} check port ${fe1.healthPort}`);
-    expect(rendered).toContain(`server fe2 127.0.0.1:${fe2.wsPort} check port ${fe2.healthPort}`);
+    expect(rendered).toContain(
+      `server fe1 127.0.0.1:${fe1.sipTcpPort} send-proxy-v2 check port ${fe1.healthPort}`,
+    );
+    expect(rendered).toContain(
+      `server fe2 127.0.0.1:${fe2.wsPort} send-proxy-v2 check port ${fe2.healthPort}`,
+    );
     expect(rendered).toContain('default-server inter 500ms fall 2 rise 1');
     for (const kept of [
       'balance leastconn',
@@ -183,6 +229,19 @@ describe('HAProxy in front of two front-ends (fixtures/haproxy/parley.cfg)', { t
     expect(states.find((s) => s.backend === 'parley_sip_tcp' && s.server === 'fe1')?.current).toBeGreaterThan(
       0,
     );
+  });
+
+  it('opens each connection with a PROXY v2 header naming the client; health checks stay plain HTTP', async () => {
+    const tcp = await through(lb.tcpPort, '127.0.0.2');
+    expect(tcp.client).toBe(`127.0.0.2:${tcp.socket.localPort}`);
+    const ws = await through(lb.wsPort, '127.0.0.3');
+    expect(ws.server).toMatch(/-ws$/);
+    expect(ws.client).toBe(`127.0.0.3:${ws.socket.localPort}`);
+    // What the client sends follows the header untouched.
+    expect(await echo(tcp.socket, 'OPTIONS sip:x SIP/2.0\r\n')).toBe('OPTIONS sip:x SIP/2.0\r\n');
+    // `check port` sends no header (only check-send-proxy would): /health parses as HTTP.
+    expect(fe1.healthChecks).toBeGreaterThan(0);
+    expect(fe1.healthClientErrors + fe2.healthClientErrors).toBe(0);
   });
 });
 

@@ -82,9 +82,11 @@ export interface RenderPorts {
 
 /**
  * Rewrites the documented config (fixtures/haproxy/parley.cfg) for a test: loopback
- * `bind`s on the given ports, the backends' `server` lines from `backends`, short check
- * timers, a small maxconn. Everything else (modes, timeouts, checks) stays as documented,
- * so the tests exercise the config people copy.
+ * `bind`s on the given ports, one `server` line per backend in `backends` (the fixture's
+ * first server line of the section with its name, address and check port replaced, its
+ * other options such as send-proxy-v2 kept), short check timers, a small maxconn.
+ * Everything else (modes, timeouts, checks) stays as documented, so the tests exercise
+ * the config people copy.
  */
 export function renderHaproxyConfig(template: string, opts: HaproxyOptions, ports: RenderPorts): string {
   const binds: Record<string, number> = {
@@ -92,13 +94,11 @@ export function renderHaproxyConfig(template: string, opts: HaproxyOptions, port
     [WS_FRONTEND]: ports.wsPort,
     [STATS]: ports.statsPort,
   };
-  const serverLines: Record<string, string[]> = {
-    [TCP_BACKEND]: opts.backends.map(
-      (b) => `server ${b.name} ${b.host}:${b.sipTcpPort} check port ${b.healthPort}`,
+  const serverTargets: Record<string, Array<{ backend: HaproxyBackend; port: number }>> = {
+    [TCP_BACKEND]: opts.backends.map((b) => ({ backend: b, port: b.sipTcpPort })),
+    [WS_BACKEND]: opts.backends.flatMap((b) =>
+      b.wsPort === undefined ? [] : [{ backend: b, port: b.wsPort }],
     ),
-    [WS_BACKEND]: opts.backends
-      .filter((b) => b.wsPort !== undefined)
-      .map((b) => `server ${b.name} ${b.host}:${b.wsPort} check port ${b.healthPort}`),
   };
   const seen = new Set<string>();
   const out: string[] = [];
@@ -121,10 +121,14 @@ export function renderHaproxyConfig(template: string, opts: HaproxyOptions, port
     } else if (trimmed.startsWith('bind ') && section in binds) {
       out.push(`${indent}bind 127.0.0.1:${binds[section]}`);
       seen.add(`bind ${section}`);
-    } else if (trimmed.startsWith('server ') && section in serverLines) {
+    } else if (trimmed.startsWith('server ') && section in serverTargets) {
       // The first server line of a backend stands for all of them.
       if (!seen.has(`servers ${section}`)) {
-        for (const s of serverLines[section]) out.push(`${indent}${s}`);
+        const options = serverOptions(trimmed, section);
+        for (const { backend, port } of serverTargets[section]) {
+          const checked = options.replace(/\bcheck port \d+/, `check port ${backend.healthPort}`);
+          out.push(`${indent}server ${backend.name} ${backend.host}:${port} ${checked}`);
+        }
         seen.add(`servers ${section}`);
       }
     } else {
@@ -141,6 +145,15 @@ export function renderHaproxyConfig(template: string, opts: HaproxyOptions, port
     if (!seen.has(need)) throw new Error(`fixtures/haproxy/parley.cfg: no ${need.replace(' ', ' line in ')}`);
   }
   return out.join('\n');
+}
+
+/** What follows a fixture server line's name and address; it must check the operations port. */
+function serverOptions(line: string, section: string): string {
+  const options = /^server\s+\S+\s+\S+\s+(.*)$/.exec(line)?.[1] ?? '';
+  if (!/\bcheck port \d+/.test(options)) {
+    throw new Error(`fixtures/haproxy/parley.cfg: the server lines of ${section} need \`check port\``);
+  }
+  return options;
 }
 
 /**

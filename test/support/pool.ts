@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { computeUserHa1 } from '../../src/registrar/ha1.js';
@@ -72,7 +72,8 @@ function installExitHook(): void {
 /**
  * A pool for end-to-end tests: a throwaway PostgreSQL, migrated, with a home row for the
  * pool, and `frontends` front-ends of the built CLI (`npm run build` first) on free
- * loopback ports, each answering /health before this resolves. Call stop() in afterAll;
+ * loopback ports, trusting 127.0.0.1 as their load balancer (limits.trustedProxies), each
+ * answering /health before this resolves. Call stop() in afterAll;
  * if starting fails half-way, what was started is stopped before the error is thrown.
  */
 export async function startPool(opts: PoolOptions): Promise<TestPool> {
@@ -85,6 +86,10 @@ export async function startPool(opts: PoolOptions): Promise<TestPool> {
   let db: Database | undefined;
   let lb: RunningHaproxy | undefined;
   const workDir = mkdtempSync(join(tmpdir(), 'parley-pool-'));
+  // The front-ends' ./parley.yaml: HAProxy (fixtures/haproxy/parley.cfg, send-proxy-v2)
+  // connects from 127.0.0.1, as docs/pool.md says to configure it. Test clients on
+  // 127.0.0.1 may still connect straight to a front-end: the PROXY header is optional.
+  writeFileSync(join(workDir, 'parley.yaml'), 'limits:\n  trustedProxies: [127.0.0.1]\n');
   const stop = async () => {
     await Promise.all(frontends.map((fe) => fe.kill('SIGTERM')));
     await lb?.stop();
