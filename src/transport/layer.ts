@@ -487,7 +487,13 @@ export class TransportLayer {
     server.headersTimeout = Math.max(this.limits.headerTimeoutMs, 1000);
     server.requestTimeout = Math.max(this.limits.headerTimeoutMs, 1000);
     this.wsServers.push(wss);
-    await this.listenGated(transport, at, (raw, inbound) => this.handOff(server, raw, inbound));
+    await this.listenGated(transport, at, (raw, inbound) => {
+      this.handOff(server, raw, inbound);
+      // Node's HTTP server reads the socket's handle itself: bytes the gate read past a
+      // PROXY header (unshifted into the stream) reach it only once the stream flows. A TLS
+      // socket (wss) takes such bytes over on its own.
+      if (transport === 'ws' && raw.readableLength > 0) raw.resume();
+    });
   }
 
   private adoptSocket(

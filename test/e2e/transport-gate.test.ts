@@ -114,3 +114,28 @@ it('reads a PROXY header ahead of a WebSocket upgrade', async () => {
   expect(wsLayer.connectionCount).toBe(0);
   await wsLayer.stop();
 }, 10000);
+
+it('answers a WebSocket upgrade that arrives in the same packet as the PROXY header (HAProxy send-proxy-v2)', async () => {
+  const wsLayer = new TransportLayer({
+    listen: { ws: { host: '127.0.0.1', port: 0 } },
+    log: pino({ level: 'silent' }),
+    limits: { trustedProxies: ['127.0.0.1'], headerTimeoutMs: 2000 },
+  });
+  const l = await wsLayer.start({ onMessage: () => {}, onParseError: () => {}, onFlowClosed: () => {} });
+  // Version 2, PROXY, TCP over IPv4: 198.51.100.12:44000 -> 127.0.0.1:80.
+  const header = Buffer.from('0d0a0d0a000d0a515549540a2111000cc633640c7f000001abe00050', 'hex');
+  const upgrade =
+    'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n';
+  const raw = tcp(l[0].port, '127.0.0.1');
+  await new Promise((r) => raw.once('connect', r));
+  let answer = '';
+  raw.on('data', (d) => {
+    answer += d;
+  });
+  raw.write(Buffer.concat([header, Buffer.from(upgrade)]));
+  await sleep(500);
+  expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 101 Switching Protocols');
+  raw.destroy();
+  await wsLayer.stop();
+}, 10000);
