@@ -6,6 +6,7 @@ import { runCli } from '../support/cli.js';
 import { type RunningHaproxy, startHaproxy } from '../support/haproxy.js';
 import { pidf, TestClient, type Watch } from '../support/jssip.js';
 import { startPool, type TestPool } from '../support/pool.js';
+import { fresh, RawSipClient } from '../support/raw-sip.js';
 
 const DOMAIN = 'example.com';
 
@@ -48,7 +49,8 @@ describe('a pool of three front-ends behind HAProxy on one PostgreSQL', () => {
   let carol: TestClient;
 
   beforeAll(async () => {
-    pool = await startPool({ frontends: 3, domain: DOMAIN });
+    // info: the front-ends' connection log names the clients HAProxy's PROXY header gave them.
+    pool = await startPool({ frontends: 3, domain: DOMAIN, logLevel: 'info' });
     for (const name of ['alice', 'bob', 'carol']) await pool.addUser(name, `${name}-secret`);
     lb = await startHaproxy({
       backends: pool.frontends.map((f) => ({
@@ -91,6 +93,41 @@ describe('a pool of three front-ends behind HAProxy on one PostgreSQL', () => {
     await message(bob, carol, 'and on to carol');
     await message(carol, alice, 'full circle');
   }, 60_000);
+
+  it('knows each client behind HAProxy by its own address (send-proxy-v2, limits.trustedProxies)', async () => {
+    // SIP over TCP through HAProxy: the front-end takes the PROXY header off and answers the SIP.
+    const client = await RawSipClient.open(lb.tcpPort, '127.0.0.1', '127.0.0.2');
+    const branch = fresh('z9hG4bK');
+    client.send(`REGISTER sip:${DOMAIN} SIP/2.0
+Via: SIP/2.0/TCP 127.0.0.2:${client.localPort};branch=${branch};rport
+Max-Forwards: 70
+From: <sip:alice@${DOMAIN}>;tag=${fresh('t')}
+To: <sip:alice@${DOMAIN}>
+Call-ID: ${fresh('c')}
+CSeq: 1 REGISTER
+Contact: <sip:alice@127.0.0.2:${client.localPort};transport=tcp>
+Content-Length: 0
+
+`);
+    const challenge = await client.response(5_000);
+    expect(challenge.status).toBe(401);
+    expect(challenge.header('via')).toContain(branch);
+    client.close();
+
+    // A client from 127.0.0.3 that never sends a message: the front-end that times it out
+    // logs the client's address, not HAProxy's (which is 127.0.0.1).
+    const silent = await RawSipClient.open(lb.tcpPort, '127.0.0.1', '127.0.0.3');
+    const line = await eventually(
+      'a header timeout logged for 127.0.0.3',
+      async () =>
+        pool.frontends
+          .flatMap((fe) => fe.output().split('\n'))
+          .find((l) => l.includes('limits.headerTimeoutMs') && l.includes('"127.0.0.3"')),
+      20_000,
+    );
+    expect(line).not.toContain('"127.0.0.1"');
+    await eventually('the silent client disconnected', async () => (silent.closed ? true : undefined), 5_000);
+  }, 40_000);
 
   it('drains a front-end: its users reconnect elsewhere and keep talking', async () => {
     const aliceFe = (await frontendOf(db, `alice@${DOMAIN}`))!;
