@@ -245,9 +245,12 @@ export class PresenceServer implements RequestHandler {
     await this.opts.publications.removeAll(aor);
   }
 
-  /** Watchers with a subscription on this server (one entry per subscription). */
-  *subscribers(): IterableIterator<string> {
-    for (const sub of this.subscriptions.values()) yield sub.watcher;
+  /** Watchers and presentities of the subscriptions held here (repeats included). */
+  *subscriptionParties(): IterableIterator<string> {
+    for (const sub of this.subscriptions.values()) {
+      yield sub.watcher;
+      yield sub.presentity;
+    }
   }
 
   /**

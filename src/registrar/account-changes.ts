@@ -12,7 +12,7 @@ const MESSAGES: Record<SignOutReason, string> = {
 
 export interface AccountChangesOptions {
   credentials: CredentialCache;
-  /** Users with something live on this server: registered endpoints, subscriptions. */
+  /** Users with something live on this server: registered endpoints, subscriptions (either side). */
   activeUsers(): Iterable<string>;
   /** Does the account still exist? Tells a removed user from one whose secrets were removed. */
   userExists(aor: string): Promise<boolean>;

@@ -125,7 +125,7 @@ export async function startServer(
       credentials,
       *activeUsers() {
         yield* location.aors();
-        yield* presence.subscribers();
+        yield* presence.subscriptionParties();
       },
       userExists: async (aor) => (await users.getUser(aor)) !== undefined,
       signOut: async (aor, reason) => {
