@@ -18,7 +18,16 @@ export interface ParleyConfig {
   serverId: string;
   /** Home (standard server or pool name) this server serves; defaults to the domain for `standard`. */
   home?: string;
-  listen: { tcp?: HostPort; tls?: HostPort; ws?: HostPort; wss?: HostPort };
+  listen: {
+    tcp?: HostPort;
+    tls?: HostPort;
+    ws?: HostPort;
+    wss?: HostPort;
+    /** Edge: the TCP listener inside servers reach the edge on (Path routes, federation.edge). */
+    internal?: HostPort;
+    /** Edge: the mutual-TLS listener partners' edges connect to (docs/edge.md). */
+    federation?: HostPort;
+  };
   /** Host or host:port to put in Via/Record-Route when it differs from the listen address. */
   advertise?: string;
   tls?: { cert: string; key: string; ca?: string; requireClientCert: boolean };
@@ -69,7 +78,33 @@ export interface ParleyConfig {
      * resolver. For split-horizon DNS or a lab's own zone.
      */
     dnsServers: string[];
+    /** Inside servers: SIP URI of the edge's inside listener, where local users' requests for other domains go. */
+    edge?: string;
   };
+  /**
+   * Server peers (the edge, directors), as addresses or CIDR blocks, whose requests this
+   * server accepts as already checked: P-Asserted-Identity believed, other domains' senders
+   * accepted (federation), a director proxies their REGISTERs instead of redirecting.
+   */
+  trustedPeers: string[];
+  /** The edge role (docs/edge.md). */
+  edge: EdgeConfig;
+}
+
+export interface EdgeConfig {
+  /** SIP URI of the inside next hop: a director or a pool's load balancer (required for the edge role). */
+  next?: string;
+  /** Requests per second one outside address may send (token bucket), once it has signed in. */
+  requestsPerSecond: number;
+  /** Requests an outside address may send at once above its rate. */
+  burst: number;
+  /** Slow start: the rate (and burst) of an address none of whose connections has signed in yet. */
+  unknownRequestsPerSecond: number;
+  /** Requests per second from one partner domain (all its edges' connections together). */
+  partnerRequestsPerSecond: number;
+  partnerBurst: number;
+  /** Largest SIP message accepted from outside (bytes); larger is refused and the connection closed. */
+  maxMessageSize: number;
 }
 
 export type DigestAlgorithmName = 'MD5' | 'SHA-256';
@@ -81,7 +116,7 @@ export interface HostPort {
 
 export type ServerRole = 'standard' | 'frontend' | 'director' | 'edge';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-export type ListenTransport = keyof ParleyConfig['listen'];
+export type ListenTransport = 'tcp' | 'tls' | 'ws' | 'wss';
 
 export type DeepPartial<T> = T extends (infer U)[]
   ? DeepPartial<U>[]
@@ -148,6 +183,8 @@ const TOP_LEVEL_KEYS = [
   'auth',
   'directory',
   'federation',
+  'trustedPeers',
+  'edge',
 ] as const;
 
 /** Where a value came from, so an error names the file or the flag layer that set it. */
@@ -295,10 +332,10 @@ function validate(r: LayeredReader): ParleyConfig {
 
   const highSecurity = readBoolean(r, 'highSecurity', false);
 
-  r.checkKeys('listen', LISTEN_TRANSPORTS);
+  r.checkKeys('listen', [...LISTEN_TRANSPORTS, 'internal', 'federation']);
   const listen: ParleyConfig['listen'] = {};
   if (r.hasSection('listen')) {
-    for (const transport of LISTEN_TRANSPORTS) {
+    for (const transport of [...LISTEN_TRANSPORTS, 'internal', 'federation'] as const) {
       const hp = readOptionalHostPort(r, `listen.${transport}`);
       if (hp) listen[transport] = hp;
     }
@@ -346,7 +383,7 @@ function validate(r: LayeredReader): ParleyConfig {
     tls = { cert, key, requireClientCert: readBoolean(r, 'tls.requireClientCert', false) };
     if (ca) tls.ca = ca;
   }
-  for (const secure of ['tls', 'wss'] as const) {
+  for (const secure of ['tls', 'wss', 'federation'] as const) {
     if (listen[secure] && !tls) {
       throw new ConfigError(
         'a TLS listener needs a certificate: add tls.cert and tls.key',
@@ -399,8 +436,57 @@ function validate(r: LayeredReader): ParleyConfig {
   const maxConnections = readWholeNumber(r, 'limits.maxConnections');
   if (maxConnections !== undefined) limits.maxConnections = maxConnections;
 
-  r.checkKeys('federation', ['dnsServers']);
+  r.checkKeys('federation', ['dnsServers', 'edge']);
   const federation: ParleyConfig['federation'] = { dnsServers: readDnsServers(r, 'federation.dnsServers') };
+  const federationEdge = readOptionalSipUri(r, 'federation.edge');
+  if (federationEdge) federation.edge = federationEdge;
+  const trustedPeers = readAddressBlocks(r, 'trustedPeers');
+
+  r.checkKeys('edge', [
+    'next',
+    'requestsPerSecond',
+    'burst',
+    'unknownRequestsPerSecond',
+    'partnerRequestsPerSecond',
+    'partnerBurst',
+    'maxMessageSize',
+  ]);
+  const edge: EdgeConfig = {
+    requestsPerSecond: readWholeNumber(r, 'edge.requestsPerSecond') ?? 20,
+    burst: readWholeNumber(r, 'edge.burst') ?? 40,
+    unknownRequestsPerSecond: readWholeNumber(r, 'edge.unknownRequestsPerSecond') ?? 5,
+    partnerRequestsPerSecond: readWholeNumber(r, 'edge.partnerRequestsPerSecond') ?? 500,
+    partnerBurst: readWholeNumber(r, 'edge.partnerBurst') ?? 1000,
+    maxMessageSize: readWholeNumber(r, 'edge.maxMessageSize') ?? 16_384,
+  };
+  const next = readOptionalSipUri(r, 'edge.next');
+  if (next) edge.next = next;
+  if (role === 'edge') {
+    if (!next) {
+      throw new ConfigError(
+        'an edge needs its inside next hop: set edge.next (e.g. sip:director.internal:5060;transport=tcp)',
+        'edge.next',
+        r.get('role')?.source.label,
+      );
+    }
+    if (!listen.internal) {
+      throw new ConfigError(
+        'an edge needs an inside listener for the servers behind it: set listen.internal',
+        'listen.internal',
+        r.get('role')?.source.label,
+      );
+    }
+  } else {
+    for (const edgeOnly of ['internal', 'federation'] as const) {
+      if (listen[edgeOnly]) {
+        throw new ConfigError(
+          `listen.${edgeOnly} belongs to the edge role`,
+          `listen.${edgeOnly}`,
+          r.get(`listen.${edgeOnly}`)?.source.label,
+        );
+      }
+    }
+  }
 
   r.checkKeys('registrar', ['minExpires', 'maxExpires', 'defaultExpires', 'digestAlgorithms']);
   const registrar = {
@@ -467,6 +553,8 @@ function validate(r: LayeredReader): ParleyConfig {
     presence,
     auth,
     federation,
+    trustedPeers,
+    edge,
   };
   if (home !== undefined) cfg.home = home;
   if (advertise !== undefined) cfg.advertise = advertise;
@@ -495,6 +583,20 @@ function checkExpiryOrder(
       r.get(`${section}.defaultExpires`)?.source.label ?? r.get(`${section}.maxExpires`)?.source.label,
     );
   }
+}
+
+/** A sip: or sips: URI naming a host (a next hop), e.g. `sip:edge.internal:5070;transport=tcp`. */
+function readOptionalSipUri(r: LayeredReader, key: string): string | undefined {
+  const text = readOptionalString(r, key);
+  if (text === undefined) return undefined;
+  if (!/^sips?:(?:[^@;]+@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?(?:;[^;]+)*$/.test(text)) {
+    throw new ConfigError(
+      `${JSON.stringify(text)} is not a SIP URI of a host (sip:host[:port][;transport=tcp|tls])`,
+      key,
+      r.get(key)?.source.label,
+    );
+  }
+  return text;
 }
 
 function readOptionalString(r: LayeredReader, key: string): string | undefined {
@@ -579,7 +681,11 @@ function readDnsServers(r: LayeredReader, key: string): string[] {
     const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(text) ?? /^([0-9a-fA-F:]+)$/.exec(text);
     const host = m?.[1] ?? m?.[2];
     if (!host || isIP(host) === 0 || (m?.[3] !== undefined && Number(m[3]) > 65535)) {
-      throw new ConfigError(`${JSON.stringify(entry)} is not a DNS server address (IP[:port])`, key, at.source.label);
+      throw new ConfigError(
+        `${JSON.stringify(entry)} is not a DNS server address (IP[:port])`,
+        key,
+        at.source.label,
+      );
     }
     return text;
   });

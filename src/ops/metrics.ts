@@ -157,6 +157,25 @@ export const CONNECTION_REFUSALS = ['per_address', 'global', 'untrusted_proxy', 
 /** Why a connection was closed for its pace rather than its content. */
 export const CONNECTION_TIMEOUTS = ['header_timeout', 'idle_timeout'] as const;
 
+/**
+ * Why the edge refused a request: the federation policy's reasons (src/federation/policy.ts),
+ * the request-rate limits, an oversized message, or a request the edge has no business
+ * passing (a sender from another domain on the remote-user side, a partner's request for
+ * a domain not ours).
+ */
+export const EDGE_REFUSALS = [
+  'not_allowed',
+  'blocked',
+  'certificate',
+  'own_domain',
+  'rate_address',
+  'rate_partner',
+  'too_large',
+  'wrong_side',
+  'relaying',
+] as const;
+export type EdgeRefusal = (typeof EDGE_REFUSALS)[number];
+
 /** Counts by a reason from a closed list, so the series count is fixed. */
 export class ReasonCounter<R extends string> {
   readonly counts: Float64Array;
@@ -197,6 +216,8 @@ export interface ParleyMetrics {
   readonly failures: ReasonCounter<FailureKind>;
   readonly connectionsRefused: ReasonCounter<(typeof CONNECTION_REFUSALS)[number]>;
   readonly connectionsTimedOut: ReasonCounter<(typeof CONNECTION_TIMEOUTS)[number]>;
+  /** Requests the edge refused (federation policy, rate limits, size), by reason. */
+  readonly edgeRefusals: ReasonCounter<EdgeRefusal>;
   /** Prometheus text exposition of every metric. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -308,6 +329,14 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     CONNECTION_TIMEOUTS,
     connectionsTimedOut.counts,
   );
+  const edgeRefusals = new ReasonCounter(EDGE_REFUSALS);
+  counterFrom(
+    'parley_edge_refusals_total',
+    'Requests refused at the edge (federation policy, rate limits, size), by reason',
+    'reason',
+    EDGE_REFUSALS,
+    edgeRefusals.counts,
+  );
   new Gauge({
     name: 'parley_sip_connections',
     help: 'Accepted SIP connections open',
@@ -390,6 +419,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     failures,
     connectionsRefused,
     connectionsTimedOut,
+    edgeRefusals,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

@@ -76,9 +76,27 @@ export interface ProxyCoreOptions {
   flowTokens?: FlowTokens;
   /** Signs our Record-Routes per dialog and checks the Routes that come back. */
   routeSigner: DialogRouteSigner;
-  /** Requests this server accepts without a user's authentication (trusted server peers). */
+  /**
+   * Server peers inside the deployment (the edge, directors): their requests from other
+   * domains are accepted as already checked (federation), their P-Asserted-Identity is
+   * believed (RFC 3325), and nothing is cached on their connections, which many users share.
+   */
   isTrustedPeer?(flow: Flow): boolean;
+  /**
+   * Where requests of local users for other domains go (the edge's inside listener); without
+   * it a server relays nothing to other domains.
+   */
+  federationEdge?: string;
   onForwardFinal?: (method: string, status: number) => void;
+}
+
+/** The AOR a trusted peer asserts for the sender (RFC 3325 P-Asserted-Identity), if any. */
+export function assertedAor(request: SipMessage): string | undefined {
+  const value = request.get('p-asserted-identity');
+  if (!value) return undefined;
+  const na = parseNameAddr(value);
+  const uri = na ? parseUri(na.uri) : undefined;
+  return uri ? uriAor(uri) : undefined;
 }
 
 /** Receives the URI of the Route being looked at: parsed with its name-addr, not again. */
@@ -112,6 +130,9 @@ export class ProxyCore implements TransactionUser {
 
   onRequest(request: SipMessage, st: ServerTransaction): void {
     const method = request.method;
+    // RFC 3325 9.1: an asserted identity is only believed from inside the trust domain.
+    if (request.has('p-asserted-identity') && !this.opts.isTrustedPeer?.(st.flow))
+      request.remove('p-asserted-identity');
     // Fast path: REGISTER for our domain goes straight to the registrar.
     if (method === 'REGISTER' && !request.get('route')) {
       if (!this.checkMaxForwards(request, st)) return;
@@ -182,21 +203,27 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     if (ruri.host.toLowerCase() !== this.opts.domain) {
-      if (dialogRoute || trusted) {
+      if (dialogRoute || (trusted && inDialog)) {
         this.rememberContact(request, st.flow);
         this.routeOnward(request, st);
         return;
       }
       // In-dialog requests to a client's Contact from a dialog we did not sign for are
-      // relayed for an authenticated local user only. Federation goes through an edge: out
-      // of a dialog, a standard server relays nothing to other domains, even for its users.
-      this.authenticateThen(request, st, () => {
-        if (!inDialog) {
+      // relayed for an authenticated local user only. Out of a dialog, requests for other
+      // domains go to the edge (federation), and only a local user's: never a relay.
+      this.authenticateThen(request, st, (party) => {
+        if (inDialog) {
+          this.rememberContact(request, st.flow);
+          this.routeOnward(request, st);
+          return;
+        }
+        const edge = this.opts.federationEdge;
+        if (!edge || !party.aor) {
           st.reply(403, 'Forbidden - Relaying Denied');
           return;
         }
         this.rememberContact(request, st.flow);
-        this.routeOnward(request, st);
+        this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(edge) }]);
       });
       return;
     }
@@ -284,19 +311,22 @@ export class ProxyCore implements TransactionUser {
       st.reply(400, 'Bad Request - malformed From');
       return;
     }
+    const trusted = this.opts.isTrustedPeer?.(flow) === true;
     if (fromUri.host.toLowerCase() !== this.opts.domain) {
-      if (this.opts.isTrustedPeer?.(flow)) {
+      if (trusted) {
         next({ flow });
         return;
       }
       st.reply(403, 'Forbidden - Unknown Sender Domain');
       return;
     }
-    if (flow.authenticated.has(fromAor)) {
-      next({ flow, aor: fromAor });
-      return;
-    }
-    if (this.opts.isTrustedPeer?.(flow)) {
+    if (trusted) {
+      // The edge vouches for a user it saw sign in on that user's own connection.
+      if (assertedAor(request) === fromAor) {
+        next({ flow, aor: fromAor });
+        return;
+      }
+    } else if (flow.authenticated.has(fromAor)) {
       next({ flow, aor: fromAor });
       return;
     }
@@ -306,7 +336,8 @@ export class ProxyCore implements TransactionUser {
           st.reply(403, 'Forbidden - From does not match the authenticated user');
           return;
         }
-        flow.authenticated.add(fromAor);
+        // A trusted peer's connection carries many users: it proves nothing about the next request.
+        if (!trusted) flow.authenticated.add(fromAor);
         next({ flow, aor: fromAor });
       } else if (outcome.status === 407) {
         st.reply(407, undefined, {
@@ -328,7 +359,9 @@ export class ProxyCore implements TransactionUser {
   private flowAor(request: SipMessage, flow: Flow): string | undefined {
     const uri = request.fromUri;
     const aor = uri ? uriAor(uri) : undefined;
-    return aor && flow.authenticated.has(aor) ? aor : undefined;
+    if (!aor) return undefined;
+    if (this.opts.isTrustedPeer?.(flow)) return assertedAor(request) === aor ? aor : undefined;
+    return flow.authenticated.has(aor) ? aor : undefined;
   }
 
   /** Proxies a request to every registered endpoint of a local user (RFC 3261 16.5-16.6). */

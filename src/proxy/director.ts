@@ -17,6 +17,8 @@ export interface DirectorOptions {
   forward(request: SipMessage, st: ServerTransaction, targets: ForwardTarget[]): void;
   /** A connection to the home named by a SIP URI. */
   resolve(uri: string): Promise<Flow>;
+  /** The edge (and other trusted peers): their REGISTERs are proxied to the home, not redirected. */
+  isTrustedPeer?(flow: Flow): boolean;
 }
 
 /**
@@ -33,6 +35,13 @@ export class Director {
     const ruri = request.requestUri;
     if (!ruri || ruri.host.toLowerCase() !== this.opts.domain) {
       st.reply(404, 'Domain Not Served Here');
+      return;
+    }
+    // A remote user signs in through the edge, which cannot follow a redirect for its client:
+    // the REGISTER goes on to the home, whose registrar challenges it end to end.
+    const to = request.toUri;
+    if (to && this.opts.isTrustedPeer?.(st.flow)) {
+      this.routeToHome(request, st, to);
       return;
     }
     const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);

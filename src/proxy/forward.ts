@@ -41,6 +41,19 @@ export interface ForwardOptions {
   onFinal?: (status: number) => void;
   /** Every response a branch receives, with the flow it came on (the core learns callee Contacts). */
   onBranchResponse?: (response: SipMessage, flow: Flow) => void;
+  /**
+   * Topology hiding (an edge): the request leaves with our Via alone; the Vias it arrived
+   * with stay in this context and are put back on every response sent upstream.
+   */
+  hideVias?: boolean;
+  /** Last change to each copy sent to a target (an edge seals internal routes and contacts). */
+  rewriteRequest?: (request: SipMessage, flow: Flow) => void;
+  /** Last change to each response sent upstream (an edge seals or restores what crosses it). */
+  rewriteResponse?: (response: SipMessage) => void;
+  /** Record-Route twice (RFC 5658) even when both sides share a transport and address: an edge faces two networks. */
+  doubleRecordRoute?: boolean;
+  /** Status sent upstream when a branch times out (default 408; an edge towards a partner says 504). */
+  timeoutStatus?: number;
 }
 
 /**
@@ -109,7 +122,11 @@ export class ProxyContext {
     if (signature !== undefined) {
       const inbound = this.st.flow;
       // RFC 5658: when the two sides reach us by different transports, record both.
-      if (inbound.transport !== flow.transport || inbound.localAddress !== flow.localAddress) {
+      if (
+        this.opts.doubleRecordRoute ||
+        inbound.transport !== flow.transport ||
+        inbound.localAddress !== flow.localAddress
+      ) {
         req.prepend('record-route', this.local.recordRoute(inbound, signature));
       }
       req.prepend('record-route', this.local.recordRoute(flow, signature));
@@ -119,7 +136,9 @@ export class ProxyContext {
       req.remove('route');
       for (const r of [...target.route, ...existing]) req.append('route', r);
     }
+    if (this.opts.hideVias) req.remove('via');
     req.prepend('via', this.local.via(flow, createBranch()));
+    this.opts.rewriteRequest?.(req, flow);
     return req;
   }
 
@@ -155,7 +174,11 @@ export class ProxyContext {
   private onTimeout(branch: Branch): void {
     cancelTimer(branch.timerC);
     // RFC 3261 16.7 step 2 / 16.8: a timed-out branch counts as a 408.
-    this.branchDone(branch, createResponse(this.st.request, 408, 'Request Timeout'));
+    const status = this.opts.timeoutStatus ?? 408;
+    this.branchDone(
+      branch,
+      createResponse(this.st.request, status, status === 408 ? 'Request Timeout' : undefined),
+    );
   }
 
   private branchDone(branch: Branch, response: SipMessage | undefined): void {
@@ -202,6 +225,11 @@ export class ProxyContext {
   private upstream(response: SipMessage): SipMessage {
     const copy = response.clone();
     copy.removeFirst('via');
+    if (this.opts.hideVias) {
+      copy.remove('via');
+      for (const v of this.st.request.getAll('via')) copy.append('via', v);
+    }
+    this.opts.rewriteResponse?.(copy);
     return copy;
   }
 

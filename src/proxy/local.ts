@@ -12,6 +12,8 @@ const VIA_TRANSPORT: Record<TransportName, string> = { tcp: 'TCP', tls: 'TLS', w
  */
 export class LocalIdentity {
   private readonly ports = new Map<TransportName, number>();
+  /** Every port we listen on (an edge has two TLS listeners). */
+  private readonly allPorts = new Set<number>();
   private readonly hosts = new Set<string>(['127.0.0.1', '::1', 'localhost']);
   /** User part of our Record-Route URIs: marks them as ours even behind a load balancer. */
   readonly rrUser: string;
@@ -21,11 +23,13 @@ export class LocalIdentity {
   constructor(
     readonly domain: string,
     listening: Listening[],
-    private readonly advertise?: { host: string; port?: number },
+    protected readonly advertise?: { host: string; port?: number },
     serverId = 'parley',
   ) {
     for (const l of listening) {
-      this.ports.set(l.transport, l.port);
+      this.allPorts.add(l.port);
+      // Named listeners (an edge's inside and federation sides) are chosen per flow by a subclass.
+      if (!l.name || !this.ports.has(l.transport)) this.ports.set(l.transport, l.port);
       if (l.host !== '0.0.0.0' && l.host !== '::') {
         this.hosts.add(bare(l.host));
         if (l.transport === 'tcp' || l.transport === 'tls')
@@ -48,10 +52,14 @@ export class LocalIdentity {
     return h.includes(':') ? `[${h}]` : h;
   }
 
+  /** The port a peer on this flow reaches us at. */
+  portOn(flow: Flow): number {
+    return this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
+  }
+
   /** sent-by for our Via on a request leaving over this flow. */
   via(flow: Flow, branch: string): string {
-    const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
-    return `SIP/2.0/${VIA_TRANSPORT[flow.transport]} ${this.hostFor(flow)}:${port};branch=${branch}`;
+    return `SIP/2.0/${VIA_TRANSPORT[flow.transport]} ${this.hostFor(flow)}:${this.portOn(flow)};branch=${branch}`;
   }
 
   /**
@@ -59,8 +67,7 @@ export class LocalIdentity {
    * two), carrying the dialog's signature (record-route.ts).
    */
   recordRoute(flow: Flow, signature: string): string {
-    const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
-    return `<sip:${this.rrUser}@${this.hostFor(flow)}:${port};transport=${flow.transport};lr;${DIALOG_ROUTE_PARAM}=${signature}>`;
+    return `<sip:${this.rrUser}@${this.hostFor(flow)}:${this.portOn(flow)};transport=${flow.transport};lr;${DIALOG_ROUTE_PARAM}=${signature}>`;
   }
 
   /** A Route URI through this server that names one of its connections (a flow token). */
@@ -73,8 +80,7 @@ export class LocalIdentity {
 
   /** Contact for dialogs where this server is the UA (presence subscriptions). */
   contact(flow: Flow): string {
-    const port = this.advertise?.port ?? this.ports.get(flow.transport) ?? flow.localPort;
-    return `<sip:presence@${this.hostFor(flow)}:${port};transport=${flow.transport}>`;
+    return `<sip:presence@${this.hostFor(flow)}:${this.portOn(flow)};transport=${flow.transport}>`;
   }
 
   isOurHost(host: string): boolean {
@@ -87,8 +93,7 @@ export class LocalIdentity {
     if (uri.user === 'presence' && this.isOurHost(uri.host)) return true;
     if (!this.isOurHost(uri.host)) return false;
     if (uri.port === undefined) return true;
-    for (const p of this.ports.values()) if (p === uri.port) return true;
-    return false;
+    return this.allPorts.has(uri.port);
   }
 
   learnHost(host: string): void {

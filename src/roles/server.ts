@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
 import {
@@ -45,7 +46,10 @@ import type { Database } from '../store/sql.js';
 import { USERS_CHANNEL, UserRepository } from '../store/users.js';
 import { TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
+import type { Flow } from '../transport/flow.js';
 import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
+import { addToBlockList } from '../transport/limits.js';
+import { startEdge } from './edge.js';
 
 export interface ParleyServer {
   readonly config: ParleyConfig;
@@ -72,12 +76,7 @@ export async function startServer(
   config: ParleyConfig,
   options: StartServerOptions = {},
 ): Promise<ParleyServer> {
-  if (config.role === 'edge') {
-    // Said plainly rather than running a home under the edge's name: no edge policy exists yet.
-    throw new Error(
-      'the edge role (TLS access proxy, federation allow-lists) is not built yet: run a standard server, a pool front-end or a director',
-    );
-  }
+  if (config.role === 'edge') return startEdge(config, options.log);
   const log = options.log ?? createLogger(config);
   const sipLog = componentLogger(log, 'sip');
   const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
@@ -275,6 +274,7 @@ export async function startServer(
       },
     });
 
+    const isTrustedPeer = trustedPeerCheck(config.trustedPeers);
     const director =
       config.role === 'director'
         ? new Director({
@@ -286,6 +286,7 @@ export async function startServer(
             },
             forward: (request, st, targets) => core.forward(request, st, targets),
             resolve: (uri) => core.resolveUri(uri),
+            isTrustedPeer,
           })
         : undefined;
 
@@ -304,6 +305,8 @@ export async function startServer(
       onUserActivity: (aor) => metrics.activeUsers.touch(aor),
       flowTokens,
       routeSigner,
+      isTrustedPeer,
+      federationEdge: config.federation.edge,
       userExists: (aor) => {
         const known = credentials.peek(aor);
         if (known !== undefined) return known !== null;
@@ -480,6 +483,17 @@ function readTls(config: ParleyConfig): TlsMaterial | undefined {
     key: readFileSync(config.tls.key),
     ca: config.tls.ca ? readFileSync(config.tls.ca) : undefined,
     requireClientCert: config.tls.requireClientCert,
+  };
+}
+
+/** `trustedPeers` (docs/edge.md): the edge and directors, by the address their connections come from. */
+function trustedPeerCheck(peers: readonly string[]): ((flow: Flow) => boolean) | undefined {
+  if (peers.length === 0) return undefined;
+  const list = new BlockList();
+  for (const entry of peers) addToBlockList(list, entry);
+  return (flow) => {
+    const family = isIP(flow.remoteAddress);
+    return family !== 0 && list.check(flow.remoteAddress, family === 6 ? 'ipv6' : 'ipv4');
   };
 }
 

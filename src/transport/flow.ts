@@ -19,6 +19,8 @@ export interface Flow {
   readonly secure: boolean;
   /** Peer certificate's names when the peer presented a verified TLS client certificate. */
   readonly peerNames: readonly string[];
+  /** The listener that accepted it (its transport or a named listener); undefined when we dialled. */
+  readonly listener?: string;
   readonly closed: boolean;
   send(data: Buffer): boolean;
   close(): void;
@@ -50,6 +52,7 @@ export class SocketFlow implements Flow {
   readonly localPort: number;
   readonly authenticated = new Set<string>();
   peerNames: readonly string[] = [];
+  listener?: string;
   closed = false;
   private corked = false;
 
@@ -100,6 +103,7 @@ export class WebSocketFlow implements Flow {
   readonly id: string;
   readonly authenticated = new Set<string>();
   peerNames: readonly string[] = [];
+  listener?: string;
   closed = false;
 
   constructor(

@@ -41,8 +41,24 @@ export interface TlsMaterial {
   requireClientCert?: boolean;
 }
 
+/**
+ * A listener beside the one-per-transport `listen` set, with its own name: an edge's
+ * inside-facing TCP listener, or its federation listener that demands a client certificate.
+ */
+export interface NamedListener {
+  name: string;
+  transport: 'tcp' | 'tls';
+  at: HostPort;
+  /** TLS only: refuse peers without a certificate valid for `tls.ca` (mutual TLS). */
+  requireClientCert?: boolean;
+  /** Largest message on its connections, instead of `maxMessageSize` (an edge's inside side). */
+  maxMessageSize?: number;
+}
+
 export interface TransportLayerOptions {
   listen: Partial<Record<TransportName, HostPort>>;
+  /** More listeners, each naming the flows it accepts (Flow.listener). */
+  namedListeners?: NamedListener[];
   tls?: TlsMaterial;
   maxMessageSize?: number;
   log: Logger;
@@ -77,6 +93,9 @@ interface Inbound {
   idleTimer?: NodeJS.Timeout;
   seenMessage: boolean;
   flow?: Flow;
+  /** The listener that accepted it: its transport, or a named listener's name. */
+  listener: string;
+  maxMessageSize?: number;
 }
 
 interface FlowRecord {
@@ -90,6 +109,8 @@ export interface Listening {
   transport: TransportName;
   host: string;
   port: number;
+  /** Set for named listeners (NamedListener.name). */
+  name?: string;
 }
 
 /**
@@ -146,27 +167,24 @@ export class TransportLayer {
     }
     if (listen.tls) {
       if (!tls) throw new Error('listen.tls needs tls.cert and tls.key');
-      const server = createTlsServer({
-        cert: tls.cert,
-        key: tls.key,
-        ca: tls.ca,
-        requestCert: Boolean(tls.requireClientCert),
-        rejectUnauthorized: Boolean(tls.requireClientCert),
-      });
-      server.on('secureConnection', (socket: TLSSocket) => {
-        const inbound = this.takeHandedOff(socket);
-        if (!inbound) {
-          socket.destroy();
-          return;
-        }
-        this.adoptSocket('tls', socket, undefined, inbound);
-      });
-      server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
-        this.opts.log.debug({ err: err.message }, 'TLS handshake failed');
-        const inbound = this.takeHandedOff(socket);
-        if (inbound) this.closeInbound(inbound);
-      });
-      await this.listenGated('tls', listen.tls, (raw, inbound) => this.handOff(server, raw, inbound));
+      await this.listenTls(listen.tls, Boolean(tls.requireClientCert));
+    }
+    for (const named of this.opts.namedListeners ?? []) {
+      if (named.transport === 'tcp') {
+        await this.listenGated(
+          'tcp',
+          named.at,
+          (raw, inbound) => {
+            inbound.maxMessageSize = named.maxMessageSize;
+            this.adoptSocket('tcp', raw, undefined, inbound);
+            raw.resume();
+          },
+          named.name,
+        );
+      } else {
+        if (!tls) throw new Error(`the ${named.name} listener needs tls.cert and tls.key`);
+        await this.listenTls(named.at, Boolean(named.requireClientCert), named.name);
+      }
     }
     if (listen.ws) await this.listenWebSocket('ws', createHttpServer(), listen.ws);
     if (listen.wss) {
@@ -185,6 +203,31 @@ export class TransportLayer {
       );
     }
     return this.listening;
+  }
+
+  private async listenTls(at: HostPort, requireClientCert: boolean, name?: string): Promise<void> {
+    const tls = this.opts.tls!;
+    const server = createTlsServer({
+      cert: tls.cert,
+      key: tls.key,
+      ca: tls.ca,
+      requestCert: requireClientCert,
+      rejectUnauthorized: requireClientCert,
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const inbound = this.takeHandedOff(socket);
+      if (!inbound) {
+        socket.destroy();
+        return;
+      }
+      this.adoptSocket('tls', socket, undefined, inbound);
+    });
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      this.opts.log.debug({ err: err.message, listener: name ?? 'tls' }, 'TLS handshake failed');
+      const inbound = this.takeHandedOff(socket);
+      if (inbound) this.closeInbound(inbound);
+    });
+    await this.listenGated('tls', at, (raw, inbound) => this.handOff(server, raw, inbound), name);
   }
 
   flow(id: string): Flow | undefined {
@@ -279,16 +322,18 @@ export class TransportLayer {
     transport: TransportName,
     at: HostPort,
     handoff: (raw: Socket, inbound: Inbound) => void,
+    name?: string,
   ): Promise<void> {
     const server = createTcpServer({ noDelay: true });
-    server.on('connection', (raw: Socket) => this.accept(raw, handoff));
+    server.on('connection', (raw: Socket) => this.accept(raw, handoff, name ?? transport));
     server.on('error', (err) => this.opts.log.error({ err }, 'listener error'));
     await listenOn(server, at);
     this.servers.push(server);
-    this.listening.push({ transport, host: at.host, port: (server.address() as AddressInfo).port });
+    const port = (server.address() as AddressInfo).port;
+    this.listening.push(name ? { transport, host: at.host, port, name } : { transport, host: at.host, port });
   }
 
-  private accept(raw: Socket, handoff: (raw: Socket, inbound: Inbound) => void): void {
+  private accept(raw: Socket, handoff: (raw: Socket, inbound: Inbound) => void, listener: string): void {
     if (!this.accepting) {
       raw.destroy();
       return;
@@ -299,7 +344,7 @@ export class TransportLayer {
       this.refuse(raw, lease, address);
       return;
     }
-    const inbound: Inbound = { raw, sockets: [raw], lease, seenMessage: false };
+    const inbound: Inbound = { raw, sockets: [raw], lease, seenMessage: false, listener };
     raw.on('error', (err) => this.opts.log.debug({ address, err: err.message }, 'socket error'));
     raw.once('close', () => this.releaseInbound(inbound));
     this.armHeaderTimer(inbound);
@@ -454,6 +499,7 @@ export class TransportLayer {
         socket.localAddress ?? '',
         socket.localPort ?? 0,
       );
+      flow.listener = inbound.listener;
       inbound.flow = flow;
       this.register(flow, undefined, inbound);
       // The upgrade is the first message; from here the header clock runs from the first
@@ -505,11 +551,15 @@ export class TransportLayer {
     const flow = new SocketFlow(transport, socket, inbound?.remote);
     if (transport === 'tls') flow.peerNames = peerCertificateNames(socket as TLSSocket);
     if (inbound) {
+      flow.listener = inbound.listener;
       inbound.flow = flow;
       this.armIdleTimer(inbound);
     }
     this.register(flow, dialledKey, inbound);
-    const framer = new StreamFramer({ maxMessageSize: this.opts.maxMessageSize });
+    // Connections we dial (to servers we chose) take the framer's default.
+    const framer = new StreamFramer({
+      maxMessageSize: inbound ? (inbound.maxMessageSize ?? this.opts.maxMessageSize) : undefined,
+    });
     // Only a trusted proxy's PROXY header is read (by the gate); anyone else's is refused.
     let first = inbound !== undefined && !this.limiter.isTrusted(stripV4Mapped(inbound.raw.remoteAddress));
     socket.on('data', (chunk: Buffer) => {

@@ -1,0 +1,283 @@
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { EdgeIdentity, type EdgeSide } from '../edge/identity.js';
+import { PartnerDirectory } from '../edge/partners.js';
+import { RefusalLog } from '../edge/refusals.js';
+import { EdgeRouter } from '../edge/router.js';
+import { TopologySeal } from '../edge/seal.js';
+import type { ParleyConfig } from '../ops/config.js';
+import { SERVERS_CHANNEL } from '../ops/drain.js';
+import { type OpsServer, startOpsServer } from '../ops/http.js';
+import { componentLogger, createLogger } from '../ops/log.js';
+import { createMetrics } from '../ops/metrics.js';
+import { FlowTokens } from '../proxy/flow-token.js';
+import { DialogRouteSigner } from '../proxy/record-route.js';
+import { createTag } from '../sip/ids.js';
+import { createErrorResponseFromPartial } from '../sip/response.js';
+import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
+import { FEDERATION_CHANNEL, FederationRepository } from '../store/federation.js';
+import { openDatabase } from '../store/open.js';
+import { PgliteDatabase } from '../store/pglite.js';
+import { ServerRepository } from '../store/servers.js';
+import { sharedSecret } from '../store/settings.js';
+import { TransactionLayer } from '../transaction/layer.js';
+import { TimerWheel } from '../transaction/timers.js';
+import type { Flow } from '../transport/flow.js';
+import { type NamedListener, type TlsMaterial, TransportLayer } from '../transport/layer.js';
+import type { ParleyServer } from './server.js';
+
+/** Inside servers may send large bodies (contact lists, presence documents) the outside may not. */
+const INSIDE_MAX_MESSAGE_SIZE = 65_535;
+
+/**
+ * The edge role: remote users over TLS and WSS (`listen.tls`, `listen.wss`), partners'
+ * edges over mutual TLS (`listen.federation`), and the servers inside on `listen.internal`
+ * and the next hop `edge.next`. It holds no user data: the federation policy comes from the
+ * store and is reloaded when FEDERATION_CHANNEL says it changed (docs/edge.md).
+ */
+export async function startEdge(
+  config: ParleyConfig,
+  log: Logger = createLogger(config),
+): Promise<ParleyServer> {
+  const sipLog = componentLogger(log, 'sip');
+  const edgeLog = componentLogger(log, 'edge');
+  const next = config.edge.next;
+  if (!next || !config.listen.internal) throw new Error('an edge needs edge.next and listen.internal');
+  const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
+  if (!config.database.url && !(db instanceof PgliteDatabase)) {
+    await db.close();
+    throw new Error(`another Parley server already runs on the data folder ${config.database.dataDir}`);
+  }
+  let embedded: EmbeddedDatabaseServer | undefined;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  try {
+    if (db instanceof PgliteDatabase) embedded = await serveEmbeddedDatabase(db, config.database.dataDir);
+    const domain = config.domain.toLowerCase();
+
+    const dialled = new Map<string, EdgeSide>();
+    const sideOf = (flow: Flow): EdgeSide => {
+      if (flow.listener === 'internal') return 'inside';
+      if (flow.listener === 'federation') return 'federation';
+      if (flow.listener !== undefined) return 'outside';
+      return dialled.get(flow.id) ?? 'inside';
+    };
+
+    const named: NamedListener[] = [
+      {
+        name: 'internal',
+        transport: 'tcp',
+        at: config.listen.internal,
+        maxMessageSize: INSIDE_MAX_MESSAGE_SIZE,
+      },
+    ];
+    if (config.listen.federation) {
+      named.push({
+        name: 'federation',
+        transport: 'tls',
+        at: config.listen.federation,
+        requireClientCert: true,
+      });
+    }
+    const { internal: _internal, federation: _federation, ...outside } = config.listen;
+    const transport = new TransportLayer({
+      listen: outside,
+      namedListeners: named,
+      tls: readTls(config),
+      maxMessageSize: config.edge.maxMessageSize,
+      log: sipLog,
+      limits: config.limits,
+      onConnectionRefused: (reason) => metrics.connectionsRefused.inc(reason),
+      onConnectionTimedOut: (reason) => metrics.connectionsTimedOut.inc(reason),
+    });
+    const timers = new TimerWheel();
+    timers.onError = (err) => sipLog.error({ err }, 'timer callback failed');
+    const transactions = new TransactionLayer({
+      timers,
+      log: sipLog,
+      onSend: (m) => {
+        if (!m.isRequest) metrics.responsesSent.inc(m.status);
+      },
+      onFinal: (st) => metrics.transactionLatency.observeSince(st.startedAt),
+      onAbandoned: () => metrics.failures.inc('internal'),
+    });
+    const metrics = createMetrics({
+      labels: { server: config.serverId, role: config.role },
+      sources: {
+        registeredEndpoints: () => 0,
+        signedInUsers: () => 0,
+        connections: () => transport.connectionCount,
+        serverTransactions: () => transactions.serverCount,
+      },
+    });
+
+    const repository = new FederationRepository(db);
+    const partners = new PartnerDirectory({
+      ownDomain: domain,
+      load: () => repository.list(),
+      dnsServers: config.federation.dnsServers,
+      log: edgeLog,
+    });
+    await partners.reload();
+    cleanups.push(
+      await db.listen(FEDERATION_CHANNEL, () => {
+        void partners.reload().then(() => edgeLog.info('federation policy reloaded'));
+      }),
+    );
+
+    let router!: EdgeRouter;
+    let draining = false;
+    const listening = await transport.start({
+      onMessage: (message, flow) => {
+        if (message.isRequest) metrics.requestsReceived.inc(message.method);
+        transactions.receive(message, flow);
+      },
+      onParseError: (flow, status, reason, partial) => {
+        metrics.failures.inc('parse');
+        if (status === 413 && sideOf(flow) !== 'inside') {
+          metrics.edgeRefusals.inc('too_large');
+          refusals.report('too_large', flow.remoteAddress, undefined, reason);
+        }
+        const response = createErrorResponseFromPartial(
+          { status, reason, partial: partial as never },
+          { toTag: createTag() },
+        );
+        if (response) flow.send(response.toBuffer());
+      },
+      onFlowClosed: (flow) => {
+        dialled.delete(flow.id);
+      },
+    });
+    const refusals = new RefusalLog(edgeLog);
+    const local = new EdgeIdentity(
+      domain,
+      listening,
+      parseAdvertise(config.advertise),
+      config.serverId,
+      sideOf,
+    );
+    router = new EdgeRouter({
+      domain,
+      local,
+      transactions,
+      transport,
+      partners,
+      next,
+      flowTokens: new FlowTokens(await sharedSecret(db, 'flow_token_secret'), config.serverId),
+      routeSigner: new DialogRouteSigner(await sharedSecret(db, 'record_route_secret')),
+      seal: new TopologySeal(await sharedSecret(db, 'edge_topology_secret')),
+      limits: config.edge,
+      refusals,
+      onRefusal: (reason) => metrics.edgeRefusals.inc(reason),
+      sideOf,
+      dialled: (flow, side) => dialled.set(flow.id, side),
+      log: edgeLog,
+    });
+    transactions.setUser(router);
+
+    const ops: OpsServer = await startOpsServer({
+      ...config.http,
+      metrics,
+      health: () => ({
+        status: draining ? 'draining' : 'ok',
+        role: config.role,
+        serverId: config.serverId,
+        flows: transport.flowCount,
+        federation: partners.policy.describe(),
+      }),
+    });
+    const servers = new ServerRepository(db);
+    const outsideTls = listening.find((l) => l.transport === 'tls' && !l.name) ?? listening[0];
+    await servers.register({
+      id: config.serverId,
+      role: config.role,
+      home: config.home ?? domain,
+      address: `sip:${config.advertise ?? `${outsideTls.host}:${outsideTls.port}`};transport=${outsideTls.transport}`,
+      healthUrl: `${ops.url}/health`,
+    });
+    const heartbeat = setInterval(() => {
+      servers.heartbeat(config.serverId).catch((err: unknown) => log.warn({ err }, 'heartbeat failed'));
+    }, 5_000);
+    heartbeat.unref();
+
+    let closed = false;
+    let resolveDrained!: () => void;
+    const drained = new Promise<void>((r) => {
+      resolveDrained = r;
+    });
+    const server: ParleyServer = {
+      config,
+      listening,
+      httpUrl: ops.url,
+      metrics,
+      db,
+      drained,
+      async drain(timeoutMs = 30_000) {
+        if (draining) return drained;
+        draining = true;
+        await servers.setState(config.serverId, 'draining').catch(() => undefined);
+        transport.stopAccepting();
+        for (const flow of [...transport.allFlows()]) flow.close();
+        const timer = setTimeout(resolveDrained, timeoutMs);
+        const poll = setInterval(() => {
+          if (transport.flowCount === 0) resolveDrained();
+        }, 100);
+        await drained;
+        clearTimeout(timer);
+        clearInterval(poll);
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        clearInterval(heartbeat);
+        await servers.remove(config.serverId).catch(() => undefined);
+        router.stop();
+        transactions.stop();
+        timers.stop();
+        await transport.stop();
+        await ops.close();
+        for (const c of cleanups.reverse()) await c();
+        if (embedded) await embedded.close();
+        await db.close();
+      },
+    };
+    cleanups.push(
+      await db.listen(SERVERS_CHANNEL, (id) => {
+        if (id === config.serverId)
+          server.drain().catch((err: unknown) => log.error({ err }, 'drain failed'));
+      }),
+    );
+    log.info(
+      {
+        domain,
+        role: 'edge',
+        next,
+        listening: listening.map((l) => `${l.name ?? l.transport}://${l.host}:${l.port}`),
+        http: ops.url,
+      },
+      'Parley edge started',
+    );
+    return server;
+  } catch (err) {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+    if (embedded) await embedded.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function readTls(config: ParleyConfig): TlsMaterial | undefined {
+  if (!config.tls) return undefined;
+  return {
+    cert: readFileSync(config.tls.cert),
+    key: readFileSync(config.tls.key),
+    ca: config.tls.ca ? readFileSync(config.tls.ca) : undefined,
+    requireClientCert: config.tls.requireClientCert,
+  };
+}
+
+function parseAdvertise(text: string | undefined): { host: string; port?: number } | undefined {
+  if (!text) return undefined;
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
+  if (!m) return { host: text };
+  return { host: m[1], port: m[2] ? Number(m[2]) : undefined };
+}
