@@ -64,7 +64,11 @@ export interface DirectoryUser {
 /** Statements of a directory write carry at most this many users (one unnest each). */
 const DIRECTORY_BATCH = 500;
 
-/** Change feed channel: payload is the aor of a user whose account or credentials changed. */
+/**
+ * Change feed channel: payload is the aor of a user whose account or credentials changed
+ * ('' means any user may have changed: a listener reloads what it caches). Running servers
+ * sign out a live user that was disabled or deleted (src/registrar/account-changes.ts).
+ */
 export const USERS_CHANNEL = 'parley_users';
 
 export class UserExistsError extends Error {
