@@ -851,6 +851,9 @@ async function startBenchPool(
     );
 
     const ports = await freeLoopbackPorts(6);
+    // HAProxy (fixtures/haproxy/parley.cfg) sends a PROXY v2 header from 127.0.0.1: the
+    // front-ends' ./parley.yaml trusts it (docs/pool.md, section 4).
+    writeFileSync(join(workDir, 'parley.yaml'), 'limits:\n  trustedProxies: [127.0.0.1]\n');
     for (let i = 0; i < 2; i++) {
       const id = `${HOME}-fe${i + 1}`;
       const [tcp, ws, http] = ports.slice(3 * i, 3 * i + 3);
