@@ -35,6 +35,26 @@ describe('location table', () => {
     expect(table.registeredEndpoints).toBe(0);
   });
 
+  it('signs a user out: every binding goes, and only flows left empty and without a Path are idle', () => {
+    const table = new LocationTable(() => 0);
+    const changed: string[] = [];
+    table.on('changed', (b, removed) => changed.push(`${removed ? '-' : '+'}${b.contact}`));
+    table.upsert(binding({ contact: 'sip:a@desk', flowId: 'f-desk' }));
+    table.upsert(binding({ contact: 'sip:a@phone', flowId: 'f-shared' }));
+    table.upsert(binding({ aor: 'bob@example.com', contact: 'sip:b@phone', flowId: 'f-shared' }));
+    table.upsert(binding({ contact: 'sip:a@edge', flowId: 'f-edge', path: ['<sip:edge.example.com;lr>'] }));
+    changed.length = 0;
+    const out = table.signOut('alice@example.com');
+    expect(out.removed.map((b) => b.contact).sort()).toEqual(['sip:a@desk', 'sip:a@edge', 'sip:a@phone']);
+    // The shared flow still carries bob; the edge's flow carries other users' traffic.
+    expect(out.idleFlows).toEqual(['f-desk']);
+    expect(table.lookup('alice@example.com')).toEqual([]);
+    expect(table.lookup('bob@example.com')).toHaveLength(1);
+    // A pool's mirror learns of each removal.
+    expect(changed.sort()).toEqual(['-sip:a@desk', '-sip:a@edge', '-sip:a@phone']);
+    expect(table.signOut('nobody@example.com')).toEqual({ removed: [], idleFlows: [] });
+  });
+
   it('replaces the binding of the same instance and reg-id (RFC 5626)', () => {
     const table = new LocationTable(() => 0);
     table.upsert(binding({ contact: 'sip:x@a.invalid', instanceId: '<urn:uuid:1>', regId: 1 }));
