@@ -2,10 +2,11 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportContactLists } from '../src/contacts/export.js';
-import { seedContactLists } from '../src/contacts/generate.js';
 import { importContactLists } from '../src/contacts/import.js';
 import { migrate } from '../src/store/migrate.js';
 import { createPgliteDatabase } from '../src/store/pglite.js';
+import { seedContactLists } from '../src/store/seed.js';
+import { createStore } from '../src/store/store.js';
 
 /**
  * Contact-list benchmark: export of N users with C contacts each from the embedded store
@@ -78,12 +79,10 @@ export async function benchContacts(opts: BenchContactsOptions = {}): Promise<Be
     log(`contacts bench: seeding ${users} users x ${contacts} contacts`);
     await seedContactLists(source, users, contacts);
     await seedContactLists(target, users, 0);
-    await target.query('DELETE FROM contact_groups');
-    await target.query('UPDATE contact_list_versions SET version = 0');
 
     const file = join(dir, 'all.xml');
     const exported = await measure(users, () =>
-      exportContactLists(source, { scope: { kind: 'all' }, out: file }),
+      exportContactLists(createStore(source), { scope: { kind: 'all' }, out: file }),
     );
     const fileBytes = statSync(file).size;
     log(
@@ -94,7 +93,9 @@ export async function benchContacts(opts: BenchContactsOptions = {}): Promise<Be
       ),
     );
 
-    const imported = await measure(users, () => importContactLists(target, { file, mode: 'replace' }));
+    const imported = await measure(users, () =>
+      importContactLists(createStore(target), { file, mode: 'replace' }),
+    );
     log(
       line(
         'import',

@@ -47,7 +47,7 @@ export default class ContactsExport extends Command {
     try {
       result = await runWithStore(this, flags, (store) =>
         withProgress('Exporting contact lists', display, (progress) =>
-          exportContactLists(store.db, {
+          exportContactLists(store, {
             scope,
             out: flags.out,
             onProgress: (users) => progress('exported', users),

@@ -45,7 +45,7 @@ Lists of users the store does not know are reported as failures and the others a
     try {
       result = await runWithStore(this, flags, (store) =>
         withProgress(`Importing ${args.file}`, display, (progress) =>
-          importContactLists(store.db, {
+          importContactLists(store, {
             file: args.file,
             user: flags.user,
             mode: flags.mode as ImportMode,

@@ -29,7 +29,7 @@ export default class ContactsRestore extends Command {
     let result: RestoreResult;
     try {
       result = await runWithStore(this, flags, (store) =>
-        restoreContactList(store.db, { user: flags.user, from: flags.from, dryRun: flags['dry-run'] }),
+        restoreContactList(store, { user: flags.user, from: flags.from, dryRun: flags['dry-run'] }),
       );
       const outcome = importOutcomeError(result);
       if (outcome?.code === 'CONTACT_LIST_INVALID') throw outcome;

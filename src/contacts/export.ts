@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import type { ContactListRepository } from '../store/contact-lists.js';
 import { HashedFileWriter } from '../store/hashed-file.js';
-import type { Sql } from '../store/sql.js';
 import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
-import { type ContactListOwner, getContactLists } from './repository.js';
 import {
   DOCUMENT_FOOTER,
   documentHeader,
@@ -14,10 +13,10 @@ import {
 
 /**
  * Streaming export of contact lists to XML. Users are read a page at a time by keyset
- * pagination on aor (byte order, the same on PGlite and PostgreSQL whatever their
- * collation), each page in one short REPEATABLE READ transaction so every list is a
- * consistent snapshot without holding the embedded store's session for the whole run.
- * Memory holds one page; files and the manifest are written as streams.
+ * pagination on aor (ContactListRepository.exportPage: byte order, each page one short
+ * REPEATABLE READ transaction, so every list is a consistent snapshot without holding the
+ * embedded store's session for the whole run). Memory holds one page; files and the
+ * manifest are written as streams.
  */
 export type ExportScope = { kind: 'user'; aor: string } | { kind: 'all' } | { kind: 'home'; home: string };
 
@@ -86,7 +85,10 @@ export function fileNameForAor(aor: string): string {
   return `${safe}.xml`;
 }
 
-export async function exportContactLists(sql: Sql, options: ExportOptions): Promise<ExportResult> {
+export async function exportContactLists(
+  store: { contactLists: ContactListRepository },
+  options: ExportOptions,
+): Promise<ExportResult> {
   const layout = options.layout ?? layoutFor(options.out);
   const manifestPath = manifestPathFor(options.out, layout);
   const exportedAt = (options.now?.() ?? new Date()).toISOString();
@@ -98,7 +100,7 @@ export async function exportContactLists(sql: Sql, options: ExportOptions): Prom
     totals.accessRules += list.accessRules.length;
     options.onProgress?.(totals.users);
   };
-  const pages = readPages(sql, options.scope, options.pageSize ?? 500);
+  const pages = readPages(store.contactLists, options.scope, options.pageSize ?? 500);
 
   await mkdir(layout === 'file' ? dirname(options.out) : options.out, { recursive: true });
   const manifest = new ManifestWriter(manifestPath, {
@@ -167,28 +169,16 @@ function describeScope(scope: ExportScope): string {
   return scope.kind === 'all' ? 'all' : scope.kind === 'home' ? `home:${scope.home}` : `user:${scope.aor}`;
 }
 
-async function* readPages(sql: Sql, scope: ExportScope, pageSize: number): AsyncGenerator<ContactList[]> {
+async function* readPages(
+  lists: ContactListRepository,
+  scope: ExportScope,
+  pageSize: number,
+): AsyncGenerator<ContactList[]> {
+  const filter =
+    scope.kind === 'home' ? { home: scope.home } : scope.kind === 'user' ? { aor: scope.aor } : {};
   let after: string | null = null;
   for (;;) {
-    const page: ContactList[] = await sql.transaction(async (tx) => {
-      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      const params: unknown[] = [after, pageSize];
-      let where = '($1::text IS NULL OR aor COLLATE "C" > $1::text COLLATE "C")';
-      if (scope.kind === 'home') {
-        params.push(scope.home);
-        where += ' AND home = $3';
-      } else if (scope.kind === 'user') {
-        params.push(scope.aor);
-        where += ' AND aor = $3';
-      }
-      const { rows } = await tx.query<{ id: number | string; aor: string }>(
-        `SELECT id, aor FROM users WHERE ${where} ORDER BY aor COLLATE "C" LIMIT $2`,
-        params,
-      );
-      const owners: ContactListOwner[] = rows.map((r) => ({ id: Number(r.id), aor: r.aor }));
-      const lists = await getContactLists(tx, owners);
-      return owners.map((o) => lists.get(o.id)!);
-    });
+    const page = await lists.exportPage(filter, after, pageSize);
     if (page.length === 0) return;
     yield page;
     if (page.length < pageSize) return;

@@ -1,9 +1,9 @@
-import type { Sql } from '../store/sql.js';
 import type { ContactList } from './model.js';
 
 /**
  * Synthetic contact lists for tests and the benchmark: deterministic (seeded by index), with
  * the characters real directories produce (accents, CJK, emoji, quotes, ampersands).
+ * Bulk seeding of a store is src/store/seed.ts.
  */
 export function generateContactList(
   userIndex: number,
@@ -36,42 +36,4 @@ export function generateContactList(
           ]
         : [],
   };
-}
-
-/**
- * Creates users user0..user{n-1}@example.com and their lists with set-based SQL (fast enough
- * for 100,000 users x 50 contacts): every contact is subscribed, in group "Team".
- */
-export async function seedContactLists(
-  sql: Sql,
-  users: number,
-  contactsPerUser: number,
-  firstIndex = 0,
-): Promise<void> {
-  const last = firstIndex + users - 1;
-  await sql.query(
-    `INSERT INTO users (aor, display_name)
-     SELECT 'user' || g || '@example.com', 'User ' || g FROM generate_series($1::int, $2::int) AS g`,
-    [firstIndex, last],
-  );
-  await sql.query(
-    `INSERT INTO contact_groups (user_id, name, position)
-     SELECT id, 'Team', 0 FROM users WHERE aor LIKE 'user%@example.com'
-       AND substring(aor from 5 for position('@' in aor) - 5)::int BETWEEN $1 AND $2`,
-    [firstIndex, last],
-  );
-  await sql.query(
-    `INSERT INTO contacts (user_id, uri, display_name, subscribed, groups, position)
-     SELECT u.id, 'sip:contact' || c || '.' || u.id || '@example.org', 'Contact ' || c, true, ARRAY['Team'], c
-       FROM users u CROSS JOIN generate_series(0, $3::int - 1) AS c
-      WHERE u.aor LIKE 'user%@example.com'
-        AND substring(u.aor from 5 for position('@' in u.aor) - 5)::int BETWEEN $1 AND $2`,
-    [firstIndex, last, contactsPerUser],
-  );
-  await sql.query(
-    `INSERT INTO contact_list_versions (user_id, version)
-     SELECT id, 1 FROM users WHERE aor LIKE 'user%@example.com'
-       AND substring(aor from 5 for position('@' in aor) - 5)::int BETWEEN $1 AND $2`,
-    [firstIndex, last],
-  );
 }

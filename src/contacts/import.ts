@@ -1,14 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { Sql } from '../store/sql.js';
+import type { ContactListOwner } from '../store/contact-lists.js';
+import type { Store } from '../store/store.js';
+import { type ContactListChange, mergeContactLists, replaceContactLists } from './lists.js';
 import { aorFromUri, type ContactList, type XmlProblem } from './model.js';
-import {
-  type ContactListChange,
-  type ContactListOwner,
-  findContactListOwners,
-  mergeContactLists,
-  replaceContactLists,
-} from './repository.js';
 import { scanContactListStream } from './xml-document.js';
 import { type ContactListLimits, DEFAULT_LIMITS, parseUserElement } from './xml-parse.js';
 
@@ -97,7 +92,10 @@ const LOOKUP_BATCH = 1_000;
 
 class DryRunRollback extends Error {}
 
-export async function importContactLists(sql: Sql, options: ImportOptions): Promise<ImportResult> {
+/** What an import needs of the store: the contact lists, and transactions to roll a dry run back. */
+export type ImportStore = Pick<Store, 'contactLists' | 'transaction'>;
+
+export async function importContactLists(store: ImportStore, options: ImportOptions): Promise<ImportResult> {
   const mode = options.mode ?? 'merge';
   const limits = options.limits ?? DEFAULT_LIMITS;
   const only = options.user ? aorFromUri(options.user) : undefined;
@@ -122,10 +120,7 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
   const unknown = new Set<string>();
   let pending: ParsedUser[] = [];
   const resolvePending = async () => {
-    const owners = await findContactListOwners(
-      sql,
-      pending.map((p) => p.aor),
-    );
+    const owners = await store.contactLists.findOwners(pending.map((p) => p.aor));
     for (const p of pending) {
       if (owners.has(p.aor)) continue;
       unknown.add(p.aor);
@@ -184,10 +179,7 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
   };
   const flush = async () => {
     if (batch.length === 0) return;
-    const owners = await findContactListOwners(
-      sql,
-      batch.map((u) => u.aor),
-    );
+    const owners = await store.contactLists.findOwners(batch.map((u) => u.aor));
     const ready = batch.filter((u) => owners.has(u.aor));
     for (const user of batch) {
       if (!owners.has(user.aor) && !unknown.has(user.aor)) {
@@ -202,7 +194,7 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
       }
     }
     try {
-      const changes = await writeBatch(sql, ready, owners, write, result.dryRun);
+      const changes = await writeBatch(store, ready, owners, write, result.dryRun);
       for (const [i, user] of ready.entries()) record(user, changes[i]);
     } catch (err) {
       if (ready.length === 1) {
@@ -210,7 +202,7 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
       } else {
         for (const user of ready) {
           try {
-            const [change] = await writeBatch(sql, [user], owners, write, result.dryRun);
+            const [change] = await writeBatch(store, [user], owners, write, result.dryRun);
             record(user, change);
           } catch (single) {
             result.failures.push(writeFailure(user, single));
@@ -238,7 +230,7 @@ export async function importContactLists(sql: Sql, options: ImportOptions): Prom
 }
 
 async function writeBatch(
-  sql: Sql,
+  store: ImportStore,
   users: ParsedUser[],
   owners: Map<string, ContactListOwner>,
   write: typeof replaceContactLists,
@@ -246,9 +238,9 @@ async function writeBatch(
 ): Promise<ContactListChange[]> {
   let changes: ContactListChange[] = [];
   try {
-    await sql.transaction(async (tx) => {
+    await store.transaction(async (tx) => {
       changes = await write(
-        tx,
+        tx.contactLists,
         users.map((user) => ({ userId: owners.get(user.aor)!.id, list: user.list })),
       );
       if (dryRun) throw new DryRunRollback();

@@ -1,3 +1,5 @@
+import type { ContactList } from '../store/contact-lists.js';
+
 /**
  * The contact list of one user as Parley stores, exports and serves it: groups, contacts
  * and the allow/block list that decides who may watch the user's presence. The same shape
@@ -8,40 +10,14 @@ export const CONTACT_LIST_FORMAT_VERSION = 1;
 export const CONTACT_LIST_NAMESPACE = 'urn:parley:contact-list:1';
 export const CONTACT_LIST_CONTENT_TYPE = 'application/vnd.parley.contact-list+xml';
 
-export interface ContactGroup {
-  name: string;
-}
-
-export interface Contact {
-  /** Normalised SIP URI: sip:bob@example.com (lower-case). */
-  uri: string;
-  displayName: string;
-  /** Whether the owner subscribes to this contact's presence. */
-  subscribed: boolean;
-  /** Names of groups of the same list, in list order. */
-  groups: string[];
-}
-
-export type AccessAction = 'allow' | 'block';
-
-export interface AccessRule {
-  /** A SIP URI (sip:bob@example.com), a domain (example.com) or '*'. */
-  pattern: string;
-  action: AccessAction;
-}
-
-export interface ContactList {
-  /** Owner's SIP URI: sip:alice@example.com. */
-  user: string;
-  /** Monotonic version of the stored list; 0 when never written. */
-  version: number;
-  /** Ordered: the position in the array is the display position. */
-  groups: ContactGroup[];
-  /** Ordered: the position in the array is the display position. */
-  contacts: Contact[];
-  /** Sorted by pattern; order has no meaning for authorization. */
-  accessRules: AccessRule[];
-}
+// The list's shape is the stored one: one declaration, in the store that owns the tables.
+export type {
+  AccessAction,
+  AccessRule,
+  Contact,
+  ContactGroup,
+  ContactList,
+} from '../store/contact-lists.js';
 
 /** Where a problem was found in an XML document, 1-based as editors count. */
 export interface XmlProblem {

@@ -2,9 +2,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Sql } from '../store/sql.js';
 import { EXPORT_MANIFEST_FORMAT, type ExportManifestFile, fileNameForAor } from './export.js';
-import { type ImportResult, importContactLists } from './import.js';
+import { type ImportResult, type ImportStore, importContactLists } from './import.js';
 import { aorFromUri } from './model.js';
 
 /**
@@ -40,7 +39,10 @@ export class RestoreSourceError extends Error {
 /** Manifests above this size (per-user exports of very many users) are not read whole. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
-export async function restoreContactList(sql: Sql, options: RestoreOptions): Promise<RestoreResult> {
+export async function restoreContactList(
+  store: ImportStore,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
   const aor = aorFromUri(options.user);
   const { source, manifest } = await locateSource(options.from, aor);
   let checksumVerified = false;
@@ -58,7 +60,7 @@ export async function restoreContactList(sql: Sql, options: RestoreOptions): Pro
       checksumVerified = true;
     }
   }
-  const result = await importContactLists(sql, {
+  const result = await importContactLists(store, {
     file: source,
     user: aor,
     mode: 'replace',

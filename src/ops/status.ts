@@ -1,6 +1,5 @@
 import type { RegistrationRepository } from '../store/registrations.js';
 import type { ServerRepository, ServerState } from '../store/servers.js';
-import type { Sql } from '../store/sql.js';
 
 /**
  * Servers heartbeat every 5 s (src/roles/server.ts), and the others mark one down after
@@ -82,11 +81,10 @@ export interface PoolStatus {
   totals: PoolTotals;
 }
 
+/** Heartbeat ages use the database clock (servers.clock()): the admin host's clock may be off. */
 export interface PoolStatusSource {
   servers: ServerRepository;
   registrations: RegistrationRepository;
-  /** Heartbeat ages use the database clock: the admin host's clock may be off. */
-  db: Sql;
 }
 
 export interface PoolStatusOptions {
@@ -104,12 +102,11 @@ export async function collectPoolStatus(
 ): Promise<PoolStatus> {
   const timeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   const check = opts.fetchHealth ?? fetchHealth;
-  const [rows, clock, counts] = await Promise.all([
+  const [rows, now, counts] = await Promise.all([
     source.servers.list({ role: opts.role, home: opts.home }),
-    source.db.query<{ now: Date }>('SELECT now() AS now'),
+    source.servers.clock(),
     source.registrations.countActive(),
   ]);
-  const now = new Date(clock.rows[0].now);
   const servers = await Promise.all(
     rows.map(async (row): Promise<ServerStatus> => {
       const health: ServerHealth = row.healthUrl

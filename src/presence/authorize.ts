@@ -23,11 +23,10 @@
  * detected; with blockedWatchers: 'block' it yields 'block' (the subscription is rejected).
  */
 
-export interface AccessRule {
-  /** 'sip:bob@example.com' or 'bob@example.com' (one address), 'example.com', '*.example.com', or '*'. */
-  pattern: string;
-  action: 'allow' | 'block';
-}
+import type { AccessRule } from '../store/contact-lists.js';
+
+/** One allow/block entry of a presentity's list, as stored with its contact list. */
+export type { AccessRule };
 
 export type WatcherDecision = 'allow' | 'block' | 'polite-block' | 'pending';
 

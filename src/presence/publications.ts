@@ -1,4 +1,5 @@
-import type { Database } from '../store/sql.js';
+import { PRESENCE_CHANNEL, type Publication, type PublicationRepository } from '../store/publications.js';
+import type { ChangeFeed } from '../store/sql.js';
 
 /** One endpoint's published presence (RFC 3903 event state), identified by its entity tag. */
 export interface PublishedState {
@@ -78,104 +79,58 @@ export class MemoryPublicationStore implements PublicationStore {
   }
 }
 
-/** Change feed channel of shared presence state; the payload is the AOR. */
-export const PRESENCE_CHANNEL = 'parley_presence';
-
-interface Row {
-  aor: string;
-  etag: string;
-  body: string;
-  updated_at: Date;
-  expires_at: Date;
-}
-
-/** Presence state in the shared store (presence_publications), announced with NOTIFY. */
-export class SqlPublicationStore implements PublicationStore {
+/**
+ * Presence state in the shared store (store/publications.ts), for pool members: changes
+ * are announced on the store's PRESENCE_CHANNEL, which every front-end listens to.
+ */
+export class SharedPublicationStore implements PublicationStore {
   constructor(
-    private readonly db: Database,
+    private readonly publications: PublicationRepository,
+    private readonly feed: ChangeFeed,
     private readonly serverId: string,
     private readonly contentType = 'application/pidf+xml',
   ) {}
 
   async get(aor: string, etag: string): Promise<PublishedState | undefined> {
-    const { rows } = await this.db.query<Row>(
-      'SELECT aor, etag, body, updated_at, expires_at FROM presence_publications WHERE aor = $1 AND etag = $2 AND expires_at > now()',
-      [aor, etag],
-    );
-    return rows[0] ? toState(rows[0]) : undefined;
+    const p = await this.publications.get(aor, etag);
+    return p ? toState(p) : undefined;
   }
 
-  async save(state: PublishedState): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      await tx.query(
-        `INSERT INTO presence_publications (aor, etag, content_type, body, expires_at, server_id, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (etag) DO UPDATE SET body = EXCLUDED.body, expires_at = EXCLUDED.expires_at,
-           server_id = EXCLUDED.server_id, updated_at = EXCLUDED.updated_at`,
-        [
-          state.aor,
-          state.etag,
-          this.contentType,
-          state.body,
-          new Date(state.expiresAt),
-          this.serverId,
-          new Date(state.updatedAt),
-        ],
-      );
-      await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, state.aor]);
+  save(state: PublishedState): Promise<void> {
+    return this.publications.save({
+      aor: state.aor,
+      etag: state.etag,
+      contentType: this.contentType,
+      body: state.body,
+      updatedAt: new Date(state.updatedAt),
+      expiresAt: new Date(state.expiresAt),
+      serverId: this.serverId,
     });
   }
 
-  async remove(aor: string, etag: string, onlyIfExpired = false): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      const res = await tx.query(
-        `DELETE FROM presence_publications WHERE aor = $1 AND etag = $2${onlyIfExpired ? ' AND expires_at <= now()' : ''}`,
-        [aor, etag],
-      );
-      if (res.affectedRows > 0) await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, aor]);
-      return res.affectedRows > 0;
-    });
+  remove(aor: string, etag: string, onlyIfExpired = false): Promise<boolean> {
+    return this.publications.remove(aor, etag, onlyIfExpired);
   }
 
-  async removeAll(aor: string): Promise<number> {
-    return this.db.transaction(async (tx) => {
-      const res = await tx.query('DELETE FROM presence_publications WHERE aor = $1', [aor]);
-      if (res.affectedRows > 0) await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, aor]);
-      return res.affectedRows;
-    });
+  removeAll(aor: string): Promise<number> {
+    return this.publications.removeAll(aor);
   }
 
   async list(aor: string): Promise<PublishedState[]> {
-    const { rows } = await this.db.query<Row>(
-      'SELECT aor, etag, body, updated_at, expires_at FROM presence_publications WHERE aor = $1 AND expires_at > now() ORDER BY updated_at, etag',
-      [aor],
-    );
-    return rows.map(toState);
+    return (await this.publications.listForAor(aor)).map(toState);
   }
 
   onChange(listener: (aor: string) => void): Promise<() => Promise<void>> {
-    return this.db.listen(PRESENCE_CHANNEL, listener);
-  }
-
-  /** Drops what a dead server's endpoints published; their watchers learn it at once. */
-  async removeForServer(serverId: string): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ aor: string }>(
-        'DELETE FROM presence_publications WHERE server_id = $1 RETURNING aor',
-        [serverId],
-      );
-      for (const aor of new Set(rows.map((r) => r.aor)))
-        await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, aor]);
-    });
+    return this.feed.listen(PRESENCE_CHANNEL, listener);
   }
 }
 
-function toState(r: Row): PublishedState {
+function toState(p: Publication): PublishedState {
   return {
-    aor: r.aor,
-    etag: r.etag,
-    body: r.body,
-    updatedAt: new Date(r.updated_at).getTime(),
-    expiresAt: new Date(r.expires_at).getTime(),
+    aor: p.aor,
+    etag: p.etag,
+    body: p.body,
+    updatedAt: p.updatedAt.getTime(),
+    expiresAt: p.expiresAt.getTime(),
   };
 }

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import type { RegistrationBinding, RegistrationRepository } from '../store/registrations.js';
-import type { Sql } from '../store/sql.js';
 import type { Binding, LocationTable } from './location.js';
 
 /**
@@ -18,7 +17,6 @@ export class LocationMirror {
   constructor(
     private readonly location: LocationTable,
     private readonly registrations: RegistrationRepository,
-    private readonly sql: Sql,
     private readonly serverId: string,
     private readonly flowRoute: (flowId: string) => string,
     private readonly log: Logger,
@@ -77,12 +75,7 @@ export class LocationMirror {
       if (b) upserts.push(b);
       else {
         const [aor, contact] = key.split('\n');
-        // Only our own row: the endpoint may already have registered again through another front-end.
-        await this.sql.query('DELETE FROM registrations WHERE aor = $1 AND contact = $2 AND server_id = $3', [
-          aor,
-          contact,
-          this.serverId,
-        ]);
+        await this.registrations.removeBinding(aor, contact, this.serverId);
       }
     }
     if (upserts.length === 0) return;

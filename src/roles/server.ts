@@ -1,13 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { replaceContactList } from '../contacts/lists.js';
 import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
-import {
-  CONTACT_LISTS_CHANNEL,
-  findContactListOwners,
-  getContactList,
-  replaceContactList,
-} from '../contacts/repository.js';
 import { parseContactListXml } from '../contacts/xml-document.js';
 import { serializeContactList } from '../contacts/xml-serialize.js';
 import { MessageService } from '../im/message.js';
@@ -17,7 +12,7 @@ import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.j
 import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
-import { MemoryPublicationStore, SqlPublicationStore } from '../presence/publications.js';
+import { MemoryPublicationStore, SharedPublicationStore } from '../presence/publications.js';
 import { type ContactListAccess, PresenceServer } from '../presence/server.js';
 import { ProxyCore } from '../proxy/core.js';
 import { Director } from '../proxy/director.js';
@@ -35,10 +30,12 @@ import { Registrar } from '../registrar/registrar.js';
 import { createTag } from '../sip/ids.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
 import { parseUri } from '../sip/uri.js';
+import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
 import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
 import { HomeRepository } from '../store/homes.js';
 import { openDatabase } from '../store/open.js';
 import { PgliteDatabase } from '../store/pglite.js';
+import { PublicationRepository } from '../store/publications.js';
 import { RegistrationRepository } from '../store/registrations.js';
 import { ServerRepository } from '../store/servers.js';
 import { sharedSecret } from '../store/settings.js';
@@ -91,6 +88,7 @@ export async function startServer(
 
     const users = new UserRepository(db);
     const homes = new HomeRepository(db);
+    const contactLists = new ContactListRepository(db);
     const domain = config.domain.toLowerCase();
     const location = new LocationTable();
     const metrics = createMetrics({
@@ -215,7 +213,6 @@ export async function startServer(
       ? new LocationMirror(
           location,
           new RegistrationRepository(db),
-          db,
           config.serverId,
           (flowId) => local.flowRoute(flowTokens.token(flowId)),
           componentLogger(log, 'registrar'),
@@ -232,7 +229,9 @@ export async function startServer(
       local,
       transactions,
       timers,
-      policy: new StorePresencePolicy(db, (aor) => (credentials.peek(aor) ? true : undefined)),
+      policy: new StorePresencePolicy({ users, contactLists }, (aor) =>
+        credentials.peek(aor) ? true : undefined,
+      ),
       resolveUri: (uri) => core.resolveUri(uri),
       flowById: (id) => transport.flow(id),
       log: componentLogger(log, 'presence'),
@@ -240,8 +239,10 @@ export async function startServer(
       defaultExpires: config.presence.defaultExpires,
       allowSameDomain: config.presence.allowSameDomain,
       onNotify: () => metrics.presenceNotifications.inc(),
-      contactLists: storedContactLists(db),
-      publications: pool ? new SqlPublicationStore(db, config.serverId) : new MemoryPublicationStore(),
+      contactLists: storedContactLists(contactLists),
+      publications: pool
+        ? new SharedPublicationStore(new PublicationRepository(db), db, config.serverId)
+        : new MemoryPublicationStore(),
     });
     await presence.start();
     // Lists change from clients (PUBLISH), imports and restores alike: every signed-in device
@@ -441,13 +442,13 @@ export async function startServer(
 }
 
 /** The `parley-contacts` event package's view of the stored contact lists. */
-function storedContactLists(db: Database): ContactListAccess {
-  const owner = async (aor: string) => (await findContactListOwners(db, [aor])).get(aor);
+function storedContactLists(lists: ContactListRepository): ContactListAccess {
+  const owner = async (aor: string) => (await lists.findOwners([aor])).get(aor);
   return {
     contentType: CONTACT_LIST_CONTENT_TYPE,
     async read(aor) {
       const o = await owner(aor);
-      const list = o ? await getContactList(db, o.id) : emptyContactList(`sip:${aor}`);
+      const list = o ? await lists.get(o.id) : emptyContactList(`sip:${aor}`);
       return { body: serializeContactList(list), version: list.version };
     },
     async replace(aor, body) {
@@ -458,7 +459,7 @@ function storedContactLists(db: Database): ContactListAccess {
       }
       const o = await owner(aor);
       if (!o) return { ok: false, reason: 'no such user' };
-      const change = await replaceContactList(db, o.id, parsed.list);
+      const change = await replaceContactList(lists, o.id, parsed.list);
       return { ok: true, version: change.version };
     },
   };
@@ -519,7 +520,7 @@ const DEAD_AFTER_MS = 20_000;
 async function sweepDeadServers(db: Database, servers: ServerRepository, self: string): Promise<void> {
   const dead = await servers.markStaleDown(new Date(Date.now() - DEAD_AFTER_MS));
   const registrations = new RegistrationRepository(db);
-  const publications = new SqlPublicationStore(db, self);
+  const publications = new PublicationRepository(db);
   for (const id of dead) {
     if (id === self) continue;
     await registrations.removeForServer(id);

@@ -1,12 +1,18 @@
 import type { Sql } from './sql.js';
 
+/** Change feed channel of shared presence state; the payload is the AOR whose state changed. */
+export const PRESENCE_CHANNEL = 'parley_presence';
+
 /** A PUBLISHed event state (RFC 3903), one per entity tag. */
 export interface Publication {
   aor: string;
   etag: string;
   contentType: string;
   body: string;
+  /** When the body last changed: composition ranks publications by it (src/presence/compose.ts). */
+  updatedAt: Date;
   expiresAt: Date;
+  /** The front-end the publishing endpoint is connected to. */
   serverId: string;
 }
 
@@ -15,11 +21,12 @@ interface PublicationRow {
   etag: string;
   content_type: string;
   body: string;
+  updated_at: Date;
   expires_at: Date;
   server_id: string;
 }
 
-const COLUMNS = 'aor, etag, content_type, body, expires_at, server_id';
+const COLUMNS = 'aor, etag, content_type, body, updated_at, expires_at, server_id';
 
 function toPublication(r: PublicationRow): Publication {
   return {
@@ -27,77 +34,89 @@ function toPublication(r: PublicationRow): Publication {
     etag: r.etag,
     contentType: r.content_type,
     body: r.body,
-    expiresAt: r.expires_at,
+    updatedAt: new Date(r.updated_at),
+    expiresAt: new Date(r.expires_at),
     serverId: r.server_id,
   };
 }
 
+/**
+ * Published presence shared by the front-ends of a pool (presence_publications), so a
+ * watcher on one front-end sees what an endpoint published on another. Every change is
+ * announced on PRESENCE_CHANNEL in the same transaction, so listeners hear of it once it
+ * is committed. Expiry is judged by the database clock, the one clock all front-ends share.
+ */
 export class PublicationRepository {
   constructor(private readonly sql: Sql) {}
 
-  async upsert(p: Publication): Promise<void> {
-    await this.sql.query(
-      `INSERT INTO presence_publications (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (etag) DO UPDATE SET aor = EXCLUDED.aor, content_type = EXCLUDED.content_type,
-         body = EXCLUDED.body, expires_at = EXCLUDED.expires_at, server_id = EXCLUDED.server_id, updated_at = now()`,
-      [p.aor, p.etag, p.contentType, p.body, p.expiresAt, p.serverId],
+  /** The unexpired state of one entity tag of the AOR. */
+  async get(aor: string, etag: string): Promise<Publication | undefined> {
+    const { rows } = await this.sql.query<PublicationRow>(
+      `SELECT ${COLUMNS} FROM presence_publications WHERE aor = $1 AND etag = $2 AND expires_at > now()`,
+      [aor, etag],
     );
+    return rows[0] ? toPublication(rows[0]) : undefined;
   }
 
-  async get(etag: string, now: Date = new Date()): Promise<Publication | undefined> {
-    const res = await this.sql.query<PublicationRow>(
-      `SELECT ${COLUMNS} FROM presence_publications WHERE etag = $1 AND expires_at > $2`,
-      [etag, now],
-    );
-    return res.rows[0] ? toPublication(res.rows[0]) : undefined;
+  /** Creates or refreshes a state (RFC 3903 4.1, 4.2). */
+  async save(p: Publication): Promise<void> {
+    await this.sql.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO presence_publications (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (etag) DO UPDATE SET body = EXCLUDED.body, expires_at = EXCLUDED.expires_at,
+           server_id = EXCLUDED.server_id, updated_at = EXCLUDED.updated_at`,
+        [p.aor, p.etag, p.contentType, p.body, p.updatedAt, p.expiresAt, p.serverId],
+      );
+      await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, p.aor]);
+    });
   }
 
   /**
-   * RFC 3903 4.4: a refresh or modify carries SIP-If-Match and gets a new entity tag.
-   * Moves the state to newEtag, with a new body when modifying; false when the old tag is
-   * unknown or expired (the caller answers 412).
+   * Removes one state (RFC 3903 4.3, or its expiry); with `onlyIfExpired`, only when it was
+   * not refreshed meanwhile, perhaps through another front-end.
    */
-  async replace(
-    oldEtag: string,
-    next: { etag: string; expiresAt: Date; body?: string; contentType?: string },
-    now: Date = new Date(),
-  ): Promise<boolean> {
-    const res = await this.sql.query(
-      `UPDATE presence_publications SET etag = $2, expires_at = $3,
-         body = coalesce($4, body), content_type = coalesce($5, content_type), updated_at = now()
-       WHERE etag = $1 AND expires_at > $6`,
-      [oldEtag, next.etag, next.expiresAt, next.body ?? null, next.contentType ?? null, now],
+  async remove(aor: string, etag: string, onlyIfExpired = false): Promise<boolean> {
+    return this.sql.transaction(async (tx) => {
+      const res = await tx.query(
+        `DELETE FROM presence_publications WHERE aor = $1 AND etag = $2${onlyIfExpired ? ' AND expires_at <= now()' : ''}`,
+        [aor, etag],
+      );
+      if (res.affectedRows > 0) await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, aor]);
+      return res.affectedRows > 0;
+    });
+  }
+
+  /** Every state of the AOR (the user signed out everywhere); returns how many went. */
+  async removeAll(aor: string): Promise<number> {
+    return this.sql.transaction(async (tx) => {
+      const res = await tx.query('DELETE FROM presence_publications WHERE aor = $1', [aor]);
+      if (res.affectedRows > 0) await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, aor]);
+      return res.affectedRows;
+    });
+  }
+
+  /** The AOR's unexpired states, oldest change first. */
+  async listForAor(aor: string): Promise<Publication[]> {
+    const { rows } = await this.sql.query<PublicationRow>(
+      `SELECT ${COLUMNS} FROM presence_publications WHERE aor = $1 AND expires_at > now() ORDER BY updated_at, etag`,
+      [aor],
     );
-    return res.affectedRows > 0;
+    return rows.map(toPublication);
   }
 
-  async listForAor(aor: string, now: Date = new Date()): Promise<Publication[]> {
-    const res = await this.sql.query<PublicationRow>(
-      `SELECT ${COLUMNS} FROM presence_publications WHERE aor = $1 AND expires_at > $2 ORDER BY updated_at, etag`,
-      [aor, now],
-    );
-    return res.rows.map(toPublication);
-  }
-
-  async remove(etag: string): Promise<boolean> {
-    const res = await this.sql.query('DELETE FROM presence_publications WHERE etag = $1', [etag]);
-    return res.affectedRows > 0;
-  }
-
-  /** Returns the AORs whose state changed, so presence can notify their watchers. */
-  async removeExpired(now: Date = new Date()): Promise<string[]> {
-    const res = await this.sql.query<{ aor: string }>(
-      'DELETE FROM presence_publications WHERE expires_at <= $1 RETURNING aor',
-      [now],
-    );
-    return [...new Set(res.rows.map((r) => r.aor))].sort();
-  }
-
+  /**
+   * Drops what a dead server's endpoints published; their watchers learn it at once.
+   * Returns the AORs whose state changed.
+   */
   async removeForServer(serverId: string): Promise<string[]> {
-    const res = await this.sql.query<{ aor: string }>(
-      'DELETE FROM presence_publications WHERE server_id = $1 RETURNING aor',
-      [serverId],
-    );
-    return [...new Set(res.rows.map((r) => r.aor))].sort();
+    return this.sql.transaction(async (tx) => {
+      const { rows } = await tx.query<{ aor: string }>(
+        'DELETE FROM presence_publications WHERE server_id = $1 RETURNING aor',
+        [serverId],
+      );
+      const aors = [...new Set(rows.map((r) => r.aor))].sort();
+      for (const aor of aors) await tx.query('SELECT pg_notify($1, $2)', [PRESENCE_CHANNEL, aor]);
+      return aors;
+    });
   }
 }

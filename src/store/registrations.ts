@@ -96,11 +96,15 @@ export class RegistrationRepository {
     return res.affectedRows;
   }
 
-  async removeBinding(aor: string, contact: string): Promise<boolean> {
-    const res = await this.sql.query('DELETE FROM registrations WHERE aor = $1 AND contact = $2', [
-      aor,
-      contact,
-    ]);
+  /**
+   * Removes a binding the server holds, and only its row: the endpoint may already have
+   * registered again through another front-end.
+   */
+  async removeBinding(aor: string, contact: string, serverId: string): Promise<boolean> {
+    const res = await this.sql.query(
+      'DELETE FROM registrations WHERE aor = $1 AND contact = $2 AND server_id = $3',
+      [aor, contact, serverId],
+    );
     return res.affectedRows > 0;
   }
 

@@ -72,6 +72,15 @@ export class ServerRepository {
     return res.affectedRows > 0;
   }
 
+  /**
+   * The database's clock, which stamps every heartbeat: ages computed against it hold
+   * whatever the clock of the host asking says.
+   */
+  async clock(): Promise<Date> {
+    const res = await this.sql.query<{ now: Date }>('SELECT now() AS now');
+    return new Date(res.rows[0].now);
+  }
+
   async get(id: string): Promise<ServerRecord | undefined> {
     const res = await this.sql.query<ServerRow>(`SELECT ${COLUMNS} FROM servers WHERE id = $1`, [id]);
     return res.rows[0] ? toServer(res.rows[0]) : undefined;

@@ -1,3 +1,4 @@
+import { ContactListRepository } from './contact-lists.js';
 import { DirectoryJournalRepository } from './directory-journal.js';
 import { FederationRepository } from './federation.js';
 import { HomeRepository } from './homes.js';
@@ -5,7 +6,6 @@ import { PublicationRepository } from './publications.js';
 import { RegistrationRepository } from './registrations.js';
 import { ServerRepository } from './servers.js';
 import type { Database, Sql } from './sql.js';
-import { SubscriptionRepository } from './subscriptions.js';
 import { UserRepository } from './users.js';
 
 /** The repositories, bound to one Sql: the database itself, or a transaction. */
@@ -13,8 +13,8 @@ export interface Repositories {
   users: UserRepository;
   homes: HomeRepository;
   registrations: RegistrationRepository;
-  subscriptions: SubscriptionRepository;
   publications: PublicationRepository;
+  contactLists: ContactListRepository;
   servers: ServerRepository;
   federation: FederationRepository;
   directoryJournal: DirectoryJournalRepository;
@@ -32,8 +32,8 @@ export function createRepositories(sql: Sql): Repositories {
     users: new UserRepository(sql),
     homes: new HomeRepository(sql),
     registrations: new RegistrationRepository(sql),
-    subscriptions: new SubscriptionRepository(sql),
     publications: new PublicationRepository(sql),
+    contactLists: new ContactListRepository(sql),
     servers: new ServerRepository(sql),
     federation: new FederationRepository(sql),
     directoryJournal: new DirectoryJournalRepository(sql),

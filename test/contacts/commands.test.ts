@@ -8,7 +8,8 @@ import ContactsRestore from '../../commands/contacts/restore.js';
 import DbBackup from '../../commands/db/backup.js';
 import DbRestore from '../../commands/db/restore.js';
 import { generateContactList } from '../../src/contacts/generate.js';
-import { replaceContactList } from '../../src/contacts/repository.js';
+import { replaceContactList } from '../../src/contacts/lists.js';
+import { ContactListRepository } from '../../src/store/contact-lists.js';
 import { openDatabase } from '../../src/store/open.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -48,7 +49,11 @@ beforeAll(async () => {
       "INSERT INTO users (aor) SELECT 'user' || g || '@example.com' FROM generate_series(0, 19) g RETURNING id",
     );
     for (let i = 0; i < 20; i++)
-      await replaceContactList(db, Number(rows[i].id), generateContactList(i, 5, 20));
+      await replaceContactList(
+        new ContactListRepository(db),
+        Number(rows[i].id),
+        generateContactList(i, 5, 20),
+      );
   });
   await withStore(target, async (db) => {
     await db.query(

@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportContactLists, fileNameForAor } from '../../src/contacts/export.js';
 import { generateContactList } from '../../src/contacts/generate.js';
 import { importContactLists } from '../../src/contacts/import.js';
-import { getContactList, replaceContactList } from '../../src/contacts/repository.js';
+import { replaceContactList } from '../../src/contacts/lists.js';
 import { restoreContactList } from '../../src/contacts/restore.js';
 import type { PgliteDatabase } from '../../src/store/pglite.js';
+import { createStore } from '../../src/store/store.js';
 import { createTestDatabase } from '../support/database.js';
 
 const USERS = 120;
@@ -45,12 +46,12 @@ beforeAll(async () => {
   const ids = await createUsers(source, USERS, 'pool1');
   for (let i = 0; i < USERS; i++) {
     const list = generateContactList(i, CONTACTS, USERS);
-    await replaceContactList(source, ids.get(`user${i}@example.com`)!, list);
+    await replaceContactList(createStore(source).contactLists, ids.get(`user${i}@example.com`)!, list);
   }
   // The target knows every user but one, and has a list of its own for user5.
   const targetIds = await createUsers(target, USERS);
   await target.query("DELETE FROM users WHERE aor = 'user7@example.com'");
-  await replaceContactList(target, targetIds.get('user5@example.com')!, {
+  await replaceContactList(createStore(target).contactLists, targetIds.get('user5@example.com')!, {
     user: '',
     version: 0,
     groups: [],
@@ -67,7 +68,11 @@ afterAll(async () => {
 describe('export and import', () => {
   it('exports all users to one file with a manifest of counts and checksums', async () => {
     const out = join(dir, 'all.xml');
-    const result = await exportContactLists(source, { scope: { kind: 'all' }, out, pageSize: 25 });
+    const result = await exportContactLists(createStore(source), {
+      scope: { kind: 'all' },
+      out,
+      pageSize: 25,
+    });
     expect(result).toMatchObject({ layout: 'file', users: USERS, files: 1 });
     const manifest = JSON.parse(readFileSync(`${out}.manifest.json`, 'utf8'));
     const bytes = readFileSync(out);
@@ -100,7 +105,7 @@ describe('export and import', () => {
     const bad = join(dir, 'bad.xml');
     writeFileSync(bad, lines.join('\n'));
     const before = await snapshot(target);
-    const result = await importContactLists(target, { file: bad, mode: 'replace' });
+    const result = await importContactLists(createStore(target), { file: bad, mode: 'replace' });
     expect(result.status).toBe('invalid');
     expect(result.errors).toEqual([
       { line: at + 1, column: 16, reason: expect.stringMatching(/is not a SIP address/) },
@@ -121,7 +126,7 @@ describe('export and import', () => {
 </contact-lists>
 `,
     );
-    const result = await importContactLists(target, { file });
+    const result = await importContactLists(createStore(target), { file });
     expect(result.status).toBe('invalid');
     expect(result.errors).toEqual([
       { line: 3, column: 84, reason: 'duplicate contact sip:a@x.com' },
@@ -131,7 +136,7 @@ describe('export and import', () => {
 
   it('dry run reports what would change and writes nothing', async () => {
     const before = await snapshot(target);
-    const result = await importContactLists(target, {
+    const result = await importContactLists(createStore(target), {
       file: join(dir, 'all.xml'),
       mode: 'merge',
       dryRun: true,
@@ -147,7 +152,7 @@ describe('export and import', () => {
 
   it('merges into a store, reports the unknown user, keeps existing contacts, and a re-run is idempotent', async () => {
     const file = join(dir, 'all.xml');
-    const result = await importContactLists(target, { file, mode: 'merge', batchSize: 16 });
+    const result = await importContactLists(createStore(target), { file, mode: 'merge', batchSize: 16 });
     expect(result.status).toBe('partial');
     expect(result.failures).toEqual([
       {
@@ -161,11 +166,11 @@ describe('export and import', () => {
     expect(result.imported).toBe(USERS - 1);
     const id5 = (await target.query<{ id: number }>("SELECT id FROM users WHERE aor = 'user5@example.com'"))
       .rows[0].id;
-    const five = await getContactList(target, Number(id5));
+    const five = await createStore(target).contactLists.get(Number(id5));
     expect(five.contacts[0].uri).toBe('sip:keep@example.net');
     expect(five.contacts.length).toBe(generateContactList(5, CONTACTS, USERS).contacts.length + 1);
     const before = await snapshot(target);
-    const again = await importContactLists(target, { file, mode: 'merge' });
+    const again = await importContactLists(createStore(target), { file, mode: 'merge' });
     expect(again).toMatchObject({ status: 'partial', changed: 0, unchanged: USERS - 1 });
     expect(await snapshot(target)).toBe(before);
   });
@@ -175,14 +180,14 @@ describe('export and import', () => {
     try {
       await createUsers(empty, USERS);
       const file = join(dir, 'all.xml');
-      const result = await importContactLists(empty, { file, mode: 'replace' });
+      const result = await importContactLists(createStore(empty), { file, mode: 'replace' });
       expect(result).toMatchObject({ status: 'complete', imported: USERS, failures: [] });
       const again = join(dir, 'again.xml');
-      await exportContactLists(empty, { scope: { kind: 'all' }, out: again, pageSize: 7 });
+      await exportContactLists(createStore(empty), { scope: { kind: 'all' }, out: again, pageSize: 7 });
       expect(readFileSync(again).equals(readFileSync(file))).toBe(true);
       // and per-user files: the same documents as the single file's users
       const perUser = join(dir, 'per-user');
-      const exported = await exportContactLists(empty, { scope: { kind: 'all' }, out: perUser });
+      const exported = await exportContactLists(createStore(empty), { scope: { kind: 'all' }, out: perUser });
       expect(exported).toMatchObject({ layout: 'per-user', files: USERS, users: USERS });
       expect(readdirSync(perUser)).toContain(fileNameForAor('user42@example.com'));
       const manifest = JSON.parse(readFileSync(join(perUser, 'manifest.json'), 'utf8'));
@@ -199,23 +204,23 @@ describe('export and import', () => {
   });
 
   it('exports one home, or one user, and refuses an unknown user', async () => {
-    const home = await exportContactLists(source, {
+    const home = await exportContactLists(createStore(source), {
       scope: { kind: 'home', home: 'pool1' },
       out: join(dir, 'home.xml'),
     });
     expect(home.users).toBe(USERS);
-    const none = await exportContactLists(source, {
+    const none = await exportContactLists(createStore(source), {
       scope: { kind: 'home', home: 'elsewhere' },
       out: join(dir, 'none.xml'),
     });
     expect(none.users).toBe(0);
-    const one = await exportContactLists(source, {
+    const one = await exportContactLists(createStore(source), {
       scope: { kind: 'user', aor: 'user3@example.com' },
       out: join(dir, 'one.xml'),
     });
     expect(one.users).toBe(1);
     await expect(
-      exportContactLists(source, {
+      exportContactLists(createStore(source), {
         scope: { kind: 'user', aor: 'nobody@example.com' },
         out: join(dir, 'nobody.xml'),
       }),
@@ -226,7 +231,7 @@ describe('export and import', () => {
     const id9 = Number(
       (await target.query<{ id: number }>("SELECT id FROM users WHERE aor = 'user9@example.com'")).rows[0].id,
     );
-    await replaceContactList(target, id9, {
+    await replaceContactList(createStore(target).contactLists, id9, {
       user: '',
       version: 0,
       groups: [],
@@ -242,9 +247,9 @@ describe('export and import', () => {
       [id9],
     );
     for (const from of [join(dir, 'all.xml'), join(dir, 'per-user')]) {
-      const result = await restoreContactList(target, { user: 'sip:user9@example.com', from });
+      const result = await restoreContactList(createStore(target), { user: 'sip:user9@example.com', from });
       expect(result).toMatchObject({ status: 'complete', imported: 1, checksumVerified: true });
-      const restored = await getContactList(target, id9);
+      const restored = await createStore(target).contactLists.get(id9);
       const expected = generateContactList(9, CONTACTS, USERS);
       expect(restored.contacts).toEqual(expected.contacts);
       expect(
@@ -264,8 +269,8 @@ describe('export and import', () => {
     const perUser = join(dir, 'per-user');
     const file = join(perUser, 'user11@example.com.xml');
     writeFileSync(file, readFileSync(file, 'utf8').replace('version="', 'version="1'));
-    await expect(restoreContactList(target, { user: 'user11@example.com', from: perUser })).rejects.toThrow(
-      /does not match the sha256/,
-    );
+    await expect(
+      restoreContactList(createStore(target), { user: 'user11@example.com', from: perUser }),
+    ).rejects.toThrow(/does not match the sha256/);
   });
 });

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportContactLists } from '../../src/contacts/export.js';
-import { seedContactLists } from '../../src/contacts/generate.js';
 import { openDatabase } from '../../src/store/open.js';
+import { seedContactLists } from '../../src/store/seed.js';
+import { createStore } from '../../src/store/store.js';
 import { runCli } from '../support/cli.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 
@@ -29,7 +30,7 @@ describe('contacts import when the store goes away', () => {
     const source = await openDatabase({ url: sourceUrl });
     await seedContactLists(source, USERS, 50);
     file = join(dir, 'all.xml');
-    await exportContactLists(source, { scope: { kind: 'all' }, out: file });
+    await exportContactLists(createStore(source), { scope: { kind: 'all' }, out: file });
     await source.close();
     // The target knows the users and has no lists yet: the import has a lot to write.
     targetUrl = await postgres.createDatabase();

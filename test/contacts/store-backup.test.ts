@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateContactList } from '../../src/contacts/generate.js';
-import { replaceContactList } from '../../src/contacts/repository.js';
+import { replaceContactList } from '../../src/contacts/lists.js';
 import { backupStore, restoreStore } from '../../src/store/backup.js';
+import { ContactListRepository } from '../../src/store/contact-lists.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
 import type { Database } from '../../src/store/sql.js';
@@ -26,7 +27,11 @@ async function seed(db: Database): Promise<void> {
     "INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256) SELECT id, 'example.com', md5(aor), md5(aor) || md5(aor) FROM users",
   );
   for (let i = 0; i < 40; i++)
-    await replaceContactList(db, Number(rows[i].id), generateContactList(i, 30, 3000));
+    await replaceContactList(
+      new ContactListRepository(db),
+      Number(rows[i].id),
+      generateContactList(i, 30, 3000),
+    );
   await db.query(
     `INSERT INTO registrations (aor, contact, call_id, cseq, expires_at, q, user_agent, server_id, flow_id)
      VALUES ('user1@example.com', 'sip:user1@10.0.0.1:5060;transport=tcp', 'abc', 7, '2026-11-26T10:00:00.123456Z', 0.7, 'Jitsi "x"', 'fe1', 'f1')`,

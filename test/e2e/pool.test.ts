@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findContactListOwners, getContactList, replaceContactList } from '../../src/contacts/repository.js';
+import { replaceContactList } from '../../src/contacts/lists.js';
+import { ContactListRepository } from '../../src/store/contact-lists.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
 import type { Database } from '../../src/store/sql.js';
 import { runCli } from '../support/cli.js';
@@ -157,15 +158,16 @@ Content-Length: 0
   }, 120_000);
 
   it('survives kill -9 of a front-end: clients re-register, stale registrations are cleaned up, nothing is lost', async () => {
-    const bobOwner = (await findContactListOwners(db, [`bob@${DOMAIN}`])).get(`bob@${DOMAIN}`)!;
-    await replaceContactList(db, bobOwner.id, {
+    const lists = new ContactListRepository(db);
+    const bobOwner = (await lists.findOwners([`bob@${DOMAIN}`])).get(`bob@${DOMAIN}`)!;
+    await replaceContactList(lists, bobOwner.id, {
       user: `sip:bob@${DOMAIN}`,
       version: 0,
       groups: [{ name: 'Team' }],
       contacts: [{ uri: `sip:alice@${DOMAIN}`, displayName: 'Alice', subscribed: true, groups: ['Team'] }],
       accessRules: [],
     });
-    const before = await getContactList(db, bobOwner.id);
+    const before = await lists.get(bobOwner.id);
 
     const bobFe = (await frontendOf(db, `bob@${DOMAIN}`))!;
     const victim = pool.frontends.find((f) => f.id === bobFe)!;
@@ -218,7 +220,7 @@ Content-Length: 0
     );
     const { rows: users } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
     expect(users[0].n).toBe(3);
-    const after = await getContactList(db, bobOwner.id);
+    const after = await lists.get(bobOwner.id);
     expect(after.contacts).toEqual(before.contacts);
   }, 150_000);
 });

@@ -1,11 +1,17 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  CONTACT_LISTS_CHANNEL,
+  type ContactList,
+  type ContactListDecision,
+} from '../../src/store/contact-lists.js';
 import type { Join } from '../../src/store/directory-journal.js';
 import { FEDERATION_CHANNEL } from '../../src/store/federation.js';
 import { appliedMigrations, currentVersion, loadMigrations, migrate } from '../../src/store/migrate.js';
+import { PRESENCE_CHANNEL, type Publication } from '../../src/store/publications.js';
 import type { NewBinding } from '../../src/store/registrations.js';
+import { seedContactLists } from '../../src/store/seed.js';
 import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
-import type { Subscription } from '../../src/store/subscriptions.js';
 import { type DirectoryUser, USERS_CHANNEL, UserExistsError } from '../../src/store/users.js';
 
 export interface EngineFactory {
@@ -46,23 +52,23 @@ function binding(
   };
 }
 
-function subscription(id: string, extra: Partial<Subscription> = {}): Subscription {
+/**
+ * Collects a channel's payloads. `settled()` sends a marker through the same feed and waits
+ * for it, so everything notified before it has arrived: what is missing then was not sent.
+ */
+async function recordChannel(db: Database, channel: string) {
+  const got: string[] = [];
+  const stop = await db.listen(channel, (p) => got.push(p));
+  let marks = 0;
   return {
-    id,
-    event: 'presence',
-    presentity: 'alice@example.com',
-    watcher: 'bob@example.com',
-    callId: `call-${id}`,
-    localTag: 'lt',
-    remoteTag: 'rt',
-    remoteTarget: 'sip:bob@10.0.0.2:5060;transport=tcp',
-    routeSet: ['<sip:edge.example.com;lr>', '<sip:dir.example.com;lr>'],
-    localCseq: 0,
-    expiresAt: at(3600),
-    status: 'active',
-    serverId: 'fe1',
-    flowId: 'flow-1',
-    ...extra,
+    got,
+    stop,
+    async settled(): Promise<string[]> {
+      const mark = `--mark-${++marks}--`;
+      await db.notify(channel, mark);
+      await expect.poll(() => got.includes(mark)).toBe(true);
+      return got.splice(0).filter((p) => !p.startsWith('--mark-'));
+    },
   };
 }
 
@@ -423,8 +429,10 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
           contact: 'sip:a@1',
           cseq: 2,
         });
-        expect(await store.registrations.removeBinding('a@x', 'sip:a@1')).toBe(true);
-        expect(await store.registrations.removeBinding('a@x', 'sip:a@1')).toBe(false);
+        // Only the row of the server asking: the endpoint may have moved to another front-end.
+        expect(await store.registrations.removeBinding('a@x', 'sip:a@1', 'fe2')).toBe(false);
+        expect(await store.registrations.removeBinding('a@x', 'sip:a@1', 'fe1')).toBe(true);
+        expect(await store.registrations.removeBinding('a@x', 'sip:a@1', 'fe1')).toBe(false);
         expect(await store.registrations.removeAllForAor('a@x')).toBe(2);
       });
 
@@ -454,93 +462,305 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
     });
 
     describe('publications', () => {
-      const pub = (etag: string, aor: string, expiresIn: number, serverId = 'fe1') => ({
+      // Expiry is judged by the database clock: times are relative to now.
+      const inSeconds = (n: number) => new Date(Math.floor(Date.now() / 1000) * 1000 + n * 1000);
+      const pub = (etag: string, aor: string, expiresIn: number, extra: Partial<Publication> = {}) => ({
         aor,
         etag,
         contentType: 'application/pidf+xml',
         body: `<presence entity="sip:${aor}"/>`,
-        expiresAt: at(expiresIn),
-        serverId,
+        updatedAt: inSeconds(-60),
+        expiresAt: inSeconds(expiresIn),
+        serverId: 'fe1',
+        ...extra,
       });
 
-      it('upserts, replaces entity tags, lists and removes', async () => {
-        await store.publications.upsert(pub('e1', 'a@x', 100));
-        await store.publications.upsert(pub('e2', 'a@x', 100));
-        expect(await store.publications.get('e1', T0)).toEqual(pub('e1', 'a@x', 100));
-        expect(await store.publications.get('e1', at(200))).toBeUndefined();
-        expect(
-          await store.publications.replace('e1', { etag: 'e3', expiresAt: at(500), body: '<new/>' }, T0),
-        ).toBe(true);
-        expect(await store.publications.replace('e1', { etag: 'e4', expiresAt: at(500) }, T0)).toBe(false);
-        expect(await store.publications.get('e3', T0)).toMatchObject({ body: '<new/>', expiresAt: at(500) });
-        expect(await store.publications.replace('e3', { etag: 'e5', expiresAt: at(600) }, T0)).toBe(true);
-        expect(await store.publications.get('e5', T0)).toMatchObject({ body: '<new/>' });
-        expect(await store.publications.replace('e2', { etag: 'e6', expiresAt: at(600) }, at(150))).toBe(
-          false,
-        );
-        expect((await store.publications.listForAor('a@x', T0)).map((p) => p.etag).sort()).toEqual([
-          'e2',
-          'e5',
-        ]);
-        expect(await store.publications.remove('e5')).toBe(true);
-        expect(await store.publications.remove('e5')).toBe(false);
+      it('saves, refreshes, lists unexpired states in change order, and removes', async () => {
+        const feed = await recordChannel(db, PRESENCE_CHANNEL);
+        try {
+          await store.publications.save(pub('e1', 'a@x', 3600));
+          await store.publications.save(pub('e2', 'a@x', 3600, { updatedAt: inSeconds(-120) }));
+          await store.publications.save(pub('e3', 'a@x', -5));
+          expect(await store.publications.get('a@x', 'e1')).toEqual(pub('e1', 'a@x', 3600));
+          expect(await store.publications.get('b@x', 'e1')).toBeUndefined();
+          expect(await store.publications.get('a@x', 'e3')).toBeUndefined();
+          expect((await store.publications.listForAor('a@x')).map((p) => p.etag)).toEqual(['e2', 'e1']);
+          const refreshed = pub('e2', 'a@x', 7200, {
+            body: '<new/>',
+            updatedAt: inSeconds(0),
+            serverId: 'fe2',
+          });
+          await store.publications.save(refreshed);
+          expect(await store.publications.listForAor('a@x')).toEqual([pub('e1', 'a@x', 3600), refreshed]);
+          expect(await feed.settled()).toEqual(['a@x', 'a@x', 'a@x', 'a@x']);
+
+          // A refreshed state is not removed as expired; an expired one is, once.
+          expect(await store.publications.remove('a@x', 'e1', true)).toBe(false);
+          expect(await store.publications.remove('a@x', 'e3', true)).toBe(true);
+          expect(await store.publications.remove('a@x', 'e3')).toBe(false);
+          expect(await store.publications.remove('b@x', 'e1')).toBe(false);
+          expect(await store.publications.remove('a@x', 'e1')).toBe(true);
+          expect(await feed.settled()).toEqual(['a@x', 'a@x']);
+
+          expect(await store.publications.removeAll('a@x')).toBe(1);
+          expect(await store.publications.removeAll('a@x')).toBe(0);
+          expect(await store.publications.listForAor('a@x')).toEqual([]);
+          expect(await feed.settled()).toEqual(['a@x']);
+        } finally {
+          await feed.stop();
+        }
       });
 
-      it('expires and removes by server, reporting affected AORs', async () => {
-        await store.publications.upsert(pub('e1', 'a@x', 10));
-        await store.publications.upsert(pub('e2', 'a@x', 20));
-        await store.publications.upsert(pub('e3', 'b@x', 100, 'fe2'));
-        await store.publications.upsert(pub('e4', 'c@x', 100));
-        expect(await store.publications.removeExpired(at(50))).toEqual(['a@x']);
-        expect(await store.publications.removeForServer('fe2')).toEqual(['b@x']);
-        expect((await store.publications.listForAor('c@x', T0)).map((p) => p.etag)).toEqual(['e4']);
+      it("removes a dead server's states and announces each AOR once", async () => {
+        await store.publications.save(pub('e1', 'b@x', 3600, { serverId: 'fe2' }));
+        await store.publications.save(pub('e2', 'b@x', 3600, { serverId: 'fe2' }));
+        await store.publications.save(pub('e3', 'a@x', 3600, { serverId: 'fe2' }));
+        await store.publications.save(pub('e4', 'c@x', 3600));
+        const feed = await recordChannel(db, PRESENCE_CHANNEL);
+        try {
+          expect(await store.publications.removeForServer('fe2')).toEqual(['a@x', 'b@x']);
+          expect(await store.publications.removeForServer('fe2')).toEqual([]);
+          expect((await feed.settled()).sort()).toEqual(['a@x', 'b@x']);
+          expect((await store.publications.listForAor('c@x')).map((p) => p.etag)).toEqual(['e4']);
+        } finally {
+          await feed.stop();
+        }
+      });
+
+      it('announces nothing when a save rolls back', async () => {
+        const feed = await recordChannel(db, PRESENCE_CHANNEL);
+        try {
+          await expect(
+            store.transaction(async (tx) => {
+              await tx.publications.save(pub('e1', 'a@x', 3600));
+              throw new Error('rollback');
+            }),
+          ).rejects.toThrow('rollback');
+          expect(await feed.settled()).toEqual([]);
+          expect(await store.publications.listForAor('a@x')).toEqual([]);
+        } finally {
+          await feed.stop();
+        }
       });
     });
 
-    describe('subscriptions', () => {
-      it('stores dialog state and finds watchers', async () => {
-        await store.subscriptions.upsert(subscription('s1'));
-        await store.subscriptions.upsert(
-          subscription('s2', { watcher: 'carol@example.com', serverId: 'fe2' }),
-        );
-        await store.subscriptions.upsert(subscription('s3', { event: 'presence.winfo' }));
-        expect(await store.subscriptions.get('s1')).toEqual(subscription('s1'));
-        expect(await store.subscriptions.get('nope')).toBeUndefined();
-        const watchers = await store.subscriptions.listForPresentity('alice@example.com', 'presence', T0);
-        expect(watchers.map((s) => s.id)).toEqual(['s1', 's2']);
-        expect((await store.subscriptions.listForWatcher('carol@example.com', T0)).map((s) => s.id)).toEqual([
-          's2',
-        ]);
-        expect((await store.subscriptions.listForServer('fe2', T0)).map((s) => s.id)).toEqual(['s2']);
-        expect(await store.subscriptions.nextLocalCseq('s1')).toBe(1);
-        expect(await store.subscriptions.nextLocalCseq('s1')).toBe(2);
-        expect(await store.subscriptions.nextLocalCseq('nope')).toBeUndefined();
-        expect(await store.subscriptions.refresh('s1', at(7200), 'pending')).toBe(true);
-        expect(await store.subscriptions.get('s1')).toMatchObject({
-          expiresAt: at(7200),
-          status: 'pending',
-          localCseq: 2,
+    describe('contact lists', () => {
+      // Group names travel as array literals: quotes, backslashes, braces and commas must survive.
+      const QUOTED = 'say "hi" a\\b {x,y} NULL';
+      const list = (user: string, version: number, extra: Partial<ContactList> = {}): ContactList => ({
+        user: `sip:${user}`,
+        version,
+        groups: [{ name: 'Team' }, { name: 'Friends' }, { name: QUOTED }],
+        contacts: [
+          { uri: 'sip:bob@example.com', displayName: 'Bob "B"', subscribed: true, groups: [QUOTED, 'Team'] },
+          {
+            uri: 'sip:carol@example.com',
+            displayName: '',
+            subscribed: false,
+            groups: ['Friends', 'Undeclared', 'Team'],
+          },
+        ],
+        accessRules: [
+          { pattern: 'example.com', action: 'allow' },
+          { pattern: '*', action: 'block' },
+        ],
+        ...extra,
+      });
+      /** Stores `next` as it is, whatever the stored list was; reports the list it replaced. */
+      const put =
+        (next: ContactList) =>
+        (current: ContactList): ContactListDecision<ContactList> => ({
+          next,
+          contentChanged: JSON.stringify(current.contacts) !== JSON.stringify(next.contacts),
+          report: current,
         });
-        expect(await store.subscriptions.moveFlow('s1', 'fe3', 'flow-9')).toBe(true);
-        expect(await store.subscriptions.get('s1')).toMatchObject({ serverId: 'fe3', flowId: 'flow-9' });
-        expect(await store.subscriptions.countActive(T0)).toBe(3);
-        expect(await store.subscriptions.remove('s3')).toBe(true);
-        expect(await store.subscriptions.remove('s3')).toBe(false);
+      const newUsers = async (...aors: string[]) => {
+        const ids: number[] = [];
+        for (const aor of aors) ids.push((await store.users.createUser({ aor })).id);
+        return ids;
+      };
+
+      it('reads an empty list at version 0, finds owners by aor', async () => {
+        const [alice] = await newUsers('alice@example.com');
+        expect(await store.contactLists.get(alice)).toEqual({
+          user: 'sip:alice@example.com',
+          version: 0,
+          groups: [],
+          contacts: [],
+          accessRules: [],
+        });
+        await expect(store.contactLists.get(alice + 1000)).rejects.toThrow(/no user/);
+        const owners = await store.contactLists.findOwners(['alice@example.com', 'nobody@example.com']);
+        expect([...owners.values()]).toEqual([{ id: alice, aor: 'alice@example.com' }]);
+        expect(await store.contactLists.findOwners([])).toEqual(new Map());
       });
 
-      it('expires and removes by server', async () => {
-        await store.subscriptions.upsert(subscription('s1', { expiresAt: at(10), routeSet: [] }));
-        await store.subscriptions.upsert(subscription('s2', { serverId: 'fe2' }));
-        await store.subscriptions.upsert(subscription('s3'));
-        const expired = await store.subscriptions.removeExpired(at(50));
-        expect(expired.map((s) => s.id)).toEqual(['s1']);
-        expect(expired[0].routeSet).toEqual([]);
-        expect(await store.subscriptions.removeForServer('fe2')).toBe(1);
-        expect(await store.subscriptions.countActive(at(50))).toBe(1);
+      it('writes lists in one transaction, in stored form, and announces every new version', async () => {
+        const [alice, bob] = await newUsers('alice@example.com', 'bob@example.com');
+        const feed = await recordChannel(db, CONTACT_LISTS_CHANNEL);
+        try {
+          const previous = await store.contactLists.write([
+            { userId: bob, decide: put(list('bob@example.com', 1)) },
+            { userId: alice, decide: put(list('alice@example.com', 7)) },
+          ]);
+          expect(previous.map((l) => l.version)).toEqual([0, 0]);
+          const stored = await store.contactLists.get(alice);
+          expect(stored).toEqual({
+            ...list('alice@example.com', 7),
+            // Rules in pattern order, a contact's groups in list order and only the list's own.
+            accessRules: [
+              { pattern: '*', action: 'block' },
+              { pattern: 'example.com', action: 'allow' },
+            ],
+            contacts: [
+              { ...list('alice@example.com', 7).contacts[0], groups: ['Team', QUOTED] },
+              { ...list('alice@example.com', 7).contacts[1], groups: ['Team', 'Friends'] },
+            ],
+          });
+          const many = await store.contactLists.getMany([
+            { id: alice, aor: 'alice@example.com' },
+            { id: bob, aor: 'bob@example.com' },
+          ]);
+          expect(many.get(alice)).toEqual(stored);
+          expect(many.get(bob)?.version).toBe(1);
+          expect((await feed.settled()).sort()).toEqual(['alice@example.com', 'bob@example.com']);
+
+          // Same version, same contents: nothing written, nothing announced.
+          await store.contactLists.write([{ userId: alice, decide: put(stored) }]);
+          // A new version without notification (imports can ask for that).
+          await store.contactLists.write([{ userId: bob, decide: put(list('bob@example.com', 2)) }], {
+            notify: false,
+          });
+          expect(await feed.settled()).toEqual([]);
+          expect((await store.contactLists.get(bob)).version).toBe(2);
+
+          // Emptying a list clears its rows.
+          await store.contactLists.write([
+            {
+              userId: alice,
+              decide: put(list('alice@example.com', 8, { groups: [], contacts: [], accessRules: [] })),
+            },
+          ]);
+          expect(await store.contactLists.get(alice)).toEqual({
+            user: 'sip:alice@example.com',
+            version: 8,
+            groups: [],
+            contacts: [],
+            accessRules: [],
+          });
+          expect(await feed.settled()).toEqual(['alice@example.com']);
+        } finally {
+          await feed.stop();
+        }
+      });
+
+      it('writes all of a batch or none of it, and announces nothing that rolled back', async () => {
+        const [alice] = await newUsers('alice@example.com');
+        const feed = await recordChannel(db, CONTACT_LISTS_CHANNEL);
+        try {
+          await expect(
+            store.contactLists.write([
+              { userId: alice, decide: put(list('alice@example.com', 1)) },
+              { userId: alice + 1000, decide: put(list('ghost@example.com', 1)) },
+            ]),
+          ).rejects.toThrow();
+          await expect(
+            store.contactLists.write([
+              { userId: alice, decide: put(list('alice@example.com', 1)) },
+              { userId: alice, decide: put(list('alice@example.com', 2)) },
+            ]),
+          ).rejects.toThrow(/each user once/);
+          await expect(
+            store.transaction(async (tx) => {
+              await tx.contactLists.write([{ userId: alice, decide: put(list('alice@example.com', 1)) }]);
+              throw new Error('dry run');
+            }),
+          ).rejects.toThrow('dry run');
+          expect(await store.contactLists.get(alice)).toMatchObject({ version: 0, contacts: [] });
+          expect(await feed.settled()).toEqual([]);
+        } finally {
+          await feed.stop();
+        }
+      });
+
+      it('serializes concurrent writers of the same list on its version row', async () => {
+        const [alice] = await newUsers('alice@example.com');
+        const bump = (current: ContactList): ContactListDecision<number> => ({
+          next: { ...current, version: current.version + 1 },
+          contentChanged: false,
+          report: current.version + 1,
+        });
+        const versions = await Promise.all(
+          Array.from({ length: 5 }, () => store.contactLists.write([{ userId: alice, decide: bump }])),
+        );
+        expect(versions.flat().sort()).toEqual([1, 2, 3, 4, 5]);
+      });
+
+      it('reads the allow/block list presence authorization uses', async () => {
+        const [alice] = await newUsers('alice@example.com');
+        await store.contactLists.write([{ userId: alice, decide: put(list('alice@example.com', 1)) }]);
+        expect(
+          (await store.contactLists.accessRules('alice@example.com')).sort((a, b) =>
+            a.pattern.localeCompare(b.pattern),
+          ),
+        ).toEqual([
+          { pattern: '*', action: 'block' },
+          { pattern: 'example.com', action: 'allow' },
+        ]);
+        expect(await store.contactLists.accessRules('nobody@example.com')).toEqual([]);
+      });
+
+      it('pages exports in byte order of aor, by home or for one user', async () => {
+        await store.homes.upsertHome({ name: 'pool1', kind: 'pool', address: 'sip:pool1' });
+        // Byte order puts 'B' before 'a' whatever the database's collation says.
+        const aors = ['a@x', 'B@x', 'b@x', 'é@x', 'z@x'];
+        for (const aor of aors) await db.query('INSERT INTO users (aor) VALUES ($1)', [aor]);
+        await store.homes.setPlacement('a@x', 'pool1');
+        await store.homes.setPlacement('z@x', 'pool1');
+        const walk = async (filter: { home?: string; aor?: string }) => {
+          const seen: string[] = [];
+          let after: string | null = null;
+          for (;;) {
+            const page = await store.contactLists.exportPage(filter, after, 2);
+            seen.push(...page.map((l) => l.user));
+            if (page.length < 2) return seen;
+            after = page[page.length - 1].user.slice('sip:'.length);
+          }
+        };
+        expect(await walk({})).toEqual(['sip:B@x', 'sip:a@x', 'sip:b@x', 'sip:z@x', 'sip:é@x']);
+        expect(await walk({ home: 'pool1' })).toEqual(['sip:a@x', 'sip:z@x']);
+        expect(await walk({ aor: 'b@x' })).toEqual(['sip:b@x']);
+        expect(await walk({ aor: 'nobody@x' })).toEqual([]);
+      });
+
+      it('seeds users and lists in bulk for tests and benchmarks', async () => {
+        await seedContactLists(db, 3, 4);
+        await seedContactLists(db, 2, 0, 3);
+        const owners = await store.contactLists.findOwners(['user0@example.com', 'user4@example.com']);
+        const zero = await store.contactLists.get(owners.get('user0@example.com')!.id);
+        expect(zero).toMatchObject({ version: 1, groups: [{ name: 'Team' }] });
+        expect(zero.contacts).toHaveLength(4);
+        expect(zero.contacts[3]).toMatchObject({
+          displayName: 'Contact 3',
+          subscribed: true,
+          groups: ['Team'],
+        });
+        expect(await store.contactLists.get(owners.get('user4@example.com')!.id)).toMatchObject({
+          version: 0,
+          groups: [],
+          contacts: [],
+        });
       });
     });
 
     describe('servers', () => {
+      it("reads the database's clock", async () => {
+        const before = Date.now();
+        const clock = await store.servers.clock();
+        expect(clock).toBeInstanceOf(Date);
+        expect(Math.abs(clock.getTime() - before)).toBeLessThan(60_000);
+      });
+
       it('registers, heartbeats, lists and marks down', async () => {
         const fe1 = await store.servers.register({
           id: 'fe1',

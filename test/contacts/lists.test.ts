@@ -1,19 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ContactList } from '../../src/contacts/model.js';
 import {
   addContact,
-  CONTACT_LISTS_CHANNEL,
-  getContactList,
   mergeContactList,
   removeContact,
   removeGroup,
   replaceContactList,
   setAccessRule,
-} from '../../src/contacts/repository.js';
+} from '../../src/contacts/lists.js';
+import type { ContactList } from '../../src/contacts/model.js';
+import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../../src/store/contact-lists.js';
 import type { PgliteDatabase } from '../../src/store/pglite.js';
 import { createTestDatabase } from '../support/database.js';
 
 let db: PgliteDatabase;
+let lists: ContactListRepository;
 let next = 0;
 
 async function newUser(): Promise<number> {
@@ -39,15 +39,16 @@ const sample = (version = 0): ContactList => ({
 
 beforeAll(async () => {
   db = await createTestDatabase();
+  lists = new ContactListRepository(db);
 });
 afterAll(async () => {
   await db?.close();
 });
 
-describe('contact-list repository', () => {
+describe('contact-list editing', () => {
   it('returns an empty list at version 0 for a new user', async () => {
     const id = await newUser();
-    expect(await getContactList(db, id)).toEqual({
+    expect(await lists.get(id)).toEqual({
       user: `sip:user${next}@example.com`,
       version: 0,
       groups: [],
@@ -58,21 +59,21 @@ describe('contact-list repository', () => {
 
   it('replaces a list atomically, in canonical order, and a re-run changes nothing', async () => {
     const id = await newUser();
-    const first = await replaceContactList(db, id, sample());
+    const first = await replaceContactList(lists, id, sample());
     expect(first).toMatchObject({ changed: true, version: 1, contactsAdded: 2 });
-    const stored = await getContactList(db, id);
+    const stored = await lists.get(id);
     expect(stored.version).toBe(1);
     expect(stored.groups).toEqual([{ name: 'Team' }, { name: 'Friends' }]);
     expect(stored.contacts[1].groups).toEqual(['Team', 'Friends']);
     expect(stored.accessRules.map((r) => r.pattern)).toEqual(['*', 'example.com']);
-    expect(await replaceContactList(db, id, sample())).toMatchObject({ changed: false, version: 1 });
-    expect((await getContactList(db, id)).version).toBe(1);
+    expect(await replaceContactList(lists, id, sample())).toMatchObject({ changed: false, version: 1 });
+    expect((await lists.get(id)).version).toBe(1);
   });
 
   it('takes a higher version from the source when the list ends up equal to it', async () => {
     const id = await newUser();
-    expect(await replaceContactList(db, id, sample(7))).toMatchObject({ changed: true, version: 7 });
-    expect(await replaceContactList(db, id, { ...sample(3), contacts: [] })).toMatchObject({
+    expect(await replaceContactList(lists, id, sample(7))).toMatchObject({ changed: true, version: 7 });
+    expect(await replaceContactList(lists, id, { ...sample(3), contacts: [] })).toMatchObject({
       changed: true,
       version: 8,
       contactsRemoved: 2,
@@ -81,8 +82,8 @@ describe('contact-list repository', () => {
 
   it('merges without dropping an existing contact', async () => {
     const id = await newUser();
-    await replaceContactList(db, id, sample());
-    const change = await mergeContactList(db, id, {
+    await replaceContactList(lists, id, sample());
+    const change = await mergeContactList(lists, id, {
       user: '',
       version: 0,
       groups: [{ name: 'New' }],
@@ -99,7 +100,7 @@ describe('contact-list repository', () => {
       contactsUpdated: 1,
       contactsRemoved: 0,
     });
-    const stored = await getContactList(db, id);
+    const stored = await lists.get(id);
     expect(stored.groups.map((g) => g.name)).toEqual(['Team', 'Friends', 'New']);
     expect(stored.contacts.map((c) => c.uri)).toEqual([
       'sip:bob@example.com',
@@ -121,41 +122,41 @@ describe('contact-list repository', () => {
   it('stores group names with quotes, backslashes, braces and commas intact', async () => {
     const id = await newUser();
     const names = ['a\\b', 'say "hi"', '{x,y}', 'NULL', ' padded '];
-    await replaceContactList(db, id, {
+    await replaceContactList(lists, id, {
       user: '',
       version: 0,
       groups: names.map((name) => ({ name })),
       contacts: [{ uri: 'sip:q@example.com', displayName: '', subscribed: true, groups: names }],
       accessRules: [],
     });
-    expect((await getContactList(db, id)).contacts[0].groups).toEqual(names);
+    expect((await lists.get(id)).contacts[0].groups).toEqual(names);
   });
 
   it('edits single entries and notifies the change feed', async () => {
     const id = await newUser();
     const seen: string[] = [];
     const stop = await db.listen(CONTACT_LISTS_CHANNEL, (aor) => seen.push(aor));
-    await addContact(db, id, {
+    await addContact(lists, id, {
       uri: 'sip:zed@example.com',
       displayName: 'Zed',
       subscribed: true,
       groups: ['G'],
     });
-    await setAccessRule(db, id, { pattern: 'sip:zed@example.com', action: 'block' });
-    await removeGroup(db, id, 'G');
-    const list = await getContactList(db, id);
+    await setAccessRule(lists, id, { pattern: 'sip:zed@example.com', action: 'block' });
+    await removeGroup(lists, id, 'G');
+    const list = await lists.get(id);
     expect(list).toMatchObject({
       version: 3,
       groups: [],
       accessRules: [{ pattern: 'sip:zed@example.com', action: 'block' }],
     });
     expect(list.contacts[0].groups).toEqual([]);
-    expect(await removeContact(db, id, 'sip:nobody@example.com')).toMatchObject({
+    expect(await removeContact(lists, id, 'sip:nobody@example.com')).toMatchObject({
       changed: false,
       version: 3,
     });
-    await removeContact(db, id, 'sip:zed@example.com');
-    expect((await getContactList(db, id)).contacts).toEqual([]);
+    await removeContact(lists, id, 'sip:zed@example.com');
+    expect((await lists.get(id)).contacts).toEqual([]);
     await new Promise((r) => setTimeout(r, 50));
     await stop();
     expect(seen).toEqual(Array(4).fill(`user${next}@example.com`));

@@ -1,0 +1,320 @@
+import {
+  type ContactListRepository,
+  type ContactListWriteOptions,
+  orderContactList,
+} from '../store/contact-lists.js';
+import type { AccessRule, Contact, ContactGroup, ContactList } from './model.js';
+
+/**
+ * Editing a user's stored contact list: replace, merge, add or remove a contact, a group or
+ * an access rule. What the new list is, and which version it gets, is decided here (pure);
+ * the store's ContactListRepository locks, reads and writes the rows, and announces the
+ * change on CONTACT_LISTS_CHANNEL. A write that changes nothing leaves the version alone,
+ * which makes re-running an import a no-op.
+ */
+
+export interface ContactListChange {
+  changed: boolean;
+  /** Version after the write. */
+  version: number;
+  contactsAdded: number;
+  contactsRemoved: number;
+  contactsUpdated: number;
+}
+
+export type WriteOptions = ContactListWriteOptions;
+
+/**
+ * Makes the stored list exactly `list` (its user field is ignored: the owner is userId).
+ * Atomic: readers see the old list or the new one. When the stored list ends up equal to
+ * the given one and the given version is higher, the version is taken from it, so a list
+ * exported at version 7 and imported into an empty store is at version 7 again.
+ */
+export function replaceContactList(
+  repository: ContactListRepository,
+  userId: number,
+  list: ContactList,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(repository, userId, () => list, list, options);
+}
+
+/**
+ * Adds `list` to the stored list without dropping anything: groups and access rules are
+ * united, contacts the stored list lacks are appended, and for contacts in both the given
+ * display name (when not empty) and subscribed flag win and groups are united.
+ */
+export function mergeContactList(
+  repository: ContactListRepository,
+  userId: number,
+  list: ContactList,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(repository, userId, (current) => mergeLists(current, list), list, options);
+}
+
+export function mergeLists(current: ContactList, incoming: ContactList): ContactList {
+  const groups: ContactGroup[] = [...current.groups];
+  const groupNames = new Set(groups.map((g) => g.name));
+  for (const group of incoming.groups) {
+    if (!groupNames.has(group.name)) {
+      groupNames.add(group.name);
+      groups.push(group);
+    }
+  }
+  const incomingByUri = new Map(incoming.contacts.map((c) => [c.uri, c]));
+  const contacts: Contact[] = current.contacts.map((existing) => {
+    const update = incomingByUri.get(existing.uri);
+    if (!update) return existing;
+    return {
+      uri: existing.uri,
+      displayName: update.displayName !== '' ? update.displayName : existing.displayName,
+      subscribed: update.subscribed,
+      groups: [...new Set([...existing.groups, ...update.groups])],
+    };
+  });
+  const known = new Set(current.contacts.map((c) => c.uri));
+  for (const contact of incoming.contacts) if (!known.has(contact.uri)) contacts.push(contact);
+  const rules = new Map(current.accessRules.map((r) => [r.pattern, r.action]));
+  for (const rule of incoming.accessRules) rules.set(rule.pattern, rule.action);
+  const merged: ContactList = {
+    user: current.user,
+    version: current.version,
+    groups,
+    contacts,
+    accessRules: [...rules].map(([pattern, action]) => ({ pattern, action })),
+  };
+  return orderContactList(merged);
+}
+
+/** Adds a contact or updates it in place (keeping its position). */
+export function addContact(
+  repository: ContactListRepository,
+  userId: number,
+  contact: Contact,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(
+    repository,
+    userId,
+    (current) => {
+      const groups = [...current.groups];
+      for (const name of contact.groups) if (!groups.some((g) => g.name === name)) groups.push({ name });
+      const index = current.contacts.findIndex((c) => c.uri === contact.uri);
+      const contacts = [...current.contacts];
+      if (index === -1) contacts.push(contact);
+      else contacts[index] = contact;
+      return orderContactList({ ...current, groups, contacts });
+    },
+    undefined,
+    options,
+  );
+}
+
+export function removeContact(
+  repository: ContactListRepository,
+  userId: number,
+  uri: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(
+    repository,
+    userId,
+    (current) => ({ ...current, contacts: current.contacts.filter((c) => c.uri !== uri) }),
+    undefined,
+    options,
+  );
+}
+
+export function addGroup(
+  repository: ContactListRepository,
+  userId: number,
+  name: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(
+    repository,
+    userId,
+    (current) =>
+      current.groups.some((g) => g.name === name)
+        ? current
+        : { ...current, groups: [...current.groups, { name }] },
+    undefined,
+    options,
+  );
+}
+
+/** Removes a group and takes its members out of it; the contacts themselves stay. */
+export function removeGroup(
+  repository: ContactListRepository,
+  userId: number,
+  name: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(
+    repository,
+    userId,
+    (current) => ({
+      ...current,
+      groups: current.groups.filter((g) => g.name !== name),
+      contacts: current.contacts.map((c) => ({ ...c, groups: c.groups.filter((g) => g !== name) })),
+    }),
+    undefined,
+    options,
+  );
+}
+
+export function setAccessRule(
+  repository: ContactListRepository,
+  userId: number,
+  rule: AccessRule,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(
+    repository,
+    userId,
+    // canonical() puts the rules back in pattern order.
+    (current) => ({
+      ...current,
+      accessRules: [...current.accessRules.filter((r) => r.pattern !== rule.pattern), rule],
+    }),
+    undefined,
+    options,
+  );
+}
+
+export function removeAccessRule(
+  repository: ContactListRepository,
+  userId: number,
+  pattern: string,
+  options: WriteOptions = {},
+): Promise<ContactListChange> {
+  return writeContactList(
+    repository,
+    userId,
+    (current) => ({ ...current, accessRules: current.accessRules.filter((r) => r.pattern !== pattern) }),
+    undefined,
+    options,
+  );
+}
+
+/** Same groups, contacts and rules, in the same order; versions and owner are not compared. */
+export function sameContactListContent(a: ContactList, b: ContactList): boolean {
+  return (
+    JSON.stringify([a.groups, a.contacts, a.accessRules]) ===
+    JSON.stringify([b.groups, b.contacts, b.accessRules])
+  );
+}
+
+function writeContactList(
+  repository: ContactListRepository,
+  userId: number,
+  compute: (current: ContactList) => ContactList,
+  source: ContactList | undefined,
+  options: WriteOptions,
+): Promise<ContactListChange> {
+  return writeContactListBatch(repository, [{ userId, compute, source }], options).then(
+    (changes) => changes[0],
+  );
+}
+
+export interface ContactListWrite {
+  userId: number;
+  /** The new list from the stored one. */
+  compute: (current: ContactList) => ContactList;
+  /** The list the write came from (a file's), whose version is taken when the result equals it. */
+  source?: ContactList;
+}
+
+/** Replaces the lists of several users in one transaction: what an import does a batch at a time. */
+export function replaceContactLists(
+  repository: ContactListRepository,
+  lists: { userId: number; list: ContactList }[],
+  options: WriteOptions = {},
+): Promise<ContactListChange[]> {
+  return writeContactListBatch(
+    repository,
+    lists.map(({ userId, list }) => ({ userId, compute: () => list, source: list })),
+    options,
+  );
+}
+
+/** Merges lists into several users' lists in one transaction (see mergeContactList). */
+export function mergeContactLists(
+  repository: ContactListRepository,
+  lists: { userId: number; list: ContactList }[],
+  options: WriteOptions = {},
+): Promise<ContactListChange[]> {
+  return writeContactListBatch(
+    repository,
+    lists.map(({ userId, list }) => ({
+      userId,
+      compute: (current) => mergeLists(current, list),
+      source: list,
+    })),
+    options,
+  );
+}
+
+/**
+ * Writes several users' lists in one transaction (see ContactListRepository.write): each
+ * new list is computed from the locked stored one and put in canonical form; it is written
+ * only when it differs, and takes the source's version when it ends up equal to the source.
+ */
+export function writeContactListBatch(
+  repository: ContactListRepository,
+  writes: ContactListWrite[],
+  options: WriteOptions = {},
+): Promise<ContactListChange[]> {
+  return repository.write(
+    writes.map((write) => ({
+      userId: write.userId,
+      decide: (current: ContactList) => {
+        const next = canonical(write.compute(current));
+        const isChanged = !sameContactListContent(current, next);
+        const fileVersion =
+          write.source && sameContactListContent(next, canonical(write.source)) ? write.source.version : 0;
+        const version = isChanged
+          ? Math.max(current.version + 1, fileVersion)
+          : Math.max(current.version, fileVersion);
+        return {
+          next: { ...next, version },
+          contentChanged: isChanged,
+          report: { changed: isChanged, version, ...countChanges(current, next) },
+        };
+      },
+    })),
+    options,
+  );
+}
+
+/** Drops group references to groups the list does not declare, orders rules: the stored form. */
+function canonical(list: ContactList): ContactList {
+  const copy: ContactList = {
+    ...list,
+    groups: list.groups.map((g) => ({ name: g.name })),
+    contacts: list.contacts.map((c) => ({
+      uri: c.uri,
+      displayName: c.displayName,
+      subscribed: c.subscribed,
+      groups: [...new Set(c.groups)],
+    })),
+    accessRules: list.accessRules.map((r) => ({ pattern: r.pattern, action: r.action })),
+  };
+  return orderContactList(copy);
+}
+
+function countChanges(current: ContactList, next: ContactList) {
+  const before = new Map(current.contacts.map((c) => [c.uri, JSON.stringify(c)]));
+  const after = new Set(next.contacts.map((c) => c.uri));
+  let contactsAdded = 0;
+  let contactsUpdated = 0;
+  for (const contact of next.contacts) {
+    const old = before.get(contact.uri);
+    if (old === undefined) contactsAdded++;
+    else if (old !== JSON.stringify(contact)) contactsUpdated++;
+  }
+  let contactsRemoved = 0;
+  for (const uri of before.keys()) if (!after.has(uri)) contactsRemoved++;
+  return { contactsAdded, contactsRemoved, contactsUpdated };
+}
