@@ -1,6 +1,11 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueCertificate } from '../../src/certs/pki.js';
 import { TestDnsServer } from '../support/dns.js';
-import { RawSipClient } from '../support/raw-sip.js';
+import { fresh, type RawMessage, RawSipClient } from '../support/raw-sip.js';
 import { readMetric } from '../support/server.js';
 import {
   allow,
@@ -8,6 +13,7 @@ import {
   nextRequest,
   type Org,
   openTls,
+  pki,
   register,
   sendMessage,
   settle,
@@ -178,6 +184,117 @@ describe('federation through two edges', { timeout: 120_000 }, () => {
     expect(got.body).toBe('back');
     answer(alice, got);
     expect((await bob.response(5000)).status).toBe(200);
+  });
+
+  it('presence across organisations: an external watcher is pending, never allowed by default', async () => {
+    const callId = fresh('sub');
+    bob.send(
+      [
+        'SUBSCRIBE sip:alice@parley.test SIP/2.0',
+        `Via: SIP/2.0/TCP 127.0.0.3:${bob.localPort};branch=${fresh('z9hG4bK')};rport`,
+        'Max-Forwards: 70',
+        `From: <sip:bob@partner.test>;tag=${fresh('t')}`,
+        'To: <sip:alice@parley.test>',
+        `Call-ID: ${callId}`,
+        'CSeq: 1 SUBSCRIBE',
+        `Contact: <sip:bob@127.0.0.3:${bob.localPort};transport=tcp>`,
+        'Event: presence',
+        'Accept: application/pidf+xml',
+        'Expires: 600',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    let accepted: RawMessage | undefined;
+    let notify: RawMessage | undefined;
+    while (!accepted || !notify) {
+      const m = await bob.next(8000);
+      if (m.method === 'NOTIFY') {
+        notify = m;
+        answer(bob, m);
+      } else if (m.status !== undefined && m.status >= 200) accepted = m;
+    }
+    expect(accepted.status).toBeLessThan(300);
+    expect(notify.header('subscription-state')).toMatch(/^pending/);
+    expect(notify.body).toBe('');
+    for (const hidden of [a.home.tcpPort, a.internalPort]) expect(notify.head).not.toContain(`:${hidden}`);
+  });
+
+  it('reaches a partner without an SRV record through the clearinghouse, accepted from its certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edge-ch-'));
+    try {
+      const files = issueCertificate({
+        caDir: pki(''),
+        name: 'ch.clearinghouse.test',
+        sans: ['127.0.0.1'],
+        usage: 'both',
+        outDir: dir,
+      });
+      const tlsFiles = {
+        cert: readFileSync(files.cert),
+        key: readFileSync(files.key),
+        ca: readFileSync(pki('ca.crt')),
+      };
+      let relayed = 0;
+      const sockets: TLSSocket[] = [];
+      // The clearinghouse: takes mutual TLS from one edge and relays to the other with its own certificate.
+      const ch = createTlsServer(
+        { ...tlsFiles, requestCert: true, rejectUnauthorized: true },
+        (inbound: TLSSocket) => {
+          relayed++;
+          const out = tlsConnect({
+            ...tlsFiles,
+            host: '127.0.0.1',
+            port: b.federationPort,
+            servername: 'edge.partner.test',
+          });
+          sockets.push(inbound, out);
+          inbound.pipe(out).pipe(inbound);
+          inbound.on('error', () => out.destroy());
+          out.on('error', () => inbound.destroy());
+        },
+      );
+      await new Promise<void>((r) => ch.listen(0, '127.0.0.1', () => r()));
+      const chPort = (ch.address() as { port: number }).port;
+      const srvAt = dns.zone.findIndex((r) => r.name === '_sipfederationtls._tcp.partner.test');
+      const [partnerSrv] = dns.zone.splice(srvAt, 1);
+      dns.zone.push(
+        {
+          type: 'SRV',
+          name: '_sips._tcp.ch.clearinghouse.test',
+          priority: 0,
+          weight: 0,
+          port: chPort,
+          target: 'ch.clearinghouse.test',
+        },
+        { type: 'A', name: 'ch.clearinghouse.test', address: '127.0.0.1' },
+      );
+      await a.federation.setClearinghouse('ch.clearinghouse.test');
+      await b.federation.setClearinghouse('ch.clearinghouse.test');
+      await settle();
+      try {
+        sendMessage(alice, {
+          from: 'alice@parley.test',
+          to: 'bob@partner.test',
+          body: 'via the clearinghouse',
+          transport: 'TCP',
+        });
+        const got = await nextRequest(bob);
+        expect(got.body).toBe('via the clearinghouse');
+        answer(bob, got);
+        expect((await alice.response(5000)).status).toBe(200);
+        expect(relayed).toBe(1);
+      } finally {
+        dns.zone.push(partnerSrv);
+        await a.federation.clearClearinghouse();
+        await b.federation.clearClearinghouse();
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((r) => ch.close(() => r()));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('answers 502 when the partner edge cannot be reached', async () => {
