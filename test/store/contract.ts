@@ -66,7 +66,7 @@ async function recordChannel(db: Database, channel: string) {
     async settled(): Promise<string[]> {
       const mark = `--mark-${++marks}--`;
       await db.notify(channel, mark);
-      await expect.poll(() => got.includes(mark)).toBe(true);
+      await expect.poll(() => got.includes(mark), { interval: 5 }).toBe(true);
       return got.splice(0).filter((p) => !p.startsWith('--mark-'));
     },
   };

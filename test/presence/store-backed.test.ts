@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { replaceContactList } from '../../src/contacts/lists.js';
+import { StorePresencePolicy } from '../../src/presence/policy-store.js';
+import { type PublishedState, SharedPublicationStore } from '../../src/presence/publications.js';
+import type { PgliteDatabase } from '../../src/store/pglite.js';
+import { createStore, type Store } from '../../src/store/store.js';
+import { createTestDatabase } from '../support/database.js';
+
+// The presence server's store-backed ports, on the embedded engine (the SQL itself is in
+// the store contract, test/store/contract.ts).
+let db: PgliteDatabase;
+let store: Store;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  store = createStore(db);
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+describe('SharedPublicationStore', () => {
+  const second = (offset: number) => Math.floor(Date.now() / 1000) * 1000 + offset * 1000;
+  const state = (etag: string, extra: Partial<PublishedState> = {}): PublishedState => ({
+    aor: 'alice@example.com',
+    etag,
+    body: `<presence entity="sip:alice@example.com"><!-- ${etag} --></presence>`,
+    updatedAt: second(-10),
+    expiresAt: second(600),
+    ...extra,
+  });
+
+  it("keeps what endpoints publish under this server's id, and tells listeners on every change", async () => {
+    const fe1 = new SharedPublicationStore(store.publications, db, 'fe1');
+    const changed: string[] = [];
+    const stop = await fe1.onChange((aor) => changed.push(aor));
+    try {
+      await fe1.save(state('e1'));
+      await fe1.save(state('e2', { updatedAt: second(-20) }));
+      expect(await fe1.get('alice@example.com', 'e1')).toEqual(state('e1'));
+      expect((await fe1.list('alice@example.com')).map((s) => s.etag)).toEqual(['e2', 'e1']);
+      expect(await store.publications.get('alice@example.com', 'e1')).toMatchObject({
+        serverId: 'fe1',
+        contentType: 'application/pidf+xml',
+      });
+      expect(await fe1.remove('alice@example.com', 'e1', true)).toBe(false);
+      expect(await fe1.remove('alice@example.com', 'e1')).toBe(true);
+      expect(await fe1.removeAll('alice@example.com')).toBe(1);
+      await expect.poll(() => changed.length).toBe(4);
+      expect(new Set(changed)).toEqual(new Set(['alice@example.com']));
+    } finally {
+      await stop();
+    }
+  });
+});
+
+describe('StorePresencePolicy', () => {
+  it('answers from the credential cache when it knows, from the store otherwise', async () => {
+    const alice = await store.users.createUser({ aor: 'alice@example.com' });
+    await store.users.createUser({ aor: 'off@example.com', enabled: false });
+    const policy = new StorePresencePolicy(store, (aor) => (aor === 'cached@example.com' ? true : undefined));
+    expect(await policy.userExists('cached@example.com')).toBe(true);
+    expect(await policy.userExists('alice@example.com')).toBe(true);
+    expect(await policy.userExists('off@example.com')).toBe(false);
+    expect(await policy.userExists('nobody@example.com')).toBe(false);
+
+    await replaceContactList(store.contactLists, alice.id, {
+      user: 'sip:alice@example.com',
+      version: 0,
+      groups: [],
+      contacts: [],
+      accessRules: [
+        { pattern: 'sip:eve@example.com', action: 'block' },
+        { pattern: 'example.com', action: 'allow' },
+      ],
+    });
+    expect(
+      (await policy.accessRules('alice@example.com')).sort((a, b) => a.pattern.localeCompare(b.pattern)),
+    ).toEqual([
+      { pattern: 'example.com', action: 'allow' },
+      { pattern: 'sip:eve@example.com', action: 'block' },
+    ]);
+    expect(await policy.accessRules('nobody@example.com')).toEqual([]);
+  });
+});
