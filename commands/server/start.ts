@@ -36,6 +36,14 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
     database: Flags.string({ summary: 'PostgreSQL URL (pools); the embedded database is used without it.' }),
     tcp: Flags.string({ summary: 'TCP listen address host:port.' }),
     ws: Flags.string({ summary: 'WebSocket listen address host:port.' }),
+    tls: Flags.string({
+      summary: 'TLS listen address host:port (needs tls.cert and tls.key in parley.yaml).',
+    }),
+    internal: Flags.string({
+      summary: 'Edge: inside listen address host:port (Path routes, federation.edge).',
+    }),
+    federation: Flags.string({ summary: 'Edge: mutual-TLS federation listen address host:port.' }),
+    next: Flags.string({ summary: 'Edge: SIP URI of the inside next hop (a director or a pool).' }),
     http: Flags.string({ summary: 'Metrics and health listen address host:port.' }),
     'log-level': Flags.string({
       summary: 'Log level.',
@@ -55,12 +63,16 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
       if (flags['data-dir'] || flags.database) {
         overrides.database = { dataDir: flags['data-dir'], url: flags.database };
       }
-      if (flags.tcp || flags.ws) {
+      if (flags.tcp || flags.ws || flags.tls || flags.internal || flags.federation) {
         overrides.listen = {
           tcp: flags.tcp ? parseHostPort(flags.tcp, '--tcp') : undefined,
           ws: flags.ws ? parseHostPort(flags.ws, '--ws') : undefined,
+          tls: flags.tls ? parseHostPort(flags.tls, '--tls') : undefined,
+          internal: flags.internal ? parseHostPort(flags.internal, '--internal') : undefined,
+          federation: flags.federation ? parseHostPort(flags.federation, '--federation') : undefined,
         };
       }
+      if (flags.next) overrides.edge = { next: flags.next };
       if (flags.http) overrides.http = parseHostPort(flags.http, '--http');
       if (flags['log-level']) overrides.log = { level: flags['log-level'] as ParleyConfig['log']['level'] };
       config = loadConfig({ configPath: flags.config, overrides });
@@ -88,7 +100,7 @@ With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for t
           : ['Check the data folder and configuration; run with --log-level debug for details.'],
       });
     }
-    const listening = server.listening.map((l) => `${l.transport}://${l.host}:${l.port}`);
+    const listening = server.listening.map((l) => `${l.name ?? l.transport}://${l.host}:${l.port}`);
     if (!this.jsonEnabled()) {
       this.log(`Parley ${config.role} server for domain ${config.domain}`);
       for (const l of listening) this.log(`  SIP   ${l}`);
