@@ -461,22 +461,9 @@ function validate(r: LayeredReader): ParleyConfig {
   };
   const next = readOptionalSipUri(r, 'edge.next');
   if (next) edge.next = next;
-  if (role === 'edge') {
-    if (!next) {
-      throw new ConfigError(
-        'an edge needs its inside next hop: set edge.next (e.g. sip:director.internal:5060;transport=tcp)',
-        'edge.next',
-        r.get('role')?.source.label,
-      );
-    }
-    if (!listen.internal) {
-      throw new ConfigError(
-        'an edge needs an inside listener for the servers behind it: set listen.internal',
-        'listen.internal',
-        r.get('role')?.source.label,
-      );
-    }
-  } else {
+  // edge.next and listen.internal are required when an edge starts (src/roles/edge.ts), not
+  // here: `parley init --role edge` writes a first file the administrator completes.
+  if (role !== 'edge') {
     for (const edgeOnly of ['internal', 'federation'] as const) {
       if (listen[edgeOnly]) {
         throw new ConfigError(

@@ -5,7 +5,7 @@ import { PartnerDirectory } from '../edge/partners.js';
 import { RefusalLog } from '../edge/refusals.js';
 import { EdgeRouter } from '../edge/router.js';
 import { TopologySeal } from '../edge/seal.js';
-import type { ParleyConfig } from '../ops/config.js';
+import { ConfigError, type ParleyConfig } from '../ops/config.js';
 import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { type OpsServer, startOpsServer } from '../ops/http.js';
 import { componentLogger, createLogger } from '../ops/log.js';
@@ -42,7 +42,21 @@ export async function startEdge(
   const sipLog = componentLogger(log, 'sip');
   const edgeLog = componentLogger(log, 'edge');
   const next = config.edge.next;
-  if (!next || !config.listen.internal) throw new Error('an edge needs edge.next and listen.internal');
+  const where = config.file ?? 'config';
+  if (!next) {
+    throw new ConfigError(
+      'an edge needs its inside next hop: set edge.next (e.g. sip:director.internal:5060;transport=tcp)',
+      'edge.next',
+      where,
+    );
+  }
+  if (!config.listen.internal) {
+    throw new ConfigError(
+      'an edge needs a listener for the servers inside: set listen.internal (e.g. 10.0.0.5:5070)',
+      'listen.internal',
+      where,
+    );
+  }
   const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
   if (!config.database.url && !(db instanceof PgliteDatabase)) {
     await db.close();
