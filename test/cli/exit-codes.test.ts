@@ -15,9 +15,9 @@ describe('exit codes', () => {
     expect(JSON.parse(json.stdout).error ?? JSON.parse(json.stdout)).toBeTruthy();
   });
 
-  it('refuse the edge role with a clear message', () => {
+  it('refuse an edge without its inside next hop, naming the key (exit 2)', () => {
     const r = run(['server', 'start', '--role', 'edge', '--data-dir', '/tmp/parley-edge-refused']);
-    expect(r.status).not.toBe(0);
-    expect(r.stderr.replace(/\s+/g, ' ')).toMatch(/edge role .* is not built yet/);
+    expect(r.status).toBe(2);
+    expect(r.stderr.replace(/\s+›?\s*/g, ' ')).toMatch(/edge\.next: an edge needs its inside next hop/);
   });
 });

@@ -185,15 +185,19 @@ describe('loadConfig', () => {
     expect(cfg.listen).toEqual({ tls: { host: '0.0.0.0', port: 5061 } });
   });
 
-  it('passes directory and federation sections through raw', () => {
+  it('passes the directory section through raw and checks the federation section', () => {
     const dir = tempDir();
     writeFileSync(
       join(dir, 'parley.yaml'),
-      'directory:\n  forests:\n    - name: corp\nfederation:\n  anything: 1\n',
+      "directory:\n  forests:\n    - name: corp\nfederation:\n  dnsServers: ['127.0.0.1:5353', '::1']\n",
     );
     const cfg = loadConfig({ cwd: dir, env: {} });
     expect(cfg.directory).toEqual({ forests: [{ name: 'corp' }] });
-    expect(cfg.federation).toEqual({ anything: 1 });
+    expect(cfg.federation.dnsServers).toEqual(['127.0.0.1:5353', '::1']);
+    writeFileSync(join(dir, 'parley.yaml'), 'federation:\n  anything: 1\n');
+    expect(() => loadConfig({ cwd: dir, env: {} })).toThrow(/federation\.anything: unknown key/);
+    writeFileSync(join(dir, 'parley.yaml'), "federation:\n  dnsServers: ['dns.example']\n");
+    expect(() => loadConfig({ cwd: dir, env: {} })).toThrow(/not a DNS server address/);
   });
 });
 
