@@ -1,6 +1,20 @@
 import type { Sql } from './sql.js';
 import { normalizeAor, USERS_CHANNEL } from './users.js';
 
+/**
+ * Placement feed: the payload is the aor of a user a wave migration (or its rollback) moved
+ * to another home. Servers of the home the user left sign it out and send it to its new
+ * home (src/migration/departures.ts); other placement changes do not ask for that.
+ */
+export const PLACEMENT_CHANNEL = 'parley_placement';
+
+/** A user placed in another home than the asking server's, with where that home is. */
+export interface Departure {
+  aor: string;
+  home: string;
+  address: string;
+}
+
 export type HomeKind = 'standard' | 'pool';
 
 /** Where users live: a standard server or a pool. Directors redirect to `address`. */
@@ -81,6 +95,45 @@ export class HomeRepository {
   async countUsersByHome(): Promise<{ home: string | null; users: number }[]> {
     const res = await this.sql.query<{ home: string | null; users: number }>(
       'SELECT home, count(*)::int AS users FROM users GROUP BY home ORDER BY home NULLS FIRST',
+    );
+    return res.rows;
+  }
+
+  /**
+   * Moves users to a home in one statement (wave migrations), announcing each user whose
+   * placement changed on PLACEMENT_CHANNEL and USERS_CHANNEL. Returns those users.
+   */
+  async movePlacement(aors: string[], home: string): Promise<string[]> {
+    if (aors.length === 0) return [];
+    const res = await this.sql.query<{ aor: string }>(
+      `WITH m AS (
+         UPDATE users SET home = $2, updated_at = now()
+          WHERE aor = ANY($1::text[]) AND home IS DISTINCT FROM $2
+         RETURNING aor)
+       SELECT aor, pg_notify($3, aor)::text AS p, pg_notify($4, aor)::text AS u FROM m`,
+      [aors.map(normalizeAor), home, PLACEMENT_CHANNEL, USERS_CHANNEL],
+    );
+    return res.rows.map((r) => r.aor);
+  }
+
+  /** Placement (home name, or null) of each of these users that exists. */
+  async getPlacements(aors: string[]): Promise<Map<string, string | null>> {
+    const out = new Map<string, string | null>();
+    if (aors.length === 0) return out;
+    const res = await this.sql.query<{ aor: string; home: string | null }>(
+      'SELECT aor, home FROM users WHERE aor = ANY($1::text[])',
+      [aors.map(normalizeAor)],
+    );
+    for (const r of res.rows) out.set(r.aor, r.home);
+    return out;
+  }
+
+  /** Users placed in a home other than this one: those a server of this home sends elsewhere. */
+  async listPlacedElsewhere(home: string): Promise<Departure[]> {
+    const res = await this.sql.query<Departure>(
+      `SELECT u.aor, h.name AS home, h.address FROM users u JOIN homes h ON h.name = u.home
+        WHERE u.home <> $1 ORDER BY u.aor`,
+      [home],
     );
     return res.rows;
   }

@@ -2,6 +2,7 @@ import { ContactListRepository } from './contact-lists.js';
 import { DirectoryJournalRepository } from './directory-journal.js';
 import { FederationRepository } from './federation.js';
 import { HomeRepository } from './homes.js';
+import { MigrationJournalRepository } from './migration-journal.js';
 import { PublicationRepository } from './publications.js';
 import { RegistrationRepository } from './registrations.js';
 import { ServerRepository } from './servers.js';
@@ -18,6 +19,7 @@ export interface Repositories {
   servers: ServerRepository;
   federation: FederationRepository;
   directoryJournal: DirectoryJournalRepository;
+  migrationJournal: MigrationJournalRepository;
 }
 
 export interface Store extends Repositories {
@@ -37,6 +39,7 @@ export function createRepositories(sql: Sql): Repositories {
     servers: new ServerRepository(sql),
     federation: new FederationRepository(sql),
     directoryJournal: new DirectoryJournalRepository(sql),
+    migrationJournal: new MigrationJournalRepository(sql),
   };
 }
 

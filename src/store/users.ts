@@ -61,6 +61,24 @@ export interface DirectoryUser {
   sourceAnchor: string | null;
 }
 
+/** Digest secrets of one realm, as a wave migration copies them between stores. */
+export interface RealmCredentials {
+  realm: string;
+  ha1Md5: string;
+  ha1Sha256: string;
+}
+
+/** A user's account as a wave migration copies it: the row (without placement) and every realm's secrets. */
+export interface UserAccount {
+  aor: string;
+  displayName: string;
+  enabled: boolean;
+  source: string;
+  sourceAnchor: string | null;
+  /** Sorted by realm. */
+  credentials: RealmCredentials[];
+}
+
 /** Statements of a directory write carry at most this many users (one unnest each). */
 const DIRECTORY_BATCH = 500;
 
@@ -409,5 +427,86 @@ export class UserRepository {
       ha1Md5: r.ha1_md5,
       ha1Sha256: r.ha1_sha256,
     }));
+  }
+
+  /** Accounts of these users (missing ones are absent), credentials of every realm included. */
+  async readAccounts(aors: string[]): Promise<UserAccount[]> {
+    if (aors.length === 0) return [];
+    const res = await this.sql.query<{ j: string }>(
+      `SELECT coalesce(json_agg(json_build_array(u.aor, u.display_name, u.enabled, u.source, u.source_anchor,
+                 (SELECT coalesce(json_agg(json_build_array(c.realm, c.ha1_md5, c.ha1_sha256) ORDER BY c.realm COLLATE "C"), '[]')
+                    FROM credentials c WHERE c.user_id = u.id)) ORDER BY u.aor COLLATE "C"), '[]')::text AS j
+         FROM users u WHERE u.aor = ANY($1::text[])`,
+      [aors.map(normalizeAor)],
+    );
+    const rows = JSON.parse(res.rows[0].j) as [
+      string,
+      string,
+      boolean,
+      string,
+      string | null,
+      [string, string, string][],
+    ][];
+    return rows.map(([aor, displayName, enabled, source, sourceAnchor, creds]) => ({
+      aor,
+      displayName,
+      enabled,
+      source,
+      sourceAnchor,
+      credentials: creds.map(([realm, ha1Md5, ha1Sha256]) => ({ realm, ha1Md5, ha1Sha256 })),
+    }));
+  }
+
+  /**
+   * Creates or updates users from accounts read in another store (wave migrations), with
+   * exactly the given credentials: a batch of set-based statements, each user announced on
+   * USERS_CHANNEL. An existing user keeps its placement; a new one gets `home`. Returns the
+   * users' ids by aor.
+   */
+  async writeAccounts(accounts: UserAccount[], home: string | null): Promise<Map<string, number>> {
+    const ids = new Map<string, number>();
+    if (accounts.length === 0) return ids;
+    return this.sql.transaction(async (tx) => {
+      const up = await tx.query<{ id: number | string; aor: string }>(
+        `INSERT INTO users (aor, display_name, enabled, source, source_anchor, home)
+         SELECT a, d, e, s, sa, $6::text FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[], $5::text[]) AS t(a, d, e, s, sa)
+         ON CONFLICT (aor) DO UPDATE SET display_name = EXCLUDED.display_name, enabled = EXCLUDED.enabled,
+           source = EXCLUDED.source, source_anchor = EXCLUDED.source_anchor, updated_at = now()
+         RETURNING id, aor`,
+        [
+          accounts.map((a) => normalizeAor(a.aor)),
+          accounts.map((a) => a.displayName),
+          accounts.map((a) => a.enabled),
+          accounts.map((a) => a.source),
+          accounts.map((a) => a.sourceAnchor),
+          home,
+        ],
+      );
+      for (const r of up.rows) ids.set(r.aor, Number(r.id));
+      const userIds = [...ids.values()].map(String);
+      await tx.query('DELETE FROM credentials WHERE user_id = ANY($1::bigint[])', [userIds]);
+      const c = { ids: [] as string[], realms: [] as string[], md5: [] as string[], sha: [] as string[] };
+      for (const a of accounts) {
+        const id = ids.get(normalizeAor(a.aor));
+        for (const cred of a.credentials) {
+          c.ids.push(String(id));
+          c.realms.push(cred.realm);
+          c.md5.push(cred.ha1Md5);
+          c.sha.push(cred.ha1Sha256);
+        }
+      }
+      if (c.ids.length > 0) {
+        await tx.query(
+          `INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256)
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])`,
+          [c.ids, c.realms, c.md5, c.sha],
+        );
+      }
+      await tx.query('SELECT pg_notify($1, aor) FROM unnest($2::text[]) AS aor', [
+        USERS_CHANNEL,
+        [...ids.keys()],
+      ]);
+      return ids;
+    });
   }
 }

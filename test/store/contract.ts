@@ -6,6 +6,7 @@ import {
 } from '../../src/store/contact-lists.js';
 import type { Join } from '../../src/store/directory-journal.js';
 import { FEDERATION_CHANNEL } from '../../src/store/federation.js';
+import { PLACEMENT_CHANNEL } from '../../src/store/homes.js';
 import { appliedMigrations, currentVersion, loadMigrations, migrate } from '../../src/store/migrate.js';
 import { PRESENCE_CHANNEL, type Publication } from '../../src/store/publications.js';
 import type { NewBinding } from '../../src/store/registrations.js';
@@ -1031,6 +1032,190 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         await j.deleteJoins('north', []);
         expect([...(await j.joins('north')).keys()]).toEqual(['b']);
         expect((await j.joins('south')).size).toBe(0);
+      });
+    });
+    describe('wave migration: accounts, placement moves and the journal', () => {
+      beforeEach(async () => {
+        await db.exec('TRUNCATE migration_users, migration_waves, migration_lock CASCADE');
+        await store.homes.upsertHome({
+          name: 'legacy1',
+          kind: 'standard',
+          address: 'sip:legacy1.example.com',
+        });
+        await store.homes.upsertHome({ name: 'pool1', kind: 'pool', address: 'sip:pool1.example.com' });
+      });
+
+      it("reads and writes accounts with every realm's secrets; an existing user keeps its home", async () => {
+        const erin = await store.users.createUser({
+          aor: 'erin@example.com',
+          home: 'pool1',
+          displayName: 'Old',
+        });
+        await store.users.setCredentials(erin.id, 'old.realm', { ha1Md5: 'x', ha1Sha256: 'y' });
+        const feed = await recordChannel(db, USERS_CHANNEL);
+        const ids = await store.users.writeAccounts(
+          [
+            {
+              aor: 'Erin@example.com',
+              displayName: 'Erin',
+              enabled: false,
+              source: 'ldap:north',
+              sourceAnchor: 'a1',
+              credentials: [
+                { realm: 'example.com', ha1Md5: 'm1', ha1Sha256: 's1' },
+                { realm: 'other.com', ha1Md5: 'm2', ha1Sha256: 's2' },
+              ],
+            },
+            {
+              aor: 'gina@example.com',
+              displayName: 'Gina',
+              enabled: true,
+              source: 'local',
+              sourceAnchor: null,
+              credentials: [],
+            },
+          ],
+          'legacy1',
+        );
+        expect([...ids.keys()].sort()).toEqual(['erin@example.com', 'gina@example.com']);
+        expect(ids.get('erin@example.com')).toBe(erin.id);
+        expect((await feed.settled()).sort()).toEqual(['erin@example.com', 'gina@example.com']);
+        await feed.stop();
+        expect(
+          await store.users.readAccounts(['erin@example.com', 'gina@example.com', 'ghost@example.com']),
+        ).toEqual([
+          {
+            aor: 'erin@example.com',
+            displayName: 'Erin',
+            enabled: false,
+            source: 'ldap:north',
+            sourceAnchor: 'a1',
+            credentials: [
+              { realm: 'example.com', ha1Md5: 'm1', ha1Sha256: 's1' },
+              { realm: 'other.com', ha1Md5: 'm2', ha1Sha256: 's2' },
+            ],
+          },
+          {
+            aor: 'gina@example.com',
+            displayName: 'Gina',
+            enabled: true,
+            source: 'local',
+            sourceAnchor: null,
+            credentials: [],
+          },
+        ]);
+        expect((await store.users.getUser('erin@example.com'))?.home).toBe('pool1');
+        expect((await store.users.getUser('gina@example.com'))?.home).toBe('legacy1');
+        expect(await store.users.readAccounts([])).toEqual([]);
+        expect((await store.users.writeAccounts([], null)).size).toBe(0);
+      });
+
+      it('moves placement in one statement, announcing only real moves on both channels; lists users placed elsewhere', async () => {
+        await store.users.createUser({ aor: 'a@example.com', home: 'legacy1' });
+        await store.users.createUser({ aor: 'b@example.com', home: 'pool1' });
+        await store.users.createUser({ aor: 'c@example.com' });
+        const placement = await recordChannel(db, PLACEMENT_CHANNEL);
+        const users = await recordChannel(db, USERS_CHANNEL);
+        const moved = await store.homes.movePlacement(
+          ['A@example.com', 'b@example.com', 'ghost@example.com'],
+          'pool1',
+        );
+        expect(moved).toEqual(['a@example.com']);
+        expect(await placement.settled()).toEqual(['a@example.com']);
+        expect(await users.settled()).toEqual(['a@example.com']);
+        await placement.stop();
+        await users.stop();
+        await expect(store.homes.movePlacement(['c@example.com'], 'nowhere')).rejects.toThrow();
+        expect(
+          await store.homes.getPlacements(['a@example.com', 'c@example.com', 'ghost@example.com']),
+        ).toEqual(
+          new Map([
+            ['a@example.com', 'pool1'],
+            ['c@example.com', null],
+          ]),
+        );
+        await store.homes.movePlacement(['c@example.com'], 'legacy1');
+        expect(await store.homes.listPlacedElsewhere('legacy1')).toEqual([
+          { aor: 'a@example.com', home: 'pool1', address: 'sip:pool1.example.com' },
+          { aor: 'b@example.com', home: 'pool1', address: 'sip:pool1.example.com' },
+        ]);
+        expect(await store.homes.listPlacedElsewhere('pool1')).toEqual([
+          { aor: 'c@example.com', home: 'legacy1', address: 'sip:legacy1.example.com' },
+        ]);
+      });
+
+      it('journals waves and users: begin is idempotent, states move, other waves hold their users', async () => {
+        const j = store.migrationJournal;
+        const w = await j.beginWave({
+          name: 'w1',
+          sourceHome: 'legacy1',
+          targetHome: 'pool1',
+          aors: ['a@example.com', 'B@example.com'],
+        });
+        expect(w).toMatchObject({
+          name: 'w1',
+          sourceHome: 'legacy1',
+          targetHome: 'pool1',
+          state: 'running',
+          users: 2,
+        });
+        await j.setUserStates('w1', [{ aor: 'a@example.com', state: 'copied', checksum: 'c1' }]);
+        const again = await j.beginWave({
+          name: 'w1',
+          sourceHome: 'legacy1',
+          targetHome: 'pool1',
+          aors: ['a@example.com', 'b@example.com', 'c@example.com'],
+        });
+        expect(again.users).toBe(3);
+        expect(await j.waveUsers('w1')).toEqual([
+          { aor: 'a@example.com', state: 'copied', checksum: 'c1' },
+          { aor: 'b@example.com', state: 'pending' },
+          { aor: 'c@example.com', state: 'pending' },
+        ]);
+        await j.setUserStates('w1', [
+          { aor: 'a@example.com', state: 'placed' },
+          { aor: 'c@example.com', state: 'failed', error: 'gone' },
+        ]);
+        expect(await j.waveUsers('w1')).toEqual([
+          { aor: 'a@example.com', state: 'placed', checksum: 'c1' },
+          { aor: 'b@example.com', state: 'pending' },
+          { aor: 'c@example.com', state: 'failed', error: 'gone' },
+        ]);
+        expect(await j.countByState('w1')).toEqual({ placed: 1, pending: 1, failed: 1 });
+        expect(await j.heldByOtherWaves('w2', ['a@example.com', 'b@example.com', 'c@example.com'])).toEqual(
+          new Map([
+            ['a@example.com', 'w1'],
+            ['b@example.com', 'w1'],
+          ]),
+        );
+        expect((await j.heldByOtherWaves('w1', ['a@example.com'])).size).toBe(0);
+        await j.setWaveState('w1', 'done', { finished: true, verified: true, summary: { moved: 2 } });
+        const done = await j.getWave('w1');
+        expect(done).toMatchObject({ state: 'done', summary: { moved: 2 } });
+        expect(done?.finishedAt).toBeInstanceOf(Date);
+        expect(done?.verifiedAt).toBeInstanceOf(Date);
+        await j.setWaveState('w1', 'moved');
+        expect((await j.getWave('w1'))?.verifiedAt).toBeUndefined();
+        expect((await j.listWaves()).map((x) => x.name)).toEqual(['w1']);
+        expect(await j.getWave('nope')).toBeUndefined();
+      });
+
+      it('one migration at a time: the lock is refused, taken over when stale or dead, released', async () => {
+        const j = store.migrationJournal;
+        expect(await j.acquireLock('host:1', 'w1', 60)).toEqual({ acquired: true });
+        const refused = await j.acquireLock('host:2', 'w2', 60);
+        expect(refused).toMatchObject({ acquired: false, heldBy: { holder: 'host:1', wave: 'w1' } });
+        expect(await j.acquireLock('host:1', 'w1', 60)).toEqual({ acquired: true });
+        expect(await j.acquireLock('host:2', 'w2', 60, (h) => h === 'host:1')).toEqual({ acquired: true });
+        expect(await j.heartbeat('host:1')).toBe(false);
+        expect(await j.heartbeat('host:2')).toBe(true);
+        await db.query("UPDATE migration_lock SET heartbeat_at = now() - interval '2 minutes'");
+        expect(await j.acquireLock('host:3', 'w3', 60)).toEqual({ acquired: true });
+        await j.releaseLock('host:2');
+        expect(await j.acquireLock('host:4', 'w4', 60)).toMatchObject({ acquired: false });
+        await j.releaseLock('host:3');
+        expect(await j.acquireLock('host:4', 'w4', 60)).toEqual({ acquired: true });
+        await j.releaseLock('host:4');
       });
     });
   });
