@@ -183,6 +183,14 @@ export class ProxyCore implements TransactionUser {
       });
       return;
     }
+    if (dialogRoute && this.opts.routeToHome) {
+      // A director is never a UA in a dialog: along its own Record-Route a request goes on by
+      // its Request-URI (RFC 3261 16.6 step 7), even to a home that shares its host (a
+      // `presence@` Contact names a host, not a port, and would look like us).
+      this.rememberContact(request, st.flow);
+      this.routeOnward(request, st);
+      return;
+    }
     if (this.opts.local.isUs(ruri)) {
       // Addressed to this server itself: in-dialog requests of dialogs we are a UA in, or OPTIONS pings.
       const service = this.opts.services[method];
