@@ -1,9 +1,9 @@
-import { Command, Flags } from '@oclif/core';
-import { CertError } from '../../src/certs/openssl.js';
+import { Flags } from '@oclif/core';
 import { createCa, type IssuedFiles } from '../../src/certs/pki.js';
-import { certErrorOptions, printSummary } from '../../src/certs/render.js';
+import { printSummary } from '../../src/certs/render.js';
+import { ParleyCommand } from '../../src/cli/command.js';
 
-export default class CertsCreateCa extends Command {
+export default class CertsCreateCa extends ParleyCommand {
   static override summary = 'Create a private certificate authority.';
   static override description =
     `Writes ca.crt and ca.key (readable by you only) into --dir, for issuing server and client certificates with \`parley certs issue\`. Meant for tests, labs and small deployments; use your organisation's PKI where there is one. Needs the openssl command line.`;
@@ -25,21 +25,16 @@ export default class CertsCreateCa extends Command {
 
   async run(): Promise<IssuedFiles> {
     const { flags } = await this.parse(CertsCreateCa);
-    try {
-      const ca = createCa({
-        dir: flags.dir,
-        commonName: flags.name,
-        organization: flags.org,
-        days: flags.days,
-        keyType: flags['key-type'] as 'ec' | 'rsa',
-        force: flags.force,
-      });
-      this.log(`CA certificate ${ca.cert}\nCA key         ${ca.key} (keep it private)`);
-      printSummary(ca.summary, (line) => this.log(line));
-      return ca;
-    } catch (err) {
-      if (err instanceof CertError) this.error(err.message, certErrorOptions(err));
-      throw err;
-    }
+    const ca = createCa({
+      dir: flags.dir,
+      commonName: flags.name,
+      organization: flags.org,
+      days: flags.days,
+      keyType: flags['key-type'] as 'ec' | 'rsa',
+      force: flags.force,
+    });
+    this.log(`CA certificate ${ca.cert}\nCA key         ${ca.key} (keep it private)`);
+    printSummary(ca.summary, (line) => this.log(line));
+    return ca;
   }
 }

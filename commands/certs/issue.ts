@@ -1,9 +1,9 @@
-import { Command, Flags } from '@oclif/core';
-import { CertError } from '../../src/certs/openssl.js';
+import { Flags } from '@oclif/core';
 import { type CertUsage, type IssuedFiles, issueCertificate } from '../../src/certs/pki.js';
-import { certErrorOptions, printSummary } from '../../src/certs/render.js';
+import { printSummary } from '../../src/certs/render.js';
+import { ParleyCommand } from '../../src/cli/command.js';
 
-export default class CertsIssue extends Command {
+export default class CertsIssue extends ParleyCommand {
   static override summary = 'Issue a server or client certificate from a private CA.';
   static override description =
     `Writes NAME.crt and NAME.key (readable by you only) signed by the CA in --ca. NAME is the FQDN peers connect to; it becomes the subject CN and the first subject alternative name (SIP peers match the SAN, RFC 5922). Add more names with --san (FQDN, IP, or DNS:/IP:/email:/URI: prefixed). By default the certificate serves both TLS server and client authentication, as servers in mutual TLS (federation, pools) need.`;
@@ -37,24 +37,19 @@ export default class CertsIssue extends Command {
 
   async run(): Promise<IssuedFiles> {
     const { flags } = await this.parse(CertsIssue);
-    try {
-      const issued = issueCertificate({
-        caDir: flags.ca,
-        name: flags.name,
-        sans: flags.san ?? [],
-        usage: flags.usage as CertUsage,
-        days: flags.days,
-        keyType: flags['key-type'] as 'ec' | 'rsa',
-        organization: flags.org,
-        outDir: flags.out,
-        force: flags.force,
-      });
-      this.log(`Certificate ${issued.cert}\nKey         ${issued.key} (keep it private)`);
-      printSummary(issued.summary, (line) => this.log(line));
-      return issued;
-    } catch (err) {
-      if (err instanceof CertError) this.error(err.message, certErrorOptions(err));
-      throw err;
-    }
+    const issued = issueCertificate({
+      caDir: flags.ca,
+      name: flags.name,
+      sans: flags.san ?? [],
+      usage: flags.usage as CertUsage,
+      days: flags.days,
+      keyType: flags['key-type'] as 'ec' | 'rsa',
+      organization: flags.org,
+      outDir: flags.out,
+      force: flags.force,
+    });
+    this.log(`Certificate ${issued.cert}\nKey         ${issued.key} (keep it private)`);
+    printSummary(issued.summary, (line) => this.log(line));
+    return issued;
   }
 }

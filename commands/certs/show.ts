@@ -1,14 +1,15 @@
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { type CertificateSummary, describeCertificate } from '../../src/certs/inspect.js';
-import { CertError } from '../../src/certs/openssl.js';
 import { verifyCertificate } from '../../src/certs/pki.js';
-import { certErrorOptions, printSummary } from '../../src/certs/render.js';
+import { printSummary } from '../../src/certs/render.js';
+import { ParleyCommand } from '../../src/cli/command.js';
+import { CliError } from '../../src/cli/errors.js';
 
 export interface CertsShowResult extends CertificateSummary {
   verified?: { ca: string; ok: boolean; detail: string };
 }
 
-export default class CertsShow extends Command {
+export default class CertsShow extends ParleyCommand {
   static override summary = 'Show what a certificate says: names, issuer, validity, usage.';
   static override description =
     `Reads a PEM certificate (the first one in the file; the rest are reported as its chain). With --ca, also checks it chains to that CA (openssl verify) and exits 1 when it does not.`;
@@ -26,25 +27,16 @@ export default class CertsShow extends Command {
 
   async run(): Promise<CertsShowResult> {
     const { args, flags } = await this.parse(CertsShow);
-    try {
-      const summary: CertsShowResult = describeCertificate(args.file);
-      printSummary(summary, (line) => this.log(line));
-      if (flags.ca) {
-        const v = verifyCertificate(args.file, flags.ca);
-        summary.verified = { ca: flags.ca, ...v };
-        this.log(`Verified    ${v.ok ? 'yes' : `NO: ${v.detail}`}`);
-        if (!v.ok) {
-          this.error(`${args.file} does not verify against ${flags.ca}`, {
-            exit: 1,
-            code: 'CERT_NOT_TRUSTED',
-            suggestions: ['Issue the certificate from that CA, or pass the CA that issued it.'],
-          });
-        }
+    const summary: CertsShowResult = describeCertificate(args.file);
+    printSummary(summary, (line) => this.log(line));
+    if (flags.ca) {
+      const v = verifyCertificate(args.file, flags.ca);
+      summary.verified = { ca: flags.ca, ...v };
+      this.log(`Verified    ${v.ok ? 'yes' : `NO: ${v.detail}`}`);
+      if (!v.ok) {
+        throw new CliError('CERT_NOT_TRUSTED', `${args.file} does not verify against ${flags.ca}`);
       }
-      return summary;
-    } catch (err) {
-      if (err instanceof CertError) this.error(err.message, certErrorOptions(err));
-      throw err;
     }
+    return summary;
   }
 }

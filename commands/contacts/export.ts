@@ -1,12 +1,12 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
-import { asContactsError, failWith, progressDisplay, withProgress } from '../../src/contacts/cli.js';
-import { ContactsError } from '../../src/contacts/errors.js';
+import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
 import { type ExportResult, type ExportScope, exportContactLists } from '../../src/contacts/export.js';
 import { aorFromUri } from '../../src/contacts/model.js';
 
-export default class ContactsExport extends Command {
+export default class ContactsExport extends ParleyCommand {
   static override summary = "Export users' contact lists to XML.";
   static override description =
     `Writes contact lists in Parley's contact-list XML format (docs/contact-list-xml.md) for one user, one home or every user, streaming: memory stays flat however many users there are.
@@ -43,22 +43,15 @@ export default class ContactsExport extends Command {
         ? { kind: 'home', home: flags.home }
         : { kind: 'all' };
     const display = progressDisplay(this, this.jsonEnabled());
-    let result: ExportResult;
-    try {
-      result = await runWithStore(this, flags, (store) =>
-        withProgress('Exporting contact lists', display, (progress) =>
-          exportContactLists(store, {
-            scope,
-            out: flags.out,
-            onProgress: (users) => progress('exported', users),
-          }),
-        ),
-      );
-    } catch (err) {
-      const known = asContactsError(err);
-      if (known instanceof ContactsError) failWith(this, known);
-      throw err;
-    }
+    const result = await runWithStore(this, flags, (store) =>
+      withProgress('Exporting contact lists', display, (progress) =>
+        exportContactLists(store, {
+          scope,
+          out: flags.out,
+          onProgress: (users) => progress('exported', users),
+        }),
+      ),
+    );
     this.log(
       `Exported ${result.users} user(s), ${result.contacts} contact(s) to ${result.out} (${result.files} file(s), ${result.bytes} bytes); manifest ${result.manifest}.`,
     );

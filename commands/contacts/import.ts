@@ -1,18 +1,17 @@
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
+import { fromCatalogued } from '../../src/cli/errors.js';
 import { storeFlags } from '../../src/cli/flags.js';
-import { runWithStore } from '../../src/cli/store-command.js';
+import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
 import {
-  asContactsError,
-  failWith,
   importOutcomeError,
   importSummaryLines,
   progressDisplay,
   withProgress,
 } from '../../src/contacts/cli.js';
-import { ContactsError } from '../../src/contacts/errors.js';
 import { type ImportMode, type ImportResult, importContactLists } from '../../src/contacts/import.js';
 
-export default class ContactsImport extends Command {
+export default class ContactsImport extends ParleyCommand {
   static override summary = 'Import contact lists from an XML file.';
   static override description =
     `Reads a contact-list XML file (docs/contact-list-xml.md) in two streaming passes. The first validates the whole file: any problem rejects it, with line, column and reason, before anything is written. The second writes the lists, each user's atomically.
@@ -38,29 +37,22 @@ Lists of users the store does not know are reported as failures and the others a
     'dry-run': Flags.boolean({ summary: 'Validate and report what would change, writing nothing.' }),
   };
 
-  async run(): Promise<ImportResult> {
+  async run(): Promise<ImportResult & StoreNamed> {
     const { args, flags } = await this.parse(ContactsImport);
     const display = progressDisplay(this, this.jsonEnabled());
-    let result: ImportResult;
-    try {
-      result = await runWithStore(this, flags, (store) =>
-        withProgress(`Importing ${args.file}`, display, (progress) =>
-          importContactLists(store, {
-            file: args.file,
-            user: flags.user,
-            mode: flags.mode as ImportMode,
-            dryRun: flags['dry-run'],
-            onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
-          }),
-        ),
-      );
-    } catch (err) {
-      const known = asContactsError(err);
-      if (known instanceof ContactsError) failWith(this, known);
-      throw err;
-    }
+    const result = await runChange(this, flags, nothingToPrepare, (store) =>
+      withProgress(`Importing ${args.file}`, display, (progress) =>
+        importContactLists(store, {
+          file: args.file,
+          user: flags.user,
+          mode: flags.mode as ImportMode,
+          dryRun: flags['dry-run'],
+          onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
+        }),
+      ),
+    );
     for (const line of importSummaryLines(result)) this.log(line);
-    const outcome = importOutcomeError(result);
+    const outcome = fromCatalogued(importOutcomeError(result));
     if (outcome) {
       // The report is the output (--json included); the exit status tells scripts the outcome.
       if (!this.jsonEnabled()) this.logToStderr(`${outcome.code}: ${outcome.suggestions[0]}`);

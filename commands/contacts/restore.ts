@@ -1,11 +1,12 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
-import { runWithStore } from '../../src/cli/store-command.js';
-import { asContactsError, failWith, importOutcomeError, importSummaryLines } from '../../src/contacts/cli.js';
+import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
+import { importOutcomeError, importSummaryLines } from '../../src/contacts/cli.js';
 import { ContactsError } from '../../src/contacts/errors.js';
 import { type RestoreResult, restoreContactList } from '../../src/contacts/restore.js';
 
-export default class ContactsRestore extends Command {
+export default class ContactsRestore extends ParleyCommand {
   static override summary = "Restore one user's contact list from a contact-list export.";
   static override description =
     `Replaces one user's contact list with the one in an export written by \`parley contacts export\` (a per-user folder, a folder holding one all-users file, or the .xml file), without touching any other user. When the export's manifest is there, the file's sha256 is checked first. The whole file is validated before anything is written.`;
@@ -24,21 +25,14 @@ export default class ContactsRestore extends Command {
     'dry-run': Flags.boolean({ summary: 'Validate and report what would change, writing nothing.' }),
   };
 
-  async run(): Promise<RestoreResult> {
+  async run(): Promise<RestoreResult & StoreNamed> {
     const { flags } = await this.parse(ContactsRestore);
-    let result: RestoreResult;
-    try {
-      result = await runWithStore(this, flags, (store) =>
-        restoreContactList(store, { user: flags.user, from: flags.from, dryRun: flags['dry-run'] }),
-      );
-      const outcome = importOutcomeError(result);
-      if (outcome?.code === 'CONTACT_LIST_INVALID') throw outcome;
-      if (outcome) throw new ContactsError('USER_NOT_FOUND', result.failures[0]?.reason ?? outcome.message);
-    } catch (err) {
-      const known = asContactsError(err);
-      if (known instanceof ContactsError) failWith(this, known);
-      throw err;
-    }
+    const result = await runChange(this, flags, nothingToPrepare, (store) =>
+      restoreContactList(store, { user: flags.user, from: flags.from, dryRun: flags['dry-run'] }),
+    );
+    const outcome = importOutcomeError(result);
+    if (outcome?.code === 'CONTACT_LIST_INVALID') throw outcome;
+    if (outcome) throw new ContactsError('USER_NOT_FOUND', result.failures[0]?.reason ?? outcome.message);
     for (const line of importSummaryLines(result)) this.log(line);
     this.log(
       `Restored ${result.user} from ${result.source}${result.checksumVerified ? ' (checksum verified)' : ''}.`,

@@ -1,11 +1,11 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
-import { failWith, progressDisplay, withProgress } from '../../src/contacts/cli.js';
-import { ContactsError } from '../../src/contacts/errors.js';
-import { type BackupResult, backupStore, StoreBackupError } from '../../src/store/backup.js';
+import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
+import { type BackupResult, backupStore } from '../../src/store/backup.js';
 
-export default class DbBackup extends Command {
+export default class DbBackup extends ParleyCommand {
   static override summary = 'Back up the whole store to a folder.';
   static override description =
     `Writes a consistent snapshot of every table (one REPEATABLE READ transaction) as JSON lines, one file per table, plus manifest.json with columns, row counts and sha256 checksums. The format is the same for the embedded database and PostgreSQL, so a backup of one restores into the other (docs/contact-list-xml.md, "Store backup").
@@ -24,17 +24,11 @@ On the embedded database the snapshot holds its single session: a running standa
   async run(): Promise<BackupResult> {
     const { flags } = await this.parse(DbBackup);
     const display = progressDisplay(this, this.jsonEnabled());
-    let result: BackupResult;
-    try {
-      result = await runWithStore(this, flags, (store) =>
-        withProgress('Backing up the store', display, (progress) =>
-          backupStore(store.db, { out: flags.out, onProgress: (table, rows) => progress(table, rows) }),
-        ),
-      );
-    } catch (err) {
-      if (err instanceof StoreBackupError) failWith(this, new ContactsError(err.code, err.message));
-      throw err;
-    }
+    const result = await runWithStore(this, flags, (store) =>
+      withProgress('Backing up the store', display, (progress) =>
+        backupStore(store.db, { out: flags.out, onProgress: (table, rows) => progress(table, rows) }),
+      ),
+    );
     this.log(
       `Backed up ${result.rows} row(s) of ${result.tables.length} table(s) (${result.engine}, schema ${result.schemaVersion}) to ${result.dir}.`,
     );

@@ -1,16 +1,16 @@
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
-import { runWithStore } from '../../src/cli/store-command.js';
-import { failWith, progressDisplay, withProgress } from '../../src/contacts/cli.js';
-import { ContactsError } from '../../src/contacts/errors.js';
-import { type RestoreStoreResult, restoreStore, StoreBackupError } from '../../src/store/backup.js';
+import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
+import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
+import { type RestoreStoreResult, restoreStore } from '../../src/store/backup.js';
 
-export default class DbRestore extends Command {
+export default class DbRestore extends ParleyCommand {
   static override summary = 'Restore the whole store from a backup folder.';
   static override description =
     `Restores a folder written by \`parley db backup\`. Every file is checked against the manifest's checksums and the store's schema against the backup's before anything is written; then, in one transaction, all tables are emptied and reloaded, sequences reset, and every table is read back and compared with the manifest. Any difference rolls everything back.
 
-The target must be migrated to the backup's schema (\`parley db migrate\`) and empty, unless --force is given to replace what it holds. Stop the servers using the store first.`;
+The target must be migrated to the backup's schema (\`parley db migrate\`) and empty, unless --force is given to replace what it holds; a data folder that holds no store yet is created (a restore onto a new machine). Stop the servers using the store first.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> /var/backups/parley/store-2026-11-25',
     '<%= config.bin %> <%= command.id %> /backups/pool1 --database postgresql://parley@db2/parley --force --json',
@@ -22,12 +22,14 @@ The target must be migrated to the backup's schema (\`parley db migrate\`) and e
     force: Flags.boolean({ summary: 'Replace the contents of a store that is not empty.' }),
   };
 
-  async run(): Promise<RestoreStoreResult> {
+  async run(): Promise<RestoreStoreResult & StoreNamed> {
     const { args, flags } = await this.parse(DbRestore);
     const display = progressDisplay(this, this.jsonEnabled());
-    let result: RestoreStoreResult;
-    try {
-      result = await runWithStore(this, flags, (store) =>
+    const result = await runChange(
+      this,
+      flags,
+      nothingToPrepare,
+      (store) =>
         withProgress('Restoring the store', display, (progress) =>
           restoreStore(store.db, {
             from: args.dir,
@@ -35,11 +37,8 @@ The target must be migrated to the backup's schema (\`parley db migrate\`) and e
             onProgress: (table, rows) => progress(table, rows),
           }),
         ),
-      );
-    } catch (err) {
-      if (err instanceof StoreBackupError) failWith(this, new ContactsError(err.code, err.message));
-      throw err;
-    }
+      { create: true },
+    );
     this.log(
       `Restored and verified ${result.rows} row(s) of ${result.tables.length} table(s) from ${result.dir}.`,
     );

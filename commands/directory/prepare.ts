@@ -1,10 +1,10 @@
-import { Command, Flags } from '@oclif/core';
-import { CliError } from '../../src/cli/errors.js';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
+import { CliError, fromCatalogued } from '../../src/cli/errors.js';
 import { loadDirectoryConfig } from '../../src/directory/cli.js';
-import { DirectoryError, EXIT } from '../../src/directory/errors.js';
 import { type PrepareResult, prepareCentral, SchemaAdminMissingError } from '../../src/directory/schema.js';
 
-export default class DirectoryPrepare extends Command {
+export default class DirectoryPrepare extends ParleyCommand {
   static override summary = "Add Parley's schema extension and contact container to the central forest.";
   static override description =
     `Adds the auxiliary object class parleyUser (parleySipAddress, parleyHome, parleyEnabled, parleySourceAnchor, parleySourceForest) to the central forest's schema through cn=config (OpenLDAP), as directory.central.schemaAdmin, and creates the contact container. Only the central forest is touched; running it again changes nothing.
@@ -30,22 +30,12 @@ For Active Directory, an administrator extends the schema instead: see docs/dire
       this.log(`schema: ${result.schema}; contact container ${result.contactContainer}: ${result.container}`);
       return result;
     } catch (err) {
-      if (err instanceof DirectoryError)
-        this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
-      if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
-      if (err instanceof SchemaAdminMissingError) {
-        this.error(err.message, {
-          exit: EXIT.config,
-          code: 'DIRECTORY_SCHEMA_ADMIN',
-          suggestions: [
-            'set directory.central.schemaAdmin (bindDn and bindPasswordFile or bindPasswordEnv) to an identity that may write cn=config',
-          ],
-        });
-      }
-      this.error(`cannot prepare ${flags.central ?? 'the central forest'}: ${(err as Error).message}`, {
-        exit: EXIT.error,
-        code: 'DIRECTORY_CENTRAL_UNREACHABLE',
-      });
+      if (fromCatalogued(err)) throw err;
+      if (err instanceof SchemaAdminMissingError) throw new CliError('DIRECTORY_SCHEMA_ADMIN', err.message);
+      throw new CliError(
+        'DIRECTORY_CENTRAL_UNREACHABLE',
+        `cannot prepare ${flags.central ?? 'the central forest'}: ${(err as Error).message}`,
+      );
     }
   }
 }

@@ -1,11 +1,12 @@
-import { Command, Flags } from '@oclif/core';
-import { CliError } from '../../src/cli/errors.js';
-import { openCliStore, storeFlags } from '../../src/cli/flags.js';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
+import { CliError, fromCatalogued } from '../../src/cli/errors.js';
+import { findStore, openCliStore, storeFlags } from '../../src/cli/flags.js';
 import { loadDirectoryConfig } from '../../src/directory/cli.js';
-import { DirectoryError, EXIT } from '../../src/directory/errors.js';
+import { EXIT } from '../../src/directory/errors.js';
 import { type ReplicationSummary, replicateFromCentral } from '../../src/directory/replicator.js';
 
-export default class DirectoryReplicate extends Command {
+export default class DirectoryReplicate extends ParleyCommand {
   static override summary = "Refresh Parley's user store from the central forest.";
   static override description =
     `Copies the central forest's SIP-enabled users and contacts into the user store (upsert by address), so servers never query LDAP while serving. Directory users that vanished are disabled (deleted with --prune); local users are never touched. Servers run the same on a timer (directory.replicate.interval).`;
@@ -24,6 +25,8 @@ export default class DirectoryReplicate extends Command {
     const { flags } = await this.parse(DirectoryReplicate);
     try {
       const { parley, directory } = loadDirectoryConfig(flags);
+      const found = findStore(parley, flags);
+      if (!this.jsonEnabled()) this.logToStderr(`Store: ${found.location} (from ${found.foundBy})`);
       const store = await openCliStore(parley);
       try {
         const r = await replicateFromCentral({
@@ -43,13 +46,11 @@ export default class DirectoryReplicate extends Command {
         await store.close();
       }
     } catch (err) {
-      if (err instanceof DirectoryError)
-        this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
-      if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
-      this.error(`cannot replicate from the central forest: ${(err as Error).message}`, {
-        exit: EXIT.error,
-        code: 'DIRECTORY_CENTRAL_UNREACHABLE',
-      });
+      if (fromCatalogued(err)) throw err;
+      throw new CliError(
+        'DIRECTORY_CENTRAL_UNREACHABLE',
+        `cannot replicate from the central forest: ${(err as Error).message}`,
+      );
     }
   }
 }

@@ -1,11 +1,11 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { CliError } from '../../src/cli/errors.js';
-import { openCliStore, storeFlags } from '../../src/cli/flags.js';
+import { findStore, openCliStore, storeFlags } from '../../src/cli/flags.js';
 import { loadDirectoryConfig, runSyncWithProgress, summaryLines } from '../../src/directory/cli.js';
-import { DirectoryError } from '../../src/directory/errors.js';
 import { SyncInterruptedError, type SyncSummary } from '../../src/directory/sync.js';
 
-export default class DirectorySyncCommand extends Command {
+export default class DirectorySyncCommand extends ParleyCommand {
   static override summary = 'Sync users of the secondary forests into contacts in the central forest.';
   static override description =
     `Reads users from each secondary forest (paged searches) and creates, updates, disables or deletes their contact objects in the central forest, SIP-enabled as alias@domain. Joins on the source anchor (entryUUID or objectGUID), so renames and moves update the same contact.
@@ -32,6 +32,7 @@ Incremental by default (changes since the last run, deletes detected); --full re
     process.once('SIGINT', stop).once('SIGTERM', stop);
     try {
       const { parley, directory } = loadDirectoryConfig(flags);
+      findStore(parley, flags);
       const store = await openCliStore(parley);
       try {
         const summary = await runSyncWithProgress(
@@ -57,14 +58,11 @@ Incremental by default (changes since the last run, deletes detected); --full re
         await store.close();
       }
     } catch (err) {
-      if (err instanceof DirectoryError)
-        this.error(err.message, { exit: err.exitCode, code: err.code, suggestions: err.suggestions });
-      if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
       if (err instanceof SyncInterruptedError) {
-        this.error('interrupted; the next run resumes where this one stopped', {
-          exit: 130,
-          code: 'DIRECTORY_INTERRUPTED',
-        });
+        throw new CliError(
+          'DIRECTORY_INTERRUPTED',
+          'interrupted; the next run resumes where this one stopped',
+        );
       }
       throw err;
     } finally {

@@ -1,9 +1,10 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { CliError } from '../../src/cli/errors.js';
 import { loadCliConfig } from '../../src/cli/flags.js';
 import { type DnsPlan, DnsPlanError, planDnsRecords, renderZoneFile } from '../../src/ops/dns.js';
 
-export default class DnsRecords extends Command {
+export default class DnsRecords extends ParleyCommand {
   static override summary = 'Print the DNS records a deployment must publish.';
   static override description =
     `Lists the SRV records clients and federated partners look up: _sip._tls (remote sign-in through the edge), _sipinternaltls._tcp (internal sign-in through the director), _sipfederationtls._tcp (partners' edges, mutual TLS) and, with --tcp, _sip._tcp; plus the A/AAAA records their targets need. Prints zone-file lines; --json gives the same as data. The domain defaults to the one in parley.yaml.`;
@@ -16,9 +17,12 @@ export default class DnsRecords extends Command {
   static override flags = {
     config: Flags.string({
       char: 'c',
-      summary: 'parley.yaml to read the domain from (default ./parley.yaml when present).',
+      summary:
+        'parley.yaml to read the domain from (default $PARLEY_CONFIG, else ./parley.yaml when present).',
     }),
-    domain: Flags.string({ summary: 'SIP domain (default from parley.yaml, else parley.local).' }),
+    domain: Flags.string({
+      summary: 'SIP domain (default the first domain of parley.yaml, else parley.local).',
+    }),
     'edge-fqdn': Flags.string({ summary: 'Edge FQDN reached from the internet (default sip.DOMAIN).' }),
     'director-fqdn': Flags.string({
       summary: 'Director or pool FQDN reached internally (default director.DOMAIN).',
@@ -37,8 +41,9 @@ export default class DnsRecords extends Command {
 
   async run(): Promise<DnsPlan> {
     const { flags } = await this.parse(DnsRecords);
+    // Only the domain comes from the deployment: this command needs no store.
+    const domain = flags.domain ?? loadCliConfig({ config: flags.config }).domain;
     try {
-      const domain = flags.domain ?? loadCliConfig({ config: flags.config }).domain;
       const plan = planDnsRecords({
         domain,
         edgeFqdn: flags['edge-fqdn'],
@@ -54,20 +59,14 @@ export default class DnsRecords extends Command {
       this.log(renderZoneFile(plan).trimEnd());
       return plan;
     } catch (err) {
-      if (err instanceof CliError) this.error(err.message, err.toErrorOptions());
-      if (err instanceof DnsPlanError) {
-        this.error(err.message, {
-          exit: 2,
-          code: 'INVALID_ARGUMENT',
-          suggestions: [`Fix --${kebab(err.field)}.`],
-        });
-      }
+      if (err instanceof DnsPlanError)
+        throw new CliError('INVALID_FLAG', err.message, `Fix --${flagOf(err.field)}.`);
       throw err;
     }
   }
 }
 
-function kebab(field: string): string {
+function flagOf(field: string): string {
   const map: Record<string, string> = {
     edgeFqdn: 'edge-fqdn',
     directorFqdn: 'director-fqdn',

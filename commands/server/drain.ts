@@ -1,9 +1,10 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
-import { runWithStore } from '../../src/cli/store-command.js';
-import { DrainError, type DrainResult, drainServer } from '../../src/ops/drain.js';
+import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
+import { type DrainResult, drainServer } from '../../src/ops/drain.js';
 
-export default class ServerDrain extends Command {
+export default class ServerDrain extends ParleyCommand {
   static override summary = 'Take a server out of service gently, for planned maintenance.';
   static override description =
     `Marks the server draining in the store and tells it so. The server stops taking new connections, fails its load balancer health check (/health answers 503), ends its subscriptions with reason=deactivated and closes its client connections, so endpoints sign in again through the load balancer to another front-end of the pool; then it exits.
@@ -28,40 +29,26 @@ With --wait the command returns only when the server has left (its row is gone o
     }),
   };
 
-  async run(): Promise<DrainResult> {
+  async run(): Promise<DrainResult & StoreNamed> {
     const { flags } = await this.parse(ServerDrain);
-    let result: DrainResult;
     let lastLeft: string | undefined;
     let lastShownMs = 0;
-    try {
-      result = await runWithStore(this, flags, (store) =>
-        drainServer(store, flags.server, {
-          wait: flags.wait,
-          timeoutMs: flags.timeout * 1000,
-          onProgress: (p) => {
-            const left = p.health
-              ? ` (${p.health.flows ?? '?'} connection(s), ${p.health.registeredEndpoints ?? '?'} endpoint(s) left)`
-              : '';
-            // Polls run every second; a line every 10 s, or when the count moves, is enough to follow.
-            if (left === lastLeft && p.elapsedMs - lastShownMs < 10_000) return;
-            lastLeft = left;
-            lastShownMs = p.elapsedMs;
-            this.logToStderr(`${flags.server}: ${p.state} for ${Math.round(p.elapsedMs / 1000)} s${left}`);
-          },
-        }),
-      );
-    } catch (err) {
-      if (err instanceof DrainError) {
-        try {
-          this.error(err.message, err.toErrorOptions());
-        } catch (thrown) {
-          // Same as failCommand (src/cli/store-command.ts): --json takes its exit status from exitCode.
-          (thrown as { exitCode?: number }).exitCode = err.exit;
-          throw thrown;
-        }
-      }
-      throw err;
-    }
+    const result = await runChange(this, flags, nothingToPrepare, (store) =>
+      drainServer(store, flags.server, {
+        wait: flags.wait,
+        timeoutMs: flags.timeout * 1000,
+        onProgress: (p) => {
+          const left = p.health
+            ? ` (${p.health.flows ?? '?'} connection(s), ${p.health.registeredEndpoints ?? '?'} endpoint(s) left)`
+            : '';
+          // Polls run every second; a line every 10 s, or when the count moves, is enough to follow.
+          if (left === lastLeft && p.elapsedMs - lastShownMs < 10_000) return;
+          lastLeft = left;
+          lastShownMs = p.elapsedMs;
+          this.logToStderr(`${flags.server}: ${p.state} for ${Math.round(p.elapsedMs / 1000)} s${left}`);
+        },
+      }),
+    );
     if (result.previousState === 'down') this.log(`${result.server} is already down: nothing to drain.`);
     else if (result.finished) this.log(`${result.server} has drained and left (${result.state}).`);
     else

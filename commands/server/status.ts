@@ -1,15 +1,17 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
 import { collectPoolStatus, type PoolStatus, renderPoolStatus } from '../../src/ops/status.js';
 
-export default class ServerStatus extends Command {
+export default class ServerStatus extends ParleyCommand {
   static override summary = 'Show the servers of a deployment, their health and the pool totals.';
   static override description =
-    `Lists every server registered in the store (front-ends of pools, directors, edges, standard servers) with its role, home, SIP address, state and heartbeat age, asks each one for its live health (GET /health) and sums connected endpoints, signed-in users and subscriptions over the servers that answered. A server that does not answer within --health-timeout is shown as down.
+    `One table: every server registered in the deployment's store (standard servers, front-ends of pools, directors, edges) with its role, home, state and heartbeat, and what it holds now according to its own health endpoint (GET /health): signed-in users, registered endpoints, presence subscriptions; then the totals. A server that does not answer within --health-timeout is shown as down. Under the table, each column says where it comes from.
 
-Registered endpoints and users are also counted from the shared registrations table, which counts a user signed in on two front-ends once.`;
+--json adds the SIP and health addresses of each server, its raw health answer, and totals.store: the unexpired rows of the store's registrations table (what a pool shares).`;
   static override examples = [
+    '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --database postgres://parley@db.example.com/parley',
     '<%= config.bin %> <%= command.id %> --home pool1 --role frontend',
     '<%= config.bin %> <%= command.id %> --data-dir /var/lib/parley --json',

@@ -1,14 +1,15 @@
-import { Args, Command } from '@oclif/core';
-import { domainFlag, storeFlags } from '../../src/cli/flags.js';
+import { Args } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
+import { domainFlag, domainScope, storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
 import { showUser, type UserSummary } from '../../src/users/admin.js';
 
-export default class UsersShow extends Command {
+export default class UsersShow extends ParleyCommand {
   static override summary = 'Show one user.';
   static override description = 'Prints the account (never its secrets: only whether a password is set).';
   static override examples = [
     '<%= config.bin %> <%= command.id %> alice',
-    '<%= config.bin %> <%= command.id %> alice@example.com --json',
+    '<%= config.bin %> <%= command.id %> alice --json',
   ];
   static override enableJsonFlag = true;
   static override args = {
@@ -19,7 +20,7 @@ export default class UsersShow extends Command {
   async run(): Promise<UserSummary> {
     const { args, flags } = await this.parse(UsersShow);
     const user = await runWithStore(this, flags, (store, config) =>
-      showUser(store, { aor: args.aor, domain: config.domain }),
+      showUser(store, { aor: args.aor, domain: domainScope(config, flags) }),
     );
     this.log(`${user.aor}`);
     this.log(`  display name  ${user.displayName || '-'}`);

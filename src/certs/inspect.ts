@@ -26,14 +26,14 @@ const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE----
 
 /** Reads a PEM file (first certificate, then the rest as its chain) with Node's X.509 parser. */
 export function describeCertificate(file: string, now: Date = new Date()): CertificateSummary {
-  if (!existsSync(file)) throw new CertError(`${file} not found`, 'NOT_FOUND');
+  if (!existsSync(file)) throw new CertError(`${file} not found`, 'CERT_NOT_FOUND');
   const pems = readFileSync(file, 'utf8').match(PEM_CERT_RE) ?? [];
-  if (pems.length === 0) throw new CertError(`${file} holds no PEM certificate`, 'BAD_CERT');
+  if (pems.length === 0) throw new CertError(`${file} holds no PEM certificate`, 'CERT_INVALID');
   let certs: X509Certificate[];
   try {
     certs = pems.map((p) => new X509Certificate(p));
   } catch (err) {
-    throw new CertError(`${file}: ${(err as Error).message}`, 'BAD_CERT');
+    throw new CertError(`${file}: ${(err as Error).message}`, 'CERT_INVALID');
   }
   const [x] = certs;
   const notAfter = new Date(x.validTo);

@@ -1,10 +1,20 @@
 import { spawnSync } from 'node:child_process';
 
-/** A certificate task that failed, with a stable code for `--json` and scripts. */
+/**
+ * A certificate task that failed. The code is a key of the CLI catalogue
+ * (src/cli/errors.ts), which gives the exit status; `suggestion` replaces its next step.
+ */
 export class CertError extends Error {
   constructor(
     message: string,
-    readonly code: 'OPENSSL_MISSING' | 'OPENSSL_FAILED' | 'EXISTS' | 'BAD_NAME' | 'NOT_FOUND' | 'BAD_CERT',
+    readonly code:
+      | 'OPENSSL_MISSING'
+      | 'OPENSSL_FAILED'
+      | 'CERT_EXISTS'
+      | 'CERT_BAD_NAME'
+      | 'CERT_NOT_FOUND'
+      | 'CERT_INVALID'
+      | 'CERT_NOT_TRUSTED',
     readonly suggestion?: string,
   ) {
     super(message);

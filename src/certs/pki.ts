@@ -90,7 +90,7 @@ export function issueCertificate(opts: IssueOptions): IssuedFiles {
     if (!existsSync(f)) {
       throw new CertError(
         `${f} not found`,
-        'NOT_FOUND',
+        'CERT_NOT_FOUND',
         `create a CA first: parley certs create-ca --dir ${opts.caDir}`,
       );
     }
@@ -180,7 +180,7 @@ function sanEntry(text: string): string {
   const bad = (why: string) =>
     new CertError(
       `${JSON.stringify(text)} ${why}`,
-      'BAD_NAME',
+      'CERT_BAD_NAME',
       'use an FQDN, an IP address, or DNS:/IP:/email:/URI: prefixes',
     );
   switch (kind) {
@@ -209,7 +209,11 @@ function refuseOverwrite(files: string[], force?: boolean): void {
   if (force) return;
   const existing = files.filter((f) => existsSync(f));
   if (existing.length > 0) {
-    throw new CertError(`${existing.join(' and ')} already exist`, 'EXISTS', 'pass --force to replace them');
+    throw new CertError(
+      `${existing.join(' and ')} already exist`,
+      'CERT_EXISTS',
+      'pass --force to replace them',
+    );
   }
 }
 
@@ -231,6 +235,6 @@ function serial(): string {
 
 function days(n: number): number {
   if (!Number.isInteger(n) || n < 1 || n > 36500)
-    throw new CertError(`${n} is not a number of days (1-36500)`, 'BAD_NAME');
+    throw new CertError(`${n} is not a number of days (1-36500)`, 'CERT_BAD_NAME');
   return n;
 }

@@ -1,5 +1,4 @@
 import type { CertificateSummary } from './inspect.js';
-import type { CertError } from './openssl.js';
 
 /** Human lines for a certificate summary (the commands' non-JSON output). */
 export function printSummary(s: CertificateSummary, log: (line: string) => void): void {
@@ -19,13 +18,4 @@ function ekuName(oid: string): string {
   if (oid === '1.3.6.1.5.5.7.3.1') return 'TLS server';
   if (oid === '1.3.6.1.5.5.7.3.2') return 'TLS client';
   return oid;
-}
-
-/** oclif error options; exit codes follow src/cli/errors.ts (2 input, 3 not found, 4 conflict). */
-export function certErrorOptions(err: CertError): { exit: number; code: string; suggestions?: string[] } {
-  const exit = { OPENSSL_MISSING: 1, OPENSSL_FAILED: 1, EXISTS: 4, BAD_NAME: 2, NOT_FOUND: 3, BAD_CERT: 2 }[
-    err.code
-  ];
-  const code = err.code === 'EXISTS' ? 'CERT_EXISTS' : err.code === 'NOT_FOUND' ? 'CERT_NOT_FOUND' : err.code;
-  return err.suggestion ? { exit, code, suggestions: [err.suggestion] } : { exit, code };
 }

@@ -1,10 +1,13 @@
 import { Command } from '@oclif/core';
+import { toCommandError } from './errors.js';
 
 /**
- * oclif takes the exit status of a failed command from `err.oclif.exit` in a human run but
- * from `err.exitCode` in a --json run (Command.catch), so `this.error(msg, { exit: 4 })`
- * exits 1 under --json. Scripts run with --json and must see the catalogued code
- * (src/cli/errors.ts): this copies one into the other for every command, once, at start.
+ * The one way out of a failed command, for every command of the binary (bin/run.js
+ * installs it once, at start): a catalogued failure (src/cli/errors.ts) becomes oclif's
+ * error with its code, suggestion and exit status. oclif takes the exit status from
+ * `err.oclif.exit` in a human run but from `err.exitCode` in a --json run (Command.catch);
+ * toCommandError sets both, so scripts see the catalogued status either way.
+ * ParleyCommand (src/cli/command.ts) does the same for commands run without bin/run.js.
  */
 export function installExitCodeBridge(): void {
   const proto = Command.prototype as unknown as {
@@ -14,9 +17,7 @@ export function installExitCodeBridge(): void {
   if (proto.__parleyBridge) return;
   const original = proto.catch;
   proto.catch = function (this: Command, err: unknown) {
-    const e = err as { exitCode?: number; oclif?: { exit?: number } } | undefined;
-    if (e && e.exitCode === undefined && typeof e.oclif?.exit === 'number') e.exitCode = e.oclif.exit;
-    return original.call(this, err);
+    return original.call(this, toCommandError(err));
   };
   proto.__parleyBridge = true;
 }

@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
+import type { ParleyConfig } from '../ops/config.js';
 import { resolveAor } from '../users/admin.js';
 import { CliError } from './errors.js';
+import { domainScope, type StoreFlagValues } from './flags.js';
 
 /** Reads one line (the password) from a stream, without the line ending; EOF ends it too. */
 export async function readLine(input: Readable): Promise<string> {
@@ -45,11 +47,11 @@ export async function obtainPassword(opts: {
 
 /**
  * The step before the store opens for commands that set a password (users add, users
- * set-password): the AOR in the configured domain and its new password, asked twice.
+ * set-password): the AOR in a domain the deployment serves and its new password, asked twice.
  */
-export function newPasswordStep(aorArg: string, fromStdin: boolean) {
-  return async (config: { domain: string }): Promise<{ aor: string; password: string }> => {
-    const aor = resolveAor(aorArg, config.domain);
+export function newPasswordStep(aorArg: string, fromStdin: boolean, flags: StoreFlagValues) {
+  return async (config: ParleyConfig): Promise<{ aor: string; password: string }> => {
+    const aor = resolveAor(aorArg, domainScope(config, flags));
     return { aor, password: await obtainPassword({ fromStdin, confirm: true, aor }) };
   };
 }

@@ -3,25 +3,32 @@ import type { ParleyConfig } from '../ops/config.js';
 import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { setUserEnabled, type UserSummary } from '../users/admin.js';
-import { CliError, fromCatalogued } from './errors.js';
-import { loadCliConfig, openCliStore, type StoreFlagValues } from './flags.js';
+import { CliError, toCommandError } from './errors.js';
+import { domainScope, findStore, loadCliConfig, openCliStore, type StoreFlagValues } from './flags.js';
+
+export interface StoreCommandOptions {
+  /** Open a data folder that holds no store yet, creating it (`db restore`): default false. */
+  create?: boolean;
+}
+
+/** What a command that changed something adds to its --json result: the store it changed. */
+export interface StoreNamed {
+  /** The data folder, or the PostgreSQL URL without its password. */
+  store: string;
+}
 
 /**
- * The frame of a store command: load the configuration, open the store, run, close it
- * whatever happens, and turn catalogued failures (CliError) into oclif errors carrying
- * their code, exit status and suggestion.
+ * The frame of a store command: load the configuration, find the store (never creating
+ * one), open it, run, close it whatever happens. Failures leave through the catalogue
+ * (toCommandError), a connection lost while working included.
  */
 export async function runWithStore<T>(
   command: Command,
   flags: StoreFlagValues,
   fn: (store: Store, config: ParleyConfig) => Promise<T>,
+  opts: StoreCommandOptions = {},
 ): Promise<T> {
-  return runWithPreparedStore(
-    command,
-    flags,
-    async () => undefined,
-    (store, config) => fn(store, config),
-  );
+  return runWithPreparedStore(command, flags, async () => undefined, fn, opts);
 }
 
 /**
@@ -29,28 +36,65 @@ export async function runWithStore<T>(
  * there, so an embedded data folder is not held open while a person types a password.
  */
 export async function runWithPreparedStore<P, T>(
-  command: Command,
+  _command: Command,
   flags: StoreFlagValues,
   prepare: (config: ParleyConfig) => Promise<P>,
   fn: (store: Store, config: ParleyConfig, prepared: P) => Promise<T>,
+  opts: StoreCommandOptions = {},
 ): Promise<T> {
   let store: Store | undefined;
   let config: ParleyConfig | undefined;
   try {
     config = loadCliConfig(flags);
+    if (!opts.create) findStore(config, flags);
     const prepared = await prepare(config);
     store = await openCliStore(config);
     return await fn(store, config, prepared);
   } catch (err) {
-    if (err instanceof CliError) failCommand(command, err);
-    const catalogued = fromCatalogued(err);
-    if (catalogued) failCommand(command, catalogued);
-    if (store && isConnectionLost(err)) failCommand(command, connectionLostError(err, config));
-    throw err;
+    // Commands that are not ParleyCommands (federation/) leave through the catalogue too.
+    throw toCommandError(store && isConnectionLost(err) ? connectionLostError(err, config) : err);
   } finally {
     await store?.close().catch(() => undefined);
   }
 }
+
+/**
+ * A command that changes the store: as runWithPreparedStore, then it names the store it
+ * changed, on stderr for people and as `store` in the --json result, so an administrator
+ * who ran it in the wrong folder sees so at once.
+ */
+export async function runChange<P, T extends object>(
+  command: Command,
+  flags: StoreFlagValues,
+  prepare: (config: ParleyConfig) => Promise<P>,
+  fn: (store: Store, config: ParleyConfig, prepared: P) => Promise<T>,
+  opts: StoreCommandOptions = {},
+): Promise<T & StoreNamed> {
+  let where = '';
+  const result = await runWithPreparedStore(
+    command,
+    flags,
+    prepare,
+    (store, config, prepared) => {
+      const found = opts.create ? undefined : findStore(config, flags);
+      where = found
+        ? `${found.engine === 'embedded' ? 'embedded database in ' : ''}${found.location} (from ${found.foundBy})`
+        : config.database.url
+          ? 'PostgreSQL'
+          : `embedded database in ${config.database.dataDir}`;
+      return fn(store, config, prepared).then((r) => ({
+        ...r,
+        store: found?.location ?? config.database.dataDir,
+      }));
+    },
+    opts,
+  );
+  if (!command.jsonEnabled()) command.logToStderr(`Store: ${where}`);
+  return result;
+}
+
+/** No preparation step: for runChange callers with nothing to ask first. */
+export const nothingToPrepare = async (): Promise<undefined> => undefined;
 
 /**
  * The store went away while a command was working (its server killed or restarted): every
@@ -68,28 +112,15 @@ export function connectionLostError(err: unknown, config: ParleyConfig | undefin
   );
 }
 
-/**
- * command.error() for a catalogued failure. oclif takes the exit status of a --json run
- * from `exitCode` on the error (Command.catch) but of a human run from `oclif.exit`: set both.
- */
-export function failCommand(command: Command, err: CliError): never {
-  try {
-    command.error(err.message, err.toErrorOptions());
-  } catch (thrown) {
-    (thrown as { exitCode?: number }).exitCode = err.exit;
-    throw thrown;
-  }
-}
-
 /** `users enable` and `users disable`: one command body, the flag it sets being the difference. */
 export async function runSetEnabled(
   command: Command,
   aor: string,
   flags: StoreFlagValues,
   enabled: boolean,
-): Promise<UserSummary & { changed: boolean }> {
-  const user = await runWithStore(command, flags, (store, config) =>
-    setUserEnabled(store, { aor, domain: config.domain, enabled }),
+): Promise<UserSummary & { changed: boolean } & StoreNamed> {
+  const user = await runChange(command, flags, nothingToPrepare, (store, config) =>
+    setUserEnabled(store, { aor, domain: domainScope(config, flags), enabled }),
   );
   const word = enabled ? 'enabled' : 'disabled';
   command.log(

@@ -1,14 +1,12 @@
 import type { Command } from '@oclif/core';
 import { Listr } from 'listr2';
 import { ContactsError } from './errors.js';
-import { ExportScopeError } from './export.js';
 import type { ImportResult } from './import.js';
-import { RestoreSourceError } from './restore.js';
 
 /**
  * What the `parley contacts` commands share: progress (listr2 in a terminal, a plain line
  * every PROGRESS_EVERY users otherwise, nothing with --json), the human rendering of an
- * import report, and turning expected failures into oclif errors.
+ * import report, and the catalogued error an import's outcome amounts to.
  */
 const PROGRESS_EVERY = 10_000;
 
@@ -96,26 +94,4 @@ export function importOutcomeError(result: ImportResult): ContactsError | undefi
   }
   if (result.status === 'failed') return new ContactsError('IMPORT_FAILED', 'no list was imported');
   return undefined;
-}
-
-/** Library errors with a meaning for people, as catalogued errors. */
-export function asContactsError(err: unknown): unknown {
-  if (err instanceof ExportScopeError) return new ContactsError('USER_NOT_FOUND', err.message);
-  if (err instanceof RestoreSourceError) return new ContactsError(err.code, err.message);
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOENT') return new ContactsError('FILE_NOT_FOUND', (err as Error).message);
-  return err;
-}
-
-/**
- * command.error() for a catalogued failure, with the exit status set for both --json and
- * human runs (as src/cli/store-command.ts failCommand does for the CLI catalogue).
- */
-export function failWith(command: Command, err: ContactsError): never {
-  try {
-    command.error(err.message, err.toErrorOptions());
-  } catch (thrown) {
-    (thrown as { exitCode?: number }).exitCode = err.exit;
-    throw thrown;
-  }
 }

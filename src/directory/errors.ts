@@ -1,8 +1,8 @@
 /**
- * Exit codes and error codes of the directory commands, one place, so scripts and the
- * scheduler can match them (docs/directory.md lists them too). They follow the CLI
- * catalogue (src/cli/errors.ts): 2 configuration, 4 in use, 6 partial success; 7 is the
- * directory's own "refused by the deletion threshold".
+ * Exit statuses of a directory run's summary (process.exitCode of `parley directory sync`
+ * and `replicate`), so scripts and the scheduler can match them (docs/directory.md lists
+ * them too). They follow the CLI catalogue (src/cli/errors.ts): 2 configuration, 4 in use,
+ * 6 partial success; 7 is the directory's own "refused by the deletion threshold".
  */
 export const EXIT = {
   /** Every forest synced, nothing refused. Conflicts are reported but are not failures. */
@@ -29,6 +29,12 @@ export type DirectoryErrorCode =
   | 'DIRECTORY_UNKNOWN_FOREST'
   | 'DIRECTORY_INTERRUPTED';
 
+/**
+ * A directory failure. The code is a key of the CLI catalogue (src/cli/errors.ts), which
+ * maps it to its exit status; `exitCode` is what the directory code expects that to be
+ * (test/cli/catalogue.test.ts checks they agree), and `suggestions`, when given, replace the
+ * catalogue's next step with one that names the forest or the lock holder.
+ */
 export class DirectoryError extends Error {
   constructor(
     readonly code: DirectoryErrorCode,

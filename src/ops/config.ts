@@ -12,13 +12,17 @@ import YAML from 'yaml';
 export interface ParleyConfig {
   /** Absolute path of the file the config was loaded from, if any. */
   file?: string;
-  /** SIP domain and digest realm. */
+  /** SIP domain and digest realm: the first of `domains`, the default for bare user names. */
   domain: string;
+  /** The SIP domains this deployment serves (`domains:`, or `domain:` for one); never empty. */
+  domains: string[];
   role: ServerRole;
   serverId: string;
   /** Home (standard server or pool name) this server serves; defaults to the domain for `standard`. */
   home?: string;
   listen: {
+    /** SIP over UDP (RFC 3261 18): beside TCP on the same port by default. */
+    udp?: HostPort;
     tcp?: HostPort;
     tls?: HostPort;
     ws?: HostPort;
@@ -35,7 +39,7 @@ export interface ParleyConfig {
   highSecurity: boolean;
   database: { dataDir: string; url?: string };
   http: HostPort;
-  log: { level: LogLevel };
+  log: { level: LogLevel; format: LogFormat };
   /** Bounds on connections peers open (src/transport/limits.ts); docs/config.md, "limits". */
   limits: {
     maxConnectionsPerAddress: number;
@@ -52,6 +56,8 @@ export interface ParleyConfig {
     defaultExpires: number;
     /** Digest challenges offered, most preferred first (default ['MD5']). */
     digestAlgorithms: DigestAlgorithmName[];
+    /** How long a binding outlives the TCP/TLS/WS connection it registered over (default 5). */
+    connectionGraceSeconds: number;
   };
   presence: { maxExpires: number; defaultExpires: number; allowSameDomain: boolean };
   /** Digest nonces and password-guessing limits (src/registrar/auth-failures.ts). */
@@ -116,7 +122,9 @@ export interface HostPort {
 
 export type ServerRole = 'standard' | 'frontend' | 'director' | 'edge';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-export type ListenTransport = 'tcp' | 'tls' | 'ws' | 'wss';
+/** `auto`: readable lines on a terminal, JSON lines otherwise (src/ops/log.ts). */
+export type LogFormat = 'auto' | 'pretty' | 'json';
+export type ListenTransport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
 export type DeepPartial<T> = T extends (infer U)[]
   ? DeepPartial<U>[]
@@ -126,12 +134,14 @@ export type DeepPartial<T> = T extends (infer U)[]
 
 export const SERVER_ROLES: readonly ServerRole[] = ['standard', 'frontend', 'director', 'edge'];
 export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
-export const LISTEN_TRANSPORTS: readonly ListenTransport[] = ['tcp', 'tls', 'ws', 'wss'];
+export const LOG_FORMATS: readonly LogFormat[] = ['auto', 'pretty', 'json'];
+export const LISTEN_TRANSPORTS: readonly ListenTransport[] = ['udp', 'tcp', 'tls', 'ws', 'wss'];
 
 export const DEFAULT_CONFIG_FILE = 'parley.yaml';
 export const DEFAULT_DOMAIN = 'parley.local';
 export const DEFAULT_DATA_DIR = './.parley';
-export const DEFAULT_LISTEN: Readonly<Record<'tcp' | 'ws', HostPort>> = {
+export const DEFAULT_LISTEN: Readonly<Record<'udp' | 'tcp' | 'ws', HostPort>> = {
+  udp: { host: '0.0.0.0', port: 5060 },
   tcp: { host: '0.0.0.0', port: 5060 },
   ws: { host: '0.0.0.0', port: 5066 },
 };
@@ -141,11 +151,16 @@ export const DEFAULT_SECURE_LISTEN: Readonly<Record<'tls', HostPort>> = {
 };
 export const DEFAULT_HTTP: Readonly<HostPort> = { host: '127.0.0.1', port: 9060 };
 
-/** A configuration mistake, naming where it is (file or source), the key and what is wrong. */
+/**
+ * A configuration mistake, naming where it is (file or source), the key and what is wrong.
+ * loadConfig reports every mistake it finds: `problems` lists them (this one first) and the
+ * message has one line each.
+ */
 export class ConfigError extends Error {
   readonly file?: string;
   readonly key: string;
   readonly problem: string;
+  problems: ConfigError[] = [this];
 
   constructor(problem: string, key: string, file?: string) {
     super(`${file ?? 'config'}: ${key ? `${key}: ` : ''}${problem}`);
@@ -154,6 +169,16 @@ export class ConfigError extends Error {
     this.key = key;
     this.problem = problem;
   }
+}
+
+/** One error for several mistakes: the first's key and file, every line in the message. */
+function combineConfigErrors(errors: ConfigError[]): ConfigError {
+  if (errors.length === 1) return errors[0];
+  const first = errors[0];
+  const all = new ConfigError(first.problem, first.key, first.file);
+  all.message = errors.map((e) => e.message).join('\n');
+  all.problems = errors;
+  return all;
 }
 
 export interface LoadConfigOptions {
@@ -167,6 +192,7 @@ export interface LoadConfigOptions {
 
 const TOP_LEVEL_KEYS = [
   'domain',
+  'domains',
   'role',
   'serverId',
   'home',
@@ -220,14 +246,41 @@ export function loadConfig(opts: LoadConfigOptions = {}): ParleyConfig {
   const fromFlags = (opts.overrides ?? {}) as Record<string, unknown>;
   const flagSource: Source = { label: 'flags', baseDir: cwd };
 
-  const reader = new LayeredReader([
-    [fromFlags, flagSource],
+  // Validation stops at a mistake; to report them all, drop the key at fault and validate
+  // again until the rest passes (a mistake that names no droppable key ends the search).
+  const layers: Array<[Record<string, unknown>, Source]> = [
+    [structuredClone(fromFlags), flagSource],
     [fromEnv, envSource],
     [fromFile, fileSource],
-  ]);
-  const cfg = validate(reader);
-  if (file) cfg.file = file;
-  return cfg;
+  ];
+  const problems: ConfigError[] = [];
+  for (;;) {
+    try {
+      const cfg = validate(new LayeredReader(layers));
+      if (problems.length > 0) throw combineConfigErrors(problems);
+      if (file) cfg.file = file;
+      return cfg;
+    } catch (err) {
+      if (!(err instanceof ConfigError) || problems.includes(err)) throw err;
+      problems.push(err);
+      if (problems.length >= 20 || !dropKey(layers, err)) throw combineConfigErrors(problems);
+    }
+  }
+}
+
+function dropKey(layers: Array<[Record<string, unknown>, Source]>, err: ConfigError): boolean {
+  if (!err.key || err.key.startsWith('line ')) return false;
+  const parts = err.key.split('.');
+  for (const [layer, source] of layers) {
+    if (err.file !== undefined && source.label !== err.file) continue;
+    const parent = dig(layer, parts.slice(0, -1).join('.')) ?? (parts.length === 1 ? layer : undefined);
+    const last = parts[parts.length - 1];
+    if (parent && typeof parent === 'object' && Object.hasOwn(parent, last)) {
+      delete (parent as Record<string, unknown>)[last];
+      return true;
+    }
+  }
+  return false;
 }
 
 function readYaml(file: string, shownName: string): Record<string, unknown> {
@@ -309,15 +362,8 @@ const POSTGRES_URL_RE = /^postgres(?:ql)?:\/\//;
 function validate(r: LayeredReader): ParleyConfig {
   r.checkKeys('', TOP_LEVEL_KEYS);
 
-  const domain = readString(r, 'domain', DEFAULT_DOMAIN).toLowerCase();
-  const domainAt = r.get('domain');
-  if (!DOMAIN_RE.test(domain)) {
-    throw new ConfigError(
-      `${JSON.stringify(domain)} is not a DNS domain name`,
-      'domain',
-      domainAt?.source.label,
-    );
-  }
+  const domains = readDomains(r);
+  const domain = domains[0];
 
   const role = readEnum(r, 'role', SERVER_ROLES, 'standard');
   const serverId = readString(r, 'serverId', `${hostname()}-${role}`);
@@ -342,18 +388,19 @@ function validate(r: LayeredReader): ParleyConfig {
   } else if (highSecurity) {
     listen.tls = { ...DEFAULT_SECURE_LISTEN.tls };
   } else {
+    listen.udp = { ...DEFAULT_LISTEN.udp };
     listen.tcp = { ...DEFAULT_LISTEN.tcp };
     listen.ws = { ...DEFAULT_LISTEN.ws };
   }
   if (Object.keys(listen).length === 0) {
     throw new ConfigError(
-      'no transport to listen on: set at least one of tcp, tls, ws, wss',
+      'no transport to listen on: set at least one of udp, tcp, tls, ws, wss',
       'listen',
       r.get('listen')?.source.label,
     );
   }
   if (highSecurity) {
-    for (const plain of ['tcp', 'ws'] as const) {
+    for (const plain of ['udp', 'tcp', 'ws'] as const) {
       if (listen[plain]) {
         throw new ConfigError(
           `highSecurity accepts TLS and WSS only; remove listen.${plain}`,
@@ -417,8 +464,11 @@ function validate(r: LayeredReader): ParleyConfig {
 
   const http = readOptionalHostPort(r, 'http') ?? { ...DEFAULT_HTTP };
 
-  r.checkKeys('log', ['level']);
-  const log = { level: readEnum(r, 'log.level', LOG_LEVELS, 'info') };
+  r.checkKeys('log', ['level', 'format']);
+  const log = {
+    level: readEnum(r, 'log.level', LOG_LEVELS, 'info'),
+    format: readEnum(r, 'log.format', LOG_FORMATS, 'auto'),
+  };
 
   r.checkKeys('limits', [
     'maxConnectionsPerAddress',
@@ -475,12 +525,19 @@ function validate(r: LayeredReader): ParleyConfig {
     }
   }
 
-  r.checkKeys('registrar', ['minExpires', 'maxExpires', 'defaultExpires', 'digestAlgorithms']);
+  r.checkKeys('registrar', [
+    'minExpires',
+    'maxExpires',
+    'defaultExpires',
+    'digestAlgorithms',
+    'connectionGraceSeconds',
+  ]);
   const registrar = {
     minExpires: readSeconds(r, 'registrar.minExpires', 60),
     maxExpires: readSeconds(r, 'registrar.maxExpires', 7200),
     defaultExpires: readSeconds(r, 'registrar.defaultExpires', 3600),
     digestAlgorithms: readDigestAlgorithms(r, 'registrar.digestAlgorithms'),
+    connectionGraceSeconds: readSeconds(r, 'registrar.connectionGraceSeconds', 5),
   };
   checkExpiryOrder(r, 'registrar', registrar);
 
@@ -528,6 +585,7 @@ function validate(r: LayeredReader): ParleyConfig {
 
   const cfg: ParleyConfig = {
     domain,
+    domains,
     role,
     serverId,
     listen,
@@ -549,6 +607,49 @@ function validate(r: LayeredReader): ParleyConfig {
   const directory = r.get('directory');
   if (directory) cfg.directory = directory.value;
   return cfg;
+}
+
+/**
+ * `domains:` (a list, the first the default) or `domain:` (one). A --domain flag replaces
+ * the file's list. The SIP core serves one realm today (registrar, proxy, presence and edge
+ * take config.domain), so a list of several is refused rather than half served.
+ */
+function readDomains(r: LayeredReader): string[] {
+  const one = r.get('domain');
+  const many = r.get('domains');
+  if (one && many && one.source === many.source) {
+    throw new ConfigError('set domains (a list) or domain (one), not both', 'domain', one.source.label);
+  }
+  let list: unknown[];
+  let at: { value: unknown; source: Source } | undefined;
+  let key: string;
+  if (many && !(one && one.source.label === 'flags')) {
+    at = many;
+    key = 'domains';
+    list = Array.isArray(many.value) ? many.value : [many.value];
+    if (list.length === 0) throw new ConfigError('lists no domain', key, at.source.label);
+  } else {
+    at = one;
+    key = 'domain';
+    list = [one && one.value !== null ? one.value : DEFAULT_DOMAIN];
+  }
+  const domains = list.map((v) => (typeof v === 'string' ? v.trim().toLowerCase() : v));
+  for (const d of domains) {
+    if (typeof d !== 'string' || !DOMAIN_RE.test(d)) {
+      throw new ConfigError(`${JSON.stringify(d)} is not a DNS domain name`, key, at?.source.label);
+    }
+  }
+  if (new Set(domains).size !== domains.length) {
+    throw new ConfigError('lists a domain twice', key, at?.source.label);
+  }
+  if (domains.length > 1) {
+    throw new ConfigError(
+      `several domains (${domains.join(', ')}) are not served yet: one server serves one domain (its digest realm); list one`,
+      key,
+      at?.source.label,
+    );
+  }
+  return domains as string[];
 }
 
 function checkExpiryOrder(

@@ -57,7 +57,10 @@ export interface DnsPlan {
 const FQDN_RE =
   /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
 
+/** A value the plan cannot use; `code` is the CLI catalogue's (src/cli/errors.ts). */
 export class DnsPlanError extends Error {
+  readonly code = 'DNS_PLAN_INVALID';
+
   constructor(
     message: string,
     readonly field: string,

@@ -13,39 +13,18 @@ import { fetchHealth, type ServerHealth } from './status.js';
 export const SERVERS_CHANNEL = 'parley_servers';
 
 /**
- * Expected failures of `parley server drain` (STYLE habit 11), with exit codes following
- * the CLI catalogue (src/cli/errors.ts: 1 generic, 3 not found).
+ * Expected failures of `parley server drain`; the code is a key of the CLI catalogue
+ * (src/cli/errors.ts), which gives the exit status and the next step.
  */
-export const DRAIN_ERRORS = {
-  SERVER_NOT_FOUND: {
-    exit: 3,
-    suggestion: 'List the servers with `parley server status`, and pass one of their ids to --server.',
-  },
-  DRAIN_TIMEOUT: {
-    exit: 1,
-    suggestion:
-      'The server is still draining (clients take a while to move): check `parley server status`, wait again with `parley server drain --wait`, or stop the process.',
-  },
-} as const;
-
-export type DrainErrorCode = keyof typeof DRAIN_ERRORS;
+export type DrainErrorCode = 'SERVER_NOT_FOUND' | 'DRAIN_TIMEOUT';
 
 export class DrainError extends Error {
-  readonly exit: number;
-  readonly suggestions: string[];
-
   constructor(
     readonly code: DrainErrorCode,
     message: string,
-    suggestion?: string,
   ) {
     super(message);
-    this.exit = DRAIN_ERRORS[code].exit;
-    this.suggestions = [suggestion ?? DRAIN_ERRORS[code].suggestion];
-  }
-
-  toErrorOptions(): { exit: number; code: string; suggestions: string[] } {
-    return { exit: this.exit, code: this.code, suggestions: this.suggestions };
+    this.name = 'DrainError';
   }
 }
 

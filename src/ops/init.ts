@@ -1,10 +1,13 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { embeddedStoreExists } from '../store/open.js';
 import {
   ConfigError,
   DEFAULT_DATA_DIR,
   DEFAULT_DOMAIN,
+  DEFAULT_HTTP,
   type DeepPartial,
+  formatHostPort,
   type HostPort,
   loadConfig,
   type ParleyConfig,
@@ -31,6 +34,9 @@ export interface InitAnswers {
   tls: string;
   ws: string;
   wss: string;
+  /** Operations endpoint (/metrics, /health), host:port. */
+  http: string;
+  /** Data folder; the default is `./.parley` beside the written file. */
   dataDir: string;
   /** PostgreSQL URL; '' for the embedded store. */
   databaseUrl: string;
@@ -49,6 +55,7 @@ export const INIT_FLAGS: Record<keyof InitAnswers, string> = {
   tls: '--tls',
   ws: '--ws',
   wss: '--wss',
+  http: '--http',
   dataDir: '--data-dir',
   databaseUrl: '--database',
   tlsCert: '--tls-cert',
@@ -87,10 +94,11 @@ export interface InitResult {
   config: ParleyConfig;
 }
 
+/** A failure of init; the code is a key of the CLI catalogue (src/cli/errors.ts). */
 export class InitError extends Error {
   constructor(
     message: string,
-    readonly code: 'CONFIG_EXISTS' | 'MISSING_ANSWER' | 'CONFIG_INVALID',
+    readonly code: 'CONFIG_EXISTS' | 'MISSING_ANSWER' | 'CONFIG_INVALID' | 'DATA_FOLDER_TAKEN',
     readonly suggestion: string,
   ) {
     super(message);
@@ -112,7 +120,12 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   }
   const answers = await collectAnswers(opts.given ?? {}, cwd, opts.prompter);
 
-  const cfg = toConfig(answers, (p) => pathFromConfig(p, cwd, dirname(path)));
+  // Answers are relative to where init runs; the default data folder sits beside the file.
+  const fixPath = (p: string) => pathFromConfig(p, cwd, dirname(path));
+  const dataDirGiven = opts.given?.dataDir !== undefined || answers.dataDir !== DEFAULT_DATA_DIR;
+  const cfg = toConfig(answers, fixPath, dataDirGiven ? fixPath(answers.dataDir) : DEFAULT_DATA_DIR);
+  if (!answers.databaseUrl)
+    checkDataFolderFree(resolve(dirname(path), cfg.database?.dataDir ?? DEFAULT_DATA_DIR), path);
   const tmp = join(dirname(path), `.${basename(path)}.init-${process.pid}`);
   writeConfig(tmp, cfg);
   let config: ParleyConfig;
@@ -199,9 +212,19 @@ async function collectAnswers(
       urlCheck,
     );
   }
+  const http = await ask.text(
+    'http',
+    'Metrics and health address (host:port; keep it on 127.0.0.1 unless a monitor elsewhere reads it)',
+    formatHostPort(DEFAULT_HTTP),
+    (v) => (isNone(v) ? 'the operations endpoint cannot be turned off' : validListen(v, 'http')),
+  );
   const dataDir =
     databaseUrl === ''
-      ? await ask.text('dataDir', 'Data folder for the embedded store', DEFAULT_DATA_DIR)
+      ? await ask.text(
+          'dataDir',
+          'Data folder for the embedded store (beside parley.yaml by default)',
+          DEFAULT_DATA_DIR,
+        )
       : (given.dataDir ?? DEFAULT_DATA_DIR);
 
   const needsTls = !isNone(tls) || !isNone(wss);
@@ -228,6 +251,7 @@ async function collectAnswers(
     tls,
     ws,
     wss,
+    http,
     dataDir,
     databaseUrl,
     tlsCert,
@@ -347,20 +371,44 @@ function pathFromConfig(p: string, cwd: string, configDir: string): string {
   return rel.startsWith('..') ? resolve(cwd, p) : `./${rel}`;
 }
 
-function toConfig(a: InitAnswers, fixPath: (p: string) => string): DeepPartial<ParleyConfig> {
+/**
+ * A data folder that already holds a store belongs to a deployment: init points a new file
+ * at it only when it replaces the file that already used it (--force on the same path).
+ */
+function checkDataFolderFree(dataDir: string, path: string): void {
+  if (!embeddedStoreExists(dataDir)) return;
+  if (existsSync(path)) {
+    try {
+      if (loadConfig({ configPath: path, env: {} }).database.dataDir === dataDir) return;
+    } catch {
+      // An unreadable old file proves nothing about the folder: refuse below.
+    }
+  }
+  throw new InitError(
+    `the data folder ${dataDir} already holds a Parley store`,
+    'DATA_FOLDER_TAKEN',
+    `choose another --data-dir (a relative one is kept beside ${basename(path)}), or use that deployment's own parley.yaml`,
+  );
+}
+
+function toConfig(
+  a: InitAnswers,
+  fixPath: (p: string) => string,
+  dataDir: string,
+): DeepPartial<ParleyConfig> {
   const listen: Record<string, HostPort> = {};
   for (const t of ['tcp', 'tls', 'ws', 'wss'] as const) {
     if (!isNone(a[t])) listen[t] = parseHostPort(a[t], `listen.${t}`);
   }
-  const cfg: DeepPartial<ParleyConfig> = { domain: a.domain.toLowerCase(), role: a.role };
+  const cfg: DeepPartial<ParleyConfig> = { domains: [a.domain.toLowerCase()], role: a.role };
   if (a.home) cfg.home = a.home;
   if (a.highSecurity) cfg.highSecurity = true;
   cfg.listen = listen;
+  cfg.http = parseHostPort(a.http, 'http');
   if (a.tlsCert || a.tlsKey) {
     cfg.tls = { cert: fixPath(a.tlsCert), key: fixPath(a.tlsKey), requireClientCert: false };
     if (a.tlsCa) cfg.tls.ca = fixPath(a.tlsCa);
   }
-  const dataDir = fixPath(a.dataDir);
   cfg.database = a.databaseUrl ? { dataDir, url: a.databaseUrl } : { dataDir };
   return cfg;
 }
@@ -375,6 +423,7 @@ function flagForKey(key: string): string | undefined {
     'listen.tls': 'tls',
     'listen.ws': 'ws',
     'listen.wss': 'wss',
+    http: 'http',
     listen: 'tcp',
     'database.dataDir': 'dataDir',
     'database.url': 'databaseUrl',

@@ -1,5 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
-import type { ParleyConfig } from './config.js';
+import type { LogFormat, LogLevel, ParleyConfig } from './config.js';
 
 export type { Logger } from 'pino';
 
@@ -48,17 +48,29 @@ export const REDACT_PATHS: string[] = REDACTED_FIELDS.flatMap((field) => {
 
 export interface CreateLoggerOptions {
   /** Where lines go; defaults to stdout. Tests pass a stream to read lines back. */
-  destination?: DestinationStream;
+  destination?: DestinationStream | NodeJS.WritableStream;
+  /** Colours in pretty lines; default: stdout is a terminal. */
+  colour?: boolean;
 }
 
-/** The server's root logger: JSON lines, with server id and role on every line. */
-export function createLogger(
-  cfg: Pick<ParleyConfig, 'log'> & Partial<Pick<ParleyConfig, 'serverId' | 'role'>>,
-  opts: CreateLoggerOptions = {},
-): Logger {
+type LoggerConfig = { log: { level: LogLevel; format?: LogFormat } } & Partial<
+  Pick<ParleyConfig, 'serverId' | 'role'>
+>;
+
+/**
+ * The server's root logger, with server id and role on every line. `log.format` picks the
+ * lines: `json` (one object a line, for collectors), `pretty` (time, level, component and
+ * message, then the other fields as key=value, for people), `auto` pretty on a terminal and
+ * JSON otherwise (a pipe, a file, journald).
+ */
+export function createLogger(cfg: LoggerConfig, opts: CreateLoggerOptions = {}): Logger {
   const base: Record<string, string> = {};
   if (cfg.serverId) base.server = cfg.serverId;
   if (cfg.role) base.role = cfg.role;
+  const format = cfg.log.format ?? 'auto';
+  const pretty =
+    format === 'pretty' || (format === 'auto' && !opts.destination && process.stdout.isTTY === true);
+  const out = opts.destination ?? (pretty ? process.stdout : pino.destination({ dest: 1, sync: false }));
   return pino(
     {
       level: cfg.log.level,
@@ -67,8 +79,63 @@ export function createLogger(
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    opts.destination ?? pino.destination({ dest: 1, sync: false }),
+    pretty
+      ? prettyDestination(out as NodeJS.WritableStream, opts.colour ?? process.stdout.isTTY === true)
+      : (out as DestinationStream),
   );
+}
+
+/** Fields every line has, shown in the line's head or not at all in pretty output. */
+const HEAD_FIELDS = new Set(['time', 'level', 'msg', 'server', 'role', 'component', 'pid', 'hostname']);
+
+const LEVEL_COLOURS: Record<string, string> = {
+  fatal: '\x1b[41m',
+  error: '\x1b[31m',
+  warn: '\x1b[33m',
+  info: '\x1b[32m',
+  debug: '\x1b[36m',
+  trace: '\x1b[90m',
+};
+
+/**
+ * One JSON log line as a person reads it: `12:00:01.234 INFO  registrar: registered
+ * aor=alice@example.com expires=3600`, an error's stack indented below. Lines that are not
+ * JSON pass through.
+ */
+export function formatPrettyLine(line: string, colour = false): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line.endsWith('\n') ? line : `${line}\n`;
+  }
+  const time = typeof o.time === 'string' ? o.time.slice(11, 23) : '';
+  const level = String(o.level ?? '');
+  const levelText = level.toUpperCase().padEnd(5);
+  const head = colour ? `${LEVEL_COLOURS[level] ?? ''}${levelText}\x1b[0m` : levelText;
+  const component = typeof o.component === 'string' ? `${o.component}: ` : '';
+  const fields: string[] = [];
+  let stack = '';
+  for (const [k, v] of Object.entries(o)) {
+    if (HEAD_FIELDS.has(k)) continue;
+    if (k === 'err' && v && typeof v === 'object') {
+      const e = v as { message?: unknown; stack?: unknown };
+      fields.push(`err=${JSON.stringify(String(e.message ?? ''))}`);
+      if (typeof e.stack === 'string') stack = `\n    ${e.stack.split('\n').slice(1).join('\n    ').trim()}`;
+      continue;
+    }
+    fields.push(`${k}=${typeof v === 'string' && /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)}`);
+  }
+  const rest = fields.length > 0 ? ` ${fields.join(' ')}` : '';
+  return `${time} ${head} ${component}${String(o.msg ?? '')}${rest}${stack}\n`;
+}
+
+function prettyDestination(out: NodeJS.WritableStream, colour: boolean): DestinationStream {
+  return {
+    write(chunk: string) {
+      for (const line of chunk.split('\n')) if (line) out.write(formatPrettyLine(line, colour));
+    },
+  };
 }
 
 /** A child logger tagged with the component, e.g. `componentLogger(log, 'registrar')`. */

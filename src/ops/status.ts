@@ -234,62 +234,66 @@ function fetchErrorText(err: unknown, timeoutMs: number): string {
   return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
 }
 
-/** The human rendering of `parley server status`: a table, then the totals. */
+/**
+ * The human rendering of `parley server status`: one table, a server a row and a total row,
+ * then where each column comes from. The store's registrations table (totals.store in
+ * --json) is left out here: on a pool it lags the servers' own view, and two numbers for
+ * one thing read as a contradiction.
+ */
 export function renderPoolStatus(status: PoolStatus): string[] {
   if (status.servers.length === 0) {
-    return ['No servers registered in this store. Servers register themselves when they start.'];
+    return [
+      'No server has registered in this store: none has started on it, or they use another store.',
+      'A server registers itself when it starts (`parley server start`) and leaves when it stops.',
+    ];
   }
-  const header = [
-    'ID',
-    'ROLE',
-    'HOME',
-    'ADDRESS',
-    'STATE',
-    'LIVE',
-    'HEARTBEAT',
-    'FLOWS',
-    'ENDPOINTS',
-    'USERS',
-    'SUBS',
-  ];
+  const header = ['SERVER', 'ROLE', 'HOME', 'STATE', 'HEARTBEAT', 'USERS', 'ENDPOINTS', 'SUBSCRIPTIONS'];
   const rows = status.servers.map((s) => [
     s.id,
     s.role,
     s.home ?? '-',
-    s.address,
-    s.state,
-    s.live,
-    `${s.heartbeatAgeSeconds}s ago${s.heartbeatStale ? ' (stale)' : ''}`,
-    shown(s.health.flows),
-    shown(s.health.registeredEndpoints),
+    s.live === s.state || s.live === 'up' ? s.live : `${s.live} (row: ${s.state})`,
+    `${s.heartbeatAgeSeconds} s ago${s.heartbeatStale ? ' (stale)' : ''}`,
     shown(s.health.signedInUsers),
+    shown(s.health.registeredEndpoints),
     shown(s.health.subscriptions),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const t = status.totals;
+  const states = (['up', 'draining', 'unhealthy', 'down'] as const)
+    .filter((k) => t[k] > 0)
+    .map((k) => `${t[k]} ${k}`)
+    .join(', ');
+  const total = [
+    'TOTAL',
+    `${t.servers} server(s)`,
+    '',
+    states,
+    '',
+    String(t.live.signedInUsers),
+    String(t.live.connectedEndpoints),
+    String(t.live.subscriptions),
+  ];
+  const all = [header, ...rows, total];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => r[i].length)));
   const line = (cells: string[]) =>
     cells
       .map((c, i) => c.padEnd(widths[i]))
       .join('  ')
       .trimEnd();
-  const out = [line(header), ...rows.map(line)];
+  const out = [line(header), ...rows.map(line), line(total)];
   for (const s of status.servers) {
     if (s.health.error) out.push(`  ${s.id}: health check failed: ${s.health.error}`);
   }
-  const t = status.totals;
-  out.push('');
   out.push(
-    `${t.servers} server(s): ${t.up} up, ${t.draining} draining, ${t.unhealthy} unhealthy, ${t.down} down`,
-  );
-  out.push(
-    `Live (servers that answered): ${t.live.connectedEndpoints} connected endpoint(s), ${t.live.signedInUsers} signed-in user(s), ` +
-      `${t.live.activeUsers ?? '-'} active user(s), ${t.live.subscriptions} subscription(s), ${t.live.flows} flow(s)`,
-  );
-  out.push(
-    `Store: ${t.store.registeredEndpoints} registered endpoint(s) of ${t.store.registeredUsers} user(s)`,
+    '',
+    'STATE      what the server answers on /health (down when it does not answer), else its row in the store.',
+    'HEARTBEAT  the servers table in the store: a server writes it every 5 s.',
+    "USERS, ENDPOINTS, SUBSCRIPTIONS  each server's /health: the users signed in, the endpoints registered",
+    '           and the presence subscriptions it holds now ("-" when it did not answer). A user signed in',
+    '           on two front-ends counts on each.',
   );
   return out;
 }
-
 function shown(n: number | undefined): string {
   return n === undefined ? '-' : String(n);
 }

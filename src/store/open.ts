@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { claimEmbeddedOwner, ownedByMe, readEmbeddedOwner, releaseEmbeddedOwner } from './embedded.js';
 import { migrate } from './migrate.js';
 import { createPgliteDatabase } from './pglite.js';
@@ -29,6 +29,15 @@ export class DataFolderInUseError extends Error {
   ) {
     super(`the data folder ${dataDir} is open in process ${pid}, which does not serve it to other processes`);
   }
+}
+
+/**
+ * True when the folder holds an embedded store (PGlite's cluster in `<dataDir>/pgdata`), or
+ * a live server serves one from it: admin commands use a store, they never create one.
+ */
+export function embeddedStoreExists(dataDir: string): boolean {
+  const dir = resolve(dataDir);
+  return existsSync(join(dir, 'pgdata', 'PG_VERSION')) || readEmbeddedOwner(dir)?.url !== undefined;
 }
 
 /**

@@ -195,8 +195,17 @@ export async function createPgliteDatabase(dataDir?: string): Promise<PgliteData
  * store (a fresh data folder, an in-memory test database) starts from that copy. Without a
  * writable cache the cluster is simply made from scratch.
  */
+function clusterTemplateFile(): string {
+  return join(homedir(), '.cache', 'parley', `pglite-${pgliteVersion()}-cluster.tar`);
+}
+
+/** True when a new store starts from the cached empty cluster (about a second, not initdb's 7-20 s). */
+export function clusterTemplateCached(): boolean {
+  return existsSync(clusterTemplateFile());
+}
+
 async function clusterTemplate(): Promise<Buffer | undefined> {
-  const file = join(homedir(), '.cache', 'parley', `pglite-${pgliteVersion()}-cluster.tar`);
+  const file = clusterTemplateFile();
   try {
     return readFileSync(file);
   } catch {

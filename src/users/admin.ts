@@ -1,7 +1,7 @@
-import { CliError } from '../cli/errors.js';
 import { computeHa1Pair, digestIdentity } from '../registrar/ha1.js';
 import type { Store } from '../store/store.js';
 import { normalizeAor, type User, UserExistsError } from '../store/users.js';
+import { UserAdminError } from './errors.js';
 
 /** What `parley users show/list` print: a user without secrets. */
 export interface UserSummary {
@@ -16,27 +16,55 @@ export interface UserSummary {
 }
 
 /**
- * Turns what an admin typed into the stored AOR: `alice` becomes alice@DOMAIN; an address
- * in another domain is refused, because the realm of a user's digest secrets is the
- * server's domain (see src/registrar/ha1.ts) and such a user could never sign in.
+ * The domains an administrator may put users in: the deployment's (config.domains), the
+ * one a bare name takes (the first, or --domain), and whether to store a user of another
+ * domain anyway (--force).
  */
-export function resolveAor(input: string, domain: string): string {
+export interface DomainScope {
+  /** Served domains; the first is the default. */
+  domains: readonly string[];
+  /** Domain of a bare name (`alice`); default the first served domain. */
+  defaultDomain?: string;
+  /** Accept an address in a domain the deployment does not serve. */
+  force?: boolean;
+}
+
+/** A single served domain, for callers (and tests) that manage one. */
+export function oneDomain(domain: string): DomainScope {
+  return { domains: [domain.toLowerCase()] };
+}
+
+/**
+ * Turns what an admin typed into the stored AOR: `alice` becomes alice@DOMAIN; an address
+ * in a domain the deployment does not serve is refused unless forced, because the realm of
+ * a user's digest secrets is its domain (see src/registrar/ha1.ts) and no server would
+ * ever sign such a user in.
+ */
+export function resolveAor(input: string, scope: DomainScope | string): string {
+  const s = typeof scope === 'string' ? oneDomain(scope) : scope;
+  const served = s.domains.map((d) => d.toLowerCase());
+  const d = (s.defaultDomain ?? served[0]).toLowerCase();
   const raw = normalizeAor(input);
-  const d = domain.toLowerCase();
   const aor = raw.includes('@') ? raw : `${raw}@${d}`;
   const at = aor.lastIndexOf('@');
   const user = aor.slice(0, at);
   const host = aor.slice(at + 1);
   // RFC 3261 25.1 user part: unreserved / escaped / user-unreserved; no spaces, ':' or a second '@'.
   if (!user || !host || !/^[a-z0-9\-_.!~*'()&=+$,;?/%]+$/.test(user) || !/^[a-z0-9.-]+$/.test(host)) {
-    throw new CliError('INVALID_AOR', `${input} is not a valid SIP address`);
+    throw new UserAdminError('INVALID_AOR', `${input} is not a valid SIP address`);
   }
-  if (host !== d) throw new CliError('WRONG_DOMAIN', `${aor} is not in the domain ${d}`);
+  if (!served.includes(host) && !s.force) {
+    throw new UserAdminError(
+      'DOMAIN_NOT_SERVED',
+      `${aor}: this deployment does not serve ${host} (it serves ${served.join(', ')})`,
+    );
+  }
   return aor;
 }
 
-async function summarize(store: Store, user: User, realm: string): Promise<UserSummary> {
-  const creds = await store.users.getCredentials(user.aor, realm);
+/** A user's digest realm is its own domain (src/registrar/ha1.ts digestIdentity). */
+async function summarize(store: Store, user: User): Promise<UserSummary> {
+  const creds = await store.users.getCredentials(user.aor, digestIdentity(user.aor).realm);
   return toSummary(user, creds !== undefined);
 }
 
@@ -57,7 +85,7 @@ export interface AddUserInput {
   aor: string;
   /** Plain password; only its HA1s are stored. */
   password: string;
-  domain: string;
+  domain: DomainScope | string;
   displayName?: string;
   /** Home to place the user in; must exist. */
   home?: string;
@@ -75,7 +103,7 @@ export async function addUser(store: Store, input: AddUserInput): Promise<UserSu
   checkPassword(input.password);
   const { username, realm } = digestIdentity(aor);
   if (input.home && !(await store.homes.getHome(input.home))) {
-    throw new CliError('HOME_NOT_FOUND', `no home named ${input.home}`);
+    throw new UserAdminError('HOME_NOT_FOUND', `no home named ${input.home}`);
   }
   let home = input.home;
   if (!home && input.defaultHome && (await store.homes.getHome(input.defaultHome))) home = input.defaultHome;
@@ -93,32 +121,27 @@ export async function addUser(store: Store, input: AddUserInput): Promise<UserSu
     });
     return toSummary(user, true);
   } catch (err) {
-    if (err instanceof UserExistsError) throw new CliError('USER_EXISTS', `user ${aor} already exists`);
+    if (err instanceof UserExistsError) throw new UserAdminError('USER_EXISTS', `user ${aor} already exists`);
     throw err;
   }
 }
 
 export function checkPassword(password: string): void {
-  if (password.length === 0)
-    throw new CliError('INVALID_ARGUMENT', 'the password is empty', 'Give a non-empty password.');
+  if (password.length === 0) throw new UserAdminError('INVALID_PASSWORD', 'the password is empty');
   if (/[\r\n]/.test(password)) {
-    throw new CliError(
-      'INVALID_ARGUMENT',
-      'the password contains a line break',
-      'Give the password on one line.',
-    );
+    throw new UserAdminError('INVALID_PASSWORD', 'the password contains a line break');
   }
 }
 
 async function mustGet(store: Store, aor: string): Promise<User> {
   const user = await store.users.getUser(aor);
-  if (!user) throw new CliError('USER_NOT_FOUND', `no user ${aor}`);
+  if (!user) throw new UserAdminError('USER_NOT_FOUND', `no user ${aor}`);
   return user;
 }
 
 export async function setPassword(
   store: Store,
-  input: { aor: string; password: string; domain: string },
+  input: { aor: string; password: string; domain: DomainScope | string },
 ): Promise<UserSummary> {
   const aor = resolveAor(input.aor, input.domain);
   checkPassword(input.password);
@@ -130,31 +153,39 @@ export async function setPassword(
 
 export async function setUserEnabled(
   store: Store,
-  input: { aor: string; domain: string; enabled: boolean },
+  input: { aor: string; domain: DomainScope | string; enabled: boolean },
 ): Promise<UserSummary & { changed: boolean }> {
   const aor = resolveAor(input.aor, input.domain);
   const before = await mustGet(store, aor);
   if (before.enabled !== input.enabled) await store.users.setEnabled(aor, input.enabled);
   const after = await mustGet(store, aor);
-  return { ...(await summarize(store, after, input.domain)), changed: before.enabled !== input.enabled };
+  return { ...(await summarize(store, after)), changed: before.enabled !== input.enabled };
 }
 
-export async function showUser(store: Store, input: { aor: string; domain: string }): Promise<UserSummary> {
-  const aor = resolveAor(input.aor, input.domain);
-  return summarize(store, await mustGet(store, aor), input.domain);
+/** Shows a stored user whatever its domain: looking is never refused. */
+export async function showUser(
+  store: Store,
+  input: { aor: string; domain: DomainScope | string },
+): Promise<UserSummary> {
+  const aor = resolveAor(input.aor, { ...asScope(input.domain), force: true });
+  return summarize(store, await mustGet(store, aor));
+}
+
+function asScope(domain: DomainScope | string): DomainScope {
+  return typeof domain === 'string' ? oneDomain(domain) : domain;
 }
 
 export async function removeUser(
   store: Store,
-  input: { aor: string; domain: string },
+  input: { aor: string; domain: DomainScope | string },
 ): Promise<{ aor: string }> {
-  const aor = resolveAor(input.aor, input.domain);
-  if (!(await store.users.removeUser(aor))) throw new CliError('USER_NOT_FOUND', `no user ${aor}`);
+  // Removing a user of a domain no longer served is the cleanup that should always work.
+  const aor = resolveAor(input.aor, { ...asScope(input.domain), force: true });
+  if (!(await store.users.removeUser(aor))) throw new UserAdminError('USER_NOT_FOUND', `no user ${aor}`);
   return { aor };
 }
 
 export interface ListUsersInput {
-  domain: string;
   home?: string;
   enabled?: boolean;
   limit?: number;
@@ -174,10 +205,16 @@ export async function listUsers(store: Store, input: ListUsersInput): Promise<Us
     limit: input.limit ?? 100,
     after: input.after,
   });
-  const withPassword = await store.users.withCredentials(
-    page.users.map((u) => u.aor),
-    input.domain.toLowerCase(),
-  );
+  // Each user's secrets are in its own domain's realm: ask once per domain on the page.
+  const byRealm = new Map<string, string[]>();
+  for (const u of page.users) {
+    const realm = digestIdentity(u.aor).realm;
+    byRealm.set(realm, [...(byRealm.get(realm) ?? []), u.aor]);
+  }
+  const withPassword = new Set<string>();
+  for (const [realm, aors] of byRealm) {
+    for (const aor of await store.users.withCredentials(aors, realm)) withPassword.add(aor);
+  }
   return {
     users: page.users.map((u) => toSummary(u, withPassword.has(u.aor))),
     total: await store.users.countUsers({ home: input.home, enabled: input.enabled }),

@@ -83,7 +83,7 @@ describe('createCa / issueCertificate', () => {
         return err as CertError;
       }
     })();
-    expect(missing?.code).toBe('NOT_FOUND');
+    expect(missing?.code).toBe('CERT_NOT_FOUND');
     expect(missing?.suggestion).toContain('parley certs create-ca');
   });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { fromCatalogued } from '../../src/cli/errors.js';
 import { importOutcomeError, importSummaryLines, withProgress } from '../../src/contacts/cli.js';
 import type { ImportResult } from '../../src/contacts/import.js';
 
@@ -46,10 +47,18 @@ describe('contacts command helpers', () => {
       line: 3,
       column: 3,
     };
-    expect(importOutcomeError({ ...base, status: 'partial', failures: [failure] })?.exit).toBe(6);
-    expect(importOutcomeError({ ...base, status: 'failed', imported: 0, failures: [failure] })?.exit).toBe(1);
+    expect(
+      fromCatalogued(importOutcomeError({ ...base, status: 'partial', failures: [failure] }))?.exit,
+    ).toBe(6);
+    expect(
+      fromCatalogued(importOutcomeError({ ...base, status: 'failed', imported: 0, failures: [failure] }))
+        ?.exit,
+    ).toBe(1);
     const invalid = { ...base, status: 'invalid' as const, errors: [{ line: 2, column: 1, reason: 'bad' }] };
-    expect(importOutcomeError(invalid)).toMatchObject({ code: 'CONTACT_LIST_INVALID', exit: 2 });
+    expect(fromCatalogued(importOutcomeError(invalid))).toMatchObject({
+      code: 'CONTACT_LIST_INVALID',
+      exit: 2,
+    });
     expect(importSummaryLines(invalid)).toEqual([
       'f.xml was rejected; nothing was imported:',
       '  line 2, column 1: bad',

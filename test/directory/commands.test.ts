@@ -6,6 +6,7 @@ import { stringify } from 'yaml';
 import DirectoryPrepare from '../../commands/directory/prepare.js';
 import DirectoryReplicate from '../../commands/directory/replicate.js';
 import DirectorySyncCommand from '../../commands/directory/sync.js';
+import { openDatabase } from '../../src/store/open.js';
 import { startTestForests, type TestForests } from './forests.js';
 
 /** The commands end to end through oclif, against real slapd forests and an embedded store. */
@@ -47,6 +48,8 @@ beforeAll(async () => {
     }),
   );
   Object.assign(process.env, forests.env);
+  // Commands use a deployment's store, never create one (server start, init and db migrate do).
+  await (await openDatabase({ dataDir: join(dir, 'data') })).close();
 });
 
 afterAll(async () => {

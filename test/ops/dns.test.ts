@@ -88,7 +88,7 @@ describe('parley dns records (oclif)', () => {
       const err = await DnsRecords.run(['--domain', 'cli.test', '--edge-address', 'nope'], root).catch(
         (e: unknown) => e,
       );
-      expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', oclif: { exit: 2 } });
+      expect(err).toMatchObject({ code: 'INVALID_FLAG', oclif: { exit: 2 } });
     } finally {
       spy.mockRestore();
     }

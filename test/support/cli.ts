@@ -1,26 +1,66 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
 export const CLI = resolve(import.meta.dirname, '../../bin/run.js');
 
+export interface CliRun {
+  code: number | null;
+  /** stdout and stderr as they came. */
+  output: string;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  timeoutMs?: number;
+  cwd?: string;
+  /** Added to the environment; a variable set to undefined is removed. */
+  env?: Record<string, string | undefined>;
+  /** Written to stdin, then closed (default: stdin closed at once). */
+  stdin?: string;
+}
+
 /**
- * Runs the built `parley` CLI asynchronously: a test whose server lives in the test process
- * must keep its event loop free to answer the CLI (spawnSync would deadlock it).
+ * The one way tests run the built `parley` CLI, as a person would: its own process, a
+ * working directory, an environment and stdin. Asynchronous: a test whose server lives in
+ * the test process must keep its event loop free to answer the CLI (spawnSync would
+ * deadlock it).
  */
-export function runCli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function runCli(args: string[], opts: CliOptions | number = {}): Promise<CliRun> {
+  const o = typeof opts === 'number' ? { timeoutMs: opts } : opts;
+  return new Promise((done, fail) => {
+    const child = spawnCli(args, o);
     let output = '';
-    child.stdout.on('data', (d: Buffer) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => {
       output += d.toString();
+      stdout += d.toString();
     });
-    child.stderr.on('data', (d: Buffer) => {
+    child.stderr!.on('data', (d: Buffer) => {
       output += d.toString();
+      stderr += d.toString();
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 60_000);
+    child.on('error', fail);
     child.on('close', (code) => {
       clearTimeout(timer);
-      done({ code, output });
+      done({ code, output, stdout, stderr });
     });
+    child.stdin!.end(o.stdin ?? '');
   });
+}
+
+/**
+ * Starts the built CLI and leaves it running (`parley server start`): the caller reads its
+ * output and stops it. PARLEY_CONFIG is cleared unless given, so no configuration of the
+ * machine leaks in.
+ */
+export function spawnCli(args: string[], opts: Omit<CliOptions, 'stdin' | 'timeoutMs'> = {}): ChildProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, PARLEY_CONFIG: '' };
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
 }

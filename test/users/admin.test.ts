@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CliError } from '../../src/cli/errors.js';
+import { fromCatalogued } from '../../src/cli/errors.js';
 import { computeHa1Pair } from '../../src/registrar/ha1.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import {
@@ -11,18 +11,19 @@ import {
   setUserEnabled,
   showUser,
 } from '../../src/users/admin.js';
+import { UserAdminError } from '../../src/users/errors.js';
 import { createTestDatabase } from '../support/database.js';
 
 const domain = 'example.com';
 
-async function expectCliError(p: Promise<unknown>, code: string): Promise<CliError> {
+async function expectUserAdminError(p: Promise<unknown>, code: string): Promise<UserAdminError> {
   const err = await p.then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(CliError);
-  expect((err as CliError).code).toBe(code);
-  return err as CliError;
+  expect(err).toBeInstanceOf(UserAdminError);
+  expect((err as UserAdminError).code).toBe(code);
+  return err as UserAdminError;
 }
 
 describe('users admin', () => {
@@ -41,9 +42,9 @@ describe('users admin', () => {
   it('resolves addresses into the server domain', () => {
     expect(resolveAor('Alice', domain)).toBe('alice@example.com');
     expect(resolveAor('sip:Bob@Example.COM', domain)).toBe('bob@example.com');
-    expect(() => resolveAor('carol@other.org', domain)).toThrow(CliError);
+    expect(() => resolveAor('carol@other.org', domain)).toThrow(UserAdminError);
     expect(() => resolveAor('a b', domain)).toThrow(/not a valid SIP address/);
-    expect(() => resolveAor('@example.com', domain)).toThrow(CliError);
+    expect(() => resolveAor('@example.com', domain)).toThrow(UserAdminError);
   });
 
   it('adds a user with both HA1s and never stores the password', async () => {
@@ -62,18 +63,38 @@ describe('users admin', () => {
 
   it('refuses a duplicate with a pointer to set-password', async () => {
     await addUser(store, { aor: 'alice', password: 'x', domain });
-    const err = await expectCliError(
+    const err = await expectUserAdminError(
       addUser(store, { aor: 'ALICE@example.com', password: 'y', domain }),
       'USER_EXISTS',
     );
-    expect(err.exit).toBe(4);
-    expect(err.suggestions[0]).toContain('parley users set-password');
+    // The catalogue, not src/users, gives the failure its exit status and next step.
+    expect(fromCatalogued(err)?.exit).toBe(4);
+    expect(fromCatalogued(err)?.suggestions[0]).toContain('parley users set-password');
+  });
+
+  it('refuses a domain the deployment does not serve unless forced', () => {
+    const scope = { domains: ['example.com'] };
+    expect(() => resolveAor('dave@other.example', scope)).toThrow(
+      expect.objectContaining({ code: 'DOMAIN_NOT_SERVED' }),
+    );
+    expect(() => resolveAor('dave', { ...scope, defaultDomain: 'other.example' })).toThrow(/does not serve/);
+    expect(resolveAor('dave@other.example', { ...scope, force: true })).toBe('dave@other.example');
+  });
+
+  it('lists whether users of any domain have a password, each in its own realm', async () => {
+    await addUser(store, {
+      aor: 'erin@other.example',
+      password: 'x',
+      domain: { domains: ['example.com'], force: true },
+    });
+    const list = await listUsers(store, {});
+    expect(list.users.map((u) => [u.aor, u.hasPassword])).toEqual([['erin@other.example', true]]);
   });
 
   it('refuses empty or multi-line passwords and unknown homes', async () => {
-    await expectCliError(addUser(store, { aor: 'a', password: '', domain }), 'INVALID_ARGUMENT');
-    await expectCliError(addUser(store, { aor: 'a', password: 'x\ny', domain }), 'INVALID_ARGUMENT');
-    await expectCliError(
+    await expectUserAdminError(addUser(store, { aor: 'a', password: '', domain }), 'INVALID_PASSWORD');
+    await expectUserAdminError(addUser(store, { aor: 'a', password: 'x\ny', domain }), 'INVALID_PASSWORD');
+    await expectUserAdminError(
       addUser(store, { aor: 'a', password: 'x', domain, home: 'nowhere' }),
       'HOME_NOT_FOUND',
     );
@@ -97,7 +118,7 @@ describe('users admin', () => {
     expect(await store.users.getCredentials('bob@example.com', domain)).toMatchObject(
       computeHa1Pair('bob', domain, 'new'),
     );
-    await expectCliError(setPassword(store, { aor: 'ghost', password: 'x', domain }), 'USER_NOT_FOUND');
+    await expectUserAdminError(setPassword(store, { aor: 'ghost', password: 'x', domain }), 'USER_NOT_FOUND');
   });
 
   it('enables, disables, shows and removes', async () => {
@@ -114,24 +135,27 @@ describe('users admin', () => {
       enabled: false,
     });
     expect(await removeUser(store, { aor: 'carol', domain })).toEqual({ aor: 'carol@example.com' });
-    await expectCliError(showUser(store, { aor: 'carol', domain }), 'USER_NOT_FOUND');
-    await expectCliError(removeUser(store, { aor: 'carol', domain }), 'USER_NOT_FOUND');
-    await expectCliError(setUserEnabled(store, { aor: 'carol', domain, enabled: true }), 'USER_NOT_FOUND');
+    await expectUserAdminError(showUser(store, { aor: 'carol', domain }), 'USER_NOT_FOUND');
+    await expectUserAdminError(removeUser(store, { aor: 'carol', domain }), 'USER_NOT_FOUND');
+    await expectUserAdminError(
+      setUserEnabled(store, { aor: 'carol', domain, enabled: true }),
+      'USER_NOT_FOUND',
+    );
   });
 
   it('lists with filters, totals and a cursor', async () => {
     for (const name of ['d1', 'd2', 'd3']) await addUser(store, { aor: name, password: 'x', domain });
     await store.users.createUser({ aor: 'nopw@example.com', enabled: false });
-    const all = await listUsers(store, { domain, limit: 2 });
+    const all = await listUsers(store, { limit: 2 });
     expect(all.users.map((u) => u.aor)).toEqual(['d1@example.com', 'd2@example.com']);
     expect(all.total).toBe(4);
     expect(all.nextCursor).toBe('d2@example.com');
-    const rest = await listUsers(store, { domain, limit: 2, after: all.nextCursor });
+    const rest = await listUsers(store, { limit: 2, after: all.nextCursor });
     expect(rest.users.map((u) => [u.aor, u.hasPassword])).toEqual([
       ['d3@example.com', true],
       ['nopw@example.com', false],
     ]);
-    const disabled = await listUsers(store, { domain, enabled: false });
+    const disabled = await listUsers(store, { enabled: false });
     expect(disabled.users.map((u) => u.aor)).toEqual(['nopw@example.com']);
     expect(disabled.total).toBe(1);
   });

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
 
 /**
  * End to end through the built CLI (`npm run build` first; `npm test` does it): the
@@ -10,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * owns the folder and serves it.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const bin = join(root, 'bin', 'run.js');
 const built = join(root, 'dist', 'commands', 'users', 'add.js');
 
 interface Run {
@@ -19,24 +19,9 @@ interface Run {
   stderr: string;
 }
 
-function parley(args: string[], opts: { stdin?: string; cwd: string }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: opts.cwd,
-      env: { ...process.env, PARLEY_CONFIG: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(opts.stdin ?? '');
-  });
+async function parley(args: string[], opts: { stdin?: string; cwd: string }): Promise<Run> {
+  const r = await runCli(args, { cwd: opts.cwd, stdin: opts.stdin, timeoutMs: 120_000 });
+  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 // Each run starts a CLI process that opens PGlite: seconds apiece on a loaded machine.
@@ -125,7 +110,7 @@ describe('parley users (built CLI)', { timeout: 300_000 }, () => {
   it('refuses an address outside the domain', async () => {
     const res = await run(['users', 'add', 'eve@other.org', '--password-stdin', '--json'], 'x\n');
     expect(res.code).toBe(2);
-    expect(JSON.parse(res.stdout).error.code).toBe('WRONG_DOMAIN');
+    expect(JSON.parse(res.stdout).error.code).toBe('DOMAIN_NOT_SERVED');
   });
 
   describe('while another process owns and serves the data folder', () => {
