@@ -20,7 +20,7 @@ import type { UserErrorCode } from '../../src/users/errors.js';
 
 /** Compiles only when every code of a domain error is a key of the catalogue. */
 type Catalogued<T extends CliErrorCode> = T;
-export type DomainCodes = [
+type DomainCodes = [
   Catalogued<UserErrorCode>,
   Catalogued<ContactsErrorCode>,
   Catalogued<DirectoryErrorCode>,
@@ -38,6 +38,16 @@ const work = mkdtempSync(join(tmpdir(), 'cli-catalogue-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('the error catalogue', () => {
+  it('holds every code domain errors carry (DomainCodes compiles only then)', () => {
+    const some: DomainCodes[number][] = [
+      'USER_EXISTS',
+      'DIRECTORY_LOCKED',
+      'CERT_EXISTS',
+      'DNS_PLAN_INVALID',
+    ];
+    expect(some.every((code) => code in CLI_ERRORS)).toBe(true);
+  });
+
   it('maps domain errors by code, keeping a suggestion they carry', () => {
     const e = fromCatalogued(new DirectoryError('DIRECTORY_LOCKED', 'held', EXIT.locked, ['wait for run 7']));
     expect(e).toMatchObject({ code: 'DIRECTORY_LOCKED', exit: 4, suggestions: ['Wait for run 7.'] });
