@@ -259,11 +259,17 @@ export class PresenceServer implements RequestHandler {
    * send the client straight back into a 403). Its published state goes, so its watchers
    * see it offline through the change feed; a removed user's watchers are told with
    * "noresource" that there is nothing left to watch. Returns how many subscriptions ended.
+   * A user who moved to another home (wave migration) is told "deactivated" instead: its
+   * client subscribes again at once, and reaches the new home.
    */
-  async signOutUser(aor: string, removed: boolean): Promise<number> {
-    const ending: Array<[Subscription, 'rejected' | 'noresource']> = [];
+  async signOutUser(
+    aor: string,
+    removed: boolean,
+    ownReason: 'rejected' | 'deactivated' = 'rejected',
+  ): Promise<number> {
+    const ending: Array<[Subscription, 'rejected' | 'deactivated' | 'noresource']> = [];
     for (const sub of this.subscriptions.values()) {
-      if (sub.watcher === aor) ending.push([sub, 'rejected']);
+      if (sub.watcher === aor) ending.push([sub, ownReason]);
       else if (removed && sub.presentity === aor) ending.push([sub, 'noresource']);
     }
     await Promise.allSettled(ending.map(([sub, reason]) => this.terminate(sub, reason)));

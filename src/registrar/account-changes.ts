@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 import type { CredentialCache } from './credentials.js';
 
-/** Why a user may no longer be signed in. */
-export type SignOutReason = 'disabled' | 'removed' | 'no-credentials';
+/** Why a user may no longer be signed in here ('moved': a wave migration placed it in another home). */
+export type SignOutReason = 'disabled' | 'removed' | 'no-credentials' | 'moved';
 
 const MESSAGES: Record<SignOutReason, string> = {
   disabled: 'account disabled',
   removed: 'account removed',
   'no-credentials': 'credentials removed',
+  moved: 'moved to another home',
 };
 
 export interface AccountChangesOptions {

@@ -6,6 +6,7 @@ import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.j
 import { parseContactListXml } from '../contacts/xml-document.js';
 import { serializeContactList } from '../contacts/xml-serialize.js';
 import { MessageService } from '../im/message.js';
+import { Departures } from '../migration/departures.js';
 import type { ParleyConfig } from '../ops/config.js';
 import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
@@ -19,7 +20,7 @@ import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
 import { LocalIdentity } from '../proxy/local.js';
 import { DialogRouteSigner } from '../proxy/record-route.js';
-import { AccountChanges } from '../registrar/account-changes.js';
+import { AccountChanges, type SignOutReason } from '../registrar/account-changes.js';
 import { AuthFailureTracker } from '../registrar/auth-failures.js';
 import { Authenticator } from '../registrar/authenticator.js';
 import { CredentialCache } from '../registrar/credentials.js';
@@ -29,10 +30,10 @@ import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
 import { createTag } from '../sip/ids.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
-import { parseUri } from '../sip/uri.js';
+import { parseUri, uriAor } from '../sip/uri.js';
 import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
 import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
-import { HomeRepository } from '../store/homes.js';
+import { HomeRepository, PLACEMENT_CHANNEL } from '../store/homes.js';
 import { openDatabase } from '../store/open.js';
 import { PgliteDatabase } from '../store/pglite.js';
 import { PublicationRepository } from '../store/publications.js';
@@ -118,6 +119,23 @@ export async function startServer(
     );
     // An administrator's disable or removal (users commands, directory replication) ends the
     // user's session here at once; each front-end of a pool does the same for its own.
+    const endSessions = async (aor: string, reason: SignOutReason) => {
+      const { removed, idleFlows } = location.signOut(aor);
+      // A moved user is told "deactivated" (subscribe again, and land in the new home).
+      const subscriptions = await presence.signOutUser(
+        aor,
+        reason === 'removed',
+        reason === 'moved' ? 'deactivated' : 'rejected',
+      );
+      // The endpoint's own connection closes once the final NOTIFYs have left, so it notices
+      // now: it reconnects and its REGISTER is refused (or, moved, redirected).
+      if (idleFlows.length > 0) {
+        setTimeout(() => {
+          for (const id of idleFlows) transport.flow(id)?.close();
+        }, 200).unref();
+      }
+      return { bindings: removed.length, subscriptions, connections: idleFlows.length };
+    };
     const accounts = new AccountChanges({
       credentials,
       *activeUsers() {
@@ -125,22 +143,30 @@ export async function startServer(
         yield* presence.subscriptionParties();
       },
       userExists: async (aor) => (await users.getUser(aor)) !== undefined,
-      signOut: async (aor, reason) => {
-        const { removed, idleFlows } = location.signOut(aor);
-        const subscriptions = await presence.signOutUser(aor, reason === 'removed');
-        // The endpoint's own connection closes once the final NOTIFYs have left, so it notices
-        // now: it reconnects and its REGISTER is refused.
-        if (idleFlows.length > 0) {
-          setTimeout(() => {
-            for (const id of idleFlows) transport.flow(id)?.close();
-          }, 200).unref();
-        }
-        return { bindings: removed.length, subscriptions, connections: idleFlows.length };
-      },
+      signOut: endSessions,
       log: componentLogger(log, 'registrar'),
     });
     const unlisten = await db.listen(USERS_CHANNEL, (aor) => accounts.onChange(aor));
     cleanups.push(unlisten);
+    // A wave migration moving a user away from this home (src/migration/departures.ts).
+    const ownHome = config.role === 'standard' ? (config.home ?? domain) : config.home;
+    const departures =
+      ownHome && (config.role === 'standard' || config.role === 'frontend')
+        ? new Departures({
+            home: ownHome,
+            load: () => homes.listPlacedElsewhere(ownHome),
+            placement: async (aor) => {
+              const h = await homes.getPlacement(aor);
+              return h ? { home: h.name, address: h.address } : undefined;
+            },
+            signOut: (aor) => endSessions(aor, 'moved'),
+            log: componentLogger(log, 'registrar'),
+          })
+        : undefined;
+    if (departures) {
+      await departures.start();
+      cleanups.push(await db.listen(PLACEMENT_CHANNEL, (aor) => departures.onPlacement(aor)));
+    }
 
     const transport = new TransportLayer({
       listen: config.listen,
@@ -276,6 +302,25 @@ export async function startServer(
     });
 
     const isTrustedPeer = trustedPeerCheck(config.trustedPeers);
+    // A REGISTER of a user who moved away is answered as a director would: authenticated,
+    // then redirected to the new home, so a client that reconnects here lands there.
+    const redirector = departures
+      ? new Director({
+          domain,
+          authenticator,
+          placement: async (aor) => departures.redirect(aor),
+          forward: (request, st, targets) => core.forward(request, st, targets),
+          resolve: (uri) => core.resolveUri(uri),
+          isTrustedPeer,
+        })
+      : undefined;
+    const homeRegistrar: Pick<Registrar, 'handle'> = {
+      handle: (request, st) => {
+        const to = request.toUri;
+        if (redirector && to && departures?.redirect(uriAor(to))) redirector.handleRegister(request, st);
+        else registrar.handle(request, st);
+      },
+    };
     const director =
       config.role === 'director'
         ? new Director({
@@ -299,7 +344,7 @@ export async function startServer(
       location,
       authenticator,
       log: sipLog,
-      registrar: director ? { handle: (request, st) => director.handleRegister(request, st) } : registrar,
+      registrar: director ? { handle: (request, st) => director.handleRegister(request, st) } : homeRegistrar,
       services: director ? {} : { PUBLISH: presence, SUBSCRIBE: presence, MESSAGE: im },
       routeToHome: director ? (request, st, ruri) => director.routeToHome(request, st, ruri) : undefined,
       remoteBindings: mirror ? (aor) => mirror.remote(aor) : undefined,
