@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { EdgeConfig } from '../ops/config.js';
 import type { EdgeRefusal } from '../ops/metrics.js';
+import { CLIENT_ADDRESS_HEADER } from '../proxy/core.js';
 import type { FlowTokens } from '../proxy/flow-token.js';
 import { type ForwardOptions, type ForwardTarget, ProxyContext } from '../proxy/forward.js';
 import { DIALOG_ROUTE_PARAM, type DialogRouteSigner } from '../proxy/record-route.js';
@@ -93,6 +94,9 @@ export class EdgeRouter implements TransactionUser {
     if (side !== 'inside') {
       // RFC 3325 9.1: nobody outside the trust domain asserts an identity.
       request.remove('p-asserted-identity');
+      // The home counts password guesses per client, not per edge (docs/edge.md); whatever
+      // the client wrote there is replaced.
+      request.set(CLIENT_ADDRESS_HEADER, flow.remoteAddress);
       if (!this.admit(flow, side)) {
         this.refuse(st, 'rate_address', undefined, 'too many requests from this address', 503);
         return;
@@ -429,11 +433,12 @@ export class EdgeRouter implements TransactionUser {
 
   /**
    * A request leaving for outside: its Record-Route is cut to our own entry, carrying the
-   * rest (the inside's) sealed; its Contacts are sealed; no asserted identity leaves.
+   * rest (the inside's) sealed; its Contacts are sealed; no asserted identity or client address leaves.
    * Vias are already ours alone (ForwardOptions.hideVias).
    */
   private hideRequest(req: SipMessage, out: Flow): void {
     req.remove('p-asserted-identity');
+    req.remove(CLIENT_ADDRESS_HEADER);
     const rr = req.getAll('record-route');
     if (rr.length > 0) {
       req.remove('record-route');

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { createBranch, isOwnBranch } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
@@ -99,6 +100,19 @@ export function assertedAor(request: SipMessage): string | undefined {
   return uri ? uriAor(uri) : undefined;
 }
 
+/**
+ * The address a trusted edge saw a request come from (docs/edge.md): believed only from
+ * `trustedPeers`, removed from anyone else's requests, so the home's password-guessing
+ * limits count each remote client rather than the edge's one address.
+ */
+export const CLIENT_ADDRESS_HEADER = 'p-parley-client';
+
+/** The client address a trusted peer passed on, if it is one. */
+export function clientAddress(request: SipMessage): string | undefined {
+  const value = request.get(CLIENT_ADDRESS_HEADER)?.trim();
+  return value !== undefined && isIP(value) !== 0 ? value : undefined;
+}
+
 /** Receives the URI of the Route being looked at: parsed with its name-addr, not again. */
 const routeUri: ParsedUriSlot = { uri: undefined };
 
@@ -130,9 +144,15 @@ export class ProxyCore implements TransactionUser {
 
   onRequest(request: SipMessage, st: ServerTransaction): void {
     const method = request.method;
-    // RFC 3325 9.1: an asserted identity is only believed from inside the trust domain.
-    if (request.has('p-asserted-identity') && !this.opts.isTrustedPeer?.(st.flow))
+    // RFC 3325 9.1: an asserted identity is only believed from inside the trust domain; so is
+    // the client address an edge passes on.
+    if (
+      (request.has('p-asserted-identity') || request.has(CLIENT_ADDRESS_HEADER)) &&
+      !this.opts.isTrustedPeer?.(st.flow)
+    ) {
       request.remove('p-asserted-identity');
+      request.remove(CLIENT_ADDRESS_HEADER);
+    }
     // Fast path: REGISTER for our domain goes straight to the registrar.
     if (method === 'REGISTER' && !request.get('route')) {
       if (!this.checkMaxForwards(request, st)) return;
@@ -425,6 +445,8 @@ export class ProxyCore implements TransactionUser {
 
   forward(request: SipMessage, st: ServerTransaction, targets: ForwardTarget[]): ProxyContext {
     const method = request.method;
+    // The client address is for the home's authenticator: a director passes it on, a home keeps it.
+    if (!this.opts.routeToHome && request.has(CLIENT_ADDRESS_HEADER)) request.remove(CLIENT_ADDRESS_HEADER);
     const dialogForming =
       request.to.tag === undefined && (method === 'INVITE' || method === 'SUBSCRIBE' || method === 'REFER');
     const ctx = new ProxyContext(st, this.opts.transactions, this.opts.local, this.opts.log, {

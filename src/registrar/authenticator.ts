@@ -62,6 +62,11 @@ export interface AuthenticatorOptions {
   onFailure?: (reason: AuthFailureReason) => void;
   /** Every 401/407 challenge sent, including the first of every sign-in. */
   onChallenge?: (kind: AuthKind) => void;
+  /**
+   * The client's own address when a trusted peer (the edge) passed it on: the guessing limits
+   * count it instead of the connection's address, which every remote user shares.
+   */
+  clientAddress?: (request: SipMessage, flow: AuthFlow) => string | undefined;
   /** Holds a failed guess's answer back; injectable for tests. */
   sleep?: (ms: number) => Promise<void>;
 }
@@ -91,6 +96,7 @@ export class Authenticator {
   private readonly onFailure?: (reason: AuthFailureReason) => void;
   private readonly onChallenge?: (kind: AuthKind) => void;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly clientAddress?: AuthenticatorOptions['clientAddress'];
 
   constructor(
     private readonly realm: string,
@@ -108,6 +114,7 @@ export class Authenticator {
     this.onFailure = opts.onFailure;
     this.onChallenge = opts.onChallenge;
     this.sleep = opts.sleep ?? defaultSleep;
+    this.clientAddress = opts.clientAddress;
   }
 
   /**
@@ -127,7 +134,7 @@ export class Authenticator {
     const flowKey = flow?.id ?? '';
     if (header === undefined) return this.challenge(kind, false, flowKey);
     const parsed = parseAuthorization(header);
-    const address = flow?.remoteAddress ?? '';
+    const address = (flow && this.clientAddress?.(request, flow)) ?? flow?.remoteAddress ?? '';
     if ('error' in parsed) {
       this.failed('malformed', undefined, address);
       return { ok: false, status: 400, reason: `Bad Request - ${parsed.error}` };

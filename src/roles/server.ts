@@ -15,7 +15,7 @@ import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
 import { MemoryPublicationStore, SharedPublicationStore } from '../presence/publications.js';
 import { type ContactListAccess, PresenceServer } from '../presence/server.js';
-import { ProxyCore } from '../proxy/core.js';
+import { clientAddress, ProxyCore } from '../proxy/core.js';
 import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
 import { LocalIdentity } from '../proxy/local.js';
@@ -202,6 +202,8 @@ export async function startServer(
       log: componentLogger(log, 'registrar'),
       onFailure: (reason) => metrics.authFailures.inc(reason),
       onChallenge: () => metrics.authChallenges.inc(),
+      // The edge passes on each remote client's address (docs/edge.md): guesses count per client.
+      clientAddress: (request, flow) => (isTrustedPeer?.(flow) ? clientAddress(request) : undefined),
     });
     const registrar = new Registrar({
       domain,
@@ -533,7 +535,9 @@ function readTls(config: ParleyConfig): TlsMaterial | undefined {
 }
 
 /** `trustedPeers` (docs/edge.md): the edge and directors, by the address their connections come from. */
-function trustedPeerCheck(peers: readonly string[]): ((flow: Flow) => boolean) | undefined {
+function trustedPeerCheck(
+  peers: readonly string[],
+): ((flow: Pick<Flow, 'remoteAddress'>) => boolean) | undefined {
   if (peers.length === 0) return undefined;
   const list = new BlockList();
   for (const entry of peers) addToBlockList(list, entry);

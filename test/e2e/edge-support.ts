@@ -48,6 +48,7 @@ export async function startOrg(
   cert: string,
   dns: TestDnsServer,
   edgeOverrides: DeepPartial<ParleyConfig> = {},
+  homeOverrides: DeepPartial<ParleyConfig> = {},
 ): Promise<Org> {
   const domain = `${name}.test`;
   const internalPort = await freePort();
@@ -56,6 +57,7 @@ export async function startOrg(
     serverId: `${name}-home`,
     trustedPeers: ['127.0.0.1'],
     federation: { edge: `sip:127.0.0.1:${internalPort};transport=tcp` },
+    ...homeOverrides,
   });
   const dataDir = mkdtempSync(join(tmpdir(), 'edge-e2e-'));
   const config = loadConfig({

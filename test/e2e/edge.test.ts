@@ -108,6 +108,8 @@ describe('edge: remote users', { timeout: 120_000 }, () => {
     });
     const inside = await nextRequest(alice);
     expect(inside.body).toBe('from outside');
+    // The client's address is for the home's authenticator only.
+    expect(inside.head).not.toMatch(/^p-parley-client:/im);
     answer(alice, inside);
     expect((await carol.response(5000)).status).toBe(200);
 
@@ -120,7 +122,7 @@ describe('edge: remote users', { timeout: 120_000 }, () => {
     const outside = await nextRequest(carol);
     expect(outside.body).toBe('from inside');
     expect(outside.headers('via')).toHaveLength(1);
-    expect(outside.head).not.toMatch(/^route:|^p-asserted-identity:/im);
+    expect(outside.head).not.toMatch(/^route:|^p-asserted-identity:|^p-parley-client:/im);
     for (const h of hidden()) expect(outside.head).not.toContain(h);
     answer(carol, outside);
     expect((await alice.response(5000)).status).toBe(200);
