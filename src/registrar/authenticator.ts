@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { SipMessage } from '../sip/message.js';
+import { parseUri } from '../sip/uri.js';
 import type { Flow } from '../transport/flow.js';
 import { AuthFailureTracker, type LockScope } from './auth-failures.js';
 import type { CredentialCache, UserCredentials } from './credentials.js';
@@ -120,7 +121,8 @@ export class Authenticator {
   /**
    * RFC 3261 22.4 wants the digest uri to equal the Request-URI; some clients (SIPp among
    * them) put the address they sent to. A uri naming this server or its domain is accepted:
-   * the response hash covers it, so it cannot be replayed against another server.
+   * the response hash covers it, so it cannot be replayed against another server. Behind a
+   * trusted edge any uri naming a server is (see namesServer).
    */
   isLocalUri: (uri: string) => boolean = () => false;
 
@@ -134,7 +136,8 @@ export class Authenticator {
     const flowKey = flow?.id ?? '';
     if (header === undefined) return this.challenge(kind, false, flowKey);
     const parsed = parseAuthorization(header);
-    const address = (flow && this.clientAddress?.(request, flow)) ?? flow?.remoteAddress ?? '';
+    const client = flow ? this.clientAddress?.(request, flow) : undefined;
+    const address = client ?? flow?.remoteAddress ?? '';
     if ('error' in parsed) {
       this.failed('malformed', undefined, address);
       return { ok: false, status: 400, reason: `Bad Request - ${parsed.error}` };
@@ -151,7 +154,8 @@ export class Authenticator {
     if (
       parsed.uri !== request.uri &&
       !digestUriMatches(parsed.uri, request.requestUri) &&
-      !this.isLocalUri(parsed.uri)
+      !this.isLocalUri(parsed.uri) &&
+      !(client !== undefined && namesServer(parsed.uri))
     ) {
       return {
         ok: false,
@@ -288,6 +292,16 @@ interface Attempt {
   /** The digest username, lower-cased: the guessing limits' key. */
   user: string;
   address: string;
+}
+
+/**
+ * A digest uri naming a server rather than a user: behind the edge, a client that puts the
+ * address it sent to (SIPp) names the edge's public address, which the home cannot know.
+ * The answer's hash covers it and its nonce works on the edge's connection once per nc.
+ */
+function namesServer(text: string): boolean {
+  const uri = parseUri(text);
+  return uri !== undefined && uri.user === undefined;
 }
 
 function defaultSleep(ms: number): Promise<void> {
