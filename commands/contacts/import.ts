@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { Args, Flags } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
 import { fromCatalogued } from '../../src/cli/errors.js';
@@ -9,6 +10,7 @@ import {
   progressDisplay,
   withProgress,
 } from '../../src/contacts/cli.js';
+import { ContactsError } from '../../src/contacts/errors.js';
 import { type ImportMode, type ImportResult, importContactLists } from '../../src/contacts/import.js';
 
 export default class ContactsImport extends ParleyCommand {
@@ -39,6 +41,9 @@ Lists of users the store does not know are reported as failures and the others a
 
   async run(): Promise<ImportResult & StoreNamed> {
     const { args, flags } = await this.parse(ContactsImport);
+    if (statSync(args.file, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new ContactsError('FILE_IS_FOLDER', `${args.file} is a folder, not a file`);
+    }
     const display = progressDisplay(this, this.jsonEnabled());
     const result = await runChange(this, flags, nothingToPrepare, (store) =>
       withProgress(`Importing ${args.file}`, display, (progress) =>

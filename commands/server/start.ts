@@ -1,11 +1,14 @@
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
+import { listenFlags, logFlags } from '../../src/cli/flags.js';
 import {
-  ConfigError,
-  type DeepPartial,
-  loadConfig,
-  type ParleyConfig,
-  parseHostPort,
-} from '../../src/ops/config.js';
+  bannerLines,
+  checkDataFolder,
+  firstStartNotice,
+  loadServerConfig,
+  serverLogger,
+  startFailure,
+} from '../../src/cli/server-start.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 
 export interface ServerStartResult {
@@ -13,109 +16,79 @@ export interface ServerStartResult {
   domain: string;
   listening: string[];
   http: string;
+  /** The data folder, or PostgreSQL. */
+  store: string;
 }
 
-export default class ServerStart extends Command {
+export default class ServerStart extends ParleyCommand {
   static override summary = 'Run a Parley server in the foreground.';
   static override description =
     `Starts the server in the role its configuration names (standard by default: registrar, presence and IM on the embedded database in the data folder). Stops cleanly on SIGTERM or SIGINT: subscribers are told to come back, connections close, the store is flushed.
 
-With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for the domain parley.local, with its data in ./.parley.`;
+With no parley.yaml and no flags it listens on TCP 5060 and WebSocket 5066 for the domain parley.local, with its data in ./.parley (created on the first start). Like \`parley init\`, it takes --tcp, --tls, --ws, --wss and --http.
+
+Logs: readable lines on a terminal, JSON lines otherwise (--log-format, or log.format in parley.yaml); the banner saying where it listens goes to stderr, apart from them. With --json, stdout carries only the result when the server stops, and log lines go to stderr.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --domain example.com --tcp 0.0.0.0:5060 --ws 0.0.0.0:8080',
+    '<%= config.bin %> <%= command.id %> --log-format json --log-level debug',
     '<%= config.bin %> <%= command.id %> --config /etc/parley/parley.yaml',
   ];
   static override flags = {
-    config: Flags.string({ char: 'c', summary: 'parley.yaml to read (default ./parley.yaml when present).' }),
+    config: Flags.string({
+      char: 'c',
+      summary: 'parley.yaml to read (default $PARLEY_CONFIG, else ./parley.yaml when present).',
+    }),
     role: Flags.string({ summary: 'Server role.', options: ['standard', 'frontend', 'director', 'edge'] }),
     domain: Flags.string({ summary: 'SIP domain (and digest realm) this server is home for.' }),
     'server-id': Flags.string({ summary: 'Name of this server in the store (unique in a pool).' }),
     home: Flags.string({ summary: 'Home (standard server or pool name) this server serves.' }),
     'data-dir': Flags.string({ summary: 'Folder of the embedded database.' }),
     database: Flags.string({ summary: 'PostgreSQL URL (pools); the embedded database is used without it.' }),
-    tcp: Flags.string({ summary: 'TCP listen address host:port.' }),
-    ws: Flags.string({ summary: 'WebSocket listen address host:port.' }),
-    tls: Flags.string({
-      summary: 'TLS listen address host:port (needs tls.cert and tls.key in parley.yaml).',
-    }),
+    ...listenFlags,
     internal: Flags.string({
       summary: 'Edge: inside listen address host:port (Path routes, federation.edge).',
     }),
     federation: Flags.string({ summary: 'Edge: mutual-TLS federation listen address host:port.' }),
     next: Flags.string({ summary: 'Edge: SIP URI of the inside next hop (a director or a pool).' }),
-    http: Flags.string({ summary: 'Metrics and health listen address host:port.' }),
-    'log-level': Flags.string({
-      summary: 'Log level.',
-      options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
-    }),
+    ...logFlags,
   };
+  static override enableJsonFlag = true;
 
   async run(): Promise<ServerStartResult> {
     const { flags } = await this.parse(ServerStart);
-    let config: ParleyConfig;
-    try {
-      const overrides: DeepPartial<ParleyConfig> = {};
-      if (flags.role) overrides.role = flags.role as ParleyConfig['role'];
-      if (flags.domain) overrides.domain = flags.domain;
-      if (flags['server-id']) overrides.serverId = flags['server-id'];
-      if (flags.home) overrides.home = flags.home;
-      if (flags['data-dir'] || flags.database) {
-        overrides.database = { dataDir: flags['data-dir'], url: flags.database };
-      }
-      if (flags.tcp || flags.ws || flags.tls || flags.internal || flags.federation) {
-        overrides.listen = {
-          tcp: flags.tcp ? parseHostPort(flags.tcp, '--tcp') : undefined,
-          ws: flags.ws ? parseHostPort(flags.ws, '--ws') : undefined,
-          tls: flags.tls ? parseHostPort(flags.tls, '--tls') : undefined,
-          internal: flags.internal ? parseHostPort(flags.internal, '--internal') : undefined,
-          federation: flags.federation ? parseHostPort(flags.federation, '--federation') : undefined,
-        };
-      }
-      if (flags.next) overrides.edge = { next: flags.next };
-      if (flags.http) overrides.http = parseHostPort(flags.http, '--http');
-      if (flags['log-level']) overrides.log = { level: flags['log-level'] as ParleyConfig['log']['level'] };
-      config = loadConfig({ configPath: flags.config, overrides });
-    } catch (err) {
-      if (err instanceof ConfigError)
-        this.error(err.message, {
-          exit: 2,
-          code: 'CONFIG_INVALID',
-          suggestions: ['Fix the key named above, or run `parley init` to write a fresh parley.yaml.'],
-        });
-      throw err;
-    }
-
+    const config = loadServerConfig(flags);
+    checkDataFolder(config);
+    const notice = firstStartNotice(config);
+    if (notice && !this.jsonEnabled()) this.logToStderr(notice);
+    const began = Date.now();
     let server: ParleyServer;
     try {
-      server = await startServer(config);
+      server = await startServer(config, { log: serverLogger(config, this.jsonEnabled()) });
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      const inUse = /EADDRINUSE/.test(message);
-      this.error(`could not start the server: ${message}`, {
-        exit: 1,
-        code: inUse ? 'ADDRESS_IN_USE' : 'START_FAILED',
-        suggestions: inUse
-          ? ['Another process listens on that port: stop it, or choose other ports with --tcp/--ws/--http.']
-          : ['Check the data folder and configuration; run with --log-level debug for details.'],
-      });
+      throw startFailure(err, config);
     }
     const listening = server.listening.map((l) => `${l.name ?? l.transport}://${l.host}:${l.port}`);
     if (!this.jsonEnabled()) {
-      this.log(`Parley ${config.role} server for domain ${config.domain}`);
-      for (const l of listening) this.log(`  SIP   ${l}`);
-      this.log(`  HTTP  ${server.httpUrl}/metrics  ${server.httpUrl}/health`);
-      if (!config.database.url) this.log(`  data  ${config.database.dataDir}`);
-      this.log(`Add a user: npx parley users add alice@${config.domain}`);
+      for (const line of bannerLines(config, listening, server.httpUrl, Date.now() - began)) {
+        this.logToStderr(line);
+      }
     }
     // SIGUSR2, like `parley server drain`, takes the server out of its pool gracefully.
     const onUsr2 = () => void server.drain();
     process.on('SIGUSR2', onUsr2);
     await Promise.race([waitForSignal(), server.drained]);
     process.off('SIGUSR2', onUsr2);
-    this.logToStderr('Stopping...');
+    if (!this.jsonEnabled()) this.logToStderr('Stopping...');
     await server.close();
-    return { role: config.role, domain: config.domain, listening, http: server.httpUrl };
+    if (!this.jsonEnabled()) this.logToStderr('Stopped.');
+    return {
+      role: config.role,
+      domain: config.domain,
+      listening,
+      http: server.httpUrl,
+      store: config.database.url ? 'PostgreSQL' : config.database.dataDir,
+    };
   }
 }
 

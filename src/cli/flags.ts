@@ -54,10 +54,12 @@ export const forceDomainFlag = {
  * listener off in init).
  */
 export const listenFlags = {
-  tcp: Flags.string({ summary: 'SIP over TCP listen address host:port.' }),
-  tls: Flags.string({ summary: 'SIP over TLS listen address host:port (needs a certificate).' }),
-  ws: Flags.string({ summary: 'SIP over WebSocket listen address host:port.' }),
-  wss: Flags.string({ summary: 'SIP over secure WebSocket listen address host:port (needs a certificate).' }),
+  tcp: Flags.string({ summary: 'SIP over TCP listen address host:port, or none.' }),
+  tls: Flags.string({ summary: 'SIP over TLS listen address host:port, or none (needs a certificate).' }),
+  ws: Flags.string({ summary: 'SIP over WebSocket listen address host:port, or none.' }),
+  wss: Flags.string({
+    summary: 'SIP over secure WebSocket listen address host:port, or none (needs a certificate).',
+  }),
   http: Flags.string({ summary: 'Metrics and health listen address host:port.' }),
 };
 

@@ -1,4 +1,4 @@
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { embeddedStoreExists } from '../store/open.js';
 import {
@@ -126,6 +126,7 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   const cfg = toConfig(answers, fixPath, dataDirGiven ? fixPath(answers.dataDir) : DEFAULT_DATA_DIR);
   if (!answers.databaseUrl)
     checkDataFolderFree(resolve(dirname(path), cfg.database?.dataDir ?? DEFAULT_DATA_DIR), path);
+  mkdirSync(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.init-${process.pid}`);
   writeConfig(tmp, cfg);
   let config: ParleyConfig;

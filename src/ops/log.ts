@@ -119,9 +119,11 @@ export function formatPrettyLine(line: string, colour = false): string {
   for (const [k, v] of Object.entries(o)) {
     if (HEAD_FIELDS.has(k)) continue;
     if (k === 'err' && v && typeof v === 'object') {
-      const e = v as { message?: unknown; stack?: unknown };
+      const e = v as { message?: unknown; stack?: unknown; code?: unknown };
       fields.push(`err=${JSON.stringify(String(e.message ?? ''))}`);
-      if (typeof e.stack === 'string') stack = `\n    ${e.stack.split('\n').slice(1).join('\n    ').trim()}`;
+      // A system error (EADDRINUSE, ECONNREFUSED ...) says all in its message; a bug needs its stack.
+      if (typeof e.stack === 'string' && typeof e.code !== 'string')
+        stack = `\n    ${e.stack.split('\n').slice(1).join('\n    ').trim()}`;
       continue;
     }
     fields.push(`${k}=${typeof v === 'string' && /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)}`);
