@@ -33,6 +33,8 @@ Suites (default: the SIP suite)
   --vs-kamailio       also measure Kamailio (the anchor) in the same run and print the ratio
   --sync              directory sync benchmark (bench/sync.ts)
   --contacts          contact-list benchmark (bench/contacts.ts)
+  --migrate           wave-migration benchmark (bench/migrate.ts): one wave of --users (default
+                      10000) users with 50 contacts each, legacy PGlite store to PostgreSQL
   --fuzz N            fuzz a Parley server with N mutated messages over TCP; prints messages
                       sent, crashes and RSS at start and end (--seed S to replay a run)
   --pool              pool benchmark (bench/pool.ts): 2 front-ends, PostgreSQL, HAProxy; ramp
@@ -71,6 +73,7 @@ export interface BenchResult {
   sip?: SipSuiteResult;
   sync?: unknown;
   contacts?: unknown;
+  migrate?: unknown;
   pool?: PoolSuiteResult;
   fuzz?: FuzzSuiteResult;
   notAvailable: string[];
@@ -85,11 +88,14 @@ interface Options {
   vsKamailio: boolean;
   sync: boolean;
   contacts: boolean;
+  migrate: boolean;
   pool: boolean;
   /** Messages for the fuzz run, when asked for. */
   fuzz?: number;
   seed?: number;
   users: number;
+  /** --users was given (the migrate suite has its own default). */
+  usersGiven: boolean;
   rates: number[];
   /** --rate was given (the pool suite has its own default ramp). */
   ratesGiven: boolean;
@@ -126,16 +132,18 @@ export function parseOptions(argv: string[]): Options | 'help' {
   const workloads: Workload[] = v.only ? [v.only as Workload] : ['register', 'message'];
   const fuzz = v.fuzz ? Math.floor(positive(v.fuzz, '--fuzz')) : undefined;
   const seed = v.seed ? Math.floor(positive(v.seed, '--seed')) : undefined;
-  const otherSuite = Boolean(v.sync || v.contacts || v.pool || fuzz);
+  const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || fuzz);
   return {
     sip: Boolean(v.sip || v['vs-kamailio'] || v.profile || !otherSuite),
     vsKamailio: Boolean(v['vs-kamailio']),
     sync: Boolean(v.sync),
     contacts: Boolean(v.contacts),
+    migrate: Boolean(v.migrate),
     pool: Boolean(v.pool),
     fuzz,
     seed,
     users,
+    usersGiven: Boolean(v.users),
     rates,
     ratesGiven: Boolean(v.rate),
     duration,
@@ -156,6 +164,7 @@ function parseArgsStrict(argv: string[]) {
       'vs-kamailio': { type: 'boolean' },
       sync: { type: 'boolean' },
       contacts: { type: 'boolean' },
+      migrate: { type: 'boolean' },
       pool: { type: 'boolean' },
       fuzz: { type: 'string' },
       seed: { type: 'string' },
@@ -288,6 +297,14 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
       'contacts.js',
       'benchContacts',
       { users: opts.users, log },
+      result,
+    );
+  if (opts.migrate)
+    result.migrate = await runOptionalSuite(
+      'migrate',
+      'migrate.js',
+      'benchMigrate',
+      { users: opts.usersGiven ? opts.users : undefined, log },
       result,
     );
   return result;
