@@ -5,8 +5,8 @@ import { CLIENT_ADDRESS_HEADER } from '../proxy/core.js';
 import type { FlowTokens } from '../proxy/flow-token.js';
 import { type ForwardOptions, type ForwardTarget, ProxyContext } from '../proxy/forward.js';
 import { DIALOG_ROUTE_PARAM, type DialogRouteSigner } from '../proxy/record-route.js';
-import { createBranch, isOwnBranch } from '../sip/ids.js';
-import type { SipMessage } from '../sip/message.js';
+import { createBranch, createTag, isOwnBranch } from '../sip/ids.js';
+import { SipMessage } from '../sip/message.js';
 import { formatNameAddr, parseNameAddr } from '../sip/nameaddr.js';
 import { formatUri, parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction, TransactionLayer, TransactionUser } from '../transaction/layer.js';
@@ -533,6 +533,49 @@ export class EdgeRouter implements TransactionUser {
   private rememberResponseContact(response: SipMessage, flow: Flow): void {
     const uri = response.contacts[0]?.uri;
     if (uri && uri !== '*' && this.opts.sideOf(flow) !== 'inside') this.contactFlows.set(uri, flow);
+  }
+
+  /**
+   * A remote user's own connection closed: tell each home it signed in to, so the bindings
+   * registered through this connection's Path go (after the home's connection grace) and its
+   * watchers see it offline. The notice is a REGISTER the home's registrar accepts from a
+   * trusted peer only: `Contact: *`, `Expires: 0`, the Path naming the connection and the
+   * user's P-Asserted-Identity (src/registrar/registrar.ts, pathFlowGone).
+   */
+  remoteUserGone(flow: Flow): void {
+    if (this.opts.sideOf(flow) !== 'outside') return;
+    const token = this.opts.flowTokens.token(flow.id);
+    for (const aor of flow.authenticated) {
+      this.resolveInside(this.opts.next).then(
+        (inside) => {
+          const notice = SipMessage.request('REGISTER', `sip:${this.opts.domain}`, [
+            { name: 'via', value: this.opts.local.via(inside, createBranch()) },
+            { name: 'max-forwards', value: '70' },
+            { name: 'from', value: formatNameAddr({ uri: `sip:${aor}`, params: { tag: createTag() } }) },
+            { name: 'to', value: `<sip:${aor}>` },
+            { name: 'call-id', value: `${createTag()}@${this.opts.domain}` },
+            { name: 'cseq', value: '1 REGISTER' },
+            { name: 'contact', value: '*' },
+            { name: 'expires', value: '0' },
+            { name: 'path', value: this.opts.local.pathTo(inside, token) },
+            { name: 'p-asserted-identity', value: `<sip:${aor}>` },
+          ]);
+          this.opts.transactions.request(notice, inside, {
+            onResponse: (res) => {
+              if (res.status >= 300)
+                this.opts.log.warn(
+                  { user: aor, status: res.status },
+                  'home refused the notice of a closed connection',
+                );
+            },
+            onTimeout: () =>
+              this.opts.log.warn({ user: aor }, 'home did not answer the notice of a closed connection'),
+          });
+        },
+        (err: unknown) =>
+          this.opts.log.warn({ err, user: aor }, 'inside unreachable: a closed connection not announced'),
+      );
+    }
   }
 
   /** A connection to an inside server named by a URI (the next hop, an inside Route or Contact). */

@@ -80,6 +80,8 @@ interface Subscription {
  */
 export class PresenceServer implements RequestHandler {
   private readonly expiryTimers = new Map<string, TimerHandle>();
+  /** etag -> the connection its latest PUBLISH here came over, and the expiry it was given. */
+  private readonly publishedOver = new Map<string, { aor: string; flowId: string; expiresAt: number }>();
   private unlisten?: () => Promise<void>;
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly byPresentity = new Map<string, Set<Subscription>>();
@@ -141,6 +143,7 @@ export class PresenceServer implements RequestHandler {
       if (expires === 0) {
         cancelTimer(this.expiryTimers.get(existing.etag));
         this.expiryTimers.delete(existing.etag);
+        this.publishedOver.delete(existing.etag);
         await store.remove(aor, existing.etag);
         st.reply(200, undefined, { headers: [{ name: 'expires', value: '0' }] });
         return;
@@ -154,6 +157,7 @@ export class PresenceServer implements RequestHandler {
       await this.savePublication(
         { ...existing, body, updatedAt: hasBody ? Date.now() : existing.updatedAt },
         expires,
+        st.flow,
       );
       st.reply(200, undefined, {
         headers: [
@@ -174,7 +178,7 @@ export class PresenceServer implements RequestHandler {
     const body = this.validPidf(request, st);
     if (body === undefined) return;
     const etag = createTag();
-    await this.savePublication({ aor, etag, body, updatedAt: Date.now(), expiresAt: 0 }, expires);
+    await this.savePublication({ aor, etag, body, updatedAt: Date.now(), expiresAt: 0 }, expires, st.flow);
     st.reply(200, undefined, {
       headers: [
         { name: 'sip-etag', value: etag },
@@ -226,18 +230,43 @@ export class PresenceServer implements RequestHandler {
   }
 
   /** Stores the state and arms its expiry here; the store's change feed tells the watchers. */
-  private async savePublication(state: PublishedState, expires: number): Promise<void> {
+  private async savePublication(state: PublishedState, expires: number, flow: Flow): Promise<void> {
     cancelTimer(this.expiryTimers.get(state.etag));
     const expiresAt = Date.now() + expires * 1000;
+    this.publishedOver.set(state.etag, { aor: state.aor, flowId: flow.id, expiresAt });
     await this.opts.publications.save({ ...state, expiresAt });
     this.expiryTimers.set(
       state.etag,
       this.opts.timers.schedule(expires * 1000 + 50, () => {
         this.expiryTimers.delete(state.etag);
+        this.publishedOver.delete(state.etag);
         // Only if not refreshed meanwhile, possibly through another front-end.
         void this.opts.publications.remove(state.aor, state.etag, true).catch(() => undefined);
       }),
     );
+  }
+
+  /**
+   * The endpoint behind a connection is gone (its bindings went with it): what it published
+   * over that connection goes too, so its watchers see only its other endpoints. A state
+   * refreshed since over another connection, here or on another front-end, stays.
+   */
+  async connectionLost(flowId: string): Promise<void> {
+    const store = this.opts.publications;
+    for (const [etag, over] of [...this.publishedOver]) {
+      if (over.flowId !== flowId) continue;
+      this.publishedOver.delete(etag);
+      const current = await store.get(over.aor, etag);
+      if (!current || current.expiresAt !== over.expiresAt) continue;
+      cancelTimer(this.expiryTimers.get(etag));
+      this.expiryTimers.delete(etag);
+      await store.remove(over.aor, etag);
+    }
+  }
+
+  /** An endpoint reconnected: what it published over the old connection now lives with the new one. */
+  connectionMoved(from: string, to: string): void {
+    for (const over of this.publishedOver.values()) if (over.flowId === from) over.flowId = to;
   }
 
   /** A user with no registered endpoint left is offline, whatever its endpoints last published. */

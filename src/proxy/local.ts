@@ -4,7 +4,13 @@ import type { Flow, TransportName } from '../transport/flow.js';
 import type { Listening } from '../transport/layer.js';
 import { DIALOG_ROUTE_PARAM } from './record-route.js';
 
-const VIA_TRANSPORT: Record<TransportName, string> = { tcp: 'TCP', tls: 'TLS', ws: 'WS', wss: 'WSS' };
+const VIA_TRANSPORT: Record<TransportName, string> = {
+  udp: 'UDP',
+  tcp: 'TCP',
+  tls: 'TLS',
+  ws: 'WS',
+  wss: 'WSS',
+};
 
 /**
  * Who this server is on the wire: the addresses it puts in Via and Record-Route and the

@@ -13,8 +13,15 @@ export interface Binding {
   expiresAt: number;
   q: number;
   userAgent: string;
-  /** The flow it registered over, for requests that must go back over it. */
+  /** The flow requests for it go back over (RFC 5626), when it registered over one of ours. */
   flowId?: string;
+  /**
+   * The connection (TCP, TLS, WebSocket) it registered over directly, without a Path: the
+   * binding lives only as long as that connection (after a grace for a reconnect). Unset for
+   * UDP, where no connection tells us anything, and behind a proxy's Path, whose connection
+   * is shared by many users (the proxy says when the user's own connection goes).
+   */
+  connectionId?: string;
   serverId: string;
   path: string[];
   /**
@@ -30,7 +37,28 @@ export interface LocationEvents {
   signedOut: [aor: string];
   /** A binding was added, refreshed or removed (a pool mirrors these). */
   changed: [binding: Binding, removed: boolean];
+  /**
+   * Bindings removed because the connection behind them went and no re-registration
+   * replaced them within the grace; `connectionId` names our connection when it was one.
+   */
+  lost: [bindings: Binding[], connectionId: string | undefined, lostAt: number];
+  /** An endpoint registered again over a new connection (it reconnected): what followed the old one moves. */
+  moved: [fromConnection: string, toConnection: string];
 }
+
+export interface LocationTableOptions {
+  /**
+   * How long a binding outlives the connection it registered over, so a client that
+   * reconnects at once (a network change, a server restart of its own) is not seen offline.
+   */
+  connectionGraceMs?: number;
+  /** Runs `fire` after `ms` (tests drive it by hand). */
+  schedule?: (ms: number, fire: () => void) => void;
+}
+
+const scheduleUnref = (ms: number, fire: () => void): void => {
+  setTimeout(fire, ms).unref();
+};
 
 /**
  * The location service: AOR -> bindings, in memory. Bindings only mean something while
@@ -40,11 +68,19 @@ export interface LocationEvents {
  */
 export class LocationTable extends EventEmitter<LocationEvents> {
   private readonly byAor = new Map<string, Binding[]>();
-  private readonly byFlow = new Map<string, Set<Binding>>();
+  /** connectionId -> the bindings that live and die with that connection. */
+  private readonly byConnection = new Map<string, Set<Binding>>();
   private bindingCount = 0;
+  private readonly graceMs: number;
+  private readonly schedule: (ms: number, fire: () => void) => void;
 
-  constructor(private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly now: () => number = Date.now,
+    opts: LocationTableOptions = {},
+  ) {
     super();
+    this.graceMs = opts.connectionGraceMs ?? 0;
+    this.schedule = opts.schedule ?? scheduleUnref;
   }
 
   lookup(aor: string): Binding[] {
@@ -78,6 +114,8 @@ export class LocationTable extends EventEmitter<LocationEvents> {
         this.indexFlow(binding);
         if (old.contact !== binding.contact) this.emit('changed', old, true);
         this.emit('changed', binding, false);
+        if (old.connectionId && binding.connectionId && old.connectionId !== binding.connectionId)
+          this.emit('moved', old.connectionId, binding.connectionId);
         return;
       }
     }
@@ -107,7 +145,7 @@ export class LocationTable extends EventEmitter<LocationEvents> {
 
   /**
    * An administrator disabled or removed the user: every binding goes (a pool's mirror
-   * drops its rows through `changed`). Returns the removed bindings and the flows that
+   * drops its rows through `changed`). Returns the removed bindings and the connections that
    * carried only this user's own registrations (no Path: the endpoint itself, not a proxy
    * in front of many users) and now carry no binding at all, which the caller may close.
    */
@@ -116,32 +154,54 @@ export class LocationTable extends EventEmitter<LocationEvents> {
     this.removeAll(aor);
     const idleFlows = new Set<string>();
     for (const b of removed) {
-      if (b.flowId && b.path.length === 0 && !this.byFlow.has(b.flowId)) idleFlows.add(b.flowId);
+      if (b.connectionId && !this.byConnection.has(b.connectionId)) idleFlows.add(b.connectionId);
     }
     return { removed, idleFlows: [...idleFlows] };
   }
 
-  /** A flow closed: flow-only bindings on it go; the others merely lose their flow. */
-  flowClosed(flowId: string): Binding[] {
-    const set = this.byFlow.get(flowId);
+  /**
+   * A connection closed: the bindings registered over it go once the grace has passed,
+   * unless a re-registration (over a new connection) replaced them meanwhile, as Kamailio's
+   * usrloc does with `handle_lost_tcp`. Returns the bindings now waiting to go.
+   */
+  flowClosed(connectionId: string): Binding[] {
+    const set = this.byConnection.get(connectionId);
     if (!set) return [];
-    this.byFlow.delete(flowId);
-    const removed: Binding[] = [];
-    for (const b of set) {
-      if (b.flowOnly) {
+    this.byConnection.delete(connectionId);
+    const lost = [...set];
+    this.dropLater(lost, connectionId);
+    return lost;
+  }
+
+  /**
+   * A proxy in front of the user (the edge) says the user's own connection behind its Path
+   * has gone: the bindings of the AOR registered through a Path entry with that URI user
+   * part (the proxy's flow token, RFC 5626 5.3) go as a connection of ours would.
+   */
+  pathFlowClosed(aor: string, pathUser: string): Binding[] {
+    const lost = (this.byAor.get(aor) ?? []).filter((b) => b.path.some((p) => pathUriUser(p) === pathUser));
+    this.dropLater(lost, undefined);
+    return lost;
+  }
+
+  private dropLater(lost: Binding[], connectionId: string | undefined): void {
+    if (lost.length === 0) return;
+    const lostAt = this.now();
+    const drop = () => {
+      const removed: Binding[] = [];
+      for (const b of lost) {
+        // A binding the client refreshed or replaced meanwhile is another object: kept.
         const list = this.byAor.get(b.aor);
         const i = list ? list.indexOf(b) : -1;
         if (list && i >= 0) {
           this.dropAt(b.aor, list, i);
           removed.push(b);
         }
-      } else {
-        b.flowId = undefined;
-        // A pool's copy must lose the route through the dead flow too.
-        this.emit('changed', b, false);
       }
-    }
-    return removed;
+      if (removed.length > 0) this.emit('lost', removed, connectionId, lostAt);
+    };
+    if (this.graceMs <= 0) drop();
+    else this.schedule(this.graceMs, drop);
   }
 
   /** Drops expired bindings (of one AOR, or all); returns how many went. */
@@ -194,20 +254,25 @@ export class LocationTable extends EventEmitter<LocationEvents> {
   }
 
   private indexFlow(b: Binding): void {
-    if (!b.flowId) return;
-    let set = this.byFlow.get(b.flowId);
+    if (!b.connectionId) return;
+    let set = this.byConnection.get(b.connectionId);
     if (!set) {
       set = new Set();
-      this.byFlow.set(b.flowId, set);
+      this.byConnection.set(b.connectionId, set);
     }
     set.add(b);
   }
 
   private unindexFlow(b: Binding): void {
-    if (!b.flowId) return;
-    const set = this.byFlow.get(b.flowId);
+    if (!b.connectionId) return;
+    const set = this.byConnection.get(b.connectionId);
     if (!set) return;
     set.delete(b);
-    if (set.size === 0) this.byFlow.delete(b.flowId);
+    if (set.size === 0) this.byConnection.delete(b.connectionId);
   }
+}
+
+/** The user part of a Path value's URI (`<sip:USER@host;lr>`), where a proxy puts its flow token. */
+function pathUriUser(path: string): string | undefined {
+  return /<sips?:([^@;>]+)@/i.exec(path)?.[1];
 }

@@ -1,7 +1,7 @@
 import { createTag } from '../sip/ids.js';
 import type { SipHeader, SipMessage } from '../sip/message.js';
-import { formatNameAddr, type NameAddr } from '../sip/nameaddr.js';
-import { type SipUri, uriAor } from '../sip/uri.js';
+import { formatNameAddr, type NameAddr, parseNameAddr } from '../sip/nameaddr.js';
+import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
 import type { Authenticator, AuthOutcome } from './authenticator.js';
@@ -19,6 +19,8 @@ export interface RegistrarOptions {
   now?: () => number;
   /** A user registered (or refreshed): for the active-users metric. */
   onRegistered?: (aor: string) => void;
+  /** The edge and directors (`trustedPeers`): they may say a remote user's connection has gone. */
+  isTrustedPeer?(flow: Flow): boolean;
 }
 
 /** Extensions a REGISTER may Require of us (RFC 3261 10.3 step 2). */
@@ -49,6 +51,7 @@ export class Registrar {
       st.reply(420, undefined, { headers: [{ name: 'unsupported', value: unsupported.join(', ') }] });
       return;
     }
+    if (this.opts.isTrustedPeer?.(st.flow) && this.pathFlowGone(request, st)) return;
     // Step 3: authenticate.
     const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);
     if (outcome instanceof Promise) {
@@ -88,6 +91,33 @@ export class Registrar {
       return;
     }
     this.replyWithBindings(request, st, aor);
+  }
+
+  /**
+   * A trusted proxy in front of the user (the edge) says the user's own connection behind
+   * its Path has gone: `Contact: *`, `Expires: 0`, the Path entry naming that connection and
+   * P-Asserted-Identity for the To AOR. Only the bindings registered through that Path go
+   * (after the connection grace), not the user's others. Says whether the request was one.
+   */
+  private pathFlowGone(request: SipMessage, st: ServerTransaction): boolean {
+    const contacts = request.contacts;
+    if (contacts.length !== 1 || contacts[0].uri !== '*' || request.expires !== 0) return false;
+    const path = request.getAll('path');
+    const asserted = request.get('p-asserted-identity');
+    const toUri = request.toUri;
+    if (path.length === 0 || !asserted || !toUri) return false;
+    const aor = uriAor(toUri);
+    const assertedUri = parseNameAddr(asserted)?.uri;
+    const assertedParsed = assertedUri ? parseUri(assertedUri) : undefined;
+    if (!assertedParsed || uriAor(assertedParsed) !== aor) return false;
+    const token = /<sips?:([^@;>]+)@/i.exec(path[0])?.[1];
+    if (!token) return false;
+    this.opts.location.pathFlowClosed(aor, token);
+    st.reply(200, undefined, {
+      toTag: createTag(),
+      headers: [{ name: 'date', value: this.dateHeader(this.now()) }],
+    });
+    return true;
   }
 
   private applyContacts(
@@ -147,12 +177,16 @@ export class Registrar {
       }
       const instance = na.params['+sip.instance'] ?? undefined;
       const regIdText = na.params['reg-id'];
+      // RFC 3327: behind a Path the proxy's route reaches the endpoint, not our connection
+      // (the edge's, shared by its users), and the proxy says when the endpoint's own goes.
+      const behindPath = path.length > 0;
       const flowOnly =
-        flow.transport === 'ws' ||
-        flow.transport === 'wss' ||
-        regIdText !== undefined ||
-        'ob' in (contactUri?.params ?? {}) ||
-        (contactUri?.host.endsWith('.invalid') ?? true);
+        !behindPath &&
+        (flow.transport === 'ws' ||
+          flow.transport === 'wss' ||
+          regIdText !== undefined ||
+          'ob' in (contactUri?.params ?? {}) ||
+          (contactUri?.host.endsWith('.invalid') ?? true));
       const binding: Binding = {
         aor,
         contact: na.uri,
@@ -163,7 +197,12 @@ export class Registrar {
         expiresAt: now + expires * 1000,
         q: na.params.q ? Number.parseFloat(na.params.q) || 1 : 1,
         userAgent,
-        flowId: routesOverFlow(flowOnly, contactUri?.host, contactUri?.port, flow) ? flow.id : undefined,
+        flowId:
+          !behindPath && routesOverFlow(flowOnly, contactUri?.host, contactUri?.port, flow)
+            ? flow.id
+            : undefined,
+        // A direct registration over a connection lives as long as the connection (UDP has none).
+        connectionId: !behindPath && flow.transport !== 'udp' ? flow.id : undefined,
         serverId: this.opts.serverId,
         path,
         flowOnly,

@@ -158,6 +158,8 @@ export async function startEdge(
         if (response) flow.send(response.toBuffer());
       },
       onFlowClosed: (flow) => {
+        // A remote user's own connection: its home drops the bindings made through it.
+        if (flow.authenticated.size > 0) router.remoteUserGone(flow);
         dialled.delete(flow.id);
       },
     });

@@ -91,7 +91,9 @@ export async function startServer(
     const homes = new HomeRepository(db);
     const contactLists = new ContactListRepository(db);
     const domain = config.domain.toLowerCase();
-    const location = new LocationTable();
+    const location = new LocationTable(Date.now, {
+      connectionGraceMs: config.registrar.connectionGraceSeconds * 1000,
+    });
     const metrics = createMetrics({
       labels: { server: config.serverId, role: config.role },
       sources: {
@@ -212,6 +214,7 @@ export async function startServer(
       authenticator,
       location,
       onRegistered: (aor) => metrics.activeUsers.touch(aor),
+      isTrustedPeer: trustedPeerCheck(config.trustedPeers),
     });
 
     let core!: ProxyCore;
@@ -290,6 +293,19 @@ export async function startServer(
       };
       signOut().catch((err: unknown) => log.warn({ err }, 'sign-out presence update failed'));
     });
+    // A client whose connection went (crashed, unplugged) is offline to its watchers now,
+    // not when its registration would have expired.
+    location.on('lost', (bindings, connectionId) => {
+      componentLogger(log, 'registrar').info(
+        { user: bindings[0].aor, endpoints: bindings.length, connection: connectionId ?? 'behind a Path' },
+        'endpoint signed out: its connection closed',
+      );
+      if (connectionId === undefined) return;
+      presence
+        .connectionLost(connectionId)
+        .catch((err: unknown) => log.warn({ err }, 'presence update after a lost connection failed'));
+    });
+    location.on('moved', (from, to) => presence.connectionMoved(from, to));
 
     const im = new MessageService({
       deliver: (request, st, party) => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 
-export type TransportName = 'tcp' | 'tls' | 'ws' | 'wss';
+export type TransportName = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
 /**
  * One connection to a peer. RFC 5626 calls it a flow: requests for an endpoint go back

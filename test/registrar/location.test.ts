@@ -35,18 +35,18 @@ describe('location table', () => {
     expect(table.registeredEndpoints).toBe(0);
   });
 
-  it('signs a user out: every binding goes, and only flows left empty and without a Path are idle', () => {
+  it('signs a user out: every binding goes, and only connections left empty are idle', () => {
     const table = new LocationTable(() => 0);
     const changed: string[] = [];
     table.on('changed', (b, removed) => changed.push(`${removed ? '-' : '+'}${b.contact}`));
-    table.upsert(binding({ contact: 'sip:a@desk', flowId: 'f-desk' }));
-    table.upsert(binding({ contact: 'sip:a@phone', flowId: 'f-shared' }));
-    table.upsert(binding({ aor: 'bob@example.com', contact: 'sip:b@phone', flowId: 'f-shared' }));
-    table.upsert(binding({ contact: 'sip:a@edge', flowId: 'f-edge', path: ['<sip:edge.example.com;lr>'] }));
+    table.upsert(binding({ contact: 'sip:a@desk', flowId: 'f-desk', connectionId: 'f-desk' }));
+    table.upsert(binding({ contact: 'sip:a@phone', flowId: 'f-shared', connectionId: 'f-shared' }));
+    table.upsert(binding({ aor: 'bob@example.com', contact: 'sip:b@phone', connectionId: 'f-shared' }));
+    // Behind the edge's Path: not tied to the edge's connection, which other users share.
+    table.upsert(binding({ contact: 'sip:a@edge', path: ['<sip:f-1.x@edge.example.com;lr>'] }));
     changed.length = 0;
     const out = table.signOut('alice@example.com');
     expect(out.removed.map((b) => b.contact).sort()).toEqual(['sip:a@desk', 'sip:a@edge', 'sip:a@phone']);
-    // The shared flow still carries bob; the edge's flow carries other users' traffic.
     expect(out.idleFlows).toEqual(['f-desk']);
     expect(table.lookup('alice@example.com')).toEqual([]);
     expect(table.lookup('bob@example.com')).toHaveLength(1);
@@ -62,15 +62,69 @@ describe('location table', () => {
     expect(table.lookup('alice@example.com').map((b) => b.contact)).toEqual(['sip:y@b.invalid']);
   });
 
-  it('drops flow-only bindings with their flow and keeps dialable ones', () => {
+  it('drops the bindings of a closed connection after the grace, unless re-registered meanwhile', () => {
+    const pending: Array<() => void> = [];
+    const table = new LocationTable(() => 0, {
+      connectionGraceMs: 3000,
+      schedule: (ms, fire) => {
+        expect(ms).toBe(3000);
+        pending.push(fire);
+      },
+    });
+    const events: string[] = [];
+    table.on('signedOut', (a) => events.push(`out ${a}`));
+    table.on('lost', (bs, connection) =>
+      events.push(`lost ${bs.map((b) => b.contact).join(',')} ${connection}`),
+    );
+    table.upsert(binding({ contact: 'sip:ws@x.invalid', flowId: 'w1', connectionId: 'w1', flowOnly: true }));
+    table.upsert(binding({ contact: 'sip:alice@192.0.2.1:5060', connectionId: 'w1' }));
+    // UDP: no connection, lives until it expires.
+    table.upsert(binding({ aor: 'bob@example.com', contact: 'sip:bob@192.0.2.2:5060' }));
+    table.upsert(
+      binding({ aor: 'carol@example.com', contact: 'sip:carol@192.0.2.3:5060', connectionId: 't2' }),
+    );
+    expect(table.flowClosed('w1').map((b) => b.contact)).toEqual([
+      'sip:ws@x.invalid',
+      'sip:alice@192.0.2.1:5060',
+    ]);
+    expect(table.flowClosed('t2')).toHaveLength(1);
+    expect(table.flowClosed('nothing')).toEqual([]);
+    // Within the grace nothing has changed; carol reconnects and registers the same contact again.
+    expect(table.registeredEndpoints).toBe(4);
+    table.upsert(
+      binding({ aor: 'carol@example.com', contact: 'sip:carol@192.0.2.3:5060', connectionId: 't3', cseq: 2 }),
+    );
+    for (const fire of pending.splice(0)) fire();
+    expect(events).toEqual(['out alice@example.com', 'lost sip:ws@x.invalid,sip:alice@192.0.2.1:5060 w1']);
+    expect(table.lookup('alice@example.com')).toEqual([]);
+    expect(table.lookup('bob@example.com')).toHaveLength(1);
+    expect(table.lookup('carol@example.com')[0].connectionId).toBe('t3');
+    expect(table.registeredEndpoints).toBe(2);
+  });
+
+  it('drops at once without a grace', () => {
     const table = new LocationTable(() => 0);
-    table.upsert(binding({ contact: 'sip:ws@x.invalid', flowId: 'w1', flowOnly: true }));
-    table.upsert(binding({ contact: 'sip:alice@192.0.2.1:5060', flowId: 'w1', flowOnly: false }));
-    const removed = table.flowClosed('w1');
-    expect(removed.map((b) => b.contact)).toEqual(['sip:ws@x.invalid']);
-    const left = table.lookup('alice@example.com');
-    expect(left.map((b) => b.contact)).toEqual(['sip:alice@192.0.2.1:5060']);
-    expect(left[0].flowId).toBeUndefined();
+    table.upsert(binding({ contact: 'sip:a@desk', connectionId: 't1' }));
+    table.flowClosed('t1');
+    expect(table.registeredEndpoints).toBe(0);
+  });
+
+  it('drops only the bindings behind the Path entry whose flow token the proxy names', () => {
+    const table = new LocationTable(() => 0);
+    const lost: Array<string | undefined> = [];
+    table.on('lost', (bs, connection) => lost.push(...bs.map((b) => `${b.contact} ${connection}`)));
+    table.upsert(
+      binding({ contact: 'sip:a@laptop.invalid', path: ['<sip:f-one.mac@10.0.0.5:5070;transport=tcp;lr>'] }),
+    );
+    table.upsert(
+      binding({ contact: 'sip:a@phone.invalid', path: ['<sip:f-two.mac@10.0.0.5:5070;transport=tcp;lr>'] }),
+    );
+    expect(table.pathFlowClosed('alice@example.com', 'f-one.mac').map((b) => b.contact)).toEqual([
+      'sip:a@laptop.invalid',
+    ]);
+    expect(table.lookup('alice@example.com').map((b) => b.contact)).toEqual(['sip:a@phone.invalid']);
+    expect(lost).toEqual(['sip:a@laptop.invalid undefined']);
+    expect(table.pathFlowClosed('alice@example.com', 'f-unknown.mac')).toEqual([]);
   });
 
   it('announces every change for the pool mirror', () => {
