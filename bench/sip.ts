@@ -101,7 +101,8 @@ function findRepoRoot(): string {
   let dir = import.meta.dirname;
   for (let i = 0; i < 5; i++) {
     const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'parley') return dir;
+    // The checkout is the package that provides the `parley` command, whatever npm calls it.
+    if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).bin?.parley) return dir;
     dir = resolve(dir, '..');
   }
   throw new Error(`cannot find the Parley checkout above ${import.meta.dirname}`);
