@@ -1,11 +1,12 @@
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
+import { ParleyCommand } from '../../src/cli/command.js';
 import { domainFlag, storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
 import { testPartner } from '../../src/federation/admin.js';
 import type { ProbeResult } from '../../src/federation/probe.js';
 import { renderProbe } from '../../src/federation/render.js';
 
-export default class FederationTest extends Command {
+export default class FederationTest extends ParleyCommand {
   static override summary = 'Check the way to a federation partner, step by step.';
   static override description =
     "Finds the partner's edge (its pinned FQDN, else SRV _sipfederationtls._tcp.DOMAIN, else the clearinghouse), connects, runs the mutual-TLS handshake with this deployment's certificate (tls.cert, tls.key) and checks the partner's certificate against tls.ca and the edge's name, then sends it an OPTIONS. Each step prints what it found; the first failure says why. Exits 0 when every step passed, 1 otherwise.";

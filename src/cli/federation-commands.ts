@@ -1,4 +1,4 @@
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import {
   listPartners,
   type PartnerChange,
@@ -7,8 +7,9 @@ import {
   removePartner,
 } from '../federation/admin.js';
 import { renderPartners } from '../federation/render.js';
+import { ParleyCommand } from './command.js';
 import { domainFlag, storeFlags } from './flags.js';
-import { runWithStore } from './store-command.js';
+import { nothingToPrepare, runChange, runWithStore, type StoreNamed } from './store-command.js';
 
 type ListName = 'allow' | 'block';
 const PAST: Record<ListName, string> = { allow: 'allowed', block: 'blocked' };
@@ -22,7 +23,7 @@ export function partnerAddCommand(
   list: ListName,
   texts: { summary: string; description: string; examples: string[] },
 ) {
-  return class PartnerAdd extends Command {
+  return class PartnerAdd extends ParleyCommand {
     static override summary = texts.summary;
     static override description = texts.description;
     static override examples = texts.examples;
@@ -43,10 +44,10 @@ export function partnerAddCommand(
       note: Flags.string({ summary: 'Why (shown by list and show).' }),
     };
 
-    async run(): Promise<PartnerChange> {
+    async run(): Promise<PartnerChange & StoreNamed> {
       const { args, flags } = await this.parse(PartnerAdd);
       const edge = 'edge' in flags ? (flags.edge as string | undefined) : undefined;
-      const change = await runWithStore(this, flags, (store, config) =>
+      const change = await runChange(this, flags, nothingToPrepare, (store, config) =>
         putPartner(store, {
           domain: args.domain,
           action: list,
@@ -67,7 +68,7 @@ export function partnerAddCommand(
 }
 
 export function partnerRemoveCommand(list: ListName) {
-  return class PartnerRemove extends Command {
+  return class PartnerRemove extends ParleyCommand {
     static override summary = `Take a domain off the ${list} list.`;
     static override description =
       'Federation with the domain is then closed (the default for any domain not on the allow list). Exits 3 when the domain is not on the list.';
@@ -76,9 +77,9 @@ export function partnerRemoveCommand(list: ListName) {
     static override args = { domain: Args.string({ required: true, description: 'Partner domain.' }) };
     static override flags = { ...storeFlags, ...domainFlag };
 
-    async run(): Promise<{ domain: string; action: ListName }> {
+    async run(): Promise<{ domain: string; action: ListName } & StoreNamed> {
       const { args, flags } = await this.parse(PartnerRemove);
-      const removed = await runWithStore(this, flags, (store) =>
+      const removed = await runChange(this, flags, nothingToPrepare, (store) =>
         removePartner(store, { domain: args.domain, action: list }),
       );
       this.log(`Removed ${removed.domain} from the ${list} list.`);
@@ -88,7 +89,7 @@ export function partnerRemoveCommand(list: ListName) {
 }
 
 export function partnerListCommand(list: ListName) {
-  return class PartnerList extends Command {
+  return class PartnerList extends ParleyCommand {
     static override summary = `List the ${PAST[list]} partner domains.`;
     static override examples = [
       '<%= config.bin %> <%= command.id %>',

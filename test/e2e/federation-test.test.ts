@@ -77,6 +77,9 @@ describe('parley federation test (built CLI)', { timeout: 180_000 }, () => {
         `federation: { dnsServers: ['${dns.address}'] }`,
       ].join('\n'),
     );
+    // Commands other than init, server start and db migrate never create a store.
+    const migrated = await runCli(['db', 'migrate', '-c', join(work, 'parley.yaml')]);
+    expect(migrated.code, migrated.output).toBe(0);
   });
 
   afterAll(async () => {
