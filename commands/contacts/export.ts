@@ -4,7 +4,7 @@ import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
 import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
 import { type ExportResult, type ExportScope, exportContactLists } from '../../src/contacts/export.js';
-import { aorFromUri } from '../../src/contacts/model.js';
+import { normalizeAor } from '../../src/store/users.js';
 
 export default class ContactsExport extends ParleyCommand {
   static override summary = "Export users' contact lists to XML.";
@@ -38,7 +38,7 @@ export default class ContactsExport extends ParleyCommand {
   async run(): Promise<ExportResult> {
     const { flags } = await this.parse(ContactsExport);
     const scope: ExportScope = flags.user
-      ? { kind: 'user', aor: aorFromUri(flags.user) }
+      ? { kind: 'user', aor: normalizeAor(flags.user) }
       : flags.home
         ? { kind: 'home', home: flags.home }
         : { kind: 'all' };

@@ -2,8 +2,9 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { ContactListOwner } from '../store/contact-lists.js';
 import type { Store } from '../store/store.js';
+import { normalizeAor } from '../store/users.js';
 import { type ContactListChange, mergeContactLists, replaceContactLists } from './lists.js';
-import { aorFromUri, type ContactList, type XmlProblem } from './model.js';
+import type { ContactList, XmlProblem } from './model.js';
 import { scanContactListStream } from './xml-document.js';
 import { type ContactListLimits, DEFAULT_LIMITS, parseUserElement } from './xml-parse.js';
 
@@ -98,7 +99,7 @@ export type ImportStore = Pick<Store, 'contactLists' | 'transaction'>;
 export async function importContactLists(store: ImportStore, options: ImportOptions): Promise<ImportResult> {
   const mode = options.mode ?? 'merge';
   const limits = options.limits ?? DEFAULT_LIMITS;
-  const only = options.user ? aorFromUri(options.user) : undefined;
+  const only = options.user ? normalizeAor(options.user) : undefined;
   const result: ImportResult = {
     status: 'invalid',
     file: options.file,
@@ -279,7 +280,7 @@ async function* readUsers(
         if (errors.length >= limits.maxProblems) return;
         continue;
       }
-      yield { list: parsed.value, aor: aorFromUri(parsed.value.user), ...step.fragment.origin };
+      yield { list: parsed.value, aor: normalizeAor(parsed.value.user), ...step.fragment.origin };
     }
   } finally {
     source.destroy();

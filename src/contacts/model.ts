@@ -26,14 +26,6 @@ export interface XmlProblem {
   reason: string;
 }
 
-/** `alice@example.com` or `sip:alice@example.com` -> the users.aor form `alice@example.com`. */
-export function aorFromUri(uri: string): string {
-  return uri
-    .trim()
-    .replace(/^sips?:/i, '')
-    .toLowerCase();
-}
-
 export function uriFromAor(aor: string): string {
   return `sip:${aor}`;
 }

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { normalizeAor } from '../store/users.js';
 import { EXPORT_MANIFEST_FORMAT, type ExportManifestFile, fileNameForAor } from './export.js';
 import { type ImportResult, type ImportStore, importContactLists } from './import.js';
-import { aorFromUri } from './model.js';
 
 /**
  * Restores one user's list from a nightly export, leaving every other user untouched:
@@ -43,7 +43,7 @@ export async function restoreContactList(
   store: ImportStore,
   options: RestoreOptions,
 ): Promise<RestoreResult> {
-  const aor = aorFromUri(options.user);
+  const aor = normalizeAor(options.user);
   const { source, manifest } = await locateSource(options.from, aor);
   let checksumVerified = false;
   if (manifest) {
