@@ -6,7 +6,7 @@ import { openDatabase } from '../src/store/open.js';
 import { createPgliteDatabase } from '../src/store/pglite.js';
 import { seedContactLists } from '../src/store/seed.js';
 import { createStore } from '../src/store/store.js';
-import { startTestPostgres } from '../test/support/postgres.js';
+import { startTestPostgres } from '../test-kit/postgres.js';
 
 /**
  * Wave-migration benchmark (`npm run bench -- --migrate`): one wave of N users with C

@@ -27,8 +27,8 @@ import { join } from 'node:path';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { openDatabase } from '../src/store/open.js';
 import type { Database } from '../src/store/sql.js';
-import { freeLoopbackPorts, parseStatsCsv, renderHaproxyConfig } from '../test/support/haproxy.js';
-import { startTestPostgres, type TestPostgres } from '../test/support/postgres.js';
+import { freeLoopbackPorts, parseStatsCsv, renderHaproxyConfig } from '../test-kit/haproxy.js';
+import { startTestPostgres, type TestPostgres } from '../test-kit/postgres.js';
 import {
   captureTail,
   DOMAIN,

@@ -6,7 +6,7 @@ import { runDirectorySync } from '../src/directory/sync.js';
 import { migrate } from '../src/store/migrate.js';
 import { createPgliteDatabase } from '../src/store/pglite.js';
 import { createStore } from '../src/store/store.js';
-import { type SlapdInstance, startSlapd } from '../test/support/slapd.js';
+import { type SlapdInstance, startSlapd } from '../test-kit/slapd.js';
 
 /**
  * Directory sync benchmark: a full sync of N users from two forests into an empty central
