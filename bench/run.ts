@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { benchEdge, EDGE_RATES, type EdgeSuiteResult, renderEdgeTable } from './edge.js';
 import { benchFuzz, type FuzzSuiteResult, renderFuzz } from './fuzz.js';
 import { findKamailio, startKamailio } from './kamailio.js';
 import { benchPool, POOL_RATES, type PoolSuiteResult, renderPoolTable } from './pool.js';
@@ -39,6 +40,10 @@ Suites (default: the SIP suite)
                       sent, crashes and RSS at start and end (--seed S to replay a run)
   --pool              pool benchmark (bench/pool.ts): 2 front-ends, PostgreSQL, HAProxy; ramp
                       ${POOL_RATES.join(',')} unless --rate; 3 s steps below 10000 users unless --duration
+  --edge              edge benchmark (bench/edge.ts): TLS REGISTER through the edge and MESSAGE
+                      between two organisations through both edges (mutual TLS), beside the same
+                      workloads straight to the home; ramp ${EDGE_RATES.join(',')} unless --rate,
+                      5 s steps unless --duration, 10000 users unless --users
 
 Options
   --users N           users created and registered (default 100000)
@@ -75,6 +80,7 @@ export interface BenchResult {
   contacts?: unknown;
   migrate?: unknown;
   pool?: PoolSuiteResult;
+  edge?: EdgeSuiteResult;
   fuzz?: FuzzSuiteResult;
   notAvailable: string[];
   /** Why the run exits non-zero, when it does. */
@@ -90,6 +96,7 @@ interface Options {
   contacts: boolean;
   migrate: boolean;
   pool: boolean;
+  edge: boolean;
   /** Messages for the fuzz run, when asked for. */
   fuzz?: number;
   seed?: number;
@@ -132,7 +139,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
   const workloads: Workload[] = v.only ? [v.only as Workload] : ['register', 'message'];
   const fuzz = v.fuzz ? Math.floor(positive(v.fuzz, '--fuzz')) : undefined;
   const seed = v.seed ? Math.floor(positive(v.seed, '--seed')) : undefined;
-  const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || fuzz);
+  const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || v.edge || fuzz);
   return {
     sip: Boolean(v.sip || v['vs-kamailio'] || v.profile || !otherSuite),
     vsKamailio: Boolean(v['vs-kamailio']),
@@ -140,6 +147,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     contacts: Boolean(v.contacts),
     migrate: Boolean(v.migrate),
     pool: Boolean(v.pool),
+    edge: Boolean(v.edge),
     fuzz,
     seed,
     users,
@@ -166,6 +174,7 @@ function parseArgsStrict(argv: string[]) {
       contacts: { type: 'boolean' },
       migrate: { type: 'boolean' },
       pool: { type: 'boolean' },
+      edge: { type: 'boolean' },
       fuzz: { type: 'string' },
       seed: { type: 'string' },
       users: { type: 'string' },
@@ -282,6 +291,16 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
       log,
     });
     for (const f of result.pool.failures) result.failures.push(`pool ${f}`);
+  }
+  if (opts.edge) {
+    result.edge = await benchEdge({
+      users: opts.usersGiven ? opts.users : 10_000,
+      rates: opts.ratesGiven ? opts.rates : undefined,
+      duration: opts.durationGiven ? opts.duration : undefined,
+      workloads: opts.workloads,
+      log,
+    });
+    for (const f of result.edge.failures) result.failures.push(`edge ${f}`);
   }
   if (opts.fuzz) {
     result.fuzz = await benchFuzz({ count: opts.fuzz, seed: opts.seed, log });
@@ -423,6 +442,10 @@ async function main(): Promise<number> {
     if (result.pool) {
       log('');
       log(renderPoolTable(result.pool));
+    }
+    if (result.edge) {
+      log('');
+      log(renderEdgeTable(result.edge));
     }
     if (result.fuzz) {
       log('');

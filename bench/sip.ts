@@ -383,6 +383,8 @@ export interface SippRunOptions {
   noRecvTimeout?: boolean;
   /** Digest uri (SIPp -auth_uri): through a load balancer it must be the Request-URI's. */
   authUri?: string;
+  /** SIPp's own address (-i), default 127.0.0.1: servers that trust 127.0.0.1 as their edge need another. */
+  localIp?: string;
   extra?: string[];
 }
 
@@ -403,7 +405,8 @@ export async function runSipp(o: SippRunOptions): Promise<SippRun> {
   const localPort = await freePort();
   const args = [
     `${o.target.host}:${o.target.port}`,
-    ...['-sf', o.scenario, '-inf', o.injection, '-t', 't1', '-i', '127.0.0.1', '-p', String(localPort)],
+    ...['-sf', o.scenario, '-inf', o.injection, '-t', 't1', '-i', o.localIp ?? '127.0.0.1'],
+    ...['-p', String(localPort)],
     ...['-m', String(o.calls), '-r', String(o.rate), '-l', String(o.callLimit ?? CALL_LIMIT)],
     ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
     ...['-timeout', `${o.timeoutSeconds}s`, '-timeout_error', '-nostdin'],
@@ -450,10 +453,14 @@ function sippError(tail: string): string {
   return lines.slice(-3).join(' | ') || 'no error text from SIPp';
 }
 
-interface WorkloadSetup {
+export interface WorkloadSetup {
   scenario: string;
   injection: string;
   rtdTimer: string;
+  /** SIPp's own address (SippRunOptions.localIp). */
+  localIp?: string;
+  /** Digest uri (SippRunOptions.authUri). */
+  authUri?: string;
 }
 
 /**
@@ -479,6 +486,8 @@ export async function rampWorkload(
       rate,
       dir: join(workDir, `${target.name}-${workload}-${rate}`),
       timeoutSeconds: Math.ceil(opts.duration * 3 + 20),
+      localIp: setup.localIp,
+      authUri: setup.authUri,
     });
     const resources = sample();
     const successful = run.stats?.successful ?? 0;

@@ -114,6 +114,8 @@ export interface TlsTunnel {
 export async function startTlsTunnel(
   target: { host: string; port: number; name: string },
   tls: { ca: string; cert?: string; key?: string },
+  /** The address the TLS side connects from (servers that trust 127.0.0.1 as their edge). */
+  bind?: string,
 ): Promise<TlsTunnel> {
   const socat = ensureDebianCommand('socat', 'socat');
   const port = await new Promise<number>((resolvePort) => {
@@ -129,6 +131,7 @@ export async function startTlsTunnel(
     'verify=1',
     `commonname=${target.name}`,
     ...(tls.cert && tls.key ? [`cert=${tls.cert}`, `key=${tls.key}`] : []),
+    ...(bind ? [`bind=${bind}`] : []),
     'nodelay',
   ].join(',');
   const child = spawn(socat, [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,nodelay`, openssl], {
