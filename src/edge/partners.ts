@@ -39,13 +39,16 @@ const FEDERATION_PORT = 5061;
 
 /**
  * What the edge knows of the federation: the policy (reloaded when the store announces a
- * change), partners' edges found by DNS SRV (cached for a minute), and the addresses of
- * the names those records give.
+ * change), partners' edges found by DNS SRV, and the addresses of the names those records
+ * give, each lookup cached for a minute (every request to a partner needs them).
  */
 export class PartnerDirectory {
   private current: FederationPolicy;
   private readonly resolver: EdgeResolver;
   private readonly srvCache = new Map<string, { at: number; targets: string[]; ports: number[] }>();
+  private readonly addressCache = new Map<string, { at: number; address: string }>();
+  /** Ports of pinned edges and the clearinghouse from their `_sips._tcp` records. */
+  private readonly portCache = new Map<string, { at: number; port: number }>();
   private reloading?: Promise<void>;
   private reloadAgain = false;
 
@@ -134,24 +137,35 @@ export class PartnerDirectory {
   /** An address to connect to for a host name: its A record from our DNS servers, else the name itself (system resolver). */
   async address(host: string): Promise<string> {
     if (isIP(host) !== 0 || this.opts.dnsServers.length === 0) return host;
+    const key = host.toLowerCase();
+    const cached = this.addressCache.get(key);
+    if (cached && performance.now() - cached.at < (this.opts.cacheMs ?? 60_000)) return cached.address;
+    let address = host;
     try {
-      const [address] = await this.resolver.resolve4(host);
-      return address ?? host;
+      [address = host] = await this.resolver.resolve4(host);
     } catch {
-      return host;
+      // No A record from our DNS servers: the system resolver gets the name.
     }
+    // Every request to a partner asks: without the cache each one waited for a DNS answer.
+    this.addressCache.set(key, { at: performance.now(), address });
+    return address;
   }
 
   /** A pinned edge or the clearinghouse: its `_sips._tcp` SRV record if it has one (RFC 3263 4.2), else port 5061. */
   private async named(fqdn: string, via: PartnerTarget['via']): Promise<PartnerTarget> {
+    const cached = this.portCache.get(fqdn);
+    if (cached && performance.now() - cached.at < (this.opts.cacheMs ?? 60_000))
+      return { host: fqdn, port: cached.port, via };
+    let port = FEDERATION_PORT;
     try {
       const records = await this.resolver.resolveSrv(`_sips._tcp.${fqdn}`);
       const hit = records.find((r) => r.name.replace(/\.$/, '').toLowerCase() === fqdn);
-      if (hit) return { host: fqdn, port: hit.port, via };
+      if (hit) port = hit.port;
     } catch {
       // No record: the default port.
     }
-    return { host: fqdn, port: FEDERATION_PORT, via };
+    this.portCache.set(fqdn, { at: performance.now(), port });
+    return { host: fqdn, port, via };
   }
 
   private async srv(domain: string): Promise<{ targets: string[]; ports: number[] }> {
