@@ -93,6 +93,14 @@ export interface ParleyConfig {
    * accepted (federation), a director proxies their REGISTERs instead of redirecting.
    */
   trustedPeers: string[];
+  /** Routing between homes in a mixed environment (docs/migration.md). */
+  homes: {
+    /**
+     * SIP URI of a director: a home sends there its users' requests for users of the domain
+     * its store does not know (a legacy server never hears of the pool's users).
+     */
+    director?: string;
+  };
   /** The edge role (docs/edge.md). */
   edge: EdgeConfig;
 }
@@ -210,6 +218,7 @@ const TOP_LEVEL_KEYS = [
   'directory',
   'federation',
   'trustedPeers',
+  'homes',
   'edge',
 ] as const;
 
@@ -491,6 +500,10 @@ function validate(r: LayeredReader): ParleyConfig {
   const federationEdge = readOptionalSipUri(r, 'federation.edge');
   if (federationEdge) federation.edge = federationEdge;
   const trustedPeers = readAddressBlocks(r, 'trustedPeers');
+  r.checkKeys('homes', ['director']);
+  const homes: ParleyConfig['homes'] = {};
+  const homesDirector = readOptionalSipUri(r, 'homes.director');
+  if (homesDirector) homes.director = homesDirector;
 
   r.checkKeys('edge', [
     'next',
@@ -599,6 +612,7 @@ function validate(r: LayeredReader): ParleyConfig {
     auth,
     federation,
     trustedPeers,
+    homes,
     edge,
   };
   if (home !== undefined) cfg.home = home;

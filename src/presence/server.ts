@@ -289,7 +289,8 @@ export class PresenceServer implements RequestHandler {
    * see it offline through the change feed; a removed user's watchers are told with
    * "noresource" that there is nothing left to watch. Returns how many subscriptions ended.
    * A user who moved to another home (wave migration) is told "deactivated" instead: its
-   * client subscribes again at once, and reaches the new home.
+   * client subscribes again at once, and reaches the new home; so are its watchers here,
+   * whose new subscriptions this home now sends to the presentity's new home.
    */
   async signOutUser(
     aor: string,
@@ -300,6 +301,7 @@ export class PresenceServer implements RequestHandler {
     for (const sub of this.subscriptions.values()) {
       if (sub.watcher === aor) ending.push([sub, ownReason]);
       else if (removed && sub.presentity === aor) ending.push([sub, 'noresource']);
+      else if (ownReason === 'deactivated' && sub.presentity === aor) ending.push([sub, 'deactivated']);
     }
     await Promise.allSettled(ending.map(([sub, reason]) => this.terminate(sub, reason)));
     await this.opts.publications.removeAll(aor);

@@ -9,6 +9,7 @@ import type { Flow, TransportName } from '../transport/flow.js';
 import type { TransportLayer } from '../transport/layer.js';
 import type { FlowTokens } from './flow-token.js';
 import { type ForwardTarget, ProxyContext } from './forward.js';
+import type { UserHomes } from './home-routing.js';
 import type { LocalIdentity } from './local.js';
 import { DIALOG_ROUTE_PARAM, type DialogRouteSigner } from './record-route.js';
 
@@ -89,6 +90,11 @@ export interface ProxyCoreOptions {
    */
   federationEdge?: string;
   onForwardFinal?: (method: string, status: number) => void;
+  /**
+   * A home in a mixed environment (docs/migration.md): requests for users of the domain who
+   * live in another home go there, or to the director for users this home does not know.
+   */
+  userHomes?: UserHomes;
 }
 
 /** The AOR a trusted peer asserts for the sender (RFC 3325 P-Asserted-Identity), if any. */
@@ -211,6 +217,12 @@ export class ProxyCore implements TransactionUser {
       this.routeOnward(request, st);
       return;
     }
+    if (dialogRoute && this.namesAnotherServer(ruri)) {
+      // Along our Record-Route of a dialog we sent to another home, towards that home's presence server.
+      this.rememberContact(request, st.flow);
+      this.routeOnward(request, st);
+      return;
+    }
     if (this.opts.local.isUs(ruri)) {
       // Addressed to this server itself: in-dialog requests of dialogs we are a UA in, or OPTIONS pings.
       const service = this.opts.services[method];
@@ -271,10 +283,73 @@ export class ProxyCore implements TransactionUser {
     // made-up To tag must not skip authentication), are authenticated first.
     this.authenticateThen(request, st, (party) => {
       this.rememberContact(request, st.flow);
+      if (!inDialog && this.sendToUserHome(request, st, ruri, party)) return;
       const service = this.opts.services[method];
       if (service) service.handle(request, st, party);
       else this.toLocalUser(request, st, ruri, party);
     });
+  }
+
+  /**
+   * A mixed environment (docs/migration.md): a request for a user of the domain who lives in
+   * another home goes to that home, or to the director when this home's store does not know
+   * the user. Returns false when the request is served here.
+   */
+  private sendToUserHome(
+    request: SipMessage,
+    st: ServerTransaction,
+    ruri: SipUri,
+    party: AuthenticatedParty,
+  ): boolean {
+    const homes = this.opts.userHomes;
+    if (!homes?.follows(request)) return false;
+    const hop = homes.nextHop(uriAor(ruri), this.opts.isTrustedPeer?.(st.flow) === true);
+    if (hop === null) return false;
+    if (typeof hop === 'string') {
+      this.forwardToHome(request, st, hop, party);
+      return true;
+    }
+    hop.then(
+      (next) => {
+        const service = this.opts.services[request.method];
+        if (next !== null) this.forwardToHome(request, st, next, party);
+        else if (service) service.handle(request, st, party);
+        else this.toLocalUser(request, st, ruri, party);
+      },
+      (err: unknown) => {
+        this.opts.log.warn({ err }, 'placement unavailable');
+        st.reply(500, 'Placement Unavailable');
+      },
+    );
+    return true;
+  }
+
+  /**
+   * Sends a request to the home (or director) at `hop`, asserting the sender we authenticated
+   * (RFC 3325): the next server trusts us as a peer (trustedPeers) and challenges nobody.
+   * Dialog-forming requests are Record-Routed (forward), so in-dialog requests and NOTIFYs
+   * come back through us to the sender's connection.
+   */
+  private forwardToHome(
+    request: SipMessage,
+    st: ServerTransaction,
+    hop: string,
+    party: AuthenticatedParty,
+  ): void {
+    if (party.aor) request.set('p-asserted-identity', `<sip:${party.aor}>`);
+    this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(hop) }]);
+  }
+
+  /**
+   * A `presence@` Contact of another server on our host (LocalIdentity takes any port of our
+   * host's `presence@` for us): several servers on one machine, homes on loopback in tests.
+   */
+  private namesAnotherServer(ruri: SipUri): boolean {
+    return (
+      ruri.user === 'presence' &&
+      ruri.port !== undefined &&
+      !this.opts.local.isUs({ ...ruri, user: undefined })
+    );
   }
 
   onAck(ack: SipMessage, flow: Flow): void {

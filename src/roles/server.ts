@@ -14,10 +14,11 @@ import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
 import { MemoryPublicationStore, SharedPublicationStore } from '../presence/publications.js';
-import { type ContactListAccess, PresenceServer } from '../presence/server.js';
+import { CONTACTS_EVENT, type ContactListAccess, PresenceServer } from '../presence/server.js';
 import { clientAddress, ProxyCore } from '../proxy/core.js';
 import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
+import { UserHomes } from '../proxy/home-routing.js';
 import { LocalIdentity } from '../proxy/local.js';
 import { DialogRouteSigner } from '../proxy/record-route.js';
 import { AccountChanges, type SignOutReason } from '../registrar/account-changes.js';
@@ -169,6 +170,9 @@ export async function startServer(
       await departures.start();
       cleanups.push(await db.listen(PLACEMENT_CHANNEL, (aor) => departures.onPlacement(aor)));
     }
+    // Requests for users living in another home go there (docs/migration.md, the mixed environment).
+    const userHomes =
+      departures && ownHome ? await followUserHomes(db, homes, ownHome, config, cleanups) : undefined;
 
     const transport = new TransportLayer({
       listen: config.listen,
@@ -371,6 +375,7 @@ export async function startServer(
       routeSigner,
       isTrustedPeer,
       federationEdge: config.federation.edge,
+      userHomes,
       userExists: (aor) => {
         const known = credentials.peek(aor);
         if (known !== undefined) return known !== null;
@@ -502,6 +507,25 @@ export async function startServer(
     await db.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Residences of the users for routing between homes, forgotten when the store announces a change. */
+async function followUserHomes(
+  db: Database,
+  homes: HomeRepository,
+  home: string,
+  config: ParleyConfig,
+  cleanups: Array<() => Promise<void> | void>,
+): Promise<UserHomes> {
+  const userHomes = new UserHomes({
+    home,
+    find: (aor) => homes.findResidence(aor),
+    director: config.homes.director,
+    localEvents: [CONTACTS_EVENT],
+  });
+  for (const channel of [USERS_CHANNEL, PLACEMENT_CHANNEL])
+    cleanups.push(await db.listen(channel, (aor) => userHomes.changed(aor)));
+  return userHomes;
 }
 
 /** The `parley-contacts` event package's view of the stored contact lists. */

@@ -128,6 +128,21 @@ export class HomeRepository {
     return out;
   }
 
+  /**
+   * Where a user of this store lives, for routing between homes: undefined when the store
+   * does not know the user, `home: null` when it records no home (the asking server's own
+   * user, as a legacy store keeps them), else the home and its address.
+   */
+  async findResidence(aor: string): Promise<{ home: string | null; address?: string } | undefined> {
+    const res = await this.sql.query<{ home: string | null; address: string | null }>(
+      'SELECT u.home, h.address FROM users u LEFT JOIN homes h ON h.name = u.home WHERE u.aor = $1',
+      [normalizeAor(aor)],
+    );
+    const row = res.rows[0];
+    if (!row) return undefined;
+    return row.home === null ? { home: null } : { home: row.home, address: row.address ?? undefined };
+  }
+
   /** Users placed in a home other than this one: those a server of this home sends elsewhere. */
   async listPlacedElsewhere(home: string): Promise<Departure[]> {
     const res = await this.sql.query<Departure>(

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { replaceContactList } from '../../src/contacts/lists.js';
 import { moveWave } from '../../src/migration/mover.js';
 import { findWave, planWaves, type WavePlan } from '../../src/migration/plan.js';
@@ -13,13 +14,25 @@ import { startTestServer, type TestServer } from '../support/server.js';
 
 const DOMAIN = 'example.com';
 const built = existsSync(join(import.meta.dirname, '../../dist/commands/server/start.js'));
+/** The servers trust 127.0.0.1, where they connect to each other from; clients come from here. */
+const CLIENTS = '127.0.0.2';
+
+// JsSIP opens its WebSocket with the global constructor: from the clients' address.
+(globalThis as unknown as { WebSocket: unknown }).WebSocket = class extends WebSocket {
+  constructor(url: string, protocols?: string | string[]) {
+    super(url, protocols, { localAddress: CLIENTS });
+  }
+};
 
 /**
  * The mixed environment of a wave migration on loopback: a legacy standard server on its own
  * embedded store, a pool of two front-ends on PostgreSQL, and a director on the pool's store
  * that redirects every sign-in by placement. Clients sign in through the director; a wave
  * moves some of them while they and the users who stay keep working, and they come back on
- * the pool by themselves; a rollback brings them home again.
+ * the pool by themselves; a rollback brings them home again. The homes pass requests for
+ * each other's users on (the legacy server to the director for the pool's users it does not
+ * know, to the pool for users it placed there; the pool to the legacy server by placement),
+ * trusting each other and the director as peers (docs/migration.md).
  */
 describe.skipIf(!built)('wave migration with signed-in clients', () => {
   let pool: TestPool;
@@ -30,20 +43,26 @@ describe.skipIf(!built)('wave migration with signed-in clients', () => {
   const clients: RoamingClient[] = [];
   let jssip: TestClient | undefined;
   const client = (name: string) => {
-    const c = new RoamingClient(name, DOMAIN, `${name}-secret`, director.tcpPort);
+    const c = new RoamingClient(name, DOMAIN, `${name}-secret`, director.tcpPort, CLIENTS);
     clients.push(c);
     return c;
   };
 
   beforeAll(async () => {
-    pool = await startPool({ frontends: 2, domain: DOMAIN });
-    legacy = await startTestServer({ home: 'legacy1', serverId: 'legacy1' });
-    legacyStore = createStore(legacy.server.db);
+    pool = await startPool({ frontends: 2, domain: DOMAIN, trustedPeers: ['127.0.0.1'] });
     director = await startTestServer({
       role: 'director',
       serverId: 'director1',
       database: { url: pool.url },
+      trustedPeers: ['127.0.0.1'],
     });
+    legacy = await startTestServer({
+      home: 'legacy1',
+      serverId: 'legacy1',
+      trustedPeers: ['127.0.0.1'],
+      homes: { director: `sip:127.0.0.1:${director.tcpPort};transport=tcp` },
+    });
+    legacyStore = createStore(legacy.server.db);
     // The pool's address is its first front-end here (HAProxy's, in production).
     const fe1 = pool.frontends[0];
     await pool.store.homes.upsertHome({
@@ -106,16 +125,20 @@ describe.skipIf(!built)('wave migration with signed-in clients', () => {
     const erinWatchesCarol = jssip.watch(`carol@${DOMAIN}`);
     await erinWatchesCarol.until((n) => n.state.startsWith('active'), 10_000);
 
-    // Before: legacy users chat among themselves, pool users among themselves.
+    // Before: legacy users chat among themselves, and with pool users across homes.
     expect(await alice.message(`carol@${DOMAIN}`, 'before')).toBe(200);
     await expect.poll(() => carol.requests('MESSAGE').length).toBe(1);
+    expect(await alice.message(`dave@${DOMAIN}`, 'to the pool')).toBe(200);
+    await expect.poll(() => dave.requests('MESSAGE').map((m) => m.body)).toContain('to the pool');
+    expect(await dave.message(`carol@${DOMAIN}`, 'to legacy')).toBe(200);
+    await expect.poll(() => carol.requests('MESSAGE').map((m) => m.body)).toContain('to legacy');
 
     // During: alice and carol keep chatting while the wave (alice, bob, erin) moves at 5 sign-outs/s.
     let chatting = true;
     const statuses: number[] = [];
     const chat = (async () => {
       while (chatting) {
-        statuses.push(await carol.message(`bob@${DOMAIN}`, 'during').catch(() => 0));
+        statuses.push(await carol.message(`bob@${DOMAIN}`, `during ${statuses.length}`).catch(() => 0));
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
@@ -134,20 +157,25 @@ describe.skipIf(!built)('wave migration with signed-in clients', () => {
       .poll(() => [alice.homePort, bob.homePort], { timeout: 20_000, interval: 50 })
       .toEqual([fe1, fe1]);
     const backOnPool = Date.now() - started;
+    // carol's messages reached bob on the legacy server, and reach him on the pool now.
+    const sentBefore = statuses.length;
+    await expect.poll(() => statuses.slice(sentBefore).includes(200), { timeout: 10_000 }).toBe(true);
     chatting = false;
     await chat;
     expect(carol.homePort).toBe(legacy.tcpPort);
-    // carol's messages reached bob while he lived on the legacy server; once he moved, the
-    // legacy server has no route to the pool (cross-home routing is not built) and answers
-    // 480/404: never an error of its own.
-    expect(statuses.filter((s) => s !== 200 && s !== 480 && s !== 404)).toEqual([]);
+    // Only 480 while bob's client was between homes (signed out, not registered again yet).
+    expect(statuses.filter((s) => s !== 200 && s !== 480)).toEqual([]);
+    const lastDelivered = `during ${statuses.lastIndexOf(200)}`;
+    await expect.poll(() => bob.requests('MESSAGE').map((m) => m.body)).toContain(lastDelivered);
 
     // The JsSIP client's subscription ended with "deactivated" (RFC 6665: subscribe again).
     await erinWatchesCarol.until((n) => n.state.includes('deactivated'), 10_000);
 
-    // After: moved users chat with pool users, their lists came along.
+    // After: moved users chat with pool users and with carol, who stayed; their lists came along.
     expect(await alice.message(`dave@${DOMAIN}`, 'after')).toBe(200);
     await expect.poll(() => dave.requests('MESSAGE').map((m) => m.body)).toContain('after');
+    expect(await alice.message(`carol@${DOMAIN}`, 'from the pool')).toBe(200);
+    await expect.poll(() => carol.requests('MESSAGE').map((m) => m.body)).toContain('from the pool');
     expect(await dave.message(`bob@${DOMAIN}`, 'welcome')).toBe(200);
     await expect.poll(() => bob.requests('MESSAGE').map((m) => m.body)).toContain('welcome');
     const aliceOnPool = (await pool.store.users.getUser(`alice@${DOMAIN}`))!;
@@ -178,5 +206,7 @@ describe.skipIf(!built)('wave migration with signed-in clients', () => {
       .toEqual([legacy.tcpPort, legacy.tcpPort]);
     expect(await alice.message(`carol@${DOMAIN}`, 'home again')).toBe(200);
     await expect.poll(() => carol.requests('MESSAGE').map((m) => m.body)).toContain('home again');
+    expect(await dave.message(`bob@${DOMAIN}`, 'see you on legacy')).toBe(200);
+    await expect.poll(() => bob.requests('MESSAGE').map((m) => m.body)).toContain('see you on legacy');
   }, 120_000);
 });

@@ -28,6 +28,8 @@ export class RoamingClient {
     readonly domain: string,
     private readonly password: string,
     private readonly directorPort: number,
+    /** The address it connects from: not one the servers trust as a peer (trustedPeers). */
+    private readonly localAddress = '127.0.0.1',
   ) {}
 
   get aor(): string {
@@ -75,6 +77,12 @@ export class RoamingClient {
     return (await this.request('MESSAGE', `sip:${to}`, { 'Content-Type': 'text/plain' }, body)).status ?? 0;
   }
 
+  /** Sends a PUBLISH of a PIDF document for itself; resolves with the final status. */
+  async publish(pidf: string): Promise<number> {
+    const headers = { Event: 'presence', Expires: '600', 'Content-Type': 'application/pidf+xml' };
+    return (await this.request('PUBLISH', `sip:${this.aor}`, headers, pidf)).status ?? 0;
+  }
+
   /** Sends a SUBSCRIBE; resolves with the final response. */
   subscribe(to: string, event: string, accept: string): Promise<RawMessage> {
     return this.request('SUBSCRIBE', `sip:${to}`, { Event: event, Accept: accept, Expires: '300' }, '');
@@ -103,12 +111,12 @@ export class RoamingClient {
       this.send(
         [
           `${method} ${uri} SIP/2.0`,
-          `Via: SIP/2.0/TCP 127.0.0.1:${this.socket?.localPort};branch=z9hG4bK${fresh('b')};rport`,
+          `Via: SIP/2.0/TCP ${this.localAddress}:${this.socket?.localPort};branch=z9hG4bK${fresh('b')};rport`,
           `From: <sip:${this.aor}>;tag=${fresh('f')}`,
           `To: <${uri}>`,
           `Call-ID: ${callId}`,
           `CSeq: ${this.cseq++} ${method}`,
-          `Contact: <sip:${this.user}@127.0.0.1:${this.socket?.localPort};transport=tcp>`,
+          `Contact: <sip:${this.user}@${this.localAddress}:${this.socket?.localPort};transport=tcp>`,
           'Max-Forwards: 70',
           ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
           ...(authorization ? [`Proxy-Authorization: ${authorization}`] : []),
@@ -139,12 +147,12 @@ export class RoamingClient {
       this.send(
         [
           `REGISTER ${uri} SIP/2.0`,
-          `Via: SIP/2.0/TCP 127.0.0.1:${this.socket?.localPort};branch=z9hG4bK${fresh('r')};rport`,
+          `Via: SIP/2.0/TCP ${this.localAddress}:${this.socket?.localPort};branch=z9hG4bK${fresh('r')};rport`,
           `From: <sip:${this.aor}>;tag=${this.tag}`,
           `To: <sip:${this.aor}>`,
           `Call-ID: ${this.callId}`,
           `CSeq: ${this.cseq++} REGISTER`,
-          `Contact: <sip:${this.user}@127.0.0.1:${this.socket?.localPort};transport=tcp>`,
+          `Contact: <sip:${this.user}@${this.localAddress}:${this.socket?.localPort};transport=tcp>`,
           'Expires: 300',
           'Max-Forwards: 70',
           ...(authorization ? [`Authorization: ${authorization}`] : []),
@@ -171,7 +179,7 @@ export class RoamingClient {
 
   private open(port: number): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const s = connect({ port, host: '127.0.0.1' }, () => {
+      const s = connect({ port, host: '127.0.0.1', localAddress: this.localAddress }, () => {
         this.socket = s;
         this.buffer = Buffer.alloc(0);
         resolve(s);

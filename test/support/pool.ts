@@ -40,6 +40,8 @@ export interface PoolOptions {
   /** Put HAProxy (fixtures/haproxy/parley.cfg) in front of the front-ends. */
   loadBalancer?: boolean;
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** The front-ends' trustedPeers (other homes and directors of a mixed environment, docs/migration.md). */
+  trustedPeers?: string[];
 }
 
 export interface TestPool {
@@ -89,7 +91,8 @@ export async function startPool(opts: PoolOptions): Promise<TestPool> {
   // The front-ends' ./parley.yaml: HAProxy (fixtures/haproxy/parley.cfg, send-proxy-v2)
   // connects from 127.0.0.1, as docs/pool.md says to configure it. Test clients on
   // 127.0.0.1 may still connect straight to a front-end: the PROXY header is optional.
-  writeFileSync(join(workDir, 'parley.yaml'), 'limits:\n  trustedProxies: [127.0.0.1]\n');
+  const peers = opts.trustedPeers ? `trustedPeers: [${opts.trustedPeers.join(', ')}]\n` : '';
+  writeFileSync(join(workDir, 'parley.yaml'), `limits:\n  trustedProxies: [127.0.0.1]\n${peers}`);
   const stop = async () => {
     await Promise.all(frontends.map((fe) => fe.kill('SIGTERM')));
     await lb?.stop();
