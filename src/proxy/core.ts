@@ -569,7 +569,16 @@ export class ProxyCore implements TransactionUser {
     if (uri.host.endsWith('.invalid') || transportParam === 'ws' || transportParam === 'wss') {
       return Promise.reject(new Error(`${uriText} is reachable only over its own flow`));
     }
-    const transport: TransportName = uri.scheme === 'sips' || transportParam === 'tls' ? 'tls' : 'tcp';
+    const transport: TransportName =
+      uri.scheme === 'sips' || transportParam === 'tls'
+        ? 'tls'
+        : transportParam === 'tcp'
+          ? 'tcp'
+          : // RFC 3263 4.1: a sip: URI naming no transport means UDP, when we speak it.
+            this.opts.local.portFor('udp') !== undefined &&
+              (transportParam === '' || transportParam === 'udp')
+            ? 'udp'
+            : 'tcp';
     const port = uri.port ?? (transport === 'tls' ? 5061 : 5060);
     return this.opts.transport.connect(transport, uri.host, port);
   }

@@ -29,7 +29,7 @@ import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
 import { LocationTable } from '../registrar/location.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
-import { createTag } from '../sip/ids.js';
+import { createBranch, createTag } from '../sip/ids.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
 import { parseUri, uriAor } from '../sip/uri.js';
 import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
@@ -192,6 +192,15 @@ export async function startServer(
       },
       onFinal: (st) => metrics.transactionLatency.observeSince(st.startedAt),
       onAbandoned: () => metrics.failures.inc('internal'),
+      udpFlowTo: (host, port) => transport.udpFlowTo(host, port),
+      // RFC 3261 18.1.1: too large for UDP, so over TCP to the same address, Via to match.
+      streamFor: async (request, udpFlow) => {
+        const stream = await transport.connect('tcp', udpFlow.remoteAddress, udpFlow.remotePort);
+        const branch = request.topVia.branch ?? createBranch();
+        request.removeFirst('via');
+        request.prepend('via', local.via(stream, branch));
+        return stream;
+      },
     });
     const pool = config.role === 'frontend';
     // The secret is shared by every server of the store (any front-end checks a nonce's signature);

@@ -2,15 +2,31 @@ import type { Logger } from 'pino';
 import { hopRequestFor } from '../sip/hop-request.js';
 import type { SipMessage } from '../sip/message.js';
 import { createResponse } from '../sip/response.js';
+import { formatVia } from '../sip/via.js';
 import type { Flow } from '../transport/flow.js';
 import { cancelTimer, type TimerHandle, type TimerWheel } from './timers.js';
 
-// RFC 3261 17.1.1.1 and table 4. Every Parley transport is reliable, so the
-// retransmission timers (A, E, G) never run and Timers D, I, J and K are zero.
+// RFC 3261 17.1.1.1 and table 4. On reliable transports (TCP, TLS, WebSocket) the
+// retransmission timers (A, E, G) never run and Timers D, I, J and K are zero; on UDP
+// they run as the table says.
 export const T1 = 500;
+export const T2 = 4_000;
+export const T4 = 5_000;
 export const TIMER_B = 64 * T1;
 export const TIMER_F = 64 * T1;
 export const TIMER_H = 64 * T1;
+/** UDP only: Completed non-INVITE server transactions answer retransmitted requests this long. */
+export const TIMER_J = 64 * T1;
+/** UDP only: how long a Completed client transaction absorbs retransmitted responses. */
+export const TIMER_K = T4;
+export const TIMER_I = T4;
+/** UDP only: an INVITE client transaction answers retransmitted failures with its ACK (at least 32 s). */
+export const TIMER_D = 32_000;
+/**
+ * RFC 3261 18.1.1: a request larger than this (the path MTU unknown: 1500 less 200) goes
+ * over a congestion-controlled transport (TCP) rather than UDP.
+ */
+export const UDP_REQUEST_LIMIT = 1_300;
 /** RFC 6026 8.7: how long an INVITE server transaction stays Accepted after a 2xx. */
 export const TIMER_L = 64 * T1;
 /** RFC 6026 8.4: how long an INVITE client transaction stays Accepted for 2xx retransmissions. */
@@ -56,14 +72,23 @@ export class ServerTransaction {
   tryingTimer?: TimerHandle;
   /** Ends a transaction its TU never answered (a bug, or a lost promise): see TU_ANSWER_DEADLINE. */
   deadline?: TimerHandle;
+  /** Timer G's current interval (UDP INVITE: retransmitting a failure until the ACK). */
+  private interval = T1;
 
   constructor(
     readonly layer: TransactionLayer,
     readonly key: string,
     readonly request: SipMessage,
+    /** The flow the request came over (what the TU authenticates and binds to). */
     readonly flow: Flow,
+    /** Where responses go: the same flow, except on UDP (RFC 3261 18.2.2, RFC 3581 4). */
+    readonly responseFlow: Flow = flow,
   ) {
     this.state = request.method === 'INVITE' ? 'Proceeding' : 'Trying';
+  }
+
+  get reliable(): boolean {
+    return this.flow.transport !== 'udp';
   }
 
   get isInvite(): boolean {
@@ -80,12 +105,12 @@ export class ServerTransaction {
     const status = response.status;
     if (this.state === 'Accepted') {
       // RFC 6026 7.1: further 2xx from the TU are passed to the transport.
-      if (status >= 200 && status < 300) this.layer.sendOn(this.flow, response);
+      if (status >= 200 && status < 300) this.layer.sendOn(this.responseFlow, response);
       return;
     }
     cancelTimer(this.tryingTimer);
     this.lastResponse = response;
-    this.layer.sendOn(this.flow, response);
+    this.layer.sendOn(this.responseFlow, response);
     if (status < 200) {
       this.state = 'Proceeding';
       return;
@@ -93,16 +118,33 @@ export class ServerTransaction {
     cancelTimer(this.deadline);
     this.layer.finalSent(this);
     if (!this.isInvite) {
-      // Timer J is zero on a reliable transport: Completed -> Terminated at once.
-      this.terminate();
+      if (this.reliable) {
+        // Timer J is zero on a reliable transport: Completed -> Terminated at once.
+        this.terminate();
+        return;
+      }
+      // RFC 3261 17.2.2: Completed answers retransmitted requests until Timer J.
+      this.state = 'Completed';
+      this.timer = this.layer.timers.schedule(TIMER_J, () => this.terminate());
     } else if (status < 300) {
       this.state = 'Accepted';
       this.timer = this.layer.timers.schedule(TIMER_L, () => this.terminate());
     } else {
       this.state = 'Completed';
-      // Timer H: give up waiting for the ACK. Timer G does not run on reliable transports.
+      // Timer H: give up waiting for the ACK.
       this.timer = this.layer.timers.schedule(TIMER_H, () => this.terminate());
+      // RFC 3261 17.2.1: Timer G retransmits the failure over UDP until the ACK comes.
+      if (!this.reliable) this.armTimerG();
     }
+  }
+
+  private armTimerG(): void {
+    this.tryingTimer = this.layer.timers.schedule(this.interval, () => {
+      if (this.state !== 'Completed' || !this.lastResponse) return;
+      this.layer.sendOn(this.responseFlow, this.lastResponse);
+      this.interval = Math.min(this.interval * 2, T2);
+      this.armTimerG();
+    });
   }
 
   /** Convenience for the TU: build and send a response to this transaction's request. */
@@ -119,14 +161,19 @@ export class ServerTransaction {
   onRetransmission(request: SipMessage): void {
     if (request.method === 'ACK') {
       if (this.state === 'Completed') {
-        // Timer I is zero on a reliable transport.
         this.state = 'Confirmed';
-        this.terminate();
+        cancelTimer(this.tryingTimer);
+        // Timer I is zero on a reliable transport; on UDP, Confirmed absorbs ACK retransmissions.
+        if (this.reliable) this.terminate();
+        else {
+          cancelTimer(this.timer);
+          this.timer = this.layer.timers.schedule(TIMER_I, () => this.terminate());
+        }
       }
       return;
     }
     if ((this.state === 'Proceeding' || this.state === 'Completed') && this.lastResponse) {
-      this.layer.sendOn(this.flow, this.lastResponse);
+      this.layer.sendOn(this.responseFlow, this.lastResponse);
     }
   }
 
@@ -144,15 +191,47 @@ export class ClientTransaction {
   state: ClientState;
   timer?: TimerHandle;
   context: unknown;
+  /** Timer A or E (UDP only): the next retransmission. */
+  retransmitTimer?: TimerHandle;
+  /** The request as sent, for retransmissions. */
+  wire?: Buffer;
+  private interval = T1;
+  /** The ACK for a failure, sent again when the failure is (UDP, Completed). */
+  private ack?: Buffer;
 
   constructor(
     readonly layer: TransactionLayer,
     readonly key: string,
     readonly request: SipMessage,
-    readonly flow: Flow,
+    /** The flow it went out on: a TCP one instead of UDP for a large request (RFC 3261 18.1.1). */
+    public flow: Flow,
     readonly handler: ClientTransactionHandler,
   ) {
     this.state = request.method === 'INVITE' ? 'Calling' : 'Trying';
+  }
+
+  get reliable(): boolean {
+    return this.flow.transport !== 'udp';
+  }
+
+  /** RFC 3261 17.1.1.2 Timer A, 17.1.2.2 Timer E: retransmit over UDP, T1 doubling (capped at T2 for non-INVITE). */
+  armRetransmission(): void {
+    if (this.reliable) return;
+    this.retransmitTimer = this.layer.timers.schedule(this.interval, () => {
+      const resend =
+        this.state === 'Calling' ||
+        (!this.isInvite && (this.state === 'Trying' || this.state === 'Proceeding'));
+      if (!resend || !this.wire) return;
+      this.layer.sendRaw(this.flow, this.wire);
+      // In Proceeding a non-INVITE retransmits every T2 (17.1.2.2).
+      this.interval =
+        this.state === 'Proceeding'
+          ? T2
+          : this.isInvite
+            ? this.interval * 2
+            : Math.min(this.interval * 2, T2);
+      this.armRetransmission();
+    });
   }
 
   get isInvite(): boolean {
@@ -168,22 +247,37 @@ export class ClientTransaction {
         if (status < 200) {
           // RFC 3261 17.1.1.2: Timer B guards only the Calling state; once something answers,
           // the proxy's Timer C (RFC 3261 16.8) decides how long ringing may last.
-          if (this.isInvite && this.state === 'Calling') cancelTimer(this.timer);
+          if (this.isInvite && this.state === 'Calling') {
+            cancelTimer(this.timer);
+            cancelTimer(this.retransmitTimer);
+          }
           this.state = 'Proceeding';
           this.handler.onResponse(response, this);
           return;
         }
         cancelTimer(this.timer);
+        cancelTimer(this.retransmitTimer);
         if (this.isInvite && status < 300) {
           // RFC 6026 8.4: Accepted, so 2xx retransmissions from other forks still reach the TU.
           this.state = 'Accepted';
           this.timer = this.layer.timers.schedule(TIMER_M, () => this.terminate());
         } else {
           if (this.isInvite) this.sendAckForFailure(response);
-          // Timers D and K are zero on a reliable transport.
-          this.terminate();
+          if (this.reliable) {
+            // Timers D and K are zero on a reliable transport.
+            this.terminate();
+          } else {
+            // Completed absorbs retransmitted final responses (an INVITE's get the ACK again).
+            this.state = 'Completed';
+            this.timer = this.layer.timers.schedule(this.isInvite ? TIMER_D : TIMER_K, () =>
+              this.terminate(),
+            );
+          }
         }
         this.handler.onResponse(response, this);
+        return;
+      case 'Completed':
+        if (this.ack && status >= 300) this.layer.sendRaw(this.flow, this.ack);
         return;
       case 'Accepted':
         if (status >= 200 && status < 300) this.handler.onResponse(response, this);
@@ -195,13 +289,16 @@ export class ClientTransaction {
 
   /** RFC 3261 17.1.1.3: the ACK for a non-2xx final response belongs to the transaction. */
   private sendAckForFailure(response: SipMessage): void {
-    this.layer.sendRaw(this.flow, hopRequestFor('ACK', this.request, response));
+    const ack = hopRequestFor('ACK', this.request, response);
+    if (!this.reliable) this.ack = ack;
+    this.layer.sendRaw(this.flow, ack);
   }
 
   terminate(): void {
     if (this.state === 'Terminated') return;
     this.state = 'Terminated';
     cancelTimer(this.timer);
+    cancelTimer(this.retransmitTimer);
     this.layer.forgetClient(this);
   }
 }
@@ -215,6 +312,13 @@ export interface TransactionLayerOptions {
   onFinal?: (transaction: ServerTransaction) => void;
   /** A request its TU threw on or never answered (a bug to look at: counted as an internal failure). */
   onAbandoned?: (transaction: ServerTransaction) => void;
+  /** The UDP peer at an address and port (responses to a sent-by port, RFC 3261 18.2.2). */
+  udpFlowTo?: (host: string, port: number) => Flow | undefined;
+  /**
+   * RFC 3261 18.1.1: a connection to the same peer for a request too large for UDP, with the
+   * request's top Via rewritten for it; rejected when none can be opened (UDP is used then).
+   */
+  streamFor?: (request: SipMessage, udpFlow: Flow) => Promise<Flow>;
 }
 
 /**
@@ -252,6 +356,7 @@ export class TransactionLayer {
   }
 
   private receiveRequest(request: SipMessage, flow: Flow): void {
+    stampReceived(request, flow);
     const method = request.method;
     if (method === 'ACK') {
       const st = this.servers.get(serverKey(request, 'INVITE'));
@@ -269,7 +374,7 @@ export class TransactionLayer {
         existingCancel.onRetransmission(request);
         return;
       }
-      const cancelSt = new ServerTransaction(this, key, request, flow);
+      const cancelSt = new ServerTransaction(this, key, request, flow, this.responseFlowFor(request, flow));
       this.servers.set(key, cancelSt);
       const invite = this.servers.get(serverKey(request, 'INVITE'));
       if (!invite || invite.isFinal) {
@@ -287,7 +392,7 @@ export class TransactionLayer {
       existing.onRetransmission(request);
       return;
     }
-    const st = new ServerTransaction(this, key, request, flow);
+    const st = new ServerTransaction(this, key, request, flow, this.responseFlowFor(request, flow));
     this.servers.set(key, st);
     if (method === 'INVITE') {
       st.tryingTimer = this.timers.schedule(TRYING_DELAY, () => {
@@ -351,12 +456,53 @@ export class TransactionLayer {
       ct.terminate();
       handler.onTimeout(ct, 'timeout');
     });
-    if (!this.sendOn(flow, request)) {
+    if (flow.transport === 'udp') {
+      const wire = request.toBuffer();
+      if (wire.length > UDP_REQUEST_LIMIT && this.opts.streamFor) {
+        this.opts.streamFor(request, flow).then(
+          (stream) => {
+            if (ct.state === 'Terminated') return;
+            ct.flow = stream;
+            this.sendFirst(ct, request.toBuffer());
+          },
+          // No TCP to that peer: UDP it is, fragmented or not.
+          () => this.sendFirst(ct, wire),
+        );
+        return ct;
+      }
+      this.sendFirst(ct, wire);
+      return ct;
+    }
+    this.sendFirst(ct, request.toBuffer());
+    return ct;
+  }
+
+  private sendFirst(ct: ClientTransaction, wire: Buffer): void {
+    if (ct.state === 'Terminated') return;
+    this.opts.onSend?.(ct.request, ct.flow);
+    if (!ct.flow.send(wire)) {
       ct.terminate();
       // Report asynchronously so callers see one code path for every failure.
-      queueMicrotask(() => handler.onTimeout(ct, 'transport'));
+      queueMicrotask(() => ct.handler.onTimeout(ct, 'transport'));
+      return;
     }
-    return ct;
+    if (!ct.reliable) {
+      ct.wire = wire;
+      ct.armRetransmission();
+    }
+  }
+
+  /**
+   * RFC 3261 18.2.2 and RFC 3581 4: over UDP a response goes to the source address, and to
+   * the source port only when the client asked with `rport`, else to its sent-by port.
+   */
+  private responseFlowFor(request: SipMessage, flow: Flow): Flow {
+    if (flow.transport !== 'udp' || !this.opts.udpFlowTo) return flow;
+    const via = request.topVia;
+    if (via.rport !== undefined) return flow;
+    const port = via.port ?? 5060;
+    if (port === flow.remotePort) return flow;
+    return this.opts.udpFlowTo(flow.remoteAddress, port) ?? flow;
   }
 
   sendOn(flow: Flow, message: SipMessage): boolean {
@@ -388,6 +534,25 @@ export class TransactionLayer {
     }
     for (const st of [...this.servers.values()]) st.terminate();
   }
+}
+
+/**
+ * RFC 3261 18.2.1: the top Via gets `received` when its sent-by host is not the address the
+ * request came from, and RFC 3581 4: `rport` asked for is filled with the source port (and
+ * `received` added even when the host matches). Responses find their way back by these.
+ */
+export function stampReceived(request: SipMessage, flow: Flow): void {
+  const via = request.topVia;
+  if (via.host === '') return;
+  const asksRport = via.rport === null;
+  const source = flow.remoteAddress;
+  if (!asksRport && via.received === undefined) {
+    const host = via.host.charCodeAt(0) === 91 ? via.host.slice(1, -1) : via.host;
+    if (host === source || host.toLowerCase() === source) return;
+  }
+  const stamped = { ...via, received: source, rport: asksRport ? flow.remotePort : via.rport };
+  request.removeFirst('via');
+  request.prepend('via', formatVia(stamped));
 }
 
 function toReasonPhrase(text: string): string {

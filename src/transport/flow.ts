@@ -140,3 +140,54 @@ export class WebSocketFlow implements Flow {
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
 }
+
+/** A set that remembers nothing: on UDP a source address proves nothing (it is easily forged). */
+class ForgetfulSet extends Set<string> {
+  override add(_value: string): this {
+    return this;
+  }
+}
+
+/**
+ * A peer reached over UDP (RFC 3261 18): its address and port on one of our UDP sockets.
+ * There is no connection, so nothing closes it and nothing it sent once vouches for the
+ * next datagram: every request is authenticated on its own (`authenticated` stays empty).
+ */
+export class UdpFlow implements Flow {
+  readonly id: string;
+  readonly transport = 'udp' as const;
+  readonly secure = false;
+  readonly peerNames: readonly string[] = [];
+  readonly authenticated: Set<string> = new ForgetfulSet();
+  readonly listener = 'udp';
+  readonly closed = false;
+  /** Date.now() when a datagram last came from or went to the peer (idle UDP flows are forgotten). */
+  lastActive = Date.now();
+
+  constructor(
+    private readonly socket: UdpSocket,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+    readonly localAddress: string,
+    readonly localPort: number,
+  ) {
+    this.id = newFlowId('u');
+  }
+
+  send(data: Buffer): boolean {
+    // RFC 768: a datagram carries at most 65,507 bytes of payload over IPv4.
+    if (data.length > 65_507) return false;
+    this.lastActive = Date.now();
+    this.socket.send(data, this.remotePort, this.remoteAddress);
+    return true;
+  }
+
+  close(): void {
+    // Nothing to close: the socket is shared with every other UDP peer.
+  }
+}
+
+/** What a UdpFlow needs of a dgram socket (send errors surface on the socket's 'error'). */
+export interface UdpSocket {
+  send(data: Buffer, port: number, address: string): void;
+}

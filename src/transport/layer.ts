@@ -1,3 +1,4 @@
+import { createSocket, type Socket as DgramSocket, type RemoteInfo } from 'node:dgram';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import {
@@ -13,7 +14,7 @@ import { WebSocketServer } from 'ws';
 import { StreamFramer } from '../sip/framer.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseMessage } from '../sip/parser.js';
-import { type Flow, SocketFlow, stripV4Mapped, type TransportName, WebSocketFlow } from './flow.js';
+import { type Flow, SocketFlow, stripV4Mapped, type TransportName, UdpFlow, WebSocketFlow } from './flow.js';
 import {
   ConnectionEventLog,
   type ConnectionLease,
@@ -26,6 +27,7 @@ import {
   effectiveMaxConnections,
 } from './limits.js';
 import { parseProxyHeader } from './proxy-protocol.js';
+import { isStunBindingRequest, stunBindingSuccess } from './stun.js';
 import { peerCertificateNames } from './tls-names.js';
 
 export interface HostPort {
@@ -69,7 +71,17 @@ export interface TransportLayerOptions {
   onConnectionRefused?(reason: ConnectionRefusal): void;
   /** Counts connections closed by the header or idle timeout. */
   onConnectionTimedOut?(reason: ConnectionTimeout): void;
+  /**
+   * How long a UDP peer nothing came from or went to is remembered (its flow id keeps
+   * working for requests to a NATed client until then): past the longest registration.
+   */
+  udpFlowIdleMs?: number;
 }
+
+/** Just past `registrar.maxExpires`' default (7200 s): a registered UDP client refreshes before. */
+const DEFAULT_UDP_FLOW_IDLE_MS = 7_500_000;
+/** Past this many remembered UDP peers, those silent for a minute are forgotten at the next sweep. */
+const UDP_FLOWS_SOFT_LIMIT = 200_000;
 
 export interface TransportHandler {
   onMessage(message: SipMessage, flow: Flow): void;
@@ -124,6 +136,12 @@ export class TransportLayer {
   private readonly pendingConnects = new Map<string, Promise<Flow>>();
   private readonly servers: Array<TcpServer | HttpServer> = [];
   private readonly wsServers: WebSocketServer[] = [];
+  /** UDP peers by `address|port`, and by flow id. */
+  private readonly udpPeers = new Map<string, UdpFlow>();
+  private readonly udpById = new Map<string, UdpFlow>();
+  private udpSocket?: DgramSocket;
+  private udpLocal?: { address: string; port: number };
+  private udpSweep?: NodeJS.Timeout;
   readonly listening: Listening[] = [];
   /** Accepted connections handed to a TLS or HTTP server, found again when it hands them back. */
   private readonly handedOff = new Map<string, Inbound>();
@@ -157,6 +175,7 @@ export class TransportLayer {
   async start(handler: TransportHandler): Promise<Listening[]> {
     this.handler = handler;
     const { listen, tls } = this.opts;
+    if (listen.udp) await this.listenUdp(listen.udp);
     if (listen.tcp) {
       await this.listenGated('tcp', listen.tcp, (raw, inbound) => {
         this.adoptSocket('tcp', raw, undefined, inbound);
@@ -231,7 +250,26 @@ export class TransportLayer {
   }
 
   flow(id: string): Flow | undefined {
-    return this.flows.get(id)?.flow;
+    return this.flows.get(id)?.flow ?? this.udpById.get(id);
+  }
+
+  /**
+   * The UDP peer at this address and port (RFC 3261 18.2.2: where responses and requests to
+   * a UDP client go); undefined when we do not listen on UDP.
+   */
+  udpFlowTo(host: string, port: number): Flow | undefined {
+    const socket = this.udpSocket;
+    const local = this.udpLocal;
+    if (!socket || !local) return undefined;
+    const address = stripV4Mapped(host.startsWith('[') ? host.slice(1, -1) : host);
+    const key = `${address}|${port}`;
+    let flow = this.udpPeers.get(key);
+    if (!flow) {
+      flow = new UdpFlow(socket, address, port, local.address, local.port);
+      this.udpPeers.set(key, flow);
+      this.udpById.set(flow.id, flow);
+    }
+    return flow;
   }
 
   /** Accepted connections counted against the global limit (before and after they become flows). */
@@ -249,6 +287,7 @@ export class TransportLayer {
 
   /** A live flow to the peer, reusing an existing connection when there is one. */
   findFlow(transport: TransportName, host: string, port: number): Flow | undefined {
+    if (transport === 'udp') return this.udpFlowTo(host, port);
     const flow = this.byRemote.get(remoteKey(transport, host, port));
     return flow && !flow.closed ? flow : undefined;
   }
@@ -257,6 +296,7 @@ export class TransportLayer {
   connect(transport: TransportName, host: string, port: number, servername?: string): Promise<Flow> {
     const existing = this.findFlow(transport, host, port);
     if (existing) return Promise.resolve(existing);
+    if (transport === 'udp') return Promise.reject(new Error('no UDP listener to send from'));
     if (transport === 'ws' || transport === 'wss') {
       return Promise.reject(new Error(`cannot open a ${transport} connection to ${host}:${port}`));
     }
@@ -307,10 +347,76 @@ export class TransportLayer {
 
   async stop(): Promise<void> {
     this.stopAccepting();
+    if (this.udpSweep) clearInterval(this.udpSweep);
+    this.udpSocket?.close();
+    this.udpSocket = undefined;
+    this.udpPeers.clear();
+    this.udpById.clear();
     for (const wss of this.wsServers) wss.close();
     for (const record of this.flows.values()) record.flow.close();
     this.flows.clear();
     this.byRemote.clear();
+  }
+
+  /**
+   * SIP over UDP (RFC 3261 18): one socket, each datagram one message, each source address
+   * and port a flow. Keep-alives are answered as RFC 5626 4.4 has clients send them:
+   * a STUN Binding request with its success response, a double CRLF with a CRLF.
+   */
+  private async listenUdp(at: HostPort): Promise<void> {
+    const socket = createSocket({ type: at.host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(at.port, at.host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    // A failed send (ICMP unreachable on some systems) is not the listener's end.
+    socket.on('error', (err) => this.opts.log.debug({ err: err.message }, 'UDP socket error'));
+    // Bursts of datagrams queue in the kernel while a tick runs: give them room.
+    try {
+      socket.setRecvBufferSize(4 * 1024 * 1024);
+      socket.setSendBufferSize(4 * 1024 * 1024);
+    } catch {
+      // The system may cap buffer sizes (net.core.rmem_max): the default then applies.
+    }
+    socket.on('message', (data: Buffer, rinfo: RemoteInfo) => this.receiveDatagram(data, rinfo));
+    const address = socket.address();
+    this.udpSocket = socket;
+    this.udpLocal = { address: stripV4Mapped(address.address), port: address.port };
+    this.listening.push({ transport: 'udp', host: at.host, port: address.port });
+    const idleMs = this.opts.udpFlowIdleMs ?? DEFAULT_UDP_FLOW_IDLE_MS;
+    this.udpSweep = setInterval(() => {
+      const now = Date.now();
+      const crowded = this.udpPeers.size > UDP_FLOWS_SOFT_LIMIT;
+      for (const [key, flow] of this.udpPeers) {
+        const idle = now - flow.lastActive;
+        if (idle > idleMs || (crowded && idle > 60_000)) {
+          this.udpPeers.delete(key);
+          this.udpById.delete(flow.id);
+        }
+      }
+    }, 30_000);
+    this.udpSweep.unref();
+  }
+
+  private receiveDatagram(data: Buffer, rinfo: RemoteInfo): void {
+    if (!this.accepting) return;
+    const flow = this.udpFlowTo(rinfo.address, rinfo.port) as UdpFlow;
+    flow.lastActive = Date.now();
+    if (data.length === 0) return;
+    if (isStunBindingRequest(data)) {
+      flow.send(stunBindingSuccess(data, flow.remoteAddress, flow.remotePort));
+      return;
+    }
+    if (isOnlyCrlf(data)) {
+      if (data.length >= 4) flow.send(CRLF);
+      return;
+    }
+    const result = parseMessage(data);
+    if (result.ok) this.deliver(result.message, flow);
+    else this.handler.onParseError(flow, result.status, result.reason, result.partial, false);
   }
 
   /**
@@ -637,6 +743,11 @@ export class TransportLayer {
 }
 
 const CRLF = Buffer.from('\r\n');
+
+function isOnlyCrlf(data: Buffer): boolean {
+  for (let i = 0; i < data.length; i++) if (data[i] !== 13 && data[i] !== 10) return false;
+  return true;
+}
 
 function remoteKey(transport: TransportName, host: string, port: number): string {
   const bare = host.startsWith('[') ? host.slice(1, -1) : host;

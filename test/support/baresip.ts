@@ -24,8 +24,9 @@ export interface BaresipOptions {
 
 /**
  * baresip (Debian's `baresip-core`), a desktop SIP client nobody here wrote, run headless:
- * no audio, its menu commands sent through its ctrl_tcp module, its output read for what it
- * received (`%r: "%b"` for a MESSAGE, `presence: update status` for a NOTIFY).
+ * no audio, its menu commands sent through its ctrl_tcp module, its SIP trace (`-s`) read
+ * for what it received (its menu shows a MESSAGE only to a terminal UI), its `contacts`
+ * command for the presence it shows.
  */
 export class Baresip {
   readonly output: string[] = [];
@@ -85,7 +86,9 @@ export class Baresip {
         '',
       ].join('\n'),
     );
-    const child = spawn(command, ['-f', dir, '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, ['-f', dir, '-v', '-s'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     return new Baresip(child, dir, ctrlPort);
   }
 

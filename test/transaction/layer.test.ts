@@ -5,9 +5,15 @@ import { createResponse } from '../../src/sip/response.js';
 import {
   type ClientTransaction,
   type ServerTransaction,
+  T1,
+  T2,
   TIMER_B,
+  TIMER_D,
   TIMER_F,
   TIMER_H,
+  TIMER_I,
+  TIMER_J,
+  TIMER_K,
   TransactionLayer,
   type TransactionUser,
 } from '../../src/transaction/layer.js';
@@ -275,5 +281,181 @@ Content-Length: 0
     const { layer, events } = setup();
     layer.receive(createResponse(outgoing('MESSAGE', 'z9hG4bKnone'), 200), new FakeFlow());
     expect(events).toEqual(['stray 200']);
+  });
+});
+
+describe('UDP (RFC 3261 17 timers for unreliable transports, 18.2)', () => {
+  const udpRequest = (method: 'MESSAGE' | 'INVITE', via: string) =>
+    sipMessage(`${method} sip:bob@example.com SIP/2.0
+Via: ${via}
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>
+Call-ID: udp-1
+CSeq: 1 ${method}
+Max-Forwards: 70
+Content-Length: 0
+
+`);
+  const outgoing = (method: 'MESSAGE' | 'INVITE', branch: string) =>
+    udpRequest(method, `SIP/2.0/UDP 127.0.0.1:5060;branch=${branch}`);
+
+  it('non-INVITE server: Completed answers retransmissions until Timer J', () => {
+    const { layer, events, requests, advance } = setup();
+    const flow = new FakeFlow('u1', 'udp', '192.0.2.10', 5060);
+    const req = () => udpRequest('MESSAGE', 'SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKu1');
+    layer.receive(req(), flow);
+    requests[0].reply(200);
+    expect(requests[0].state).toBe('Completed');
+    layer.receive(req(), flow);
+    expect(events).toEqual(['request MESSAGE']);
+    expect(flow.sent.map((m) => m.status)).toEqual([200, 200]);
+    advance(TIMER_J + 100);
+    expect(requests[0].state).toBe('Terminated');
+    expect(layer.serverCount).toBe(0);
+  });
+
+  it('INVITE server: Timer G retransmits a failure, doubling to T2, until the ACK; Timer I then ends it', () => {
+    const { layer, requests, advance } = setup();
+    const flow = new FakeFlow('u1', 'udp', '192.0.2.10', 5060);
+    const via = 'SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKu2';
+    layer.receive(udpRequest('INVITE', via), flow);
+    requests[0].reply(486, 'Busy Here', { toTag: 'b1' });
+    for (const step of [T1, 2 * T1, 4 * T1, T2, T2]) advance(step + 60);
+    expect(flow.sent.map((m) => m.status)).toEqual([486, 486, 486, 486, 486, 486]);
+    layer.receive(
+      sipMessage(`ACK sip:bob@example.com SIP/2.0
+Via: ${via}
+From: <sip:alice@example.com>;tag=a1
+To: <sip:bob@example.com>;tag=b1
+Call-ID: udp-1
+CSeq: 1 ACK
+Content-Length: 0
+
+`),
+      flow,
+    );
+    expect(requests[0].state).toBe('Confirmed');
+    advance(T2 + 10);
+    expect(flow.sent).toHaveLength(6);
+    advance(TIMER_I);
+    expect(requests[0].state).toBe('Terminated');
+  });
+
+  it('non-INVITE client: Timer E retransmits (T1, 2T1 ... T2), a final response stops it, Timer K ends it', () => {
+    const { layer, advance } = setup();
+    const flow = new FakeFlow('u2', 'udp', '192.0.2.20', 5060);
+    const req = outgoing('MESSAGE', 'z9hG4bKu3');
+    const ct = layer.request(req, flow, { onResponse: () => undefined, onTimeout: () => undefined });
+    for (const step of [T1, 2 * T1, 4 * T1, T2]) advance(step + 60);
+    expect(flow.raw).toHaveLength(5);
+    layer.receive(createResponse(req, 200, undefined, { toTag: 'x' }), flow);
+    expect(ct.state).toBe('Completed');
+    advance(T2 + 10);
+    expect(flow.raw).toHaveLength(5);
+    advance(TIMER_K);
+    expect(ct.state).toBe('Terminated');
+  });
+
+  it('INVITE client: Timer A doubles until a provisional; a retransmitted failure gets the ACK again', () => {
+    const { layer, advance } = setup();
+    const flow = new FakeFlow('u2', 'udp', '192.0.2.20', 5060);
+    const req = outgoing('INVITE', 'z9hG4bKu4');
+    const ct = layer.request(req, flow, { onResponse: () => undefined, onTimeout: () => undefined });
+    for (const step of [T1, 2 * T1, 4 * T1]) advance(step + 60);
+    expect(flow.sent.filter((m) => m.method === 'INVITE')).toHaveLength(4);
+    layer.receive(createResponse(req, 180, undefined, { toTag: 'r' }), flow);
+    advance(8 * T1 + 10);
+    expect(flow.sent.filter((m) => m.method === 'INVITE')).toHaveLength(4);
+    const busy = createResponse(req, 486, 'Busy Here', { toTag: 'r' });
+    layer.receive(busy, flow);
+    layer.receive(busy, flow);
+    expect(flow.sent.filter((m) => m.method === 'ACK')).toHaveLength(2);
+    expect(ct.state).toBe('Completed');
+    advance(TIMER_D + 100);
+    expect(ct.state).toBe('Terminated');
+  });
+
+  it('reliable transports keep Timers J and K at zero (no state kept after the final response)', () => {
+    const { layer, requests } = setup();
+    layer.receive(message(), new FakeFlow());
+    requests[0].reply(200);
+    expect(layer.serverCount).toBe(0);
+  });
+
+  it('adds received when the sent-by host is not the source, and fills rport when asked (RFC 3581)', () => {
+    const { layer, requests } = setup();
+    const flow = new FakeFlow('u3', 'udp', '203.0.113.7', 61000);
+    layer.receive(udpRequest('MESSAGE', 'SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKnat;rport'), flow);
+    const via = requests[0].request.topVia;
+    expect(via.received).toBe('203.0.113.7');
+    expect(via.rport).toBe(61000);
+    requests[0].reply(200);
+    // rport: the response goes back to the source port, over the flow it came on.
+    expect(flow.sent[0].topVia).toMatchObject({ received: '203.0.113.7', rport: 61000 });
+
+    const tcp = new FakeFlow('t1', 'tcp', '198.51.100.1', 40000);
+    layer.receive(message('z9hG4bKtcp'), tcp);
+    expect(requests[1].request.topVia.received).toBe('198.51.100.1');
+    expect(requests[1].request.topVia.rport).toBeUndefined();
+    // Same host as the source, no rport: the Via stays as it was.
+    layer.receive(message('z9hG4bKsame'), new FakeFlow('t2'));
+    expect(requests[2].request.get('via')).toBe('SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKsame');
+  });
+
+  it('without rport a UDP response goes to the sent-by port (RFC 3261 18.2.2)', () => {
+    let now = 0;
+    const timers = new TimerWheel({ now: () => now }, 50, false);
+    const other = new FakeFlow('u5', 'udp', '192.0.2.10', 5070);
+    const layer = new TransactionLayer({
+      timers,
+      log: silentLogger(),
+      udpFlowTo: (host, port) => (host === '192.0.2.10' && port === 5070 ? other : undefined),
+    });
+    const sts: ServerTransaction[] = [];
+    layer.setUser({
+      onRequest: (_r, st) => sts.push(st),
+      onAck: () => undefined,
+      onCancel: () => undefined,
+      onStrayResponse: () => undefined,
+    });
+    const source = new FakeFlow('u4', 'udp', '192.0.2.10', 34567);
+    layer.receive(udpRequest('MESSAGE', 'SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKsb'), source);
+    sts[0].reply(200);
+    expect(source.sent).toHaveLength(0);
+    expect(other.sent.map((m) => m.status)).toEqual([200]);
+    now += 1;
+  });
+
+  it('a request over 1,300 bytes goes over a stream to the same peer (RFC 3261 18.1.1)', async () => {
+    let now = 0;
+    const timers = new TimerWheel({ now: () => now }, 50, false);
+    const stream = new FakeFlow('t9', 'tcp', '192.0.2.20', 5060);
+    const layer = new TransactionLayer({
+      timers,
+      log: silentLogger(),
+      streamFor: async (request) => {
+        const branch = request.topVia.branch;
+        request.removeFirst('via');
+        request.prepend('via', `SIP/2.0/TCP 127.0.0.1:5060;branch=${branch}`);
+        return stream;
+      },
+    });
+    const udp = new FakeFlow('u6', 'udp', '192.0.2.20', 5060);
+    const big = outgoing('MESSAGE', 'z9hG4bKbig');
+    big.body = Buffer.alloc(1400, 'x');
+    const ct = layer.request(big, udp, { onResponse: () => undefined, onTimeout: () => undefined });
+    await new Promise((r) => setTimeout(r, 0));
+    expect(udp.raw).toHaveLength(0);
+    expect(stream.sent[0].topVia.transport).toBe('TCP');
+    expect(ct.flow).toBe(stream);
+    now += 4 * T1;
+    timers.advance();
+    expect(stream.raw).toHaveLength(1);
+    // Small requests stay on UDP.
+    layer.request(outgoing('MESSAGE', 'z9hG4bKsmall'), udp, {
+      onResponse: () => undefined,
+      onTimeout: () => undefined,
+    });
+    expect(udp.raw).toHaveLength(1);
   });
 });
