@@ -603,8 +603,10 @@ export class PresenceServer implements RequestHandler {
     this.opts.onNotify?.();
     this.opts.transactions.request(notify, flow, {
       onResponse: (res) => {
-        // RFC 6665 4.1.3: 481 (and other failures) mean the subscriber is gone.
-        if (res.status === 481 || res.status === 408 || res.status >= 500) {
+        // RFC 6665 4.1.3: 481 (and other failures) mean the subscriber is gone. A 480 comes
+        // from the watcher's home when the watcher is no longer there (moved by a wave, its
+        // connection gone): its next refresh gets 481 and it subscribes afresh where it lives.
+        if (res.status === 481 || res.status === 480 || res.status === 408 || res.status >= 500) {
           cancelTimer(sub.timer);
           this.forget(sub);
         }

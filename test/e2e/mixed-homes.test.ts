@@ -183,6 +183,11 @@ describe('homes of a mixed environment talk to each other', { timeout: 120_000 }
     await erinWatchesAlice.until((n) => n.body.includes('alice on legacy'), 10_000);
     const frankWatchesAlice = frank.watch(aor('alice'));
     await frankWatchesAlice.until((n) => n.body.includes('alice on legacy'), 10_000);
+    // alice watches frank through her home.
+    expect((await alice.subscribe(aor('frank'), 'presence', 'application/pidf+xml')).status).toBe(200);
+    await expect
+      .poll(() => alice.requests('NOTIFY').some((n) => n.body.includes('frank on the pool')))
+      .toBe(true);
 
     // A stranger's asserted identity is removed, whichever home it is sent to: challenged,
     // never delivered.
@@ -249,9 +254,16 @@ describe('homes of a mixed environment talk to each other', { timeout: 120_000 }
     expect(await alice.publish(pidf(aor('alice'), 'open', undefined, 'alice on the pool'))).toBe(200);
     const again: Watch[] = [erin.watch(aor('alice')), frank.watch(aor('alice'))];
     for (const w of again) await w.until((n) => n.body.includes('alice on the pool'), 10_000);
-    // The pool now holds the watches of frank (erin's, carol's) and of alice (erin's, frank's);
-    // the legacy server only frank's watch of erin, who stayed.
-    expect((await health(fe1)).subscriptions).toBe(4);
+    // alice's own watch of frank, held by the pool and routed through the legacy server she
+    // left, ends at the first NOTIFY that cannot reach her there (480); she watches again
+    // from her new home.
+    expect((await frank.publish(pidf(aor('frank'), 'open', undefined, 'frank again'))).status).toBe(200);
+    await expect.poll(async () => (await health(fe1)).subscriptions).toBe(4);
+    expect((await alice.subscribe(aor('frank'), 'presence', 'application/pidf+xml')).status).toBe(200);
+    await expect.poll(() => alice.requests('NOTIFY').some((n) => n.body.includes('frank again'))).toBe(true);
+    // The pool now holds the watches of frank (erin's, carol's, alice's) and of alice (erin's,
+    // frank's); the legacy server only frank's watch of erin, who stayed.
+    expect((await health(fe1)).subscriptions).toBe(5);
     expect((await health(legacy)).subscriptions).toBe(1);
 
     // Moved users and those who stayed keep chatting across homes.
