@@ -303,7 +303,11 @@ export class ProxyCore implements TransactionUser {
   ): boolean {
     const homes = this.opts.userHomes;
     if (!homes?.follows(request)) return false;
-    const hop = homes.nextHop(uriAor(ruri), this.opts.isTrustedPeer?.(st.flow) === true);
+    const hop = homes.nextHop(
+      uriAor(ruri),
+      this.opts.isTrustedPeer?.(st.flow) === true,
+      this.passedThroughUs(request),
+    );
     if (hop === null) return false;
     if (typeof hop === 'string') {
       this.forwardToHome(request, st, hop, party);
@@ -338,6 +342,13 @@ export class ProxyCore implements TransactionUser {
   ): void {
     if (party.aor) request.set('p-asserted-identity', `<sip:${party.aor}>`);
     this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(hop) }]);
+  }
+
+  /** Has this request been through this server before (a Via of ours below the sender's)? */
+  private passedThroughUs(request: SipMessage): boolean {
+    return request
+      .getAll('via')
+      .some((v) => [...v.matchAll(/branch=([^;,\s]+)/g)].some((m) => isOwnBranch(m[1])));
   }
 
   /**

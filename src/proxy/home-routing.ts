@@ -4,11 +4,20 @@ import type { SipMessage } from '../sip/message.js';
 export type Residence =
   | { at: 'here' }
   | { at: 'home'; home: string; address: string }
+  /**
+   * Placed here by a wave that has not yet signed the user out of the home it leaves
+   * (docs/migration.md, "What a run does"): its endpoints are still registered there.
+   */
+  | { at: 'arriving'; from: string; address: string }
   /** The store does not know the user (a legacy store never hears of the pool's users). */
   | { at: 'unknown' };
 
 /** A user's row as routing reads it (HomeRepository.findResidence). */
-export type ResidenceLookup = (aor: string) => Promise<{ home: string | null; address?: string } | undefined>;
+export type ResidenceLookup = (
+  aor: string,
+) => Promise<
+  { home: string | null; address?: string; arrivingFrom?: { home: string; address: string } } | undefined
+>;
 
 export interface UserHomesOptions {
   /** The home this server serves: a standard server's, or its pool's. */
@@ -62,11 +71,14 @@ export class UserHomes {
   /**
    * The next hop for a request to this user: null to serve it here. A request a trusted peer
    * sent (a director or another home that already routed it by placement) is never sent on to
-   * the director: that could only bring it back.
+   * the director: that could only bring it back. A request for an arriving user goes to the
+   * home it leaves unless it has been through this server before (`returned`): that home
+   * sent it back, having signed the user out already.
    */
-  nextHop(aor: string, fromPeer: boolean): string | null | Promise<string | null> {
+  nextHop(aor: string, fromPeer: boolean, returned = false): string | null | Promise<string | null> {
     const decide = (r: Residence): string | null => {
       if (r.at === 'home') return r.address;
+      if (r.at === 'arriving') return returned ? null : r.address;
       if (r.at === 'unknown' && !fromPeer) return this.opts.director ?? null;
       return null;
     };
@@ -84,10 +96,14 @@ export class UserHomes {
       const residence: Residence =
         row === undefined
           ? { at: 'unknown' }
-          : row.home === null || row.home === this.opts.home || row.address === undefined
-            ? { at: 'here' }
-            : { at: 'home', home: row.home, address: row.address };
-      if (generation === this.generation) {
+          : row.home === this.opts.home && row.arrivingFrom
+            ? { at: 'arriving', from: row.arrivingFrom.home, address: row.arrivingFrom.address }
+            : row.home === null || row.home === this.opts.home || row.address === undefined
+              ? { at: 'here' }
+              : { at: 'home', home: row.home, address: row.address };
+      // An arrival lasts until the wave signs the user out where it leaves, which this store
+      // does not announce: asked again each time, for the few seconds it lasts.
+      if (generation === this.generation && residence.at !== 'arriving') {
         // A flood of made-up names must not grow memory without bound.
         if (this.known.size >= MAX_REMEMBERED) this.known.clear();
         this.known.set(key, { residence, at: this.now() });

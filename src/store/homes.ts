@@ -131,16 +131,40 @@ export class HomeRepository {
   /**
    * Where a user of this store lives, for routing between homes: undefined when the store
    * does not know the user, `home: null` when it records no home (the asking server's own
-   * user, as a legacy store keeps them), else the home and its address.
+   * user, as a legacy store keeps them), else the home and its address. `arrivingFrom`: a
+   * wave of this store's journal has placed the user here but not yet signed it out of the
+   * home it leaves, where its endpoints still are.
    */
-  async findResidence(aor: string): Promise<{ home: string | null; address?: string } | undefined> {
-    const res = await this.sql.query<{ home: string | null; address: string | null }>(
-      'SELECT u.home, h.address FROM users u LEFT JOIN homes h ON h.name = u.home WHERE u.aor = $1',
+  async findResidence(
+    aor: string,
+  ): Promise<
+    { home: string | null; address?: string; arrivingFrom?: { home: string; address: string } } | undefined
+  > {
+    const res = await this.sql.query<{
+      home: string | null;
+      address: string | null;
+      from_home: string | null;
+      from_address: string | null;
+    }>(
+      `SELECT u.home, h.address, w.source_home AS from_home, fh.address AS from_address
+         FROM users u LEFT JOIN homes h ON h.name = u.home
+         LEFT JOIN migration_users m ON m.aor = u.aor AND m.state = 'placed'
+         LEFT JOIN migration_waves w ON w.name = m.wave AND w.target_home = u.home AND w.state = 'running'
+         LEFT JOIN homes fh ON fh.name = w.source_home
+        WHERE u.aor = $1
+        LIMIT 1`,
       [normalizeAor(aor)],
     );
     const row = res.rows[0];
     if (!row) return undefined;
-    return row.home === null ? { home: null } : { home: row.home, address: row.address ?? undefined };
+    if (row.home === null) return { home: null };
+    const found: { home: string; address?: string; arrivingFrom?: { home: string; address: string } } = {
+      home: row.home,
+      address: row.address ?? undefined,
+    };
+    if (row.from_home !== null && row.from_address !== null)
+      found.arrivingFrom = { home: row.from_home, address: row.from_address };
+    return found;
   }
 
   /** Users placed in a home other than this one: those a server of this home sends elsewhere. */

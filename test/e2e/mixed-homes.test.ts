@@ -231,7 +231,20 @@ describe('homes of a mixed environment talk to each other', { timeout: 120_000 }
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
-    const summary = await moveWave({ plan, wave: plan.waves[0], source: legacyStore, target: poolStore });
+    const placedButHere: number[] = [];
+    const summary = await moveWave({
+      plan,
+      wave: plan.waves[0],
+      source: legacyStore,
+      target: poolStore,
+      // Placed in the pool's store, not signed out of the legacy server yet: the pool sends
+      // dave's message to bob where bob's client still is.
+      afterStep: async (step) => {
+        if (step === 'place') placedButHere.push(await dave.message(aor('bob'), 'placed, not moved'));
+      },
+    });
+    expect(placedButHere).toEqual([200]);
+    expect(bob.requests('MESSAGE').map((m) => m.body)).toContain('placed, not moved');
     expect(summary).toMatchObject({ status: 'done', moved: 2, failed: 0 });
     await expect
       .poll(() => [alice.homePort, bob.homePort], { timeout: 20_000, interval: 50 })

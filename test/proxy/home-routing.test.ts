@@ -59,6 +59,26 @@ describe('UserHomes: routing between homes', () => {
     expect(await homes.nextHop('alice@example.com', true)).toBe(POOL);
   });
 
+  it('sends an arriving user to the home it leaves until the wave signs it out there', async () => {
+    const legacy = 'sip:127.0.0.1:5060;transport=tcp';
+    const homes = new UserHomes({
+      home: 'pool1',
+      localEvents: [],
+      find: async () => ({
+        home: 'pool1',
+        address: POOL,
+        arrivingFrom: { home: 'legacy1', address: legacy },
+      }),
+    });
+    expect(await homes.nextHop('bob@example.com', false)).toBe(legacy);
+    // From the director (the edge's requests) too.
+    expect(await homes.nextHop('bob@example.com', true)).toBe(legacy);
+    // Back from the legacy server, which has signed bob out already: served here.
+    expect(await homes.nextHop('bob@example.com', true, true)).toBeNull();
+    // Not remembered: asked again until the arrival is over.
+    expect(homes.nextHop('bob@example.com', false)).toBeInstanceOf(Promise);
+  });
+
   it('without a director, unknown users are answered here', async () => {
     const { homes } = homesWith({});
     expect(await homes.nextHop('dave@example.com', false)).toBeNull();
