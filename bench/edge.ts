@@ -18,8 +18,8 @@ import { join } from 'node:path';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { FederationRepository } from '../src/store/federation.js';
 import { openDatabase } from '../src/store/open.js';
-import { TestDnsServer } from '../test/support/dns.js';
-import { startTlsTunnel, type TlsTunnel } from '../test/support/sipp.js';
+import { TestDnsServer } from '../test-kit/dns.js';
+import { startTlsTunnel, type TlsTunnel } from '../test-kit/tls-tunnel.js';
 import {
   captureTail,
   DOMAIN,
