@@ -503,7 +503,6 @@ export async function startServer(
     log.info(
       {
         domain,
-        role: config.role,
         listening: listening.map((l) => `${l.transport}://${l.host}:${l.port}`),
         http: ops.url,
       },
