@@ -769,7 +769,10 @@ function parleyVersion(): string {
   return `Parley ${pkg.version} (Node ${process.versions.node})`;
 }
 
-/** `server start` prints "SIP   tcp://host:port" and "HTTP  http://host:port/metrics ..." once listening. */
+/**
+ * `server start` prints "SIP   tcp://host:port" and "HTTP  http://host:port/metrics ..." once
+ * listening (on stderr, apart from the logs on stdout; either is read).
+ */
 function readParleyAddresses(
   child: ChildProcess,
   tail: () => string,
@@ -792,11 +795,13 @@ function readParleyAddresses(
     const finish = (err?: Error, value?: { sipPort: number; httpUrl: string }) => {
       clearTimeout(timer);
       child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
       child.off('exit', onExit);
       if (err) reject(err);
       else if (value) resolvePromise(value);
     };
     child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
     child.on('exit', onExit);
   });
 }

@@ -187,6 +187,13 @@ export class Registrar {
           regIdText !== undefined ||
           'ob' in (contactUri?.params ?? {}) ||
           (contactUri?.host.endsWith('.invalid') ?? true));
+      const overFlow = !behindPath && routesOverFlow(flowOnly, contactUri?.host, contactUri?.port, flow);
+      // The endpoint at the other end of this connection lives as long as the connection: a
+      // contact we reach over it, or one naming the address its Via says it sent from (a
+      // client listening on its own port, like baresip). A contact of some other address
+      // (registered on another UA's behalf) lives until it expires, as over UDP.
+      const tiedToConnection =
+        !behindPath && flow.transport !== 'udp' && (overFlow || namesSentBy(contactUri, request, flow));
       const binding: Binding = {
         aor,
         contact: na.uri,
@@ -197,12 +204,8 @@ export class Registrar {
         expiresAt: now + expires * 1000,
         q: na.params.q ? Number.parseFloat(na.params.q) || 1 : 1,
         userAgent,
-        flowId:
-          !behindPath && routesOverFlow(flowOnly, contactUri?.host, contactUri?.port, flow)
-            ? flow.id
-            : undefined,
-        // A direct registration over a connection lives as long as the connection (UDP has none).
-        connectionId: !behindPath && flow.transport !== 'udp' ? flow.id : undefined,
+        flowId: overFlow ? flow.id : undefined,
+        connectionId: tiedToConnection ? flow.id : undefined,
         serverId: this.opts.serverId,
         path,
         flowOnly,
@@ -249,6 +252,21 @@ export class Registrar {
     headers.push({ name: 'date', value: this.dateHeader(now) });
     st.reply(200, undefined, { toTag: createTag(), headers });
   }
+}
+
+/** Does the contact name the host and port the request's top Via says it was sent by? */
+function namesSentBy(contact: SipUri | undefined, request: SipMessage, flow: Flow): boolean {
+  if (!contact) return false;
+  const via = request.topVia;
+  const defaultPort = flow.transport === 'tls' || flow.transport === 'wss' ? 5061 : 5060;
+  return (
+    bareHost(contact.host).toLowerCase() === bareHost(via.host).toLowerCase() &&
+    (contact.port ?? defaultPort) === (via.port ?? defaultPort)
+  );
+}
+
+function bareHost(host: string): string {
+  return host.startsWith('[') ? host.slice(1, -1) : host;
 }
 
 /**

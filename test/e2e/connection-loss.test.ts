@@ -78,6 +78,20 @@ describe('a client whose connection dies is offline at once', () => {
       await bob.stop();
     }
   }, 30_000);
+
+  it('a contact of another address, registered on its behalf, outlives the connection that registered it', async () => {
+    // As SIPp's register-contact scenario does for a listening UAS: the Contact is neither the
+    // connection's source nor the Via's sent-by, so the server dials it; the connection is
+    // only how the registration arrived.
+    const before = await endpoints();
+    const c = await RawSipClient.open(srv.tcpPort);
+    expect(
+      (await registerRaw(c, srv.domain, 'bob', 'bob-pw', 'sip:bob@127.0.0.1:5999;transport=tcp')).status,
+    ).toBe(200);
+    c.close();
+    await new Promise((r) => setTimeout(r, (GRACE_SECONDS + 0.5) * 1000));
+    expect(await endpoints()).toBe(before + 1);
+  }, 30_000);
 });
 
 /** A TCP relay between the edge and its home, whose connections the test can cut. */
