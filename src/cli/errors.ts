@@ -257,6 +257,15 @@ export const CLI_ERRORS = {
     suggestion:
       'The users listed failed and the others moved; fix the cause and run the wave again (it resumes).',
   },
+  CLIENT_RULE_INVALID: {
+    exit: 2,
+    suggestion:
+      'A rule is a product token (or *), a version range such as ">=3.10 <4", and allow, block or upgrade (with --url); see docs/clients.md.',
+  },
+  CLIENT_RULE_NOT_FOUND: {
+    exit: 3,
+    suggestion: '`parley clients policy list` shows the rules and their ids.',
+  },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type CliErrorCode = keyof typeof CLI_ERRORS;

@@ -176,6 +176,9 @@ export const EDGE_REFUSALS = [
 ] as const;
 export type EdgeRefusal = (typeof EDGE_REFUSALS)[number];
 
+/** What the client version rules did to a refused request (docs/clients.md). */
+export const CLIENT_REFUSALS = ['block', 'upgrade'] as const;
+
 /** Counts by a reason from a closed list, so the series count is fixed. */
 export class ReasonCounter<R extends string> {
   readonly counts: Float64Array;
@@ -218,6 +221,8 @@ export interface ParleyMetrics {
   readonly connectionsTimedOut: ReasonCounter<(typeof CONNECTION_TIMEOUTS)[number]>;
   /** Requests the edge refused (federation policy, rate limits, size), by reason. */
   readonly edgeRefusals: ReasonCounter<EdgeRefusal>;
+  /** Requests refused by the client version rules, by action. */
+  readonly clientRefusals: ReasonCounter<(typeof CLIENT_REFUSALS)[number]>;
   /** Prometheus text exposition of every metric. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -337,6 +342,14 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     EDGE_REFUSALS,
     edgeRefusals.counts,
   );
+  const clientRefusals = new ReasonCounter(CLIENT_REFUSALS);
+  counterFrom(
+    'parley_client_refusals_total',
+    'Requests refused by the client version rules (403), by action',
+    'action',
+    CLIENT_REFUSALS,
+    clientRefusals.counts,
+  );
   new Gauge({
     name: 'parley_sip_connections',
     help: 'Accepted SIP connections open',
@@ -420,6 +433,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     connectionsRefused,
     connectionsTimedOut,
     edgeRefusals,
+    clientRefusals,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

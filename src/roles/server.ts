@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { ClientGate } from '../clients/gate.js';
 import { replaceContactList } from '../contacts/lists.js';
 import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
 import { parseContactListXml } from '../contacts/xml-document.js';
@@ -32,6 +33,7 @@ import { Registrar } from '../registrar/registrar.js';
 import { createBranch, createTag } from '../sip/ids.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
 import { parseUri, uriAor } from '../sip/uri.js';
+import { ClientPolicyRepository } from '../store/clients.js';
 import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
 import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
 import { HomeRepository, PLACEMENT_CHANNEL } from '../store/homes.js';
@@ -333,6 +335,15 @@ export async function startServer(
     });
 
     const isTrustedPeer = trustedPeerCheck(config.trustedPeers);
+    // Client version control (docs/clients.md): REGISTER, SUBSCRIBE, PUBLISH and MESSAGE of
+    // a client the rules refuse get 403; the rules follow the store without a restart.
+    const clientGate = new ClientGate({
+      domain,
+      log: componentLogger(log, 'registrar'),
+      registeredUserAgent: (aor, flowId) => location.lookup(aor).find((b) => b.flowId === flowId)?.userAgent,
+      onRefused: (action) => metrics.clientRefusals.inc(action),
+    });
+    cleanups.push(await clientGate.follow(db, new ClientPolicyRepository(db)));
     // A REGISTER of a user who moved away is answered as a director would: authenticated,
     // then redirected to the new home, so a client that reconnects here lands there.
     const redirector = departures
@@ -375,8 +386,16 @@ export async function startServer(
       location,
       authenticator,
       log: sipLog,
-      registrar: director ? { handle: (request, st) => director.handleRegister(request, st) } : homeRegistrar,
-      services: director ? {} : { PUBLISH: presence, SUBSCRIBE: presence, MESSAGE: im },
+      registrar: clientGate.guardRegistrar(
+        director ? { handle: (request, st) => director.handleRegister(request, st) } : homeRegistrar,
+      ),
+      services: director
+        ? {}
+        : {
+            PUBLISH: clientGate.guard(presence),
+            SUBSCRIBE: clientGate.guard(presence),
+            MESSAGE: clientGate.guard(im),
+          },
       routeToHome: director ? (request, st, ruri) => director.routeToHome(request, st, ruri) : undefined,
       remoteBindings: mirror ? (aor) => mirror.remote(aor) : undefined,
       onUserActivity: (aor) => metrics.activeUsers.touch(aor),
@@ -409,6 +428,11 @@ export async function startServer(
       await homes.upsertHome({ name: config.home, kind: 'pool', address: homeAddress(listening, advertise) });
     }
 
+    // Endpoints by client for `parley clients report`.
+    const clientsSignedIn = () =>
+      clientGate.summarize(function* () {
+        for (const aor of location.aors()) for (const b of location.lookup(aor)) yield b.userAgent;
+      });
     const ops: OpsServer = await startOpsServer({
       ...config.http,
       metrics,
@@ -421,6 +445,7 @@ export async function startServer(
         signedInUsers: location.signedInUsers,
         activeUsers: metrics.activeUsers.count(),
         subscriptions: presence.subscriptionCount,
+        clients: clientsSignedIn(),
       }),
     });
 

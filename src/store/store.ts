@@ -1,3 +1,4 @@
+import { ClientPolicyRepository } from './clients.js';
 import { ContactListRepository } from './contact-lists.js';
 import { DirectoryJournalRepository } from './directory-journal.js';
 import { FederationRepository } from './federation.js';
@@ -20,6 +21,7 @@ export interface Repositories {
   federation: FederationRepository;
   directoryJournal: DirectoryJournalRepository;
   migrationJournal: MigrationJournalRepository;
+  clientPolicies: ClientPolicyRepository;
 }
 
 export interface Store extends Repositories {
@@ -40,6 +42,7 @@ export function createRepositories(sql: Sql): Repositories {
     federation: new FederationRepository(sql),
     directoryJournal: new DirectoryJournalRepository(sql),
     migrationJournal: new MigrationJournalRepository(sql),
+    clientPolicies: new ClientPolicyRepository(sql),
   };
 }
 

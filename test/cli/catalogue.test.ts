@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { CertError } from '../../src/certs/openssl.js';
 import { CLI_ERRORS, type CliErrorCode, fromCatalogued } from '../../src/cli/errors.js';
 import { findStore, loadCliConfig } from '../../src/cli/flags.js';
+import type { ClientPolicyError } from '../../src/clients/admin.js';
 import type { ContactsErrorCode } from '../../src/contacts/errors.js';
 import type { ExportScopeError } from '../../src/contacts/export.js';
 import type { RestoreSourceError } from '../../src/contacts/restore.js';
@@ -32,6 +33,7 @@ type DomainCodes = [
   Catalogued<FederationError['code']>,
   Catalogued<ExportScopeError['code']>,
   Catalogued<RestoreSourceError['code']>,
+  Catalogued<ClientPolicyError['code']>,
 ];
 
 const work = mkdtempSync(join(tmpdir(), 'cli-catalogue-'));

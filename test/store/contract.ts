@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CLIENT_POLICIES_CHANNEL } from '../../src/store/clients.js';
 import {
   CONTACT_LISTS_CHANNEL,
   type ContactList,
@@ -856,6 +857,72 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
           .poll(() => got)
           .toEqual(['a.example', 'b.example', 'a.example', 'ch.example', 'ch.example']);
         await stop();
+      });
+    });
+
+    describe('client version rules', () => {
+      beforeEach(async () => {
+        await db.exec(
+          "TRUNCATE client_policies; UPDATE client_policy_default SET action = 'allow', upgrade_url = NULL, reason = ''",
+        );
+      });
+
+      it('keeps rules in order 1..n through add, move and remove', async () => {
+        const repo = store.clientPolicies;
+        const a = await repo.add({
+          product: 'JsSIP',
+          versions: '<3.10',
+          action: 'upgrade',
+          upgradeUrl: 'https://u.example',
+        });
+        const b = await repo.add({ product: 'SIPp', versions: '*', action: 'block', reason: 'lab' });
+        const c = await repo.add({ product: 'baresip', versions: '>=3', action: 'allow', position: 1 });
+        expect((await repo.list()).map((r) => [r.id, r.position])).toEqual([
+          [c.id, 1],
+          [a.id, 2],
+          [b.id, 3],
+        ]);
+        expect(await repo.get(a.id)).toMatchObject({
+          product: 'JsSIP',
+          versions: '<3.10',
+          upgradeUrl: 'https://u.example',
+        });
+        expect(await repo.move(b.id, 1)).toMatchObject({ id: b.id, position: 1 });
+        expect((await repo.list()).map((r) => r.id)).toEqual([b.id, c.id, a.id]);
+        expect(await repo.move(b.id, 99)).toMatchObject({ position: 3 });
+        expect(await repo.move(12345, 1)).toBeUndefined();
+        expect(await repo.remove(c.id)).toMatchObject({ id: c.id });
+        expect(await repo.remove(c.id)).toBeUndefined();
+        expect((await repo.list()).map((r) => [r.id, r.position])).toEqual([
+          [a.id, 1],
+          [b.id, 2],
+        ]);
+        await expect(repo.add({ product: 'X', versions: '*', action: 'upgrade' })).rejects.toThrow();
+      });
+
+      it('has one default, allow until set', async () => {
+        const repo = store.clientPolicies;
+        expect(await repo.getDefault()).toEqual({ action: 'allow', reason: '' });
+        expect(
+          await repo.setDefault({ action: 'upgrade', upgradeUrl: 'https://u.example', reason: 'old' }),
+        ).toEqual({
+          action: 'allow',
+          reason: '',
+        });
+        expect(await repo.load()).toEqual({
+          rules: [],
+          fallback: { action: 'upgrade', upgradeUrl: 'https://u.example', reason: 'old' },
+        });
+      });
+
+      it('announces every change on the client policies channel', async () => {
+        const feed = await recordChannel(db, CLIENT_POLICIES_CHANNEL);
+        const r = await store.clientPolicies.add({ product: 'JsSIP', versions: '*', action: 'block' });
+        await store.clientPolicies.move(r.id, 1);
+        await store.clientPolicies.remove(r.id);
+        await store.clientPolicies.setDefault({ action: 'block', reason: '' });
+        expect(await feed.settled()).toEqual([`add ${r.id}`, `move ${r.id}`, `remove ${r.id}`, 'default']);
+        await feed.stop();
       });
     });
 
