@@ -124,6 +124,8 @@ const routeUri: ParsedUriSlot = { uri: undefined };
 
 /** Extensions a request may Proxy-Require of us (RFC 3261 16.3 step 6). */
 const PROXY_SUPPORTED = new Set<string>();
+/** Extensions this server supports: RFC 3327 Path and RFC 5626 outbound. */
+const SUPPORTED = 'path, outbound';
 const ALLOW =
   'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, INFO, UPDATE, REFER, PRACK';
 
@@ -223,6 +225,12 @@ export class ProxyCore implements TransactionUser {
       this.routeOnward(request, st);
       return;
     }
+    // RFC 3261 11: an OPTIONS to the domain itself (load balancers and dispatchers ping
+    // `sip:DOMAIN`) is answered here, as one to this server's address is.
+    if (method === 'OPTIONS' && !ruri.user && ruri.host.toLowerCase() === this.opts.domain && !inDialog) {
+      this.answerOptions(st);
+      return;
+    }
     if (this.opts.local.isUs(ruri)) {
       // Addressed to this server itself: in-dialog requests of dialogs we are a UA in, or OPTIONS pings.
       const service = this.opts.services[method];
@@ -231,12 +239,7 @@ export class ProxyCore implements TransactionUser {
         return;
       }
       if (method === 'OPTIONS') {
-        st.reply(200, undefined, {
-          headers: [
-            { name: 'allow', value: ALLOW },
-            { name: 'accept', value: 'application/sdp, text/plain, application/pidf+xml' },
-          ],
-        });
+        this.answerOptions(st);
         return;
       }
       st.reply(inDialog ? 481 : 404, inDialog ? 'Call/Transaction Does Not Exist' : 'Not Found');
@@ -592,6 +595,17 @@ export class ProxyCore implements TransactionUser {
             : 'tcp';
     const port = uri.port ?? (transport === 'tls' ? 5061 : 5060);
     return this.opts.transport.connect(transport, uri.host, port);
+  }
+
+  /** RFC 3261 11.2: what this server accepts, in Allow, Accept and Supported. */
+  private answerOptions(st: ServerTransaction): void {
+    st.reply(200, undefined, {
+      headers: [
+        { name: 'allow', value: ALLOW },
+        { name: 'accept', value: 'application/sdp, text/plain, application/pidf+xml' },
+        { name: 'supported', value: SUPPORTED },
+      ],
+    });
   }
 
   private checkMaxForwards(request: SipMessage, st: ServerTransaction): boolean {

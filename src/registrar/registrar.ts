@@ -52,7 +52,11 @@ export class Registrar {
       return;
     }
     if (this.opts.isTrustedPeer?.(st.flow) && this.pathFlowGone(request, st)) return;
-    // Step 3: authenticate.
+    // Step 3: authenticate. RFC 4475 regaut01: credentials only in a scheme we do
+    // not know are no credentials at all; the client gets a challenge in one we do.
+    const authorization = request.getAll('authorization');
+    if (authorization.length > 0 && !authorization.some((a) => /^\s*digest\s/i.test(a)))
+      request.remove('authorization');
     const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);
     if (outcome instanceof Promise) {
       outcome.then(

@@ -31,7 +31,9 @@ import { LocationTable } from '../registrar/location.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
 import { createBranch, createTag } from '../sip/ids.js';
-import { createErrorResponseFromPartial } from '../sip/response.js';
+import { SipMessage } from '../sip/message.js';
+import type { ParseError } from '../sip/parser.js';
+import { createErrorResponseFromPartial, createResponse } from '../sip/response.js';
 import { parseUri, uriAor } from '../sip/uri.js';
 import { ClientPolicyRepository } from '../store/clients.js';
 import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
@@ -242,10 +244,9 @@ export async function startServer(
       },
       onParseError: (flow, status, reason, partial) => {
         metrics.failures.inc('parse');
-        const response = createErrorResponseFromPartial(
-          { status, reason, partial: partial as never },
-          { toTag: createTag() },
-        );
+        const error = { status, reason, partial: partial as never };
+        const response =
+          createErrorResponseFromPartial(error, { toTag: createTag() }) ?? insufficientHeadersResponse(error);
         if (response) flow.send(response.toBuffer());
       },
       onFlowClosed: (flow) => {
@@ -559,6 +560,18 @@ async function followUserHomes(
   for (const channel of [USERS_CHANNEL, PLACEMENT_CHANNEL])
     cleanups.push(await db.listen(channel, (aor) => userHomes.changed(aor)));
   return userHomes;
+}
+
+/**
+ * RFC 4475 insuf: a request without Call-ID, From or To is answered 400 all the
+ * same when it names where the answer goes (a Via): the response carries what there was.
+ */
+function insufficientHeadersResponse(error: Pick<ParseError, 'status' | 'reason' | 'partial'>) {
+  const partial = error.partial;
+  if (!partial?.isRequest || !partial.method || partial.method === 'ACK') return undefined;
+  if (!partial.headers.some((h) => h.name === 'via')) return undefined;
+  const request = SipMessage.request(partial.method, partial.uri ?? '', partial.headers);
+  return createResponse(request, 400, error.status === 400 ? error.reason : undefined);
 }
 
 /** The `parley-contacts` event package's view of the stored contact lists. */

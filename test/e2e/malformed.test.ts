@@ -90,12 +90,43 @@ describe('malformed input from raw sockets', () => {
     await t?.stop();
   });
 
+  it('RFC 4475 insuf, regaut01 and an OPTIONS ping of the domain', async () => {
+    const c = await RawClient.open(t.tcpPort);
+    // insuf: no Call-ID, From or To; still answered 400 over the Via.
+    c.send(
+      request(t.tcpPort, { drop: 'call-id' })
+        .replace(/^From:.*\r\n/m, '')
+        .replace(/^To:.*\r\n/m, ''),
+    );
+    expect(await c.response()).toMatch(/^SIP\/2\.0 400 /);
+    // regaut01: credentials in an unknown scheme get a fresh Digest challenge, not 400.
+    c.send(
+      request(t.tcpPort, {
+        startLine: 'REGISTER sip:example.com SIP/2.0',
+        cseq: '1 REGISTER',
+        extra: 'Contact: <sip:j.user@127.0.0.1:5999>\r\nAuthorization: NoOneKnowsThisScheme opaque-data=here',
+      }).replace('To: <sip:127.0.0.1>', 'To: <sip:tester@example.com>'),
+    );
+    const challenge = await c.response();
+    expect(challenge).toMatch(/^SIP\/2\.0 401 /);
+    expect(challenge).toMatch(/WWW-Authenticate: Digest /);
+    // A load balancer pings the domain, not a server's address.
+    c.send(request(t.tcpPort, { startLine: 'OPTIONS sip:example.com SIP/2.0' }));
+    const pong = await c.response();
+    expect(pong).toMatch(/^SIP\/2\.0 200 /);
+    expect(pong).toMatch(/Allow: .*SUBSCRIBE/);
+    expect(pong).toMatch(/Accept: .*application\/pidf\+xml/);
+    expect(pong).toMatch(/Supported: path, outbound/);
+    c.socket.destroy();
+  });
+
   it('answers 400, 505 and 416 and keeps serving the same connection', async () => {
     const c = await RawClient.open(t.tcpPort);
     c.send(request(t.tcpPort, { from: 'From: <sip:tester@example.com;tag=raw1' }));
     expect(await c.response()).toMatch(/^SIP\/2\.0 400 /);
-    // Without a Call-ID no response could be matched: the message is dropped, the connection stays.
+    // Without a Call-ID (RFC 4475 insuf) it is still answered 400 where a Via says where to.
     c.send(request(t.tcpPort, { drop: 'call-id' }));
+    expect(await c.response()).toMatch(/^SIP\/2\.0 400 /);
     c.send(request(t.tcpPort, { startLine: `OPTIONS sip:127.0.0.1:${t.tcpPort} SIP/3.0` }));
     expect(await c.response()).toMatch(/^SIP\/2\.0 505 /);
     c.send(request(t.tcpPort, { startLine: 'OPTIONS mailto:someone@example.com SIP/2.0' }));
