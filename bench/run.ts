@@ -49,7 +49,7 @@ Options
   --users N           users created and registered (default 100000)
   --rate R[,R2...]    target rate(s) in calls/s instead of the ramp ${DEFAULT_RATES.join(',')}
   --duration S        seconds per rate step (default 10)
-  --only W            only one SIP workload: register or message
+  --only W            only one SIP workload: register, message, register-udp or message-udp
   --profile           CPU-profile the Parley server (node --cpu-prof) and print its hot spots
   --json              print the results as JSON (progress goes to stderr)
   -h, --help          this text`;
@@ -134,9 +134,10 @@ export function parseOptions(argv: string[]): Options | 'help' {
     ? v.rate.split(',').map((r) => Math.floor(positive(r.trim(), '--rate')))
     : DEFAULT_RATES;
   const duration = v.duration ? positive(v.duration, '--duration') : 10;
-  if (v.only && v.only !== 'register' && v.only !== 'message')
-    throw new UsageError('--only is register or message');
-  const workloads: Workload[] = v.only ? [v.only as Workload] : ['register', 'message'];
+  const allWorkloads: Workload[] = ['register', 'message', 'register-udp', 'message-udp'];
+  if (v.only && !allWorkloads.includes(v.only as Workload))
+    throw new UsageError(`--only is one of ${allWorkloads.join(', ')}`);
+  const workloads: Workload[] = v.only ? [v.only as Workload] : allWorkloads;
   const fuzz = v.fuzz ? Math.floor(positive(v.fuzz, '--fuzz')) : undefined;
   const seed = v.seed ? Math.floor(positive(v.seed, '--seed')) : undefined;
   const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || v.edge || fuzz);

@@ -23,12 +23,17 @@ import { fileURLToPath } from 'node:url';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { openDatabase } from '../src/store/open.js';
 
-export type Workload = 'register' | 'message';
+export type Workload = 'register' | 'message' | 'register-udp' | 'message-udp';
 
 export const WORKLOAD_LABELS: Record<Workload, string> = {
   register: 'REGISTER with digest',
   message: 'MESSAGE alice -> bob',
+  'register-udp': 'REGISTER with digest, UDP',
+  'message-udp': 'MESSAGE alice -> bob, UDP',
 };
+
+/** Workloads sent over UDP (SIPp -t u1): every MESSAGE is challenged, no flow stays signed in. */
+const UDP_WORKLOADS = new Set<Workload>(['register-udp', 'message-udp']);
 
 export interface LatencyPercentiles {
   /** Milliseconds; SIPp's RTT trace has 1 ms resolution. */
@@ -74,6 +79,8 @@ export interface SipTarget {
   version: string;
   host: string;
   port: number;
+  /** Its UDP port, when it listens on UDP (the UDP workloads need one). */
+  udpPort?: number;
   /** Every process of the server (the root and its children), for CPU and memory. */
   pids(): number[];
   stop(): Promise<void>;
@@ -370,7 +377,9 @@ const CALL_LIMIT = (() => {
 })();
 
 export interface SippRunOptions {
-  target: Pick<SipTarget, 'host' | 'port'>;
+  target: Pick<SipTarget, 'host' | 'port' | 'udpPort'>;
+  /** SIPp's transport: one TCP connection (default) or one UDP socket. */
+  transport?: 'tcp' | 'udp';
   scenario: string;
   injection: string;
   calls: number;
@@ -403,9 +412,10 @@ export interface SippRun {
 export async function runSipp(o: SippRunOptions): Promise<SippRun> {
   mkdirSync(o.dir, { recursive: true });
   const localPort = await freePort();
+  const udp = o.transport === 'udp';
   const args = [
-    `${o.target.host}:${o.target.port}`,
-    ...['-sf', o.scenario, '-inf', o.injection, '-t', 't1', '-i', o.localIp ?? '127.0.0.1'],
+    `${o.target.host}:${udp ? o.target.udpPort : o.target.port}`,
+    ...['-sf', o.scenario, '-inf', o.injection, '-t', udp ? 'u1' : 't1', '-i', o.localIp ?? '127.0.0.1'],
     ...['-p', String(localPort)],
     ...['-m', String(o.calls), '-r', String(o.rate), '-l', String(o.callLimit ?? CALL_LIMIT)],
     ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
@@ -461,6 +471,7 @@ export interface WorkloadSetup {
   localIp?: string;
   /** Digest uri (SippRunOptions.authUri). */
   authUri?: string;
+  transport?: 'tcp' | 'udp';
 }
 
 /**
@@ -488,6 +499,7 @@ export async function rampWorkload(
       timeoutSeconds: Math.ceil(opts.duration * 3 + 20),
       localIp: setup.localIp,
       authUri: setup.authUri,
+      transport: setup.transport,
     });
     const resources = sample();
     const successful = run.stats?.successful ?? 0;
@@ -639,21 +651,33 @@ export async function measureTargets(
     join(workDir, 'users.csv'),
     Array.from({ length: opts.users }, (_, i) => ({ user: `user${i}` })),
   );
-  const result = { register: [], message: [] } as Record<Workload, WorkloadRun[]>;
+  const result = { register: [], message: [], 'register-udp': [], 'message-udp': [] } as Record<
+    Workload,
+    WorkloadRun[]
+  >;
   for (const workload of opts.workloads) {
     opts.log(`${WORKLOAD_LABELS[workload]}: rates ${opts.rates.join(', ')}/s, ${opts.duration} s each`);
+    const transport = UDP_WORKLOADS.has(workload) ? 'udp' : 'tcp';
     for (const target of targets) {
-      if (workload === 'register') {
+      if (transport === 'udp' && !target.udpPort) {
+        opts.log(`  ${target.name}: no UDP listener, skipped`);
+        continue;
+      }
+      if (workload === 'register' || workload === 'register-udp') {
         const setup = {
           scenario: join(SCENARIOS, 'register-auth.xml'),
           injection: users,
           rtdTimer: 'register',
-        };
-        result.register.push(await rampWorkload(target, workload, setup, opts, workDir));
+          transport,
+        } as const;
+        result[workload].push(await rampWorkload(target, workload, setup, opts, workDir));
       } else {
+        // bob's UAS is registered and reached over TCP either way; alice's side is the one measured.
         const prepared = await prepareMessageWorkload(target, workDir, opts);
         try {
-          result.message.push(await rampWorkload(target, workload, prepared.setup, opts, workDir));
+          result[workload].push(
+            await rampWorkload(target, workload, { ...prepared.setup, transport }, opts, workDir),
+          );
         } finally {
           await prepared.stop();
         }
@@ -725,6 +749,8 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
       'start',
       '--domain',
       DOMAIN,
+      '--config',
+      writeUdpConfig(dataDir),
       '--data-dir',
       dataDir,
       '--tcp',
@@ -746,7 +772,7 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {
-    const { sipPort, httpUrl } = await readParleyAddresses(child, tail, 120_000);
+    const { sipPort, udpPort, httpUrl } = await readParleyAddresses(child, tail, 120_000);
     await waitForHealth(httpUrl, 60_000, () => child.exitCode === null);
     const pid = child.pid ?? 0;
     return {
@@ -754,6 +780,7 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
       version: parleyVersion(),
       host: '127.0.0.1',
       port: sipPort,
+      udpPort,
       pids: () => processTree(pid),
       stop,
     };
@@ -762,6 +789,13 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
     const why = err instanceof Error ? err.message : String(err);
     throw new Error(`Parley did not start: ${why}\n${tail().trim().split('\n').slice(-15).join('\n')}`);
   }
+}
+
+/** The flags set TCP and WebSocket; the file adds UDP (listen keys merge across layers). */
+function writeUdpConfig(dataDir: string): string {
+  const file = join(dataDir, 'parley-bench.yaml');
+  writeFileSync(file, 'listen:\n  udp: 127.0.0.1:0\n');
+  return file;
 }
 
 function parleyVersion(): string {
@@ -777,7 +811,7 @@ function readParleyAddresses(
   child: ChildProcess,
   tail: () => string,
   timeoutMs: number,
-): Promise<{ sipPort: number; httpUrl: string }> {
+): Promise<{ sipPort: number; udpPort?: number; httpUrl: string }> {
   return new Promise((resolvePromise, reject) => {
     let out = '';
     const timer = setTimeout(
@@ -788,11 +822,17 @@ function readParleyAddresses(
       out += d.toString();
       const sip = /SIP\s+tcp:\/\/[^\s]+:(\d+)/.exec(out);
       const http = /HTTP\s+(http:\/\/[^\s/]+)\//.exec(out);
-      if (sip && http) finish(undefined, { sipPort: Number(sip[1]), httpUrl: http[1] });
+      const udp = /SIP\s+udp:\/\/[^\s]+:(\d+)/.exec(out);
+      if (sip && http)
+        finish(undefined, {
+          sipPort: Number(sip[1]),
+          udpPort: udp ? Number(udp[1]) : undefined,
+          httpUrl: http[1],
+        });
     };
     const onExit = (code: number | null) =>
       finish(new Error(`the server exited with code ${code}: ${tail().trim().slice(-2000)}`));
-    const finish = (err?: Error, value?: { sipPort: number; httpUrl: string }) => {
+    const finish = (err?: Error, value?: { sipPort: number; udpPort?: number; httpUrl: string }) => {
       clearTimeout(timer);
       child.stdout?.off('data', onData);
       child.stderr?.off('data', onData);

@@ -123,9 +123,12 @@ export class ServerTransaction {
         this.terminate();
         return;
       }
-      // RFC 3261 17.2.2: Completed answers retransmitted requests until Timer J.
+      // RFC 3261 17.2.2: Completed answers retransmitted requests until Timer J. For those
+      // 32 s the layer keeps only the key and the response's bytes (CompletedNonInvite), not
+      // this transaction with its messages and the proxy's context: at thousands of
+      // requests a second they would be most of the heap.
       this.state = 'Completed';
-      this.timer = this.layer.timers.schedule(TIMER_J, () => this.terminate());
+      this.layer.completeOverUdp(this, response.toBuffer());
     } else if (status < 300) {
       this.state = 'Accepted';
       this.timer = this.layer.timers.schedule(TIMER_L, () => this.terminate());
@@ -185,6 +188,20 @@ export class ServerTransaction {
     cancelTimer(this.deadline);
     this.layer.forgetServer(this);
   }
+}
+
+/**
+ * A non-INVITE server transaction over UDP in the Completed state (RFC 3261 17.2.2): what
+ * Timer J needs and nothing more, the final response's bytes to send again when the
+ * request is retransmitted.
+ */
+class CompletedNonInvite {
+  timer?: TimerHandle;
+  constructor(
+    readonly key: string,
+    readonly flow: Flow,
+    readonly wire: Buffer,
+  ) {}
 }
 
 export class ClientTransaction {
@@ -327,6 +344,8 @@ export interface TransactionLayerOptions {
  */
 export class TransactionLayer {
   private readonly servers = new Map<string, ServerTransaction>();
+  /** UDP non-INVITE server transactions in Completed, until Timer J. */
+  private readonly completed = new Map<string, CompletedNonInvite>();
   private readonly clients = new Map<string, ClientTransaction>();
   readonly timers: TimerWheel;
   private tu!: TransactionUser;
@@ -343,7 +362,7 @@ export class TransactionLayer {
   }
 
   get serverCount(): number {
-    return this.servers.size;
+    return this.servers.size + this.completed.size;
   }
 
   get clientCount(): number {
@@ -391,6 +410,13 @@ export class TransactionLayer {
     if (existing) {
       existing.onRetransmission(request);
       return;
+    }
+    if (this.completed.size > 0) {
+      const done = this.completed.get(key);
+      if (done) {
+        this.sendRaw(done.flow, done.wire);
+        return;
+      }
     }
     const st = new ServerTransaction(this, key, request, flow, this.responseFlowFor(request, flow));
     this.servers.set(key, st);
@@ -522,6 +548,16 @@ export class TransactionLayer {
     if (this.servers.get(st.key) === st) this.servers.delete(st.key);
   }
 
+  /** A UDP non-INVITE transaction's final response left: keep its bytes until Timer J. */
+  completeOverUdp(st: ServerTransaction, wire: Buffer): void {
+    this.forgetServer(st);
+    const done = new CompletedNonInvite(st.key, st.responseFlow, wire);
+    this.completed.set(st.key, done);
+    done.timer = this.timers.schedule(TIMER_J, () => {
+      if (this.completed.get(done.key) === done) this.completed.delete(done.key);
+    });
+  }
+
   forgetClient(ct: ClientTransaction): void {
     if (this.clients.get(ct.key) === ct) this.clients.delete(ct.key);
   }
@@ -533,6 +569,8 @@ export class TransactionLayer {
       ct.handler.onTimeout(ct, 'transport');
     }
     for (const st of [...this.servers.values()]) st.terminate();
+    for (const done of this.completed.values()) cancelTimer(done.timer);
+    this.completed.clear();
   }
 }
 

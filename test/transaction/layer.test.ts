@@ -306,12 +306,15 @@ Content-Length: 0
     layer.receive(req(), flow);
     requests[0].reply(200);
     expect(requests[0].state).toBe('Completed');
+    expect(layer.serverCount).toBe(1);
     layer.receive(req(), flow);
     expect(events).toEqual(['request MESSAGE']);
     expect(flow.sent.map((m) => m.status)).toEqual([200, 200]);
     advance(TIMER_J + 100);
-    expect(requests[0].state).toBe('Terminated');
     expect(layer.serverCount).toBe(0);
+    // Past Timer J the same request is a new one.
+    layer.receive(req(), flow);
+    expect(events).toEqual(['request MESSAGE', 'request MESSAGE']);
   });
 
   it('INVITE server: Timer G retransmits a failure, doubling to T2, until the ACK; Timer I then ends it', () => {
