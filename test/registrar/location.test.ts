@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/ops/log.js';
 import { type Binding, LocationTable } from '../../src/registrar/location.js';
+import { LocationMirror } from '../../src/registrar/mirror.js';
+import type { RegistrationRepository } from '../../src/store/registrations.js';
 
 function binding(over: Partial<Binding>): Binding {
   return {
@@ -135,5 +138,42 @@ describe('location table', () => {
     table.upsert(binding({ contact: 'sip:a@1', cseq: 2 }));
     table.removeAll('alice@example.com');
     expect(changes).toEqual(['+sip:a@1', '+sip:a@1', '-sip:a@1']);
+  });
+
+  it("a pool member's mirror drops the rows of a lost connection's bindings once the grace has passed", async () => {
+    const pending: Array<() => void> = [];
+    const table = new LocationTable(() => 0, {
+      connectionGraceMs: 2000,
+      schedule: (_ms, fire) => pending.push(fire),
+    });
+    const writes: string[] = [];
+    const repository = {
+      upsertBindings: async (rows: Array<{ contact: string; path: string | null }>) => {
+        for (const r of rows) writes.push(`+${r.contact} ${r.path ?? ''}`);
+        return rows.length;
+      },
+      removeBinding: async (_aor: string, contact: string, serverId: string) => {
+        writes.push(`-${contact} ${serverId}`);
+        return true;
+      },
+    } as unknown as RegistrationRepository;
+    const mirror = new LocationMirror(
+      table,
+      repository,
+      'fe1',
+      (flowId) => `<sip:${flowId}@fe1;lr>`,
+      silentLogger(),
+    );
+    table.upsert(
+      binding({ contact: 'sip:a@desk.invalid', flowId: 't1', connectionId: 't1', flowOnly: true }),
+    );
+    await mirror.flush();
+    expect(writes).toEqual(['+sip:a@desk.invalid <sip:t1@fe1;lr>']);
+    table.flowClosed('t1');
+    await mirror.flush();
+    expect(writes).toHaveLength(1);
+    for (const fire of pending.splice(0)) fire();
+    await mirror.flush();
+    expect(writes.at(-1)).toBe('-sip:a@desk.invalid fe1');
   });
 });
