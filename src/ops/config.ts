@@ -103,6 +103,23 @@ export interface ParleyConfig {
   };
   /** The edge role (docs/edge.md). */
   edge: EdgeConfig;
+  /** Message archiving (docs/archiving.md). */
+  archiving: ArchivingConfig;
+}
+
+export interface ArchivingConfig {
+  /** Archive every MESSAGE routed (of the users below, or everyone). */
+  enabled: boolean;
+  /** Only messages from or to these users (AORs); empty: everyone. */
+  users: string[];
+  /** Days a message is kept; the daily purge deletes older ones. 0 keeps them forever. */
+  retentionDays: number;
+  /** `block`: refuse messages (500) while the archive cannot be written; `continue`: deliver and alert. */
+  onFailure: 'block' | 'continue';
+  /** Rows written in one statement at most. */
+  batchSize: number;
+  /** A batch is written at the latest this long after its first message. */
+  flushMs: number;
 }
 
 export interface EdgeConfig {
@@ -220,6 +237,7 @@ const TOP_LEVEL_KEYS = [
   'trustedPeers',
   'homes',
   'edge',
+  'archiving',
 ] as const;
 
 /** Where a value came from, so an error names the file or the flag layer that set it. */
@@ -596,6 +614,26 @@ function validate(r: LayeredReader): ParleyConfig {
     );
   }
 
+  r.checkKeys('archiving', ['enabled', 'users', 'retentionDays', 'onFailure', 'batchSize', 'flushMs']);
+  const archiving: ArchivingConfig = {
+    enabled: readBoolean(r, 'archiving.enabled', false),
+    users: readAors(r, 'archiving.users'),
+    // 0 keeps messages forever.
+    retentionDays:
+      r.get('archiving.retentionDays')?.value === 0
+        ? 0
+        : (readWholeNumber(r, 'archiving.retentionDays') ?? 365),
+    onFailure: readEnum(r, 'archiving.onFailure', ['block', 'continue'] as const, 'continue'),
+    batchSize: readWholeNumber(r, 'archiving.batchSize') ?? 500,
+    flushMs: readWholeNumber(r, 'archiving.flushMs') ?? 100,
+  };
+  if (archiving.batchSize < 1)
+    throw new ConfigError(
+      'must be at least 1',
+      'archiving.batchSize',
+      r.get('archiving.batchSize')?.source.label,
+    );
+
   const cfg: ParleyConfig = {
     domain,
     domains,
@@ -614,6 +652,7 @@ function validate(r: LayeredReader): ParleyConfig {
     trustedPeers,
     homes,
     edge,
+    archiving,
   };
   if (home !== undefined) cfg.home = home;
   if (advertise !== undefined) cfg.advertise = advertise;
@@ -815,6 +854,22 @@ function readAddressBlocks(r: LayeredReader, key: string): string[] {
     }
   }
   return list.map((entry: string) => entry.trim());
+}
+
+/** A list of user addresses (user@domain), lower-cased. */
+function readAors(r: LayeredReader, key: string): string[] {
+  const at = r.get(key);
+  if (!at || at.value === null) return [];
+  const list = Array.isArray(at.value) ? at.value : [at.value];
+  for (const entry of list) {
+    if (typeof entry !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(entry.trim()))
+      throw new ConfigError(
+        `${JSON.stringify(entry)} is not a user address (user@domain)`,
+        key,
+        at.source.label,
+      );
+  }
+  return list.map((entry: string) => entry.trim().toLowerCase());
 }
 
 function readSeconds(r: LayeredReader, key: string, fallback: number): number {

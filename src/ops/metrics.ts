@@ -221,6 +221,10 @@ export interface ParleyMetrics {
   readonly connectionsTimedOut: ReasonCounter<(typeof CONNECTION_TIMEOUTS)[number]>;
   /** Requests the edge refused (federation policy, rate limits, size), by reason. */
   readonly edgeRefusals: ReasonCounter<EdgeRefusal>;
+  /** Archive rows written, write failures (each failed batch write), and rows dropped after failures. */
+  readonly archiveWritten: HotCounter;
+  readonly archiveFailures: HotCounter;
+  readonly archiveDropped: HotCounter;
   /** Requests refused by the client version rules, by action. */
   readonly clientRefusals: ReasonCounter<(typeof CLIENT_REFUSALS)[number]>;
   /** Prometheus text exposition of every metric. */
@@ -244,6 +248,8 @@ export interface CreateMetricsOptions {
     connections?: () => number;
     /** Server transactions alive: a number that must come back down, whatever the input. */
     serverTransactions?: () => number;
+    /** Archive rows not yet written. */
+    archiveBacklog?: () => number;
   };
   activeWindowMs?: number;
   now?: () => number;
@@ -342,6 +348,20 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     EDGE_REFUSALS,
     edgeRefusals.counts,
   );
+  const archiveWritten = new HotCounter();
+  const archiveFailures = new HotCounter();
+  const archiveDropped = new HotCounter();
+  plainCounter('parley_archive_written_total', 'Messages written to the archive', archiveWritten);
+  plainCounter('parley_archive_failures_total', 'Archive batch writes that failed', archiveFailures);
+  plainCounter('parley_archive_dropped_total', 'Archive rows dropped after write failures', archiveDropped);
+  new Gauge({
+    name: 'parley_archive_backlog',
+    help: 'Messages waiting to be written to the archive',
+    registers,
+    collect() {
+      this.set(opts.sources?.archiveBacklog?.() ?? 0);
+    },
+  });
   const clientRefusals = new ReasonCounter(CLIENT_REFUSALS);
   counterFrom(
     'parley_client_refusals_total',
@@ -434,6 +454,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     connectionsTimedOut,
     edgeRefusals,
     clientRefusals,
+    archiveWritten,
+    archiveFailures,
+    archiveDropped,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { ArchiveWriter } from '../archive/writer.js';
 import { ClientGate } from '../clients/gate.js';
 import { replaceContactList } from '../contacts/lists.js';
 import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
@@ -35,6 +36,7 @@ import { SipMessage } from '../sip/message.js';
 import type { ParseError } from '../sip/parser.js';
 import { createErrorResponseFromPartial, createResponse } from '../sip/response.js';
 import { parseUri, uriAor } from '../sip/uri.js';
+import { ArchiveRepository } from '../store/archive.js';
 import { ClientPolicyRepository } from '../store/clients.js';
 import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
 import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
@@ -47,7 +49,7 @@ import { ServerRepository } from '../store/servers.js';
 import { sharedSecret } from '../store/settings.js';
 import type { Database } from '../store/sql.js';
 import { USERS_CHANNEL, UserRepository } from '../store/users.js';
-import { TransactionLayer } from '../transaction/layer.js';
+import { type ServerTransaction, TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
@@ -106,6 +108,7 @@ export async function startServer(
         signedInUsers: () => location.signedInUsers,
         connections: () => transport.connectionCount,
         serverTransactions: () => transactions.serverCount,
+        archiveBacklog: () => archive?.backlog ?? 0,
       },
     });
 
@@ -186,6 +189,22 @@ export async function startServer(
       onConnectionRefused: (reason) => metrics.connectionsRefused.inc(reason),
       onConnectionTimedOut: (reason) => metrics.connectionsTimedOut.inc(reason),
     });
+    // Message archiving (docs/archiving.md): a MESSAGE's row is completed by its final response.
+    const archive = config.archiving.enabled
+      ? new ArchiveWriter<ServerTransaction>({
+          ...config.archiving,
+          repo: new ArchiveRepository(db),
+          serverId: config.serverId,
+          log: componentLogger(log, 'im'),
+          onWritten: (rows) => metrics.archiveWritten.inc(rows),
+          onWriteFailed: () => metrics.archiveFailures.inc(),
+          onDropped: (rows) => metrics.archiveDropped.inc(rows),
+        })
+      : undefined;
+    if (archive) {
+      archive.startPurge();
+      cleanups.push(() => archive.close());
+    }
     const timers = new TimerWheel();
     timers.onError = (err) => sipLog.error({ err }, 'timer callback failed');
     const transactions = new TransactionLayer({
@@ -194,7 +213,10 @@ export async function startServer(
       onSend: (m) => {
         if (!m.isRequest) metrics.responsesSent.inc(m.status);
       },
-      onFinal: (st) => metrics.transactionLatency.observeSince(st.startedAt),
+      onFinal: (st) => {
+        metrics.transactionLatency.observeSince(st.startedAt);
+        if (archive && st.request.method === 'MESSAGE') archive.finished(st, st.lastResponse?.status ?? 0);
+      },
       onAbandoned: () => metrics.failures.inc('internal'),
       udpFlowTo: (host, port) => transport.udpFlowTo(host, port),
       // RFC 3261 18.1.1: too large for UDP, so over TCP to the same address, Via to match.
@@ -329,6 +351,7 @@ export async function startServer(
         if (!ruri) st.reply(416, 'Unsupported URI Scheme');
         else core.toLocalUser(request, st, ruri, party);
       },
+      archive,
       onRouted: (bytes) => {
         metrics.messagesRouted.inc();
         metrics.messageBytesRouted.inc(bytes);

@@ -1,3 +1,4 @@
+import { ArchiveRepository } from './archive.js';
 import { ClientPolicyRepository } from './clients.js';
 import { ContactListRepository } from './contact-lists.js';
 import { DirectoryJournalRepository } from './directory-journal.js';
@@ -22,6 +23,7 @@ export interface Repositories {
   directoryJournal: DirectoryJournalRepository;
   migrationJournal: MigrationJournalRepository;
   clientPolicies: ClientPolicyRepository;
+  archive: ArchiveRepository;
 }
 
 export interface Store extends Repositories {
@@ -43,6 +45,7 @@ export function createRepositories(sql: Sql): Repositories {
     directoryJournal: new DirectoryJournalRepository(sql),
     migrationJournal: new MigrationJournalRepository(sql),
     clientPolicies: new ClientPolicyRepository(sql),
+    archive: new ArchiveRepository(sql),
   };
 }
 

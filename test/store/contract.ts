@@ -926,6 +926,48 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
       });
     });
 
+    describe('message archive', () => {
+      beforeEach(async () => {
+        await db.exec('TRUNCATE archive');
+      });
+
+      it('writes batches in one statement, searches by user, peer, time and words, purges by age', async () => {
+        const t = (m: number) => new Date(T0.getTime() + m * 60_000);
+        const row = (m: number, sender: string, recipient: string, body: string, result = 200) => ({
+          at: t(m),
+          sender,
+          recipient,
+          contentType: 'text/plain',
+          body,
+          size: Buffer.byteLength(body),
+          result,
+          serverId: 'fe1',
+        });
+        await store.archive.insertBatch([]);
+        await store.archive.insertBatch([
+          row(0, 'a@example.com', 'b@example.com', 'Hello Bob'),
+          row(1, 'b@example.com', 'a@example.com', 'héllo back'),
+          row(2, 'c@example.com', 'a@example.com', 'offline', 480),
+        ]);
+        const all = await store.archive.search({ limit: 10 });
+        expect(all.map((r) => r.body)).toEqual(['Hello Bob', 'héllo back', 'offline']);
+        expect(all[1]).toMatchObject({ size: 11, result: 200, serverId: 'fe1', contentType: 'text/plain' });
+        expect(all[0].at).toEqual(t(0));
+        const q = (query: Partial<Parameters<Store['archive']['search']>[0]>) =>
+          store.archive.search({ limit: 10, ...query }).then((rows) => rows.map((r) => r.body));
+        expect(await q({ user: 'a@example.com', with: 'b@example.com' })).toEqual([
+          'Hello Bob',
+          'héllo back',
+        ]);
+        expect(await q({ user: 'c@example.com' })).toEqual(['offline']);
+        expect(await q({ since: t(1), until: t(2) })).toEqual(['héllo back']);
+        expect(await q({ words: ['HELLO', 'bob'] })).toEqual(['Hello Bob']);
+        expect(await q({ afterId: all[1].id })).toEqual(['offline']);
+        expect(await store.archive.purgeBefore(t(2))).toBe(2);
+        expect(await q({})).toEqual(['offline']);
+      });
+    });
+
     describe('directory: replicated users and the sync journal', () => {
       beforeEach(async () => {
         await db.exec(
