@@ -265,7 +265,6 @@ export async function startEdge(
     log.info(
       {
         domain,
-        role: 'edge',
         next,
         listening: listening.map((l) => `${l.name ?? l.transport}://${l.host}:${l.port}`),
         http: ops.url,
