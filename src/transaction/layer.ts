@@ -551,7 +551,11 @@ export class TransactionLayer {
   /** A UDP non-INVITE transaction's final response left: keep its bytes until Timer J. */
   completeOverUdp(st: ServerTransaction, wire: Buffer): void {
     this.forgetServer(st);
-    const done = new CompletedNonInvite(st.key, st.responseFlow, wire);
+    // A copy of its own: a small Buffer is a slice of an 8 KiB pool slab, and one kept 32 s
+    // would keep its whole slab (and everything else allocated from it) alive.
+    const own = Buffer.allocUnsafeSlow(wire.length);
+    wire.copy(own);
+    const done = new CompletedNonInvite(st.key, st.responseFlow, own);
     this.completed.set(st.key, done);
     done.timer = this.timers.schedule(TIMER_J, () => {
       if (this.completed.get(done.key) === done) this.completed.delete(done.key);
