@@ -1,16 +1,6 @@
 import { Args, Command, Flags } from '@oclif/core';
-import {
-  closeHomeStores,
-  failMigrationCommand,
-  findWave,
-  loadPlan,
-  moveWaveWithProgress,
-  openPlanStores,
-  runLines,
-  writeReport,
-} from '../../src/migration/cli.js';
+import { runWaveCommand } from '../../src/migration/cli.js';
 import type { WaveRunSummary } from '../../src/migration/mover.js';
-import { confirmMove } from './run.js';
 
 export default class MigrateRollback extends Command {
   static override summary = 'Move a wave back to the home it came from.';
@@ -33,43 +23,14 @@ Exit codes: 0 rolled back, 1 verify found differences, 4 the wave was never run 
 
   async run(): Promise<WaveRunSummary> {
     const { args, flags } = await this.parse(MigrateRollback);
-    const abort = new AbortController();
-    const stop = () => abort.abort();
-    process.once('SIGINT', stop).once('SIGTERM', stop);
-    try {
-      const loaded = loadPlan(args.plan);
-      const wave = findWave(loaded.plan, flags.wave);
-      if (!flags['dry-run'] && !flags.yes)
-        await confirmMove(this, `Move wave ${wave.name} back from ${loaded.plan.target} to ${wave.from}?`);
-      const stores = await openPlanStores(loaded, [wave.from, loaded.plan.target], process.env);
-      try {
-        const summary = await moveWaveWithProgress(
-          {
-            plan: loaded.plan,
-            wave,
-            source: stores.get(wave.from)!.store,
-            target: stores.get(loaded.plan.target)!.store,
-            direction: 'back',
-            dryRun: flags['dry-run'],
-            signOutRate: flags.rate,
-            signal: abort.signal,
-          },
-          {
-            interactive: Boolean(process.stderr.isTTY) && !this.jsonEnabled() && !process.env.CI,
-            log: (line) => this.logToStderr(line),
-          },
-        );
-        if (flags.report) writeReport(flags.report, summary);
-        if (!this.jsonEnabled()) for (const line of runLines(summary)) this.log(line);
-        process.exitCode = summary.exitCode;
-        return summary;
-      } finally {
-        await closeHomeStores(stores);
-      }
-    } catch (err) {
-      failMigrationCommand(this, err);
-    } finally {
-      process.off('SIGINT', stop).off('SIGTERM', stop);
-    }
+    return runWaveCommand(this, {
+      planFile: args.plan,
+      wave: flags.wave,
+      direction: 'back',
+      dryRun: flags['dry-run'],
+      yes: flags.yes,
+      report: flags.report,
+      rate: flags.rate,
+    });
   }
 }

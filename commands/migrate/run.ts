@@ -1,15 +1,5 @@
 import { Args, Command, Flags } from '@oclif/core';
-import {
-  closeHomeStores,
-  failMigrationCommand,
-  findWave,
-  loadPlan,
-  moveWaveWithProgress,
-  openPlanStores,
-  runLines,
-  writeReport,
-} from '../../src/migration/cli.js';
-import { MigrationError } from '../../src/migration/errors.js';
+import { runWaveCommand } from '../../src/migration/cli.js';
 import type { WaveRunSummary } from '../../src/migration/mover.js';
 
 export default class MigrateRun extends Command {
@@ -37,61 +27,15 @@ Journaled: after a crash or kill -9, run it again and it finishes the wave; a fi
 
   async run(): Promise<WaveRunSummary> {
     const { args, flags } = await this.parse(MigrateRun);
-    const abort = new AbortController();
-    const stop = () => abort.abort();
-    process.once('SIGINT', stop).once('SIGTERM', stop);
-    try {
-      const loaded = loadPlan(args.plan);
-      const wave = findWave(loaded.plan, flags.wave);
-      if (!flags['dry-run'] && !flags.yes)
-        await confirmMove(
-          this,
-          `Move ${wave.users.length} user(s) of wave ${wave.name} from ${wave.from} to ${loaded.plan.target}?`,
-        );
-      const stores = await openPlanStores(loaded, [wave.from, loaded.plan.target], process.env);
-      try {
-        const summary = await moveWaveWithProgress(
-          {
-            plan: loaded.plan,
-            wave,
-            source: stores.get(wave.from)!.store,
-            target: stores.get(loaded.plan.target)!.store,
-            dryRun: flags['dry-run'],
-            signOutRate: flags.rate,
-            batchSize: flags['batch-size'],
-            signal: abort.signal,
-          },
-          {
-            interactive: Boolean(process.stderr.isTTY) && !this.jsonEnabled() && !process.env.CI,
-            log: (line) => this.logToStderr(line),
-          },
-        );
-        if (flags.report) writeReport(flags.report, summary);
-        if (!this.jsonEnabled()) for (const line of runLines(summary)) this.log(line);
-        process.exitCode = summary.exitCode;
-        return summary;
-      } finally {
-        await closeHomeStores(stores);
-      }
-    } catch (err) {
-      failMigrationCommand(this, err);
-    } finally {
-      process.off('SIGINT', stop).off('SIGTERM', stop);
-    }
+    return runWaveCommand(this, {
+      planFile: args.plan,
+      wave: flags.wave,
+      direction: 'forward',
+      dryRun: flags['dry-run'],
+      yes: flags.yes,
+      report: flags.report,
+      rate: flags.rate,
+      batchSize: flags['batch-size'],
+    });
   }
-}
-
-/** Asks in a terminal; without one, --yes is required. */
-export async function confirmMove(command: Command, message: string): Promise<void> {
-  if (!process.stdin.isTTY) {
-    throw new MigrationError(
-      'MIGRATION_NOT_CONFIRMED',
-      'refusing to move users without confirmation (no terminal to ask in)',
-    );
-  }
-  const { confirm } = await import('@inquirer/prompts');
-  if (!(await confirm({ message, default: false }))) {
-    throw new MigrationError('MIGRATION_NOT_CONFIRMED', 'not confirmed: nothing moved');
-  }
-  void command;
 }

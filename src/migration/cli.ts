@@ -432,3 +432,81 @@ export function failMigrationCommand(command: Command, err: unknown): never {
 }
 
 export { closeHomeStores, findWave };
+
+/** Asks in a terminal; without one, --yes is required. */
+export async function confirmMove(message: string): Promise<void> {
+  if (!process.stdin.isTTY) {
+    throw new MigrationError(
+      'MIGRATION_NOT_CONFIRMED',
+      'refusing to move users without confirmation (no terminal to ask in)',
+    );
+  }
+  const { confirm } = await import('@inquirer/prompts');
+  if (!(await confirm({ message, default: false }))) {
+    throw new MigrationError('MIGRATION_NOT_CONFIRMED', 'not confirmed: nothing moved');
+  }
+}
+
+export interface WaveCommandOptions {
+  planFile: string;
+  wave: string;
+  direction: 'forward' | 'back';
+  dryRun: boolean;
+  yes: boolean;
+  report?: string;
+  rate?: number;
+  batchSize?: number;
+}
+
+/**
+ * `parley migrate run` and `rollback`: the same journaled steps in the two directions, so one
+ * body: confirmation, the plan's stores, progress, the report, the summary and exit status,
+ * Ctrl-C as an interruption the next run resumes from.
+ */
+export async function runWaveCommand(command: Command, opts: WaveCommandOptions): Promise<WaveRunSummary> {
+  const json = command.jsonEnabled();
+  const abort = new AbortController();
+  const stop = () => abort.abort();
+  process.once('SIGINT', stop).once('SIGTERM', stop);
+  try {
+    const loaded = loadPlan(opts.planFile);
+    const wave = findWave(loaded.plan, opts.wave);
+    const target = loaded.plan.target;
+    if (!opts.dryRun && !opts.yes)
+      await confirmMove(
+        opts.direction === 'forward'
+          ? `Move ${wave.users.length} user(s) of wave ${wave.name} from ${wave.from} to ${target}?`
+          : `Move wave ${wave.name} back from ${target} to ${wave.from}?`,
+      );
+    const stores = await openPlanStores(loaded, [wave.from, target], process.env);
+    try {
+      const summary = await moveWaveWithProgress(
+        {
+          plan: loaded.plan,
+          wave,
+          source: stores.get(wave.from)!.store,
+          target: stores.get(target)!.store,
+          direction: opts.direction,
+          dryRun: opts.dryRun,
+          signOutRate: opts.rate,
+          batchSize: opts.batchSize,
+          signal: abort.signal,
+        },
+        {
+          interactive: Boolean(process.stderr.isTTY) && !json && !process.env.CI,
+          log: (line) => command.logToStderr(line),
+        },
+      );
+      if (opts.report) writeReport(opts.report, summary);
+      if (!json) for (const line of runLines(summary)) command.log(line);
+      process.exitCode = summary.exitCode;
+      return summary;
+    } finally {
+      await closeHomeStores(stores);
+    }
+  } catch (err) {
+    failMigrationCommand(command, err);
+  } finally {
+    process.off('SIGINT', stop).off('SIGTERM', stop);
+  }
+}
