@@ -11,7 +11,7 @@ export default class ArchiveExport extends ParleyCommand {
   static override description =
     'Every archived message from --since (and before --until), oldest first, streamed: one JSON object a line (id, at, sender, recipient, contentType, body, size, result, serverId), or one XML document of <message> elements (urn:parley:archive:1). Written to --out, or to stdout; the count goes to stderr.';
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --since 2026-03-01 --format jsonl > march.jsonl',
+    '<%= config.bin %> <%= command.id %> --since 2026-03-01 --until 2026-03-31 --format jsonl --out march.jsonl',
     '<%= config.bin %> <%= command.id %> --since 30d --format xml --out archive.xml',
   ];
   static override flags = {

@@ -31,6 +31,7 @@ import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
 import { LocationTable } from '../registrar/location.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
+import { UsageRecorder } from '../reports/usage-recorder.js';
 import { createBranch, createTag } from '../sip/ids.js';
 import { SipMessage } from '../sip/message.js';
 import type { ParseError } from '../sip/parser.js';
@@ -48,6 +49,7 @@ import { RegistrationRepository } from '../store/registrations.js';
 import { ServerRepository } from '../store/servers.js';
 import { sharedSecret } from '../store/settings.js';
 import type { Database } from '../store/sql.js';
+import { UsageRepository } from '../store/usage.js';
 import { USERS_CHANNEL, UserRepository } from '../store/users.js';
 import { type ServerTransaction, TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
@@ -111,6 +113,28 @@ export async function startServer(
         archiveBacklog: () => archive?.backlog ?? 0,
       },
     });
+
+    // The daily usage rollup (parley report usage): counted here, added to the store each minute.
+    const usage =
+      config.role === 'standard' || config.role === 'frontend'
+        ? new UsageRecorder({
+            repo: new UsageRepository(db),
+            home: config.home ?? domain,
+            serverId: config.serverId,
+            signedIn: () => location.signedInUsers,
+            log,
+          })
+        : undefined;
+    if (usage) {
+      usage.start();
+      cleanups.push(() =>
+        usage.close().catch((err: unknown) => log.warn({ err }, 'usage rollup not written')),
+      );
+    }
+    const userActive = (aor: string) => {
+      metrics.activeUsers.touch(aor);
+      usage?.userActive(aor);
+    };
 
     const credentials = new CredentialCache({
       lookup: async (aor) => {
@@ -252,7 +276,7 @@ export async function startServer(
       ...config.registrar,
       authenticator,
       location,
-      onRegistered: (aor) => metrics.activeUsers.touch(aor),
+      onRegistered: userActive,
       isTrustedPeer: trustedPeerCheck(config.trustedPeers),
     });
 
@@ -353,6 +377,7 @@ export async function startServer(
       },
       archive,
       onRouted: (bytes) => {
+        usage?.messageRouted(bytes);
         metrics.messagesRouted.inc();
         metrics.messageBytesRouted.inc(bytes);
       },
@@ -422,7 +447,7 @@ export async function startServer(
           },
       routeToHome: director ? (request, st, ruri) => director.routeToHome(request, st, ruri) : undefined,
       remoteBindings: mirror ? (aor) => mirror.remote(aor) : undefined,
-      onUserActivity: (aor) => metrics.activeUsers.touch(aor),
+      onUserActivity: userActive,
       flowTokens,
       routeSigner,
       isTrustedPeer,

@@ -9,6 +9,7 @@ import { PublicationRepository } from './publications.js';
 import { RegistrationRepository } from './registrations.js';
 import { ServerRepository } from './servers.js';
 import type { Database, Sql } from './sql.js';
+import { UsageRepository } from './usage.js';
 import { UserRepository } from './users.js';
 
 /** The repositories, bound to one Sql: the database itself, or a transaction. */
@@ -24,6 +25,7 @@ export interface Repositories {
   migrationJournal: MigrationJournalRepository;
   clientPolicies: ClientPolicyRepository;
   archive: ArchiveRepository;
+  usage: UsageRepository;
 }
 
 export interface Store extends Repositories {
@@ -46,6 +48,7 @@ export function createRepositories(sql: Sql): Repositories {
     migrationJournal: new MigrationJournalRepository(sql),
     clientPolicies: new ClientPolicyRepository(sql),
     archive: new ArchiveRepository(sql),
+    usage: new UsageRepository(sql),
   };
 }
 

@@ -968,6 +968,59 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
       });
     });
 
+    describe('usage rollup', () => {
+      beforeEach(async () => {
+        await db.exec('TRUNCATE usage_daily, usage_active_users');
+      });
+
+      it("adds servers' increments per day and home: sums, peaks, distinct active users", async () => {
+        const u = store.usage;
+        const inc = { messages: 0, bytes: 0, signedIn: 0, activeUsers: [] as string[] };
+        await u.add({
+          ...inc,
+          day: '2030-01-01',
+          home: 'pool1',
+          serverId: 'fe1',
+          messages: 3,
+          bytes: 30,
+          signedIn: 5,
+          activeUsers: ['a@x', 'b@x'],
+        });
+        await u.add({
+          ...inc,
+          day: '2030-01-01',
+          home: 'pool1',
+          serverId: 'fe1',
+          messages: 2,
+          bytes: 20,
+          signedIn: 4,
+          activeUsers: ['a@x'],
+        });
+        await u.add({
+          ...inc,
+          day: '2030-01-01',
+          home: 'pool1',
+          serverId: 'fe2',
+          messages: 1,
+          bytes: 10,
+          signedIn: 2,
+          activeUsers: ['b@x', 'c@x'],
+        });
+        await u.add({ ...inc, day: '2030-01-02', home: 'std', serverId: 's1', activeUsers: ['d@x'] });
+        await u.add({ ...inc, day: '2030-01-05', home: 'std', serverId: 's1', messages: 9 });
+        expect(await u.days('2030-01-01', '2030-01-03')).toEqual([
+          { day: '2030-01-01', home: 'pool1', activeUsers: 3, peakSignedIn: 7, messages: 6, bytes: 60 },
+          { day: '2030-01-02', home: 'std', activeUsers: 1, peakSignedIn: 0, messages: 0, bytes: 0 },
+        ]);
+        await store.users.createUser({ aor: 'e@example.com', displayName: 'e' });
+        expect(await u.enabledUsersByHome('std')).toContainEqual({ home: 'std', enabledUsers: 1 });
+        expect((await u.days('2030-01-02', '2030-02-01')).map((d) => d.day)).toEqual([
+          '2030-01-02',
+          '2030-01-05',
+        ]);
+      });
+    });
+
     describe('directory: replicated users and the sync journal', () => {
       beforeEach(async () => {
         await db.exec(
