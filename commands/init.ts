@@ -57,6 +57,7 @@ Paths in the file are relative to the file: the default data folder is ./.parley
       role: flags.role as InitAnswers['role'] | undefined,
       home: flags.home,
       highSecurity: flags['high-security'],
+      udp: flags.udp,
       tcp: flags.tcp,
       tls: flags.tls,
       ws: flags.ws,

@@ -54,6 +54,7 @@ export const forceDomainFlag = {
  * listener off in init).
  */
 export const listenFlags = {
+  udp: Flags.string({ summary: 'SIP over UDP listen address host:port, or none.' }),
   tcp: Flags.string({ summary: 'SIP over TCP listen address host:port, or none.' }),
   tls: Flags.string({ summary: 'SIP over TLS listen address host:port, or none (needs a certificate).' }),
   ws: Flags.string({ summary: 'SIP over WebSocket listen address host:port, or none.' }),

@@ -25,6 +25,7 @@ export interface ServerStartFlags {
   home?: string;
   'data-dir'?: string;
   database?: string;
+  udp?: string;
   tcp?: string;
   tls?: string;
   ws?: string;
@@ -52,6 +53,7 @@ export function loadServerConfig(flags: ServerStartFlags): ParleyConfig {
   const listener = (value: string | undefined, flag: string) =>
     value?.toLowerCase() === 'none' ? (false as never) : hostPortFlag(value, flag);
   const listen = {
+    udp: listener(flags.udp, '--udp'),
     tcp: listener(flags.tcp, '--tcp'),
     tls: listener(flags.tls, '--tls'),
     ws: listener(flags.ws, '--ws'),

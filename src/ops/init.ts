@@ -30,6 +30,7 @@ export interface InitAnswers {
   home?: string;
   highSecurity: boolean;
   /** host:port, or 'none' / '' for no listener. */
+  udp: string;
   tcp: string;
   tls: string;
   ws: string;
@@ -51,6 +52,7 @@ export const INIT_FLAGS: Record<keyof InitAnswers, string> = {
   role: '--role',
   home: '--home',
   highSecurity: '--high-security',
+  udp: '--udp',
   tcp: '--tcp',
   tls: '--tls',
   ws: '--ws',
@@ -172,6 +174,12 @@ async function collectAnswers(
   const highSecurity = await ask.yesNo('highSecurity', 'High-security mode (TLS/WSS only)?', role === 'edge');
   const secureOnly = highSecurity || role === 'edge';
   const listenCheck = (key: string) => (v: string) => validListen(v, key);
+  const udp = await ask.text(
+    'udp',
+    'UDP listen address (host:port, or none)',
+    secureOnly ? NONE : '0.0.0.0:5060',
+    listenCheck('udp'),
+  );
   const tcp = await ask.text(
     'tcp',
     'TCP listen address (host:port, or none)',
@@ -248,6 +256,7 @@ async function collectAnswers(
     role,
     home,
     highSecurity,
+    udp,
     tcp,
     tls,
     ws,
@@ -398,7 +407,7 @@ function toConfig(
   dataDir: string,
 ): DeepPartial<ParleyConfig> {
   const listen: Record<string, HostPort> = {};
-  for (const t of ['tcp', 'tls', 'ws', 'wss'] as const) {
+  for (const t of ['udp', 'tcp', 'tls', 'ws', 'wss'] as const) {
     if (!isNone(a[t])) listen[t] = parseHostPort(a[t], `listen.${t}`);
   }
   const cfg: DeepPartial<ParleyConfig> = { domains: [a.domain.toLowerCase()], role: a.role };
@@ -420,6 +429,7 @@ function flagForKey(key: string): string | undefined {
     role: 'role',
     home: 'home',
     highSecurity: 'highSecurity',
+    'listen.udp': 'udp',
     'listen.tcp': 'tcp',
     'listen.tls': 'tls',
     'listen.ws': 'ws',

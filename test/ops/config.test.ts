@@ -29,7 +29,11 @@ describe('loadConfig', () => {
     expect(cfg.role).toBe('standard');
     expect(cfg.serverId).toBe(`${hostname()}-standard`);
     expect(cfg.home).toBe('parley.local');
-    expect(cfg.listen).toEqual({ tcp: { host: '0.0.0.0', port: 5060 }, ws: { host: '0.0.0.0', port: 5066 } });
+    expect(cfg.listen).toEqual({
+      udp: { host: '0.0.0.0', port: 5060 },
+      tcp: { host: '0.0.0.0', port: 5060 },
+      ws: { host: '0.0.0.0', port: 5066 },
+    });
     expect(cfg.http).toEqual({ host: '127.0.0.1', port: 9060 });
     expect(cfg.highSecurity).toBe(false);
     expect(cfg.log.level).toBe('info');

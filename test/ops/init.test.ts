@@ -59,7 +59,11 @@ describe('runInit', () => {
     const cfg = loadConfig({ cwd: dir, env: {} });
     expect(cfg.domain).toBe('parley.local');
     expect(cfg.role).toBe('standard');
-    expect(cfg.listen).toEqual({ tcp: { host: '0.0.0.0', port: 5060 }, ws: { host: '0.0.0.0', port: 5066 } });
+    expect(cfg.listen).toEqual({
+      udp: { host: '0.0.0.0', port: 5060 },
+      tcp: { host: '0.0.0.0', port: 5060 },
+      ws: { host: '0.0.0.0', port: 5066 },
+    });
     expect(cfg.database.dataDir).toBe(join(dir, '.parley'));
     expect(result.config).toEqual(cfg);
   });
@@ -187,6 +191,8 @@ describe('parley init (oclif)', () => {
         path,
         '--domain',
         'cli.test',
+        '--udp',
+        'none',
         '--tcp',
         '127.0.0.1:0',
         '--ws',
