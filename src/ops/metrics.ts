@@ -250,6 +250,10 @@ export interface CreateMetricsOptions {
     serverTransactions?: () => number;
     /** Archive rows not yet written. */
     archiveBacklog?: () => number;
+    /** 1 when the store answers a trivial query (within its own timeout), else 0. */
+    storeUp?: () => Promise<number>;
+    /** Unix time (seconds) the server's TLS certificate expires, when it has one. */
+    certificateExpiry?: () => number | undefined;
   };
   activeWindowMs?: number;
   now?: () => number;
@@ -362,6 +366,29 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
       this.set(opts.sources?.archiveBacklog?.() ?? 0);
     },
   });
+  if (opts.sources?.storeUp) {
+    const storeUp = opts.sources.storeUp;
+    new Gauge({
+      name: 'parley_store_up',
+      help: 'Whether the store (embedded or PostgreSQL) answered a query at scrape time',
+      registers,
+      async collect() {
+        this.set(await storeUp());
+      },
+    });
+  }
+  if (opts.sources?.certificateExpiry) {
+    const expiry = opts.sources.certificateExpiry;
+    new Gauge({
+      name: 'parley_tls_certificate_expiry_seconds',
+      help: "Unix time the server's TLS certificate stops being valid",
+      registers,
+      collect() {
+        const at = expiry();
+        if (at !== undefined) this.set(at);
+      },
+    });
+  }
   const clientRefusals = new ReasonCounter(CLIENT_REFUSALS);
   counterFrom(
     'parley_client_refusals_total',

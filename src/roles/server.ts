@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
@@ -111,6 +112,8 @@ export async function startServer(
         connections: () => transport.connectionCount,
         serverTransactions: () => transactions.serverCount,
         archiveBacklog: () => archive?.backlog ?? 0,
+        storeUp: () => storeAnswers(db),
+        certificateExpiry: certificateExpiry(config),
       },
     });
 
@@ -588,6 +591,36 @@ export async function startServer(
     if (embedded) await embedded.close().catch(() => undefined);
     await db.close().catch(() => undefined);
     throw err;
+  }
+}
+
+/** 1 when the store answers within two seconds (parley_store_up), else 0. */
+async function storeAnswers(db: Database): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<number>((resolve) => {
+    timer = setTimeout(() => resolve(0), 2_000);
+  });
+  try {
+    return await Promise.race([
+      db.query('SELECT 1').then(
+        () => 1,
+        () => 0,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The TLS certificate's expiry for parley_tls_certificate_expiry_seconds, read once at start. */
+function certificateExpiry(config: ParleyConfig): (() => number | undefined) | undefined {
+  if (!config.tls) return undefined;
+  try {
+    const at = Date.parse(new X509Certificate(readFileSync(config.tls.cert)).validTo) / 1000;
+    return () => at;
+  } catch {
+    return undefined;
   }
 }
 

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { TestClient } from '../support/jssip.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { readMetric, startTestServer, type TestServer } from '../support/server.js';
 
 /** The usage rollup through real clients: JsSIP users sign in and chat; the report reads the rollup. */
 describe('parley report usage', () => {
@@ -17,6 +17,9 @@ describe('parley report usage', () => {
 
   it('counts active users, the peak signed in, messages and bytes of the day', async () => {
     const ws = `ws://127.0.0.1:${t.wsPort}`;
+    const metric = (name: string) => readMetric(t.server.httpUrl, name);
+    expect(await metric('parley_store_up')).toBe(1);
+    expect(await metric('parley_signed_in_users')).toBe(0);
     const alice = await TestClient.signIn(ws, 'alice', t.domain, 'secret');
     const bob = await TestClient.signIn(ws, 'bob', t.domain, 'secret');
     const arrived = bob.nextMessage();
@@ -26,6 +29,10 @@ describe('parley report usage', () => {
     await bob.sendMessage(`alice@${t.domain}`, 'hi there');
     await back;
     await new Promise((r) => setTimeout(r, 1100)); // one peak sample
+    // What a scraper sees changes as they sign in and chat.
+    expect(await metric('parley_signed_in_users')).toBe(2);
+    expect(await metric('parley_messages_routed_total')).toBe(2);
+    expect(await metric('parley_message_bytes_routed_total')).toBe(13);
     await alice.stop();
     await bob.stop();
     // A server adds its counts each minute and when it stops.
