@@ -20,6 +20,8 @@ export interface HealthReport {
 export interface OpsServerOptions extends HostPort {
   metrics?: ParleyMetrics;
   health: () => HealthReport | Promise<HealthReport>;
+  /** More GET paths (`/sessions`): each answers with a status and a JSON body. */
+  routes?: Record<string, (req: IncomingMessage) => Promise<{ status: number; body: unknown }>>;
 }
 
 export interface OpsServer {
@@ -97,8 +99,18 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: OpsServer
       sendJson(res, ready ? 200 : 503, report, req.method === 'HEAD');
       return;
     }
-    default:
-      sendJson(res, 404, { error: 'not found', paths: ['/metrics', '/health', '/ready'] });
+    default: {
+      const route = opts.routes && Object.hasOwn(opts.routes, path) ? opts.routes[path] : undefined;
+      if (route) {
+        const { status, body } = await route(req);
+        sendJson(res, status, body, req.method === 'HEAD');
+        return;
+      }
+      sendJson(res, 404, {
+        error: 'not found',
+        paths: ['/metrics', '/health', '/ready', ...Object.keys(opts.routes ?? {})],
+      });
+    }
   }
 }
 

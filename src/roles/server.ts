@@ -32,6 +32,7 @@ import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
 import { LocationTable } from '../registrar/location.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
+import { SESSIONS_SECRET_KEY, sessionsRoute, snapshotSessions } from '../reports/sessions.js';
 import { UsageRecorder } from '../reports/usage-recorder.js';
 import { createBranch, createTag } from '../sip/ids.js';
 import { SipMessage } from '../sip/message.js';
@@ -488,6 +489,21 @@ export async function startServer(
     const ops: OpsServer = await startOpsServer({
       ...config.http,
       metrics,
+      // `parley server sessions`: the live state, for holders of the store's secret only.
+      routes: {
+        '/sessions': sessionsRoute(await sharedSecret(db, SESSIONS_SECRET_KEY), (user) =>
+          snapshotSessions(
+            {
+              serverId: config.serverId,
+              aors: () => location.aors(),
+              lookup: (aor) => location.lookup(aor),
+              flow: (id) => transport.flow(id),
+              subscriptionParties: () => presence.subscriptionParties(),
+            },
+            user,
+          ),
+        ),
+      },
       health: (): HealthReport => ({
         status: draining ? 'draining' : 'ok',
         role: config.role,

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { TestClient } from '../support/jssip.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+/** `parley server sessions` against a running server with JsSIP clients signed in and watching. */
+describe('parley server sessions', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer();
+    for (const name of ['alice', 'bob']) await t.addUser(name, 'secret');
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('shows endpoints with address, transport and client, and the subscriptions held', async () => {
+    const ws = `ws://127.0.0.1:${t.wsPort}`;
+    const alice = await TestClient.signIn(ws, 'alice', t.domain, 'secret');
+    const bob = await TestClient.signIn(ws, 'bob', t.domain, 'secret');
+    try {
+      const watch = alice.watch(`bob@${t.domain}`);
+      await watch.until((n) => n.state.startsWith('active'));
+      const cli = (...args: string[]) =>
+        runCli(['server', 'sessions', '--data-dir', t.dataDir, '--domain', t.domain, ...args]);
+
+      const all = await cli('--json');
+      expect(all.code, all.output).toBe(0);
+      const sessions = JSON.parse(all.stdout);
+      expect(sessions.servers).toEqual([{ id: 'test', reachable: true, users: 2 }]);
+      const aliceSession = sessions.users.find((u: { aor: string }) => u.aor === `alice@${t.domain}`);
+      expect(aliceSession).toMatchObject({ server: 'test', watching: [`bob@${t.domain}`], watchedBy: [] });
+      expect(aliceSession.endpoints).toHaveLength(1);
+      expect(aliceSession.endpoints[0]).toMatchObject({
+        transport: 'ws',
+        userAgent: expect.stringMatching(/^JsSIP /),
+      });
+      expect(aliceSession.endpoints[0].address).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(aliceSession.endpoints[0].expiresInSeconds).toBeGreaterThan(200);
+
+      const one = await cli('--user', 'bob', '--json');
+      expect(JSON.parse(one.stdout).users).toEqual([
+        expect.objectContaining({ aor: `bob@${t.domain}`, watchedBy: [`alice@${t.domain}`], watching: [] }),
+      ]);
+      const human = await cli('--user', 'alice');
+      expect(human.stdout).toMatch(
+        /alice@example\.com {2}\(on test\)\n {2}endpoint {2}127\.0\.0\.1:\d+ ws {2}JsSIP/,
+      );
+      expect(human.stdout).toContain('watches   bob@example.com');
+
+      // Without the store's secret the endpoint says nothing.
+      const anonymous = await fetch(`${t.server.httpUrl}/sessions`);
+      expect(anonymous.status).toBe(401);
+    } finally {
+      await alice.stop();
+      await bob.stop();
+    }
+  });
+});
