@@ -41,7 +41,7 @@ function pairs(values: string[], flag: string, fallback?: string): Map<string, s
 export default class MigratePlan extends Command {
   static override summary = 'Split the users of legacy homes into waves, written to a plan file to review.';
   static override description =
-    `Reads the users living in each --from home (a standard server's store: its data folder, reached through the running server's socket) and writes a plan of named waves moving them to the --to home (a pool). Users the target cannot hold are left out and listed: one found in two source homes (it would be doubled), users past --capacity, users without a directory entry for --by ou.
+    `Reads the users living in each --from home (a standard server's store: its data folder, reached through the running server's socket) and writes a plan of named waves moving them to the --to home (a pool). Users the target cannot hold are left out and listed: one found in two source homes (it would be doubled), users past --capacity, users without a directory entry for --by ou or --by group. --by group reads the central forest's groups (groupOfNames, groupOfUniqueNames, memberOf): a user in several groups moves with the first by name, users in none in a wave of their own.
 
 Store locations go into the plan as given; pass $VAR (quoted) to keep a URL with a password out of the file. See docs/migration.md.`;
   static override examples = [
@@ -75,7 +75,10 @@ Store locations go into the plan as given; pass $VAR (quoted) to keep a URL with
       min: 1,
     }),
     out: Flags.string({ char: 'o', summary: 'Plan file to write.', required: true }),
-    config: Flags.string({ char: 'c', summary: 'parley.yaml with the directory section (for --by ou).' }),
+    config: Flags.string({
+      char: 'c',
+      summary: 'parley.yaml with the directory section (for --by ou and --by group).',
+    }),
   };
 
   async run(): Promise<PlanCommandResult> {
@@ -89,11 +92,12 @@ Store locations go into the plan as given; pass $VAR (quoted) to keep a URL with
         where.set(home, resolveLocation(home, location, process.env, base));
       where.set(targetHome, resolveLocation(targetHome, targetLocation, process.env, base));
       const directory =
-        flags.by === 'ou'
+        flags.by === 'ou' || flags.by === 'group'
           ? await readDirectoryPlacements(
               loadCliConfig({ config: flags.config }).directory,
               flags.config ?? 'parley.yaml',
               process.env,
+              flags.by,
             )
           : undefined;
       const out = resolve(flags.out);

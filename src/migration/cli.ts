@@ -5,11 +5,13 @@ import { Listr } from 'listr2';
 import { CliError, fromCatalogued } from '../cli/errors.js';
 import { CentralDirectory } from '../directory/central.js';
 import { type DirectoryConfig, parseDirectoryConfig } from '../directory/config.js';
+import { connectLdap } from '../directory/ldap.js';
 import type { WaveRecord, WaveUserRecord, WaveUserState } from '../store/migration-journal.js';
 import { DataFolderInUseError } from '../store/open.js';
 import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { MigrationError } from './errors.js';
+import { normalizeDn, readGroupMembers, readSipEnabledWithMemberOf } from './groups.js';
 import {
   MigrationInterruptedError,
   moveWave,
@@ -360,17 +362,20 @@ export function statusLines(s: MigrationStatus): string[] {
 
 /**
  * Each SIP-enabled user's entry in the central forest (its DN, whose parent is its OU), for
- * `parley migrate plan --by ou`. Reads parley.yaml's directory section.
+ * `parley migrate plan --by ou`; with `by` = `group`, also the groups the user is a direct
+ * member of (groupOfNames/groupOfUniqueNames under the base, and `memberOf` where the
+ * server keeps it). Reads parley.yaml's directory section.
  */
 export async function readDirectoryPlacements(
   rawDirectory: unknown,
   file: string,
   env: Record<string, string | undefined>,
+  by: 'ou' | 'group' = 'ou',
 ): Promise<Map<string, DirectoryPlacementInfo>> {
   if (rawDirectory === undefined) {
     throw new MigrationError(
       'MIGRATION_PLAN_INVALID',
-      `--by ou needs the directory: ${file} has no directory section (docs/directory.md)`,
+      `--by ${by} needs the directory: ${file} has no directory section (docs/directory.md)`,
     );
   }
   let config: DirectoryConfig;
@@ -379,8 +384,25 @@ export async function readDirectoryPlacements(
   } catch (err) {
     throw new MigrationError('MIGRATION_PLAN_INVALID', (err as Error).message);
   }
-  const central = await CentralDirectory.connect(config.central, env);
   const out = new Map<string, DirectoryPlacementInfo>();
+  if (by === 'group') {
+    const client = await connectLdap(config.central, { env });
+    try {
+      const members = await readGroupMembers(client, config.central);
+      for await (const page of readSipEnabledWithMemberOf(client, config.central)) {
+        for (const entry of page) {
+          const groups = new Map<string, string>();
+          for (const g of [...(members.get(normalizeDn(entry.dn)) ?? []), ...entry.memberOf])
+            if (!groups.has(normalizeDn(g))) groups.set(normalizeDn(g), g);
+          out.set(entry.aor, { dn: entry.dn, groups: [...groups.values()] });
+        }
+      }
+    } finally {
+      await client.unbind().catch(() => undefined);
+    }
+    return out;
+  }
+  const central = await CentralDirectory.connect(config.central, env);
   try {
     for await (const page of central.sipEnabled()) {
       for (const entry of page)

@@ -2,6 +2,7 @@ import YAML from 'yaml';
 import type { Store } from '../store/store.js';
 import { normalizeAor } from '../store/users.js';
 import { MigrationError } from './errors.js';
+import { firstGroup, groupLabel } from './groups.js';
 import type { StoreLocation } from './stores.js';
 
 /**
@@ -199,17 +200,24 @@ function groupKey(opts: PlanOptions, home: string, aor: string, source: string):
       return comma < 0 ? dn : dn.slice(comma + 1).trim();
     }
     case 'group': {
-      const groups = opts.directory?.get(aor)?.groups;
-      return groups && groups.length > 0 ? [...groups].sort()[0] : undefined;
+      const entry = opts.directory?.get(aor);
+      if (!entry) return undefined;
+      // In no group: a wave of their own. In several: the first group by name, once.
+      return firstGroup(entry.groups ?? []) ?? NO_GROUP;
     }
   }
 }
 
+/** The group key of directory users who are members of no group (not a DN, so never a group's). */
+const NO_GROUP = '\u0000no-group';
+
 /** A readable wave name: legacy1-sales for ou=sales,dc=example,dc=com. */
 function waveName(from: string, by: WaveGrouping, key: string): string {
   if (by === 'home' || by === 'size') return from;
+  if (key === NO_GROUP) return `${from}-no-group`;
   let label = key;
-  if (by === 'ou' || by === 'group') label = /^[a-z]+=([^,]+)/i.exec(key)?.[1] ?? key;
+  if (by === 'ou') label = /^[a-z]+=([^,]+)/i.exec(key)?.[1] ?? key;
+  if (by === 'group') label = groupLabel(key);
   const slug = label
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
