@@ -1,15 +1,22 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Attribute, Change, Client } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { parseDirectoryConfig } from '../../src/directory/config.js';
 import { prepareCentral } from '../../src/directory/schema.js';
 import { readDirectoryPlacements } from '../../src/migration/cli.js';
 import { MigrationError } from '../../src/migration/errors.js';
 import { firstGroup, groupLabel, normalizeDn } from '../../src/migration/groups.js';
 import { planWaves } from '../../src/migration/plan.js';
+import { openDatabase } from '../../src/store/open.js';
 import { createStore, type Store } from '../../src/store/store.js';
+import { runCli } from '../support/cli.js';
 import { createTestDatabase } from '../support/database.js';
 import { type SlapdInstance, startSlapd } from '../support/slapd.js';
 
+const built = existsSync(join(import.meta.dirname, '../../dist/commands/migrate/plan.js'));
 const BASE = 'dc=central,dc=example';
 const DOMAIN = 'example.com';
 const person = (uid: string) =>
@@ -158,6 +165,59 @@ describe('plan by LDAP group (central forest)', () => {
     );
     expect(firstGroup([])).toBeUndefined();
   });
+
+  it.skipIf(!built)(
+    'parley migrate plan --by group --config reads the groups through the built CLI',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'mg-groups-cli-'));
+      try {
+        const legacyDb = await openDatabase({ dataDir: join(dir, 'legacy1') });
+        const legacyStore = createStore(legacyDb);
+        for (const name of ['ann', 'ben', 'cat', 'dan', 'eve'])
+          await legacyStore.users.createUser({ aor: `${name}@${DOMAIN}`, displayName: name, home: null });
+        await legacyStore.close();
+        const poolStore = createStore(await openDatabase({ dataDir: join(dir, 'pool1') }));
+        await poolStore.homes.upsertHome({
+          name: 'pool1',
+          kind: 'pool',
+          address: 'sip:127.0.0.1:5999;transport=tcp',
+        });
+        await poolStore.close();
+        writeFileSync(join(dir, 'parley.yaml'), YAML.stringify({ directory }));
+        const run = await runCli(
+          [
+            'migrate',
+            'plan',
+            '--from',
+            'legacy1=legacy1',
+            '--to',
+            'pool1=pool1',
+            '--by',
+            'group',
+            '--config',
+            'parley.yaml',
+            '--out',
+            'plan.yaml',
+            '--json',
+          ],
+          { cwd: dir, env: { ...env, PARLEY_DATABASE_URL: undefined, CI: '1' }, timeoutMs: 60_000 },
+        );
+        expect(run.code, run.output).toBe(0);
+        const out = JSON.parse(run.stdout);
+        expect(out.waves.map((w: { name: string; users: number }) => [w.name, w.users]).sort()).toEqual([
+          ['legacy1-engineering', 1],
+          ['legacy1-no-group', 1],
+          ['legacy1-r-d-north', 1],
+          ['legacy1-sales-emea', 1],
+        ]);
+        expect(out.refused).toMatchObject([{ aor: `eve@${DOMAIN}`, reason: 'not-in-directory' }]);
+        expect(readFileSync(join(dir, 'plan.yaml'), 'utf8')).toContain('--by group');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 
   it('takes memberOf where the server keeps it (memberof overlay), without counting a group twice', async () => {
     const config = await configClient(central);
