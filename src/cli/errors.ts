@@ -266,6 +266,11 @@ export const CLI_ERRORS = {
     exit: 3,
     suggestion: '`parley clients policy list` shows the rules and their ids.',
   },
+  SETTINGS_FILE_INVALID: {
+    exit: 2,
+    suggestion:
+      'Fix the keys named above; `parley config export` writes a file in the expected shape to start from.',
+  },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type CliErrorCode = keyof typeof CLI_ERRORS;

@@ -137,6 +137,28 @@ export class ClientPolicyRepository {
     });
   }
 
+  /** Replaces every rule and the default at once (`parley config import`), in the order given. */
+  async replaceAll(
+    rules: readonly Omit<NewClientRule, 'position'>[],
+    fallback: ClientDefault,
+  ): Promise<ClientRule[]> {
+    return this.sql.transaction(async (tx) => {
+      await tx.query('LOCK TABLE client_policies IN EXCLUSIVE MODE');
+      await tx.query('DELETE FROM client_policies');
+      const added: ClientRule[] = [];
+      for (const [i, rule] of rules.entries()) {
+        const { rows } = await tx.query<RuleRow>(
+          `INSERT INTO client_policies (product, versions, action, upgrade_url, reason, position)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${RULE_COLUMNS}`,
+          [rule.product, rule.versions, rule.action, rule.upgradeUrl ?? null, rule.reason ?? '', i + 1],
+        );
+        added.push(toRule(rows[0]));
+      }
+      await new ClientPolicyRepository(tx).setDefault(fallback);
+      return added;
+    });
+  }
+
   async setDefault(fallback: ClientDefault): Promise<ClientDefault> {
     return this.sql.transaction(async (tx) => {
       const previous = await new ClientPolicyRepository(tx).getDefault();

@@ -15,6 +15,7 @@ import type { DnsPlanError } from '../../src/ops/dns.js';
 import type { DrainErrorCode } from '../../src/ops/drain.js';
 import type { InitError } from '../../src/ops/init.js';
 import { formatPrettyLine } from '../../src/ops/log.js';
+import type { SettingsFileError } from '../../src/reports/deployment-settings.js';
 import type { StoreBackupErrorCode } from '../../src/store/backup.js';
 import { openDatabase } from '../../src/store/open.js';
 import type { UserErrorCode } from '../../src/users/errors.js';
@@ -34,6 +35,7 @@ type DomainCodes = [
   Catalogued<ExportScopeError['code']>,
   Catalogued<RestoreSourceError['code']>,
   Catalogued<ClientPolicyError['code']>,
+  Catalogued<SettingsFileError['code']>,
 ];
 
 const work = mkdtempSync(join(tmpdir(), 'cli-catalogue-'));

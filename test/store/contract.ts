@@ -900,6 +900,26 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         await expect(repo.add({ product: 'X', versions: '*', action: 'upgrade' })).rejects.toThrow();
       });
 
+      it('replaces every rule and the default at once', async () => {
+        const repo = store.clientPolicies;
+        await repo.add({ product: 'Old', versions: '*', action: 'block' });
+        const rules = await repo.replaceAll(
+          [
+            { product: 'JsSIP', versions: '<3.10', action: 'upgrade', upgradeUrl: 'https://u.example' },
+            { product: 'SIPp', versions: '*', action: 'block', reason: 'lab' },
+          ],
+          { action: 'block', reason: 'only these' },
+        );
+        expect(rules.map((r) => [r.product, r.position])).toEqual([
+          ['JsSIP', 1],
+          ['SIPp', 2],
+        ]);
+        expect(await repo.load()).toMatchObject({
+          rules: [{ product: 'JsSIP' }, { product: 'SIPp', reason: 'lab' }],
+          fallback: { action: 'block', reason: 'only these' },
+        });
+      });
+
       it('has one default, allow until set', async () => {
         const repo = store.clientPolicies;
         expect(await repo.getDefault()).toEqual({ action: 'allow', reason: '' });
