@@ -10,7 +10,8 @@ ALTER TABLE client_policies
   ADD CONSTRAINT client_policies_upgrade_url CHECK (action <> 'upgrade' OR upgrade_url IS NOT NULL);
 -- positions are renumbered 1..n inside the transaction of every change (ClientPolicyRepository)
 
--- What a client no rule matches gets: one row.
+-- What a client no rule matches gets: at most one row; none means allow (so a new store
+-- holds no rows and restores into it as empty).
 CREATE TABLE client_policy_default (
   only_row     boolean PRIMARY KEY DEFAULT true CHECK (only_row),
   action       text NOT NULL CHECK (action IN ('allow', 'block', 'upgrade')),
@@ -18,4 +19,3 @@ CREATE TABLE client_policy_default (
   reason       text NOT NULL DEFAULT '',
   CHECK (action <> 'upgrade' OR upgrade_url IS NOT NULL)
 );
-INSERT INTO client_policy_default (action) VALUES ('allow');
