@@ -35,8 +35,10 @@ export interface ParleyConfig {
   /** Host or host:port to put in Via/Record-Route when it differs from the listen address. */
   advertise?: string;
   tls?: { cert: string; key: string; ca?: string; requireClientCert: boolean };
-  /** TLS/WSS only: plain TCP and WS listeners are refused. */
+  /** TLS/WSS only: plain TCP and WS listeners are refused (`security: high`, or `highSecurity: true`). */
   highSecurity: boolean;
+  /** `high` when highSecurity: what `parley server status` shows. */
+  security: 'standard' | 'high';
   database: { dataDir: string; url?: string };
   http: HostPort;
   log: { level: LogLevel; format: LogFormat };
@@ -225,6 +227,7 @@ const TOP_LEVEL_KEYS = [
   'advertise',
   'tls',
   'highSecurity',
+  'security',
   'database',
   'http',
   'log',
@@ -403,7 +406,21 @@ function validate(r: LayeredReader): ParleyConfig {
   }
   const home = readOptionalString(r, 'home') ?? (role === 'standard' ? domain : undefined);
 
-  const highSecurity = readBoolean(r, 'highSecurity', false);
+  // `security: high` is the documented spelling; `highSecurity: true` the older one.
+  const security = readEnum(r, 'security', ['standard', 'high'] as const, 'standard');
+  const highSecurityAt = r.get('highSecurity');
+  if (
+    highSecurityAt &&
+    r.get('security') &&
+    readBoolean(r, 'highSecurity', false) !== (security === 'high')
+  ) {
+    throw new ConfigError(
+      `contradicts security: ${security} (set one of them)`,
+      'highSecurity',
+      highSecurityAt.source.label,
+    );
+  }
+  const highSecurity = security === 'high' || readBoolean(r, 'highSecurity', false);
 
   r.checkKeys('listen', [...LISTEN_TRANSPORTS, 'internal', 'federation']);
   const listen: ParleyConfig['listen'] = {};
@@ -432,7 +449,9 @@ function validate(r: LayeredReader): ParleyConfig {
         throw new ConfigError(
           `highSecurity accepts TLS and WSS only; remove listen.${plain}`,
           `listen.${plain}`,
-          r.get(`listen.${plain}`)?.source.label ?? r.get('highSecurity')?.source.label,
+          r.get(`listen.${plain}`)?.source.label ??
+            r.get('highSecurity')?.source.label ??
+            r.get('security')?.source.label,
         );
       }
     }
@@ -641,6 +660,7 @@ function validate(r: LayeredReader): ParleyConfig {
     serverId,
     listen,
     highSecurity,
+    security: highSecurity ? 'high' : 'standard',
     database,
     http,
     log,

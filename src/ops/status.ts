@@ -22,6 +22,8 @@ export interface ServerHealth {
   signedInUsers?: number;
   subscriptions?: number;
   activeUsers?: number;
+  /** `standard` or `high` (security: high): what the server says it runs. */
+  security?: string;
   /** Why the check failed (timeout, connection refused, not JSON, no health URL). */
   error?: string;
 }
@@ -215,6 +217,7 @@ export async function fetchHealth(
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
   const health: ServerHealth = { reachable: true, httpStatus: res.status };
   if (typeof b.status === 'string') health.status = b.status;
+  if (typeof b.security === 'string') health.security = b.security;
   for (const key of [
     'flows',
     'registeredEndpoints',
@@ -247,7 +250,17 @@ export function renderPoolStatus(status: PoolStatus): string[] {
       'A server registers itself when it starts (`parley server start`) and leaves when it stops.',
     ];
   }
-  const header = ['SERVER', 'ROLE', 'HOME', 'STATE', 'HEARTBEAT', 'USERS', 'ENDPOINTS', 'SUBSCRIPTIONS'];
+  const header = [
+    'SERVER',
+    'ROLE',
+    'HOME',
+    'STATE',
+    'HEARTBEAT',
+    'USERS',
+    'ENDPOINTS',
+    'SUBSCRIPTIONS',
+    'SECURITY',
+  ];
   const rows = status.servers.map((s) => [
     s.id,
     s.role,
@@ -257,6 +270,7 @@ export function renderPoolStatus(status: PoolStatus): string[] {
     shown(s.health.signedInUsers),
     shown(s.health.registeredEndpoints),
     shown(s.health.subscriptions),
+    s.health.security ?? '-',
   ]);
   const t = status.totals;
   const states = (['up', 'draining', 'unhealthy', 'down'] as const)
@@ -272,6 +286,7 @@ export function renderPoolStatus(status: PoolStatus): string[] {
     String(t.live.signedInUsers),
     String(t.live.connectedEndpoints),
     String(t.live.subscriptions),
+    '',
   ];
   const all = [header, ...rows, total];
   const widths = header.map((_, i) => Math.max(...all.map((r) => r[i].length)));
@@ -291,6 +306,7 @@ export function renderPoolStatus(status: PoolStatus): string[] {
     "USERS, ENDPOINTS, SUBSCRIPTIONS  each server's /health: the users signed in, the endpoints registered",
     '           and the presence subscriptions it holds now ("-" when it did not answer). A user signed in',
     '           on two front-ends counts on each.',
+    'SECURITY   the mode each server runs: high (security: high) takes clients over TLS and WSS only and SHA-256 digests only.',
   );
   return out;
 }

@@ -59,6 +59,7 @@ import type { Flow } from '../transport/flow.js';
 import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
 import { addToBlockList } from '../transport/limits.js';
 import { startEdge } from './edge.js';
+import { Sha256OnlyAuthenticator } from './high-security.js';
 
 export interface ParleyServer {
   readonly config: ParleyConfig;
@@ -265,7 +266,9 @@ export async function startServer(
     });
     const flowTokens = new FlowTokens(await sharedSecret(db, 'flow_token_secret'), config.serverId);
     const routeSigner = new DialogRouteSigner(await sharedSecret(db, 'record_route_secret'));
-    const authenticator = new Authenticator(domain, nonces, credentials, {
+    // security: high accepts SHA-256 digest answers only (src/roles/high-security.ts).
+    const DigestAuthenticator = config.highSecurity ? Sha256OnlyAuthenticator : Authenticator;
+    const authenticator = new DigestAuthenticator(domain, nonces, credentials, {
       algorithms: digestAlgorithms(config),
       failures: new AuthFailureTracker(config.auth),
       log: componentLogger(log, 'registrar'),
@@ -513,6 +516,7 @@ export async function startServer(
         signedInUsers: location.signedInUsers,
         activeUsers: metrics.activeUsers.count(),
         subscriptions: presence.subscriptionCount,
+        security: config.security,
         clients: clientsSignedIn(),
       }),
     });
