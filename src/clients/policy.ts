@@ -4,28 +4,11 @@
  * server compiles them once per change and asks `decide` per request (a cached Map lookup).
  */
 
-export type ClientAction = 'allow' | 'block' | 'upgrade';
+import type { ClientAction, ClientDefault, ClientRule } from '../store/clients.js';
+
+// The rows' shapes belong to the store that keeps them (as AccessRule does).
+export type { ClientAction, ClientDefault, ClientRule } from '../store/clients.js';
 export const CLIENT_ACTIONS: readonly ClientAction[] = ['allow', 'block', 'upgrade'];
-
-/** One rule: a product token (or `*` for any client) and a range of its versions. */
-export interface ClientRule {
-  id: number;
-  /** 1-based; the first matching rule decides. */
-  position: number;
-  product: string;
-  /** Space-separated comparators (`>=3.10 <4`), all of which must hold; `*` for any version. */
-  versions: string;
-  action: ClientAction;
-  upgradeUrl?: string;
-  reason: string;
-}
-
-/** What clients no rule matches get. */
-export interface ClientDefault {
-  action: ClientAction;
-  upgradeUrl?: string;
-  reason: string;
-}
 
 export interface ClientDecision {
   action: ClientAction;

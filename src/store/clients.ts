@@ -1,5 +1,26 @@
-import type { ClientAction, ClientDefault, ClientRule } from '../clients/policy.js';
 import type { Sql } from './sql.js';
+
+export type ClientAction = 'allow' | 'block' | 'upgrade';
+
+/** One rule: a product token (or `*` for any client) and a range of its versions. */
+export interface ClientRule {
+  id: number;
+  /** 1-based; the first matching rule decides. */
+  position: number;
+  product: string;
+  /** Space-separated comparators (`>=3.10 <4`), all of which must hold; `*` for any version. */
+  versions: string;
+  action: ClientAction;
+  upgradeUrl?: string;
+  reason: string;
+}
+
+/** What clients no rule matches get. */
+export interface ClientDefault {
+  action: ClientAction;
+  upgradeUrl?: string;
+  reason: string;
+}
 
 /** LISTEN/NOTIFY channel: the client version rules changed (payload: what changed, for logs). */
 export const CLIENT_POLICIES_CHANNEL = 'parley_client_policies';
