@@ -24,7 +24,7 @@ import { TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { type NamedListener, type TlsMaterial, TransportLayer } from '../transport/layer.js';
-import type { ParleyServer } from './server.js';
+import type { ParleyServer } from './parley-server.js';
 
 /** Inside servers may send large bodies (contact lists, presence documents) the outside may not. */
 const INSIDE_MAX_MESSAGE_SIZE = 65_535;

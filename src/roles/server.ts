@@ -14,7 +14,7 @@ import type { ParleyConfig } from '../ops/config.js';
 import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
 import { componentLogger, createLogger } from '../ops/log.js';
-import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
+import { createMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
 import { MemoryPublicationStore, SharedPublicationStore } from '../presence/publications.js';
 import { CONTACTS_EVENT, type ContactListAccess, PresenceServer } from '../presence/server.js';
@@ -60,19 +60,9 @@ import { type Listening, type TlsMaterial, TransportLayer } from '../transport/l
 import { addToBlockList } from '../transport/limits.js';
 import { startEdge } from './edge.js';
 import { Sha256OnlyAuthenticator } from './high-security.js';
+import type { ParleyServer } from './parley-server.js';
 
-export interface ParleyServer {
-  readonly config: ParleyConfig;
-  readonly listening: Listening[];
-  readonly httpUrl: string;
-  readonly metrics: ParleyMetrics;
-  readonly db: Database;
-  /** Resolves once a drain has emptied the server (or its timeout passed). */
-  readonly drained: Promise<void>;
-  /** Stop taking new connections and tell endpoints to go elsewhere; resolves when empty or after the timeout. */
-  drain(timeoutMs?: number): Promise<void>;
-  close(): Promise<void>;
-}
+export type { ParleyServer } from './parley-server.js';
 
 export interface StartServerOptions {
   log?: Logger;
