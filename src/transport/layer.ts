@@ -319,6 +319,8 @@ export class TransportLayer {
           key: tls?.key,
           rejectUnauthorized: true,
         });
+        // As on TCP: SIP messages are small and answered; Nagle would hold each one back.
+        socket.setNoDelay(true);
         socket.once('secureConnect', () => {
           socket.off('error', onError);
           socket.setTimeout(0);
