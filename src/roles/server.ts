@@ -104,7 +104,7 @@ export async function startServer(
         connections: () => transport.connectionCount,
         serverTransactions: () => transactions.serverCount,
         archiveBacklog: () => archive?.backlog ?? 0,
-        storeUp: () => storeAnswers(db),
+        storeUp: () => storeAnswers(new ServerRepository(db)),
         certificateExpiry: certificateExpiry(config),
       },
     });
@@ -604,15 +604,15 @@ export async function startServer(
   }
 }
 
-/** 1 when the store answers within two seconds (parley_store_up), else 0. */
-async function storeAnswers(db: Database): Promise<number> {
+/** 1 when the store answers within two seconds (parley_store_up), else 0: it is asked its clock. */
+async function storeAnswers(servers: ServerRepository): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<number>((resolve) => {
     timer = setTimeout(() => resolve(0), 2_000);
   });
   try {
     return await Promise.race([
-      db.query('SELECT 1').then(
+      servers.clock().then(
         () => 1,
         () => 0,
       ),
