@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestDnsServer } from '../support/dns.js';
-import { fresh, type RawMessage, RawSipClient } from '../support/raw-sip.js';
-import { allow, type Org, register, startOrg } from './edge-support.js';
+import { fresh, type RawMessage, type RawSipClient } from '../support/raw-sip.js';
+import { allow, type Org, signInInside, startOrg } from './edge-support.js';
 
 /**
  * Calls across organisations: INVITE/ACK/BYE and CANCEL from alice@parley.test to
@@ -41,21 +41,8 @@ describe('calls across the edges', { timeout: 120_000 }, () => {
     }
     await a.home.addUser('alice', 'alice-secret');
     await b.home.addUser('bob', 'bob-secret');
-    alice = await RawSipClient.open(a.home.tcpPort, '127.0.0.1', '127.0.0.2');
-    bob = await RawSipClient.open(b.home.tcpPort, '127.0.0.1', '127.0.0.3');
-    for (const [c, user, domain, ip] of [
-      [alice, 'alice', 'parley.test', '127.0.0.2'],
-      [bob, 'bob', 'partner.test', '127.0.0.3'],
-    ] as const) {
-      const reg = await register(c, {
-        user,
-        domain,
-        password: `${user}-secret`,
-        transport: 'TCP',
-        contactHost: `${ip}:${c.localPort}`,
-      });
-      expect(reg.status).toBe(200);
-    }
+    alice = await signInInside(a.home.tcpPort, 'alice', 'parley.test', '127.0.0.2');
+    bob = await signInInside(b.home.tcpPort, 'bob', 'partner.test', '127.0.0.3');
     await allow(a, 'partner.test');
     await allow(b, 'parley.test');
   });

@@ -8,9 +8,18 @@ import { type ParleyServer, startServer } from '../../src/roles/server.js';
 import { HomeRepository } from '../../src/store/homes.js';
 import { UserRepository } from '../../src/store/users.js';
 import { TestDnsServer } from '../support/dns.js';
-import { fresh, type RawMessage, RawSipClient } from '../support/raw-sip.js';
+import { fresh, type RawMessage, type RawSipClient } from '../support/raw-sip.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { answer, freePort, nextRequest, openTls, pki, register, sendMessage } from './edge-support.js';
+import {
+  answer,
+  freePort,
+  nextRequest,
+  openTls,
+  pki,
+  register,
+  sendMessage,
+  signInInside,
+} from './edge-support.js';
 
 /**
  * The deployment docs/edge.md draws: edge -> director -> home. The edge's next hop is a
@@ -96,15 +105,7 @@ describe('edge -> director -> home', { timeout: 120_000 }, () => {
       }),
       { log: process.env.PARLEY_TEST_LOG ? undefined : silentLogger() },
     );
-    alice = await RawSipClient.open(home.tcpPort, '127.0.0.1', '127.0.0.2');
-    const reg = await register(alice, {
-      user: 'alice',
-      domain: 'parley.test',
-      password: 'alice-secret',
-      transport: 'TCP',
-      contactHost: `127.0.0.2:${alice.localPort}`,
-    });
-    expect(reg.status).toBe(200);
+    alice = await signInInside(home.tcpPort, 'alice', 'parley.test', '127.0.0.2');
   });
 
   afterAll(async () => {

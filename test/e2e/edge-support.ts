@@ -164,6 +164,28 @@ export async function register(
   return r;
 }
 
+/**
+ * An inside user signed in at a home over TCP, from a loopback address of its own (the
+ * homes trust 127.0.0.1, where the edge connects from). Password `${user}-secret`.
+ */
+export async function signInInside(
+  homeTcpPort: number,
+  user: string,
+  domain: string,
+  fromAddress: string,
+): Promise<RawSipClient> {
+  const c = await RawSipClient.open(homeTcpPort, '127.0.0.1', fromAddress);
+  const reg = await register(c, {
+    user,
+    domain,
+    password: `${user}-secret`,
+    transport: 'TCP',
+    contactHost: `${fromAddress}:${c.localPort}`,
+  });
+  if (reg.status !== 200) throw new Error(`${user} could not sign in at the home: ${reg.startLine}`);
+  return c;
+}
+
 /** Sends a MESSAGE; returns its Call-ID. */
 export function sendMessage(
   c: RawSipClient,

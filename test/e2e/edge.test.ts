@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { TestDnsServer } from '../support/dns.js';
 import { TestClient } from '../support/jssip.js';
-import { RawSipClient } from '../support/raw-sip.js';
+import type { RawSipClient } from '../support/raw-sip.js';
 import { readMetric } from '../support/server.js';
 import {
   answer,
@@ -13,6 +13,7 @@ import {
   pki,
   register,
   sendMessage,
+  signInInside,
   startOrg,
 } from './edge-support.js';
 
@@ -42,15 +43,7 @@ describe('edge: remote users', { timeout: 120_000 }, () => {
       edge: { unknownRequestsPerSecond: 5, requestsPerSecond: 50, burst: 100 },
     });
     for (const user of ['alice', 'carol', 'dave']) await org.home.addUser(user, `${user}-secret`);
-    alice = await RawSipClient.open(org.home.tcpPort, '127.0.0.1', '127.0.0.2');
-    const reg = await register(alice, {
-      user: 'alice',
-      domain: 'parley.test',
-      password: 'alice-secret',
-      transport: 'TCP',
-      contactHost: `127.0.0.2:${alice.localPort}`,
-    });
-    expect(reg.status).toBe(200);
+    alice = await signInInside(org.home.tcpPort, 'alice', 'parley.test', '127.0.0.2');
   });
 
   afterAll(async () => {

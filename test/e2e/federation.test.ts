@@ -5,7 +5,7 @@ import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueCertificate } from '../../src/certs/pki.js';
 import { TestDnsServer } from '../support/dns.js';
-import { fresh, type RawMessage, RawSipClient } from '../support/raw-sip.js';
+import { fresh, type RawMessage, type RawSipClient } from '../support/raw-sip.js';
 import { readMetric } from '../support/server.js';
 import {
   allow,
@@ -14,9 +14,9 @@ import {
   type Org,
   openTls,
   pki,
-  register,
   sendMessage,
   settle,
+  signInInside,
   startOrg,
 } from './edge-support.js';
 
@@ -58,18 +58,8 @@ describe('federation through two edges', { timeout: 120_000 }, () => {
     );
     await a.home.addUser('alice', 'alice-secret');
     await b.home.addUser('bob', 'bob-secret');
-    alice = await RawSipClient.open(a.home.tcpPort, '127.0.0.1', '127.0.0.2');
-    bob = await RawSipClient.open(b.home.tcpPort, '127.0.0.1', '127.0.0.3');
-    const reg = (c: RawSipClient, user: string, domain: string) =>
-      register(c, {
-        user,
-        domain,
-        password: `${user}-secret`,
-        transport: 'TCP',
-        contactHost: `127.0.0.${user === 'alice' ? 2 : 3}:${c.localPort}`,
-      });
-    expect((await reg(alice, 'alice', 'parley.test')).status).toBe(200);
-    expect((await reg(bob, 'bob', 'partner.test')).status).toBe(200);
+    alice = await signInInside(a.home.tcpPort, 'alice', 'parley.test', '127.0.0.2');
+    bob = await signInInside(b.home.tcpPort, 'bob', 'partner.test', '127.0.0.3');
   });
 
   afterAll(async () => {
