@@ -256,6 +256,8 @@ export async function startServer(
     });
     const flowTokens = new FlowTokens(await sharedSecret(db, 'flow_token_secret'), config.serverId);
     const routeSigner = new DialogRouteSigner(await sharedSecret(db, 'record_route_secret'));
+    // Server peers (the edge, directors, other homes) by the address their connections come from.
+    const isTrustedPeer = trustedPeerCheck(config.trustedPeers);
     // security: high accepts SHA-256 digest answers only (src/roles/high-security.ts).
     const DigestAuthenticator = config.highSecurity ? Sha256OnlyAuthenticator : Authenticator;
     const authenticator = new DigestAuthenticator(domain, nonces, credentials, {
@@ -274,7 +276,7 @@ export async function startServer(
       authenticator,
       location,
       onRegistered: userActive,
-      isTrustedPeer: trustedPeerCheck(config.trustedPeers),
+      isTrustedPeer,
     });
 
     let core!: ProxyCore;
@@ -380,7 +382,6 @@ export async function startServer(
       },
     });
 
-    const isTrustedPeer = trustedPeerCheck(config.trustedPeers);
     // Client version control (docs/clients.md): REGISTER, SUBSCRIBE, PUBLISH and MESSAGE of
     // a client the rules refuse get 403; the rules follow the store without a restart.
     const clientGate = new ClientGate({
