@@ -37,6 +37,8 @@ export type AuthFlow = Pick<Flow, 'id' | 'remoteAddress'>;
  *    a director's nonce brought to the home, or a captured request replayed elsewhere).
  *  - expired: right answer to a nonce past its lifetime.
  *  - bad_nonce: a nonce we did not issue (forged, or signed with a rotated secret).
+ *  - algorithm_not_offered: an answer in a digest algorithm the challenge did not offer (MD5
+ *    to a SHA-256-only server, SHA-512-256, a made-up name): a downgrade or a broken client.
  *  - wrong_realm, malformed: the client's configuration or parser.
  */
 export const AUTH_FAILURE_REASONS = [
@@ -48,13 +50,18 @@ export const AUTH_FAILURE_REASONS = [
   'other_flow',
   'expired',
   'bad_nonce',
+  'algorithm_not_offered',
   'wrong_realm',
   'malformed',
 ] as const;
 export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
 export interface AuthenticatorOptions {
-  /** Challenges to offer, most preferred first (RFC 8760 2.4). Default ['MD5']. */
+  /**
+   * The algorithms this authenticator offers, most preferred first (RFC 8760 2.4), one
+   * challenge each; an answer in any other algorithm is refused. Default ['MD5'] (see
+   * digestAlgorithms in roles/server.ts for why the server's default is MD5 alone).
+   */
   algorithms?: DigestAlgorithm[];
   failures?: AuthFailureTracker;
   nonceCounts?: NonceCountWindow;
@@ -88,6 +95,11 @@ const QOP_BY_KIND: Record<AuthKind, DigestQop[]> = { www: ['auth'], proxy: ['aut
  * Replay: each nonce is bound to the connection it was issued on and each (nonce, nc) is
  * accepted once (see NonceManager, NonceCountWindow); a replay on the same or another
  * connection gets a fresh challenge. Guessing: see AuthFailureTracker.
+ *
+ * Algorithms: only an answer in an algorithm this authenticator offered is looked at. RFC 8760
+ * 2.4 has the client use the topmost challenge it supports; a client that answers MD5 when
+ * only SHA-256 was offered (both HA1s are stored, so it would verify) is downgrading, and one
+ * that names an algorithm nobody offered cannot be verified: both get a fresh challenge.
  */
 export class Authenticator {
   private readonly algorithms: DigestAlgorithm[];
@@ -109,6 +121,8 @@ export class Authenticator {
       ? { algorithms: algorithmsOrOptions }
       : algorithmsOrOptions;
     this.algorithms = opts.algorithms ?? ['MD5'];
+    if (this.algorithms.length === 0)
+      throw new Error('an authenticator must offer at least one digest algorithm');
     this.failures = opts.failures ?? new AuthFailureTracker();
     this.nonceCounts = opts.nonceCounts ?? new NonceCountWindow();
     this.log = opts.log;
@@ -138,9 +152,15 @@ export class Authenticator {
     const parsed = parseAuthorization(header);
     const client = flow ? this.clientAddress?.(request, flow) : undefined;
     const address = client ?? flow?.remoteAddress ?? '';
+    if ('error' in parsed && parsed.algorithm !== undefined) {
+      return this.notOffered(kind, flowKey, parsed.algorithm, parsed.username, address);
+    }
     if ('error' in parsed) {
       this.failed('malformed', undefined, address);
       return { ok: false, status: 400, reason: `Bad Request - ${parsed.error}` };
+    }
+    if (!this.algorithms.includes(parsed.algorithm)) {
+      return this.notOffered(kind, flowKey, parsed.algorithm, parsed.username, address);
     }
     if (parsed.realm !== this.realm) {
       this.failed('wrong_realm', parsed.username, address);
@@ -251,6 +271,31 @@ export class Authenticator {
     const outcome = this.challenge(kind, false, flowKey);
     if (record.delayMs <= 0) return outcome;
     return this.sleep(record.delayMs).then(() => outcome);
+  }
+
+  /**
+   * An answer in an algorithm we did not offer: refused before any secret is looked at, with a
+   * fresh challenge (the client may still answer one we offer), not counted as a guess.
+   */
+  private notOffered(
+    kind: AuthKind,
+    flowKey: string,
+    algorithm: string,
+    user: string | undefined,
+    address: string,
+  ): AuthOutcome {
+    this.onFailure?.('algorithm_not_offered');
+    this.log?.warn(
+      {
+        user: user?.toLowerCase(),
+        address,
+        reason: 'algorithm_not_offered',
+        algorithm,
+        offered: this.algorithms,
+      },
+      'authentication refused: digest algorithm not offered',
+    );
+    return this.challenge(kind, false, flowKey);
   }
 
   private logLock(user: string, address: string, scope: LockScope, seconds: number): void {

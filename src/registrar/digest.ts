@@ -246,7 +246,18 @@ export interface DigestCredentials {
   opaque?: string;
 }
 
-export type AuthorizationParse = DigestCredentials | { error: string };
+/**
+ * A parse failure. `algorithm` is set when the credentials were well formed but named an
+ * algorithm this module does not implement (SHA-512-256, the -sess variants, a made-up one):
+ * the authenticator answers those with a fresh challenge rather than 400 (it never offered them).
+ */
+export interface AuthorizationError {
+  error: string;
+  algorithm?: string;
+  username?: string;
+}
+
+export type AuthorizationParse = DigestCredentials | AuthorizationError;
 
 const EQUALS = 0x3d;
 const COMMA = 0x2c;
@@ -322,7 +333,12 @@ export function parseAuthorization(headerValue: string): AuthorizationParse {
   let algorithm: DigestAlgorithm;
   if (algorithmRaw === undefined || algorithmRaw.toUpperCase() === 'MD5') algorithm = 'MD5';
   else if (algorithmRaw.toUpperCase() === 'SHA-256') algorithm = 'SHA-256';
-  else return { error: `unsupported algorithm ${algorithmRaw}` };
+  else
+    return {
+      error: `unsupported algorithm ${algorithmRaw}`,
+      algorithm: algorithmRaw,
+      username: params.get('username'),
+    };
 
   // RFC 7616 userhash: we never offer it, so a hashed username cannot be looked up.
   const userhash = params.get('userhash');

@@ -59,7 +59,6 @@ import type { Flow } from '../transport/flow.js';
 import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
 import { addToBlockList } from '../transport/limits.js';
 import { startEdge } from './edge.js';
-import { Sha256OnlyAuthenticator } from './high-security.js';
 import type { ParleyServer } from './parley-server.js';
 
 export type { ParleyServer } from './parley-server.js';
@@ -258,9 +257,8 @@ export async function startServer(
     const routeSigner = new DialogRouteSigner(await sharedSecret(db, 'record_route_secret'));
     // Server peers (the edge, directors, other homes) by the address their connections come from.
     const isTrustedPeer = trustedPeerCheck(config.trustedPeers);
-    // security: high accepts SHA-256 digest answers only (src/roles/high-security.ts).
-    const DigestAuthenticator = config.highSecurity ? Sha256OnlyAuthenticator : Authenticator;
-    const authenticator = new DigestAuthenticator(domain, nonces, credentials, {
+    // The authenticator refuses answers in algorithms it did not offer (SHA-256 alone in security: high).
+    const authenticator = new Authenticator(domain, nonces, credentials, {
       algorithms: digestAlgorithms(config),
       failures: new AuthFailureTracker(config.auth),
       log: componentLogger(log, 'registrar'),

@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/ops/config.js';
 import { runSyntheticTest } from '../../src/reports/synthetic.js';
 import { runCli } from '../support/cli.js';
 import { digestAnswer, fresh } from '../support/raw-sip.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { readMetric, startTestServer, type TestServer } from '../support/server.js';
 
 const pki = (name: string) => resolve(import.meta.dirname, '../../fixtures/pki', name);
 
@@ -80,7 +80,7 @@ describe('security: high', () => {
     expect(t.server.listening.map((l) => l.transport)).toEqual(['tls']);
   });
 
-  it('signs a client in over TLS with a SHA-256 answer and refuses an MD5 answer', async () => {
+  it('signs a client in over TLS with a SHA-256 answer and answers an MD5 answer with a fresh SHA-256 challenge', async () => {
     const ok = await runSyntheticTest('sign-in', {
       server: `sip:127.0.0.1:${tlsPort};transport=tls`,
       as: { aor: `alice@${t.domain}`, password: 'secret' },
@@ -106,26 +106,36 @@ describe('security: high', () => {
         '',
         '',
       ].join('\r\n');
+    // An MD5 answer (both HA1s are stored, so it would verify) is a downgrade: a fresh SHA-256
+    // challenge, then the SHA-256 answer to it signs in.
+    let answered = 0;
     const answers = await tlsExchange(tlsPort, (previous) => {
       if (previous === undefined) return register(1);
-      if (!previous.startsWith('SIP/2.0 401')) return undefined;
-      const challenge = /^WWW-Authenticate: (.*)$/im.exec(previous)?.[1] ?? '';
-      expect(challenge).toMatch(/algorithm=SHA-256/);
-      expect(challenge).not.toMatch(/MD5/);
+      if (!previous.startsWith('SIP/2.0 401') || answered === 2) return undefined;
+      const challenges = previous.split('\r\n').filter((l) => /^WWW-Authenticate:/i.test(l));
+      expect(challenges).toHaveLength(1);
+      expect(challenges[0]).toMatch(/algorithm=SHA-256/);
+      expect(challenges[0]).not.toMatch(/MD5/);
+      answered++;
       return register(
-        2,
-        digestAnswer(challenge, {
+        answered + 1,
+        digestAnswer(challenges[0].replace(/^WWW-Authenticate: /i, ''), {
           user: 'alice',
           password: 'secret',
           method: 'REGISTER',
           uri: `sip:${t.domain}`,
+          algorithm: answered === 1 ? 'MD5' : 'SHA-256',
         }),
       );
     });
     expect(answers.map((a) => a.split('\r\n')[0])).toEqual([
       'SIP/2.0 401 Unauthorized',
-      'SIP/2.0 403 Forbidden - MD5 Digest Refused (security: high)',
+      'SIP/2.0 401 Unauthorized',
+      'SIP/2.0 200 OK',
     ]);
+    expect(
+      await readMetric(t.server.httpUrl, 'parley_auth_failures_total', { reason: 'algorithm_not_offered' }),
+    ).toBe(1);
   });
 
   it('says which mode runs in parley server status', async () => {

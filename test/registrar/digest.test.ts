@@ -185,7 +185,11 @@ describe('parseAuthorization', () => {
 
   it('rejects unsupported algorithms, qop and userhash', () => {
     expect(parseAuthorization(`Digest ${base}, algorithm=MD5-sess`)).toHaveProperty('error');
-    expect(parseAuthorization(`Digest ${base}, algorithm=SHA-512-256`)).toHaveProperty('error');
+    // The algorithm and user come back so the authenticator can challenge again and log who.
+    expect(parseAuthorization(`Digest ${base}, algorithm=SHA-512-256`)).toMatchObject({
+      error: 'unsupported algorithm SHA-512-256',
+      algorithm: 'SHA-512-256',
+    });
     expect(parseAuthorization(`Digest ${base}, algorithm=AKAv1-MD5`)).toHaveProperty('error');
     expect(parseAuthorization(`Digest ${base}, qop=auth-conf, nc=00000001, cnonce="x"`)).toEqual({
       error: 'unsupported qop auth-conf',

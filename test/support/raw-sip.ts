@@ -126,23 +126,42 @@ export class RawMessage {
   }
 }
 
-const md5 = (s: string) => createHash('md5').update(s).digest('hex');
+// RFC 7616 3.2 / RFC 8760 2: the algorithms' hash functions. A name outside the table (a made-up
+// algorithm) is hashed with MD5 and sent under its own name.
+const DIGEST_HASH: Record<string, string> = { MD5: 'md5', 'SHA-256': 'sha256', 'SHA-512-256': 'sha512-256' };
 
-/** An RFC 2617/7616 MD5 digest answer to a challenge, with qop=auth when offered. */
+/**
+ * An RFC 2617/7616 digest answer to a challenge, with qop=auth when offered; MD5 unless
+ * `algorithm` names another (the challenge's own algorithm is not looked at, so a test can
+ * answer in one that was not offered).
+ */
 export function digestAnswer(
   challenge: string,
-  opts: { user: string; password: string; method: string; uri: string; nc?: number; cnonce?: string },
+  opts: {
+    user: string;
+    password: string;
+    method: string;
+    uri: string;
+    nc?: number;
+    cnonce?: string;
+    algorithm?: string;
+  },
 ): string {
+  const algorithm = opts.algorithm ?? 'MD5';
+  const h = (s: string) =>
+    createHash(DIGEST_HASH[algorithm] ?? 'md5')
+      .update(s)
+      .digest('hex');
   const param = (name: string) => new RegExp(`${name}="?([^",]+)"?`).exec(challenge)?.[1] ?? '';
   const realm = param('realm');
   const nonce = param('nonce');
   const qop = /qop="?[^"]*\bauth\b/.test(challenge);
-  const ha1 = md5(`${opts.user}:${realm}:${opts.password}`);
-  const ha2 = md5(`${opts.method}:${opts.uri}`);
+  const ha1 = h(`${opts.user}:${realm}:${opts.password}`);
+  const ha2 = h(`${opts.method}:${opts.uri}`);
   const nc = (opts.nc ?? 1).toString(16).padStart(8, '0');
   const cnonce = opts.cnonce ?? randomBytes(6).toString('hex');
-  const response = qop ? md5(`${ha1}:${nonce}:${nc}:${cnonce}:auth:${ha2}`) : md5(`${ha1}:${nonce}:${ha2}`);
-  const base = `Digest username="${opts.user}", realm="${realm}", nonce="${nonce}", uri="${opts.uri}", response="${response}", algorithm=MD5`;
+  const response = qop ? h(`${ha1}:${nonce}:${nc}:${cnonce}:auth:${ha2}`) : h(`${ha1}:${nonce}:${ha2}`);
+  const base = `Digest username="${opts.user}", realm="${realm}", nonce="${nonce}", uri="${opts.uri}", response="${response}", algorithm=${algorithm}`;
   return qop ? `${base}, qop=auth, nc=${nc}, cnonce="${cnonce}"` : base;
 }
 
