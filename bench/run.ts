@@ -11,6 +11,7 @@ import { benchEdge, EDGE_RATES, type EdgeSuiteResult, renderEdgeTable } from './
 import { benchFuzz, type FuzzSuiteResult, renderFuzz } from './fuzz.js';
 import { findKamailio, startKamailio } from './kamailio.js';
 import { benchPool, POOL_RATES, type PoolSuiteResult, renderPoolTable } from './pool.js';
+import { benchPresence, PRESENCE_RATES, type PresenceSuiteResult, renderPresenceTable } from './presence.js';
 import {
   killChildren,
   machineInfo,
@@ -40,12 +41,18 @@ Suites (default: the SIP suite)
                       sent, crashes and RSS at start and end (--seed S to replay a run)
   --pool              pool benchmark (bench/pool.ts): 2 front-ends, PostgreSQL, HAProxy; ramp
                       ${POOL_RATES.join(',')} unless --rate; 3 s steps below 10000 users unless --duration
+  --presence          presence NOTIFY fan-out (bench/presence.ts): --watchers (default 2000) subscribed
+                      to --presentities (default 100), PUBLISH-driven, target NOTIFY/s ramp
+                      ${PRESENCE_RATES.join(',')} unless --rate; with --vs-kamailio, Kamailio's
+                      presence modules in the same run and the ratio; --profile profiles Parley
   --edge              edge benchmark (bench/edge.ts): TLS REGISTER through the edge and MESSAGE
                       between two organisations through both edges (mutual TLS), beside the same
                       workloads straight to the home; ramp ${EDGE_RATES.join(',')} unless --rate,
                       5 s steps unless --duration, 10000 users unless --users
 
 Options
+  --watchers N        presence watchers (--presence; default 2000)
+  --presentities N    presence presentities (--presence; default 100)
   --users N           users created and registered (default 100000)
   --rate R[,R2...]    target rate(s) in calls/s instead of the ramp ${DEFAULT_RATES.join(',')}
   --duration S        seconds per rate step (default 10)
@@ -81,6 +88,7 @@ export interface BenchResult {
   migrate?: unknown;
   pool?: PoolSuiteResult;
   edge?: EdgeSuiteResult;
+  presence?: PresenceSuiteResult;
   fuzz?: FuzzSuiteResult;
   notAvailable: string[];
   /** Why the run exits non-zero, when it does. */
@@ -97,6 +105,9 @@ interface Options {
   migrate: boolean;
   pool: boolean;
   edge: boolean;
+  presence: boolean;
+  watchers: number;
+  presentities: number;
   /** Messages for the fuzz run, when asked for. */
   fuzz?: number;
   seed?: number;
@@ -140,15 +151,18 @@ export function parseOptions(argv: string[]): Options | 'help' {
   const workloads: Workload[] = v.only ? [v.only as Workload] : allWorkloads;
   const fuzz = v.fuzz ? Math.floor(positive(v.fuzz, '--fuzz')) : undefined;
   const seed = v.seed ? Math.floor(positive(v.seed, '--seed')) : undefined;
-  const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || v.edge || fuzz);
+  const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || v.edge || v.presence || fuzz);
   return {
-    sip: Boolean(v.sip || v['vs-kamailio'] || v.profile || !otherSuite),
+    sip: Boolean(v.sip || ((v['vs-kamailio'] || v.profile) && !v.presence) || !otherSuite),
     vsKamailio: Boolean(v['vs-kamailio']),
     sync: Boolean(v.sync),
     contacts: Boolean(v.contacts),
     migrate: Boolean(v.migrate),
     pool: Boolean(v.pool),
     edge: Boolean(v.edge),
+    presence: Boolean(v.presence),
+    watchers: v.watchers ? Math.floor(positive(v.watchers, '--watchers')) : 2_000,
+    presentities: v.presentities ? Math.floor(positive(v.presentities, '--presentities')) : 100,
     fuzz,
     seed,
     users,
@@ -176,6 +190,9 @@ function parseArgsStrict(argv: string[]) {
       migrate: { type: 'boolean' },
       pool: { type: 'boolean' },
       edge: { type: 'boolean' },
+      presence: { type: 'boolean' },
+      watchers: { type: 'string' },
+      presentities: { type: 'string' },
       fuzz: { type: 'string' },
       seed: { type: 'string' },
       users: { type: 'string' },
@@ -303,6 +320,18 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
       log,
     });
     for (const f of result.edge.failures) result.failures.push(`edge ${f}`);
+  }
+  if (opts.presence) {
+    result.presence = await benchPresence({
+      watchers: opts.watchers,
+      presentities: opts.presentities,
+      rates: opts.ratesGiven ? opts.rates : undefined,
+      duration: opts.duration,
+      vsKamailio: opts.vsKamailio,
+      profile: opts.profile,
+      log,
+    });
+    for (const f of result.presence.failures) result.failures.push(`presence ${f}`);
   }
   if (opts.fuzz) {
     result.fuzz = await benchFuzz({ count: opts.fuzz, seed: opts.seed, log });
@@ -448,6 +477,14 @@ async function main(): Promise<number> {
     if (result.edge) {
       log('');
       log(renderEdgeTable(result.edge));
+    }
+    if (result.presence) {
+      log('');
+      log(renderPresenceTable(result.presence));
+      if (result.presence.profile) {
+        log('');
+        log(renderProfile(result.presence.profile));
+      }
     }
     if (result.fuzz) {
       log('');

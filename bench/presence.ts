@@ -1,0 +1,619 @@
+/**
+ * The presence suite (`npm run bench -- --presence [--vs-kamailio]`): NOTIFY fan-out driven
+ * by PUBLISH, the workload of issue 16 and of ../shared/bench/kamailio-presence/ (README,
+ * presence-ramp.py), here in TypeScript so it runs like the other suites.
+ *
+ * W watchers (user1000.., one SIPp, one TCP connection per server) each subscribe to one of
+ * P presentities (user0..user(P-1), W/P watchers each). Each step targets R NOTIFY/s: P
+ * publishers (one SIPp, one TCP connection) each publish K = duration / pause changes with
+ * pause = W / R seconds, after an initial PUBLISH and before a removal, so the watchers must
+ * receive W x (K + 2) NOTIFYs, counted at the watcher side (SIPp -trace_counts). Both
+ * servers run at the same time, their steps interleaved, so background load hits both.
+ *
+ * Latency: every PUBLISH with a body carries its send time in its note (presence-publish.xml)
+ * and every watcher logs the receive time of each NOTIFY (presence-watch.xml): per NOTIFY
+ * (PUBLISH sent -> this NOTIFY received) and per change (PUBLISH sent -> the last of its
+ * NOTIFYs received). Kamailio relays the published body as is; Parley composes it and keeps
+ * the tuple note, so both carry the stamp.
+ */
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { findKamailio, kamailioVersion, rewriteKamailioConfig } from './kamailio.js';
+import {
+  captureTail,
+  ensureCommand,
+  freePort,
+  type LatencyPercentiles,
+  machineInfo,
+  memoryKiB,
+  newestCpuProfile,
+  type ProfileSummary,
+  processTree,
+  REPO_ROOT,
+  runSipp,
+  SCENARIOS,
+  type SipTarget,
+  sleep,
+  spawnTracked,
+  startParley,
+  summariseCpuProfile,
+  waitForExit,
+  waitForTcp,
+  writeInjectionFile,
+} from './sip.js';
+
+/** Target NOTIFY/s of the ramp: the anchor's pauses 1000..67 ms with 2,000 watchers. */
+export const PRESENCE_RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 30_000];
+/** The first watcher's user number: watchers and presentities never overlap. */
+const WATCHER_BASE = 1000;
+/** A watcher ends its watch after this long without a NOTIFY (presence-watch.xml). */
+const WATCHER_QUIET_S = 60;
+
+export interface PresenceBenchOptions {
+  watchers: number;
+  presentities: number;
+  rates?: number[];
+  /** Seconds of changes per step (K = duration / pause). */
+  duration: number;
+  vsKamailio: boolean;
+  profile: boolean;
+  log: (line: string) => void;
+}
+
+export interface PresenceStep {
+  targetRate: number;
+  pauseMs: number;
+  /** Changes each presentity published (K). */
+  changes: number;
+  /** W x (K + 2). */
+  expected: number;
+  received: number;
+  /** NOTIFYs the watchers did not expect (SIPp answered them with -aa). */
+  unexpected: number;
+  publisherExit: number;
+  publisherFailed: number;
+  /** First PUBLISH sent to the publisher's last 200. */
+  publishSeconds: number;
+  /** First PUBLISH sent to the counts line that first showed the last NOTIFY. */
+  deliverSeconds: number;
+  /** received / deliverSeconds. */
+  notifyRate: number;
+  /** Slope of the per-second counts strictly inside the step. */
+  steadyRate?: number;
+  publishRate: number;
+  /** Server process tree, % of one core, over the delivery. */
+  cpuPercent: number;
+  rssMiB: number;
+  pssMiB: number;
+  /** PUBLISH sent -> each NOTIFY received (ms). */
+  latency?: LatencyPercentiles;
+  /** PUBLISH sent -> the last NOTIFY of that change received (ms). */
+  lastNotifyLatency?: LatencyPercentiles;
+  ok: boolean;
+  error?: string;
+  /** Epoch ms of the step's start and end, to assign latency samples. */
+  startedAt: number;
+  endedAt: number;
+}
+
+export interface PresenceRun {
+  server: string;
+  version: string;
+  initialNotifies: number;
+  steps: PresenceStep[];
+  /** The fastest step with 0 failures. */
+  best?: PresenceStep;
+  watcherExit?: number;
+  error?: string;
+}
+
+export interface PresenceSuiteResult {
+  machine: ReturnType<typeof machineInfo>;
+  watchers: number;
+  presentities: number;
+  duration: number;
+  rates: number[];
+  runs: PresenceRun[];
+  /** Parley's best NOTIFY/s over Kamailio's, both with 0 failures. */
+  ratio?: number;
+  /** The same with the steady (in-step) rates of those best steps. */
+  steadyRatio?: number;
+  kamailioSkipped?: string;
+  profile?: ProfileSummary;
+  failures: string[];
+}
+
+interface Watched {
+  target: SipTarget;
+  run: PresenceRun;
+  dir: string;
+  done: Promise<unknown>;
+  counts(): CountsLine[];
+}
+
+interface CountsLine {
+  /** Epoch seconds. */
+  t: number;
+  received: number;
+  unexpected: number;
+}
+
+export async function benchPresence(opts: PresenceBenchOptions): Promise<PresenceSuiteResult> {
+  const { watchers: W, presentities: P, log } = opts;
+  if (W < P) throw new Error(`--watchers (${W}) must be at least --presentities (${P})`);
+  const rates = opts.rates ?? PRESENCE_RATES;
+  const workDir = mkdtempSync(join(tmpdir(), 'parley-bench-presence-'));
+  const profileDir = opts.profile ? mkdtempSync(join(tmpdir(), 'parley-bench-profile-')) : undefined;
+  const result: PresenceSuiteResult = {
+    machine: machineInfo(),
+    watchers: W,
+    presentities: P,
+    duration: opts.duration,
+    rates,
+    runs: [],
+    failures: [],
+  };
+  const m = result.machine;
+  log(`machine: ${m.cpus} CPUs (${m.cpuModel}), load ${m.loadAverage.join(' ')}, Node ${m.node}, ${m.sipp}`);
+  const targets: SipTarget[] = [];
+  try {
+    const parley = await startParley({ users: WATCHER_BASE + W, cpuProfileDir: profileDir, log });
+    targets.push(parley);
+    log(`parley: listening on tcp 127.0.0.1:${parley.port}`);
+    if (opts.vsKamailio) {
+      if (!findKamailio() && process.getuid?.() !== 0) {
+        result.kamailioSkipped =
+          'kamailio is not installed: sudo apt-get install kamailio kamailio-presence-modules';
+        log(`kamailio: skipped (${result.kamailioSkipped})`);
+      } else {
+        const kamailio = await startPresenceKamailio();
+        targets.push(kamailio);
+        log(
+          `kamailio: ${kamailio.version} (presence, presence_xml) listening on tcp 127.0.0.1:${kamailio.port}`,
+        );
+      }
+    }
+    const watcherCsv = writeInjectionFile(
+      join(workDir, 'watchers.csv'),
+      Array.from({ length: W }, (_, i) => ({ user: `user${WATCHER_BASE + i}`, extra: `user${i % P}` })),
+    );
+    const publisherCsv = writeInjectionFile(
+      join(workDir, 'publishers.csv'),
+      Array.from({ length: P }, (_, i) => ({ user: `user${i}` })),
+    );
+    const watched: Watched[] = [];
+    for (const target of targets) {
+      const dir = join(workDir, `watch-${target.name}`);
+      const run: PresenceRun = {
+        server: target.name,
+        version: target.version,
+        initialNotifies: 0,
+        steps: [],
+      };
+      result.runs.push(run);
+      const done = runSipp({
+        target,
+        scenario: join(SCENARIOS, 'presence-watch.xml'),
+        injection: watcherCsv,
+        calls: W,
+        rate: 500,
+        callLimit: W + 10,
+        dir,
+        timeoutSeconds: 3_600,
+        noRecvTimeout: true,
+        // -aa: a NOTIFY that overtakes the 200 to the previous one is answered, not lost.
+        extra: ['-aa', '-trace_counts', '-trace_logs'],
+      }).then((r) => {
+        run.watcherExit = r.exit;
+        return r;
+      });
+      watched.push({ target, run, dir, done, counts: () => readCounts(dir) });
+    }
+    log(`watchers: ${W} (user${WATCHER_BASE}..) subscribing to ${P} presentities (user0..) on each server`);
+    for (const w of watched) {
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline && (w.counts().at(-1)?.received ?? 0) < W) await sleep(250);
+      w.run.initialNotifies = w.counts().at(-1)?.received ?? 0;
+      log(`  ${w.target.name}: ${w.run.initialNotifies} initial NOTIFYs`);
+      if (w.run.initialNotifies < W)
+        w.run.error = `only ${w.run.initialNotifies} of ${W} watchers subscribed`;
+    }
+
+    for (const [si, rate] of rates.entries()) {
+      const pauseMs = Math.max(1, Math.round((W * 1000) / rate));
+      const changes = Math.max(1, Math.round((opts.duration * 1000) / pauseMs));
+      log(
+        `step ${si + 1}: ${rate.toLocaleString('en-US')} NOTIFY/s target (pause ${pauseMs} ms, ${changes} changes)`,
+      );
+      for (const w of watched) {
+        const last = w.run.steps.at(-1);
+        if (w.run.error || (last && !last.ok)) continue;
+        await sleep(2_500);
+        const step = await publishStep(w, {
+          rate,
+          pauseMs,
+          changes,
+          W,
+          P,
+          publisherCsv,
+          dir: join(workDir, `publish-${w.target.name}-${si}`),
+        });
+        w.run.steps.push(step);
+        log(
+          `  ${w.target.name}: ${step.received}/${step.expected} NOTIFYs, ${step.notifyRate.toLocaleString('en-US')}/s` +
+            ` (steady ${step.steadyRate?.toLocaleString('en-US') ?? '-'}), ${step.publishRate} PUBLISH/s,` +
+            ` CPU ${step.cpuPercent}%, RSS ${step.rssMiB} MiB${step.error ? ` (${step.error})` : ''}`,
+        );
+      }
+    }
+    log(`watchers: waiting for them to end their watch (${WATCHER_QUIET_S} s without a NOTIFY)`);
+    await Promise.all(watched.map((w) => w.done));
+    for (const w of watched) {
+      attachLatencies(w.run.steps, readLatencySamples(w.dir));
+      w.run.best = w.run.steps
+        .filter((s) => s.ok)
+        .reduce<PresenceStep | undefined>((a, s) => (!a || s.notifyRate > a.notifyRate ? s : a), undefined);
+      const first = w.run.steps[0];
+      if (w.run.error) result.failures.push(`${w.run.server}: ${w.run.error}`);
+      else if (first && !first.ok)
+        result.failures.push(
+          `${w.run.server}: failed at the lowest rate (${first.targetRate}/s): ${first.error}`,
+        );
+    }
+    const [p, k] = [
+      result.runs.find((r) => r.server === 'parley'),
+      result.runs.find((r) => r.server === 'kamailio'),
+    ];
+    if (p?.best && k?.best) {
+      result.ratio = round2(p.best.notifyRate / k.best.notifyRate);
+      if (p.best.steadyRate && k.best.steadyRate)
+        result.steadyRatio = round2(p.best.steadyRate / k.best.steadyRate);
+    }
+  } finally {
+    for (const t of targets.reverse()) await t.stop().catch((err) => log(`stopping ${t.name}: ${err}`));
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  if (profileDir) {
+    const file = newestCpuProfile(profileDir);
+    if (file) result.profile = summariseCpuProfile(file);
+  }
+  return result;
+}
+
+async function publishStep(
+  w: Watched,
+  s: {
+    rate: number;
+    pauseMs: number;
+    changes: number;
+    W: number;
+    P: number;
+    publisherCsv: string;
+    dir: string;
+  },
+): Promise<PresenceStep> {
+  const expected = s.W * (s.changes + 2);
+  const before = w.counts().at(-1) ?? { t: 0, received: 0, unexpected: 0 };
+  const pids = w.target.pids();
+  const cpu0 = cpuSeconds(pids);
+  const startedAt = Date.now();
+  let peak = memoryKiB(pids);
+  // The last time the watchers' count moved, with the server's CPU time then.
+  let lastMove = { at: startedAt, cpu: cpu0, received: before.received };
+  let publisherDone = false;
+  const publisher = runSipp({
+    target: w.target,
+    scenario: join(SCENARIOS, 'presence-publish.xml'),
+    injection: s.publisherCsv,
+    calls: s.P,
+    rate: s.P * 10,
+    callLimit: s.P + 10,
+    dir: s.dir,
+    timeoutSeconds: 120,
+    extra: ['-set', 'changes', String(s.changes), '-set', 'pausems', String(s.pauseMs)],
+  }).finally(() => {
+    publisherDone = true;
+  });
+  // Until every NOTIFY arrived (and the publisher is done), or nothing moved for 2.5 s.
+  for (;;) {
+    await sleep(100);
+    const mem = memoryKiB(pids);
+    peak = { rss: Math.max(peak.rss, mem.rss), pss: Math.max(peak.pss, mem.pss) };
+    const now = w.counts().at(-1)?.received ?? 0;
+    if (now !== lastMove.received) lastMove = { at: Date.now(), cpu: cpuSeconds(pids), received: now };
+    const quiet = Date.now() - lastMove.at;
+    if (publisherDone && (quiet > 2_500 || (now - before.received >= expected && quiet > 1_200))) break;
+  }
+  const pub = await publisher;
+  const lines = w.counts();
+  const final = lines.at(-1) ?? before;
+  const received = final.received - before.received;
+  const unexpected = final.unexpected - before.unexpected;
+  // The counts line that first showed the final value: when the last NOTIFY arrived.
+  const tLast = (lines.find((l) => l.received === final.received)?.t ?? lastMove.at / 1000) * 1000;
+  const deliverSeconds = Math.max(0.001, (tLast - startedAt) / 1000);
+  const inside = lines.filter((l) => l.t * 1000 >= startedAt + 1000 && l.t * 1000 <= tLast - 1000);
+  const steadyRate =
+    inside.length >= 3
+      ? Math.round(
+          (inside[inside.length - 1].received - inside[0].received) /
+            (inside[inside.length - 1].t - inside[0].t),
+        )
+      : undefined;
+  const cpuWall = Math.max(0.001, (lastMove.at - startedAt) / 1000);
+  const publisherFailed = pub.stats?.failed ?? 0;
+  const step: PresenceStep = {
+    targetRate: s.rate,
+    pauseMs: s.pauseMs,
+    changes: s.changes,
+    expected,
+    received,
+    unexpected,
+    publisherExit: pub.exit,
+    publisherFailed,
+    publishSeconds: round2(pub.stats?.seconds ?? 0),
+    deliverSeconds: round2(deliverSeconds),
+    notifyRate: Math.round(received / deliverSeconds),
+    steadyRate,
+    publishRate: pub.stats?.seconds ? Math.round((s.P * (s.changes + 2)) / pub.stats.seconds) : 0,
+    cpuPercent: Math.round(((lastMove.cpu - cpu0) / cpuWall) * 100),
+    rssMiB: round1(peak.rss / 1024),
+    pssMiB: round1(peak.pss / 1024),
+    ok: false,
+    startedAt,
+    endedAt: Math.max(tLast, lastMove.at),
+  };
+  const problems: string[] = [];
+  if (received !== expected) problems.push(`${received} of ${expected} NOTIFYs received`);
+  if (unexpected > 0) problems.push(`${unexpected} unexpected NOTIFYs`);
+  if (pub.exit !== 0 || publisherFailed > 0)
+    problems.push(
+      `publisher SIPp exit ${pub.exit}, ${publisherFailed} failed calls${firstError(pub.errors)}`,
+    );
+  step.ok = problems.length === 0;
+  if (!step.ok) step.error = problems.join('; ');
+  return step;
+}
+
+function firstError(errors: string): string {
+  const line = errors
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l && !l.startsWith('The following events'));
+  return line ? `: ${line.slice(0, 200)}` : '';
+}
+
+/** The watchers' -trace_counts file: one cumulative line per second. */
+function readCounts(dir: string): CountsLine[] {
+  const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('_counts.csv')) : undefined;
+  if (!file) return [];
+  const lines = readFileSync(join(dir, file), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '');
+  if (lines.length < 2) return [];
+  const head = lines[0].split(';').map((h) => h.trim());
+  // The watch loop's NOTIFY is the scenario's first NOTIFY receive.
+  const ri = head.findIndex((h) => /^\d+_NOTIFY_Recv$/.test(h));
+  const ui = head.findIndex((h) => /^\d+_NOTIFY_Unexp$/.test(h));
+  const out: CountsLine[] = [];
+  for (const line of lines.slice(1)) {
+    const f = line.split(';');
+    const t = Number(f[0]?.split('\t')[2]);
+    if (!Number.isFinite(t)) continue;
+    out.push({ t, received: Number(f[ri]) || 0, unexpected: ui >= 0 ? Number(f[ui]) || 0 : 0 });
+  }
+  return out;
+}
+
+interface LatencySample {
+  /** The change: presentity and its PUBLISH's send stamp. */
+  change: string;
+  sentMs: number;
+  latencyMs: number;
+}
+
+/**
+ * The watchers' log lines "lat <call> <presentity> sent <ms> <s> <us>": one per NOTIFY. A
+ * NOTIFY without a stamp (the initial and removal ones) repeats the previous stamp or has
+ * none; only the first NOTIFY of a watcher per stamp counts.
+ */
+function readLatencySamples(dir: string): LatencySample[] {
+  const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('_logs.log')) : undefined;
+  if (!file) return [];
+  const seen = new Set<string>();
+  const out: LatencySample[] = [];
+  for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
+    const m = /lat (\d+) (\S+) sent ([\d.]+) ([\d.]+) ([\d.]+)/.exec(line);
+    if (!m) continue;
+    const key = `${m[1]} ${m[3]}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const sentMs = Number(m[3]);
+    const receivedMs = Number(m[4]) * 1000 + Number(m[5]) / 1000;
+    out.push({ change: `${m[2]} ${m[3]}`, sentMs, latencyMs: receivedMs - sentMs });
+  }
+  return out;
+}
+
+function attachLatencies(steps: PresenceStep[], samples: LatencySample[]): void {
+  for (const step of steps) {
+    const mine = samples.filter((x) => x.sentMs >= step.startedAt - 50 && x.sentMs <= step.endedAt);
+    step.latency = percentiles(mine.map((x) => x.latencyMs));
+    const lastPerChange = new Map<string, number>();
+    for (const x of mine)
+      lastPerChange.set(x.change, Math.max(lastPerChange.get(x.change) ?? 0, x.latencyMs));
+    step.lastNotifyLatency = percentiles([...lastPerChange.values()]);
+  }
+}
+
+function percentiles(values: number[]): LatencyPercentiles | undefined {
+  if (values.length === 0) return undefined;
+  values.sort((a, b) => a - b);
+  const at = (q: number) => Math.round(values[Math.min(values.length - 1, Math.floor(q * values.length))]);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), samples: values.length };
+}
+
+const CLOCK_TICKS = 100;
+
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ticks / CLOCK_TICKS;
+}
+
+/**
+ * The presence anchor folder: ../shared/bench/kamailio-presence beside the checkout when
+ * present, else the copy under bench/kamailio-presence/.
+ */
+function presenceConfigDir(): string {
+  const shared = resolve(REPO_ROOT, '..', 'shared', 'bench', 'kamailio-presence');
+  if (existsSync(join(shared, 'kamailio-presence.cfg'))) return shared;
+  return join(REPO_ROOT, 'bench', 'kamailio-presence');
+}
+
+/**
+ * Kamailio with the presence anchor's cfg (presence + presence_xml, in memory; the SQLite
+ * file only backs module start-up), listen port and paths rewritten, in the foreground.
+ */
+async function startPresenceKamailio(): Promise<SipTarget> {
+  const binary = ensureCommand('kamailio', 'kamailio', ['/usr/sbin']);
+  const sqlite = ensureCommand('sqlite3', 'sqlite3', ['/usr/bin']);
+  const dir = mkdtempSync(join(tmpdir(), 'parley-bench-kamailio-presence-'));
+  const port = await freePort();
+  const db = join(dir, 'presence.db');
+  const schemaDir = '/usr/share/kamailio/db_sqlite';
+  if (!existsSync(join(schemaDir, 'presence-create.sql'))) {
+    // The SQLite schema files come with the module packages.
+    ensureCommand('true', 'kamailio-sqlite-modules');
+    ensureCommand('true', 'kamailio-presence-modules');
+  }
+  for (const schema of ['standard-create.sql', 'presence-create.sql']) {
+    const child = spawnTracked(sqlite, [db, `.read ${join(schemaDir, schema)}`]);
+    const tail = captureTail(child);
+    if ((await waitForExit(child, 30_000)) !== 0) throw new Error(`sqlite3 ${schema}: ${tail()}`);
+  }
+  const cfg = rewriteKamailioConfig(
+    readFileSync(join(presenceConfigDir(), 'kamailio-presence.cfg'), 'utf8'),
+    port,
+  )
+    .replace(/sqlite:\/\/presence\.db/g, `sqlite://${db}`)
+    .replace(/(sip:presence@127\.0\.0\.1:)\d+/, `$1${port}`);
+  const cfgPath = join(dir, 'kamailio-presence.cfg');
+  writeFileSync(cfgPath, cfg);
+  mkdirSync(dir, { recursive: true });
+  const child = spawnTracked(
+    binary,
+    ['-f', cfgPath, '-P', join(dir, 'kamailio.pid'), '-E', '-w', dir, '-m', '2048', '-M', '16', '-DD'],
+    { cwd: dir },
+  );
+  const tail = captureTail(child);
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await waitForExit(child, 10_000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForTcp('127.0.0.1', port, 20_000, () => child.exitCode === null);
+  } catch (err) {
+    await stop();
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `Kamailio (presence) did not start: ${why}\n${tail().trim().split('\n').slice(-10).join('\n')}`,
+    );
+  }
+  const pid = child.pid ?? 0;
+  return {
+    name: 'kamailio',
+    version: kamailioVersion(binary),
+    host: '127.0.0.1',
+    port,
+    pids: () => processTree(pid),
+    stop,
+  };
+}
+
+const round1 = (n: number) => Math.round(n * 10) / 10;
+const round2 = (n: number) => Math.round(n * 100) / 100;
+const fmt = (n: number | undefined) => (n === undefined ? '-' : n.toLocaleString('en-US'));
+const lat = (l: LatencyPercentiles | undefined) => (l ? `${l.p50}/${l.p90}/${l.p99}` : '-');
+
+/** One row per step and server, then the ratio and how to read it. */
+export function renderPresenceTable(r: PresenceSuiteResult): string {
+  const header = [
+    'target NOTIFY/s',
+    'server',
+    'NOTIFY/s',
+    'steady',
+    'PUBLISH/s',
+    'received/expected',
+    'CPU %',
+    'RSS MiB',
+    'per NOTIFY p50/p90/p99 ms',
+    'last NOTIFY p50/p90/p99 ms',
+    '',
+  ];
+  const rows: string[][] = [];
+  for (const rate of r.rates) {
+    for (const run of r.runs) {
+      const s = run.steps.find((x) => x.targetRate === rate);
+      if (!s) continue;
+      rows.push([
+        fmt(rate),
+        run.server,
+        fmt(s.notifyRate),
+        fmt(s.steadyRate),
+        fmt(s.publishRate),
+        `${fmt(s.received)}/${fmt(s.expected)}`,
+        String(s.cpuPercent),
+        String(run.server === 'parley' ? s.rssMiB : s.pssMiB),
+        lat(s.latency),
+        lat(s.lastNotifyLatency),
+        s.ok ? (run.best === s ? 'best' : '') : `FAILED: ${s.error ?? ''}`,
+      ]);
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 1 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
+  const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line), ''];
+  for (const run of r.runs)
+    out.push(
+      `${run.server} (${run.version}): best ${fmt(run.best?.notifyRate)} NOTIFY/s with 0 failures` +
+        (run.best ? ` at target ${fmt(run.best.targetRate)}/s, CPU ${run.best.cpuPercent}%` : '') +
+        (run.error ? `; ${run.error}` : ''),
+    );
+  if (r.ratio !== undefined)
+    out.push(
+      `ratio Parley/Kamailio: ${r.ratio.toFixed(2)} (steady rates: ${r.steadyRatio?.toFixed(2) ?? '-'})`,
+    );
+  if (r.kamailioSkipped) out.push(`Kamailio not measured: ${r.kamailioSkipped}`);
+  out.push(
+    `${r.watchers} watchers (one SIPp, one TCP connection per server) of ${r.presentities} presentities (one SIPp publisher per step);`,
+    `each step publishes ${r.duration} s of changes per presentity, plus the initial PUBLISH and the removal: NOTIFYs = watchers x (changes + 2), counted at the watchers.`,
+    'NOTIFY/s = received / (first PUBLISH -> counts line showing the last NOTIFY); steady = per-second slope inside the step; the publisher waits for each 200,',
+    'so a target above what a server sustains stretches the step. CPU % of one core, server process tree. RSS: Parley VmRSS; Kamailio summed PSS.',
+    'Latency: PUBLISH sent (stamped in its body) -> NOTIFY received at the watcher, per NOTIFY and per change (its last NOTIFY); SIPp on the same cores.',
+    `Machine at start: ${r.machine.cpus} CPUs, load ${r.machine.loadAverage.join(' ')}: figures taken beside other work are noisy; compare servers of one run.`,
+  );
+  return out.join('\n');
+}
