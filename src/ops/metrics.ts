@@ -179,6 +179,9 @@ export type EdgeRefusal = (typeof EDGE_REFUSALS)[number];
 /** What the client version rules did to a refused request (docs/clients.md). */
 export const CLIENT_REFUSALS = ['block', 'upgrade'] as const;
 
+/** Where a front-end found the bindings a user holds on other front-ends of its pool. */
+export const POOL_LOOKUP_SOURCES = ['cache', 'store'] as const;
+
 /** Counts by a reason from a closed list, so the series count is fixed. */
 export class ReasonCounter<R extends string> {
   readonly counts: Float64Array;
@@ -227,6 +230,8 @@ export interface ParleyMetrics {
   readonly archiveDropped: HotCounter;
   /** Requests refused by the client version rules, by action. */
   readonly clientRefusals: ReasonCounter<(typeof CLIENT_REFUSALS)[number]>;
+  /** A pool member's lookups of the bindings other front-ends hold, by where they were answered. */
+  readonly poolBindingLookups: ReasonCounter<(typeof POOL_LOOKUP_SOURCES)[number]>;
   /** Prometheus text exposition of every metric. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -397,6 +402,14 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     CLIENT_REFUSALS,
     clientRefusals.counts,
   );
+  const poolBindingLookups = new ReasonCounter(POOL_LOOKUP_SOURCES);
+  counterFrom(
+    'parley_pool_binding_lookups_total',
+    "Lookups of a user's bindings on other front-ends of the pool, by source (cache kept by LISTEN/NOTIFY, or a store query)",
+    'source',
+    POOL_LOOKUP_SOURCES,
+    poolBindingLookups.counts,
+  );
   new Gauge({
     name: 'parley_sip_connections',
     help: 'Accepted SIP connections open',
@@ -484,6 +497,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
     archiveWritten,
     archiveFailures,
     archiveDropped,
+    poolBindingLookups,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

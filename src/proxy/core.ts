@@ -72,8 +72,8 @@ export interface ProxyCoreOptions {
   routeToHome?: (request: SipMessage, st: ServerTransaction, ruri: SipUri) => void;
   /** A local user was active (an authenticated request): for the active-users metric. */
   onUserActivity?: (aor: string) => void;
-  /** Bindings of the user on other front-ends of the pool. */
-  remoteBindings?: (aor: string) => Promise<ContactBinding[]>;
+  /** Bindings of the user on other front-ends of the pool (known at once when cached). */
+  remoteBindings?: (aor: string) => ContactBinding[] | Promise<ContactBinding[]>;
   /** Signs and checks the flow tokens pool members route each other's requests with. */
   flowTokens?: FlowTokens;
   /** Signs our Record-Routes per dialog and checks the Routes that come back. */
@@ -497,8 +497,13 @@ export class ProxyCore implements TransactionUser {
     const remote = this.opts.remoteBindings;
     if (remote) {
       // A pool: the user's other endpoints may be connected to other front-ends.
-      remote(aor).then(
-        (others) => this.forwardOrAnswer(request, st, aor, [...local, ...others]),
+      const others = remote(aor);
+      if (!(others instanceof Promise)) {
+        this.forwardOrAnswer(request, st, aor, others.length === 0 ? local : [...local, ...others]);
+        return;
+      }
+      others.then(
+        (found) => this.forwardOrAnswer(request, st, aor, [...local, ...found]),
         (err: unknown) => {
           this.opts.log.warn({ err }, 'pool registrations unavailable; local endpoints only');
           this.forwardOrAnswer(request, st, aor, local);

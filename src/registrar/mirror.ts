@@ -1,6 +1,148 @@
 import type { Logger } from 'pino';
-import type { RegistrationBinding, RegistrationRepository } from '../store/registrations.js';
+import {
+  REGISTRATIONS_CHANNEL,
+  type RegistrationBinding,
+  type RegistrationRepository,
+  registrationPayloadAors,
+} from '../store/registrations.js';
+import type { ChangeFeed } from '../store/sql.js';
 import type { Binding, LocationTable } from './location.js';
+
+/** Where a remote lookup was answered from (parley_pool_binding_lookups_total). */
+export type RemoteLookupSource = 'cache' | 'store';
+
+export interface RemoteBindingCacheOptions {
+  /** AORs whose answer is kept; the oldest entry goes past it. */
+  maxEntries?: number;
+  onLookup?: (source: RemoteLookupSource) => void;
+  now?: () => number;
+}
+
+interface Fetch {
+  promise: Promise<Binding[]>;
+  /** A change to the AOR was announced while the query ran: its answer may predate it. */
+  stale: boolean;
+}
+
+/**
+ * The bindings other front-ends of the pool hold, per AOR, kept current by the store's
+ * registrations channel (PostgreSQL LISTEN/NOTIFY): an AOR is asked of the store once, and
+ * again only after a front-end announced a change to it, so routing a MESSAGE to a user
+ * signed in elsewhere costs no query. AORs are filled on first use rather than all loaded
+ * at start: a front-end only needs the users its own senders reach, and a pool of 100,000
+ * users would otherwise hold every other front-end's bindings in each process.
+ *
+ * The cache is trusted only while the LISTEN connection is up: when it drops, every
+ * lookup goes to the store (notifications sent meanwhile are lost) until it is back, and
+ * then the cache starts empty. Expired bindings are left out at read time, as the store's
+ * query does.
+ */
+export class RemoteBindingCache {
+  private readonly entries = new Map<string, Binding[]>();
+  private readonly fetches = new Map<string, Fetch>();
+  private live = false;
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly registrations: Pick<RegistrationRepository, 'listBindings'>,
+    private readonly serverId: string,
+    private readonly opts: RemoteBindingCacheOptions = {},
+  ) {
+    this.maxEntries = opts.maxEntries ?? 200_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Follows the feed; resolves once LISTEN is in place (the cache is used from then on). */
+  async follow(feed: ChangeFeed): Promise<() => Promise<void>> {
+    const stop = await feed.listen(REGISTRATIONS_CHANNEL, (payload) => this.changed(payload), {
+      lost: () => {
+        this.live = false;
+        this.clear();
+      },
+      resumed: () => {
+        this.clear();
+        this.live = true;
+      },
+    });
+    this.live = true;
+    return async () => {
+      this.live = false;
+      this.clear();
+      await stop();
+    };
+  }
+
+  /** Bindings of the AOR held by other front-ends, unexpired: from memory when known. */
+  lookup(aor: string): Binding[] | Promise<Binding[]> {
+    const cached = this.live ? this.entries.get(aor) : undefined;
+    if (cached) {
+      this.opts.onLookup?.('cache');
+      return this.unexpired(aor, cached);
+    }
+    const pending = this.fetches.get(aor);
+    if (pending) return pending.promise;
+    this.opts.onLookup?.('store');
+    const fetch: Fetch = { promise: undefined as unknown as Promise<Binding[]>, stale: !this.live };
+    fetch.promise = this.registrations.listBindings(aor).then(
+      (rows) => {
+        this.fetches.delete(aor);
+        const bindings = rows.filter((r) => r.serverId !== this.serverId).map(toBinding);
+        if (!fetch.stale && this.live) this.remember(aor, bindings);
+        return bindings;
+      },
+      (err: unknown) => {
+        this.fetches.delete(aor);
+        throw err;
+      },
+    );
+    this.fetches.set(aor, fetch);
+    return fetch.promise;
+  }
+
+  /** A payload of the registrations channel. */
+  changed(payload: string): void {
+    const aors = registrationPayloadAors(payload);
+    if (!aors) {
+      this.clear();
+      return;
+    }
+    for (const aor of aors) {
+      this.entries.delete(aor);
+      const fetch = this.fetches.get(aor);
+      if (fetch) fetch.stale = true;
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private clear(): void {
+    this.entries.clear();
+    for (const fetch of this.fetches.values()) fetch.stale = true;
+  }
+
+  private remember(aor: string, bindings: Binding[]): void {
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    this.entries.set(aor, bindings);
+  }
+
+  private unexpired(aor: string, bindings: Binding[]): Binding[] {
+    const now = this.now();
+    for (const b of bindings) {
+      if (b.expiresAt <= now) {
+        const live = bindings.filter((x) => x.expiresAt > now);
+        this.entries.set(aor, live);
+        return live;
+      }
+    }
+    return bindings;
+  }
+}
 
 /**
  * Mirrors a front-end's bindings into the pool's shared registrations table, so every
@@ -13,6 +155,8 @@ export class LocationMirror {
   private readonly dirty = new Map<string, Binding | null>();
   private flushing?: Promise<void>;
   private timer?: NodeJS.Timeout;
+  private readonly others: RemoteBindingCache;
+  private unfollow?: () => Promise<void>;
 
   constructor(
     private readonly location: LocationTable,
@@ -21,19 +165,25 @@ export class LocationMirror {
     private readonly flowRoute: (flowId: string) => string,
     private readonly log: Logger,
     private readonly intervalMs = 100,
+    cache: RemoteBindingCacheOptions = {},
   ) {
     location.on('changed', (b: Binding, removed: boolean) => this.mark(b, removed));
+    this.others = new RemoteBindingCache(registrations, serverId, cache);
   }
 
-  start(): void {
+  /**
+   * Starts the write-behind and, given the store's change feed, the cache of the other
+   * front-ends' bindings (without a feed every lookup asks the store).
+   */
+  async start(feed?: ChangeFeed): Promise<void> {
     this.timer = setInterval(() => void this.flush(), this.intervalMs);
     this.timer.unref();
+    if (feed) this.unfollow = await this.others.follow(feed);
   }
 
   /** Bindings of the AOR held by other front-ends (unexpired), as routable bindings. */
-  async remote(aor: string): Promise<Binding[]> {
-    const rows = await this.registrations.listBindings(aor);
-    return rows.filter((r) => r.serverId !== this.serverId).map(toBinding);
+  remote(aor: string): Binding[] | Promise<Binding[]> {
+    return this.others.lookup(aor);
   }
 
   /** Is the AOR signed in anywhere in the pool? Here from the local table, elsewhere from the store. */
@@ -61,6 +211,9 @@ export class LocationMirror {
   /** Shutdown: this server's bindings leave the pool's table. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    const unfollow = this.unfollow;
+    this.unfollow = undefined;
+    await unfollow?.();
     await this.flush();
     await this.registrations.removeForServer(this.serverId);
   }

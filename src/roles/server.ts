@@ -306,9 +306,11 @@ export async function startServer(
           config.serverId,
           (flowId) => local.flowRoute(flowTokens.token(flowId)),
           componentLogger(log, 'registrar'),
+          undefined,
+          { onLookup: (source) => metrics.poolBindingLookups.inc(source) },
         )
       : undefined;
-    mirror?.start();
+    await mirror?.start(db);
     authenticator.isLocalUri = (text) => {
       const uri = parseUri(text);
       return uri !== undefined && (uri.host.toLowerCase() === domain || local.isUs(uri));

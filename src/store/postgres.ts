@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Database, QueryResult, Sql } from './sql.js';
+import type { Database, FeedEvents, QueryResult, Sql } from './sql.js';
 
 /**
  * int8 (bigserial ids, counts) parsed as numbers, as PGlite does, so repositories see the
@@ -75,11 +75,18 @@ class PostgresTransaction implements Sql {
  * notifications sent while it was down are lost, so subscribers should reload their
  * state on reconnect if they cache (they get no payload for the gap).
  */
+interface Subscriber {
+  onPayload: (payload: string) => void;
+  events?: FeedEvents;
+}
+
 class ListenConnection {
   private client?: pg.Client;
   private connecting?: Promise<pg.Client>;
-  private readonly handlers = new Map<string, Set<(payload: string) => void>>();
+  private readonly handlers = new Map<string, Set<Subscriber>>();
   private closed = false;
+  /** The connection went since the last LISTEN: subscribers hear `resumed` once it is back. */
+  private gap = false;
   private retryMs = 100;
   private retryTimer?: NodeJS.Timeout;
 
@@ -90,7 +97,7 @@ class ListenConnection {
     this.connecting ??= (async () => {
       const client = new pg.Client(this.config);
       client.on('notification', (msg) => {
-        for (const handler of this.handlers.get(msg.channel) ?? []) handler(msg.payload ?? '');
+        for (const s of this.handlers.get(msg.channel) ?? []) s.onPayload(msg.payload ?? '');
       });
       client.on('error', () => this.lost(client));
       client.on('end', () => this.lost(client));
@@ -105,6 +112,10 @@ class ListenConnection {
       this.client = client;
       this.connecting = undefined;
       this.retryMs = 100;
+      if (this.gap) {
+        this.gap = false;
+        this.tell((s) => s.events?.resumed?.());
+      }
       return client;
     })();
     return this.connecting;
@@ -114,7 +125,23 @@ class ListenConnection {
     if (this.client !== client) return;
     this.client = undefined;
     client.end().catch(() => {});
+    if (!this.closed) {
+      this.gap = true;
+      this.tell((s) => s.events?.lost?.());
+    }
     this.scheduleReconnect();
+  }
+
+  private tell(fn: (s: Subscriber) => void): void {
+    for (const set of this.handlers.values()) {
+      for (const s of set) {
+        try {
+          fn(s);
+        } catch {
+          // One subscriber's failure must not keep the others from hearing.
+        }
+      }
+    }
   }
 
   private scheduleReconnect(): void {
@@ -129,13 +156,18 @@ class ListenConnection {
     this.retryTimer.unref();
   }
 
-  async listen(channel: string, handler: (payload: string) => void): Promise<() => Promise<void>> {
+  async listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    events?: FeedEvents,
+  ): Promise<() => Promise<void>> {
     let set = this.handlers.get(channel);
     const first = !set;
     if (!set) {
       set = new Set();
       this.handlers.set(channel, set);
     }
+    const handler: Subscriber = { onPayload, events };
     set.add(handler);
     const client = await this.connect();
     if (first) await client.query(`LISTEN ${quoteIdent(channel)}`);
@@ -212,8 +244,12 @@ export class PostgresDatabase implements Database {
     }
   }
 
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
-    return this.listener.listen(channel, onPayload);
+  listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    events?: FeedEvents,
+  ): Promise<() => Promise<void>> {
+    return this.listener.listen(channel, onPayload, events);
   }
 
   async notify(channel: string, payload: string): Promise<void> {

@@ -35,6 +35,41 @@ interface BindingRow {
   path: string | null;
 }
 
+/**
+ * Change feed of the pool's registrations table: the AORs whose bindings changed, one per
+ * line, several to a notification (a batch of the registrar's write-behind is one
+ * statement); '' when any AOR may have changed (a server's bindings dropped at once).
+ * Front-ends keep their cache of each other's bindings current from it (src/registrar/mirror.ts).
+ */
+export const REGISTRATIONS_CHANNEL = 'parley_registrations';
+
+/** PostgreSQL refuses a payload of 8,000 bytes or more: AORs are packed below that. */
+const PAYLOAD_BYTES = 7_000;
+
+/** The AORs as notification payloads, each under PostgreSQL's limit. */
+export function registrationPayloads(aors: Iterable<string>): string[] {
+  const out: string[] = [];
+  let current = '';
+  let bytes = 0;
+  for (const aor of new Set(aors)) {
+    const size = Buffer.byteLength(aor) + 1;
+    if (bytes > 0 && bytes + size > PAYLOAD_BYTES) {
+      out.push(current);
+      current = '';
+      bytes = 0;
+    }
+    current = bytes === 0 ? aor : `${current}\n${aor}`;
+    bytes += size;
+  }
+  if (bytes > 0) out.push(current);
+  return out;
+}
+
+/** The AORs a payload of REGISTRATIONS_CHANNEL names; undefined for "any AOR". */
+export function registrationPayloadAors(payload: string): string[] | undefined {
+  return payload === '' ? undefined : payload.split('\n');
+}
+
 const COLUMNS =
   'aor, contact, instance_id, call_id, cseq, expires_at, q, user_agent, server_id, flow_id, path';
 
@@ -64,21 +99,26 @@ export class RegistrationRepository {
   /**
    * Writes a batch in one statement (unnest of column arrays: a fixed 11 parameters
    * whatever the batch size), for the registrar's write-behind. Later entries for the same
-   * (aor, contact) win, as ON CONFLICT may not touch one row twice in a statement.
+   * (aor, contact) win, as ON CONFLICT may not touch one row twice in a statement. The same
+   * statement announces the AORs on REGISTRATIONS_CHANNEL (delivered once it commits).
    */
   async upsertBindings(batch: NewBinding[]): Promise<number> {
     const latest = new Map<string, NewBinding>();
     for (const b of batch) latest.set(`${b.aor}\n${b.contact}`, b);
     if (latest.size === 0) return 0;
     const rows = [...latest.values()];
-    const res = await this.sql.query(
-      `INSERT INTO registrations (${COLUMNS}, updated_at)
-       SELECT *, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[],
-                                   $7::real[], $8::text[], $9::text[], $10::text[], $11::text[])
-       ON CONFLICT (aor, contact) DO UPDATE SET
-         instance_id = EXCLUDED.instance_id, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq,
-         expires_at = EXCLUDED.expires_at, q = EXCLUDED.q, user_agent = EXCLUDED.user_agent,
-         server_id = EXCLUDED.server_id, flow_id = EXCLUDED.flow_id, path = EXCLUDED.path, updated_at = now()`,
+    const res = await this.sql.query<{ written: number }>(
+      `WITH up AS (
+         INSERT INTO registrations (${COLUMNS}, updated_at)
+         SELECT *, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[],
+                                     $7::real[], $8::text[], $9::text[], $10::text[], $11::text[])
+         ON CONFLICT (aor, contact) DO UPDATE SET
+           instance_id = EXCLUDED.instance_id, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq,
+           expires_at = EXCLUDED.expires_at, q = EXCLUDED.q, user_agent = EXCLUDED.user_agent,
+           server_id = EXCLUDED.server_id, flow_id = EXCLUDED.flow_id, path = EXCLUDED.path, updated_at = now()
+         RETURNING 1
+       ), notified AS (SELECT pg_notify($12, p)::text FROM unnest($13::text[]) AS p)
+       SELECT (SELECT count(*) FROM up)::int AS written, (SELECT count(*) FROM notified)::int AS notified`,
       [
         rows.map((b) => b.aor),
         rows.map((b) => b.contact),
@@ -91,9 +131,11 @@ export class RegistrationRepository {
         rows.map((b) => b.serverId),
         rows.map((b) => b.flowId),
         rows.map((b) => b.path ?? null),
+        REGISTRATIONS_CHANNEL,
+        registrationPayloads(rows.map((b) => b.aor)),
       ],
     );
-    return res.affectedRows;
+    return res.rows[0].written;
   }
 
   /**
@@ -102,16 +144,21 @@ export class RegistrationRepository {
    */
   async removeBinding(aor: string, contact: string, serverId: string): Promise<boolean> {
     const res = await this.sql.query(
-      'DELETE FROM registrations WHERE aor = $1 AND contact = $2 AND server_id = $3',
-      [aor, contact, serverId],
+      `WITH d AS (DELETE FROM registrations WHERE aor = $1 AND contact = $2 AND server_id = $3 RETURNING aor)
+       SELECT pg_notify($4, aor)::text FROM d`,
+      [aor, contact, serverId, REGISTRATIONS_CHANNEL],
     );
-    return res.affectedRows > 0;
+    return res.rows.length > 0;
   }
 
   /** REGISTER with Contact: * and Expires: 0 (RFC 3261 10.2.2). */
   async removeAllForAor(aor: string): Promise<number> {
-    const res = await this.sql.query('DELETE FROM registrations WHERE aor = $1', [aor]);
-    return res.affectedRows;
+    const res = await this.sql.query<{ n: number }>(
+      `WITH d AS (DELETE FROM registrations WHERE aor = $1 RETURNING 1), n AS (SELECT count(*)::int AS n FROM d)
+       SELECT n, CASE WHEN n > 0 THEN pg_notify($2, $1)::text END FROM n`,
+      [aor, REGISTRATIONS_CHANNEL],
+    );
+    return res.rows[0].n;
   }
 
   /** Unexpired bindings, highest q first (RFC 3261 16.6 tries higher q first). */
@@ -132,6 +179,7 @@ export class RegistrationRepository {
     return res.rows.map(toBinding);
   }
 
+  /** Not announced: an expired binding is invisible to every reader already. */
   async removeExpired(now: Date = new Date()): Promise<number> {
     const res = await this.sql.query('DELETE FROM registrations WHERE expires_at <= $1', [now]);
     return res.affectedRows;
@@ -139,8 +187,12 @@ export class RegistrationRepository {
 
   /** A server that went down takes its flows with it: its bindings are unreachable. */
   async removeForServer(serverId: string): Promise<number> {
-    const res = await this.sql.query('DELETE FROM registrations WHERE server_id = $1', [serverId]);
-    return res.affectedRows;
+    const res = await this.sql.query<{ n: number }>(
+      `WITH d AS (DELETE FROM registrations WHERE server_id = $1 RETURNING 1), n AS (SELECT count(*)::int AS n FROM d)
+       SELECT n, CASE WHEN n > 0 THEN pg_notify($2, '')::text END FROM n`,
+      [serverId, REGISTRATIONS_CHANNEL],
+    );
+    return res.rows[0].n;
   }
 
   async countActive(now: Date = new Date()): Promise<{ bindings: number; aors: number }> {

@@ -17,9 +17,23 @@ export interface Sql {
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
 }
 
-/** A database change feed: PostgreSQL LISTEN/NOTIFY, or in-process for PGlite. */
+/**
+ * What a listener that caches learns about the feed itself: notifications sent while the
+ * LISTEN connection was down are lost, so a cache must stop trusting itself on `lost` and
+ * reload (or start empty) on `resumed`, once LISTEN is in place again.
+ */
+export interface FeedEvents {
+  lost?: () => void;
+  resumed?: () => void;
+}
+
+/** A database change feed: PostgreSQL LISTEN/NOTIFY, or in-process for PGlite (never lost). */
 export interface ChangeFeed {
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    events?: FeedEvents,
+  ): Promise<() => Promise<void>>;
   notify(channel: string, payload: string): Promise<void>;
 }
 

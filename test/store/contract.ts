@@ -10,7 +10,12 @@ import { FEDERATION_CHANNEL } from '../../src/store/federation.js';
 import { PLACEMENT_CHANNEL } from '../../src/store/homes.js';
 import { appliedMigrations, currentVersion, loadMigrations, migrate } from '../../src/store/migrate.js';
 import { PRESENCE_CHANNEL, type Publication } from '../../src/store/publications.js';
-import type { NewBinding } from '../../src/store/registrations.js';
+import {
+  type NewBinding,
+  REGISTRATIONS_CHANNEL,
+  registrationPayloadAors,
+  registrationPayloads,
+} from '../../src/store/registrations.js';
 import { seedContactLists } from '../../src/store/seed.js';
 import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
@@ -460,6 +465,58 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect((await store.registrations.listForServer('fe1', T0)).map((b) => b.contact)).toEqual(['sip:3']);
         expect(await store.registrations.removeForServer('fe1')).toBe(1);
         expect((await store.registrations.listBindings('a@x', T0)).map((b) => b.serverId)).toEqual(['fe2']);
+      });
+
+      it('announces the AORs of every write on the registrations channel, once committed', async () => {
+        const channel = await recordChannel(db, REGISTRATIONS_CHANNEL);
+        const aors = (payloads: string[]) =>
+          payloads.flatMap((p) => registrationPayloadAors(p) ?? ['*']).sort();
+        try {
+          await store.registrations.upsertBindings([
+            binding('n1@x', 'sip:1', 100),
+            binding('n2@x', 'sip:2', 100),
+            binding('n1@x', 'sip:3', 100),
+          ]);
+          expect(aors(await channel.settled())).toEqual(['n1@x', 'n2@x']);
+          expect(await store.registrations.removeBinding('n1@x', 'sip:1', 'fe2')).toBe(false);
+          expect(await channel.settled()).toEqual([]);
+          expect(await store.registrations.removeBinding('n1@x', 'sip:1', 'fe1')).toBe(true);
+          expect(aors(await channel.settled())).toEqual(['n1@x']);
+          expect(await store.registrations.removeAllForAor('n2@x')).toBe(1);
+          expect(await store.registrations.removeAllForAor('n2@x')).toBe(0);
+          expect(aors(await channel.settled())).toEqual(['n2@x']);
+          // A server's bindings dropped at once: "any AOR".
+          expect(await store.registrations.removeForServer('fe1')).toBe(1);
+          expect(aors(await channel.settled())).toEqual(['*']);
+          expect(await store.registrations.removeForServer('fe1')).toBe(0);
+          expect(await channel.settled()).toEqual([]);
+          // A rolled-back write announces nothing.
+          await expect(
+            store.transaction(async (tx) => {
+              await tx.registrations.upsertBinding(binding('n3@x', 'sip:4', 100));
+              throw new Error('rolled back');
+            }),
+          ).rejects.toThrow('rolled back');
+          expect(await channel.settled()).toEqual([]);
+          // A batch larger than one payload holds arrives whole, in several notifications.
+          const many = Array.from({ length: 2_000 }, (_, i) =>
+            binding(`bulk-user-${i}@example.com`, 'sip:b', 100),
+          );
+          await store.registrations.upsertBindings(many);
+          const got = await channel.settled();
+          expect(got.length).toBeGreaterThan(1);
+          expect(aors(got)).toEqual(many.map((b) => b.aor).sort());
+        } finally {
+          await channel.stop();
+        }
+      });
+
+      it('packs AORs into payloads PostgreSQL accepts', () => {
+        const payloads = registrationPayloads(Array.from({ length: 1_000 }, (_, i) => `user${i}@é.example`));
+        for (const p of payloads) expect(Buffer.byteLength(p)).toBeLessThan(8_000);
+        expect(payloads.flatMap((p) => registrationPayloadAors(p) ?? [])).toHaveLength(1_000);
+        expect(registrationPayloads([])).toEqual([]);
+        expect(registrationPayloads(['a@x', 'a@x'])).toEqual(['a@x']);
       });
     });
 

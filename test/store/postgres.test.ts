@@ -39,6 +39,30 @@ it('postgres: listeners survive a dropped LISTEN connection', async () => {
   }
 });
 
+it('postgres: a listener hears when the LISTEN connection is lost and when it is back', async () => {
+  const pgs = await startTestPostgres();
+  const db = createPostgresDatabase(await pgs.createDatabase());
+  try {
+    const events: string[] = [];
+    await db.listen('parley_gap', () => {}, {
+      lost: () => events.push('lost'),
+      resumed: () => events.push('resumed'),
+    });
+    expect(events).toEqual([]);
+    (db as PostgresDatabase).dropListenConnection();
+    expect(events).toEqual(['lost']);
+    await expect.poll(() => events, { timeout: 10_000, interval: 50 }).toEqual(['lost', 'resumed']);
+    // Once resumed, LISTEN is in place again: a notification sent now arrives.
+    const got: string[] = [];
+    await db.listen('parley_gap', (p) => got.push(p));
+    await db.notify('parley_gap', 'after');
+    await expect.poll(() => got, { timeout: 5_000, interval: 20 }).toEqual(['after']);
+  } finally {
+    await db.close();
+    await pgs.stop();
+  }
+});
+
 it('postgres: two front-ends migrating a fresh database at once apply each migration once', async () => {
   const pgs = await startTestPostgres();
   const url = await pgs.createDatabase();
