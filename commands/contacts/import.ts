@@ -16,7 +16,7 @@ import { type ImportMode, type ImportResult, importContactLists } from '../../sr
 export default class ContactsImport extends ParleyCommand {
   static override summary = 'Import contact lists from an XML file.';
   static override description =
-    `Reads a contact-list XML file (docs/contact-list-xml.md) in two streaming passes. The first validates the whole file: any problem rejects it, with line, column and reason, before anything is written. The second writes the lists, each user's atomically.
+    `Reads a contact-list XML file (docs/contact-list-xml.md) once, streaming. The whole file is validated first: any problem rejects it, with line, column and reason, before anything is written (validated lists wait in a private temporary file, removed at the end). Then the lists are written in batches of users, one transaction per batch. An import that was interrupted is resumed by running it again: what was written is left as it is, nothing is doubled.
 
 --mode merge (default) never drops anything the store has: groups, contacts and access rules are added, and the file's display names and subscribed flags win for contacts in both. --mode replace makes each user's list exactly the file's. Re-running an import changes nothing.
 

@@ -1,28 +1,52 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { ContactListOwner } from '../store/contact-lists.js';
+import { type ContactListOwner, ContactListOwnersMissingError } from '../store/contact-lists.js';
+import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { normalizeAor } from '../store/users.js';
+import { ListSpool, type SpooledList } from './import-spool.js';
 import { type ContactListChange, mergeContactLists, replaceContactLists } from './lists.js';
 import type { ContactList, XmlProblem } from './model.js';
 import { scanContactListStream } from './xml-document.js';
 import { type ContactListLimits, DEFAULT_LIMITS, parseUserElement } from './xml-parse.js';
 
 /**
- * Import of a contact-list XML file, in two streaming passes so a file of 100,000 users
- * never sits in memory:
- *  1. validate: every `<user>` element is parsed and checked, duplicate users are found,
- *     and owners are looked up in batches. Any XML or semantic problem rejects the whole
- *     file with line, column and reason, and nothing is written.
- *  2. write: the file is read again and lists are written a batch of users per
- *     transaction (each user's write is atomic; a failing batch is retried user by user so
- *     one bad row cannot take its neighbours down).
+ * Import of a contact-list XML file, in two phases so a file of 100,000 users never sits in
+ * memory and nothing is written from a bad file:
+ *  1. validate: the file is read once, each `<user>` element is parsed and checked once,
+ *     duplicate users are found, owners are looked up a thousand at a time (the only time
+ *     they are), and the import's checks run (see ImportCheck). Valid lists go to a spool
+ *     (import-spool.ts) with their owner. Any XML or semantic problem rejects the whole file
+ *     with line, column and reason, and nothing is written.
+ *  2. write: the spool is read back and lists are written a batch of users per
+ *     transaction, with set-based statements (ContactListRepository.write). A failing batch
+ *     is retried user by user so one bad row cannot take its neighbours down; users deleted
+ *     since phase 1 are reported and their neighbours written.
  * Unknown users are not a reason to reject a file (a list can arrive before its owner is
  * provisioned): they are reported as failures and the others are imported.
- * A dry run does pass 2 inside transactions that are rolled back, so it reports exactly
+ * Every write is idempotent (a list equal to the stored one leaves it and its version
+ * alone), so an import that dies half way is resumed by running it again: the batches that
+ * committed are "unchanged", the others are written, nothing is doubled.
+ * A dry run does phase 2 inside transactions that are rolled back, so it reports exactly
  * what a real run would change.
  */
 export type ImportMode = 'merge' | 'replace';
+
+/** A list of the file whose owner is known: what an ImportCheck judges. */
+export interface OwnedList {
+  list: ContactList;
+  owner: ContactListOwner;
+  line: number;
+  column: number;
+}
+
+/**
+ * A rule of the validation phase beyond the format's own (per-user limits, policy): given a
+ * batch of lists whose owners are known, returns the problems that reject the file. Checks
+ * run during validation, so a failing check means nothing is written. They see the file's
+ * list, not the stored one a merge would combine it with.
+ */
+export type ImportCheck = (batch: readonly OwnedList[]) => Promise<XmlProblem[]> | XmlProblem[];
 
 export interface ImportOptions {
   file: string;
@@ -30,9 +54,13 @@ export interface ImportOptions {
   dryRun?: boolean;
   /** Import only this user's list (sip:alice@example.com or alice@example.com). */
   user?: string;
-  /** Users per write transaction (default 100). */
+  /** Users per write transaction (default 250). */
   batchSize?: number;
   limits?: ContactListLimits;
+  /** Extra validation rules, run on every batch of known owners before anything is written. */
+  checks?: ImportCheck[];
+  /** Folder for the spool of validated lists (default: the system's temp folder). */
+  workDir?: string;
   onProgress?: (event: { phase: 'validate' | 'write'; users: number }) => void;
   /** Keep at most this many entries in successes[] (default 10,000); counts stay exact. */
   maxSuccessEntries?: number;
@@ -90,6 +118,7 @@ interface ParsedUser {
 }
 
 const LOOKUP_BATCH = 1_000;
+const DEFAULT_BATCH = 250;
 
 class DryRunRollback extends Error {}
 
@@ -99,7 +128,6 @@ export type ImportStore = Pick<Store, 'contactLists' | 'transaction'>;
 export async function importContactLists(store: ImportStore, options: ImportOptions): Promise<ImportResult> {
   const mode = options.mode ?? 'merge';
   const limits = options.limits ?? DEFAULT_LIMITS;
-  const only = options.user ? normalizeAor(options.user) : undefined;
   const result: ImportResult = {
     status: 'invalid',
     file: options.file,
@@ -115,63 +143,122 @@ export async function importContactLists(store: ImportStore, options: ImportOpti
     failures: [],
   };
   const before = await stat(options.file);
+  const spool = await ListSpool.create(options.workDir);
+  try {
+    await validateFile(store, options, limits, result, spool);
+    await spool.finish();
+    const after = await stat(options.file);
+    if (result.errors.length === 0 && (after.size !== before.size || after.mtimeMs !== before.mtimeMs)) {
+      result.errors.push({ line: 1, column: 1, reason: 'the file changed while it was being read' });
+    }
+    if (result.errors.length > 0) {
+      result.errors.sort((a, b) => a.line - b.line || a.column - b.column);
+      result.failures = [];
+      return result;
+    }
+    await writeSpooled(store, options, mode, result, spool);
+  } finally {
+    await spool.remove();
+  }
+  result.status = result.failures.length === 0 ? 'complete' : result.imported === 0 ? 'failed' : 'partial';
+  return result;
+}
 
-  // Pass 1: validate everything, find owners.
-  const seen = new Set<string>();
-  const unknown = new Set<string>();
+/**
+ * Phase 1: reads the file once, parses each user once, looks its owner up once (a batch at
+ * a time), runs the checks, and spools the lists to write. Problems go to result.errors;
+ * unknown users to result.failures.
+ */
+async function validateFile(
+  store: ImportStore,
+  options: ImportOptions,
+  limits: ContactListLimits,
+  result: ImportResult,
+  spool: ListSpool,
+): Promise<void> {
+  const only = options.user ? normalizeAor(options.user) : undefined;
+  const checks = options.checks ?? [];
+  // Users already met: known owners by id in a bit set (an eighth of a byte per user id,
+  // flat next to a set of strings), unknown ones by aor (they are failures, kept anyway).
+  const seenOwners = new OwnerIdSet();
+  const seenUnknown = new Set<string>();
+  let onlyFound = false;
   let pending: ParsedUser[] = [];
   const resolvePending = async () => {
-    const owners = await store.contactLists.findOwners(pending.map((p) => p.aor));
-    for (const p of pending) {
-      if (owners.has(p.aor)) continue;
-      unknown.add(p.aor);
-      result.failures.push({
-        user: p.list.user,
-        code: 'UNKNOWN_USER',
-        reason: `no user ${p.aor} in this store`,
-        line: p.line,
-        column: p.column,
+    if (pending.length === 0) return;
+    const batch = pending;
+    pending = [];
+    const owners = await store.contactLists.findOwners([...new Set(batch.map((p) => p.aor))]);
+    const owned: OwnedList[] = [];
+    for (const user of batch) {
+      const owner = owners.get(user.aor);
+      const first = owner ? seenOwners.add(owner.id) : !seenUnknown.has(user.aor);
+      if (!owner) seenUnknown.add(user.aor);
+      if (!first) {
+        addError(result.errors, limits, {
+          line: user.line,
+          column: user.column,
+          reason: `user ${user.list.user} appears twice in the file`,
+        });
+        continue;
+      }
+      if (only !== undefined && user.aor !== only) continue;
+      onlyFound ||= only !== undefined;
+      if (!owner) {
+        result.failures.push({
+          user: user.list.user,
+          code: 'UNKNOWN_USER',
+          reason: `no user ${user.aor} in this store`,
+          line: user.line,
+          column: user.column,
+        });
+        continue;
+      }
+      owned.push({ list: user.list, owner, line: user.line, column: user.column });
+    }
+    for (const check of checks) {
+      for (const problem of await check(owned)) addError(result.errors, limits, problem);
+    }
+    // Once the file is known to be bad, nothing will be written: stop spooling.
+    if (result.errors.length > 0) return;
+    for (const user of owned) {
+      await spool.append({
+        userId: user.owner.id,
+        aor: user.owner.aor,
+        line: user.line,
+        column: user.column,
+        list: user.list,
       });
     }
-    pending = [];
   };
   for await (const user of readUsers(options.file, limits, result.errors)) {
     result.usersInFile++;
     options.onProgress?.({ phase: 'validate', users: result.usersInFile });
-    if (seen.has(user.aor)) {
-      addError(result.errors, limits, {
-        line: user.line,
-        column: user.column,
-        reason: `user ${user.list.user} appears twice in the file`,
-      });
-      continue;
-    }
-    seen.add(user.aor);
-    if (only !== undefined && user.aor !== only) continue;
     pending.push(user);
     if (pending.length >= LOOKUP_BATCH) await resolvePending();
+    if (result.errors.length >= limits.maxProblems) break;
   }
   await resolvePending();
-  if (result.errors.length === 0 && only !== undefined && !seen.has(only)) {
+  if (result.errors.length === 0 && only !== undefined && !onlyFound) {
     result.errors.push({ line: 1, column: 1, reason: `the file holds no list for ${only}` });
   }
-  if (result.errors.length > 0) {
-    result.failures = [];
-    return result;
-  }
+}
 
-  // Pass 2: write, a batch of users per transaction.
-  const after = await stat(options.file);
-  if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
-    result.errors.push({ line: 1, column: 1, reason: 'the file changed while it was being imported' });
-    result.failures = [];
-    return result;
-  }
+/** Phase 2: writes the spooled lists, a batch of users per transaction. */
+async function writeSpooled(
+  store: ImportStore,
+  options: ImportOptions,
+  mode: ImportMode,
+  result: ImportResult,
+  spool: ListSpool,
+): Promise<void> {
   const maxSuccesses = options.maxSuccessEntries ?? 10_000;
+  const batchSize = options.batchSize ?? DEFAULT_BATCH;
   const write = mode === 'replace' ? replaceContactLists : mergeContactLists;
   let written = 0;
-  let batch: ParsedUser[] = [];
-  const record = (user: ParsedUser, change: ContactListChange) => {
+  let batch: SpooledList[] = [];
+  const deleted = new Set<number>();
+  const record = (user: SpooledList, change: ContactListChange) => {
     result.imported++;
     if (change.changed) result.changed++;
     else result.unchanged++;
@@ -180,33 +267,23 @@ export async function importContactLists(store: ImportStore, options: ImportOpti
   };
   const flush = async () => {
     if (batch.length === 0) return;
-    const owners = await store.contactLists.findOwners(batch.map((u) => u.aor));
-    const ready = batch.filter((u) => owners.has(u.aor));
-    for (const user of batch) {
-      if (!owners.has(user.aor) && !unknown.has(user.aor)) {
-        // Deleted between the passes.
-        result.failures.push({
-          user: user.list.user,
-          code: 'UNKNOWN_USER',
-          reason: `no user ${user.aor} in this store`,
-          line: user.line,
-          column: user.column,
-        });
-      }
-    }
     try {
-      const changes = await writeBatch(store, ready, owners, write, result.dryRun);
-      for (const [i, user] of ready.entries()) record(user, changes[i]);
+      const done = await writeBatchDroppingDeleted(store, batch, write, result, deleted);
+      for (const [i, user] of done.users.entries()) record(user, done.changes[i]);
     } catch (err) {
+      // A lost store ends the import (the CLI's DATABASE_UNAVAILABLE); a re-run resumes it.
+      if (isConnectionLost(err)) throw err;
+      const ready = batch.filter((u) => !deleted.has(u.userId));
       if (ready.length === 1) {
         result.failures.push(writeFailure(ready[0], err));
       } else {
         for (const user of ready) {
           try {
-            const [change] = await writeBatch(store, [user], owners, write, result.dryRun);
-            record(user, change);
-          } catch (single) {
-            result.failures.push(writeFailure(user, single));
+            const single = await writeBatchDroppingDeleted(store, [user], write, result, deleted);
+            if (single.users.length === 1) record(user, single.changes[0]);
+          } catch (failure) {
+            if (isConnectionLost(failure)) throw failure;
+            result.failures.push(writeFailure(user, failure));
           }
         }
       }
@@ -215,25 +292,50 @@ export async function importContactLists(store: ImportStore, options: ImportOpti
     options.onProgress?.({ phase: 'write', users: written });
     batch = [];
   };
-  const rereadErrors: XmlProblem[] = [];
-  for await (const user of readUsers(options.file, limits, rereadErrors)) {
-    if (unknown.has(user.aor) || (only !== undefined && user.aor !== only)) continue;
+  for await (const user of spool.entries()) {
     batch.push(user);
-    if (batch.length >= (options.batchSize ?? 100)) await flush();
+    if (batch.length >= batchSize) await flush();
   }
   await flush();
-  if (rereadErrors.length > 0) {
-    // Only possible if the file was rewritten in place between the passes.
-    result.errors.push(...rereadErrors);
+}
+
+/**
+ * Writes a batch; users deleted since validation are reported as unknown and the batch is
+ * written without them. Returns the users written and their changes, in the same order.
+ */
+async function writeBatchDroppingDeleted(
+  store: ImportStore,
+  users: SpooledList[],
+  write: typeof replaceContactLists,
+  result: ImportResult,
+  deleted: Set<number>,
+): Promise<{ users: SpooledList[]; changes: ContactListChange[] }> {
+  let remaining = users.filter((u) => !deleted.has(u.userId));
+  for (;;) {
+    if (remaining.length === 0) return { users: [], changes: [] };
+    try {
+      return { users: remaining, changes: await writeBatch(store, remaining, write, result.dryRun) };
+    } catch (err) {
+      if (!(err instanceof ContactListOwnersMissingError)) throw err;
+      for (const id of err.userIds) deleted.add(id);
+      for (const user of remaining) {
+        if (!deleted.has(user.userId)) continue;
+        result.failures.push({
+          user: user.list.user,
+          code: 'UNKNOWN_USER',
+          reason: `no user ${user.aor} in this store (deleted during the import)`,
+          line: user.line,
+          column: user.column,
+        });
+      }
+      remaining = remaining.filter((u) => !deleted.has(u.userId));
+    }
   }
-  result.status = result.failures.length === 0 ? 'complete' : result.imported === 0 ? 'failed' : 'partial';
-  return result;
 }
 
 async function writeBatch(
   store: ImportStore,
-  users: ParsedUser[],
-  owners: Map<string, ContactListOwner>,
+  users: SpooledList[],
   write: typeof replaceContactLists,
   dryRun: boolean,
 ): Promise<ContactListChange[]> {
@@ -242,7 +344,7 @@ async function writeBatch(
     await store.transaction(async (tx) => {
       changes = await write(
         tx.contactLists,
-        users.map((user) => ({ userId: owners.get(user.aor)!.id, list: user.list })),
+        users.map((user) => ({ userId: user.userId, aor: user.aor, list: user.list })),
       );
       if (dryRun) throw new DryRunRollback();
     });
@@ -252,13 +354,32 @@ async function writeBatch(
   return changes;
 }
 
-function writeFailure(user: ParsedUser, err: unknown): ImportFailure {
+function writeFailure(user: SpooledList, err: unknown): ImportFailure {
   const reason = err instanceof Error ? err.message : String(err);
   return { user: user.list.user, code: 'WRITE_FAILED', reason, line: user.line, column: user.column };
 }
 
 function addError(errors: XmlProblem[], limits: ContactListLimits, problem: XmlProblem): void {
   if (errors.length < limits.maxProblems) errors.push(problem);
+}
+
+/** Ids of users met so far, one bit each (user ids are a sequence: dense and small). */
+class OwnerIdSet {
+  private bits = new Uint8Array(8192);
+
+  /** Adds id; false when it was already there. */
+  add(id: number): boolean {
+    const byte = Math.floor(id / 8);
+    if (byte >= this.bits.length) {
+      const grown = new Uint8Array(Math.max(byte + 1, this.bits.length * 2));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    const mask = 1 << (id % 8);
+    if (this.bits[byte] & mask) return false;
+    this.bits[byte] |= mask;
+    return true;
+  }
 }
 
 /** Streams the file's lists; problems go to errors (parsing continues past semantic ones). */

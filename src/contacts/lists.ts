@@ -220,6 +220,8 @@ function writeContactList(
 
 export interface ContactListWrite {
   userId: number;
+  /** The owner's aor when the caller holds it, so the write need not read users (see the repository). */
+  aor?: string;
   /** The new list from the stored one. */
   compute: (current: ContactList) => ContactList;
   /** The list the write came from (a file's), whose version is taken when the result equals it. */
@@ -229,12 +231,12 @@ export interface ContactListWrite {
 /** Replaces the lists of several users in one transaction: what an import does a batch at a time. */
 export function replaceContactLists(
   repository: ContactListRepository,
-  lists: { userId: number; list: ContactList }[],
+  lists: { userId: number; aor?: string; list: ContactList }[],
   options: WriteOptions = {},
 ): Promise<ContactListChange[]> {
   return writeContactListBatch(
     repository,
-    lists.map(({ userId, list }) => ({ userId, compute: () => list, source: list })),
+    lists.map(({ userId, aor, list }) => ({ userId, aor, compute: () => list, source: list })),
     options,
   );
 }
@@ -242,13 +244,14 @@ export function replaceContactLists(
 /** Merges lists into several users' lists in one transaction (see mergeContactList). */
 export function mergeContactLists(
   repository: ContactListRepository,
-  lists: { userId: number; list: ContactList }[],
+  lists: { userId: number; aor?: string; list: ContactList }[],
   options: WriteOptions = {},
 ): Promise<ContactListChange[]> {
   return writeContactListBatch(
     repository,
-    lists.map(({ userId, list }) => ({
+    lists.map(({ userId, aor, list }) => ({
       userId,
+      aor,
       compute: (current) => mergeLists(current, list),
       source: list,
     })),
@@ -269,6 +272,7 @@ export function writeContactListBatch(
   return repository.write(
     writes.map((write) => ({
       userId: write.userId,
+      aor: write.aor,
       decide: (current: ContactList) => {
         const next = canonical(write.compute(current));
         const isChanged = !sameContactListContent(current, next);

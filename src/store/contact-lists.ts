@@ -74,7 +74,24 @@ export interface ContactListDecision<Report> {
 
 export interface ContactListWrite<Report> {
   userId: number;
+  /**
+   * The owner's aor (alice@example.com) when the caller already holds it (an import looked
+   * its owners up while validating): when every write of a batch carries one, the write
+   * does not read users again.
+   */
+  aor?: string;
   decide: (current: ContactList) => ContactListDecision<Report>;
+}
+
+/**
+ * A write named users that no longer exist (deleted since the caller looked them up). Nothing
+ * of the batch was written; the caller can drop these users and write the others.
+ */
+export class ContactListOwnersMissingError extends Error {
+  constructor(readonly userIds: number[]) {
+    super(`no user with id ${userIds.join(', ')}`);
+    this.name = 'ContactListOwnersMissingError';
+  }
 }
 
 export interface ContactListWriteOptions {
@@ -191,19 +208,30 @@ export class ContactListRepository {
     if (new Set(ids).size !== ids.length) throw new Error('a batch writes each user once');
     return this.sql.transaction(async (tx) => {
       const sorted = [...ids].sort((a, b) => a - b).map(String);
+      // Through users, so an id whose user was deleted inserts nothing instead of failing
+      // the batch on the foreign key: it is reported as missing below.
       await tx.query(
-        'INSERT INTO contact_list_versions (user_id) SELECT unnest($1::bigint[]) ON CONFLICT (user_id) DO NOTHING',
+        `INSERT INTO contact_list_versions (user_id)
+         SELECT id FROM users WHERE id = ANY($1::bigint[]) ON CONFLICT (user_id) DO NOTHING`,
         [sorted],
       );
-      const locked = await tx.query<{ user_id: number | string; aor: string }>(
-        `SELECT v.user_id, u.aor FROM contact_list_versions v JOIN users u ON u.id = v.user_id
-          WHERE v.user_id = ANY($1::bigint[]) ORDER BY v.user_id FOR UPDATE OF v`,
+      const carried = writes.every((w) => w.aor !== undefined);
+      const locked = await tx.query<{ user_id: number | string; aor: string | null }>(
+        carried
+          ? `SELECT user_id, NULL AS aor FROM contact_list_versions
+              WHERE user_id = ANY($1::bigint[]) ORDER BY user_id FOR UPDATE`
+          : `SELECT v.user_id, u.aor FROM contact_list_versions v JOIN users u ON u.id = v.user_id
+              WHERE v.user_id = ANY($1::bigint[]) ORDER BY v.user_id FOR UPDATE OF v`,
         [sorted],
       );
-      const owners = new Map(
-        locked.rows.map((r) => [Number(r.user_id), { id: Number(r.user_id), aor: r.aor }]),
+      const lockedIds = new Set(locked.rows.map((r) => Number(r.user_id)));
+      const missing = ids.filter((id) => !lockedIds.has(id));
+      if (missing.length > 0) throw new ContactListOwnersMissingError(missing);
+      const owners = new Map<number, ContactListOwner>(
+        carried
+          ? writes.map((w) => [w.userId, { id: w.userId, aor: w.aor! }])
+          : locked.rows.map((r) => [Number(r.user_id), { id: Number(r.user_id), aor: r.aor! }]),
       );
-      for (const id of ids) if (!owners.has(id)) throw new Error(`no user with id ${id}`);
       const currentLists = await readLists(tx, [...owners.values()]);
       const reports: Report[] = [];
       const changed: { userId: number; list: ContactList; previous: ContactList }[] = [];
