@@ -12,6 +12,8 @@ export type EdgeSide = 'outside' | 'federation' | 'inside';
  */
 export class EdgeIdentity extends LocalIdentity {
   private readonly insidePort: number;
+  /** tcp, or tls in security: high (the inside listener is mutual TLS there). */
+  private readonly insideTransport: string;
   private readonly federationPort?: number;
 
   constructor(
@@ -22,7 +24,9 @@ export class EdgeIdentity extends LocalIdentity {
     private readonly sideOf: (flow: Flow) => EdgeSide,
   ) {
     super(domain, listening, advertise, serverId);
-    this.insidePort = listening.find((l) => l.name === 'internal')?.port ?? 0;
+    const inside = listening.find((l) => l.name === 'internal');
+    this.insidePort = inside?.port ?? 0;
+    this.insideTransport = inside?.transport ?? 'tcp';
     this.federationPort = listening.find((l) => l.name === 'federation')?.port;
   }
 
@@ -48,6 +52,6 @@ export class EdgeIdentity extends LocalIdentity {
 
   /** The Path entry (RFC 3327) that brings requests for a remote user back to its connection. */
   pathTo(insideFlow: Flow, token: string): string {
-    return `<sip:${token}@${this.hostFor(insideFlow)}:${this.insidePort};transport=tcp;lr>`;
+    return `<sip:${token}@${this.hostFor(insideFlow)}:${this.insidePort};transport=${this.insideTransport};lr>`;
   }
 }

@@ -561,6 +561,19 @@ function validate(r: LayeredReader): ParleyConfig {
   };
   const next = readOptionalSipUri(r, 'edge.next');
   if (next) edge.next = next;
+  // security: high: servers reach each other over mutual TLS only (docs/config.md).
+  if (highSecurity) {
+    for (const key of ['federation.edge', 'homes.director', 'edge.next']) {
+      const uri = readOptionalString(r, key);
+      if (uri !== undefined && !/^sips:/i.test(uri) && !/;transport=tls(?:;|$)/i.test(uri)) {
+        throw new ConfigError(
+          `${JSON.stringify(uri)}: security: high reaches other servers over mutual TLS only; use sips: or ;transport=tls`,
+          key,
+          r.get(key)?.source.label,
+        );
+      }
+    }
+  }
   // edge.next and listen.internal are required when an edge starts (src/roles/edge.ts), not
   // here: `parley init --role edge` writes a first file the administrator completes.
   if (role !== 'edge') {

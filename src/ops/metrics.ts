@@ -153,7 +153,13 @@ export class ActiveUserTracker {
 }
 
 /** Why an accepted connection was refused (src/transport/limits.ts). */
-export const CONNECTION_REFUSALS = ['per_address', 'global', 'untrusted_proxy', 'bad_proxy_header'] as const;
+export const CONNECTION_REFUSALS = [
+  'per_address',
+  'global',
+  'untrusted_proxy',
+  'bad_proxy_header',
+  'peer_certificate',
+] as const;
 /** Why a connection was closed for its pace rather than its content. */
 export const CONNECTION_TIMEOUTS = ['header_timeout', 'idle_timeout'] as const;
 

@@ -25,7 +25,7 @@ export type AuthOutcome =
 export type AuthKind = 'www' | 'proxy';
 
 /** What authentication needs of the connection a request came on. */
-export type AuthFlow = Pick<Flow, 'id' | 'remoteAddress'>;
+export type AuthFlow = Pick<Flow, 'id' | 'remoteAddress' | 'transport' | 'peerNames'>;
 
 /**
  * Why a request carrying credentials was refused, for the failure metric and log. The first

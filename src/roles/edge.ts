@@ -76,10 +76,12 @@ export async function startEdge(
       return dialled.get(flow.id) ?? 'inside';
     };
 
+    // security: high: the inside servers reach the edge over mutual TLS, not TCP.
     const named: NamedListener[] = [
       {
         name: 'internal',
-        transport: 'tcp',
+        transport: config.highSecurity ? 'tls' : 'tcp',
+        requireClientCert: config.highSecurity,
         at: config.listen.internal,
         maxMessageSize: INSIDE_MAX_MESSAGE_SIZE,
       },
@@ -97,6 +99,7 @@ export async function startEdge(
       listen: outside,
       namedListeners: named,
       tls: readTls(config),
+      dialTlsOnly: config.highSecurity,
       maxMessageSize: config.edge.maxMessageSize,
       log: sipLog,
       limits: config.limits,

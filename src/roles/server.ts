@@ -1,6 +1,5 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ClientGate } from '../clients/gate.js';
@@ -55,11 +54,10 @@ import { UsageRepository } from '../store/usage.js';
 import { USERS_CHANNEL, UserRepository } from '../store/users.js';
 import { type ServerTransaction, TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
-import type { Flow } from '../transport/flow.js';
 import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
-import { addToBlockList } from '../transport/limits.js';
 import { startEdge } from './edge.js';
 import type { ParleyServer } from './parley-server.js';
+import { serverPeers } from './server-peers.js';
 
 export type { ParleyServer } from './parley-server.js';
 
@@ -199,9 +197,13 @@ export async function startServer(
     const userHomes =
       departures && ownHome ? await followUserHomes(db, homes, ownHome, config, cleanups) : undefined;
 
+    // Server peers: by address, and by certificate too in security: high (src/roles/server-peers.ts).
+    const peers = serverPeers(config);
     const transport = new TransportLayer({
       listen: config.listen,
       tls: readTls(config),
+      serverPeerAddress: config.highSecurity ? peers?.isPeerAddress : undefined,
+      dialTlsOnly: config.highSecurity,
       log: sipLog,
       limits: config.limits,
       onConnectionRefused: (reason) => metrics.connectionsRefused.inc(reason),
@@ -256,7 +258,7 @@ export async function startServer(
     const flowTokens = new FlowTokens(await sharedSecret(db, 'flow_token_secret'), config.serverId);
     const routeSigner = new DialogRouteSigner(await sharedSecret(db, 'record_route_secret'));
     // Server peers (the edge, directors, other homes) by the address their connections come from.
-    const isTrustedPeer = trustedPeerCheck(config.trustedPeers);
+    const isTrustedPeer = peers?.isTrustedPeer;
     // The authenticator refuses answers in algorithms it did not offer (SHA-256 alone in security: high).
     const authenticator = new Authenticator(domain, nonces, credentials, {
       algorithms: digestAlgorithms(config),
@@ -709,19 +711,6 @@ function readTls(config: ParleyConfig): TlsMaterial | undefined {
     key: readFileSync(config.tls.key),
     ca: config.tls.ca ? readFileSync(config.tls.ca) : undefined,
     requireClientCert: config.tls.requireClientCert,
-  };
-}
-
-/** `trustedPeers` (docs/edge.md): the edge and directors, by the address their connections come from. */
-function trustedPeerCheck(
-  peers: readonly string[],
-): ((flow: Pick<Flow, 'remoteAddress'>) => boolean) | undefined {
-  if (peers.length === 0) return undefined;
-  const list = new BlockList();
-  for (const entry of peers) addToBlockList(list, entry);
-  return (flow) => {
-    const family = isIP(flow.remoteAddress);
-    return family !== 0 && list.check(flow.remoteAddress, family === 6 ? 'ipv6' : 'ipv4');
   };
 }
 

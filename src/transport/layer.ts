@@ -72,6 +72,14 @@ export interface TransportLayerOptions {
   /** Counts connections closed by the header or idle timeout. */
   onConnectionTimedOut?(reason: ConnectionTimeout): void;
   /**
+   * Mutual TLS between servers (`security: high`): TLS listeners ask every peer for a
+   * certificate, and a connection from an address this names (a server peer) that presents
+   * none valid for `tls.ca` is refused at the handshake. Clients may still present none.
+   */
+  serverPeerAddress?: (address: string) => boolean;
+  /** Dial TLS only (`security: high`): a tcp or udp next hop is refused, never connected to. */
+  dialTlsOnly?: boolean;
+  /**
    * How long a UDP peer nothing came from or went to is remembered (its flow id keeps
    * working for requests to a NATed client until then): past the longest registration.
    */
@@ -226,17 +234,23 @@ export class TransportLayer {
 
   private async listenTls(at: HostPort, requireClientCert: boolean, name?: string): Promise<void> {
     const tls = this.opts.tls!;
+    const serverPeer = this.opts.serverPeerAddress;
     const server = createTlsServer({
       cert: tls.cert,
       key: tls.key,
       ca: tls.ca,
-      requestCert: requireClientCert,
+      requestCert: requireClientCert || serverPeer !== undefined,
       rejectUnauthorized: requireClientCert,
     });
     server.on('secureConnection', (socket: TLSSocket) => {
       const inbound = this.takeHandedOff(socket);
       if (!inbound) {
         socket.destroy();
+        return;
+      }
+      const address = inbound.remote?.address ?? stripV4Mapped(inbound.raw.remoteAddress ?? '');
+      if (serverPeer?.(address) && !socket.authorized) {
+        this.refuse(socket, 'peer_certificate', address);
         return;
       }
       this.adoptSocket('tls', socket, undefined, inbound);
@@ -299,6 +313,9 @@ export class TransportLayer {
     if (transport === 'udp') return Promise.reject(new Error('no UDP listener to send from'));
     if (transport === 'ws' || transport === 'wss') {
       return Promise.reject(new Error(`cannot open a ${transport} connection to ${host}:${port}`));
+    }
+    if (transport === 'tcp' && this.opts.dialTlsOnly) {
+      return Promise.reject(new Error(`security: high dials TLS only; refused tcp to ${host}:${port}`));
     }
     const key = remoteKey(transport, host, port);
     const pending = this.pendingConnects.get(key);

@@ -52,7 +52,12 @@ export function effectiveMaxConnections(
   return ceiling === undefined ? configured : Math.min(configured, ceiling);
 }
 
-export type ConnectionRefusal = 'per_address' | 'global' | 'untrusted_proxy' | 'bad_proxy_header';
+export type ConnectionRefusal =
+  | 'per_address'
+  | 'global'
+  | 'untrusted_proxy'
+  | 'bad_proxy_header'
+  | 'peer_certificate';
 export type ConnectionTimeout = 'header_timeout' | 'idle_timeout';
 
 /** A counted connection; `release` is idempotent so every close path may call it. */
@@ -226,6 +231,8 @@ function messageFor(reason: Reason): string {
       return 'connection refused: PROXY header from an address not in limits.trustedProxies';
     case 'bad_proxy_header':
       return 'connection refused: malformed PROXY header';
+    case 'peer_certificate':
+      return 'connection refused: a server peer (trustedPeers) presented no certificate valid for tls.ca';
     case 'header_timeout':
       return 'connection closed: no complete message within limits.headerTimeoutMs';
     case 'idle_timeout':

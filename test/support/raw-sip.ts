@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 
 /**
  * A SIP client over a raw TCP socket, written from the RFC rather than from our stack, so tests
@@ -26,6 +27,19 @@ export class RawSipClient {
   static open(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawSipClient> {
     return new Promise((resolve, reject) => {
       const s = connect({ port, host, localAddress }, () => resolve(new RawSipClient(s)));
+      s.once('error', reject);
+    });
+  }
+
+  /** Over TLS, checked against `ca`; `cert`/`key` present a client certificate (mutual TLS). */
+  static openTls(
+    port: number,
+    options: ConnectionOptions & { host?: string; localAddress?: string },
+  ): Promise<RawSipClient> {
+    return new Promise((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options }, () =>
+        resolve(new RawSipClient(s)),
+      );
       s.once('error', reject);
     });
   }
