@@ -1,8 +1,9 @@
 /**
  * Kamailio as the peer of the SIP suite: the anchor configuration (in-memory usrloc, digest
  * with one shared password "secret", MESSAGE relayed to the registered contact) copied to a
- * temp folder with its listen port rewritten, run in the foreground (-DD) so killing the
- * main process ends its workers.
+ * temp folder with its listen port rewritten, and a UDP listener on the same port beside the
+ * TCP one (what ../shared/bench/kamailio-presence/kamailio-udp.cfg adds to the anchor, and
+ * nothing else), run in the foreground (-DD) so killing the main process ends its workers.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { join, resolve } from 'node:path';
 import {
   captureTail,
   ensureCommand,
-  freePort,
+  freeTcpUdpPort,
   processTree,
   REPO_ROOT,
   type SipTarget,
@@ -43,9 +44,17 @@ export function kamailioVersion(binary: string): string {
   return /kamailio\s+([\d.]+)/i.exec(out.stdout ?? '')?.[0] ?? 'kamailio';
 }
 
-/** The anchor cfg with `listen=` on the given port and `mpath` fixed for this machine's multiarch folder. */
+/**
+ * The anchor cfg listening on TCP and UDP on the given port (the UDP anchor's one addition;
+ * every other `listen=` line goes) and `mpath` fixed for this machine's multiarch folder.
+ */
 export function rewriteKamailioConfig(cfg: string, port: number): string {
-  let out = cfg.replace(/^listen=.*$/m, `listen=tcp:127.0.0.1:${port}`);
+  let first = true;
+  let out = cfg.replace(/^listen=.*(?:\n|$)/gm, () => {
+    if (!first) return '';
+    first = false;
+    return `listen=tcp:127.0.0.1:${port}\nlisten=udp:127.0.0.1:${port}\n`;
+  });
   const mpath = /^mpath="([^"]+)"/m.exec(out)?.[1];
   if (mpath && !existsSync(mpath)) {
     const found = readdirSync('/usr/lib')
@@ -63,7 +72,7 @@ export async function startKamailio(opts: { install?: boolean } = {}): Promise<S
       'kamailio is not installed: install the Debian package kamailio (sudo apt-get install kamailio)',
     );
   const dir = mkdtempSync(join(tmpdir(), 'parley-bench-kamailio-'));
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const cfgPath = join(dir, 'kamailio.cfg');
   writeFileSync(
     cfgPath,
@@ -94,6 +103,7 @@ export async function startKamailio(opts: { install?: boolean } = {}): Promise<S
     version: kamailioVersion(binary),
     host: '127.0.0.1',
     port,
+    udpPort: port,
     pids: () => processTree(pid),
     stop,
   };

@@ -385,6 +385,7 @@ export function renderSipTable(suite: SipSuiteResult): string {
     'failed',
     'CPU %',
     'RSS MiB',
+    'RSS end',
     'p50/p90/p99 ms at a sustained rate',
   ];
   const rows: string[][] = [];
@@ -401,20 +402,21 @@ export function renderSipTable(suite: SipSuiteResult): string {
         run.best ? String(run.best.cpuPercent) : '-',
         // Kamailio is several processes sharing memory: PSS counts shared pages once.
         run.best ? String(run.server === 'parley' ? run.best.rssMiB : run.best.pssMiB) : '-',
+        String(run.server === 'parley' ? run.endRssMiB : run.endPssMiB),
         latencyText(run),
       ]);
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i >= 2 && i < 8 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+    cells.map((c, i) => (i >= 2 && i < 9 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   out.push('');
   out.push(
     `best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), one TCP connection, SIPp on the same cores.`,
   );
   out.push(
-    'CPU % and RSS at the best rate. Latency at the highest clean step that kept up with its target (at saturation it is only queueing time).',
+    'CPU % and RSS at the best rate (peak over the step); RSS end: once the ramp ended. Latency at the highest clean step that kept up with its target (at saturation it is only queueing time).',
   );
   out.push(
     'CPU %: server process tree, % of one core. RSS: Parley VmRSS; Kamailio summed PSS of its processes.',

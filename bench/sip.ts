@@ -6,6 +6,7 @@
  * and, with --vs-kamailio, Kamailio, so the ratio compares like with like.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import {
   existsSync,
   mkdirSync,
@@ -71,6 +72,12 @@ export interface WorkloadRun {
   sustained?: RateStep;
   /** The lowest-rate step already failed: the server did not hold the first rate tried. */
   failedAtLowestRate: boolean;
+  /**
+   * Memory once the ramp ended (its last step drained): what the server kept, as opposed to
+   * the peak during a step. VmRSS summed, and PSS (Kamailio's workers share their memory).
+   */
+  endRssMiB: number;
+  endPssMiB: number;
 }
 
 /** A SIP server under test, reachable over TCP on loopback. */
@@ -204,6 +211,19 @@ export function freePort(): Promise<number> {
       s.close(() => resolvePromise(port));
     });
   });
+}
+
+/** A loopback port free for both TCP and UDP (a server listening on both, as Kamailio's anchor does). */
+export async function freeTcpUdpPort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const free = await new Promise<boolean>((resolvePromise) => {
+      const s = createSocket('udp4');
+      s.once('error', () => resolvePromise(false));
+      s.bind(port, '127.0.0.1', () => s.close(() => resolvePromise(true)));
+    });
+    if (free || attempt >= 20) return port;
+  }
 }
 
 /** Polls until something accepts TCP connections on host:port, or the deadline passes. */
@@ -527,7 +547,15 @@ export async function rampWorkload(
     return step;
   };
   const ramp = await rampRates(opts.rates, runStep, { sustainedStep: opts.sustainedStep !== false });
-  return { server: target.name, ...ramp };
+  const end = memoryKiB(target.pids());
+  const run = {
+    server: target.name,
+    ...ramp,
+    endRssMiB: round1(end.rss / 1024),
+    endPssMiB: round1(end.pss / 1024),
+  };
+  opts.log(`  ${target.name} ${workload}: at the end RSS ${run.endRssMiB} MiB, PSS ${run.endPssMiB} MiB`);
+  return run;
 }
 
 /** What a ramp needs of a step, whatever else a suite measures in it. */

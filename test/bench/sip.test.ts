@@ -31,11 +31,15 @@ describe('SIPp output parsing', () => {
 });
 
 describe('Kamailio configuration copy', () => {
-  it('rewrites the listen port and keeps the rest', () => {
+  it('rewrites the listen port, adds UDP on the same port (the UDP anchor) and keeps the rest', () => {
     const cfg = '#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:5070\nauto_aliases=no\n';
-    expect(rewriteKamailioConfig(cfg, 40123)).toBe(
-      '#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:40123\nauto_aliases=no\n',
-    );
+    const both =
+      '#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:40123\nlisten=udp:127.0.0.1:40123\nauto_aliases=no\n';
+    expect(rewriteKamailioConfig(cfg, 40123)).toBe(both);
+    // kamailio-udp.cfg already listens on both: still one listener per transport.
+    const udpAnchor =
+      '#!KAMAILIO\nchildren=2\nlisten=tcp:127.0.0.1:5070\nlisten=udp:127.0.0.1:5070\nauto_aliases=no\n';
+    expect(rewriteKamailioConfig(udpAnchor, 40123)).toBe(both);
   });
 });
 
