@@ -72,7 +72,31 @@ interface Subscription {
   /** Block politely: the watcher sees the presentity offline (RFC 3856 5.1.1 "polite blocking"). */
   polite: boolean;
   timer?: TimerHandle;
+  /** The NOTIFY headers that stay the same for this dialog over one flow, built once. */
+  template?: NotifyTemplate;
 }
+
+/** Headers of a subscription's NOTIFYs that do not change from one NOTIFY to the next. */
+interface NotifyTemplate {
+  flowId: string;
+  routes: SipHeader[];
+  from: SipHeader;
+  to: SipHeader;
+  callId: SipHeader;
+  contact: SipHeader;
+  event: SipHeader;
+}
+
+/** A presentity's composed document, shared by every NOTIFY until its state changes. */
+interface ComposedState {
+  body: Buffer;
+  /** When the earliest publication composed into it expires: recomposed after that. */
+  validUntil: number;
+}
+
+const MAX_FORWARDS: SipHeader = Object.freeze({ name: 'max-forwards', value: '70' });
+const PIDF_TYPE_HEADER: SipHeader = Object.freeze({ name: 'content-type', value: PIDF_CONTENT_TYPE });
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Presence agent and event state compositor: PUBLISH (RFC 3903), SUBSCRIBE/NOTIFY (RFC 6665,
@@ -86,6 +110,10 @@ export class PresenceServer implements RequestHandler {
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly byPresentity = new Map<string, Set<Subscription>>();
   private readonly minExpires: number;
+  /** presentity -> its composed state: composed once per change, not once per watcher. */
+  private readonly composed = new Map<string, ComposedState>();
+  /** presentity -> changes seen; a composition started before a change is not cached. */
+  private readonly generations = new Map<string, number>();
 
   constructor(private readonly opts: PresenceServerOptions) {
     this.minExpires = opts.minExpires ?? 60;
@@ -309,17 +337,49 @@ export class PresenceServer implements RequestHandler {
   }
 
   async composedState(aor: string): Promise<string> {
+    const state = this.composedNow(aor) ?? (await this.compose(aor));
+    return state.body.toString('utf8');
+  }
+
+  /** The cached composition when it is still current. */
+  private composedNow(aor: string): ComposedState | undefined {
+    const cached = this.composed.get(aor);
+    if (cached && cached.validUntil > Date.now()) return cached;
+    return undefined;
+  }
+
+  /** Composes the presentity's publications (RFC 3903 4.4 event state compositor) and caches it. */
+  private async compose(aor: string): Promise<ComposedState> {
+    const generation = this.generations.get(aor) ?? 0;
     const pubs = await this.opts.publications.list(aor);
-    if (pubs.length === 0) return closedPresence(`sip:${aor}`);
-    return composePresence(
-      `sip:${aor}`,
-      pubs.map((p) => ({ etag: p.etag, body: p.body, updatedAt: new Date(p.updatedAt) })),
-    );
+    let validUntil = Number.POSITIVE_INFINITY;
+    for (const p of pubs) validUntil = Math.min(validUntil, p.expiresAt);
+    const text =
+      pubs.length === 0
+        ? closedPresence(`sip:${aor}`)
+        : composePresence(
+            `sip:${aor}`,
+            pubs.map((p) => ({ etag: p.etag, body: p.body, updatedAt: new Date(p.updatedAt) })),
+          );
+    const state: ComposedState = { body: Buffer.from(text), validUntil };
+    // Only presentities someone watches here are kept, and only if nothing changed meanwhile.
+    if (this.byPresentity.has(aor) && (this.generations.get(aor) ?? 0) === generation)
+      this.composed.set(aor, state);
+    return state;
+  }
+
+  /** The presentity's state changed (the change feed): the cached composition is stale. */
+  private stateChanged(aor: string): void {
+    this.composed.delete(aor);
+    if (this.byPresentity.has(aor)) this.generations.set(aor, (this.generations.get(aor) ?? 0) + 1);
   }
 
   /** Starts following the publication store's change feed (all servers of a pool share it). */
   async start(): Promise<void> {
-    this.unlisten = await this.opts.publications.onChange((aor) => this.notifyPresentity(aor));
+    this.unlisten = await this.opts.publications.onChange((aor) => {
+      this.stateChanged(aor);
+      this.notifyPresentity(aor);
+    });
   }
 
   private async publishContactList(request: SipMessage, st: ServerTransaction, aor: string): Promise<void> {
@@ -497,6 +557,7 @@ export class PresenceServer implements RequestHandler {
     const target = sipContact(request);
     if (target) sub.remoteTarget = target;
     sub.flowId = st.flow.id;
+    sub.template = undefined;
     st.reply(200, undefined, { headers: [{ name: 'expires', value: String(expires) }] });
     if (expires === 0) {
       this.notifySafely(this.terminate(sub, 'timeout'));
@@ -526,15 +587,40 @@ export class PresenceServer implements RequestHandler {
     this.subscriptions.delete(sub.id);
     const set = this.byPresentity.get(sub.presentity);
     set?.delete(sub);
-    if (set && set.size === 0) this.byPresentity.delete(sub.presentity);
+    if (set && set.size === 0) {
+      this.byPresentity.delete(sub.presentity);
+      this.composed.delete(sub.presentity);
+      this.generations.delete(sub.presentity);
+    }
   }
 
-  /** Presence of aor changed: every active watcher gets the composed state. */
+  /**
+   * Presence of aor changed: every active watcher gets the composed state, composed once
+   * for all of them; each NOTIFY is then built and sent without waiting on anything.
+   */
   notifyPresentity(aor: string): void {
+    if (!this.byPresentity.has(aor)) return;
+    const ready = this.composedNow(aor);
+    if (ready) {
+      this.fanOut(aor, ready);
+      return;
+    }
+    this.compose(aor).then(
+      (state) => this.fanOut(aor, state),
+      (err: unknown) => this.opts.log.warn({ err, presentity: aor }, 'presence composition failed'),
+    );
+  }
+
+  private fanOut(aor: string, state: ComposedState): void {
     const subs = this.byPresentity.get(aor);
     if (!subs) return;
-    for (const sub of subs)
-      if (sub.event === PRESENCE_EVENT && sub.state === 'active') this.notifySafely(this.sendNotify(sub));
+    for (const sub of subs) {
+      if (sub.event !== PRESENCE_EVENT || sub.state !== 'active') continue;
+      const flow = this.liveFlow(sub);
+      const body = sub.polite ? Buffer.from(closedPresence(`sip:${sub.presentity}`)) : state.body;
+      if (flow) this.emitNotify(sub, flow, this.stateValue(sub), body);
+      else this.notifySafely(this.sendNotify(sub));
+    }
   }
 
   /** Shutdown: every watcher is told to come back later (RFC 6665 4.1.3 "deactivated": retry at once). */
@@ -548,26 +634,21 @@ export class PresenceServer implements RequestHandler {
 
   private async sendNotify(sub: Subscription, reason?: string): Promise<void> {
     const headers: SipHeader[] = [];
-    let body = '';
-    let contentType: string | undefined;
+    let body: Buffer | undefined;
+    let contentType: SipHeader | undefined;
     if (sub.event === PRESENCE_EVENT) {
       if (sub.state === 'active' || (sub.state === 'terminated' && reason === 'timeout')) {
         body = sub.polite
-          ? closedPresence(`sip:${sub.presentity}`)
-          : await this.composedState(sub.presentity);
-        contentType = PIDF_CONTENT_TYPE;
+          ? Buffer.from(closedPresence(`sip:${sub.presentity}`))
+          : (this.composedNow(sub.presentity) ?? (await this.compose(sub.presentity))).body;
+        contentType = PIDF_TYPE_HEADER;
       }
     } else if (this.opts.contactLists && sub.state !== 'terminated') {
       const list = await this.opts.contactLists.read(sub.presentity);
-      body = list.body;
-      contentType = this.opts.contactLists.contentType;
+      body = Buffer.from(list.body);
+      contentType = { name: 'content-type', value: this.opts.contactLists.contentType };
       headers.push({ name: 'sip-etag', value: String(list.version) });
     }
-    const remaining = Math.max(0, Math.round((sub.expiresAt - Date.now()) / 1000));
-    const state =
-      sub.state === 'terminated'
-        ? `terminated;reason=${reason ?? 'noresource'}`
-        : `${sub.state};expires=${remaining}`;
     const flow = await this.flowFor(sub);
     if (!flow) {
       this.opts.log.debug({ sub: sub.id }, 'watcher unreachable; dropping subscription');
@@ -575,31 +656,47 @@ export class PresenceServer implements RequestHandler {
       this.forget(sub);
       return;
     }
+    this.emitNotify(sub, flow, this.stateValue(sub, reason), body, contentType, headers);
+  }
+
+  /** RFC 6665 4.2.2: the Subscription-State value of the next NOTIFY. */
+  private stateValue(sub: Subscription, reason?: string): string {
+    if (sub.state === 'terminated') return `terminated;reason=${reason ?? 'noresource'}`;
+    const remaining = Math.max(0, Math.round((sub.expiresAt - Date.now()) / 1000));
+    return `${sub.state};expires=${remaining}`;
+  }
+
+  /**
+   * Builds and sends one NOTIFY. Every value comes from a parsed request or from us (the
+   * remote target is a SIP URI, sipContact), so the message is built as it is sent: no text
+   * to parse back. The headers that stay the same for the dialog come from its template;
+   * they are shared between NOTIFYs and never modified.
+   */
+  private emitNotify(
+    sub: Subscription,
+    flow: Flow,
+    state: string,
+    body: Buffer | undefined,
+    contentType: SipHeader | undefined = body ? PIDF_TYPE_HEADER : undefined,
+    extra: SipHeader[] = [],
+  ): void {
+    const t = this.templateFor(sub, flow);
     sub.localCseq++;
-    // Every value comes from a parsed request or from us (the remote target is a SIP URI,
-    // sipContact), so the message is built as it is sent: no text to parse back.
-    const notify = SipMessage.request(
-      'NOTIFY',
-      sub.remoteTarget,
-      [
-        { name: 'via', value: this.opts.local.via(flow, createBranch()) },
-        ...sub.routeSet.map((value) => ({ name: 'route', value })),
-        { name: 'max-forwards', value: '70' },
-        {
-          name: 'from',
-          value: formatNameAddr({ uri: `sip:${sub.presentity}`, params: { tag: sub.localTag } }),
-        },
-        { name: 'to', value: sub.remoteNameAddr },
-        { name: 'call-id', value: sub.callId },
-        { name: 'cseq', value: `${sub.localCseq} NOTIFY` },
-        { name: 'contact', value: this.opts.local.contact(flow) },
-        { name: 'event', value: `${sub.event}${sub.eventId ? `;id=${sub.eventId}` : ''}` },
-        { name: 'subscription-state', value: state },
-        ...headers,
-        ...(contentType ? [{ name: 'content-type', value: contentType }] : []),
-      ],
-      Buffer.from(body),
+    const headers: SipHeader[] = [{ name: 'via', value: this.opts.local.via(flow, createBranch()) }];
+    for (const route of t.routes) headers.push(route);
+    headers.push(
+      MAX_FORWARDS,
+      t.from,
+      t.to,
+      t.callId,
+      { name: 'cseq', value: `${sub.localCseq} NOTIFY` },
+      t.contact,
+      t.event,
+      { name: 'subscription-state', value: state },
     );
+    for (const h of extra) headers.push(h);
+    if (contentType) headers.push(contentType);
+    const notify = SipMessage.request('NOTIFY', sub.remoteTarget, headers, body ?? EMPTY);
     this.opts.onNotify?.();
     this.opts.transactions.request(notify, flow, {
       onResponse: (res) => {
@@ -618,9 +715,34 @@ export class PresenceServer implements RequestHandler {
     });
   }
 
-  private async flowFor(sub: Subscription): Promise<Flow | undefined> {
+  private templateFor(sub: Subscription, flow: Flow): NotifyTemplate {
+    const cached = sub.template;
+    if (cached && cached.flowId === flow.id) return cached;
+    const template: NotifyTemplate = {
+      flowId: flow.id,
+      routes: sub.routeSet.map((value) => ({ name: 'route', value })),
+      from: {
+        name: 'from',
+        value: formatNameAddr({ uri: `sip:${sub.presentity}`, params: { tag: sub.localTag } }),
+      },
+      to: { name: 'to', value: sub.remoteNameAddr },
+      callId: { name: 'call-id', value: sub.callId },
+      contact: { name: 'contact', value: this.opts.local.contact(flow) },
+      event: { name: 'event', value: `${sub.event}${sub.eventId ? `;id=${sub.eventId}` : ''}` },
+    };
+    sub.template = template;
+    return template;
+  }
+
+  /** The watcher's connection when it is still open: the NOTIFY goes out at once. */
+  private liveFlow(sub: Subscription): Flow | undefined {
     const flow = this.opts.flowById(sub.flowId);
-    if (flow && !flow.closed) return flow;
+    return flow && !flow.closed ? flow : undefined;
+  }
+
+  private async flowFor(sub: Subscription): Promise<Flow | undefined> {
+    const flow = this.liveFlow(sub);
+    if (flow) return flow;
     const first = sub.routeSet.length > 0 ? parseNameAddr(sub.routeSet[0])?.uri : sub.remoteTarget;
     if (!first) return undefined;
     try {
