@@ -34,7 +34,9 @@ Suites (default: the SIP suite)
   --sip               SIP suite: REGISTER with digest and MESSAGE rates with SIPp over TCP
   --vs-kamailio       also measure Kamailio (the anchor) in the same run and print the ratio
   --sync              directory sync benchmark (bench/sync.ts)
-  --contacts          contact-list benchmark (bench/contacts.ts)
+  --contacts          contact-list benchmark (bench/contacts.ts): export and import of --users
+                      users x 50 contacts by the parley CLI, with the CLI's peak RSS
+  --contacts-engine E store for --contacts: pglite (default, a data folder), postgres or both
   --migrate           wave-migration benchmark (bench/migrate.ts): one wave of --users (default
                       10000) users with 50 contacts each, legacy PGlite store to PostgreSQL
   --fuzz N            fuzz a Parley server with N mutated messages over TCP; prints messages
@@ -102,6 +104,8 @@ interface Options {
   vsKamailio: boolean;
   sync: boolean;
   contacts: boolean;
+  /** Stores the contacts suite measures: pglite, postgres or both. */
+  contactsEngines: ('pglite' | 'postgres')[];
   migrate: boolean;
   pool: boolean;
   edge: boolean;
@@ -151,12 +155,18 @@ export function parseOptions(argv: string[]): Options | 'help' {
   const workloads: Workload[] = v.only ? [v.only as Workload] : allWorkloads;
   const fuzz = v.fuzz ? Math.floor(positive(v.fuzz, '--fuzz')) : undefined;
   const seed = v.seed ? Math.floor(positive(v.seed, '--seed')) : undefined;
+  const engine = v['contacts-engine'] ?? 'pglite';
+  if (!['pglite', 'postgres', 'both'].includes(engine))
+    throw new UsageError('--contacts-engine is one of pglite, postgres, both');
+  const contactsEngines: ('pglite' | 'postgres')[] =
+    engine === 'both' ? ['pglite', 'postgres'] : [engine as 'pglite' | 'postgres'];
   const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || v.edge || v.presence || fuzz);
   return {
     sip: Boolean(v.sip || ((v['vs-kamailio'] || v.profile) && !v.presence) || !otherSuite),
     vsKamailio: Boolean(v['vs-kamailio']),
     sync: Boolean(v.sync),
     contacts: Boolean(v.contacts),
+    contactsEngines,
     migrate: Boolean(v.migrate),
     pool: Boolean(v.pool),
     edge: Boolean(v.edge),
@@ -187,6 +197,7 @@ function parseArgsStrict(argv: string[]) {
       'vs-kamailio': { type: 'boolean' },
       sync: { type: 'boolean' },
       contacts: { type: 'boolean' },
+      'contacts-engine': { type: 'string' },
       migrate: { type: 'boolean' },
       pool: { type: 'boolean' },
       edge: { type: 'boolean' },
@@ -346,7 +357,7 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
       'contacts',
       'contacts.js',
       'benchContacts',
-      { users: opts.users, log },
+      { users: opts.users, engines: opts.contactsEngines, log },
       result,
     );
   if (opts.migrate)

@@ -12,11 +12,10 @@ import {
 } from './xml-serialize.js';
 
 /**
- * Streaming export of contact lists to XML. Users are read a page at a time by keyset
- * pagination on aor (ContactListRepository.exportPage: byte order, each page one short
- * REPEATABLE READ transaction, so every list is a consistent snapshot without holding the
- * embedded store's session for the whole run). Memory holds one page; files and the
- * manifest are written as streams.
+ * Streaming export of contact lists to XML. Users come from a cursor in byte order of aor,
+ * a batch at a time (ContactListRepository.exportLists: one REPEATABLE READ snapshot for
+ * the whole export). Memory holds one batch; files and the manifest are written as
+ * streams, and the next batch is fetched only once the previous one is written.
  */
 export type ExportScope = { kind: 'user'; aor: string } | { kind: 'all' } | { kind: 'home'; home: string };
 
@@ -28,7 +27,7 @@ export interface ExportOptions {
   /** A .xml file (layout 'file') or a folder (layout 'per-user'). */
   out: string;
   layout?: ExportLayout;
-  /** Users per page (default 500). */
+  /** Users per batch read from the store (default 500). */
   pageSize?: number;
   onProgress?: (users: number) => void;
   now?: () => Date;
@@ -100,7 +99,13 @@ export async function exportContactLists(
     totals.accessRules += list.accessRules.length;
     options.onProgress?.(totals.users);
   };
-  const pages = readPages(store.contactLists, options.scope, options.pageSize ?? 500);
+  const filter =
+    options.scope.kind === 'home'
+      ? { home: options.scope.home }
+      : options.scope.kind === 'user'
+        ? { aor: options.scope.aor }
+        : {};
+  const batchSize = options.pageSize ?? 500;
 
   await mkdir(layout === 'file' ? dirname(options.out) : options.out, { recursive: true });
   const manifest = new ManifestWriter(manifestPath, {
@@ -116,15 +121,15 @@ export async function exportContactLists(
       try {
         await file.write(documentHeader());
         let contacts = 0;
-        for await (const page of pages) {
+        await store.contactLists.exportLists(filter, batchSize, async (lists) => {
           let text = '';
-          for (const list of page) {
+          for (const list of lists) {
             count(list);
             contacts += list.contacts.length;
             text += serializeUserElement(list);
           }
           await file.write(text);
-        }
+        });
         await file.write(DOCUMENT_FOOTER);
         const done = await file.commit();
         totals.files = 1;
@@ -135,8 +140,8 @@ export async function exportContactLists(
         throw err;
       }
     } else {
-      for await (const page of pages) {
-        for (const list of page) {
+      await store.contactLists.exportLists(filter, batchSize, async (lists) => {
+        for (const list of lists) {
           count(list);
           const text = serializeContactList(list);
           const name = fileNameForAor(list.user.slice('sip:'.length));
@@ -152,7 +157,7 @@ export async function exportContactLists(
             sha256: createHash('sha256').update(bytes).digest('hex'),
           });
         }
-      }
+      });
     }
     if (options.scope.kind === 'user' && totals.users === 0) {
       throw new ExportScopeError('USER_NOT_FOUND', `no user ${options.scope.aor}`);
@@ -167,23 +172,6 @@ export async function exportContactLists(
 
 function describeScope(scope: ExportScope): string {
   return scope.kind === 'all' ? 'all' : scope.kind === 'home' ? `home:${scope.home}` : `user:${scope.aor}`;
-}
-
-async function* readPages(
-  lists: ContactListRepository,
-  scope: ExportScope,
-  pageSize: number,
-): AsyncGenerator<ContactList[]> {
-  const filter =
-    scope.kind === 'home' ? { home: scope.home } : scope.kind === 'user' ? { aor: scope.aor } : {};
-  let after: string | null = null;
-  for (;;) {
-    const page = await lists.exportPage(filter, after, pageSize);
-    if (page.length === 0) return;
-    yield page;
-    if (page.length < pageSize) return;
-    after = page[page.length - 1].user.slice('sip:'.length);
-  }
 }
 
 /**

@@ -163,32 +163,50 @@ export class ContactListRepository {
   }
 
   /**
-   * One page of an export: the lists of up to `limit` users after `after` in byte order of
-   * aor (the same on PGlite and PostgreSQL whatever their collation), read in one short
-   * REPEATABLE READ transaction so every list is a consistent snapshot without holding the
-   * embedded store's session for the whole export. Call it on the store, not inside a
-   * transaction (the isolation level must be the transaction's first statement).
+   * Streams the lists of every user the filter selects, in byte order of aor (the same on
+   * PGlite and PostgreSQL whatever their collation), batchSize users at a time: a cursor
+   * over the users, and each batch's lists read with four set-based queries. It all runs in
+   * one REPEATABLE READ, READ ONLY transaction, so the export is one consistent snapshot of
+   * every list and the users are sorted once (a keyset page per query would re-sort them
+   * for every page). onBatch is awaited before the next FETCH, so a slow writer holds
+   * memory to one batch. On PostgreSQL nothing waits for the transaction; on the embedded
+   * store it holds PGlite's one session, so a running standard server waits for the export,
+   * as it does for `db backup`. Call it on the store, not inside a transaction (the
+   * isolation level must be the transaction's first statement).
    */
-  async exportPage(filter: ContactListFilter, after: string | null, limit: number): Promise<ContactList[]> {
-    return this.sql.transaction(async (tx) => {
-      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      const params: unknown[] = [after, limit];
-      let where = '($1::text IS NULL OR aor COLLATE "C" > $1::text COLLATE "C")';
+  async exportLists(
+    filter: ContactListFilter,
+    batchSize: number,
+    onBatch: (lists: ContactList[]) => Promise<void>,
+  ): Promise<void> {
+    await this.sql.transaction(async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      const params: unknown[] = [];
+      const where: string[] = [];
       if (filter.home !== undefined) {
         params.push(filter.home);
-        where += ` AND home = $${params.length}`;
+        where.push(`home = $${params.length}`);
       }
       if (filter.aor !== undefined) {
         params.push(filter.aor);
-        where += ` AND aor = $${params.length}`;
+        where.push(`aor = $${params.length}`);
       }
-      const { rows } = await tx.query<{ id: number | string; aor: string }>(
-        `SELECT id, aor FROM users WHERE ${where} ORDER BY aor COLLATE "C" LIMIT $2`,
+      await tx.query(
+        `DECLARE parley_export_users NO SCROLL CURSOR FOR
+           SELECT id, aor FROM users ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+            ORDER BY aor COLLATE "C"`,
         params,
       );
-      const owners: ContactListOwner[] = rows.map((r) => ({ id: Number(r.id), aor: r.aor }));
-      const lists = await readLists(tx, owners);
-      return owners.map((o) => lists.get(o.id)!);
+      const fetch = `FETCH FORWARD ${Math.max(1, Math.floor(batchSize))} FROM parley_export_users`;
+      for (;;) {
+        const { rows } = await tx.query<{ id: number | string; aor: string }>(fetch);
+        if (rows.length === 0) break;
+        const owners: ContactListOwner[] = rows.map((r) => ({ id: Number(r.id), aor: r.aor }));
+        const lists = await readLists(tx, owners);
+        await onBatch(owners.map((o) => lists.get(o.id)!));
+        if (rows.length < batchSize) break;
+      }
+      await tx.query('CLOSE parley_export_users');
     });
   }
 

@@ -1,13 +1,22 @@
 import { expect, it } from 'vitest';
 import { benchContacts } from '../../bench/contacts.js';
 
-it('the contacts benchmark runs end to end at a small scale', async () => {
+it('the contacts benchmark runs the CLI end to end at a small scale and reports its peak RSS', async () => {
   const lines: string[] = [];
   const r = await benchContacts({ users: 2000, contacts: 20, log: (l) => lines.push(l) });
-  expect(lines.some((l) => l.startsWith('export: 2000 users'))).toBe(true);
+  expect(lines.some((l) => l.startsWith('export (pglite): 2000 users'))).toBe(true);
   expect(
-    lines.some((l) => l.startsWith('import: 2000 users') && l.includes('complete, 2000 lists written')),
+    lines.some(
+      (l) => l.startsWith('import (pglite): 2000 users') && l.includes('complete, 2000 lists written'),
+    ),
   ).toBe(true);
-  expect(r.fileBytes).toBeGreaterThan(0);
+  const [pglite] = r.engines;
+  expect(pglite).toMatchObject({ engine: 'pglite', contacts: 40_000 });
+  expect(pglite.fileBytes).toBeGreaterThan(0);
+  expect(pglite.export.exitCode).toBe(0);
+  expect(pglite.import.exitCode).toBe(0);
+  // Sampled from /proc: a node process with PGlite is tens of MiB at the very least.
+  expect(pglite.export.peakRssMiB).toBeGreaterThan(30);
+  expect(pglite.import.peakRssMiB).toBeGreaterThan(30);
   console.log(lines.join('\n'));
 }, 300_000);
