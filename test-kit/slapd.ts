@@ -34,6 +34,12 @@ export interface StartSlapdOptions {
   ldif?: string;
   /** Non-root searches return at most this many entries unless paged. */
   sizeLimit?: number;
+  /**
+   * The syncprov overlay (RFC 4533 content synchronization), on by default. `sessionlog` is
+   * how many write operations syncprov remembers (olcSpSessionlog): a cookie older than the
+   * log gets a present phase instead of the deletes. `false` leaves the overlay out.
+   */
+  syncprov?: { sessionlog?: number } | false;
 }
 
 const SCHEMAS = ['core', 'cosine', 'nis', 'inetorgperson'];
@@ -50,7 +56,24 @@ function memoryTempDir(prefix: string): string {
   return mkdtempSync(join(root ?? (process.env.TMPDIR || '/tmp'), prefix));
 }
 
-function configLdif(dir: string, baseDn: string, adminDn: string, sizeLimit: number): string {
+function syncprovLdif(syncprov: { sessionlog?: number }): string {
+  return `
+dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcSyncProvConfig
+olcOverlay: {0}syncprov
+olcSpCheckpoint: 100 1
+olcSpSessionlog: ${syncprov.sessionlog ?? 100000}
+`;
+}
+
+function configLdif(
+  dir: string,
+  baseDn: string,
+  adminDn: string,
+  sizeLimit: number,
+  syncprov: { sessionlog?: number } | false,
+): string {
   const schemas = SCHEMAS.map((s) => `include: file:///etc/ldap/schema/${s}.ldif`).join('\n');
   return `dn: cn=config
 objectClass: olcGlobal
@@ -62,7 +85,7 @@ dn: cn=module{0},cn=config
 objectClass: olcModuleList
 cn: module{0}
 olcModulePath: /usr/lib/ldap
-olcModuleLoad: back_mdb
+olcModuleLoad: back_mdb${syncprov ? '\nolcModuleLoad: syncprov' : ''}
 
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
@@ -94,10 +117,11 @@ olcRootPW: admin-secret
 olcDbIndex: objectClass eq
 olcDbIndex: entryUUID eq
 olcDbIndex: uid eq
+olcDbIndex: entryCSN eq
 olcLimits: * size.soft=${sizeLimit} size.hard=${sizeLimit} size.pr=1000 size.prtotal=unlimited
 olcAccess: to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: to * by users read by * none
-`;
+${syncprov ? syncprovLdif(syncprov) : ''}`;
 }
 
 function baseLdif(baseDn: string, readerDn: string): string {
@@ -155,10 +179,14 @@ export async function startSlapd(opts: StartSlapdOptions): Promise<SlapdInstance
   mkdirSync(join(dir, 'data'));
   const adminDn = `cn=admin,${opts.baseDn}`;
   const readerDn = `cn=parley-reader,${opts.baseDn}`;
-  writeFileSync(join(dir, 'config.ldif'), configLdif(dir, opts.baseDn, adminDn, opts.sizeLimit ?? 500));
+  writeFileSync(
+    join(dir, 'config.ldif'),
+    configLdif(dir, opts.baseDn, adminDn, opts.sizeLimit ?? 500, opts.syncprov ?? {}),
+  );
   execFileSync(slapadd, ['-n0', '-F', confDir, '-l', join(dir, 'config.ldif')], { stdio: 'pipe' });
   writeFileSync(join(dir, 'data.ldif'), `${baseLdif(opts.baseDn, readerDn)}\n${opts.ldif ?? ''}`);
-  execFileSync(slapadd, ['-q', '-n1', '-F', confDir, '-l', join(dir, 'data.ldif')], {
+  // -w writes the suffix's contextCSN, so a content-sync cookie exists from the start.
+  execFileSync(slapadd, ['-q', '-w', '-n1', '-F', confDir, '-l', join(dir, 'data.ldif')], {
     stdio: 'pipe',
     maxBuffer: 64 * 1024 * 1024,
   });

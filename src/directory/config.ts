@@ -41,6 +41,12 @@ export interface ForestConfig extends BindConfig {
   /** parleyHome written on this forest's contacts. */
   home?: string;
   pageSize: number;
+  /**
+   * How changes are found between runs. `content-sync`: RFC 4533 with a cookie (OpenLDAP's
+   * syncprov), deletes included; `watermark`: modifyTimestamp / uSNChanged plus a read of
+   * every anchor to find deletes; `auto` (default): content-sync where the server offers it.
+   */
+  changeTracking: 'auto' | 'content-sync' | 'watermark';
   mapping: AttributeMapping;
 }
 
@@ -207,6 +213,16 @@ function parseDisabled(r: Reader, type: 'openldap' | 'ad'): DisabledRule {
   return { kind: 'values', attribute, values: (list as string[]).map((v) => v.toLowerCase()) };
 }
 
+function changeTracking(r: Reader, type: 'openldap' | 'ad'): ForestConfig['changeTracking'] {
+  const v = r.string('changeTracking', 'auto');
+  if (v !== 'auto' && v !== 'content-sync' && v !== 'watermark')
+    r.fail('changeTracking', "must be 'auto', 'content-sync' or 'watermark'");
+  // Active Directory has DirSync instead of RFC 4533; Parley reads it by uSNChanged.
+  if (v === 'content-sync' && type === 'ad')
+    r.fail('changeTracking', "'content-sync' needs an OpenLDAP forest");
+  return v;
+}
+
 function parseForest(r: Reader, names: Set<string>): ForestConfig {
   const name = r.string('name');
   if (!/^[a-z0-9][a-z0-9_-]{0,31}$/i.test(name))
@@ -231,6 +247,7 @@ function parseForest(r: Reader, names: Set<string>): ForestConfig {
     ),
     home: r.optionalString('home'),
     pageSize: r.number('pageSize', 500, 1),
+    changeTracking: changeTracking(r, type),
     mapping: {
       alias: m.string('alias', type === 'ad' ? 'sAMAccountName' : 'uid'),
       displayName: m.string('displayName', 'displayName'),

@@ -1,5 +1,6 @@
 import type { Client } from 'ldapts';
 import type { ForestConfig } from './config.js';
+import { type ContentSyncResult, ContentSyncSession } from './content-sync.js';
 import { andFilter, greaterOrEqualFilter } from './filter.js';
 import { connectLdap, type Environment, searchPages } from './ldap.js';
 import {
@@ -11,8 +12,27 @@ import {
   sourceAttributes,
 } from './mapping.js';
 
-/** Reads users from one secondary forest, always with paged searches (RFC 2696). */
+/** What one content-sync refresh reported, a batch at a time. */
+export interface ChangeBatch {
+  /** Users added or changed (renames and moves included: the anchor stays). */
+  users: SourceUser[];
+  skipped: number;
+  /** Anchors gone from the content: deleted, or moved out of the base or filter. */
+  deleted: string[];
+  /** Anchors reported unchanged and still there (a present phase). */
+  present: string[];
+}
+
+// An entryUUID no entry has: a refresh with it returns no entries, only the cookie.
+const NO_ENTRY_FILTER = '(entryUUID=00000000-0000-0000-0000-000000000000)';
+
+/**
+ * Reads users from one secondary forest: full reads with paged searches (RFC 2696), changes
+ * with content synchronization (RFC 4533) or a watermark.
+ */
 export class ForestReader {
+  private session?: ContentSyncSession;
+
   private constructor(
     private readonly client: Client,
     readonly forest: ForestConfig,
@@ -24,6 +44,57 @@ export class ForestReader {
 
   async close(): Promise<void> {
     await this.client.unbind().catch(() => undefined);
+  }
+
+  private contentSync(): ContentSyncSession {
+    this.session ??= ContentSyncSession.attach(this.client);
+    return this.session;
+  }
+
+  /**
+   * The server's cookie for the content as it is now, without reading it: taken before a
+   * full read, so the next run asks for everything changed since the read began.
+   */
+  async currentCookie(): Promise<Buffer | undefined> {
+    const refresh = this.contentSync().refresh(this.forest.baseDn, {
+      filter: NO_ENTRY_FILTER,
+      attributes: ['1.1'],
+    });
+    while (true) {
+      const next = await refresh.next();
+      if (next.done) return next.value.cookie;
+    }
+  }
+
+  /**
+   * What changed since the cookie (RFC 4533 refreshOnly). Throws the server's refusal (a
+   * ResultCodeError, e.g. e-syncRefreshRequired) for the caller to fall back to a full read.
+   */
+  async *changes(cookie: Buffer): AsyncGenerator<ChangeBatch, ContentSyncResult> {
+    const refresh = this.contentSync().refresh(
+      this.forest.baseDn,
+      {
+        filter: this.forest.filter,
+        attributes: sourceAttributes(this.forest),
+        binaryAttributes: this.binaryAttributes(),
+      },
+      cookie,
+    );
+    while (true) {
+      const next = await refresh.next();
+      if (next.done) return next.value;
+      const batch: ChangeBatch = { users: [], skipped: 0, deleted: [], present: [] };
+      for (const event of next.value) {
+        if (event.kind === 'delete') batch.deleted.push(...event.entryUuids);
+        else if (event.kind === 'present') batch.present.push(...event.entryUuids);
+        else {
+          const user = readSourceUser(event.entry, this.forest);
+          if (user) batch.users.push(user);
+          else batch.skipped++;
+        }
+      }
+      yield batch;
+    }
   }
 
   private binaryAttributes(): string[] | undefined {

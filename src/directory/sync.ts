@@ -3,6 +3,7 @@ import type { Join, OpAction } from '../store/directory-journal.js';
 import type { Store } from '../store/store.js';
 import { CentralDirectory, CentralNotPreparedError, type ContactWriter } from './central.js';
 import type { DirectoryConfig, ForestConfig } from './config.js';
+import { ContentSyncUnsupportedError } from './content-sync.js';
 import { DirectoryError, EXIT } from './errors.js';
 import { ForestReader, laterMark } from './forest.js';
 import { currentHolder, holderIsDead } from './journal.js';
@@ -20,11 +21,14 @@ import {
 /**
  * The identity-integration job: secondary forests -> contacts in the central forest.
  *
- * Per forest: read (paged; only changes since the watermark unless --full, plus the set of
- * anchors to detect deletes), diff (against the joins, or against the central contacts
- * themselves with --full), write (journaled, idempotent LDAP operations). A killed run
- * leaves its watermark where it was, so the next run reads the same changes again and
- * its idempotent writes finish the job; joins make already-done work cost nothing.
+ * Per forest: read, diff, write. Read: with content synchronization (RFC 4533, OpenLDAP's
+ * syncprov) only what changed since the forest's cookie, deletes and moves out of scope
+ * included; without it, users changed since the watermark plus every anchor in scope (to
+ * see deletes); the whole forest, paged, on the first run, with --full, or when the server
+ * refuses the cookie. Diff: against the joins of the users concerned (or against the
+ * central contacts themselves with --full). Write: journaled, idempotent LDAP operations.
+ * A killed run leaves its cookie or watermark where it was, so the next run reads the same
+ * changes again and its idempotent writes finish the job; joins make done work cost nothing.
  */
 
 export type SyncPhase = 'read' | 'diff' | 'write';
@@ -68,6 +72,12 @@ export interface ForestSummary {
   forest: string;
   status: 'ok' | 'failed' | 'refused';
   mode: 'incremental' | 'full';
+  /** How changes were found: RFC 4533 content sync, or the modifyTimestamp/uSNChanged watermark. */
+  tracking?: 'content-sync' | 'watermark';
+  /** Whether every user in scope was read (first run, --full, or a fallback). */
+  fullRead?: boolean;
+  /** Why an incremental run read the whole forest instead (no cookie yet, cookie refused...). */
+  fallback?: string;
   read: number;
   added: number;
   updated: number;
@@ -117,6 +127,20 @@ export interface SyncOptions {
   wrapWriter?: (writer: ContactWriter) => ContactWriter;
 }
 
+/** What the read phase found in one forest. */
+interface ForestRead {
+  changed: SourceUser[];
+  /** Anchors known to be in scope (a full read or a present phase); gone = joins not in it. */
+  present?: Set<string>;
+  /** Anchors reported gone (content sync's explicit deletes). */
+  deleted: Set<string>;
+  tracking: 'content-sync' | 'watermark';
+  fullRead: boolean;
+  /** Where the next run starts, stored once this run's writes are recorded. */
+  next?: { cookie: Buffer } | { watermark: string };
+  fallback?: string;
+}
+
 interface PlannedOp extends PlannedChange {
   attrs?: ContactAttributes;
   changed?: string[];
@@ -130,6 +154,8 @@ export class SyncInterruptedError extends Error {
 }
 
 const WRITE_BATCH = 200;
+/** Anchors per batched join read. */
+const JOIN_BATCH = 5000;
 
 function emptyForestSummary(forest: string, mode: 'incremental' | 'full'): ForestSummary {
   return {
@@ -282,23 +308,12 @@ export class DirectorySync {
     const progress = (phase: SyncPhase, done: number, total?: number) =>
       onProgress?.({ forest: forest.name, phase, done, total });
 
-    const since = this.opts.full ? undefined : await this.journal.watermark(forest.name);
-    const changed: SourceUser[] = [];
-    let anchors: Set<string>;
-    let mark = since;
+    let read: ForestRead;
     let reader: ForestReader | undefined;
     try {
       reader = await ForestReader.connect(forest, this.opts.env);
       progress('read', 0);
-      for await (const page of reader.users(since)) {
-        for (const u of page.users) {
-          changed.push(u);
-          mark = laterMark(mark, u.changeMark);
-        }
-        summary.read += page.users.length;
-        progress('read', summary.read);
-      }
-      anchors = since === undefined ? new Set(changed.map((u) => u.anchor)) : await reader.anchors();
+      read = await this.read(forest, reader, summary, progress);
     } catch (err) {
       summary.status = 'failed';
       summary.message = `cannot read forest ${forest.name} (${forest.url}): ${describe(err)}`;
@@ -306,13 +321,16 @@ export class DirectorySync {
     } finally {
       await reader?.close();
     }
+    summary.tracking = read.tracking;
+    summary.fullRead = read.fullRead;
+    summary.fallback = read.fallback;
 
     progress('diff', 0);
-    const ops = await this.diff(forest, changed, anchors, summary);
+    const ops = await this.diff(forest, read, summary);
     progress('diff', ops.length, ops.length);
 
     const removals = ops.filter((o) => o.removal);
-    const managed = (await this.journal.joins(forest.name)).size;
+    const managed = await this.journal.contactCount(forest.name);
     const policy = this.opts.config.sync;
     const overCount = removals.length > policy.maxDeletes;
     const overPercent =
@@ -329,19 +347,131 @@ export class DirectorySync {
       toWrite = ops.filter((o) => !o.removal);
     }
 
+    const next = read.next && 'watermark' in read.next ? read.next.watermark : undefined;
     if (this.opts.dryRun) {
       for (const op of toWrite) if (op.action) this.planned.push(this.publicChange(op));
       this.count(summary, toWrite);
-      summary.watermark = mark;
+      summary.watermark = next;
       return summary;
     }
 
     const writeErrors = await this.write(forest, toWrite, summary, progress);
-    if (writeErrors === 0 && mark !== undefined && mark !== since) {
-      await this.journal.setWatermark(forest.name, mark);
+    // Failed items and refused removals are read again next run: a content-sync cookie
+    // reports a change once, so it moves only when everything it reported is done.
+    if (writeErrors === 0 && summary.status !== 'refused' && read.next) {
+      if ('cookie' in read.next) await this.journal.setSyncCookie(forest.name, read.next.cookie);
+      else await this.journal.setWatermark(forest.name, read.next.watermark);
+      summary.watermark = next;
     }
-    summary.watermark = writeErrors === 0 ? mark : since;
     return summary;
+  }
+
+  /** The read phase: content sync where the forest offers it, else the watermark. */
+  private async read(
+    forest: ForestConfig,
+    reader: ForestReader,
+    summary: ForestSummary,
+    progress: (phase: SyncPhase, done: number, total?: number) => void,
+  ): Promise<ForestRead> {
+    const tryContentSync =
+      forest.changeTracking === 'content-sync' ||
+      (forest.changeTracking === 'auto' && forest.type === 'openldap');
+    if (tryContentSync) {
+      const cookie = this.opts.full ? undefined : await this.journal.syncCookie(forest.name);
+      let fallback = this.opts.full ? undefined : 'no content-sync cookie yet';
+      if (cookie) {
+        try {
+          return await this.readChanges(reader, cookie, summary, progress);
+        } catch (err) {
+          if (!(err instanceof ResultCodeError)) throw err;
+          // RFC 4533 section 3.3: e-syncRefreshRequired (or a server that cannot use the
+          // cookie any more) means the client must start again from the full content.
+          fallback = `the server refused the content-sync cookie: ${describe(err)}`;
+        }
+      }
+      let start: Buffer | undefined;
+      try {
+        start = await reader.currentCookie();
+      } catch (err) {
+        const unsupported = err instanceof ResultCodeError || err instanceof ContentSyncUnsupportedError;
+        if (!unsupported || forest.changeTracking === 'content-sync') throw err;
+      }
+      if (start) {
+        const all = await this.readAll(reader, undefined, summary, progress);
+        return { ...all, tracking: 'content-sync', fullRead: true, next: { cookie: start }, fallback };
+      }
+    }
+    const since = this.opts.full ? undefined : await this.journal.watermark(forest.name);
+    const all = await this.readAll(reader, since, summary, progress);
+    return {
+      ...all,
+      // LDAP servers forget deleted entries: every anchor in scope is read to find them.
+      present: since === undefined ? all.present : await reader.anchors(),
+      tracking: 'watermark',
+      fullRead: since === undefined,
+      next: all.mark !== undefined && all.mark !== since ? { watermark: all.mark } : undefined,
+    };
+  }
+
+  /** Paged read of the users in scope (changed since a watermark, or all of them). */
+  private async readAll(
+    reader: ForestReader,
+    since: string | undefined,
+    summary: ForestSummary,
+    progress: (phase: SyncPhase, done: number, total?: number) => void,
+  ): Promise<{ changed: SourceUser[]; present: Set<string>; deleted: Set<string>; mark?: string }> {
+    const changed: SourceUser[] = [];
+    let mark = since;
+    for await (const page of reader.users(since)) {
+      for (const u of page.users) {
+        changed.push(u);
+        mark = laterMark(mark, u.changeMark);
+      }
+      summary.read += page.users.length;
+      progress('read', summary.read);
+    }
+    return { changed, present: new Set(changed.map((u) => u.anchor)), deleted: new Set(), mark };
+  }
+
+  /** RFC 4533 refreshOnly from the stored cookie: only what changed, deletes included. */
+  private async readChanges(
+    reader: ForestReader,
+    cookie: Buffer,
+    summary: ForestSummary,
+    progress: (phase: SyncPhase, done: number, total?: number) => void,
+  ): Promise<ForestRead> {
+    const changed = new Map<string, SourceUser>();
+    const deleted = new Set<string>();
+    const present = new Set<string>();
+    const changes = reader.changes(cookie);
+    let result = await changes.next();
+    while (!result.done) {
+      const batch = result.value;
+      for (const u of batch.users) changed.set(u.anchor, u);
+      for (const a of batch.deleted) deleted.add(a);
+      for (const a of batch.present) present.add(a);
+      summary.read += batch.users.length;
+      progress('read', summary.read);
+      result = await changes.next();
+    }
+    const done = result.value;
+    // An entry reported changed exists, whatever an earlier delete said (moved out and back).
+    for (const a of changed.keys()) deleted.delete(a);
+    const users = [...changed.values()];
+    if (!done.refreshDeletes) {
+      // Present phase (RFC 4533 section 3.3.1): whatever was neither reported present nor
+      // changed is gone. OpenLDAP answers this way when its session log does not reach back
+      // to the cookie.
+      for (const u of users) present.add(u.anchor);
+    }
+    return {
+      changed: users,
+      present: done.refreshDeletes ? undefined : present,
+      deleted,
+      tracking: 'content-sync',
+      fullRead: false,
+      next: done.cookie ? { cookie: done.cookie } : { cookie },
+    };
   }
 
   private publicChange(op: PlannedOp): PlannedChange {
@@ -397,14 +527,35 @@ export class DirectorySync {
     return undefined;
   }
 
-  private async diff(
-    forest: ForestConfig,
-    changed: SourceUser[],
-    anchors: Set<string>,
-    summary: ForestSummary,
-  ): Promise<PlannedOp[]> {
+  /**
+   * The joins the diff needs: with --full all of them; otherwise those of the users read,
+   * of the users gone, and those waiting on something (conflicts, grace periods over).
+   */
+  private async joinsFor(forest: ForestConfig, read: ForestRead): Promise<Map<string, Join>> {
+    if (this.opts.full) return this.journal.joins(forest.name);
+    const wanted = read.changed.map((u) => u.anchor);
+    if (read.present) {
+      for (const a of await this.journal.joinAnchors(forest.name)) if (!read.present.has(a)) wanted.push(a);
+    } else {
+      wanted.push(...read.deleted);
+    }
+    const joins = new Map<string, Join>();
+    for (let i = 0; i < wanted.length; i += JOIN_BATCH) {
+      for (const [a, j] of await this.journal.joinsFor(forest.name, wanted.slice(i, i + JOIN_BATCH)))
+        joins.set(a, j);
+    }
+    const graceStart = new Date(this.now().getTime() - this.opts.config.sync.deleteGraceSeconds * 1000);
+    for (const j of await this.journal.waitingJoins(forest.name, graceStart))
+      if (!joins.has(j.anchor)) joins.set(j.anchor, j);
+    return joins;
+  }
+
+  private async diff(forest: ForestConfig, read: ForestRead, summary: ForestSummary): Promise<PlannedOp[]> {
     const { central } = this.opts.config;
-    const joins = await this.journal.joins(forest.name);
+    const { changed } = read;
+    const isPresent = (anchor: string) =>
+      read.present ? read.present.has(anchor) : !read.deleted.has(anchor);
+    const joins = await this.joinsFor(forest, read);
     // With --full the contacts themselves are the current state, so drift is repaired.
     let actual: Map<string, { dn: string; attrs: ContactAttributes }> | undefined;
     if (this.opts.full) {
@@ -526,7 +677,7 @@ export class DirectorySync {
 
     for (const j of joins.values()) {
       if (seen.has(j.anchor)) continue;
-      const present = anchors.has(j.anchor);
+      const present = isPresent(j.anchor);
       if (j.state === 'conflict') {
         // The holder of the address may be gone by now: try again with what was wanted.
         if (present) evaluate(userFromJoin(j), j);
@@ -585,7 +736,7 @@ export class DirectorySync {
     if (actual) {
       // Contacts of this forest that no join knows (the store was restored, say).
       for (const [anchor, c] of actual) {
-        if (joins.has(anchor) || seen.has(anchor) || anchors.has(anchor)) continue;
+        if (joins.has(anchor) || seen.has(anchor) || isPresent(anchor)) continue;
         const sip = c.attrs.parleySipAddress?.[0] ?? '';
         ops.push({
           forest: forest.name,

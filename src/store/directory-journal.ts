@@ -245,6 +245,66 @@ export class DirectoryJournalRepository {
     );
   }
 
+  /** The forest's content-sync cookie (RFC 4533), as the server gave it. */
+  async syncCookie(forest: string): Promise<Buffer | undefined> {
+    const { rows } = await this.sql.query<{ cookie: string }>(
+      `SELECT cookie FROM directory_sync_cookies WHERE forest = $1`,
+      [forest],
+    );
+    return rows[0] ? Buffer.from(rows[0].cookie, 'base64') : undefined;
+  }
+
+  async setSyncCookie(forest: string, cookie: Buffer): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO directory_sync_cookies (forest, cookie) VALUES ($1, $2)
+       ON CONFLICT (forest) DO UPDATE SET cookie = EXCLUDED.cookie, updated_at = now()`,
+      [forest, cookie.toString('base64')],
+    );
+  }
+
+  /** The joins of these anchors, in one statement. */
+  async joinsFor(forest: string, anchors: string[]): Promise<Map<string, Join>> {
+    if (anchors.length === 0) return new Map();
+    const { rows } = await this.sql.query<JoinRow>(
+      `SELECT * FROM directory_joins WHERE forest = $1 AND anchor = ANY($2::text[])`,
+      [forest, anchors],
+    );
+    return new Map(rows.map((r) => [r.anchor, toJoin(r)]));
+  }
+
+  /**
+   * Joins waiting on something whatever the source says: conflicts (retried every run) and
+   * contacts disabled at or before `disabledBefore` (their grace period is over).
+   */
+  async waitingJoins(forest: string, disabledBefore: Date): Promise<Join[]> {
+    const { rows } = await this.sql.query<JoinRow>(
+      `SELECT * FROM directory_joins
+        WHERE forest = $1 AND state <> 'active'
+          AND (state = 'conflict' OR (state = 'disabled' AND disabled_at <= $2))
+        ORDER BY anchor`,
+      [forest, disabledBefore.toISOString()],
+    );
+    return rows.map(toJoin);
+  }
+
+  /** Every anchor the forest has a join for (to find the gone ones after a present phase). */
+  async joinAnchors(forest: string): Promise<string[]> {
+    const { rows } = await this.sql.query<{ anchor: string }>(
+      `SELECT anchor FROM directory_joins WHERE forest = $1`,
+      [forest],
+    );
+    return rows.map((r) => r.anchor);
+  }
+
+  /** How many joins the forest has that are not conflicts: its contacts. */
+  async contactCount(forest: string): Promise<number> {
+    const { rows } = await this.sql.query<{ n: string }>(
+      `SELECT count(*) AS n FROM directory_joins WHERE forest = $1 AND state <> 'conflict'`,
+      [forest],
+    );
+    return Number(rows[0].n);
+  }
+
   async joins(forest: string): Promise<Map<string, Join>> {
     const { rows } = await this.sql.query<JoinRow>(`SELECT * FROM directory_joins WHERE forest = $1`, [
       forest,

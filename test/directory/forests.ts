@@ -28,7 +28,11 @@ function centralLdif(baseDn: string): string {
   return [people, ...users].join('\n');
 }
 
-export async function startTestForests(opts: { perForest: number }): Promise<TestForests> {
+export async function startTestForests(opts: {
+  perForest: number;
+  /** syncprov's session log on south (default 100,000): small, it overflows into a present phase. */
+  southSessionlog?: number;
+}): Promise<TestForests> {
   const [central, north, south] = await Promise.all([
     startSlapd({ baseDn: 'dc=central,dc=example', ldif: centralLdif('dc=central,dc=example') }),
     startSlapd({
@@ -50,6 +54,7 @@ export async function startTestForests(opts: { perForest: number }): Promise<Tes
         sharedAliases: ['shared.alpha'],
         seed: 2,
       }),
+      syncprov: { sessionlog: opts.southSessionlog },
     }),
   ]);
   const env = {

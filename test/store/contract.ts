@@ -1098,7 +1098,7 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
     describe('directory: replicated users and the sync journal', () => {
       beforeEach(async () => {
         await db.exec(
-          'TRUNCATE directory_sync_ops, directory_sync_runs, directory_watermarks, directory_joins, directory_sync_lock CASCADE',
+          'TRUNCATE directory_sync_ops, directory_sync_runs, directory_watermarks, directory_sync_cookies, directory_joins, directory_sync_lock CASCADE',
         );
       });
 
@@ -1268,6 +1268,45 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         await j.deleteJoins('north', []);
         expect([...(await j.joins('north')).keys()]).toEqual(['b']);
         expect((await j.joins('south')).size).toBe(0);
+      });
+
+      it('keeps content-sync cookies and reads joins by anchor, waiting ones and counts', async () => {
+        const j = store.directoryJournal;
+        expect(await j.syncCookie('north')).toBeUndefined();
+        await j.setSyncCookie('north', Buffer.from('rid=000,csn=1'));
+        await j.setSyncCookie('north', Buffer.from([0, 1, 2, 255]));
+        expect(await j.syncCookie('north')).toEqual(Buffer.from([0, 1, 2, 255]));
+        expect(await j.syncCookie('south')).toBeUndefined();
+
+        const join = (anchor: string, extra: Partial<Join> = {}): Join => ({
+          forest: 'north',
+          anchor,
+          sourceDn: `uid=${anchor}`,
+          contactDn: `cn=north-${anchor}`,
+          sipAddress: `${anchor}@example.com`,
+          state: 'active',
+          attributes: { displayName: [anchor] },
+          attributesHash: `h-${anchor}`,
+          ...extra,
+        });
+        await j.saveJoins([
+          join('a'),
+          join('b', { state: 'disabled', disabledAt: at(10), disabledReason: 'source-gone' }),
+          join('c', { state: 'disabled', disabledAt: at(100), disabledReason: 'source-disabled' }),
+          join('d', { state: 'conflict' }),
+          join('e', { forest: 'south' }),
+        ]);
+        const some = await j.joinsFor('north', ['a', 'c', 'e', 'zz']);
+        expect([...some.keys()].sort()).toEqual(['a', 'c']);
+        expect(some.get('c')).toEqual(
+          join('c', { state: 'disabled', disabledAt: at(100), disabledReason: 'source-disabled' }),
+        );
+        expect((await j.joinsFor('north', [])).size).toBe(0);
+        expect((await j.waitingJoins('north', at(50))).map((x) => x.anchor)).toEqual(['b', 'd']);
+        expect((await j.waitingJoins('north', at(100))).map((x) => x.anchor)).toEqual(['b', 'c', 'd']);
+        expect((await j.joinAnchors('north')).sort()).toEqual(['a', 'b', 'c', 'd']);
+        expect(await j.contactCount('north')).toBe(3);
+        expect(await j.contactCount('south')).toBe(1);
       });
     });
     describe('wave migration: accounts, placement moves and the journal', () => {
