@@ -25,6 +25,7 @@ import {
   type Workload,
   type WorkloadRun,
 } from './sip.js';
+import { soakMain } from './soak.js';
 
 const DEFAULT_RATES = [2_500, 5_000, 10_000, 15_000, 20_000, 25_000];
 
@@ -47,6 +48,8 @@ Suites (default: the SIP suite)
                       to --presentities (default 100), PUBLISH-driven, target NOTIFY/s ramp
                       ${PRESENCE_RATES.join(',')} unless --rate; with --vs-kamailio, Kamailio's
                       presence modules in the same run and the ratio; --profile profiles Parley
+  --soak              memory soak (bench/soak.ts): --users registered over UDP, then MESSAGE at
+                      --rate (default 5000/s) for --minutes (default 10); RSS and heap each minute
   --edge              edge benchmark (bench/edge.ts): TLS REGISTER through the edge and MESSAGE
                       between two organisations through both edges (mutual TLS), beside the same
                       workloads straight to the home; ramp ${EDGE_RATES.join(',')} unless --rate,
@@ -457,6 +460,7 @@ export function renderProfile(p: ProfileSummary): string {
 }
 
 async function main(): Promise<number> {
+  if (process.argv.includes('--soak')) return soakMain(process.argv.slice(2));
   let opts: Options | 'help';
   try {
     opts = parseOptions(process.argv.slice(2));

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { hostKey, hostReference } from '../sip/host.js';
 import type { SipUri } from '../sip/uri.js';
 import type { Flow, TransportName } from '../transport/flow.js';
 import type { Listening } from '../transport/layer.js';
@@ -38,11 +39,10 @@ export class LocalIdentity {
       if (!l.name || !this.ports.has(l.transport)) this.ports.set(l.transport, l.port);
       if (l.host !== '0.0.0.0' && l.host !== '::') {
         this.hosts.add(bare(l.host));
-        if (l.transport === 'tcp' || l.transport === 'tls')
-          this.routableHost = l.host.includes(':') ? `[${bare(l.host)}]` : l.host;
+        if (l.transport === 'tcp' || l.transport === 'tls') this.routableHost = hostReference(bare(l.host));
       }
     }
-    if (advertise) this.hosts.add(bare(advertise.host).toLowerCase());
+    if (advertise) this.hosts.add(bare(advertise.host));
     this.hosts.add(hostname().toLowerCase());
     this.rrUser = `rr-${serverId.replace(/[^A-Za-z0-9.-]/g, '')}`;
   }
@@ -54,8 +54,7 @@ export class LocalIdentity {
   /** The host a peer on this flow reaches us at. */
   hostFor(flow: Flow): string {
     if (this.advertise) return this.advertise.host;
-    const h = flow.localAddress || '127.0.0.1';
-    return h.includes(':') ? `[${h}]` : h;
+    return hostReference(flow.localAddress || '127.0.0.1');
   }
 
   /** The port a peer on this flow reaches us at. */
@@ -90,7 +89,7 @@ export class LocalIdentity {
   }
 
   isOurHost(host: string): boolean {
-    return this.hosts.has(bare(host).toLowerCase());
+    return this.hosts.has(bare(host));
   }
 
   /** Is this URI (a Route or Request-URI) addressed to this server itself? */
@@ -103,10 +102,9 @@ export class LocalIdentity {
   }
 
   learnHost(host: string): void {
-    this.hosts.add(bare(host).toLowerCase());
+    this.hosts.add(bare(host));
   }
 }
 
-function bare(host: string): string {
-  return host.startsWith('[') ? host.slice(1, -1) : host;
-}
+/** Hosts compare by hostKey: "[::1]", "::1" and "0:0:0:0:0:0:0:1" are one host. */
+const bare = hostKey;

@@ -33,6 +33,7 @@ import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
 import { SESSIONS_SECRET_KEY, sessionsRoute, snapshotSessions } from '../reports/sessions.js';
 import { UsageRecorder } from '../reports/usage-recorder.js';
+import { hostReference } from '../sip/host.js';
 import { createBranch, createTag } from '../sip/ids.js';
 import { SipMessage } from '../sip/message.js';
 import type { ParseError } from '../sip/parser.js';
@@ -723,9 +724,10 @@ function parseAdvertise(text: string | undefined): { host: string; port?: number
 
 function homeAddress(listening: Listening[], advertise?: { host: string; port?: number }): string {
   const tcp = listening.find((l) => l.transport === 'tcp') ?? listening[0];
-  const host = advertise?.host ?? (tcp && tcp.host !== '0.0.0.0' ? tcp.host : '127.0.0.1');
+  const host =
+    advertise?.host ?? (tcp && tcp.host !== '0.0.0.0' && tcp.host !== '::' ? tcp.host : '127.0.0.1');
   const port = advertise?.port ?? tcp?.port ?? 5060;
-  return `sip:${host}:${port};transport=${tcp?.transport ?? 'tcp'}`;
+  return `sip:${hostReference(host)}:${port};transport=${tcp?.transport ?? 'tcp'}`;
 }
 
 const HEARTBEAT_MS = 5_000;

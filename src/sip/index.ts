@@ -1,6 +1,7 @@
 export * from './cseq.js';
 export * from './framer.js';
 export * from './headers.js';
+export * from './host.js';
 export * from './ids.js';
 export * from './message.js';
 export * from './nameaddr.js';

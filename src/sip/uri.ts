@@ -1,3 +1,4 @@
+import { isIpv6Address } from './host.js';
 import { addParam, paramName } from './params.js';
 
 /**
@@ -152,14 +153,9 @@ function isHostChar(c: number): boolean {
   return (lower >= 97 && lower <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95;
 }
 
+/** IPv6reference = "[" IPv6address "]" (RFC 3261 25.1, RFC 5954); text[start, end) is inside the brackets. */
 function isIpv6Reference(text: string, start: number, end: number): boolean {
-  if (end - start < 2) return false;
-  for (let i = start; i < end; i++) {
-    const c = text.charCodeAt(i);
-    const lower = c | 0x20;
-    if (!((c >= 48 && c <= 58) || (lower >= 97 && lower <= 102) || c === 46)) return false;
-  }
-  return text.indexOf(':', start) < end;
+  return isIpv6Address(text.slice(start, end));
 }
 
 /** Decodes %XX escapes (UTF-8 sequences included); undefined on a malformed escape. */

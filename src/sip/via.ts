@@ -1,3 +1,4 @@
+import { isIpv6Address } from './host.js';
 import { isTokenChar, skipWhitespace } from './lexer.js';
 import { formatParams, parseParams } from './params.js';
 
@@ -16,6 +17,10 @@ export interface Via {
   /** All parameters, names lower-cased, values as written (branch, received, rport included). */
   params: Record<string, string | null>;
   branch?: string;
+  /**
+   * As written. RFC 3261 25.1 gives it without brackets (IPv6address), and that is how this
+   * server writes it; RFC 5118 4.5 has both spellings accepted, so compare with `hostKey`.
+   */
   received?: string;
   /** RFC 3581: null when present without a value (a request asking for rport). */
   rport?: number | null;
@@ -66,12 +71,7 @@ export function parseVia(text: string): Via | undefined {
   let host: string;
   if (text.charCodeAt(i) === 91) {
     const close = text.indexOf(']', i);
-    if (close < 0) return undefined;
-    for (let j = i + 1; j < close; j++) {
-      const c = text.charCodeAt(j);
-      const lower = c | 0x20;
-      if (!((c >= 48 && c <= 58) || (lower >= 97 && lower <= 102) || c === 46)) return undefined;
-    }
+    if (close < 0 || !isIpv6Address(text.slice(i + 1, close))) return undefined;
     i = close + 1;
     host = text.slice(hostStart, i);
   } else {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { hopRequestFor } from '../sip/hop-request.js';
+import { hostKey } from '../sip/host.js';
 import type { SipMessage } from '../sip/message.js';
 import { createResponse } from '../sip/response.js';
 import { formatVia } from '../sip/via.js';
@@ -589,9 +590,9 @@ export function stampReceived(request: SipMessage, flow: Flow): void {
   const asksRport = via.rport === null;
   const source = flow.remoteAddress;
   if (!asksRport && via.received === undefined) {
-    const host = via.host.charCodeAt(0) === 91 ? via.host.slice(1, -1) : via.host;
-    if (host === source || host.toLowerCase() === source) return;
+    if (via.host === source || hostKey(via.host) === hostKey(source)) return;
   }
+  // RFC 3261 25.1: received holds an IPv6address, without the brackets of the sent-by.
   const stamped = { ...via, received: source, rport: asksRport ? flow.remotePort : via.rport };
   request.removeFirst('via');
   request.prepend('via', formatVia(stamped));

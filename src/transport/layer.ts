@@ -12,9 +12,18 @@ import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect 
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { StreamFramer } from '../sip/framer.js';
+import { hostKey } from '../sip/host.js';
 import type { SipMessage } from '../sip/message.js';
 import { parseMessage } from '../sip/parser.js';
-import { type Flow, SocketFlow, stripV4Mapped, type TransportName, UdpFlow, WebSocketFlow } from './flow.js';
+import {
+  type Flow,
+  SocketFlow,
+  stripV4Mapped,
+  type TransportName,
+  UdpFlow,
+  type UdpSocket,
+  WebSocketFlow,
+} from './flow.js';
 import {
   ConnectionEventLog,
   type ConnectionLease,
@@ -148,6 +157,8 @@ export class TransportLayer {
   private readonly udpPeers = new Map<string, UdpFlow>();
   private readonly udpById = new Map<string, UdpFlow>();
   private udpSocket?: DgramSocket;
+  /** A dual-stack (udp6) socket reaches an IPv4 peer at its IPv4-mapped address. */
+  private udpSender?: UdpSocket;
   private udpLocal?: { address: string; port: number };
   private udpSweep?: NodeJS.Timeout;
   readonly listening: Listening[] = [];
@@ -272,14 +283,18 @@ export class TransportLayer {
    * a UDP client go); undefined when we do not listen on UDP.
    */
   udpFlowTo(host: string, port: number): Flow | undefined {
+    return this.udpPeer(stripV4Mapped(hostKey(host)), port);
+  }
+
+  /** The UDP peer at an address as Node reports it (RFC 5952 text, IPv4-mapped stripped). */
+  private udpPeer(address: string, port: number): UdpFlow | undefined {
     const socket = this.udpSocket;
     const local = this.udpLocal;
     if (!socket || !local) return undefined;
-    const address = stripV4Mapped(host.startsWith('[') ? host.slice(1, -1) : host);
     const key = `${address}|${port}`;
     let flow = this.udpPeers.get(key);
     if (!flow) {
-      flow = new UdpFlow(socket, address, port, local.address, local.port);
+      flow = new UdpFlow(this.udpSender ?? socket, address, port, local.address, local.port);
       this.udpPeers.set(key, flow);
       this.udpById.set(flow.id, flow);
     }
@@ -403,6 +418,11 @@ export class TransportLayer {
     socket.on('message', (data: Buffer, rinfo: RemoteInfo) => this.receiveDatagram(data, rinfo));
     const address = socket.address();
     this.udpSocket = socket;
+    if (address.family === 'IPv6') {
+      this.udpSender = {
+        send: (data, port, host) => socket.send(data, port, host.includes(':') ? host : `::ffff:${host}`),
+      };
+    }
     this.udpLocal = { address: stripV4Mapped(address.address), port: address.port };
     this.listening.push({ transport: 'udp', host: at.host, port: address.port });
     const idleMs = this.opts.udpFlowIdleMs ?? DEFAULT_UDP_FLOW_IDLE_MS;
@@ -422,7 +442,7 @@ export class TransportLayer {
 
   private receiveDatagram(data: Buffer, rinfo: RemoteInfo): void {
     if (!this.accepting) return;
-    const flow = this.udpFlowTo(rinfo.address, rinfo.port) as UdpFlow;
+    const flow = this.udpPeer(stripV4Mapped(rinfo.address), rinfo.port) as UdpFlow;
     flow.lastActive = Date.now();
     if (data.length === 0) return;
     if (isStunBindingRequest(data)) {
@@ -768,9 +788,9 @@ function isOnlyCrlf(data: Buffer): boolean {
   return true;
 }
 
+/** One key for every spelling of the peer's address ("[2001:DB8::1]", "2001:db8:0::1"). */
 function remoteKey(transport: TransportName, host: string, port: number): string {
-  const bare = host.startsWith('[') ? host.slice(1, -1) : host;
-  return `${transport}:${bare.toLowerCase()}:${port}`;
+  return `${transport}:${stripV4Mapped(hostKey(host))}:${port}`;
 }
 
 function handOffKey(socket: Socket): string {
