@@ -4,6 +4,7 @@ import type { SipMessage } from '../sip/message.js';
 import { CLIENT_POLICIES_CHANNEL, type ClientPolicyRepository } from '../store/clients.js';
 import type { Database } from '../store/sql.js';
 import type { ServerTransaction } from '../transaction/layer.js';
+import type { Flow } from '../transport/flow.js';
 import {
   type ClientAction,
   type ClientDecision,
@@ -20,7 +21,16 @@ export interface ClientGateOptions {
   /** The User-Agent an authenticated user's endpoint registered on this flow, when a request carries none. */
   registeredUserAgent?: (aor: string, flowId: string) => string | undefined;
   onRefused?: (action: Exclude<ClientAction, 'allow'>, method: string) => void;
+  /**
+   * A REGISTER that adds or refreshes a binding was refused on this flow: the endpoint's
+   * existing binding, publications and subscriptions end now, not at expiry (the caller
+   * checks the binding is this endpoint's own: same flow and Call-ID).
+   */
+  onRegisterRefused?: (request: SipMessage, flow: Flow) => void;
 }
+
+/** Flows remembered as refused; past this the oldest are forgotten (UDP flows never close). */
+const MAX_REFUSED_FLOWS = 65_536;
 
 /** One product and version seen among the endpoints signed in now, and what the rules say of it today. */
 export interface ClientEndpointCount {
@@ -40,6 +50,12 @@ export interface ClientEndpointCount {
  */
 export class ClientGate {
   private policy = ClientPolicy.allowAll();
+  /**
+   * Flows whose REGISTER the rules refused, with the decision: every SUBSCRIBE, PUBLISH and
+   * MESSAGE on them is refused too, User-Agent or not, until a REGISTER on the flow is
+   * admitted (the rules changed back) or the flow closes.
+   */
+  private readonly refusedFlows = new Map<string, ClientDecision>();
 
   constructor(private readonly opts: ClientGateOptions) {}
 
@@ -74,12 +90,28 @@ export class ClientGate {
   ): { handle(request: SipMessage, st: ServerTransaction): void } {
     return {
       handle: (request, st) => {
-        if (
-          this.policy.allowsAll ||
-          isRemoval(request) ||
-          this.admits(request, request.get('user-agent'), st)
-        )
+        if (isRemoval(request)) {
           registrar.handle(request, st);
+          return;
+        }
+        const decision = this.policy.allowsAll ? undefined : this.policy.decide(request.get('user-agent'));
+        if (decision === undefined || decision.action === 'allow') {
+          this.refusedFlows.delete(st.flow.id);
+          registrar.handle(request, st);
+          return;
+        }
+        this.refuse(request, st, decision);
+        // Behind a Path (the edge) the flow is the proxy's, shared by many users: not marked.
+        if (request.getAll('path').length > 0) {
+          this.opts.onRegisterRefused?.(request, st.flow);
+          return;
+        }
+        if (this.refusedFlows.size >= MAX_REFUSED_FLOWS) {
+          const oldest = this.refusedFlows.keys().next().value;
+          if (oldest !== undefined) this.refusedFlows.delete(oldest);
+        }
+        this.refusedFlows.set(st.flow.id, decision);
+        this.opts.onRegisterRefused?.(request, st.flow);
       },
     };
   }
@@ -88,6 +120,11 @@ export class ClientGate {
   guard(service: RequestHandler): RequestHandler {
     return {
       handle: (request, st, party) => {
+        const refused = this.refusedFlows.get(party.flow.id);
+        if (refused !== undefined && request.expires !== 0 && this.isLocal(party)) {
+          this.refuse(request, st, refused);
+          return;
+        }
         if (this.policy.allowsAll || request.expires === 0 || !this.isLocal(party)) {
           service.handle(request, st, party);
           return;
@@ -97,6 +134,11 @@ export class ClientGate {
         if (this.admits(request, ua, st)) service.handle(request, st, party);
       },
     };
+  }
+
+  /** The flow closed: nothing more comes on it. */
+  flowClosed(flowId: string): void {
+    this.refusedFlows.delete(flowId);
   }
 
   private counted = {

@@ -292,6 +292,18 @@ export class PresenceServer implements RequestHandler {
     }
   }
 
+  /**
+   * One endpoint was refused at its refresh (client version rules): the subscriptions it holds
+   * over that flow end with "rejected" (RFC 6665 4.1.3: do not retry) and what it published
+   * over it goes, now rather than at expiry. The user's other endpoints keep theirs.
+   */
+  async endpointRefused(flowId: string): Promise<number> {
+    const ending = [...this.subscriptions.values()].filter((sub) => sub.flowId === flowId);
+    await Promise.allSettled(ending.map((sub) => this.terminate(sub, 'rejected')));
+    await this.connectionLost(flowId);
+    return ending.length;
+  }
+
   /** An endpoint reconnected: what it published over the old connection now lives with the new one. */
   connectionMoved(from: string, to: string): void {
     for (const over of this.publishedOver.values()) if (over.flowId === from) over.flowId = to;

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ClientGate } from '../clients/gate.js';
+import { endRefusedEndpoint } from '../clients/refused-endpoint.js';
 import { replaceContactList } from '../contacts/lists.js';
 import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.js';
 import { parseContactListXml } from '../contacts/xml-document.js';
@@ -281,6 +282,8 @@ export async function startServer(
     });
 
     let core!: ProxyCore;
+    // Set once the client gate exists (below); flows may close before.
+    let forgetRefusedFlow: ((flowId: string) => void) | undefined;
     let draining = false;
     const drained = deferred();
     const listening = await transport.start({
@@ -297,6 +300,7 @@ export async function startServer(
       },
       onFlowClosed: (flow) => {
         location.flowClosed(flow.id);
+        forgetRefusedFlow?.(flow.id);
         if (draining && transport.flowCount === 0) drained.resolve();
       },
     });
@@ -392,8 +396,20 @@ export async function startServer(
       log: componentLogger(log, 'registrar'),
       registeredUserAgent: (aor, flowId) => location.lookup(aor).find((b) => b.flowId === flowId)?.userAgent,
       onRefused: (action) => metrics.clientRefusals.inc(action),
+      // A refused refresh ends the endpoint's binding, publications and subscriptions now.
+      onRegisterRefused: (request, flow) =>
+        endRefusedEndpoint(
+          {
+            location,
+            endpointRefused: (flowId) => presence.endpointRefused(flowId),
+            log: componentLogger(log, 'registrar'),
+          },
+          request,
+          flow,
+        ),
     });
     cleanups.push(await clientGate.follow(db, new ClientPolicyRepository(db)));
+    forgetRefusedFlow = (flowId) => clientGate.flowClosed(flowId);
     // A REGISTER of a user who moved away is answered as a director would: authenticated,
     // then redirected to the new home, so a client that reconnects here lands there.
     const redirector = departures
