@@ -14,7 +14,7 @@ import { resolveAor } from '../../src/users/admin.js';
 export default class ServerSessions extends ParleyCommand {
   static override summary = 'Show who is signed in: endpoints, addresses, clients and subscriptions.';
   static override description =
-    "Asks every server registered in the deployment's store (its operations endpoint, GET /sessions, with a secret only the store's holders know) what it holds now: each signed-in user's endpoints (the address and transport of their connection, the User-Agent, when the registration expires) and the presence subscriptions it holds (who the user watches, who watches the user). Servers that do not answer are named.";
+    "Asks every server registered in the deployment's store (its operations endpoint, GET /sessions, with a secret only the store's holders know) what it holds now: each signed-in user's endpoints (the address and transport of their connection, the User-Agent, when the registration expires) and the subscriptions it holds, each with its event package, target, state and expiry (RFC 6665), and who watches the user. Servers that do not answer are named.";
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --user alice',

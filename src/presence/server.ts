@@ -314,6 +314,25 @@ export class PresenceServer implements RequestHandler {
     await this.opts.publications.removeAll(aor);
   }
 
+  /** The subscriptions held here, for `parley server sessions`: who watches what, in which event package, until when. */
+  *subscriptionsHeld(): IterableIterator<{
+    watcher: string;
+    presentity: string;
+    event: string;
+    state: SubscriptionState;
+    expiresAt: number;
+  }> {
+    for (const sub of this.subscriptions.values()) {
+      yield {
+        watcher: sub.watcher,
+        presentity: sub.presentity,
+        event: sub.event,
+        state: sub.state,
+        expiresAt: sub.expiresAt,
+      };
+    }
+  }
+
   /** Watchers and presentities of the subscriptions held here (repeats included). */
   *subscriptionParties(): IterableIterator<string> {
     for (const sub of this.subscriptions.values()) {

@@ -15,9 +15,20 @@ export interface SessionEndpoint {
   expiresInSeconds: number;
 }
 
+/** A subscription a user holds (RFC 6665): the event package, whom it watches, its state and expiry. */
+export interface SessionSubscription {
+  event: string;
+  /** The resource watched: a presentity, or the user itself for its contact list. */
+  target: string;
+  state: string;
+  expiresInSeconds: number;
+}
+
 export interface UserSession {
   aor: string;
   endpoints: SessionEndpoint[];
+  /** The subscriptions this user holds on this server, each with its event and expiry. */
+  subscriptions: SessionSubscription[];
   /** Presentities this user watches (SUBSCRIBE dialogs held on this server). */
   watching: string[];
   /** Watchers of this user on this server. */
@@ -35,8 +46,14 @@ export interface SessionSources {
   lookup(aor: string): Binding[];
   /** The flow's transport and remote address, when it is still open here. */
   flow(id: string): { transport: string; remoteAddress: string; remotePort: number } | undefined;
-  /** Watcher, presentity, watcher, presentity ... of the subscriptions held here. */
-  subscriptionParties(): Iterable<string>;
+  /** The subscriptions held here. */
+  subscriptions(): Iterable<{
+    watcher: string;
+    presentity: string;
+    event: string;
+    state: string;
+    expiresAt: number;
+  }>;
   now?: () => number;
 }
 
@@ -47,7 +64,7 @@ export function snapshotSessions(src: SessionSources, user?: string): ServerSess
   const session = (aor: string) => {
     let s = users.get(aor);
     if (!s) {
-      s = { aor, endpoints: [], watching: [], watchedBy: [] };
+      s = { aor, endpoints: [], subscriptions: [], watching: [], watchedBy: [] };
       users.set(aor, s);
     }
     return s;
@@ -65,14 +82,22 @@ export function snapshotSessions(src: SessionSources, user?: string): ServerSess
       });
     }
   }
-  const parties = src.subscriptionParties()[Symbol.iterator]();
-  for (;;) {
-    const watcher = parties.next();
-    const presentity = parties.next();
-    if (watcher.done || presentity.done) break;
-    if (!user || watcher.value === user) session(watcher.value).watching.push(presentity.value);
-    if (!user || presentity.value === user) session(presentity.value).watchedBy.push(watcher.value);
+  for (const sub of src.subscriptions()) {
+    if (!user || sub.watcher === user) {
+      const s = session(sub.watcher);
+      s.subscriptions.push({
+        event: sub.event,
+        target: sub.presentity,
+        state: sub.state,
+        expiresInSeconds: Math.max(0, Math.round((sub.expiresAt - now) / 1000)),
+      });
+      if (sub.event === 'presence') s.watching.push(sub.presentity);
+    }
+    if (sub.event === 'presence' && (!user || sub.presentity === user))
+      session(sub.presentity).watchedBy.push(sub.watcher);
   }
+  for (const s of users.values())
+    s.subscriptions.sort((a, b) => a.event.localeCompare(b.event) || a.target.localeCompare(b.target));
   return { server: src.serverId, users: [...users.values()].sort((a, b) => a.aor.localeCompare(b.aor)) };
 }
 
@@ -142,7 +167,10 @@ export function renderSessions(d: DeploymentSessions): string[] {
       lines.push(
         `  endpoint  ${e.address ?? '-'} ${e.transport ?? ''}  ${e.userAgent || '(no User-Agent)'}  expires in ${e.expiresInSeconds} s  ${e.contact}`,
       );
-    if (u.watching.length) lines.push(`  watches   ${u.watching.join(', ')}`);
+    for (const sub of u.subscriptions)
+      lines.push(
+        `  subscribed ${sub.event} ${sub.target}  ${sub.state}  expires in ${sub.expiresInSeconds} s`,
+      );
     if (u.watchedBy.length) lines.push(`  watched by ${u.watchedBy.join(', ')}`);
   }
   const endpoints = d.users.reduce((n, u) => n + u.endpoints.length, 0);

@@ -511,7 +511,7 @@ export async function startServer(
               aors: () => location.aors(),
               lookup: (aor) => location.lookup(aor),
               flow: (id) => transport.flow(id),
-              subscriptionParties: () => presence.subscriptionParties(),
+              subscriptions: () => presence.subscriptionsHeld(),
             },
             user,
           ),

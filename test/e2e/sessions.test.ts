@@ -37,6 +37,18 @@ describe('parley server sessions', () => {
       });
       expect(aliceSession.endpoints[0].address).toMatch(/^127\.0\.0\.1:\d+$/);
       expect(aliceSession.endpoints[0].expiresInSeconds).toBeGreaterThan(200);
+      // Each subscription alice holds, with its event package, state and expiry.
+      const presence = aliceSession.subscriptions.filter((s: { event: string }) => s.event === 'presence');
+      expect(presence).toEqual([
+        {
+          event: 'presence',
+          target: `bob@${t.domain}`,
+          state: 'active',
+          expiresInSeconds: expect.any(Number),
+        },
+      ]);
+      expect(presence[0].expiresInSeconds).toBeGreaterThan(60);
+      expect(presence[0].expiresInSeconds).toBeLessThanOrEqual(7200);
 
       const one = await cli('--user', 'bob', '--json');
       expect(JSON.parse(one.stdout).users).toEqual([
@@ -46,7 +58,9 @@ describe('parley server sessions', () => {
       expect(human.stdout).toMatch(
         /alice@example\.com {2}\(on test\)\n {2}endpoint {2}127\.0\.0\.1:\d+ ws {2}JsSIP/,
       );
-      expect(human.stdout).toContain('watches   bob@example.com');
+      expect(human.stdout).toMatch(
+        /^ {2}subscribed presence bob@example\.com {2}active {2}expires in \d+ s$/m,
+      );
 
       // Without the store's secret the endpoint says nothing.
       const anonymous = await fetch(`${t.server.httpUrl}/sessions`);
