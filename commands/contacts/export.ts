@@ -3,7 +3,12 @@ import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
 import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
-import { type ExportResult, type ExportScope, exportContactLists } from '../../src/contacts/export.js';
+import {
+  type ExportFormat,
+  type ExportResult,
+  type ExportScope,
+  exportContactLists,
+} from '../../src/contacts/export.js';
 import { normalizeAor } from '../../src/store/users.js';
 
 export default class ContactsExport extends ParleyCommand {
@@ -11,11 +16,14 @@ export default class ContactsExport extends ParleyCommand {
   static override description =
     `Writes contact lists in Parley's contact-list XML format (docs/contact-list-xml.md) for one user, one home or every user, streaming: memory stays flat however many users there are.
 
---out ending in .xml writes one document holding every selected user, with FILE.manifest.json beside it. Any other --out is a folder that receives one document per user (alice@example.com.xml) and manifest.json. The manifest carries user, contact and byte counts and the sha256 of every file; it is written last, so its presence means the export completed.`;
+--out ending in .xml writes one document holding every selected user, with FILE.manifest.json beside it. Any other --out is a folder that receives one document per user (alice@example.com.xml) and manifest.json. The manifest carries user, contact and byte counts and the sha256 of every file; it is written last, so its presence means the export completed.
+
+--format xep-0227 writes the XMPP servers' import format (XEP-0227, urn:xmpp:pie:0) instead, for users leaving for an XMPP server: one <host> per SIP domain, one <user> per user with the contact list as its roster. It needs an --out ending in .xml. Parley cannot import it back; docs/contact-list-xml.md says how addresses map to JIDs and what is lost.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --all --out /var/backups/parley/contacts-$(date +%F).xml',
     '<%= config.bin %> <%= command.id %> --home pool1 --out /var/backups/parley/pool1/',
     '<%= config.bin %> <%= command.id %> --user sip:alice@example.com --out alice.xml --json',
+    '<%= config.bin %> <%= command.id %> --all --format xep-0227 --out /var/backups/parley/to-xmpp.xml',
   ];
   static override enableJsonFlag = true;
   static override flags = {
@@ -33,6 +41,11 @@ export default class ContactsExport extends ParleyCommand {
       summary: 'A .xml file (one document) or a folder (one document per user).',
       required: true,
     }),
+    format: Flags.string({
+      summary: "parley (Parley's contact-list XML) or xep-0227 (XMPP servers' import format).",
+      options: ['parley', 'xep-0227'],
+      default: 'parley',
+    }),
   };
 
   async run(): Promise<ExportResult> {
@@ -48,6 +61,7 @@ export default class ContactsExport extends ParleyCommand {
         exportContactLists(store, {
           scope,
           out: flags.out,
+          format: flags.format as ExportFormat,
           onProgress: (users) => progress('exported', users),
         }),
       ),

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { ContactListRepository } from '../store/contact-lists.js';
+import type { ContactListFilter, ContactListRepository } from '../store/contact-lists.js';
 import { HashedFileWriter } from '../store/hashed-file.js';
 import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
+import { HOST_CLOSE, hostOpen, jidParts, PIE_FOOTER, PIE_HEADER, serializePieUser } from './xep-0227.js';
 import {
   DOCUMENT_FOOTER,
   documentHeader,
@@ -22,11 +23,20 @@ export type ExportScope = { kind: 'user'; aor: string } | { kind: 'all' } | { ki
 /** 'file': one document for every user; 'per-user': a folder with one document per user. */
 export type ExportLayout = 'file' | 'per-user';
 
+/**
+ * 'parley': Parley's contact-list format (docs/contact-list-xml.md), which import and
+ * restore read. 'xep-0227': the XMPP servers' import format (src/contacts/xep-0227.ts), for
+ * users leaving for XMPP; one file only, hosts in domain order.
+ */
+export type ExportFormat = 'parley' | 'xep-0227';
+
 export interface ExportOptions {
   scope: ExportScope;
   /** A .xml file (layout 'file') or a folder (layout 'per-user'). */
   out: string;
   layout?: ExportLayout;
+  /** Document format (default parley). */
+  format?: ExportFormat;
   /** Users per batch read from the store (default 500). */
   pageSize?: number;
   onProgress?: (users: number) => void;
@@ -52,6 +62,7 @@ export interface ExportTotals {
 }
 
 export interface ExportResult extends ExportTotals {
+  format: ExportFormat;
   layout: ExportLayout;
   manifest: string;
   out: string;
@@ -61,7 +72,7 @@ export const EXPORT_MANIFEST_FORMAT = 'parley-contact-lists-export';
 
 export class ExportScopeError extends Error {
   constructor(
-    readonly code: 'USER_NOT_FOUND' | 'HOME_EMPTY',
+    readonly code: 'USER_NOT_FOUND' | 'HOME_EMPTY' | 'INVALID_ARGUMENT',
     message: string,
   ) {
     super(message);
@@ -89,6 +100,13 @@ export async function exportContactLists(
   options: ExportOptions,
 ): Promise<ExportResult> {
   const layout = options.layout ?? layoutFor(options.out);
+  const format = options.format ?? 'parley';
+  if (format === 'xep-0227' && layout !== 'file') {
+    throw new ExportScopeError(
+      'INVALID_ARGUMENT',
+      `an XEP-0227 export is one file: give --out a name ending in .xml, not ${options.out}`,
+    );
+  }
   const manifestPath = manifestPathFor(options.out, layout);
   const exportedAt = (options.now?.() ?? new Date()).toISOString();
   const totals: ExportTotals = { users: 0, groups: 0, contacts: 0, accessRules: 0, files: 0, bytes: 0 };
@@ -114,23 +132,25 @@ export async function exportContactLists(
     exportedAt,
     scope: describeScope(options.scope),
     layout,
+    ...(format === 'parley' ? {} : { document: format }),
   });
   try {
     if (layout === 'file') {
       const file = new HashedFileWriter(options.out);
       try {
-        await file.write(documentHeader());
-        let contacts = 0;
-        await store.contactLists.exportLists(filter, batchSize, async (lists) => {
-          let text = '';
-          for (const list of lists) {
-            count(list);
-            contacts += list.contacts.length;
-            text += serializeUserElement(list);
-          }
-          await file.write(text);
-        });
-        await file.write(DOCUMENT_FOOTER);
+        const contacts =
+          format === 'xep-0227'
+            ? await writePieDocument(store.contactLists, filter, batchSize, file, count)
+            : await writeContactListDocument(store.contactLists, filter, batchSize, file, count);
+        if (format === 'xep-0227' && totals.users === 0) {
+          // The schema wants at least one <host> holding at least one <user>.
+          throw new ExportScopeError(
+            options.scope.kind === 'user' ? 'USER_NOT_FOUND' : 'HOME_EMPTY',
+            options.scope.kind === 'user'
+              ? `no user ${options.scope.aor}`
+              : 'no users to export: an XEP-0227 document holds at least one user',
+          );
+        }
         const done = await file.commit();
         totals.files = 1;
         totals.bytes = done.bytes;
@@ -167,8 +187,69 @@ export async function exportContactLists(
     await manifest.abort();
     throw err;
   }
-  return { layout, manifest: manifestPath, out: options.out, ...totals };
+  return { format, layout, manifest: manifestPath, out: options.out, ...totals };
 }
+
+/** Parley's format, one document: returns the number of contacts written. */
+async function writeContactListDocument(
+  lists: ContactListRepository,
+  filter: ContactListFilter,
+  batchSize: number,
+  file: HashedFileWriter,
+  count: (list: ContactList) => void,
+): Promise<number> {
+  await file.write(documentHeader());
+  let contacts = 0;
+  await lists.exportLists(filter, batchSize, async (batch) => {
+    let text = '';
+    for (const list of batch) {
+      count(list);
+      contacts += list.contacts.length;
+      text += serializeUserElement(list);
+    }
+    await file.write(text);
+  });
+  await file.write(DOCUMENT_FOOTER);
+  return contacts;
+}
+
+/** XEP-0227: users by domain, one <host> per domain; returns the number of roster items written. */
+async function writePieDocument(
+  lists: ContactListRepository,
+  filter: ContactListFilter,
+  batchSize: number,
+  file: HashedFileWriter,
+  count: (list: ContactList) => void,
+): Promise<number> {
+  await file.write(PIE_HEADER);
+  let contacts = 0;
+  let host: string | undefined;
+  await lists.exportLists(
+    filter,
+    batchSize,
+    async (batch, subscribers) => {
+      let text = '';
+      for (const list of batch) {
+        count(list);
+        contacts += list.contacts.length;
+        const { domain } = jidParts(list.user);
+        if (domain !== host) {
+          if (host !== undefined) text += HOST_CLOSE;
+          text += hostOpen(domain);
+          host = domain;
+        }
+        text += serializePieUser(list, subscribers.get(list.user) ?? NO_SUBSCRIBERS);
+      }
+      await file.write(text);
+    },
+    { byDomain: true, subscribers: true },
+  );
+  if (host !== undefined) await file.write(HOST_CLOSE);
+  await file.write(PIE_FOOTER);
+  return contacts;
+}
+
+const NO_SUBSCRIBERS: ReadonlySet<string> = new Set();
 
 function describeScope(scope: ExportScope): string {
   return scope.kind === 'all' ? 'all' : scope.kind === 'home' ? `home:${scope.home}` : `user:${scope.aor}`;

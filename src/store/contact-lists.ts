@@ -62,6 +62,16 @@ export interface ContactListFilter {
   aor?: string;
 }
 
+export interface ContactListExportOptions {
+  /** Order users by domain, then aor (an export grouped by host), instead of by aor. */
+  byDomain?: boolean;
+  /**
+   * Also hand onBatch, per owner ('sip:alice@example.com'), the contacts of the owner's list
+   * (as its URIs) that are users of this store subscribing to the owner in their own lists.
+   */
+  subscribers?: boolean;
+}
+
 /** What a write decided for one user, from the stored (locked) list. */
 export interface ContactListDecision<Report> {
   /** The list to store; its version is stored when it differs from the current one. */
@@ -177,7 +187,8 @@ export class ContactListRepository {
   async exportLists(
     filter: ContactListFilter,
     batchSize: number,
-    onBatch: (lists: ContactList[]) => Promise<void>,
+    onBatch: (lists: ContactList[], subscribers: Map<string, Set<string>>) => Promise<void>,
+    options: ContactListExportOptions = {},
   ): Promise<void> {
     await this.sql.transaction(async (tx) => {
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
@@ -194,7 +205,7 @@ export class ContactListRepository {
       await tx.query(
         `DECLARE parley_export_users NO SCROLL CURSOR FOR
            SELECT id, aor FROM users ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-            ORDER BY aor COLLATE "C"`,
+            ORDER BY ${options.byDomain ? `substring(aor from '[^@]*$') COLLATE "C", ` : ''}aor COLLATE "C"`,
         params,
       );
       const fetch = `FETCH FORWARD ${Math.max(1, Math.floor(batchSize))} FROM parley_export_users`;
@@ -203,7 +214,11 @@ export class ContactListRepository {
         if (rows.length === 0) break;
         const owners: ContactListOwner[] = rows.map((r) => ({ id: Number(r.id), aor: r.aor }));
         const lists = await readLists(tx, owners);
-        await onBatch(owners.map((o) => lists.get(o.id)!));
+        const subscribers = options.subscribers ? await readSubscribers(tx, owners) : new Map();
+        await onBatch(
+          owners.map((o) => lists.get(o.id)!),
+          subscribers,
+        );
         if (rows.length < batchSize) break;
       }
       await tx.query('CLOSE parley_export_users');
@@ -323,6 +338,37 @@ async function readLists(sql: Sql, owners: ContactListOwner[]): Promise<Map<numb
     lists.get(Number(row.user_id))!.accessRules.push({ pattern: row.pattern, action: row.action });
   for (const list of lists.values()) orderContactList(list);
   return lists;
+}
+
+/**
+ * For each owner, the contacts of its list that are users of this store whose own list
+ * subscribes to the owner: the reverse edge of a subscription, found by index lookups
+ * (users by aor, contacts by (user_id, uri)) rather than a scan.
+ */
+async function readSubscribers(sql: Sql, owners: ContactListOwner[]): Promise<Map<string, Set<string>>> {
+  const result = new Map<string, Set<string>>();
+  if (owners.length === 0) return result;
+  const { rows } = await sql.query<{ owner: string; uri: string }>(
+    `SELECT a.aor AS owner, c.uri
+       FROM contacts c
+       JOIN users a ON a.id = c.user_id
+       JOIN users b ON b.aor = regexp_replace(c.uri, '^sips?:', '')
+      WHERE c.user_id = ANY($1::bigint[])
+        AND EXISTS (SELECT 1 FROM contacts back
+                     WHERE back.user_id = b.id AND back.subscribed
+                       AND back.uri IN ('sip:' || a.aor, 'sips:' || a.aor))`,
+    [owners.map((o) => String(o.id))],
+  );
+  for (const row of rows) {
+    const key = `sip:${row.owner}`;
+    let set = result.get(key);
+    if (!set) {
+      set = new Set();
+      result.set(key, set);
+    }
+    set.add(row.uri);
+  }
+  return result;
 }
 
 /**
