@@ -9,6 +9,7 @@ import {
   serverLogger,
   startFailure,
 } from '../../src/cli/server-start.js';
+import { clusterWorkerIndex, runClusterWorker } from '../../src/roles/cluster.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 
 export interface ServerStartResult {
@@ -58,6 +59,8 @@ Logs: readable lines on a terminal, JSON lines otherwise (--log-format, or log.f
   async run(): Promise<ServerStartResult> {
     const { flags } = await this.parse(ServerStart);
     const config = loadServerConfig(flags);
+    // A worker of a clustered server (server.workers): the main process owns the folder and the banner.
+    if (clusterWorkerIndex() !== undefined) return runClusterWorker(() => startServer(config));
     checkDataFolder(config);
     const notice = firstStartNotice(config);
     if (notice && !this.jsonEnabled()) this.logToStderr(notice);

@@ -107,6 +107,14 @@ export interface ParleyConfig {
   edge: EdgeConfig;
   /** Message archiving (docs/archiving.md). */
   archiving: ArchivingConfig;
+  /** The process model (docs/config.md, `server.workers`; src/roles/cluster.ts). */
+  server: {
+    /**
+     * SIP worker processes of a standard server: 1 runs everything in one process (the
+     * default); more run a front-end per worker over the embedded store the main process owns.
+     */
+    workers: number;
+  };
 }
 
 export interface ArchivingConfig {
@@ -241,6 +249,7 @@ const TOP_LEVEL_KEYS = [
   'homes',
   'edge',
   'archiving',
+  'server',
 ] as const;
 
 /** Where a value came from, so an error names the file or the flag layer that set it. */
@@ -666,6 +675,18 @@ function validate(r: LayeredReader): ParleyConfig {
       r.get('archiving.batchSize')?.source.label,
     );
 
+  r.checkKeys('server', ['workers']);
+  const workers = readCount(r, 'server.workers', 1);
+  if (workers > 1 && role !== 'standard') {
+    throw new ConfigError(
+      `several workers are for the standard role; a ${role} scales with more servers behind a load balancer`,
+      'server.workers',
+      r.get('server.workers')?.source.label,
+    );
+  }
+  if (workers > 64)
+    throw new ConfigError('at most 64', 'server.workers', r.get('server.workers')?.source.label);
+
   const cfg: ParleyConfig = {
     domain,
     domains,
@@ -686,6 +707,7 @@ function validate(r: LayeredReader): ParleyConfig {
     homes,
     edge,
     archiving,
+    server: { workers },
   };
   if (home !== undefined) cfg.home = home;
   if (advertise !== undefined) cfg.advertise = advertise;

@@ -14,6 +14,12 @@ const VIA_TRANSPORT: Record<TransportName, string> = {
 };
 
 /**
+ * The loopback listener of a clustered server's worker (src/roles/cluster.ts): the other
+ * workers relay requests for its endpoints there, so its flow routes name it.
+ */
+export const RELAY_LISTENER = 'relay';
+
+/**
  * Who this server is on the wire: the addresses it puts in Via and Record-Route and the
  * ones it recognises as itself in Route headers and Request-URIs.
  */
@@ -26,6 +32,8 @@ export class LocalIdentity {
   readonly rrUser: string;
   /** The host other servers reach us at when nothing is advertised. */
   private routableHost = '127.0.0.1';
+  /** A cluster worker's relay listener port: its flow routes go there. */
+  private readonly relayPort?: number;
 
   constructor(
     readonly domain: string,
@@ -35,6 +43,7 @@ export class LocalIdentity {
   ) {
     for (const l of listening) {
       this.allPorts.add(l.port);
+      if (l.name === RELAY_LISTENER) this.relayPort = l.port;
       // Named listeners (an edge's inside and federation sides) are chosen per flow by a subclass.
       if (!l.name || !this.ports.has(l.transport)) this.ports.set(l.transport, l.port);
       if (l.host !== '0.0.0.0' && l.host !== '::') {
@@ -77,6 +86,7 @@ export class LocalIdentity {
 
   /** A Route URI through this server that names one of its connections (a flow token). */
   flowRoute(token: string): string {
+    if (this.relayPort !== undefined) return `<sip:${token}@127.0.0.1:${this.relayPort};transport=tcp;lr>`;
     const transport: TransportName = this.ports.has('tcp') ? 'tcp' : 'tls';
     const port = this.advertise?.port ?? this.ports.get(transport);
     const host = this.advertise?.host ?? this.routableHost;

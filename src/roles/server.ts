@@ -22,7 +22,7 @@ import { clientAddress, ProxyCore } from '../proxy/core.js';
 import { Director } from '../proxy/director.js';
 import { FlowTokens } from '../proxy/flow-token.js';
 import { UserHomes } from '../proxy/home-routing.js';
-import { LocalIdentity } from '../proxy/local.js';
+import { LocalIdentity, RELAY_LISTENER } from '../proxy/local.js';
 import { DialogRouteSigner } from '../proxy/record-route.js';
 import { AccountChanges, type SignOutReason } from '../registrar/account-changes.js';
 import { AuthFailureTracker } from '../registrar/auth-failures.js';
@@ -57,6 +57,13 @@ import { USERS_CHANNEL, UserRepository } from '../store/users.js';
 import { type ServerTransaction, TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
 import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
+import {
+  ClusterWorkerDatabase,
+  clusterWorkerIndex,
+  clusterWorkerPorts,
+  shareWorkerMetrics,
+  startClusterPrimary,
+} from './cluster.js';
 import { startEdge } from './edge.js';
 import type { ParleyServer } from './parley-server.js';
 import { serverPeers } from './server-peers.js';
@@ -72,14 +79,24 @@ export interface StartServerOptions {
  * all-in-one home: registrar, presence, IM and proxy over the embedded store.
  */
 export async function startServer(
-  config: ParleyConfig,
+  configured: ParleyConfig,
   options: StartServerOptions = {},
 ): Promise<ParleyServer> {
-  if (config.role === 'edge') return startEdge(config, options.log);
-  const log = options.log ?? createLogger(config);
+  if (configured.role === 'edge') return startEdge(configured, options.log);
+  const workerIndex = clusterWorkerIndex();
+  const given = options.log ?? createLogger(configured);
+  if (configured.server.workers > 1 && workerIndex === undefined)
+    return startClusterPrimary(configured, given);
+  const log = workerIndex !== undefined ? given.child({ worker: workerIndex }) : given;
+  // A worker of a clustered server (src/roles/cluster.ts) is a front-end of an internal pool.
+  const metricsServerId = configured.serverId;
+  const config = workerIndex !== undefined ? workerConfig(configured, workerIndex) : configured;
   const sipLog = componentLogger(log, 'sip');
-  const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
-  if (!config.database.url && !(db instanceof PgliteDatabase)) {
+  const db =
+    workerIndex !== undefined
+      ? new ClusterWorkerDatabase(await openDatabase({ dataDir: config.database.dataDir, migrate: false }))
+      : await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
+  if (!config.database.url && workerIndex === undefined && !(db instanceof PgliteDatabase)) {
     await db.close();
     throw new Error(`another Parley server already runs on the data folder ${config.database.dataDir}`);
   }
@@ -96,7 +113,8 @@ export async function startServer(
       connectionGraceMs: config.registrar.connectionGraceSeconds * 1000,
     });
     const metrics = createMetrics({
-      labels: { server: config.serverId, role: config.role },
+      // A clustered server's workers report as one server (their series are summed).
+      labels: { server: metricsServerId, role: config.role },
       sources: {
         registeredEndpoints: () => location.registeredEndpoints,
         signedInUsers: () => location.signedInUsers,
@@ -107,6 +125,7 @@ export async function startServer(
         certificateExpiry: certificateExpiry(config),
       },
     });
+    if (workerIndex !== undefined) shareWorkerMetrics(metrics.registry);
 
     // The daily usage rollup (parley report usage): counted here, added to the store each minute.
     const usage =
@@ -201,8 +220,14 @@ export async function startServer(
 
     // Server peers: by address, and by certificate too in security: high (src/roles/server-peers.ts).
     const peers = serverPeers(config);
+    const relayPort = workerIndex !== undefined ? clusterWorkerPorts()?.relay : undefined;
     const transport = new TransportLayer({
       listen: config.listen,
+      // A worker's own loopback listener, which the others relay its endpoints' requests to.
+      namedListeners:
+        relayPort !== undefined
+          ? [{ name: RELAY_LISTENER, transport: 'tcp' as const, at: { host: '127.0.0.1', port: relayPort } }]
+          : undefined,
       tls: readTls(config),
       serverPeerAddress: config.highSecurity ? peers?.isPeerAddress : undefined,
       dialTlsOnly: config.highSecurity,
@@ -250,7 +275,7 @@ export async function startServer(
         return stream;
       },
     });
-    const pool = config.role === 'frontend';
+    const pool = config.role === 'frontend' || workerIndex !== undefined;
     // The secret is shared by every server of the store (any front-end checks a nonce's signature);
     // each nonce only works on the connection it was issued on (NonceManager, flow binding).
     const nonces = new NonceManager({
@@ -622,6 +647,23 @@ export async function startServer(
     await db.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A worker's own settings: its name in the servers table, its operations port, and UDP on
+ * worker 1 only (src/roles/cluster.ts says why).
+ */
+function workerConfig(config: ParleyConfig, index: number): ParleyConfig {
+  const ports = clusterWorkerPorts();
+  if (!ports) throw new Error('a cluster worker started without its ports');
+  const listen = { ...config.listen };
+  if (index !== 1) delete listen.udp;
+  return {
+    ...config,
+    serverId: `${config.serverId}-w${index}`,
+    listen,
+    http: { host: '127.0.0.1', port: ports.http },
+  };
 }
 
 /** 1 when the store answers within two seconds (parley_store_up), else 0: it is asked its clock. */

@@ -127,6 +127,26 @@ describe('loadConfig', () => {
     expect(err.message).toMatch(/bad-listen\.yaml: listen\.tcp: "abc" is not host:port/);
   });
 
+  it('runs one SIP process unless server.workers asks for more, for the standard role only', () => {
+    expect(loadConfig({ cwd: tempDir(), env: {} }).server).toEqual({ workers: 1 });
+    const dir = tempDir();
+    writeFileSync(join(dir, 'parley.yaml'), 'server:\n  workers: 2\n');
+    expect(loadConfig({ cwd: dir, env: {} }).server.workers).toBe(2);
+    writeFileSync(join(dir, 'parley.yaml'), 'server:\n  workers: 0\n');
+    expect(catchConfigError(() => loadConfig({ cwd: dir, env: {} })).key).toBe('server.workers');
+    writeFileSync(join(dir, 'parley.yaml'), 'server:\n  workers: 65\n');
+    expect(catchConfigError(() => loadConfig({ cwd: dir, env: {} })).key).toBe('server.workers');
+    writeFileSync(join(dir, 'parley.yaml'), 'server:\n  threads: 2\n');
+    expect(catchConfigError(() => loadConfig({ cwd: dir, env: {} })).key).toBe('server.threads');
+    writeFileSync(
+      join(dir, 'parley.yaml'),
+      'role: frontend\ndatabase:\n  url: postgresql://db/parley\nserver:\n  workers: 2\n',
+    );
+    const err = catchConfigError(() => loadConfig({ cwd: dir, env: {} }));
+    expect(err.key).toBe('server.workers');
+    expect(err.message).toMatch(/standard role/);
+  });
+
   it('reports YAML syntax errors with the line', () => {
     const err = catchConfigError(() =>
       loadConfig({ configPath: join(fixtures, 'bad-syntax.yaml'), env: {} }),

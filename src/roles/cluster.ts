@@ -1,0 +1,355 @@
+import cluster, { type Worker } from 'node:cluster';
+import { createServer } from 'node:net';
+import type { Logger } from 'pino';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { ParleyConfig } from '../ops/config.js';
+import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
+import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
+import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
+import { openDatabase } from '../store/open.js';
+import { PgliteDatabase } from '../store/pglite.js';
+import type { Database, FeedEvents, QueryResult, Sql } from '../store/sql.js';
+import type { Listening } from '../transport/layer.js';
+import type { ParleyServer } from './parley-server.js';
+
+/**
+ * `server.workers` > 1 (docs/config.md): a standard server as an internal pool. The main
+ * process owns the embedded store (PGlite is one session in one process) and serves it on
+ * its socket; each worker is a front-end of the pool over that store, exactly as front-ends
+ * of a pool share PostgreSQL: its bindings mirrored to the registrations table, requests
+ * for an endpoint connected to another worker relayed to that worker along the binding's
+ * flow-token Path (each worker has a relay listener of its own on loopback), presence
+ * published through the store. The store's change feed reaches the workers through the
+ * main process (a socket client of the embedded store hears no notifications; the owner
+ * does): it LISTENs for them and passes every payload on over IPC.
+ *
+ * node:cluster hands the SIP TCP, TLS and WebSocket connections to the workers in turn.
+ * UDP is read by worker 1 alone: a datagram's retransmissions must reach the process that
+ * holds its transaction (RFC 3261 17.2), and Node 20 has no SO_REUSEPORT for UDP to keep a
+ * source on one worker. /metrics on the main process sums the workers' (prom-client's
+ * AggregatorRegistry); /health sums their counts.
+ */
+
+/** The worker's number (1..N), when this process is a worker of a clustered server. */
+export function clusterWorkerIndex(): number | undefined {
+  const index = process.env.PARLEY_CLUSTER_WORKER;
+  return cluster.isWorker && index ? Number(index) : undefined;
+}
+
+/** Private addresses the main process hands each worker: its relay and operations ports. */
+export interface WorkerPorts {
+  relay: number;
+  http: number;
+}
+
+export function clusterWorkerPorts(): WorkerPorts | undefined {
+  const text = process.env.PARLEY_CLUSTER_PORTS;
+  if (!text || clusterWorkerIndex() === undefined) return undefined;
+  const [relay, http] = text.split(',').map(Number);
+  return { relay, http };
+}
+
+type ToWorker = { parley: 'notify'; channel: string; payload: string } | { parley: 'close' };
+
+type ToPrimary =
+  | { parley: 'listen'; channel: string }
+  | { parley: 'ready'; listening: Listening[]; httpUrl: string }
+  | { parley: 'failed'; error: string };
+
+function isParley<T extends { parley: string }>(m: unknown): m is T {
+  return typeof m === 'object' && m !== null && typeof (m as { parley?: unknown }).parley === 'string';
+}
+
+/**
+ * A worker's view of the store: statements go to the main process's embedded store over
+ * its socket; LISTEN is asked of the main process, whose notifications arrive over IPC.
+ * NOTIFY is a statement like any other (the owner hears it, and passes it on).
+ */
+export class ClusterWorkerDatabase implements Database {
+  readonly engine = 'postgres' as const;
+  private readonly handlers = new Map<string, Set<(payload: string) => void>>();
+  private readonly onMessage = (m: unknown) => {
+    if (!isParley<ToWorker>(m) || m.parley !== 'notify') return;
+    for (const h of this.handlers.get(m.channel) ?? []) {
+      try {
+        h(m.payload);
+      } catch {
+        // One listener's failure must not keep the others from hearing.
+      }
+    }
+  };
+
+  constructor(private readonly inner: Database) {
+    process.on('message', this.onMessage);
+  }
+
+  query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+    return this.inner.query<Row>(text, params);
+  }
+
+  exec(script: string): Promise<void> {
+    return this.inner.exec(script);
+  }
+
+  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+    return this.inner.transaction(fn);
+  }
+
+  /** The IPC channel to the main process does not drop while both live: no gap to report. */
+  async listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    _events?: FeedEvents,
+  ): Promise<() => Promise<void>> {
+    let set = this.handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(channel, set);
+      await sendToPrimary({ parley: 'listen', channel });
+    }
+    set.add(onPayload);
+    return async () => {
+      this.handlers.get(channel)?.delete(onPayload);
+    };
+  }
+
+  notify(channel: string, payload: string): Promise<void> {
+    return this.inner.notify(channel, payload);
+  }
+
+  async close(): Promise<void> {
+    process.off('message', this.onMessage);
+    await this.inner.close();
+  }
+}
+
+function sendToPrimary(m: ToPrimary): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (!process.send) {
+      reject(new Error('not a cluster worker'));
+      return;
+    }
+    process.send(m, undefined, undefined, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/** In a worker: the main process's /metrics asks for this registry's series (and sums them). */
+export function shareWorkerMetrics(registry: Registry): void {
+  // The constructor installs prom-client's request listener in this worker.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([registry]);
+}
+
+/** A worker tells the main process it serves (or could not start). */
+export function reportWorkerReady(listening: Listening[], httpUrl: string): Promise<void> {
+  return sendToPrimary({ parley: 'ready', listening, httpUrl });
+}
+
+export function reportWorkerFailed(err: unknown): Promise<void> {
+  return sendToPrimary({ parley: 'failed', error: err instanceof Error ? err.message : String(err) });
+}
+
+/**
+ * In a worker: close the server when the main process says so or goes away. SIGINT and
+ * SIGTERM (a terminal's Ctrl-C reaches the whole process group) are left to the main
+ * process, which stops the workers before the store they write to.
+ */
+export function followPrimary(server: ParleyServer): Promise<void> {
+  return new Promise((resolve) => {
+    const ignore = () => {};
+    process.on('SIGINT', ignore);
+    process.on('SIGTERM', ignore);
+    let closing = false;
+    const close = () => {
+      if (closing) return;
+      closing = true;
+      server
+        .close()
+        .catch(() => undefined)
+        .finally(() => resolve());
+    };
+    process.on('message', (m: unknown) => {
+      if (isParley<ToWorker>(m) && m.parley === 'close') close();
+    });
+    process.once('disconnect', close);
+  });
+}
+
+async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const HEALTH_SUMS = ['flows', 'registeredEndpoints', 'signedInUsers', 'activeUsers', 'subscriptions'];
+
+/**
+ * The main process of a clustered standard server: owns and serves the embedded store,
+ * passes its notifications on, forks the workers (the same command line, marked by the
+ * environment) and answers /metrics and /health for all of them.
+ */
+export async function startClusterPrimary(config: ParleyConfig, log: Logger): Promise<ParleyServer> {
+  const db = await openDatabase({ dataDir: config.database.dataDir });
+  if (!(db instanceof PgliteDatabase)) {
+    await db.close();
+    throw new Error(`another Parley server already runs on the data folder ${config.database.dataDir}`);
+  }
+  let embedded: EmbeddedDatabaseServer | undefined;
+  const workers = new Map<number, { worker: Worker; httpUrl?: string }>();
+  const unlisten: Array<() => Promise<void>> = [];
+  let ops: OpsServer | undefined;
+  let closed = false;
+  const stopWorkers = async () => {
+    const exits = [...workers.values()].map(
+      ({ worker }) =>
+        new Promise<void>((resolve) => {
+          if (worker.isDead()) return resolve();
+          const killer = setTimeout(() => worker.process.kill('SIGKILL'), 20_000);
+          worker.once('exit', () => {
+            clearTimeout(killer);
+            resolve();
+          });
+          worker.send({ parley: 'close' } satisfies ToWorker);
+        }),
+    );
+    await Promise.all(exits);
+  };
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await stopWorkers();
+    await ops?.close();
+    for (const u of unlisten) await u().catch(() => undefined);
+    await embedded?.close();
+    await db.close();
+  };
+  try {
+    embedded = await serveEmbeddedDatabase(db, config.database.dataDir);
+    const listened = new Set<string>();
+    const listenFor = async (channel: string) => {
+      if (listened.has(channel)) return;
+      listened.add(channel);
+      unlisten.push(
+        await db.listen(channel, (payload) => {
+          for (const { worker } of workers.values())
+            if (worker.isConnected()) worker.send({ parley: 'notify', channel, payload } satisfies ToWorker);
+        }),
+      );
+    };
+    const ready = new Map<number, { listening: Listening[]; httpUrl: string }>();
+    const started = new Promise<void>((resolve, reject) => {
+      for (let i = 1; i <= config.server.workers; i++) {
+        const index = i;
+        void (async () => {
+          const ports = [await freeLoopbackPort(), await freeLoopbackPort()].join(',');
+          const worker = cluster.fork({ PARLEY_CLUSTER_WORKER: String(index), PARLEY_CLUSTER_PORTS: ports });
+          workers.set(index, { worker });
+          worker.on('message', (m: unknown) => {
+            if (!isParley<ToPrimary>(m)) return;
+            if (m.parley === 'listen') {
+              listenFor(m.channel).catch((err: unknown) =>
+                log.error({ err, channel: m.channel }, 'could not listen for a worker'),
+              );
+            } else if (m.parley === 'ready') {
+              ready.set(index, { listening: m.listening, httpUrl: m.httpUrl });
+              const w = workers.get(index);
+              if (w) w.httpUrl = m.httpUrl;
+              if (ready.size === config.server.workers) resolve();
+            } else if (m.parley === 'failed') {
+              reject(new Error(`worker ${index} could not start: ${m.error}`));
+            }
+          });
+          worker.on('exit', (code, signal) => {
+            if (closed) return;
+            if (!ready.has(index))
+              reject(new Error(`worker ${index} exited (${code ?? signal}) while starting`));
+            else log.error({ worker: index, code, signal }, 'a worker stopped; its connections are gone');
+          });
+        })().catch(reject);
+      }
+    });
+    await started;
+    const first = ready.get(1);
+    if (!first) throw new Error('worker 1 did not report its listeners');
+    const aggregator = new AggregatorRegistry();
+    const base = createMetrics({ processMetrics: false });
+    const metrics: ParleyMetrics = {
+      ...base,
+      render: () => aggregator.clusterMetrics(),
+      contentType: aggregator.contentType,
+    };
+    ops = await startOpsServer({
+      ...config.http,
+      metrics,
+      health: async (): Promise<HealthReport> => {
+        const reports = await Promise.all(
+          [...workers.values()].map(async ({ httpUrl }) => {
+            if (!httpUrl) return undefined;
+            const res = await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(2_000) }).catch(
+              () => undefined,
+            );
+            return res ? ((await res.json().catch(() => undefined)) as HealthReport | undefined) : undefined;
+          }),
+        );
+        const live = reports.filter((r): r is HealthReport => r !== undefined);
+        const report: HealthReport = {
+          status:
+            live.length < reports.length
+              ? 'unhealthy'
+              : live.some((r) => r.status === 'draining')
+                ? 'draining'
+                : 'ok',
+          role: config.role,
+          serverId: config.serverId,
+          workers: live.length,
+          security: config.security,
+        };
+        for (const key of HEALTH_SUMS) report[key] = live.reduce((n, r) => n + Number(r[key] ?? 0), 0);
+        return report;
+      },
+    });
+    const server: ParleyServer = {
+      config,
+      // Worker 1's listeners are everyone's (the cluster shares them), less its own relay.
+      listening: first.listening.filter((l) => l.name !== 'relay'),
+      httpUrl: ops.url,
+      metrics,
+      db,
+      drained: new Promise<void>(() => {}),
+      async drain() {
+        log.warn('drain is for pool front-ends; stop the server instead');
+      },
+      close,
+    };
+    log.info(
+      { workers: config.server.workers, http: ops.url },
+      'Parley server started with one SIP worker process per core',
+    );
+    return server;
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * The life of a worker process: start its server, tell the main process, serve until the
+ * main process says stop (or goes), then exit; a failure to start is reported, not thrown.
+ */
+export async function runClusterWorker(start: () => Promise<ParleyServer>): Promise<never> {
+  let server: ParleyServer;
+  try {
+    server = await start();
+  } catch (err) {
+    await reportWorkerFailed(err).catch(() => undefined);
+    process.exit(1);
+  }
+  await reportWorkerReady(server.listening, server.httpUrl);
+  await followPrimary(server);
+  process.exit(0);
+}

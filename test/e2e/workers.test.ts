@@ -1,0 +1,203 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { computeHa1 } from '../../src/registrar/digest.js';
+import { openDatabase } from '../../src/store/open.js';
+import type { Database } from '../../src/store/sql.js';
+import { createStore, type Store } from '../../src/store/store.js';
+import { runCli } from '../support/cli.js';
+import { pidf, TestClient } from '../support/jssip.js';
+import { readMetric } from '../support/server.js';
+
+const DOMAIN = 'example.com';
+const root = new URL('../../', import.meta.url).pathname;
+
+interface Clustered {
+  child: ChildProcess;
+  dataDir: string;
+  ws: string;
+  udpPort: number;
+  httpUrl: string;
+  output: () => string;
+}
+
+/** The built CLI with server.workers: 2, on ephemeral loopback ports; resolves once its banner is out. */
+async function startClustered(): Promise<Clustered> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'parley-workers-'));
+  const config = join(dataDir, 'parley.yaml');
+  writeFileSync(config, 'server:\n  workers: 2\nlisten:\n  udp: 127.0.0.1:0\n');
+  const child = spawn(
+    process.execPath,
+    [
+      join(root, 'bin', 'run.js'),
+      'server',
+      'start',
+      '--config',
+      config,
+      '--domain',
+      DOMAIN,
+      '--data-dir',
+      join(dataDir, 'data'),
+      '--tcp',
+      '127.0.0.1:0',
+      '--ws',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+    ],
+    { cwd: dataDir, env: { ...process.env, PARLEY_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout?.on('data', (d) => {
+    out += d;
+  });
+  child.stderr?.on('data', (d) => {
+    out += d;
+  });
+  const deadline = Date.now() + 120_000;
+  while (!/HTTP\s+http:\/\/\S+\/metrics/.test(out)) {
+    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}):\n${out}`);
+    if (Date.now() > deadline) throw new Error(`the server did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const port = (t: string) => Number(new RegExp(`SIP\\s+${t}://[^\\s]+:(\\d+)`).exec(out)?.[1]);
+  return {
+    child,
+    dataDir,
+    ws: `ws://127.0.0.1:${port('ws')}`,
+    udpPort: port('udp'),
+    httpUrl: /HTTP\s+(http:\/\/\S+)\/metrics/.exec(out)?.[1] ?? '',
+    output: () => out,
+  };
+}
+
+async function attempt(from: TestClient, to: TestClient | string, text: string): Promise<string> {
+  const aor = typeof to === 'string' ? to : to.aor;
+  const arrived = typeof to === 'string' ? undefined : to.nextMessage(5_000).catch(() => undefined);
+  try {
+    await from.sendMessage(aor, text);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (typeof to === 'string') return 'delivered';
+  return (await arrived)?.body === text ? 'delivered' : 'lost';
+}
+
+describe('a standard server with two worker processes (server.workers: 2)', () => {
+  let s: Clustered;
+  let db: Database;
+  let store: Store;
+  const clients: TestClient[] = [];
+
+  const workerOf = async (aor: string) => (await store.registrations.listBindings(aor))[0]?.serverId;
+
+  beforeAll(async () => {
+    s = await startClustered();
+    // An admin's connection to the store the main process serves (as `parley users` makes).
+    db = await openDatabase({ dataDir: join(s.dataDir, 'data') });
+    store = createStore(db);
+    for (const name of ['alice', 'bob', 'carol']) {
+      const aor = `${name}@${DOMAIN}`;
+      const user = await store.users.createUser({ aor, displayName: name });
+      await store.users.setCredentials(user.id, DOMAIN, {
+        ha1Md5: computeHa1(name, DOMAIN, `${name}-secret`, 'MD5'),
+        ha1Sha256: computeHa1(name, DOMAIN, `${name}-secret`, 'SHA-256'),
+      });
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const c of clients) await c.stop().catch(() => undefined);
+    await db?.close();
+    if (s && s.child.exitCode === null) {
+      s.child.kill('SIGINT');
+      await new Promise((r) => s.child.once('exit', r));
+    }
+    if (s) rmSync(s.dataDir, { recursive: true, force: true });
+  });
+
+  it('hands connections to both workers; users on different workers exchange messages and presence', async () => {
+    const alice = await TestClient.signIn(s.ws, 'alice', DOMAIN, 'alice-secret');
+    clients.push(alice);
+    const bob = await TestClient.signIn(s.ws, 'bob', DOMAIN, 'bob-secret');
+    clients.push(bob);
+    await expect.poll(async () => (await workerOf(bob.aor)) !== undefined, { timeout: 5_000 }).toBe(true);
+    await expect.poll(async () => (await workerOf(alice.aor)) !== undefined, { timeout: 5_000 }).toBe(true);
+    // Round robin: the two connections went to different workers.
+    expect(new Set([await workerOf(alice.aor), await workerOf(bob.aor)]).size).toBe(2);
+
+    expect(await attempt(alice, bob, 'across the workers')).toBe('delivered');
+    expect(await attempt(bob, alice, 'and back')).toBe('delivered');
+
+    const watch = bob.watch(alice.aor);
+    await watch.until((n) => n.state.startsWith('active'), 10_000);
+    expect((await alice.publish(pidf(alice.aor, 'open', 'away', 'in a meeting'))).status).toBe(200);
+    await watch.until((n) => n.body.includes('in a meeting'), 10_000);
+  }, 60_000);
+
+  it('answers /metrics and /health for all workers together', async () => {
+    expect(await readMetric(s.httpUrl, 'parley_registered_endpoints')).toBe(2);
+    expect(
+      await readMetric(s.httpUrl, 'parley_sip_requests_received_total', { method: 'REGISTER' }),
+    ).toBeGreaterThanOrEqual(4);
+    const health = (await (await fetch(`${s.httpUrl}/health`)).json()) as Record<string, unknown>;
+    expect(health).toMatchObject({ status: 'ok', workers: 2, registeredEndpoints: 2, signedInUsers: 2 });
+  });
+
+  it('answers over UDP', async () => {
+    const sock = createSocket('udp4');
+    try {
+      const answer = new Promise<string>((resolve) => sock.once('message', (m) => resolve(m.toString())));
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      const { port } = sock.address();
+      const request = [
+        `OPTIONS sip:${DOMAIN} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK-workers-1`,
+        'Max-Forwards: 70',
+        `From: <sip:ping@${DOMAIN}>;tag=1`,
+        `To: <sip:${DOMAIN}>`,
+        'Call-ID: workers-udp-1',
+        'CSeq: 1 OPTIONS',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+      sock.send(request, s.udpPort, '127.0.0.1');
+      expect(await answer).toMatch(/^SIP\/2\.0 200 /);
+    } finally {
+      sock.close();
+    }
+  });
+
+  it('signs a disabled user out on whichever worker holds them', async () => {
+    const carol = await TestClient.signIn(s.ws, 'carol', DOMAIN, 'carol-secret');
+    clients.push(carol);
+    const alice = clients[0];
+    expect(await attempt(alice, carol, 'hi carol')).toBe('delivered');
+    const cli = await runCli([
+      'users',
+      'disable',
+      'carol',
+      '--domain',
+      DOMAIN,
+      '--data-dir',
+      join(s.dataDir, 'data'),
+      '--json',
+    ]);
+    expect(cli.code, cli.output).toBe(0);
+    await expect.poll(async () => workerOf(carol.aor), { timeout: 10_000 }).toBeUndefined();
+    expect(await attempt(alice, `carol@${DOMAIN}`, 'gone?')).toMatch(/4\d\d/);
+  }, 60_000);
+
+  it('stops cleanly on SIGINT: workers first, then the store', async () => {
+    s.child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => s.child.once('exit', (c) => r(c)));
+    expect(code, s.output()).toBe(0);
+    expect(s.output()).toContain('Stopped.');
+  }, 60_000);
+});
