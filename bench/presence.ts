@@ -331,7 +331,7 @@ async function publishStep(
     const now = w.counts().at(-1)?.received ?? 0;
     if (now !== lastMove.received) lastMove = { at: Date.now(), cpu: cpuSeconds(pids), received: now };
     const quiet = Date.now() - lastMove.at;
-    if (publisherDone && (quiet > 2_500 || (now - before.received >= expected && quiet > 1_200))) break;
+    if (publisherDone && (quiet > 5_000 || (now - before.received >= expected && quiet > 1_200))) break;
   }
   const pub = await publisher;
   const lines = w.counts();

@@ -61,7 +61,19 @@ export interface ParleyConfig {
     /** How long a binding outlives the TCP/TLS/WS connection it registered over (default 5). */
     connectionGraceSeconds: number;
   };
-  presence: { maxExpires: number; defaultExpires: number; allowSameDomain: boolean };
+  presence: {
+    maxExpires: number;
+    defaultExpires: number;
+    allowSameDomain: boolean;
+    /** Seconds; the server's floor under RFC 6446 min-interval: at most one NOTIFY per interval per watcher (0 = none). */
+    minNotifyInterval: number;
+    /** Presence subscriptions one user may hold at once (all its endpoints), per server. */
+    maxSubscriptionsPerUser: number;
+    /** Presence subscriptions one endpoint (a device: the user and its Contact) may hold at once. */
+    maxSubscriptionsPerEndpoint: number;
+    /** Contacts in one user's server-stored contact list. */
+    maxContactsPerUser: number;
+  };
   /** Digest nonces and password-guessing limits (src/registrar/auth-failures.ts). */
   auth: {
     /** A nonce's life; a right answer to an older one gets a fresh challenge with stale=true. */
@@ -613,7 +625,15 @@ function validate(r: LayeredReader): ParleyConfig {
   };
   checkExpiryOrder(r, 'registrar', registrar);
 
-  r.checkKeys('presence', ['maxExpires', 'defaultExpires', 'allowSameDomain']);
+  r.checkKeys('presence', [
+    'maxExpires',
+    'defaultExpires',
+    'allowSameDomain',
+    'minNotifyInterval',
+    'maxSubscriptionsPerUser',
+    'maxSubscriptionsPerEndpoint',
+    'maxContactsPerUser',
+  ]);
   // RFC 3856 6.4: the default presence subscription duration is 3600 seconds.
   const presenceExpires = {
     minExpires: 1,
@@ -625,7 +645,20 @@ function validate(r: LayeredReader): ParleyConfig {
     maxExpires: presenceExpires.maxExpires,
     defaultExpires: presenceExpires.defaultExpires,
     allowSameDomain: readBoolean(r, 'presence.allowSameDomain', true),
+    minNotifyInterval: readInterval(r, 'presence.minNotifyInterval', 0),
+    maxSubscriptionsPerUser: readCount(r, 'presence.maxSubscriptionsPerUser', 3000),
+    maxSubscriptionsPerEndpoint: readCount(r, 'presence.maxSubscriptionsPerEndpoint', 1000),
+    maxContactsPerUser: readCount(r, 'presence.maxContactsPerUser', 1000),
   };
+  if (presence.maxSubscriptionsPerEndpoint > presence.maxSubscriptionsPerUser) {
+    throw new ConfigError(
+      `maxSubscriptionsPerEndpoint (${presence.maxSubscriptionsPerEndpoint}) is more than maxSubscriptionsPerUser (${presence.maxSubscriptionsPerUser})`,
+      'presence.maxSubscriptionsPerEndpoint',
+      r.get('presence.maxSubscriptionsPerEndpoint')?.source.label ??
+        r.get('presence.maxSubscriptionsPerUser')?.source.label ??
+        'defaults',
+    );
+  }
 
   r.checkKeys('auth', [
     'nonceLifetimeSeconds',
@@ -934,6 +967,21 @@ function readSeconds(r: LayeredReader, key: string, fallback: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 2 ** 31 - 1) {
     throw new ConfigError(
       `${JSON.stringify(at.value)} is not a whole number of seconds (1 or more)`,
+      key,
+      at.source.label,
+    );
+  }
+  return v;
+}
+
+/** A duration in seconds that may be 0 (off) or fractional (0.5), at most an hour. */
+function readInterval(r: LayeredReader, key: string, fallback: number): number {
+  const at = r.get(key);
+  if (!at || at.value === null) return fallback;
+  const v = typeof at.value === 'string' && /^\d+(\.\d+)?$/.test(at.value) ? Number(at.value) : at.value;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 3600) {
+    throw new ConfigError(
+      `${JSON.stringify(at.value)} is not a number of seconds from 0 to 3600`,
       key,
       at.source.label,
     );

@@ -27,7 +27,10 @@ export interface PresencePolicy {
 export interface ContactListAccess {
   contentType: string;
   read(aor: string): Promise<{ body: string; version: number }>;
-  replace(aor: string, body: string): Promise<{ ok: true; version: number } | { ok: false; reason: string }>;
+  replace(
+    aor: string,
+    body: string,
+  ): Promise<{ ok: true; version: number } | { ok: false; reason: string; limit?: boolean }>;
 }
 
 export interface PresenceServerOptions {
@@ -45,7 +48,18 @@ export interface PresenceServerOptions {
   defaultExpires: number;
   minExpires?: number;
   allowSameDomain: boolean;
+  /**
+   * The server's floor under RFC 6446 rate control, in ms: a watcher gets at most one NOTIFY
+   * per interval, whatever it asked for (0 or absent: only what the watcher asks).
+   */
+  minNotifyIntervalMs?: number;
+  /** Subscriptions one watcher (user) may hold here at once; the next is refused (403). */
+  maxSubscriptionsPerUser?: number;
+  /** Subscriptions one endpoint (a device: the watcher and its Contact) may hold at once. */
+  maxSubscriptionsPerEndpoint?: number;
   onNotify?: () => void;
+  /** A SUBSCRIBE was refused by a subscription limit. */
+  onLimit?: (limit: string) => void;
   /** Published state: in memory on a standard server, shared in the store in a pool. */
   publications: PublicationStore;
 }
@@ -74,6 +88,19 @@ interface Subscription {
   timer?: TimerHandle;
   /** The NOTIFY headers that stay the same for this dialog over one flow, built once. */
   template?: NotifyTemplate;
+  /**
+   * The watcher's endpoint it counts against (maxSubscriptionsPerEndpoint): the user and the
+   * device's Contact as first subscribed. Not the connection: a server peer (the edge, a
+   * director) carries many users' subscriptions over one.
+   */
+  endpoint: string;
+  /** RFC 6446 min-interval in force, ms: the watcher's, raised to the server's floor. */
+  minIntervalMs: number;
+  /** What the watcher asked for (RFC 6446 min-interval), echoed in Subscription-State. */
+  askedInterval?: number;
+  lastNotifyAt: number;
+  /** A state change held back by the interval, sent when it ends (with the state then). */
+  throttled?: TimerHandle;
 }
 
 /** Headers of a subscription's NOTIFYs that do not change from one NOTIFY to the next. */
@@ -114,6 +141,9 @@ export class PresenceServer implements RequestHandler {
   private readonly composed = new Map<string, ComposedState>();
   /** presentity -> changes seen; a composition started before a change is not cached. */
   private readonly generations = new Map<string, number>();
+  /** watcher -> subscriptions it holds here; endpoint (flow id) -> the same. */
+  private readonly perWatcher = new Map<string, number>();
+  private readonly perEndpoint = new Map<string, number>();
 
   constructor(private readonly opts: PresenceServerOptions) {
     this.minExpires = opts.minExpires ?? 60;
@@ -434,6 +464,15 @@ export class PresenceServer implements RequestHandler {
       }
     }
     const result = await lists.replace(aor, request.body.toString('utf8'));
+    if (!result.ok && result.limit) {
+      // A list over the deployment's limit is refused like a subscription over it (refuseOverLimit).
+      st.reply(403, 'Forbidden - contact list limit reached', {
+        headers: [
+          { name: 'warning', value: `399 ${this.opts.domain} "${result.reason.replace(/"/g, "'")}"` },
+        ],
+      });
+      return;
+    }
     if (!result.ok) {
       st.reply(400, `Bad Request - ${result.reason}`.slice(0, 200));
       return;
@@ -508,6 +547,12 @@ export class PresenceServer implements RequestHandler {
         st.reply(403, 'Forbidden - not the subscriber');
         return;
       }
+      const interval = this.rateControl(event);
+      if (interval === 'bad') {
+        st.reply(400, 'Bad Request - min-interval is not a number of seconds');
+        return;
+      }
+      this.applyInterval(sub, interval);
       this.refresh(sub, request, st, expires);
       return;
     }
@@ -520,6 +565,12 @@ export class PresenceServer implements RequestHandler {
       st.reply(400, 'Bad Request - SUBSCRIBE without a SIP Contact');
       return;
     }
+    const interval = this.rateControl(event);
+    if (interval === 'bad') {
+      st.reply(400, 'Bad Request - min-interval is not a number of seconds');
+      return;
+    }
+    if (expires !== 0 && this.refuseOverLimit(watcher, endpointKey(watcher, remoteTarget), st)) return;
     if (!(await this.opts.policy.userExists(presentity))) {
       st.reply(404, 'Not Found');
       return;
@@ -559,7 +610,13 @@ export class PresenceServer implements RequestHandler {
       expiresAt: 0,
       state,
       polite,
+      endpoint: endpointKey(watcher, remoteTarget),
+      minIntervalMs: 0,
+      lastNotifyAt: 0,
     };
+    this.applyInterval(sub, interval);
+    // The limit again: another SUBSCRIBE of this watcher may have been admitted while we waited.
+    if (expires !== 0 && this.refuseOverLimit(watcher, sub.endpoint, st)) return;
     st.reply(200, undefined, {
       toTag: localTag,
       headers: [
@@ -574,6 +631,8 @@ export class PresenceServer implements RequestHandler {
       return;
     }
     this.subscriptions.set(sub.id, sub);
+    this.perWatcher.set(watcher, (this.perWatcher.get(watcher) ?? 0) + 1);
+    this.perEndpoint.set(sub.endpoint, (this.perEndpoint.get(sub.endpoint) ?? 0) + 1);
     let set = this.byPresentity.get(presentity);
     if (!set) {
       set = new Set();
@@ -615,7 +674,11 @@ export class PresenceServer implements RequestHandler {
   }
 
   private forget(sub: Subscription): void {
-    this.subscriptions.delete(sub.id);
+    cancelTimer(sub.throttled);
+    sub.throttled = undefined;
+    if (!this.subscriptions.delete(sub.id)) return;
+    decrement(this.perWatcher, sub.watcher);
+    decrement(this.perEndpoint, sub.endpoint);
     const set = this.byPresentity.get(sub.presentity);
     set?.delete(sub);
     if (set && set.size === 0) {
@@ -645,8 +708,10 @@ export class PresenceServer implements RequestHandler {
   private fanOut(aor: string, state: ComposedState): void {
     const subs = this.byPresentity.get(aor);
     if (!subs) return;
+    const now = Date.now();
     for (const sub of subs) {
       if (sub.event !== PRESENCE_EVENT || sub.state !== 'active') continue;
+      if (sub.minIntervalMs > 0 && this.holdBack(sub, now)) continue;
       const flow = this.liveFlow(sub);
       const body = sub.polite ? Buffer.from(closedPresence(`sip:${sub.presentity}`)) : state.body;
       if (flow) this.emitNotify(sub, flow, this.stateValue(sub), body);
@@ -694,7 +759,65 @@ export class PresenceServer implements RequestHandler {
   private stateValue(sub: Subscription, reason?: string): string {
     if (sub.state === 'terminated') return `terminated;reason=${reason ?? 'noresource'}`;
     const remaining = Math.max(0, Math.round((sub.expiresAt - Date.now()) / 1000));
+    // RFC 6446 6.2: the notifier says which min-interval it applies.
+    if (sub.minIntervalMs > 0)
+      return `${sub.state};expires=${remaining};min-interval=${formatSeconds(sub.minIntervalMs)}`;
     return `${sub.state};expires=${remaining}`;
+  }
+
+  /**
+   * RFC 6446 4 and 5: a state change inside the watcher's min-interval is not notified now;
+   * one NOTIFY goes when the interval ends, with the state at that time, however many
+   * changes came meanwhile. True when this change is held back.
+   */
+  private holdBack(sub: Subscription, now: number): boolean {
+    if (sub.throttled) return true;
+    const due = sub.lastNotifyAt + sub.minIntervalMs;
+    if (now >= due) return false;
+    sub.throttled = this.opts.timers.schedule(due - now, () => {
+      sub.throttled = undefined;
+      if (sub.state === 'active' && this.subscriptions.get(sub.id) === sub)
+        this.notifySafely(this.sendNotify(sub));
+    });
+    return true;
+  }
+
+  /** RFC 6446 min-interval (seconds) of the SUBSCRIBE's Event header, 'bad' when unreadable. */
+  private rateControl(event: { params: Record<string, string> }): number | undefined | 'bad' {
+    // min-interval is RFC 6446's name; throttle is the draft's (draft-niemi-sipping-event-throttle), still sent by some clients.
+    const text = event.params['min-interval'] ?? event.params.throttle;
+    if (text === undefined) return undefined;
+    if (!/^\d{1,9}(\.\d{1,3})?$/.test(text)) return 'bad';
+    return Number(text);
+  }
+
+  private applyInterval(sub: Subscription, asked: number | undefined): void {
+    sub.askedInterval = asked;
+    const floor = this.opts.minNotifyIntervalMs ?? 0;
+    // The notifier may use a longer interval than asked, never a shorter one (RFC 6446 4).
+    sub.minIntervalMs = Math.max(floor, Math.round((asked ?? 0) * 1000));
+  }
+
+  /**
+   * Subscription limits per watcher and per endpoint. A refusal is a 403 with a Warning
+   * (RFC 3261 20.43, code 399) naming the limit: the request is well formed and authorized in
+   * itself, but this user may not hold more, and repeating it will not help until it ends
+   * others; a 503 would invite the client to retry the same request later.
+   */
+  private refuseOverLimit(watcher: string, endpoint: string, st: ServerTransaction): boolean {
+    const perUser = this.opts.maxSubscriptionsPerUser;
+    const perEndpoint = this.opts.maxSubscriptionsPerEndpoint;
+    let text: string | undefined;
+    if (perUser !== undefined && (this.perWatcher.get(watcher) ?? 0) >= perUser)
+      text = `at most ${perUser} subscriptions per user`;
+    else if (perEndpoint !== undefined && (this.perEndpoint.get(endpoint) ?? 0) >= perEndpoint)
+      text = `at most ${perEndpoint} subscriptions per endpoint`;
+    if (text === undefined) return false;
+    this.opts.onLimit?.(text);
+    st.reply(403, 'Forbidden - subscription limit reached', {
+      headers: [{ name: 'warning', value: `399 ${this.opts.domain} "${text}"` }],
+    });
+    return true;
   }
 
   /**
@@ -713,6 +836,7 @@ export class PresenceServer implements RequestHandler {
   ): void {
     const t = this.templateFor(sub, flow);
     sub.localCseq++;
+    sub.lastNotifyAt = Date.now();
     const headers: SipHeader[] = [{ name: 'via', value: this.opts.local.via(flow, createBranch()) }];
     for (const route of t.routes) headers.push(route);
     headers.push(
@@ -793,11 +917,33 @@ function dialogKey(callId: string, localTag: string, remoteTag: string): string 
   return `${callId}|${localTag}|${remoteTag}`;
 }
 
-/** Event header: package name and id parameter (RFC 6665 8.2.1). */
-function eventPackage(request: SipMessage): { name: string; id?: string } {
+/** Event header: package name, id parameter (RFC 6665 8.2.1) and the other parameters, names lower-cased. */
+function eventPackage(request: SipMessage): { name: string; id?: string; params: Record<string, string> } {
   const value = request.get('event') ?? '';
-  const semi = value.indexOf(';');
-  const name = (semi < 0 ? value : value.slice(0, semi)).trim().toLowerCase();
-  const id = /;\s*id\s*=\s*([^;\s]+)/i.exec(value)?.[1];
-  return { name, id };
+  const parts = value.split(';');
+  const name = parts[0].trim().toLowerCase();
+  const params: Record<string, string> = {};
+  for (const part of parts.slice(1)) {
+    const eq = part.indexOf('=');
+    const key = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+    if (key !== '') params[key] = eq < 0 ? '' : part.slice(eq + 1).trim();
+  }
+  return { name, id: params.id, params };
+}
+
+/** A watcher's device: its user and its Contact URI without parameters (RFC 3261 19.1.4 comparison is looser; this is a count key). */
+function endpointKey(watcher: string, contact: string): string {
+  const semi = contact.indexOf(';');
+  return `${watcher} ${(semi < 0 ? contact : contact.slice(0, semi)).toLowerCase()}`;
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 0) - 1;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
+
+/** 1500 -> "1.5", 2000 -> "2". */
+function formatSeconds(ms: number): string {
+  return String(Math.round(ms) / 1000);
 }

@@ -362,8 +362,11 @@ export async function startServer(
       maxExpires: config.presence.maxExpires,
       defaultExpires: config.presence.defaultExpires,
       allowSameDomain: config.presence.allowSameDomain,
+      minNotifyIntervalMs: config.presence.minNotifyInterval * 1000,
+      maxSubscriptionsPerUser: config.presence.maxSubscriptionsPerUser,
+      maxSubscriptionsPerEndpoint: config.presence.maxSubscriptionsPerEndpoint,
       onNotify: () => metrics.presenceNotifications.inc(),
-      contactLists: storedContactLists(contactLists),
+      contactLists: storedContactLists(contactLists, config.presence.maxContactsPerUser),
       publications: pool
         ? new SharedPublicationStore(new PublicationRepository(db), db, config.serverId)
         : new MemoryPublicationStore(),
@@ -728,7 +731,7 @@ function insufficientHeadersResponse(error: Pick<ParseError, 'status' | 'reason'
 }
 
 /** The `parley-contacts` event package's view of the stored contact lists. */
-function storedContactLists(lists: ContactListRepository): ContactListAccess {
+function storedContactLists(lists: ContactListRepository, maxContacts: number): ContactListAccess {
   const owner = async (aor: string) => (await lists.findOwners([aor])).get(aor);
   return {
     contentType: CONTACT_LIST_CONTENT_TYPE,
@@ -743,6 +746,12 @@ function storedContactLists(lists: ContactListRepository): ContactListAccess {
         const e = parsed.errors[0];
         return { ok: false, reason: `line ${e.line} column ${e.column}: ${e.reason}` };
       }
+      if (parsed.list.contacts.length > maxContacts)
+        return {
+          ok: false,
+          limit: true,
+          reason: `${parsed.list.contacts.length} contacts: at most ${maxContacts} per user (presence.maxContactsPerUser)`,
+        };
       const o = await owner(aor);
       if (!o) return { ok: false, reason: 'no such user' };
       const change = await replaceContactList(lists, o.id, parsed.list);
