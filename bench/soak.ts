@@ -133,7 +133,8 @@ export async function benchSoak(opts: SoakOptions): Promise<SoakResult> {
       join(workDir, 'users.csv'),
       Array.from({ length: opts.users }, (_, i) => ({ user: `user${i}` })),
     );
-    const registerRate = Math.min(opts.users, 5_000);
+    // Below the REGISTER rate the bench measures: the soak wants every user in, not a peak.
+    const registerRate = Math.min(opts.users, 2_000);
     const reg = await runSipp({
       target,
       transport: 'udp',
@@ -148,7 +149,9 @@ export async function benchSoak(opts: SoakOptions): Promise<SoakResult> {
     log(
       `soak: ${result.registered.successful} users registered over UDP in ${result.registered.seconds} s (${result.registered.failed} failed)`,
     );
-    if (result.registered.failed > 0) result.failures.push(`${result.registered.failed} REGISTERs failed`);
+    if (result.registered.failed > 0) {
+      result.failures.push(`${result.registered.failed} REGISTERs failed: ${sippTrouble(reg)}`);
+    }
     await sample('registered');
 
     const uas = await startMessageUas(workDir, opts.minutes);
@@ -195,7 +198,7 @@ export async function benchSoak(opts: SoakOptions): Promise<SoakResult> {
     log(
       `soak: ${m.successful} messages in ${m.seconds} s (${result.messages.achievedRate}/s), ${m.failed} failed`,
     );
-    if (m.failed > 0) result.failures.push(`${m.failed} MESSAGEs failed`);
+    if (m.failed > 0) result.failures.push(`${m.failed} MESSAGEs failed: ${sippTrouble(messages)}`);
     const end = await sample('end');
     // Memory the run left behind once its transactions are over (Timer K and friends).
     await sleep(35_000);
@@ -254,6 +257,18 @@ function tally(run: SippRun, calls: number): { successful: number; failed: numbe
     failed: Math.max(run.stats?.failed ?? 0, calls - successful),
     seconds: Math.round((run.stats?.seconds ?? 0) * 10) / 10,
   };
+}
+
+/** Why SIPp calls failed: its exit code, the last lines it printed and its first logged errors. */
+function sippTrouble(run: SippRun): string {
+  const lines = (text: string, n: number, last: boolean) => {
+    const all = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !/^[-|=+]+$/.test(l));
+    return (last ? all.slice(-n) : all.slice(0, n)).join(' | ');
+  };
+  return `SIPp exit ${run.exit}; printed: ${lines(run.tail, 4, true)}; errors: ${lines(run.errors, 3, false) || 'none logged'}`;
 }
 
 /** The server's /metrics series by name (the first sample of each). */
