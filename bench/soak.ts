@@ -268,7 +268,8 @@ function sippTrouble(run: SippRun): string {
       .filter((l) => l !== '' && !/^[-|=+]+$/.test(l));
     return (last ? all.slice(-n) : all.slice(0, n)).join(' | ');
   };
-  return `SIPp exit ${run.exit}; printed: ${lines(run.tail, 4, true)}; errors: ${lines(run.errors, 3, false) || 'none logged'}`;
+  const errors = lines(run.errors, 3, false).slice(0, 400) || 'none logged';
+  return `SIPp exit ${run.exit}; printed: ${lines(run.tail, 4, true).slice(-400)}; errors: ${errors}`;
 }
 
 /** The server's /metrics series by name (the first sample of each). */

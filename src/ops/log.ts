@@ -1,4 +1,7 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { hostReference } from '../sip/host.js';
+import type { SipMessage } from '../sip/message.js';
+import type { Flow } from '../transport/flow.js';
 import type { LogFormat, LogLevel, ParleyConfig } from './config.js';
 
 export type { Logger } from 'pino';
@@ -152,4 +155,32 @@ export function componentLogger(
 /** A logger that drops everything, for library code used without a server (and in tests). */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/**
+ * The debug line of one SIP message in or out (docs/logging.md): who, what and where, never
+ * a credential or a body. Callers check `sipTraceEnabled` first, so at info and above a
+ * message costs one level comparison.
+ */
+export function sipTraceFields(message: SipMessage, flow: Flow, dir: 'in' | 'out'): Record<string, unknown> {
+  const fields: Record<string, unknown> = { event: 'sip', dir };
+  if (message.isRequest) fields.method = message.method;
+  else {
+    fields.status = message.status;
+    fields.method = message.cseq.method;
+  }
+  fields.callId = message.callId;
+  fields.cseq = message.cseq.seq;
+  fields.from = message.from.uri;
+  fields.to = message.to.uri;
+  if (message.isRequest) fields.uri = message.uri;
+  fields.transport = flow.transport;
+  fields.address = `${hostReference(flow.remoteAddress)}:${flow.remotePort}`;
+  fields.bodyBytes = message.body.length;
+  return fields;
+}
+
+/** Whether per-message debug lines are wanted: pino's numeric level, debug being 20. */
+export function sipTraceEnabled(log: Logger): boolean {
+  return log.levelVal <= 20;
 }

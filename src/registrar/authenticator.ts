@@ -248,7 +248,7 @@ export class Authenticator {
     if (!this.nonceCounts.use(creds.nonce, nonce.issuedAt, nc)) {
       this.failed('replayed', user, address);
       this.log?.warn(
-        { user, address, reason: 'replayed', nc: creds.nc ?? null },
+        { event: 'auth_failure', user, address, reason: 'replayed', nc: creds.nc ?? null },
         'authentication refused: nonce count already used',
       );
       return this.challenge(kind, true, flowKey);
@@ -266,7 +266,7 @@ export class Authenticator {
     const { user, address, kind, flowKey } = attempt;
     this.onFailure?.(reason);
     const record = this.failures.recordFailure(user, address);
-    this.log?.warn({ user, address, reason }, 'authentication failed');
+    this.log?.warn({ event: 'auth_failure', user, address, reason }, 'authentication failed');
     if (record.lockedFor) this.logLock(user, address, record.lockedFor.scope, record.lockedFor.seconds);
     const outcome = this.challenge(kind, false, flowKey);
     if (record.delayMs <= 0) return outcome;
@@ -287,6 +287,7 @@ export class Authenticator {
     this.onFailure?.('algorithm_not_offered');
     this.log?.warn(
       {
+        event: 'auth_failure',
         user: user?.toLowerCase(),
         address,
         reason: 'algorithm_not_offered',
@@ -301,14 +302,17 @@ export class Authenticator {
   private logLock(user: string, address: string, scope: LockScope, seconds: number): void {
     const what =
       scope === 'address' ? 'address' : scope === 'user' ? 'user under attack, address' : 'user at address';
-    this.log?.warn({ user, address, scope, seconds }, `authentication locked out: ${what} for ${seconds} s`);
+    this.log?.warn(
+      { event: 'auth_lockout', user, address, scope, seconds },
+      `authentication locked out: ${what} for ${seconds} s`,
+    );
   }
 
   /** A refusal that is not a guess: counted; logged only when it says something about the client. */
   private failed(reason: AuthFailureReason, user: string | undefined, address: string): void {
     this.onFailure?.(reason);
     if (reason === 'malformed' || reason === 'wrong_realm' || reason === 'bad_nonce') {
-      this.log?.debug({ user, address, reason }, 'authentication refused');
+      this.log?.debug({ event: 'auth_failure', user, address, reason }, 'authentication refused');
     }
   }
 

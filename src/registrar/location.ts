@@ -29,14 +29,24 @@ export interface Binding {
    * their flow reaches them, so the binding dies with the flow.
    */
   flowOnly: boolean;
+  /** Where the REGISTER came from, for the sign-in log: transport and address:port. */
+  source?: { transport: string; address: string };
 }
+
+/** Why a binding went (the sign-out log's `reason`). */
+export type BindingRemoval =
+  | 'unregistered'
+  | 'expired'
+  | 'connection_lost'
+  | 'signed_out_by_admin'
+  | 'replaced';
 
 export interface LocationEvents {
   /** The AOR went from no bindings to some (signed in) or from some to none (signed out). */
   signedIn: [aor: string];
   signedOut: [aor: string];
-  /** A binding was added, refreshed or removed (a pool mirrors these). */
-  changed: [binding: Binding, removed: boolean];
+  /** A binding was added, refreshed or removed (a pool mirrors these); `why` says why one went. */
+  changed: [binding: Binding, removed: boolean, why?: BindingRemoval];
   /**
    * Bindings removed because the connection behind them went and no re-registration
    * replaced them within the grace; `connectionId` names our connection when it was one.
@@ -112,7 +122,7 @@ export class LocationTable extends EventEmitter<LocationEvents> {
         this.unindexFlow(old);
         list[i] = binding;
         this.indexFlow(binding);
-        if (old.contact !== binding.contact) this.emit('changed', old, true);
+        if (old.contact !== binding.contact) this.emit('changed', old, true, 'replaced');
         this.emit('changed', binding, false);
         if (old.connectionId && binding.connectionId && old.connectionId !== binding.connectionId)
           this.emit('moved', old.connectionId, binding.connectionId);
@@ -131,15 +141,15 @@ export class LocationTable extends EventEmitter<LocationEvents> {
     if (!list) return false;
     const i = list.findIndex((b) => b.contact === contact);
     if (i < 0) return false;
-    this.dropAt(aor, list, i);
+    this.dropAt(aor, list, i, 'unregistered');
     return true;
   }
 
-  removeAll(aor: string): number {
+  removeAll(aor: string, why: BindingRemoval = 'unregistered'): number {
     const list = this.byAor.get(aor);
     if (!list) return 0;
     const n = list.length;
-    while (list.length > 0) this.dropAt(aor, list, list.length - 1);
+    while (list.length > 0) this.dropAt(aor, list, list.length - 1, why);
     return n;
   }
 
@@ -151,7 +161,7 @@ export class LocationTable extends EventEmitter<LocationEvents> {
    */
   signOut(aor: string): { removed: Binding[]; idleFlows: string[] } {
     const removed = [...(this.byAor.get(aor) ?? [])];
-    this.removeAll(aor);
+    this.removeAll(aor, 'signed_out_by_admin');
     const idleFlows = new Set<string>();
     for (const b of removed) {
       if (b.connectionId && !this.byConnection.has(b.connectionId)) idleFlows.add(b.connectionId);
@@ -194,7 +204,7 @@ export class LocationTable extends EventEmitter<LocationEvents> {
         const list = this.byAor.get(b.aor);
         const i = list ? list.indexOf(b) : -1;
         if (list && i >= 0) {
-          this.dropAt(b.aor, list, i);
+          this.dropAt(b.aor, list, i, 'connection_lost');
           removed.push(b);
         }
       }
@@ -211,7 +221,7 @@ export class LocationTable extends EventEmitter<LocationEvents> {
     const sweep = (key: string, list: Binding[]) => {
       for (let i = list.length - 1; i >= 0; i--) {
         if (list[i].expiresAt <= now) {
-          this.dropAt(key, list, i);
+          this.dropAt(key, list, i, 'expired');
           n++;
         }
       }
@@ -242,11 +252,11 @@ export class LocationTable extends EventEmitter<LocationEvents> {
     return this.byAor.keys();
   }
 
-  private dropAt(aor: string, list: Binding[], i: number): void {
+  private dropAt(aor: string, list: Binding[], i: number, why: BindingRemoval): void {
     const [b] = list.splice(i, 1);
     this.bindingCount--;
     this.unindexFlow(b);
-    this.emit('changed', b, true);
+    this.emit('changed', b, true, why);
     if (list.length === 0) {
       this.byAor.delete(aor);
       this.emit('signedOut', aor);

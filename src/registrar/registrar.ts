@@ -1,3 +1,4 @@
+import { hostReference } from '../sip/host.js';
 import { createTag } from '../sip/ids.js';
 import type { SipHeader, SipMessage } from '../sip/message.js';
 import { formatNameAddr, type NameAddr, parseNameAddr } from '../sip/nameaddr.js';
@@ -6,6 +7,7 @@ import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
 import type { Authenticator, AuthOutcome } from './authenticator.js';
 import type { Binding, LocationTable } from './location.js';
+import type { SignInLog } from './sign-in-log.js';
 
 export interface RegistrarOptions {
   domain: string;
@@ -21,6 +23,8 @@ export interface RegistrarOptions {
   onRegistered?: (aor: string) => void;
   /** The edge and directors (`trustedPeers`): they may say a remote user's connection has gone. */
   isTrustedPeer?(flow: Flow): boolean;
+  /** Where sign-ins are logged (sign-outs are seen on the location table). */
+  signIns?: SignInLog;
 }
 
 /** Extensions a REGISTER may Require of us (RFC 3261 10.3 step 2). */
@@ -213,11 +217,16 @@ export class Registrar {
         serverId: this.opts.serverId,
         path,
         flowOnly,
+        source: {
+          transport: flow.transport,
+          address: `${hostReference(flow.remoteAddress)}:${flow.remotePort}`,
+        },
       };
       if (!existing && this.opts.location.lookup(aor).length >= this.maxBindings) {
         return { status: 403, reason: `Forbidden - more than ${this.maxBindings} endpoints` };
       }
       this.opts.location.upsert(binding);
+      this.opts.signIns?.registered(binding, !existing, now);
     }
     return undefined;
   }

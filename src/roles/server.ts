@@ -13,7 +13,7 @@ import { Departures } from '../migration/departures.js';
 import type { ParleyConfig } from '../ops/config.js';
 import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
-import { componentLogger, createLogger } from '../ops/log.js';
+import { componentLogger, createLogger, sipTraceEnabled, sipTraceFields } from '../ops/log.js';
 import { createMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
 import { MemoryPublicationStore, SharedPublicationStore } from '../presence/publications.js';
@@ -32,6 +32,7 @@ import { type DigestAlgorithm, NonceManager } from '../registrar/digest.js';
 import { LocationTable } from '../registrar/location.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
+import { SignInLog } from '../registrar/sign-in-log.js';
 import { SESSIONS_SECRET_KEY, sessionsRoute, snapshotSessions } from '../reports/sessions.js';
 import { UsageRecorder } from '../reports/usage-recorder.js';
 import { hostReference } from '../sip/host.js';
@@ -257,8 +258,9 @@ export async function startServer(
     const transactions = new TransactionLayer({
       timers,
       log: sipLog,
-      onSend: (m) => {
+      onSend: (m, flow) => {
         if (!m.isRequest) metrics.responsesSent.inc(m.status);
+        if (sipTraceEnabled(sipLog)) sipLog.debug(sipTraceFields(m, flow, 'out'), 'sent');
       },
       onFinal: (st) => {
         metrics.transactionLatency.observeSince(st.startedAt);
@@ -296,6 +298,8 @@ export async function startServer(
       // The edge passes on each remote client's address (docs/edge.md): guesses count per client.
       clientAddress: (request, flow) => (isTrustedPeer?.(flow) ? clientAddress(request) : undefined),
     });
+    const signIns = new SignInLog(componentLogger(log, 'registrar'));
+    signIns.watch(location);
     const registrar = new Registrar({
       domain,
       serverId: config.serverId,
@@ -304,6 +308,7 @@ export async function startServer(
       location,
       onRegistered: userActive,
       isTrustedPeer,
+      signIns,
     });
 
     let core!: ProxyCore;
@@ -314,6 +319,7 @@ export async function startServer(
     const listening = await transport.start({
       onMessage: (message, flow) => {
         if (message.isRequest) metrics.requestsReceived.inc(message.method);
+        if (sipTraceEnabled(sipLog)) sipLog.debug(sipTraceFields(message, flow, 'in'), 'received');
         transactions.receive(message, flow);
       },
       onParseError: (flow, status, reason, partial) => {
@@ -391,11 +397,8 @@ export async function startServer(
     });
     // A client whose connection went (crashed, unplugged) is offline to its watchers now,
     // not when its registration would have expired.
-    location.on('lost', (bindings, connectionId) => {
-      componentLogger(log, 'registrar').info(
-        { user: bindings[0].aor, endpoints: bindings.length, connection: connectionId ?? 'behind a Path' },
-        'endpoint signed out: its connection closed',
-      );
+    // Each endpoint's sign-out line comes from the SignInLog (reason connection_lost).
+    location.on('lost', (_bindings, connectionId) => {
       if (connectionId === undefined) return;
       presence
         .connectionLost(connectionId)

@@ -208,7 +208,12 @@ describe('password guessing', () => {
     expect(failures).toEqual(Array(5).fill('wrong_password'));
     const warned = logs.filter((l) => l.level === 'warn' && l.obj.reason === 'wrong_password');
     expect(warned).toHaveLength(5);
-    expect(warned[0].obj).toEqual({ user: 'alice', address: '192.0.2.10', reason: 'wrong_password' });
+    expect(warned[0].obj).toEqual({
+      event: 'auth_failure',
+      user: 'alice',
+      address: '192.0.2.10',
+      reason: 'wrong_password',
+    });
     expect(logs.some((l) => l.msg.includes('locked out'))).toBe(true);
     // Nothing secret in any line.
     expect(JSON.stringify(logs)).not.toMatch(/response|[0-9a-f]{32}/);
@@ -245,6 +250,11 @@ describe('password guessing', () => {
     const nonce = nonceOf(await auth.authenticate(register(), 'www', flowA));
     await auth.authenticate(register(answer(nonce, { user: 'mallory' })), 'www', flowA);
     expect(failures).toEqual(['unknown_user']);
-    expect(logs.at(-1)?.obj).toEqual({ user: 'mallory', address: '192.0.2.10', reason: 'unknown_user' });
+    expect(logs.at(-1)?.obj).toEqual({
+      event: 'auth_failure',
+      user: 'mallory',
+      address: '192.0.2.10',
+      reason: 'unknown_user',
+    });
   });
 });
