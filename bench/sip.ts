@@ -101,6 +101,8 @@ export interface SipBenchOptions {
   /** Length of each step in seconds (calls = rate x duration). */
   duration: number;
   workloads: Workload[];
+  /** TCP connections each SIPp UAC spreads its calls over (default 1). */
+  connections?: number;
   /** Measure latency at 70% of the best rate when every step saturated (default true). */
   sustainedStep?: boolean;
   log: (line: string) => void;
@@ -400,6 +402,11 @@ export interface SippRunOptions {
   target: Pick<SipTarget, 'host' | 'port' | 'udpPort'>;
   /** SIPp's transport: one TCP connection (default) or one UDP socket. */
   transport?: 'tcp' | 'udp';
+  /**
+   * TCP connections the calls are spread over (SIPp -t tn -max_socket N: a call keeps its
+   * connection); default 1 (-t t1). A server's clients are many connections, not one.
+   */
+  connections?: number;
   scenario: string;
   injection: string;
   calls: number;
@@ -433,9 +440,12 @@ export async function runSipp(o: SippRunOptions): Promise<SippRun> {
   mkdirSync(o.dir, { recursive: true });
   const localPort = await freePort();
   const udp = o.transport === 'udp';
+  const spread = !udp && (o.connections ?? 1) > 1;
   const args = [
     `${o.target.host}:${udp ? o.target.udpPort : o.target.port}`,
-    ...['-sf', o.scenario, '-inf', o.injection, '-t', udp ? 'u1' : 't1', '-i', o.localIp ?? '127.0.0.1'],
+    ...['-sf', o.scenario, '-inf', o.injection, '-t', udp ? 'u1' : spread ? 'tn' : 't1'],
+    ...(spread ? ['-max_socket', String(o.connections)] : []),
+    ...['-i', o.localIp ?? '127.0.0.1'],
     ...['-p', String(localPort)],
     ...['-m', String(o.calls), '-r', String(o.rate), '-l', String(o.callLimit ?? CALL_LIMIT)],
     ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
@@ -520,6 +530,7 @@ export async function rampWorkload(
       localIp: setup.localIp,
       authUri: setup.authUri,
       transport: setup.transport,
+      connections: opts.connections,
     });
     const resources = sample();
     const successful = run.stats?.successful ?? 0;
@@ -717,6 +728,8 @@ export async function measureTargets(
 
 export interface ParleyServerOptions {
   users: number;
+  /** server.workers (default 1: one process). */
+  workers?: number;
   /** Folder for a V8 CPU profile of the server (node --cpu-prof), written when it stops. */
   cpuProfileDir?: string;
   log: (line: string) => void;
@@ -778,7 +791,7 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
       '--domain',
       DOMAIN,
       '--config',
-      writeUdpConfig(dataDir),
+      writeUdpConfig(dataDir, opts.workers ?? 1),
       '--data-dir',
       dataDir,
       '--tcp',
@@ -819,10 +832,10 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
   }
 }
 
-/** The flags set TCP and WebSocket; the file adds UDP (listen keys merge across layers). */
-function writeUdpConfig(dataDir: string): string {
+/** The flags set TCP and WebSocket; the file adds UDP (listen keys merge across layers) and the workers. */
+function writeUdpConfig(dataDir: string, workers: number): string {
   const file = join(dataDir, 'parley-bench.yaml');
-  writeFileSync(file, 'listen:\n  udp: 127.0.0.1:0\n');
+  writeFileSync(file, `listen:\n  udp: 127.0.0.1:0\nserver:\n  workers: ${workers}\n`);
   return file;
 }
 
