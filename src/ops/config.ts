@@ -51,6 +51,11 @@ export interface ParleyConfig {
     idleTimeoutMs: number;
     /** Load balancers (addresses or CIDR blocks): no per-address limit, PROXY protocol believed. */
     trustedProxies: string[];
+    /**
+     * Server transactions open at once: past it, new requests get 503 with Retry-After
+     * (RFC 3261 21.5.4) instead of memory. Each waits at most Timer F (32 s) for its answer.
+     */
+    maxTransactions: number;
   };
   registrar: {
     minExpires: number;
@@ -543,12 +548,14 @@ function validate(r: LayeredReader): ParleyConfig {
     'headerTimeoutMs',
     'idleTimeoutMs',
     'trustedProxies',
+    'maxTransactions',
   ]);
   const limits: ParleyConfig['limits'] = {
     maxConnectionsPerAddress: readWholeNumber(r, 'limits.maxConnectionsPerAddress') ?? 100,
     headerTimeoutMs: readWholeNumber(r, 'limits.headerTimeoutMs') ?? 5_000,
     idleTimeoutMs: readWholeNumber(r, 'limits.idleTimeoutMs') ?? 60_000,
     trustedProxies: readAddressBlocks(r, 'limits.trustedProxies'),
+    maxTransactions: readWholeNumber(r, 'limits.maxTransactions') ?? 50_000,
   };
   const maxConnections = readWholeNumber(r, 'limits.maxConnections');
   if (maxConnections !== undefined) limits.maxConnections = maxConnections;

@@ -89,6 +89,7 @@ export const FAILURE_KINDS = [
   'directory',
   'federation',
   'internal',
+  'overload',
 ] as const;
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 

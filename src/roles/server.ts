@@ -267,6 +267,8 @@ export async function startServer(
         if (archive && st.request.method === 'MESSAGE') archive.finished(st, st.lastResponse?.status ?? 0);
       },
       onAbandoned: () => metrics.failures.inc('internal'),
+      maxServerTransactions: config.limits.maxTransactions,
+      onOverload: () => metrics.failures.inc('overload'),
       udpFlowTo: (host, port) => transport.udpFlowTo(host, port),
       // RFC 3261 18.1.1: too large for UDP, so over TCP to the same address, Via to match.
       streamFor: async (request, udpFlow) => {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { hopRequestFor } from '../sip/hop-request.js';
 import { hostKey } from '../sip/host.js';
+import { createTag } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
 import { createResponse } from '../sip/response.js';
 import { formatVia } from '../sip/via.js';
@@ -337,7 +338,18 @@ export interface TransactionLayerOptions {
    * request's top Via rewritten for it; rejected when none can be opened (UDP is used then).
    */
   streamFor?: (request: SipMessage, udpFlow: Flow) => Promise<Flow>;
+  /**
+   * Server transactions open at once (unset: no bound). Past it a new request is answered
+   * 503 with Retry-After statelessly: an overloaded server sheds load instead of holding
+   * every request it cannot serve until Timer F.
+   */
+  maxServerTransactions?: number;
+  /** A request refused because `maxServerTransactions` were open. */
+  onOverload?: (request: SipMessage) => void;
 }
+
+/** RFC 3261 21.5.4: when a client may try again after an overload 503. */
+const OVERLOAD_RETRY_AFTER = '5';
 
 /**
  * RFC 3261 17: matches requests to server transactions and responses to client
@@ -419,6 +431,11 @@ export class TransactionLayer {
         return;
       }
     }
+    const max = this.opts.maxServerTransactions;
+    if (max !== undefined && this.servers.size >= max) {
+      this.refuseOverloaded(request, flow);
+      return;
+    }
     const st = new ServerTransaction(this, key, request, flow, this.responseFlowFor(request, flow));
     this.servers.set(key, st);
     if (method === 'INVITE') {
@@ -435,6 +452,19 @@ export class TransactionLayer {
     } catch (err) {
       this.abandon(st, err);
     }
+  }
+
+  /**
+   * RFC 3261 21.5.4: 503 with Retry-After, sent without a transaction (none is created: that
+   * is the point). A retransmission gets another 503, which is what it would get anyway.
+   */
+  private refuseOverloaded(request: SipMessage, flow: Flow): void {
+    this.opts.onOverload?.(request);
+    const response = createResponse(request, 503, 'Service Unavailable', {
+      toTag: createTag(),
+      headers: [{ name: 'retry-after', value: OVERLOAD_RETRY_AFTER }],
+    });
+    this.sendOn(this.responseFlowFor(request, flow), response);
   }
 
   /**

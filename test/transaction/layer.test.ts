@@ -462,3 +462,42 @@ Content-Length: 0
     expect(udp.raw).toHaveLength(1);
   });
 });
+
+describe('overload (RFC 3261 21.5.4)', () => {
+  it('past maxServerTransactions a new request gets 503 with Retry-After and no transaction', () => {
+    const timers = new TimerWheel({ now: () => 0 }, 50, false);
+    const refused: string[] = [];
+    const layer = new TransactionLayer({
+      timers,
+      log: silentLogger(),
+      maxServerTransactions: 2,
+      onOverload: (r) => refused.push(r.topVia.branch ?? ''),
+    });
+    const open: ServerTransaction[] = [];
+    layer.setUser({
+      onRequest: (_req, st) => open.push(st),
+      onAck: () => undefined,
+      onCancel: () => undefined,
+      onStrayResponse: () => undefined,
+    });
+    const flow = new FakeFlow();
+    layer.receive(message('z9hG4bKo1'), flow);
+    layer.receive(message('z9hG4bKo2'), flow);
+    // A retransmission of an open one is absorbed, not refused.
+    layer.receive(message('z9hG4bKo2'), flow);
+    expect(refused).toEqual([]);
+    layer.receive(message('z9hG4bKo3'), flow);
+    expect(refused).toEqual(['z9hG4bKo3']);
+    expect(open).toHaveLength(2);
+    expect(layer.serverCount).toBe(2);
+    const last = flow.sent.at(-1)!;
+    expect(last.status).toBe(503);
+    expect(last.get('retry-after')).toBe('5');
+    expect(last.to.tag).toBeTruthy();
+    expect(last.topVia.branch).toBe('z9hG4bKo3');
+    // Once one is answered (Timer J is 0 on TCP), there is room again.
+    open[0].reply(200);
+    layer.receive(message('z9hG4bKo4'), flow);
+    expect(open).toHaveLength(3);
+  });
+});
