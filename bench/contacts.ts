@@ -1,6 +1,6 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { migrate } from '../src/store/migrate.js';
 import { openDatabase } from '../src/store/open.js';
 import { createPgliteDatabase } from '../src/store/pglite.js';
@@ -15,8 +15,10 @@ import { captureTail, REPO_ROOT, spawnTracked, waitForExit } from './sip.js';
  * `parley contacts import --mode replace` reads that file into a second store holding the
  * same users with empty lists. Each command runs as its own process, as an administrator
  * runs it, and its peak resident memory is the kernel's high-water mark of that process
- * (VmHWM in /proc/PID/status, sampled until it exits): what "the CLI stays under 512 MiB"
- * means. Wall time includes the command's start (oclif, opening the store).
+ * (GNU time's maximum resident set size, or VmHWM in /proc/PID/status sampled until it
+ * exits): what "the CLI stays under 512 MiB" means. Wall time includes the command's start
+ * (oclif, opening the store); CPU time says what the command cost on a machine shared
+ * with other work.
  *
  * Engines: `pglite` is the embedded store of a standard server, opened by the command from
  * a data folder on disk (the command's RSS includes the PGlite WebAssembly heap); `postgres`
@@ -39,6 +41,8 @@ export interface ContactsPhase {
   users: number;
   seconds: number;
   usersPerSecond: number;
+  /** CPU time of the CLI process (user + system), when GNU time is there to measure it. */
+  cpuSeconds?: number;
   /** Peak resident memory of the CLI process. */
   peakRssMiB: number;
   exitCode: number;
@@ -162,17 +166,29 @@ async function benchEngine(
 interface CliRun {
   exitCode: number;
   seconds: number;
+  /** CPU the command used (user + system): what it costs, whatever else the machine runs. */
+  cpuSeconds?: number;
   peakRssBytes: number;
   json: unknown;
   tail: string;
 }
 
-/** Runs `node bin/run.js ARGS --json`, sampling the process's VmHWM until it exits. */
+const GNU_TIME = '/usr/bin/time';
+
+/**
+ * Runs `node bin/run.js ARGS --json`. Under GNU time (when installed) the kernel's own
+ * accounting of the process gives its peak RSS and CPU time after it exits; otherwise
+ * VmHWM in /proc/PID/status is sampled until it exits.
+ */
 async function runCli(args: string[]): Promise<CliRun> {
   const t0 = performance.now();
-  const child = spawnTracked(process.execPath, [join(REPO_ROOT, 'bin', 'run.js'), ...args, '--json'], {
-    cwd: REPO_ROOT,
-  });
+  const usage = existsSync(GNU_TIME)
+    ? join(mkdtempSync(join(tmpdir(), 'parley-bench-time-')), 'usage')
+    : undefined;
+  const node = [process.execPath, join(REPO_ROOT, 'bin', 'run.js'), ...args, '--json'];
+  const child = usage
+    ? spawnTracked(GNU_TIME, ['-o', usage, '-f', '%M %U %S', ...node], { cwd: REPO_ROOT })
+    : spawnTracked(node[0], node.slice(1), { cwd: REPO_ROOT });
   let stdout = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk;
@@ -188,7 +204,7 @@ async function runCli(args: string[]): Promise<CliRun> {
       // The process has exited (or /proc is not there): keep the last sample.
     }
   };
-  const sampler = setInterval(sample, 50);
+  const sampler = usage ? undefined : setInterval(sample, 50);
   let exitCode: number;
   try {
     exitCode = await waitForExit(child, 30 * 60_000);
@@ -196,13 +212,22 @@ async function runCli(args: string[]): Promise<CliRun> {
     clearInterval(sampler);
   }
   const seconds = (performance.now() - t0) / 1000;
+  let cpuSeconds: number | undefined;
+  if (usage) {
+    // GNU time writes "Command exited with non-zero status N" first when it did.
+    const last = readFileSync(usage, 'utf8').trim().split('\n').pop() ?? '';
+    const [maxRssKiB, user, system] = last.split(' ').map(Number);
+    peak = maxRssKiB * 1024;
+    cpuSeconds = user + system;
+    rmSync(dirname(usage), { recursive: true, force: true });
+  }
   let json: unknown = {};
   try {
     json = JSON.parse(stdout);
   } catch {
     // Not JSON: the tail says why.
   }
-  return { exitCode, seconds, peakRssBytes: peak, json, tail: tail() };
+  return { exitCode, seconds, cpuSeconds, peakRssBytes: peak, json, tail: tail() };
 }
 
 function phase(users: number, run: CliRun): ContactsPhase {
@@ -210,11 +235,13 @@ function phase(users: number, run: CliRun): ContactsPhase {
     users,
     seconds: run.seconds,
     usersPerSecond: users / run.seconds,
+    cpuSeconds: run.cpuSeconds,
     peakRssMiB: run.peakRssBytes / 1048576,
     exitCode: run.exitCode,
   };
 }
 
 function line(name: string, p: ContactsPhase, note: string): string {
-  return `${name}: ${p.users} users in ${p.seconds.toFixed(1)}s = ${p.usersPerSecond.toFixed(0)} users/s, CLI peak RSS ${p.peakRssMiB.toFixed(0)} MiB (${note})`;
+  const cpu = p.cpuSeconds === undefined ? '' : `, CLI CPU ${p.cpuSeconds.toFixed(1)}s`;
+  return `${name}: ${p.users} users in ${p.seconds.toFixed(1)}s = ${p.usersPerSecond.toFixed(0)} users/s${cpu}, CLI peak RSS ${p.peakRssMiB.toFixed(0)} MiB (${note})`;
 }
