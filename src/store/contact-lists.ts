@@ -1,4 +1,4 @@
-import type { Sql } from './sql.js';
+import { copyTextField, type Sql } from './sql.js';
 
 /**
  * The stored contact list of a user (tables contact_groups, contacts, access_rules,
@@ -425,7 +425,18 @@ async function storeContents(
       [groups.ids, groups.names, groups.positions],
     );
   }
-  if (contacts.ids.length > 0) {
+  if (contacts.ids.length > 0 && tx.copyFrom) {
+    // COPY where the engine offers it (PGlite): a third less work than unnest for the same rows.
+    let data = '';
+    for (let i = 0; i < contacts.ids.length; i++) {
+      data += `${contacts.ids[i]}\t${copyTextField(contacts.uris[i])}\t${copyTextField(contacts.names[i])}\t${contacts.subscribed[i] ? 't' : 'f'}\t${copyTextField(contacts.groups[i])}\t${contacts.positions[i]}\n`;
+    }
+    await tx.copyFrom(
+      'contacts',
+      ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'],
+      data,
+    );
+  } else if (contacts.ids.length > 0) {
     // A contact's groups travel as one array literal each: a text[][] parameter cannot be ragged.
     await tx.query(
       `INSERT INTO contacts (user_id, uri, display_name, subscribed, groups, position)

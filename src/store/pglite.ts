@@ -61,6 +61,15 @@ class PgliteTransaction implements Sql {
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
     return fn(this);
   }
+
+  async copyFrom(table: string, columns: readonly string[], data: string): Promise<void> {
+    await this.tx.query(copyStatement(table, columns), [], { blob: new Blob([data]) });
+  }
+}
+
+/** PGlite reads COPY ... FROM '/dev/blob' from the blob handed to the query. */
+function copyStatement(table: string, columns: readonly string[]): string {
+  return `COPY ${quoteIdent(table)} (${columns.map(quoteIdent).join(', ')}) FROM '/dev/blob'`;
 }
 
 export class PgliteDatabase implements Database {
@@ -116,6 +125,13 @@ export class PgliteDatabase implements Database {
   async exec(script: string): Promise<void> {
     this.assertNotInTransaction();
     await this.lock.run(async () => void (await this.pglite.exec(script)));
+  }
+
+  async copyFrom(table: string, columns: readonly string[], data: string): Promise<void> {
+    this.assertNotInTransaction();
+    await this.lock.run(async () => {
+      await this.pglite.query(copyStatement(table, columns), [], { blob: new Blob([data]) });
+    });
   }
 
   async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {

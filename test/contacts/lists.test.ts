@@ -132,6 +132,19 @@ describe('contact-list editing', () => {
     expect((await lists.get(id)).contacts[0].groups).toEqual(names);
   });
 
+  it('stores display names with the characters the bulk path escapes (tab, line ends, backslash, \\N)', async () => {
+    const id = await newUser();
+    const displayNames = ['tab\there', 'two\nlines', 'cr\r', 'back\\slash', '\\N', '', 'Zoë 李 😀'];
+    const contacts = displayNames.map((displayName, i) => ({
+      uri: `sip:c${i}@example.com`,
+      displayName,
+      subscribed: i % 2 === 0,
+      groups: [],
+    }));
+    await replaceContactList(lists, id, { user: '', version: 0, groups: [], contacts, accessRules: [] });
+    expect((await lists.get(id)).contacts).toEqual(contacts);
+  });
+
   it('edits single entries and notifies the change feed', async () => {
     const id = await newUser();
     const seen: string[] = [];
