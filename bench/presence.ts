@@ -79,6 +79,11 @@ export interface PresenceStep {
   received: number;
   /** NOTIFYs the watchers did not expect (SIPp answered them with -aa). */
   unexpected: number;
+  /**
+   * NOTIFYs that overtook the 200 to the previous one and were answered by SIPp's -aa
+   * (AutoAnswered in its statistics): delivered, included in received.
+   */
+  outOfOrder: number;
   publisherExit: number;
   publisherFailed: number;
   /** First PUBLISH sent to the publisher's last 200. */
@@ -303,6 +308,7 @@ async function publishStep(
 ): Promise<PresenceStep> {
   const expected = s.W * (s.changes + 2);
   const before = w.counts().at(-1) ?? { t: 0, received: 0, unexpected: 0 };
+  const autoBefore = readAutoAnswered(w.dir);
   const pids = w.target.pids();
   const cpu0 = cpuSeconds(pids);
   const startedAt = Date.now();
@@ -336,7 +342,8 @@ async function publishStep(
   const pub = await publisher;
   const lines = w.counts();
   const final = lines.at(-1) ?? before;
-  const received = final.received - before.received;
+  const outOfOrder = readAutoAnswered(w.dir) - autoBefore;
+  const received = final.received - before.received + outOfOrder;
   const unexpected = final.unexpected - before.unexpected;
   // The counts line that first showed the final value: when the last NOTIFY arrived.
   const tLast = (lines.find((l) => l.received === final.received)?.t ?? lastMove.at / 1000) * 1000;
@@ -358,6 +365,7 @@ async function publishStep(
     expected,
     received,
     unexpected,
+    outOfOrder,
     publisherExit: pub.exit,
     publisherFailed,
     publishSeconds: round2(pub.stats?.seconds ?? 0),
@@ -390,6 +398,18 @@ function firstError(errors: string): string {
     .map((l) => l.trim())
     .find((l) => l && !l.startsWith('The following events'));
   return line ? `: ${line.slice(0, 200)}` : '';
+}
+
+/** SIPp's AutoAnswered(C) from the watchers' statistics file (-trace_stat, once a second). */
+function readAutoAnswered(dir: string): number {
+  const file = join(dir, 'stat.csv');
+  if (!existsSync(file)) return 0;
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '');
+  if (lines.length < 2) return 0;
+  const i = lines[0].split(';').indexOf('AutoAnswered(C)');
+  return i < 0 ? 0 : Number(lines[lines.length - 1].split(';')[i]) || 0;
 }
 
 /** The watchers' -trace_counts file: one cumulative line per second. */
@@ -580,7 +600,7 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
         fmt(s.notifyRate),
         fmt(s.steadyRate),
         fmt(s.publishRate),
-        `${fmt(s.received)}/${fmt(s.expected)}`,
+        `${fmt(s.received)}/${fmt(s.expected)}${s.outOfOrder ? ` (${s.outOfOrder} by -aa)` : ''}`,
         String(s.cpuPercent),
         String(run.server === 'parley' ? s.rssMiB : s.pssMiB),
         lat(s.latency),
@@ -610,6 +630,7 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
   out.push(
     `${r.watchers} watchers (one SIPp, one TCP connection per server) of ${r.presentities} presentities (one SIPp publisher per step);`,
     `each step publishes ${r.duration} s of changes per presentity, plus the initial PUBLISH and the removal: NOTIFYs = watchers x (changes + 2), counted at the watchers.`,
+    'received includes NOTIFYs that overtook the 200 to the previous one, answered by SIPp -aa ("by -aa"): delivered, in order of sending.',
     'NOTIFY/s = received / (first PUBLISH -> counts line showing the last NOTIFY); steady = per-second slope inside the step; the publisher waits for each 200,',
     'so a target above what a server sustains stretches the step. CPU % of one core, server process tree. RSS: Parley VmRSS; Kamailio summed PSS.',
     'Latency: PUBLISH sent (stamped in its body) -> NOTIFY received at the watcher, per NOTIFY and per change (its last NOTIFY); SIPp on the same cores.',

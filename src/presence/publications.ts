@@ -22,6 +22,11 @@ export interface PublicationStore {
   remove(aor: string, etag: string, onlyIfExpired?: boolean): Promise<boolean>;
   removeAll(aor: string): Promise<number>;
   list(aor: string): Promise<PublishedState[]>;
+  /**
+   * Removes every state published through this server (it is leaving: a drain, a stop), in
+   * one write; every AOR whose state changed is announced. Returns those AORs.
+   */
+  removeOwn(): Promise<string[]>;
   onChange(listener: (aor: string) => void): Promise<() => Promise<void>>;
 }
 
@@ -65,6 +70,13 @@ export class MemoryPublicationStore implements PublicationStore {
   async list(aor: string): Promise<PublishedState[]> {
     const now = Date.now();
     return [...(this.byAor.get(aor)?.values() ?? [])].filter((s) => s.expiresAt > now);
+  }
+
+  async removeOwn(): Promise<string[]> {
+    const aors = [...this.byAor.keys()];
+    this.byAor.clear();
+    for (const aor of aors) this.changed(aor);
+    return aors;
   }
 
   async onChange(listener: (aor: string) => void): Promise<() => Promise<void>> {
@@ -118,6 +130,10 @@ export class SharedPublicationStore implements PublicationStore {
 
   async list(aor: string): Promise<PublishedState[]> {
     return (await this.publications.listForAor(aor)).map(toState);
+  }
+
+  removeOwn(): Promise<string[]> {
+    return this.publications.removeForServer(this.serverId);
   }
 
   onChange(listener: (aor: string) => void): Promise<() => Promise<void>> {

@@ -339,6 +339,18 @@ export class PresenceServer implements RequestHandler {
     for (const over of this.publishedOver.values()) if (over.flowId === from) over.flowId = to;
   }
 
+  /**
+   * This server is leaving (a drain, a stop): what its endpoints published goes in one write,
+   * so their watchers, here or on other front-ends, see them offline now rather than when
+   * the publications expire. They publish again wherever they reconnect.
+   */
+  async dropOwnPublications(): Promise<number> {
+    for (const timer of this.expiryTimers.values()) cancelTimer(timer);
+    this.expiryTimers.clear();
+    this.publishedOver.clear();
+    return (await this.opts.publications.removeOwn()).length;
+  }
+
   /** A user with no registered endpoint left is offline, whatever its endpoints last published. */
   async userSignedOut(aor: string): Promise<void> {
     await this.opts.publications.removeAll(aor);

@@ -606,6 +606,10 @@ export async function startServer(
         transport.stopAccepting();
         // RFC 6665 4.1.3 "deactivated": watchers subscribe again at once, through another front-end.
         await presence.shutdown();
+        // Its users' watchers see them offline at once, until they sign in elsewhere.
+        await presence
+          .dropOwnPublications()
+          .catch((err: unknown) => log.warn({ err }, 'could not remove the presence published here'));
         await mirror?.stop();
         // Closing a client's connection makes it reconnect (through the load balancer) and register again.
         for (const flow of [...transport.allFlows()]) flow.close();
@@ -620,6 +624,9 @@ export async function startServer(
         clearInterval(sweep);
         clearInterval(heartbeat);
         await presence.shutdown();
+        await presence
+          .dropOwnPublications()
+          .catch((err: unknown) => log.warn({ err }, 'could not remove the presence published here'));
         await mirror?.stop().catch((err: unknown) => log.warn({ err }, 'could not remove registrations'));
         await servers.remove(config.serverId).catch(() => undefined);
         // Give the final NOTIFYs a moment to leave before the connections close.
