@@ -34,7 +34,9 @@ const USAGE = `Usage: npm run bench -- [options]
 Suites (default: the SIP suite)
   --sip               SIP suite: REGISTER with digest and MESSAGE rates with SIPp over TCP
   --vs-kamailio       also measure Kamailio (the anchor) in the same run and print the ratio
-  --sync              directory sync benchmark (bench/sync.ts)
+  --sync              directory sync benchmark (bench/sync.ts): full and incremental (1,000
+                      changes) at --users users
+  --sync-scale N[,N2] also the incremental at these forest sizes, with its slope per 100,000 users
   --contacts          contact-list benchmark (bench/contacts.ts): export and import of --users
                       users x 50 contacts by the parley CLI, with the CLI's peak RSS
   --contacts-engine E store for --contacts: pglite (default, a data folder), postgres or both
@@ -113,6 +115,8 @@ interface Options {
   sip: boolean;
   vsKamailio: boolean;
   sync: boolean;
+  /** --sync-scale: more forest sizes for the incremental sync. */
+  syncScale: number[];
   contacts: boolean;
   /** Stores the contacts suite measures: pglite, postgres or both. */
   contactsEngines: ('pglite' | 'postgres')[];
@@ -177,6 +181,9 @@ export function parseOptions(argv: string[]): Options | 'help' {
     sip: Boolean(v.sip || ((v['vs-kamailio'] || v.profile) && !v.presence) || !otherSuite),
     vsKamailio: Boolean(v['vs-kamailio']),
     sync: Boolean(v.sync),
+    syncScale: v['sync-scale']
+      ? v['sync-scale'].split(',').map((n) => Math.floor(positive(n.trim(), '--sync-scale')))
+      : [],
     contacts: Boolean(v.contacts),
     contactsEngines,
     migrate: Boolean(v.migrate),
@@ -210,6 +217,7 @@ function parseArgsStrict(argv: string[]) {
       sip: { type: 'boolean' },
       'vs-kamailio': { type: 'boolean' },
       sync: { type: 'boolean' },
+      'sync-scale': { type: 'string' },
       contacts: { type: 'boolean' },
       'contacts-engine': { type: 'string' },
       migrate: { type: 'boolean' },
@@ -381,7 +389,13 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
   }
   if (opts.sip) result.sip = await runSipSuite(opts, log, result);
   if (opts.sync)
-    result.sync = await runOptionalSuite('sync', 'sync.js', 'benchSync', { users: opts.users, log }, result);
+    result.sync = await runOptionalSuite(
+      'sync',
+      'sync.js',
+      'benchSync',
+      { users: opts.users, scale: opts.syncScale, log },
+      result,
+    );
   if (opts.contacts)
     result.contacts = await runOptionalSuite(
       'contacts',

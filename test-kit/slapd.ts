@@ -32,8 +32,12 @@ export interface StartSlapdOptions {
   baseDn: string;
   /** Entries loaded with slapadd before start (below the base entry). */
   ldif?: string;
-  /** Non-root searches return at most this many entries unless paged. */
-  sizeLimit?: number;
+  /**
+   * Non-root searches return at most this many entries unless paged (default 500).
+   * 'unlimited' is how a replication consumer's identity is set up: content-sync answers
+   * are not paged.
+   */
+  sizeLimit?: number | 'unlimited';
   /**
    * The syncprov overlay (RFC 4533 content synchronization), on by default. `sessionlog` is
    * how many write operations syncprov remembers (olcSpSessionlog): a cookie older than the
@@ -71,7 +75,7 @@ function configLdif(
   dir: string,
   baseDn: string,
   adminDn: string,
-  sizeLimit: number,
+  sizeLimit: number | 'unlimited',
   syncprov: { sessionlog?: number } | false,
 ): string {
   const schemas = SCHEMAS.map((s) => `include: file:///etc/ldap/schema/${s}.ldif`).join('\n');

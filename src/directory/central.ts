@@ -1,6 +1,6 @@
 import { AlreadyExistsError, Attribute, Change, type Client, NoSuchObjectError } from 'ldapts';
 import type { CentralConfig } from './config.js';
-import { andFilter, equalityFilter } from './filter.js';
+import { andFilter, equalityFilter, orFilter } from './filter.js';
 import { connectLdap, type Environment, firstValue, searchPages } from './ldap.js';
 import { CONTACT_ATTRIBUTES, type ContactAttributes, readContactAttributes, sipAddress } from './mapping.js';
 import { hasParleySchema } from './schema.js';
@@ -39,17 +39,43 @@ function isBelow(dn: string, container: string): boolean {
 }
 
 export class CentralDirectory implements ContactWriter {
+  private next = 0;
+
   private constructor(
     private readonly client: Client,
+    /** Connections the writes are spread over; each carries several operations at once. */
+    private readonly writers: Client[],
     readonly config: CentralConfig,
   ) {}
 
-  static async connect(config: CentralConfig, env: Environment): Promise<CentralDirectory> {
-    return new CentralDirectory(await connectLdap(config, { env }), config);
+  /**
+   * `writeConnections` (default 1: reads and writes share one): the sync pipelines its
+   * writes over a few connections, so the central server works on several at a time and
+   * no write waits for the previous one's round trip.
+   */
+  static async connect(
+    config: CentralConfig,
+    env: Environment,
+    opts: { writeConnections?: number } = {},
+  ): Promise<CentralDirectory> {
+    const client = await connectLdap(config, { env });
+    const writers: Client[] = [client];
+    try {
+      for (let i = 1; i < (opts.writeConnections ?? 1); i++) writers.push(await connectLdap(config, { env }));
+    } catch (err) {
+      await Promise.all(writers.map((c) => c.unbind().catch(() => undefined)));
+      throw err;
+    }
+    return new CentralDirectory(client, writers, config);
   }
 
   async close(): Promise<void> {
-    await this.client.unbind().catch(() => undefined);
+    await Promise.all(this.writers.map((c) => c.unbind().catch(() => undefined)));
+  }
+
+  private writer(): Client {
+    this.next = (this.next + 1) % this.writers.length;
+    return this.writers[this.next];
   }
 
   /** The sync needs the schema and the container that `parley directory prepare` creates. */
@@ -92,6 +118,40 @@ export class CentralDirectory implements ContactWriter {
         if (sip) claimed.set(sip, e.dn);
         const alias = firstValue(e, this.config.aliasAttribute)?.toLowerCase();
         if (alias) claimed.set(sipAddress(alias, this.config.sipDomain), e.dn);
+      }
+    }
+    return claimed;
+  }
+
+  /**
+   * The same as centralUserAddresses, for these addresses only: one search per hundred
+   * addresses, by alias and by parleySipAddress (both indexed: `prepare` indexes the latter).
+   */
+  async centralUserAddressesFor(addresses: string[]): Promise<Map<string, string>> {
+    const claimed = new Map<string, string>();
+    const wanted = new Set(addresses);
+    const domain = `@${this.config.sipDomain}`;
+    for (let i = 0; i < addresses.length; i += 100) {
+      const terms = addresses.slice(i, i + 100).flatMap((sip) => {
+        const t = [equalityFilter('parleySipAddress', sip)];
+        if (sip.endsWith(domain))
+          t.push(equalityFilter(this.config.aliasAttribute, sip.slice(0, -domain.length)));
+        return t;
+      });
+      const pages = searchPages(this.client, this.config.baseDn, {
+        filter: andFilter(this.config.userFilter, orFilter(...terms)),
+        attributes: [this.config.aliasAttribute, 'parleySipAddress'],
+        pageSize: this.config.pageSize,
+      });
+      for await (const page of pages) {
+        for (const e of page) {
+          if (isBelow(e.dn, this.config.contactContainer)) continue;
+          const sip = firstValue(e, 'parleySipAddress')?.toLowerCase();
+          if (sip && wanted.has(sip)) claimed.set(sip, e.dn);
+          const alias = firstValue(e, this.config.aliasAttribute)?.toLowerCase();
+          const own = alias ? sipAddress(alias, this.config.sipDomain) : undefined;
+          if (own && wanted.has(own)) claimed.set(own, e.dn);
+        }
       }
     }
     return claimed;
@@ -161,7 +221,7 @@ export class CentralDirectory implements ContactWriter {
     };
     for (const [k, v] of Object.entries(attrs)) if (v.length > 0) entry[k] = v;
     try {
-      await this.client.add(dn, entry);
+      await this.writer().add(dn, entry);
     } catch (err) {
       if (!(err instanceof AlreadyExistsError)) throw err;
       await this.replace(dn, attrs, CONTACT_ATTRIBUTES);
@@ -179,7 +239,7 @@ export class CentralDirectory implements ContactWriter {
 
   async deleteContact(dn: string): Promise<void> {
     try {
-      await this.client.del(dn);
+      await this.writer().del(dn);
     } catch (err) {
       if (!(err instanceof NoSuchObjectError)) throw err;
     }
@@ -194,6 +254,6 @@ export class CentralDirectory implements ContactWriter {
           modification: new Attribute({ type, values: attrs[type] ?? [] }),
         }),
     );
-    if (changes.length > 0) await this.client.modify(dn, changes);
+    if (changes.length > 0) await this.writer().modify(dn, changes);
   }
 }

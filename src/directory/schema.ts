@@ -1,4 +1,4 @@
-import { type Client, NoSuchObjectError } from 'ldapts';
+import { Attribute, Change, type Client, NoSuchObjectError } from 'ldapts';
 import type { CentralConfig } from './config.js';
 import { connectLdap, type Environment, values } from './ldap.js';
 
@@ -73,6 +73,35 @@ async function containerExists(client: Client, dn: string): Promise<boolean> {
   }
 }
 
+/**
+ * An equality index on the addresses and anchors (olcDbIndex on the database holding the
+ * base), so the sync's lookups of a few addresses do not scan every entry. Best effort: a
+ * database that refuses it (another backend, no right) still works, more slowly.
+ */
+async function indexParleyAttributes(admin: Client, baseDn: string): Promise<void> {
+  const norm = (dn: string) => dn.toLowerCase().replace(/\s+/g, '');
+  const dbs = await admin
+    .search('cn=config', { scope: 'one', filter: '(olcSuffix=*)', attributes: ['olcSuffix'] })
+    .catch(() => undefined);
+  const db = dbs?.searchEntries.find((e) =>
+    values(e, 'olcSuffix').some(
+      (sfx) => norm(baseDn) === norm(sfx) || norm(baseDn).endsWith(`,${norm(sfx)}`),
+    ),
+  );
+  if (!db) return;
+  await admin
+    .modify(db.dn, [
+      new Change({
+        operation: 'add',
+        modification: new Attribute({
+          type: 'olcDbIndex',
+          values: ['parleySipAddress,parleySourceAnchor eq'],
+        }),
+      }),
+    ])
+    .catch(() => undefined);
+}
+
 export class SchemaAdminMissingError extends Error {
   override name = 'SchemaAdminMissingError';
 }
@@ -112,6 +141,7 @@ export async function prepareCentral(
             olcAttributeTypes: PARLEY_ATTRIBUTE_TYPES,
             olcObjectClasses: PARLEY_OBJECT_CLASS,
           });
+          await indexParleyAttributes(admin, central.baseDn);
         } finally {
           await admin.unbind();
         }

@@ -1,5 +1,5 @@
 import { ResultCodeError } from 'ldapts';
-import type { Join, OpAction } from '../store/directory-journal.js';
+import type { DirectoryJournalRepository, Join, OpAction } from '../store/directory-journal.js';
 import type { Store } from '../store/store.js';
 import { CentralDirectory, CentralNotPreparedError, type ContactWriter } from './central.js';
 import type { DirectoryConfig, ForestConfig } from './config.js';
@@ -153,7 +153,11 @@ export class SyncInterruptedError extends Error {
   override name = 'SyncInterruptedError';
 }
 
-const WRITE_BATCH = 200;
+/** Central writes in flight at once, and how many completed writes are recorded together. */
+const WRITES_IN_FLIGHT = 32;
+const FLUSH_BATCH = 250;
+/** Connections to the central forest that carry the writes. */
+const WRITE_CONNECTIONS = 4;
 /** Anchors per batched join read. */
 const JOIN_BATCH = 5000;
 
@@ -195,6 +199,52 @@ function userFromJoin(j: Join): SourceUser & { alias: string } {
   };
 }
 
+type Claim = { forest: string; anchor: string; sourceDn: string };
+
+/**
+ * Who holds which SIP address: central users (in LDAP) and the sync's own contacts (the
+ * joins). A run that reads a whole forest loads them all once; an incremental run looks up
+ * only the addresses its changes touch, so its work does not grow with the forests. The
+ * maps are the run's view: the diff updates `claims` as it hands addresses out.
+ */
+class AddressHolders {
+  readonly central = new Map<string, string>();
+  readonly claims = new Map<string, Claim>();
+  private readonly known = new Set<string>();
+  private complete = false;
+
+  constructor(
+    private readonly directory: CentralDirectory,
+    private readonly journal: DirectoryJournalRepository,
+  ) {}
+
+  async loadAll(): Promise<void> {
+    if (this.complete) return;
+    const [central, claims] = await Promise.all([
+      this.directory.centralUserAddresses(),
+      this.journal.claims(),
+    ]);
+    for (const [sip, dn] of central) if (!this.known.has(sip)) this.central.set(sip, dn);
+    for (const [sip, c] of claims) if (!this.known.has(sip)) this.claims.set(sip, c);
+    this.complete = true;
+  }
+
+  async lookUp(addresses: Iterable<string>): Promise<void> {
+    if (this.complete) return;
+    const missing = [...new Set(addresses)].filter((a) => !this.known.has(a));
+    for (const a of missing) this.known.add(a);
+    for (let i = 0; i < missing.length; i += JOIN_BATCH) {
+      const chunk = missing.slice(i, i + JOIN_BATCH);
+      const [central, claims] = await Promise.all([
+        this.directory.centralUserAddressesFor(chunk),
+        this.journal.claimsFor(chunk),
+      ]);
+      for (const [sip, dn] of central) this.central.set(sip, dn);
+      for (const [sip, c] of claims) this.claims.set(sip, c);
+    }
+  }
+}
+
 export class DirectorySync {
   private readonly holder = currentHolder();
   private readonly started = Date.now();
@@ -211,8 +261,7 @@ export class DirectorySync {
     private readonly central: CentralDirectory,
     private readonly runId: number,
     private readonly resumedFrom: number | undefined,
-    private readonly centralUsers: Map<string, string>,
-    private readonly claims: Map<string, { forest: string; anchor: string; sourceDn: string }>,
+    private readonly holders: AddressHolders,
   ) {
     this.writer = opts.wrapWriter ? opts.wrapWriter(central) : central;
   }
@@ -254,7 +303,10 @@ export class DirectorySync {
     }
     let central: CentralDirectory | undefined;
     try {
-      central = await CentralDirectory.connect(opts.config.central, opts.env).catch((err: unknown) => {
+      const connections = opts.dryRun ? 1 : WRITE_CONNECTIONS;
+      central = await CentralDirectory.connect(opts.config.central, opts.env, {
+        writeConnections: connections,
+      }).catch((err: unknown) => {
         if (err instanceof BindPasswordError)
           throw new DirectoryError('DIRECTORY_PASSWORD', err.message, EXIT.config);
         throw new DirectoryError(
@@ -272,15 +324,19 @@ export class DirectorySync {
         }
         throw err;
       });
-      const centralUsers = await central.centralUserAddresses();
-      const claims = await journal.claims();
       const run = await journal.startRun({
         mode: opts.full ? 'full' : 'incremental',
         dryRun: !!opts.dryRun,
         holder,
       });
       await journal.heartbeat(holder, run.runId);
-      const sync = new DirectorySync(opts, central, run.runId, run.resumedFrom, centralUsers, claims);
+      const sync = new DirectorySync(
+        opts,
+        central,
+        run.runId,
+        run.resumedFrom,
+        new AddressHolders(central, journal),
+      );
       const every = Math.max(1, Math.floor(opts.config.sync.lockStaleSeconds / 4)) * 1000;
       sync.heartbeat = setInterval(() => void journal.heartbeat(holder).catch(() => undefined), every);
       sync.heartbeat.unref();
@@ -519,9 +575,9 @@ export class DirectorySync {
 
   /** Who else holds this address, if anyone: a central user first, then another source user. */
   private holderOf(sip: string, forest: string, anchor: string): string | undefined {
-    const central = this.centralUsers.get(sip);
+    const central = this.holders.central.get(sip);
     if (central) return `central:${central}`;
-    const claim = this.claims.get(sip);
+    const claim = this.holders.claims.get(sip);
     if (claim && !(claim.forest === forest && claim.anchor === anchor))
       return `${claim.forest}:${claim.sourceDn}`;
     return undefined;
@@ -556,6 +612,12 @@ export class DirectorySync {
     const isPresent = (anchor: string) =>
       read.present ? read.present.has(anchor) : !read.deleted.has(anchor);
     const joins = await this.joinsFor(forest, read);
+    if (read.fullRead) await this.holders.loadAll();
+    else {
+      const addresses = changed.flatMap((u) => (u.alias ? [sipAddress(u.alias, central.sipDomain)] : []));
+      for (const j of joins.values()) addresses.push(j.sipAddress);
+      await this.holders.lookUp(addresses);
+    }
     // With --full the contacts themselves are the current state, so drift is repaired.
     let actual: Map<string, { dn: string; attrs: ContactAttributes }> | undefined;
     if (this.opts.full) {
@@ -586,7 +648,7 @@ export class DirectorySync {
         if (hasContact && j && j.sipAddress === sip && heldBy.startsWith('central:')) {
           // The person now exists in the central forest: the contact would shadow them.
           ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
-          this.claims.delete(sip);
+          this.holders.claims.delete(sip);
         } else if (
           !hasContact &&
           !(j?.state === 'conflict' && j.attributesHash === hashAttributes(attrs) && j.sourceDn === user.dn)
@@ -624,13 +686,13 @@ export class DirectorySync {
           if (j) forget.push(j.anchor);
           return;
         }
-        this.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+        this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
         ops.push({ ...this.opBase(forest, user, dn, sip), action: 'add', attrs, join, removal: false });
         return;
       }
-      if (j && j.sipAddress !== sip && this.claims.get(j.sipAddress)?.anchor === user.anchor)
-        this.claims.delete(j.sipAddress);
-      this.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+      if (j && j.sipAddress !== sip && this.holders.claims.get(j.sipAddress)?.anchor === user.anchor)
+        this.holders.claims.delete(j.sipAddress);
+      this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
       if (!enabled && j?.state === 'disabled' && this.graceExpired(j)) {
         ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
         return;
@@ -781,17 +843,27 @@ export class DirectorySync {
         })),
       );
     }
-    let failures = 0;
     progress('write', 0, ops.length);
-    for (let i = 0; i < journaled.length; i += WRITE_BATCH) {
-      const batch = journaled.slice(i, i + WRITE_BATCH);
-      const done: typeof batch = [];
-      for (const item of batch) {
-        if (this.opts.signal?.aborted) {
-          // Record exactly what was done, so the resumed run does only the rest.
-          await this.flush(forest, done);
-          throw new SyncInterruptedError('directory sync interrupted');
-        }
+    // Pipelined: WRITES_IN_FLIGHT operations at once over the central writer's connections.
+    // Each completed write is recorded (joins + op status, one transaction per FLUSH_BATCH)
+    // while the others go on; a resumed run redoes at most the unrecorded ones, idempotently.
+    let failures = 0;
+    let nextItem = 0;
+    let written = 0;
+    let fatal: { err: unknown } | undefined;
+    let done: { op: PlannedOp; seq: number }[] = [];
+    const record = async (batch: { op: PlannedOp; seq: number }[]) => {
+      await this.flush(forest, batch);
+      this.count(
+        summary,
+        batch.map((d) => d.op),
+      );
+      written += batch.length;
+      progress('write', written, ops.length);
+    };
+    const worker = async () => {
+      while (nextItem < journaled.length && !fatal && !this.opts.signal?.aborted) {
+        const item = journaled[nextItem++];
         const { op } = item;
         try {
           if (op.action === 'add') await this.writer.addContact(op.contactDn, op.attrs ?? {});
@@ -802,11 +874,12 @@ export class DirectorySync {
           // Only an LDAP answer about this entry is an item failure; anything else (the
           // connection is gone) stops the forest.
           if (!(err instanceof ResultCodeError)) {
-            await this.flush(forest, done);
-            throw err;
+            fatal ??= { err };
+            return;
           }
           failures++;
           summary.errors++;
+          written++;
           this.errors.push({
             forest: forest.name,
             anchor: op.anchor,
@@ -817,14 +890,18 @@ export class DirectorySync {
           });
           await this.journal.markOps(this.runId, [item.seq], 'failed', describe(err));
         }
+        if (done.length >= FLUSH_BATCH) {
+          const batch = done;
+          done = [];
+          await record(batch);
+        }
       }
-      await this.flush(forest, done);
-      this.count(
-        summary,
-        done.map((d) => d.op),
-      );
-      progress('write', Math.min(i + WRITE_BATCH, ops.length), ops.length);
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, journaled.length) }, worker));
+    // Record exactly what was done, so a resumed run does only the rest.
+    await record(done);
+    if (fatal) throw fatal.err;
+    if (this.opts.signal?.aborted) throw new SyncInterruptedError('directory sync interrupted');
     return failures;
   }
 

@@ -334,6 +334,26 @@ export class DirectoryJournalRepository {
     );
   }
 
+  /** The holders of these addresses only (an incremental run's lookups). */
+  async claimsFor(
+    addresses: string[],
+  ): Promise<Map<string, { forest: string; anchor: string; sourceDn: string }>> {
+    if (addresses.length === 0) return new Map();
+    const { rows } = await this.sql.query<{
+      sip_address: string;
+      forest: string;
+      anchor: string;
+      source_dn: string;
+    }>(
+      `SELECT sip_address, forest, anchor, source_dn FROM directory_joins
+        WHERE sip_address = ANY($1::text[]) AND state <> 'conflict'`,
+      [addresses],
+    );
+    return new Map(
+      rows.map((r) => [r.sip_address, { forest: r.forest, anchor: r.anchor, sourceDn: r.source_dn }]),
+    );
+  }
+
   /** Upserts joins in one statement, whatever their number. */
   async saveJoins(joins: Join[]): Promise<void> {
     if (joins.length === 0) return;
