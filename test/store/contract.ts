@@ -1307,6 +1307,10 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect((await j.joinAnchors('north')).sort()).toEqual(['a', 'b', 'c', 'd']);
         expect(await j.contactCount('north')).toBe(3);
         expect(await j.contactCount('south')).toBe(1);
+        const held = await j.claimsFor(['a@example.com', 'd@example.com', 'e@example.com', 'x@example.com']);
+        expect([...held.keys()].sort()).toEqual(['a@example.com', 'e@example.com']);
+        expect(held.get('e@example.com')).toEqual({ forest: 'south', anchor: 'e', sourceDn: 'uid=e' });
+        expect((await j.claimsFor([])).size).toBe(0);
       });
     });
     describe('wave migration: accounts, placement moves and the journal', () => {
