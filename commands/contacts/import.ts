@@ -12,6 +12,7 @@ import {
 } from '../../src/contacts/cli.js';
 import { ContactsError } from '../../src/contacts/errors.js';
 import { type ImportMode, type ImportResult, importContactLists } from '../../src/contacts/import.js';
+import { DEFAULT_LIMITS } from '../../src/contacts/xml-parse.js';
 
 export default class ContactsImport extends ParleyCommand {
   static override summary = 'Import contact lists from an XML file.';
@@ -45,10 +46,12 @@ Lists of users the store does not know are reported as failures and the others a
       throw new ContactsError('FILE_IS_FOLDER', `${args.file} is a folder, not a file`);
     }
     const display = progressDisplay(this, this.jsonEnabled());
-    const result = await runChange(this, flags, nothingToPrepare, (store) =>
+    const result = await runChange(this, flags, nothingToPrepare, (store, config) =>
       withProgress(`Importing ${args.file}`, display, (progress) =>
         importContactLists(store, {
           file: args.file,
+          // The deployment's per-user limit (presence.maxContactsPerUser): a longer list rejects the file.
+          limits: { ...DEFAULT_LIMITS, maxContacts: config.presence.maxContactsPerUser },
           user: flags.user,
           mode: flags.mode as ImportMode,
           dryRun: flags['dry-run'],

@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
 import { pidf, TestClient } from '../support/jssip.js';
 import { PresenceEndpoint } from '../support/presence-endpoint.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -119,6 +120,29 @@ describe('presence subscription and contact-list limits', { timeout: 180_000 }, 
     expect(stored.body).toContain(`sip:p1@${t.domain}`);
     expect(stored.body).not.toContain(`sip:p2@${t.domain}`);
   });
+
+  it('rejects an import of a list over presence.maxContactsPerUser with the line and the limit', async () => {
+    const file = join(t.dataDir, 'too-many.xml');
+    const config = join(t.dataDir, 'limits.yaml');
+    writeFileSync(
+      config,
+      `domain: ${t.domain}\ndatabase:\n  dataDir: .\npresence:\n  maxContactsPerUser: 2\n`,
+    );
+    writeFileSync(
+      file,
+      [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<contact-lists xmlns="urn:parley:contact-list:1" format-version="1">',
+        `<user uri="sip:lister@${t.domain}" version="0"><contacts>`,
+        ...[0, 1, 2].map((i) => `<contact uri="sip:p${i}@${t.domain}" subscribed="true"/>`),
+        '</contacts></user>',
+        '</contact-lists>',
+      ].join('\n'),
+    );
+    const cli = await runCli(['contacts', 'import', file, '--config', config, '--json']);
+    expect(cli.code, cli.output).toBe(2);
+    expect(cli.output).toContain('more than 2 contacts');
+  }, 60_000);
 });
 
 describe('subscription limit with SIPp watchers in numbers', { timeout: 180_000 }, () => {
