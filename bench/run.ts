@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { archiveMain } from './archive.js';
 import { benchEdge, EDGE_RATES, type EdgeSuiteResult, renderEdgeTable } from './edge.js';
 import { benchFuzz, type FuzzSuiteResult, renderFuzz } from './fuzz.js';
 import { findKamailio, startKamailio } from './kamailio.js';
@@ -52,6 +53,8 @@ Suites (default: the SIP suite)
                       presence modules in the same run and the ratio; --profile profiles Parley
   --soak              memory soak (bench/soak.ts): --users registered over UDP, then MESSAGE at
                       --rate (default 5000/s) for --minutes (default 10); RSS and heap each minute
+  --archive           archiving cost (bench/archive.ts): MESSAGE rate with archiving off and on,
+                      on PGlite and PostgreSQL (--engine pglite|postgres|both); --archive --help
   --edge              edge benchmark (bench/edge.ts): TLS REGISTER through the edge and MESSAGE
                       between two organisations through both edges (mutual TLS), beside the same
                       workloads straight to the home; ramp ${EDGE_RATES.join(',')} unless --rate,
@@ -502,6 +505,7 @@ export function renderProfile(p: ProfileSummary): string {
 
 async function main(): Promise<number> {
   if (process.argv.includes('--soak')) return soakMain(process.argv.slice(2));
+  if (process.argv.includes('--archive')) return archiveMain(process.argv.slice(2));
   let opts: Options | 'help';
   try {
     opts = parseOptions(process.argv.slice(2));

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import type { Database, QueryResult, Sql } from './sql.js';
 
 /**
@@ -200,6 +201,8 @@ export async function createPgliteDatabase(dataDir?: string): Promise<PgliteData
   const pglite = await PGlite.create({
     ...(pgdata ? { dataDir: pgdata } : {}),
     ...(template ? { loadDataDir: new Blob([template]) } : {}),
+    // pg_trgm indexes the archive's bodies for `archive search --text` (009_archive_text_search.sql).
+    extensions: { pg_trgm },
   });
   return new PgliteDatabase(pglite, dataDir);
 }

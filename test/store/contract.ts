@@ -1040,6 +1040,31 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(await store.archive.purgeBefore(t(2))).toBe(2);
         expect(await q({})).toEqual(['offline']);
       });
+
+      it('answers --text words from the trigram index (009_archive_text_search.sql)', async () => {
+        const rows = Array.from({ length: 2000 }, (_, i) => ({
+          at: new Date(T0.getTime() + i * 1000),
+          sender: `u${i % 50}@example.com`,
+          recipient: 'boss@example.com',
+          contentType: 'text/plain',
+          body: i === 1234 ? 'the Quarterly figures are in' : `message number ${i}`,
+          size: 20,
+          result: 200,
+          serverId: 'fe1',
+        }));
+        await store.archive.insertBatch(rows);
+        const found = await store.archive.search({ limit: 10, words: ['quarterly'] });
+        expect(found.map((r) => r.body)).toEqual(['the Quarterly figures are in']);
+        // The planner can answer the search's ILIKE '%word%' from the index instead of reading every row.
+        const plan = await db.transaction(async (tx) => {
+          await tx.query('SET LOCAL enable_seqscan = off');
+          const { rows: lines } = await tx.query<{ 'QUERY PLAN': string }>(
+            "EXPLAIN SELECT id FROM archive WHERE body ILIKE '%quarterly%'",
+          );
+          return lines.map((l) => l['QUERY PLAN']).join('\n');
+        });
+        expect(plan).toMatch(/Index Scan on archive_body_trgm_idx/);
+      });
     });
 
     describe('usage rollup', () => {

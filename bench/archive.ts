@@ -1,0 +1,299 @@
+/**
+ * `npm run bench -- --archive`: what message archiving costs. The SIP suite's MESSAGE workload
+ * (SIPp alice -> Parley -> SIPp UAS bob, digest, TCP) against a standard server with
+ * archiving off and then on (every MESSAGE archived, batched writes, docs/archiving.md), on
+ * the embedded store (PGlite) and on a PostgreSQL server. The issue's goal: archiving costs
+ * less than 20% of the MESSAGE rate. Figures on a shared machine are noisy: compare runs of
+ * the same invocation, not across machines.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { computeHa1Pair } from '../src/registrar/ha1.js';
+import { openDatabase } from '../src/store/open.js';
+import { UserRepository } from '../src/store/users.js';
+import { startTestPostgres, type TestPostgres } from '../test-kit/postgres.js';
+import {
+  captureTail,
+  DOMAIN,
+  killChildren,
+  machineInfo,
+  measureTargets,
+  PASSWORD,
+  processTree,
+  REPO_ROOT,
+  type SipTarget,
+  seedParleyUsers,
+  sleep,
+  spawnTracked,
+  type WorkloadRun,
+  waitForExit,
+} from './sip.js';
+
+const ARCHIVE_USAGE = `Usage: npm run bench -- --archive [options]
+
+MESSAGE rate with archiving off and on, on PGlite and on PostgreSQL (bench/archive.ts).
+
+Options
+  --engine E          pglite, postgres or both (default both)
+  --rate R[,R2...]    target MESSAGE rates (default ${[2_000, 4_000, 6_000, 8_000, 10_000, 12_000].join(',')})
+  --duration S        seconds per rate step (default 5)
+  --json              print the results as JSON (progress goes to stderr)
+  -h, --help          this text`;
+
+type Engine = 'pglite' | 'postgres';
+
+export interface ArchiveBenchRow {
+  engine: Engine;
+  off: WorkloadRun;
+  on: WorkloadRun;
+  /** Rows the archiving server wrote (parley_archive_written_total) during its run. */
+  archivedRows: number;
+  /** 1 - best rate with archiving / best rate without: the share of the rate archiving costs. */
+  cost?: number;
+}
+
+export interface ArchiveBenchResult {
+  machine: ReturnType<typeof machineInfo>;
+  rates: number[];
+  duration: number;
+  rows: ArchiveBenchRow[];
+}
+
+export async function archiveMain(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        archive: { type: 'boolean' },
+        engine: { type: 'string' },
+        rate: { type: 'string' },
+        duration: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n\n${ARCHIVE_USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${ARCHIVE_USAGE}\n`);
+    return 0;
+  }
+  const engineFlag = typeof values.engine === 'string' ? values.engine : 'both';
+  if (!['pglite', 'postgres', 'both'].includes(engineFlag)) {
+    process.stderr.write(`--engine is one of pglite, postgres, both\n\n${ARCHIVE_USAGE}\n`);
+    return 2;
+  }
+  const engines: Engine[] = engineFlag === 'both' ? ['pglite', 'postgres'] : [engineFlag as Engine];
+  const numbers = (text: string | boolean | undefined, fallback: number[]) =>
+    typeof text === 'string' ? text.split(',').map((r) => Number(r.trim().replace(/_/g, ''))) : fallback;
+  const rates = numbers(values.rate, [2_000, 4_000, 6_000, 8_000, 10_000, 12_000]);
+  const [duration] = numbers(values.duration, [5]);
+  if ([...rates, duration].some((n) => !Number.isFinite(n) || n <= 0)) {
+    process.stderr.write(`--rate and --duration need positive numbers\n\n${ARCHIVE_USAGE}\n`);
+    return 2;
+  }
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const onSignal = () => {
+    killChildren();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  try {
+    const result = await benchArchive({ engines, rates, duration, log });
+    if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else for (const line of renderArchiveTable(result)) process.stdout.write(`${line}\n`);
+    return result.rows.some((r) => r.off.best === undefined || r.on.best === undefined) ? 1 : 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+  }
+}
+
+export async function benchArchive(o: {
+  engines: Engine[];
+  rates: number[];
+  duration: number;
+  log: (line: string) => void;
+}): Promise<ArchiveBenchResult> {
+  const machine = machineInfo();
+  o.log(
+    `machine: ${machine.cpus} CPUs (${machine.cpuModel}), load ${machine.loadAverage.join(' ')}, Node ${machine.node}`,
+  );
+  const result: ArchiveBenchResult = { machine, rates: o.rates, duration: o.duration, rows: [] };
+  const workDir = mkdtempSync(join(tmpdir(), 'parley-bench-archive-'));
+  let pg: TestPostgres | undefined;
+  const stopPostgres = () => void pg?.stop().catch(() => undefined);
+  process.once('exit', stopPostgres);
+  try {
+    for (const engine of o.engines) {
+      if (engine === 'postgres' && !pg) pg = await startTestPostgres();
+      const runs: Partial<Record<'off' | 'on', { run: WorkloadRun; archived: number }>> = {};
+      for (const archiving of [false, true]) {
+        const mode = archiving ? 'on' : 'off';
+        const url =
+          pg && engine === 'postgres' ? await pg.createDatabase(`parley_archive_${mode}`) : undefined;
+        const server = await startArchivingParley({ archiving, databaseUrl: url, log: o.log });
+        o.log(`${engine}, archiving ${mode}: parley on tcp 127.0.0.1:${server.target.port}`);
+        try {
+          const measured = await measureTargets(
+            [server.target],
+            { users: 0, rates: o.rates, duration: o.duration, workloads: ['message'], log: o.log },
+            workDir,
+          );
+          // The last batch is written within flushMs of the last message.
+          await sleep(500);
+          runs[mode] = {
+            run: measured.message[0],
+            archived: await server.metric('parley_archive_written_total'),
+          };
+        } finally {
+          await server.target.stop();
+        }
+      }
+      const off = runs.off!.run;
+      const on = runs.on!.run;
+      const row: ArchiveBenchRow = { engine, off, on, archivedRows: runs.on!.archived };
+      if (off.best && on.best)
+        row.cost = Math.round((1 - on.best.achievedRate / off.best.achievedRate) * 1000) / 1000;
+      result.rows.push(row);
+    }
+  } finally {
+    process.off('exit', stopPostgres);
+    await pg?.stop().catch(() => undefined);
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  return result;
+}
+
+export function renderArchiveTable(r: ArchiveBenchResult): string[] {
+  const lines = [
+    `MESSAGE rate with archiving off and on (${r.duration} s steps, rates ${r.rates.join(', ')}/s; machine load ${r.machine.loadAverage.join(' ')})`,
+    'engine    off best/s  off p99 ms  on best/s  on p99 ms  archived rows  cost',
+  ];
+  const p99 = (w: WorkloadRun) => (w.sustained ?? w.best)?.latency?.p99 ?? '-';
+  for (const row of r.rows) {
+    lines.push(
+      [
+        row.engine.padEnd(8),
+        String(row.off.best?.achievedRate ?? '-').padStart(11),
+        String(p99(row.off)).padStart(11),
+        String(row.on.best?.achievedRate ?? '-').padStart(10),
+        String(p99(row.on)).padStart(10),
+        String(row.archivedRows).padStart(14),
+        row.cost === undefined ? '    -' : `${(row.cost * 100).toFixed(1).padStart(5)}%`,
+      ].join(' '),
+    );
+  }
+  lines.push(
+    'cost = 1 - (best clean rate with archiving / without); goal < 20%. Figures under load are noisy.',
+  );
+  return lines;
+}
+
+/** A standard server from the built CLI with archiving on or off, on PGlite or on PostgreSQL. */
+async function startArchivingParley(o: {
+  archiving: boolean;
+  databaseUrl?: string;
+  log: (line: string) => void;
+}): Promise<{ target: SipTarget; metric(name: string): Promise<number> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-archive-data-'));
+  if (o.databaseUrl) {
+    const db = await openDatabase({ url: o.databaseUrl });
+    try {
+      const users = new UserRepository(db);
+      for (const name of ['alice', 'bob']) {
+        const user = await users.createUser({ aor: `${name}@${DOMAIN}`, displayName: name });
+        await users.setCredentials(user.id, DOMAIN, computeHa1Pair(name, DOMAIN, PASSWORD));
+      }
+    } finally {
+      await db.close();
+    }
+  } else {
+    await seedParleyUsers(dataDir, 0);
+  }
+  const config = join(dataDir, 'parley-bench.yaml');
+  writeFileSync(
+    config,
+    `archiving:\n  enabled: ${o.archiving}\n${o.databaseUrl ? `database:\n  url: ${JSON.stringify(o.databaseUrl)}\n` : ''}`,
+  );
+  const child = spawnTracked(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'bin', 'run.js'),
+      'server',
+      'start',
+      ...['--domain', DOMAIN, '--config', config, '--data-dir', dataDir],
+      ...['--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'warn'],
+    ],
+    { cwd: dataDir },
+  );
+  const tail = captureTail(child, 16_384);
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGINT');
+    await waitForExit(child, 20_000);
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  try {
+    const { sipPort, httpUrl } = await listeningAddresses(child, 60_000);
+    const pid = child.pid ?? 0;
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${httpUrl}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+    };
+    return {
+      target: {
+        name: 'parley',
+        version: 'Parley',
+        host: '127.0.0.1',
+        port: sipPort,
+        pids: () => processTree(pid),
+        stop,
+      },
+      metric,
+    };
+  } catch (err) {
+    await stop();
+    throw new Error(
+      `Parley did not start: ${(err as Error).message}\n${tail().trim().split('\n').slice(-15).join('\n')}`,
+    );
+  }
+}
+
+/** `server start` prints "SIP   tcp://host:port" and "HTTP  http://host:port/..." once it serves. */
+function listeningAddresses(
+  child: ChildProcess,
+  timeoutMs: number,
+): Promise<{ sipPort: number; httpUrl: string }> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(
+      () => done(new Error(`no listening addresses after ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const sip = /SIP\s+tcp:\/\/[^\s]+:(\d+)/.exec(out);
+      const http = /HTTP\s+(http:\/\/[^\s/]+)\//.exec(out);
+      if (sip && http) done(undefined, { sipPort: Number(sip[1]), httpUrl: http[1] });
+    };
+    const onExit = (code: number | null) => done(new Error(`the server exited with code ${code}`));
+    const done = (err?: Error, value?: { sipPort: number; httpUrl: string }) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else if (value) resolve(value);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', onExit);
+  });
+}
