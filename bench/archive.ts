@@ -32,13 +32,15 @@ import {
   waitForExit,
 } from './sip.js';
 
+const DEFAULT_ARCHIVE_RATES = [1_000, 2_000, 4_000, 6_000, 8_000, 10_000, 12_000];
+
 const ARCHIVE_USAGE = `Usage: npm run bench -- --archive [options]
 
 MESSAGE rate with archiving off and on, on PGlite and on PostgreSQL (bench/archive.ts).
 
 Options
   --engine E          pglite, postgres or both (default both)
-  --rate R[,R2...]    target MESSAGE rates (default ${[2_000, 4_000, 6_000, 8_000, 10_000, 12_000].join(',')})
+  --rate R[,R2...]    target MESSAGE rates (default ${DEFAULT_ARCHIVE_RATES.join(',')})
   --duration S        seconds per rate step (default 5)
   --json              print the results as JSON (progress goes to stderr)
   -h, --help          this text`;
@@ -51,6 +53,8 @@ export interface ArchiveBenchRow {
   on: WorkloadRun;
   /** Rows the archiving server wrote (parley_archive_written_total) during its run. */
   archivedRows: number;
+  /** Failed batch writes (parley_archive_failures_total): non-zero means the rate is not archiving's. */
+  archiveFailures: number;
   /** 1 - best rate with archiving / best rate without: the share of the rate archiving costs. */
   cost?: number;
 }
@@ -93,7 +97,7 @@ export async function archiveMain(argv: string[]): Promise<number> {
   const engines: Engine[] = engineFlag === 'both' ? ['pglite', 'postgres'] : [engineFlag as Engine];
   const numbers = (text: string | boolean | undefined, fallback: number[]) =>
     typeof text === 'string' ? text.split(',').map((r) => Number(r.trim().replace(/_/g, ''))) : fallback;
-  const rates = numbers(values.rate, [2_000, 4_000, 6_000, 8_000, 10_000, 12_000]);
+  const rates = numbers(values.rate, DEFAULT_ARCHIVE_RATES);
   const [duration] = numbers(values.duration, [5]);
   if ([...rates, duration].some((n) => !Number.isFinite(n) || n <= 0)) {
     process.stderr.write(`--rate and --duration need positive numbers\n\n${ARCHIVE_USAGE}\n`);
@@ -133,7 +137,8 @@ export async function benchArchive(o: {
   try {
     for (const engine of o.engines) {
       if (engine === 'postgres' && !pg) pg = await startTestPostgres();
-      const runs: Partial<Record<'off' | 'on', { run: WorkloadRun; archived: number }>> = {};
+      const runs: Partial<Record<'off' | 'on', { run: WorkloadRun; archived: number; failures: number }>> =
+        {};
       for (const archiving of [false, true]) {
         const mode = archiving ? 'on' : 'off';
         const url =
@@ -146,11 +151,14 @@ export async function benchArchive(o: {
             { users: 0, rates: o.rates, duration: o.duration, workloads: ['message'], log: o.log },
             workDir,
           );
-          // The last batch is written within flushMs of the last message.
-          await sleep(500);
+          // Rows still waiting (final responses, the last batch) are written before counting.
+          const deadline = Date.now() + 15_000;
+          while (Date.now() < deadline && (await server.metric('parley_archive_backlog')) > 0)
+            await sleep(200);
           runs[mode] = {
             run: measured.message[0],
             archived: await server.metric('parley_archive_written_total'),
+            failures: await server.metric('parley_archive_failures_total'),
           };
         } finally {
           await server.target.stop();
@@ -158,7 +166,13 @@ export async function benchArchive(o: {
       }
       const off = runs.off!.run;
       const on = runs.on!.run;
-      const row: ArchiveBenchRow = { engine, off, on, archivedRows: runs.on!.archived };
+      const row: ArchiveBenchRow = {
+        engine,
+        off,
+        on,
+        archivedRows: runs.on!.archived,
+        archiveFailures: runs.on!.failures,
+      };
       if (off.best && on.best)
         row.cost = Math.round((1 - on.best.achievedRate / off.best.achievedRate) * 1000) / 1000;
       result.rows.push(row);
@@ -174,7 +188,7 @@ export async function benchArchive(o: {
 export function renderArchiveTable(r: ArchiveBenchResult): string[] {
   const lines = [
     `MESSAGE rate with archiving off and on (${r.duration} s steps, rates ${r.rates.join(', ')}/s; machine load ${r.machine.loadAverage.join(' ')})`,
-    'engine    off best/s  off p99 ms  on best/s  on p99 ms  archived rows  cost',
+    'engine    off best/s  off p99 ms  on best/s  on p99 ms  archived rows  failed writes  cost',
   ];
   const p99 = (w: WorkloadRun) => (w.sustained ?? w.best)?.latency?.p99 ?? '-';
   for (const row of r.rows) {
@@ -186,6 +200,7 @@ export function renderArchiveTable(r: ArchiveBenchResult): string[] {
         String(row.on.best?.achievedRate ?? '-').padStart(10),
         String(p99(row.on)).padStart(10),
         String(row.archivedRows).padStart(14),
+        String(row.archiveFailures).padStart(14),
         row.cost === undefined ? '    -' : `${(row.cost * 100).toFixed(1).padStart(5)}%`,
       ].join(' '),
     );
