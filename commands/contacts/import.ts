@@ -38,6 +38,10 @@ Lists of users the store does not know are reported as failures and the others a
       default: 'merge',
     }),
     'dry-run': Flags.boolean({ summary: 'Validate and report what would change, writing nothing.' }),
+    'work-dir': Flags.string({
+      summary:
+        'Folder for the temporary file of validated lists (smaller than the XML file); default $TMPDIR or /tmp.',
+    }),
   };
 
   async run(): Promise<ImportResult & StoreNamed> {
@@ -55,6 +59,7 @@ Lists of users the store does not know are reported as failures and the others a
           user: flags.user,
           mode: flags.mode as ImportMode,
           dryRun: flags['dry-run'],
+          workDir: flags['work-dir'],
           onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
         }),
       ),
