@@ -93,7 +93,10 @@ export class ProxyContext {
   private launch(branch: Branch): void {
     branch.target.resolve().then(
       (flow) => {
-        if (this.cancelled || this.finalSent) {
+        // A target whose connection came up after another branch's final response still gets a
+        // non-INVITE (a MESSAGE goes to every endpoint, RFC 3428 via 16.6); an INVITE's pending
+        // branches would only be cancelled (RFC 3261 16.7 step 10), so they are not started.
+        if (this.cancelled || (this.finalSent && this.st.request.method === 'INVITE')) {
           this.branchDone(branch, undefined);
           return;
         }

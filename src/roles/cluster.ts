@@ -242,38 +242,56 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
       );
     };
     const ready = new Map<number, { listening: Listening[]; httpUrl: string }>();
+    let startedAll = false;
+    let failStart: (err: Error) => void = () => {};
+    let allReady: () => void = () => {};
     const started = new Promise<void>((resolve, reject) => {
-      for (let i = 1; i <= config.server.workers; i++) {
-        const index = i;
-        void (async () => {
-          const ports = [await freeLoopbackPort(), await freeLoopbackPort()].join(',');
-          const worker = cluster.fork({ PARLEY_CLUSTER_WORKER: String(index), PARLEY_CLUSTER_PORTS: ports });
-          workers.set(index, { worker });
-          worker.on('message', (m: unknown) => {
-            if (!isParley<ToPrimary>(m)) return;
-            if (m.parley === 'listen') {
-              listenFor(m.channel).catch((err: unknown) =>
-                log.error({ err, channel: m.channel }, 'could not listen for a worker'),
-              );
-            } else if (m.parley === 'ready') {
-              ready.set(index, { listening: m.listening, httpUrl: m.httpUrl });
-              const w = workers.get(index);
-              if (w) w.httpUrl = m.httpUrl;
-              if (ready.size === config.server.workers) resolve();
-            } else if (m.parley === 'failed') {
-              reject(new Error(`worker ${index} could not start: ${m.error}`));
-            }
-          });
-          worker.on('exit', (code, signal) => {
-            if (closed) return;
-            if (!ready.has(index))
-              reject(new Error(`worker ${index} exited (${code ?? signal}) while starting`));
-            else log.error({ worker: index, code, signal }, 'a worker stopped; its connections are gone');
-          });
-        })().catch(reject);
-      }
+      allReady = resolve;
+      failStart = reject;
     });
+    const restartDelay = new Map<number, number>();
+    // A worker that dies after it served is started again (same index: worker 1 keeps UDP);
+    // one that keeps dying soon after starting waits longer each time, up to 30 s.
+    const spawn = async (index: number): Promise<void> => {
+      const ports = [await freeLoopbackPort(), await freeLoopbackPort()].join(',');
+      const bornAt = Date.now();
+      const worker = cluster.fork({ PARLEY_CLUSTER_WORKER: String(index), PARLEY_CLUSTER_PORTS: ports });
+      workers.set(index, { worker });
+      worker.on('message', (m: unknown) => {
+        if (!isParley<ToPrimary>(m)) return;
+        if (m.parley === 'listen') {
+          listenFor(m.channel).catch((err: unknown) =>
+            log.error({ err, channel: m.channel }, 'could not listen for a worker'),
+          );
+        } else if (m.parley === 'ready') {
+          ready.set(index, { listening: m.listening, httpUrl: m.httpUrl });
+          const w = workers.get(index);
+          if (w?.worker === worker) w.httpUrl = m.httpUrl;
+          if (ready.size === config.server.workers) allReady();
+        } else if (m.parley === 'failed') {
+          if (!startedAll) failStart(new Error(`worker ${index} could not start: ${m.error}`));
+          else log.error({ worker: index, error: m.error }, 'a restarted worker could not start');
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        if (closed) return;
+        if (!startedAll) {
+          failStart(new Error(`worker ${index} exited (${code ?? signal}) while starting`));
+          return;
+        }
+        const quick = Date.now() - bornAt < 60_000;
+        const delay = quick ? Math.min((restartDelay.get(index) ?? 500) * 2, 30_000) : 1_000;
+        restartDelay.set(index, delay);
+        log.error({ worker: index, code, signal, restartInMs: delay }, 'a worker stopped; starting it again');
+        setTimeout(() => {
+          if (!closed) spawn(index).catch((err: unknown) => log.error({ err }, 'could not restart a worker'));
+        }, delay).unref();
+      });
+    };
+    for (let i = 1; i <= config.server.workers; i++)
+      spawn(i).catch((err: unknown) => failStart(err as Error));
     await started;
+    startedAll = true;
     const first = ready.get(1);
     if (!first) throw new Error('worker 1 did not report its listeners');
     const aggregator = new AggregatorRegistry();

@@ -350,7 +350,12 @@ export async function startServer(
           { onLookup: (source) => metrics.poolBindingLookups.inc(source) },
         )
       : undefined;
-    await mirror?.start(db);
+    if (mirror) {
+      // A member starting again under its name (a restarted worker or front-end) holds none of
+      // the flows its rows name: they died with the process before it.
+      await new RegistrationRepository(db).removeForServer(config.serverId);
+      await mirror.start(db);
+    }
     authenticator.isLocalUri = (text) => {
       const uri = parseUri(text);
       return uri !== undefined && (uri.host.toLowerCase() === domain || local.isUs(uri));

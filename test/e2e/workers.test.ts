@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,7 +48,7 @@ async function startClustered(): Promise<Clustered> {
       '--http',
       '127.0.0.1:0',
       '--log-level',
-      'warn',
+      process.env.WORKERS_LOG ?? 'warn',
     ],
     { cwd: dataDir, env: { ...process.env, PARLEY_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -192,6 +192,42 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
     expect(cli.code, cli.output).toBe(0);
     await expect.poll(async () => workerOf(carol.aor), { timeout: 10_000 }).toBeUndefined();
     expect(await attempt(alice, `carol@${DOMAIN}`, 'gone?')).toMatch(/4\d\d/);
+  }, 60_000);
+
+  it('starts a worker that died again', async () => {
+    const pid = s.child.pid ?? 0;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    expect(children).toHaveLength(2);
+    process.kill(children[1], 'SIGKILL');
+    await expect
+      .poll(
+        async () => {
+          const now = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+            .trim()
+            .split(/\s+/)
+            .map(Number);
+          const health = (await (await fetch(`${s.httpUrl}/health`)).json()) as Record<string, unknown>;
+          return (
+            now.length === 2 && !now.includes(children[1]) && health.status === 'ok' && health.workers === 2
+          );
+        },
+        { timeout: 30_000, interval: 250 },
+      )
+      .toBe(true);
+    // Both workers serve: two new connections, one on each, talk to each other.
+    const [one, two] = [
+      await TestClient.signIn(s.ws, 'alice', DOMAIN, 'alice-secret'),
+      await TestClient.signIn(s.ws, 'bob', DOMAIN, 'bob-secret'),
+    ];
+    clients.push(one, two);
+    // The other worker learns of a binding once its worker's write-behind (100 ms) has run.
+    await expect
+      .poll(async () => (await store.registrations.listBindings(two.aor)).length, { timeout: 5_000 })
+      .toBe(2);
+    expect(await attempt(one, two, 'after the restart')).toBe('delivered');
   }, 60_000);
 
   it('stops cleanly on SIGINT: workers first, then the store', async () => {

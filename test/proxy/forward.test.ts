@@ -79,6 +79,52 @@ describe('forking proxy (RFC 3261 16.6-16.7)', () => {
     expect(finals).toEqual([200]);
   });
 
+  it('still delivers a MESSAGE to a target whose connection came up after another branch answered 200', async () => {
+    const layer = new TransactionLayer({ timers: new TimerWheel(undefined, 50, false), log: silentLogger() });
+    const local = new LocalIdentity('example.com', [{ transport: 'tcp', host: '127.0.0.1', port: 5060 }]);
+    let st!: ServerTransaction;
+    layer.setUser({
+      onRequest: (_req, t) => {
+        st = t;
+      },
+      onAck: () => undefined,
+      onCancel: () => undefined,
+      onStrayResponse: () => undefined,
+    });
+    const caller = new FakeFlow('caller');
+    layer.receive(
+      sipMessage(`MESSAGE sip:bob@example.com SIP/2.0
+Via: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bKslow1
+From: <sip:alice@example.com>;tag=a
+To: <sip:bob@example.com>
+Call-ID: fork-slow
+CSeq: 1 MESSAGE
+Max-Forwards: 70
+Content-Length: 0
+
+`),
+      caller,
+    );
+    const near = new FakeFlow('near');
+    const far = new FakeFlow('far');
+    let connected!: (f: FakeFlow) => void;
+    const ctx = new ProxyContext(st, layer, local, silentLogger(), {});
+    ctx.start([
+      { uri: 'sip:bob@near.invalid', resolve: async () => near },
+      { uri: 'sip:bob@far.invalid', resolve: () => new Promise((r) => (connected = r)) },
+    ]);
+    await new Promise((r) => setImmediate(r));
+    const copy = near.sent.find((m) => m.method === 'MESSAGE') as SipMessage;
+    layer.receive(createResponse(copy, 200, undefined, { toTag: 'near' }), near);
+    expect(caller.sent.filter((m) => m.status >= 200).map((m) => m.status)).toEqual([200]);
+    connected(far);
+    await new Promise((r) => setImmediate(r));
+    expect(far.sent.map((m) => m.method)).toEqual(['MESSAGE']);
+    // Its answer is absorbed: the sender already has its final response.
+    layer.receive(createResponse(far.sent[0], 200, undefined, { toTag: 'far' }), far);
+    expect(caller.sent.filter((m) => m.status >= 200)).toHaveLength(1);
+  });
+
   it('picks the best of the failures once every branch has answered', async () => {
     const { caller, flush, answer, desk, phone } = setup('MESSAGE');
     await flush();
