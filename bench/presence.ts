@@ -132,6 +132,12 @@ export interface PresenceSuiteResult {
   ratio?: number;
   /** The same with the steady (in-step) rates of those best steps. */
   steadyRatio?: number;
+  /**
+   * NOTIFYs per CPU-second of the server, Parley's over Kamailio's, at those best steps: the
+   * cost of a NOTIFY, which holds on a busy machine where neither server gets the CPU it
+   * could use and the rates are set by the contention.
+   */
+  cpuRatio?: number;
   kamailioSkipped?: string;
   profile?: ProfileSummary;
   failures: string[];
@@ -282,6 +288,8 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
       result.ratio = round2(p.best.notifyRate / k.best.notifyRate);
       if (p.best.steadyRate && k.best.steadyRate)
         result.steadyRatio = round2(p.best.steadyRate / k.best.steadyRate);
+      const perCpu = (s: PresenceStep) => s.notifyRate / Math.max(1, s.cpuPercent);
+      result.cpuRatio = round2(perCpu(p.best) / perCpu(k.best));
     }
   } finally {
     for (const t of targets.reverse()) await t.stop().catch((err) => log(`stopping ${t.name}: ${err}`));
@@ -584,6 +592,7 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
     'PUBLISH/s',
     'received/expected',
     'CPU %',
+    'NOTIFY/CPU-s',
     'RSS MiB',
     'per NOTIFY p50/p90/p99 ms',
     'last NOTIFY p50/p90/p99 ms',
@@ -602,6 +611,7 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
         fmt(s.publishRate),
         `${fmt(s.received)}/${fmt(s.expected)}${s.outOfOrder ? ` (${s.outOfOrder} by -aa)` : ''}`,
         String(s.cpuPercent),
+        fmt(Math.round((s.notifyRate * 100) / Math.max(1, s.cpuPercent))),
         String(run.server === 'parley' ? s.rssMiB : s.pssMiB),
         lat(s.latency),
         lat(s.lastNotifyLatency),
@@ -624,7 +634,7 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
     );
   if (r.ratio !== undefined)
     out.push(
-      `ratio Parley/Kamailio: ${r.ratio.toFixed(2)} (steady rates: ${r.steadyRatio?.toFixed(2) ?? '-'})`,
+      `ratio Parley/Kamailio: ${r.ratio.toFixed(2)} (steady rates: ${r.steadyRatio?.toFixed(2) ?? '-'}; NOTIFYs per CPU-second: ${r.cpuRatio?.toFixed(2) ?? '-'})`,
     );
   if (r.kamailioSkipped) out.push(`Kamailio not measured: ${r.kamailioSkipped}`);
   out.push(
@@ -633,6 +643,7 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
     'received includes NOTIFYs that overtook the 200 to the previous one, answered by SIPp -aa ("by -aa"): delivered, in order of sending.',
     'NOTIFY/s = received / (first PUBLISH -> counts line showing the last NOTIFY); steady = per-second slope inside the step; the publisher waits for each 200,',
     'so a target above what a server sustains stretches the step. CPU % of one core, server process tree. RSS: Parley VmRSS; Kamailio summed PSS.',
+    'NOTIFY/CPU-s = NOTIFY/s per second of server CPU: on a busy machine both servers get less CPU than they could use and their rates converge; this does not.',
     'Latency: PUBLISH sent (stamped in its body) -> NOTIFY received at the watcher, per NOTIFY and per change (its last NOTIFY); SIPp on the same cores.',
     `Machine at start: ${r.machine.cpus} CPUs, load ${r.machine.loadAverage.join(' ')}: figures taken beside other work are noisy; compare servers of one run.`,
   );

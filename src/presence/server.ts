@@ -5,7 +5,7 @@ import { createBranch, createTag } from '../sip/ids.js';
 import { type SipHeader, SipMessage } from '../sip/message.js';
 import { formatNameAddr, parseNameAddr } from '../sip/nameaddr.js';
 import { uriAor } from '../sip/uri.js';
-import type { ServerTransaction, TransactionLayer } from '../transaction/layer.js';
+import type { ClientTransactionHandler, ServerTransaction, TransactionLayer } from '../transaction/layer.js';
 import { cancelTimer, type TimerHandle, type TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { type AccessRule, authorizeWatcher } from './authorize.js';
@@ -101,6 +101,8 @@ interface Subscription {
   lastNotifyAt: number;
   /** A state change held back by the interval, sent when it ends (with the state then). */
   throttled?: TimerHandle;
+  /** Handles the answers to its NOTIFYs. */
+  answers?: ClientTransactionHandler;
 }
 
 /** Headers of a subscription's NOTIFYs that do not change from one NOTIFY to the next. */
@@ -865,7 +867,13 @@ export class PresenceServer implements RequestHandler {
     if (contentType) headers.push(contentType);
     const notify = SipMessage.request('NOTIFY', sub.remoteTarget, headers, body ?? EMPTY);
     this.opts.onNotify?.();
-    this.opts.transactions.request(notify, flow, {
+    sub.answers ??= this.notifyAnswers(sub);
+    this.opts.transactions.request(notify, flow, sub.answers);
+  }
+
+  /** What the answers to a subscription's NOTIFYs do: one handler per subscription, not per NOTIFY. */
+  private notifyAnswers(sub: Subscription): ClientTransactionHandler {
+    return {
       onResponse: (res) => {
         // RFC 6665 4.1.3: 481 (and other failures) mean the subscriber is gone. A 480 comes
         // from the watcher's home when the watcher is no longer there (moved by a wave, its
@@ -879,7 +887,7 @@ export class PresenceServer implements RequestHandler {
         cancelTimer(sub.timer);
         this.forget(sub);
       },
-    });
+    };
   }
 
   private templateFor(sub: Subscription, flow: Flow): NotifyTemplate {
