@@ -446,7 +446,8 @@ export async function runSipp(o: SippRunOptions): Promise<SippRun> {
     ...['-sf', o.scenario, '-inf', o.injection, '-t', udp ? 'u1' : spread ? 'tn' : 't1'],
     ...(spread ? ['-max_socket', String(o.connections)] : []),
     ...['-i', o.localIp ?? '127.0.0.1'],
-    ...['-p', String(localPort)],
+    // SIPp binds every -t tn connection to -p's port: the second one breaks (EPIPE).
+    ...(spread ? [] : ['-p', String(localPort)]),
     ...['-m', String(o.calls), '-r', String(o.rate), '-l', String(o.callLimit ?? CALL_LIMIT)],
     ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
     ...['-timeout', `${o.timeoutSeconds}s`, '-timeout_error', '-nostdin'],
