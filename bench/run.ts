@@ -51,7 +51,7 @@ Suites (default: the SIP suite)
                       to --presentities (default 100), PUBLISH-driven, target NOTIFY/s ramp
                       ${PRESENCE_RATES.join(',')} unless --rate; with --vs-kamailio, Kamailio's
                       presence modules in the same run and the ratio; --profile profiles Parley
-  --soak              memory soak (bench/soak.ts): --users registered over UDP, then MESSAGE at
+  --soak              memory soak (bench/soak.ts): --users registered, then MESSAGE at
                       --rate (default 5000/s) for --minutes (default 10); RSS and heap each minute
   --archive           archiving cost (bench/archive.ts): MESSAGE rate with archiving off and on,
                       on PGlite and PostgreSQL (--engine pglite|postgres|both); --archive --help
