@@ -555,7 +555,7 @@ function validate(r: LayeredReader): ParleyConfig {
     headerTimeoutMs: readWholeNumber(r, 'limits.headerTimeoutMs') ?? 5_000,
     idleTimeoutMs: readWholeNumber(r, 'limits.idleTimeoutMs') ?? 60_000,
     trustedProxies: readAddressBlocks(r, 'limits.trustedProxies'),
-    maxTransactions: readWholeNumber(r, 'limits.maxTransactions') ?? 50_000,
+    maxTransactions: readWholeNumber(r, 'limits.maxTransactions') ?? 20_000,
   };
   const maxConnections = readWholeNumber(r, 'limits.maxConnections');
   if (maxConnections !== undefined) limits.maxConnections = maxConnections;
