@@ -31,7 +31,11 @@ async function attempt(from: TestClient, to: TestClient | string, text: string):
   const aor = typeof to === 'string' ? to : to.aor;
   const arrived = typeof to === 'string' ? undefined : to.nextMessage(3_000).catch(() => undefined);
   try {
-    await from.sendMessage(aor, text);
+    // A MESSAGE routed to a flow that just went waits for its transaction's timeout: give up sooner.
+    const late = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('no answer within 3 s')), 3_000),
+    );
+    await Promise.race([from.sendMessage(aor, text), late]);
   } catch (err) {
     return (err as Error).message;
   }
@@ -100,7 +104,9 @@ describe('a pool front-end caches the bindings other front-ends hold (LISTEN/NOT
     await until('carol unreachable', async () =>
       /480/.test(await attempt(alice, `carol@${DOMAIN}`, 'gone?')),
     );
-    expect(Date.now() - signedOutAt).toBeLessThan(2_000);
+    // JsSIP may close its socket before its un-REGISTER is read: then the binding goes once
+    // the connection grace (registrar.connectionGraceSeconds, 5 s) has passed.
+    expect(Date.now() - signedOutAt).toBeLessThan(7_000);
   }, 60_000);
 
   it('starts over after losing its LISTEN connection, and caches again once it is back', async () => {
