@@ -67,8 +67,6 @@ Options
   --rate R[,R2...]    target rate(s) in calls/s instead of the ramp ${DEFAULT_RATES.join(',')}
   --duration S        seconds per rate step (default 10)
   --only W            only one SIP workload: register, message, register-udp or message-udp
-  --connections N     TCP connections each SIPp spreads its calls over (SIPp -t tn -max_socket N),
-                      for both servers; default 1 (-t t1)
   --workers N         Parley's server.workers (SIP worker processes; default 1)
   --profile           CPU-profile the Parley server (node --cpu-prof) and print its hot spots
   --json              print the results as JSON (progress goes to stderr)
@@ -89,8 +87,6 @@ export interface SipSuiteResult {
   users: number;
   rates: number[];
   duration: number;
-  /** TCP connections each SIPp spread its calls over. */
-  connections: number;
   /** Parley's SIP worker processes (server.workers). */
   workers: number;
   workloads: SipWorkloadRow[];
@@ -142,7 +138,6 @@ interface Options {
   /** --duration was given (the pool suite shortens steps for small user counts). */
   durationGiven: boolean;
   workloads: Workload[];
-  connections: number;
   workers: number;
   profile: boolean;
   json: boolean;
@@ -204,7 +199,6 @@ export function parseOptions(argv: string[]): Options | 'help' {
     duration,
     durationGiven: Boolean(v.duration),
     workloads,
-    connections: v.connections ? Math.floor(positive(v.connections, '--connections')) : 1,
     workers: v.workers ? Math.floor(positive(v.workers, '--workers')) : 1,
     profile: Boolean(v.profile),
     json: Boolean(v.json),
@@ -235,7 +229,6 @@ function parseArgsStrict(argv: string[]) {
       rate: { type: 'string' },
       duration: { type: 'string' },
       only: { type: 'string' },
-      connections: { type: 'string' },
       workers: { type: 'string' },
       profile: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -258,7 +251,6 @@ async function runSipSuite(
     users: opts.users,
     rates: opts.rates,
     duration: opts.duration,
-    connections: opts.connections,
     workers: opts.workers,
     workloads: [],
   };
@@ -292,7 +284,6 @@ async function runSipSuite(
         rates: opts.rates,
         duration: opts.duration,
         workloads: opts.workloads,
-        connections: opts.connections,
         log,
       },
       workDir,
@@ -471,7 +462,7 @@ export function renderSipTable(suite: SipSuiteResult): string {
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   out.push('');
   out.push(
-    `best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), ${suite.connections === 1 ? 'one TCP connection' : `${suite.connections} TCP connections`} per SIPp (UDP rows: one socket), SIPp on the same cores; Parley with ${suite.workers === 1 ? 'one process' : `${suite.workers} SIP worker processes (server.workers)`}.`,
+    `best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), one TCP connection per SIPp (UDP rows: one socket), SIPp on the same cores; Parley with ${suite.workers === 1 ? 'one process' : `${suite.workers} SIP worker processes (server.workers)`}.`,
   );
   out.push(
     'CPU % and RSS at the best rate (peak over the step); RSS end: once the ramp ended. Latency at the highest clean step that kept up with its target (at saturation it is only queueing time).',

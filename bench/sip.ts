@@ -101,8 +101,6 @@ export interface SipBenchOptions {
   /** Length of each step in seconds (calls = rate x duration). */
   duration: number;
   workloads: Workload[];
-  /** TCP connections each SIPp UAC spreads its calls over (default 1). */
-  connections?: number;
   /** Measure latency at 70% of the best rate when every step saturated (default true). */
   sustainedStep?: boolean;
   log: (line: string) => void;
@@ -402,11 +400,6 @@ export interface SippRunOptions {
   target: Pick<SipTarget, 'host' | 'port' | 'udpPort'>;
   /** SIPp's transport: one TCP connection (default) or one UDP socket. */
   transport?: 'tcp' | 'udp';
-  /**
-   * TCP connections the calls are spread over (SIPp -t tn -max_socket N: a call keeps its
-   * connection); default 1 (-t t1). A server's clients are many connections, not one.
-   */
-  connections?: number;
   scenario: string;
   injection: string;
   calls: number;
@@ -440,14 +433,10 @@ export async function runSipp(o: SippRunOptions): Promise<SippRun> {
   mkdirSync(o.dir, { recursive: true });
   const localPort = await freePort();
   const udp = o.transport === 'udp';
-  const spread = !udp && (o.connections ?? 1) > 1;
   const args = [
     `${o.target.host}:${udp ? o.target.udpPort : o.target.port}`,
-    ...['-sf', o.scenario, '-inf', o.injection, '-t', udp ? 'u1' : spread ? 'tn' : 't1'],
-    ...(spread ? ['-max_socket', String(o.connections)] : []),
-    ...['-i', o.localIp ?? '127.0.0.1'],
-    // SIPp binds every -t tn connection to -p's port: the second one breaks (EPIPE).
-    ...(spread ? [] : ['-p', String(localPort)]),
+    ...['-sf', o.scenario, '-inf', o.injection, '-t', udp ? 'u1' : 't1', '-i', o.localIp ?? '127.0.0.1'],
+    ...['-p', String(localPort)],
     ...['-m', String(o.calls), '-r', String(o.rate), '-l', String(o.callLimit ?? CALL_LIMIT)],
     ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
     ...['-timeout', `${o.timeoutSeconds}s`, '-timeout_error', '-nostdin'],
@@ -531,7 +520,6 @@ export async function rampWorkload(
       localIp: setup.localIp,
       authUri: setup.authUri,
       transport: setup.transport,
-      connections: opts.connections,
     });
     const resources = sample();
     const successful = run.stats?.successful ?? 0;
