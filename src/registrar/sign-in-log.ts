@@ -1,4 +1,4 @@
-import type { Logger } from '../ops/log.js';
+import type { Logger } from 'pino';
 import type { Binding, BindingRemoval, LocationTable } from './location.js';
 
 /**
