@@ -10,7 +10,8 @@ import { UserRepository } from '../../src/store/users.js';
 import { runCli } from '../support/cli.js';
 import { pidf, TestClient, type Watch } from '../support/jssip.js';
 import { startPool, type TestPool } from '../support/pool.js';
-import { digestAnswer, fresh, type RawMessage, RawSipClient } from '../support/raw-sip.js';
+import { PresenceEndpoint } from '../support/presence-endpoint.js';
+import type { RawMessage } from '../support/raw-sip.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { type SlapdInstance, startSlapd } from '../support/slapd.js';
 
@@ -321,158 +322,6 @@ describe('disabled and removed users are signed out of a running standard server
   });
 });
 
-/**
- * A SIP endpoint on a raw TCP connection straight to one front-end (RawSipClient): it
- * answers every request the server sends (NOTIFYs, recorded) with 200 and authenticates its
- * own requests with digest on the first challenge.
- */
-class RawEndpoint {
-  readonly notifies: RawMessage[] = [];
-  private readonly responses = new Map<string, (m: RawMessage) => void>();
-  private readonly waiters = new Set<() => void>();
-  private cseq = 0;
-
-  private constructor(
-    readonly client: RawSipClient,
-    readonly user: string,
-    private readonly password: string,
-  ) {
-    void this.pump();
-  }
-
-  static async open(port: number, user: string, password: string): Promise<RawEndpoint> {
-    return new RawEndpoint(await RawSipClient.open(port), user, password);
-  }
-
-  get aor(): string {
-    return `${this.user}@${DOMAIN}`;
-  }
-
-  get closed(): boolean {
-    return this.client.closed;
-  }
-
-  private async pump(): Promise<void> {
-    while (!this.client.closed) {
-      let m: RawMessage;
-      try {
-        m = await this.client.next(60_000);
-      } catch {
-        continue;
-      }
-      if (m.status !== undefined) {
-        if (m.status >= 200) this.responses.get(`${m.header('call-id')} ${m.header('cseq')}`)?.(m);
-        continue;
-      }
-      const keep = m.head
-        .split('\r\n')
-        .filter((l) => /^(via|from|to|call-id|cseq):/i.test(l))
-        .map((l) => (/^to:/i.test(l) && !/;tag=/.test(l) ? `${l};tag=ep` : l));
-      this.client.send([`SIP/2.0 200 OK`, ...keep, 'Content-Length: 0', '', ''].join('\r\n'));
-      if (m.method === 'NOTIFY') this.notifies.push(m);
-      for (const w of this.waiters) w();
-    }
-    for (const w of this.waiters) w();
-  }
-
-  /** Sends the request (again with credentials when challenged); resolves with the final response. */
-  async request(
-    method: string,
-    ruri: string,
-    opts: { to?: string; callId?: string; fromTag?: string; headers?: string[]; body?: string } = {},
-  ): Promise<RawMessage> {
-    const callId = opts.callId ?? fresh('c');
-    const fromTag = opts.fromTag ?? fresh('t');
-    const send = (auth?: string) => {
-      const cseq = ++this.cseq;
-      const port = this.client.localPort;
-      const body = opts.body ?? '';
-      const answer = new Promise<RawMessage>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no answer to ${method}`)), 10_000);
-        this.responses.set(`${callId} ${cseq} ${method}`, (m) => {
-          clearTimeout(timer);
-          resolve(m);
-        });
-      });
-      this.client.send(
-        [
-          `${method} ${ruri} SIP/2.0`,
-          `Via: SIP/2.0/TCP 127.0.0.1:${port};branch=z9hG4bK${fresh('b')};rport`,
-          'Max-Forwards: 70',
-          `From: <sip:${this.aor}>;tag=${fromTag}`,
-          `To: <sip:${opts.to ?? this.aor}>`,
-          `Call-ID: ${callId}`,
-          `CSeq: ${cseq} ${method}`,
-          `Contact: <sip:${this.user}@127.0.0.1:${port};transport=tcp>`,
-          ...(opts.headers ?? []),
-          ...(auth ? [auth] : []),
-          `Content-Length: ${Buffer.byteLength(body)}`,
-          '',
-          body,
-        ].join('\r\n'),
-      );
-      return answer;
-    };
-    const first = await send();
-    if (first.status !== 401 && first.status !== 407) return first;
-    const header = first.status === 401 ? 'www-authenticate' : 'proxy-authenticate';
-    const digest = digestAnswer(first.header(header) ?? '', {
-      user: this.user,
-      password: this.password,
-      method,
-      uri: ruri,
-    });
-    return send(`${first.status === 401 ? 'Authorization' : 'Proxy-Authorization'}: ${digest}`);
-  }
-
-  async register(): Promise<number> {
-    return (await this.request('REGISTER', `sip:${DOMAIN}`, { headers: ['Expires: 600'] })).status ?? 0;
-  }
-
-  async subscribe(target: string): Promise<number> {
-    const res = await this.request('SUBSCRIBE', `sip:${target}`, {
-      to: target,
-      headers: ['Event: presence', 'Accept: application/pidf+xml', 'Expires: 600'],
-    });
-    return res.status ?? 0;
-  }
-
-  async publish(body: string): Promise<number> {
-    const res = await this.request('PUBLISH', `sip:${this.aor}`, {
-      headers: ['Event: presence', 'Expires: 600', 'Content-Type: application/pidf+xml'],
-      body,
-    });
-    return res.status ?? 0;
-  }
-
-  /** The first NOTIFY (received or coming) from `from` that passes the test. */
-  async notify(from: string, test: (m: RawMessage) => boolean, timeoutMs = 10_000): Promise<RawMessage> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.notifies.find((m) => (m.header('from') ?? '').includes(`sip:${from}`) && test(m));
-      if (hit) return hit;
-      const left = deadline - Date.now();
-      if (left <= 0)
-        throw new Error(
-          `no matching NOTIFY from ${from}; got ${this.notifies.map((m) => m.head).join('\n---\n')}`,
-        );
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          this.waiters.delete(wake);
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(wake, left);
-        this.waiters.add(wake);
-      });
-    }
-  }
-
-  close(): void {
-    this.client.close();
-  }
-}
-
 const terminated = (reason: string) => (m: RawMessage) =>
   (m.header('subscription-state') ?? '').startsWith(`terminated;reason=${reason}`);
 const showsClosed = (m: RawMessage) =>
@@ -481,13 +330,13 @@ const showsOpen = (m: RawMessage) => m.body.includes('<basic>open</basic>');
 
 describe('disabled and removed users are signed out of every front-end of a pool', () => {
   let pool: TestPool;
-  let ben: RawEndpoint;
-  const endpoints: RawEndpoint[] = [];
+  let ben: PresenceEndpoint;
+  const endpoints: PresenceEndpoint[] = [];
   const fe = (i: number) => pool.frontends[i];
   const frontendsOf = async (aor: string) =>
     new Set((await pool.store.registrations.listBindings(aor)).map((b) => b.serverId));
   const open = async (i: number, user: string) => {
-    const e = await RawEndpoint.open(fe(i).tcpPort, user, `${user}-secret`);
+    const e = await PresenceEndpoint.open(fe(i).tcpPort, user, DOMAIN, `${user}-secret`);
     endpoints.push(e);
     return e;
   };
@@ -511,10 +360,10 @@ describe('disabled and removed users are signed out of every front-end of a pool
     expect(await desk.register()).toBe(200);
     expect(await phone.register()).toBe(200);
     await expect.poll(() => frontendsOf(desk.aor), { timeout: 5_000 }).toEqual(new Set([fe(0).id, fe(1).id]));
-    expect(await desk.subscribe(ben.aor)).toBe(200);
+    expect((await desk.subscribe(ben.aor)).status).toBe(200);
     await desk.notify(ben.aor, (m) => (m.header('subscription-state') ?? '').startsWith('active'));
-    expect(await desk.publish(pidf(desk.aor, 'open', undefined, 'here'))).toBe(200);
-    expect(await ben.subscribe(desk.aor)).toBe(200);
+    expect((await desk.publish(pidf(desk.aor, 'open', undefined, 'here'))).status).toBe(200);
+    expect((await ben.subscribe(desk.aor)).status).toBe(200);
     await ben.notify(desk.aor, showsOpen);
     const seen = ben.notifies.length;
 
@@ -532,7 +381,10 @@ describe('disabled and removed users are signed out of every front-end of a pool
 
     // RFC 6665 4.1.3 "rejected": authorization withdrawn, the subscriber should not retry.
     await desk.notify(ben.aor, terminated('rejected'));
-    await ben.notify(desk.aor, (m) => ben.notifies.indexOf(m) >= seen && showsClosed(m));
+    await ben.notify(
+      desk.aor,
+      (m) => ben.notifies.findIndex((n) => n.message === m) >= seen && showsClosed(m),
+    );
     await expect.poll(() => frontendsOf(desk.aor), { timeout: 5_000 }).toEqual(new Set());
     // Both devices' connections are closed by the front-end that held them.
     await expect.poll(() => [desk.closed, phone.closed], { timeout: 5_000 }).toEqual([true, true]);
@@ -546,8 +398,8 @@ describe('disabled and removed users are signed out of every front-end of a pool
   it('`users remove` on the pool store: her watchers on another front-end are told the resource is gone', async () => {
     const cid = await open(0, 'cid');
     expect(await cid.register()).toBe(200);
-    expect(await cid.subscribe(ben.aor)).toBe(200);
-    expect(await ben.subscribe(cid.aor)).toBe(200);
+    expect((await cid.subscribe(ben.aor)).status).toBe(200);
+    expect((await ben.subscribe(cid.aor)).status).toBe(200);
     await ben.notify(cid.aor, (m) => (m.header('subscription-state') ?? '').startsWith('active'));
 
     const cli = await runCli([

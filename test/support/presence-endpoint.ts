@@ -42,6 +42,10 @@ export class PresenceEndpoint {
     return `${this.user}@${this.domain}`;
   }
 
+  get closed(): boolean {
+    return this.client.closed;
+  }
+
   close(): void {
     this.client.close();
   }
