@@ -1,15 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/ops/config.js';
-import { createLogger } from '../../src/ops/log.js';
-import { computeHa1 } from '../../src/registrar/digest.js';
-import { type ParleyServer, startServer } from '../../src/roles/server.js';
-import { UserRepository } from '../../src/store/users.js';
 import { digestAnswer, fresh, RawSipClient } from '../support/raw-sip.js';
-import { readMetric } from '../support/server.js';
+import { readMetric, startTestServer, type TestServer } from '../support/server.js';
 
 const DOMAIN = 'example.com';
 
@@ -20,47 +11,19 @@ const DOMAIN = 'example.com';
  * and for proxied requests (407) alike; an MD5 answer to the same server passes.
  */
 describe('digest answers in algorithms the server did not offer, over raw TCP', () => {
-  let server: ParleyServer;
+  let srv: TestServer;
   let port: number;
   let httpUrl: string;
-  let dataDir: string;
   const logLines: Array<Record<string, unknown>> = [];
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'parley-digest-alg-'));
-    const config = loadConfig({
-      cwd: dataDir,
-      env: {},
-      overrides: {
-        domain: DOMAIN,
-        serverId: 'digest-alg',
-        listen: { tcp: { host: '127.0.0.1', port: 0 } },
-        http: { host: '127.0.0.1', port: 0 },
-        database: { dataDir },
-        log: { level: 'warn' },
-      },
-    });
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n')) if (line) logLines.push(JSON.parse(line));
-        done();
-      },
-    });
-    server = await startServer(config, { log: createLogger(config, { destination }) });
-    port = server.listening.find((l) => l.transport === 'tcp')?.port ?? 0;
-    httpUrl = server.httpUrl;
-    const users = new UserRepository(server.db);
-    for (const name of ['alice', 'bob']) {
-      const user = await users.createUser({ aor: `${name}@${DOMAIN}`, displayName: name });
-      await users.setCredentials(user.id, DOMAIN, {
-        ha1Md5: computeHa1(name, DOMAIN, 'secret', 'MD5'),
-        ha1Sha256: computeHa1(name, DOMAIN, 'secret', 'SHA-256'),
-      });
-    }
+    srv = await startTestServer({ domain: DOMAIN }, { logLines });
+    port = srv.tcpPort;
+    httpUrl = srv.server.httpUrl;
+    for (const name of ['alice', 'bob']) await srv.addUser(name, 'secret');
   });
   afterAll(async () => {
-    await server?.close();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    await srv?.stop();
   });
 
   const register = (c: RawSipClient, callId: string, cseq: number, auth?: string) =>

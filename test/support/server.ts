@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { type DeepPartial, loadConfig, type ParleyConfig } from '../../src/ops/config.js';
-import { silentLogger } from '../../src/ops/log.js';
+import { createLogger, silentLogger } from '../../src/ops/log.js';
 import { computeHa1 } from '../../src/registrar/digest.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 import { UserRepository } from '../../src/store/users.js';
@@ -36,8 +37,15 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** A standard server on ephemeral loopback ports with a throwaway data folder. */
-export async function startTestServer(overrides: DeepPartial<ParleyConfig> = {}): Promise<TestServer> {
+/**
+ * A standard server on ephemeral loopback ports with a throwaway data folder. With `logLines`,
+ * every JSON line the server logs (at the configured level, `warn` unless overridden) is
+ * appended to it, for tests that read the log as an administrator's tools would.
+ */
+export async function startTestServer(
+  overrides: DeepPartial<ParleyConfig> = {},
+  opts: { logLines?: Array<Record<string, unknown>> } = {},
+): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'parley-test-'));
   const domain = overrides.domain ?? 'example.com';
   const config = loadConfig({
@@ -53,7 +61,20 @@ export async function startTestServer(overrides: DeepPartial<ParleyConfig> = {})
       ...overrides,
     },
   });
-  const server = await startServer(config, { log: process.env.PARLEY_TEST_LOG ? undefined : silentLogger() });
+  const { logLines } = opts;
+  const log = logLines
+    ? createLogger(config, {
+        destination: new Writable({
+          write(chunk: Buffer, _enc, done) {
+            for (const line of chunk.toString().split('\n')) if (line) logLines.push(JSON.parse(line));
+            done();
+          },
+        }),
+      })
+    : process.env.PARLEY_TEST_LOG
+      ? undefined
+      : silentLogger();
+  const server = await startServer(config, { log });
   const users = new UserRepository(server.db);
   return {
     server,
