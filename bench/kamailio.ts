@@ -78,7 +78,21 @@ export async function startKamailio(opts: { install?: boolean } = {}): Promise<S
     cfgPath,
     rewriteKamailioConfig(readFileSync(join(kamailioConfigDir(), 'kamailio.cfg'), 'utf8'), port),
   );
-  // The anchor's flags (README of the anchor): shm 2 GiB, since 64 MiB runs out near 55,000 registrations.
+  return { ...(await runKamailio(binary, dir, cfgPath, port, 'Kamailio')), udpPort: port };
+}
+
+/**
+ * Runs Kamailio in the foreground on a cfg already written into `dir` (removed on stop), with
+ * the anchor's flags (README of the anchor): shm 2 GiB, since 64 MiB runs out near 55,000
+ * registrations. Resolves once it accepts TCP on `port`; `label` names it in the start error.
+ */
+export async function runKamailio(
+  binary: string,
+  dir: string,
+  cfgPath: string,
+  port: number,
+  label: string,
+): Promise<SipTarget> {
   const child = spawnTracked(
     binary,
     ['-f', cfgPath, '-P', join(dir, 'kamailio.pid'), '-E', '-w', dir, '-m', '2048', '-M', '16', '-DD'],
@@ -95,7 +109,7 @@ export async function startKamailio(opts: { install?: boolean } = {}): Promise<S
   } catch (err) {
     await stop();
     const why = err instanceof Error ? err.message : String(err);
-    throw new Error(`Kamailio did not start: ${why}\n${tail().trim().split('\n').slice(-10).join('\n')}`);
+    throw new Error(`${label} did not start: ${why}\n${tail().trim().split('\n').slice(-10).join('\n')}`);
   }
   const pid = child.pid ?? 0;
   return {
@@ -103,7 +117,6 @@ export async function startKamailio(opts: { install?: boolean } = {}): Promise<S
     version: kamailioVersion(binary),
     host: '127.0.0.1',
     port,
-    udpPort: port,
     pids: () => processTree(pid),
     stop,
   };

@@ -16,18 +16,10 @@
  * NOTIFYs received). Kamailio relays the published body as is; Parley composes it and keeps
  * the tuple note, so both carry the stamp.
  */
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { findKamailio, kamailioVersion, rewriteKamailioConfig } from './kamailio.js';
+import { findKamailio, rewriteKamailioConfig, runKamailio } from './kamailio.js';
 import {
   captureTail,
   ensureCommand,
@@ -37,7 +29,6 @@ import {
   memoryKiB,
   newestCpuProfile,
   type ProfileSummary,
-  processTree,
   REPO_ROOT,
   runSipp,
   SCENARIOS,
@@ -47,7 +38,6 @@ import {
   startParley,
   summariseCpuProfile,
   waitForExit,
-  waitForTcp,
   writeInjectionFile,
 } from './sip.js';
 
@@ -545,36 +535,7 @@ async function startPresenceKamailio(): Promise<SipTarget> {
     .replace(/(sip:presence@127\.0\.0\.1:)\d+/, `$1${port}`);
   const cfgPath = join(dir, 'kamailio-presence.cfg');
   writeFileSync(cfgPath, cfg);
-  mkdirSync(dir, { recursive: true });
-  const child = spawnTracked(
-    binary,
-    ['-f', cfgPath, '-P', join(dir, 'kamailio.pid'), '-E', '-w', dir, '-m', '2048', '-M', '16', '-DD'],
-    { cwd: dir },
-  );
-  const tail = captureTail(child);
-  const stop = async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await waitForExit(child, 10_000);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    await waitForTcp('127.0.0.1', port, 20_000, () => child.exitCode === null);
-  } catch (err) {
-    await stop();
-    const why = err instanceof Error ? err.message : String(err);
-    throw new Error(
-      `Kamailio (presence) did not start: ${why}\n${tail().trim().split('\n').slice(-10).join('\n')}`,
-    );
-  }
-  const pid = child.pid ?? 0;
-  return {
-    name: 'kamailio',
-    version: kamailioVersion(binary),
-    host: '127.0.0.1',
-    port,
-    pids: () => processTree(pid),
-    stop,
-  };
+  return runKamailio(binary, dir, cfgPath, port, 'Kamailio (presence)');
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
