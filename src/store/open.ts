@@ -70,7 +70,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
 }
 
 async function openEngine(opts: OpenDatabaseOptions): Promise<Database> {
-  if (opts.url) return createPostgresDatabase(opts.url, { max: opts.maxConnections, prepare: true });
+  if (opts.url)
+    return createPostgresDatabase(opts.url, { max: opts.maxConnections, prepare: true, copy: true });
   if (!opts.dataDir) throw new Error('openDatabase needs a dataDir or a url');
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });

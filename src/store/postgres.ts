@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Database, FeedEvents, QueryResult, Sql } from './sql.js';
+import type { CopyOptions, Database, FeedEvents, QueryResult, Sql } from './sql.js';
 
 /**
  * int8 (bigserial ids, counts) parsed as numbers, as PGlite does, so repositories see the
@@ -50,11 +50,89 @@ async function runQuery<Row>(
   return { rows: res.rows as Row[], affectedRows: res.command === 'SELECT' ? 0 : (res.rowCount ?? 0) };
 }
 
+/** What COPY FROM STDIN needs of pg's connection (pg has it; its type declarations do not). */
+interface CopyConnection {
+  query(text: string): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+}
+
+/** Data goes out in CopyData messages of about this many characters (whole lines). */
+const COPY_CHUNK_CHARS = 256 * 1024;
+
+/**
+ * COPY ... FROM STDIN through pg's Submittable interface (client.query(submittable) hands it
+ * the connection and the backend's messages): send the statement, answer CopyInResponse
+ * with the data as CopyData messages and CopyDone, settle on ReadyForQuery, or on the
+ * first error (an ErrorResponse, a lost connection).
+ */
+class CopyFromStdin {
+  readonly done: Promise<void>;
+  private resolve!: () => void;
+  private reject!: (err: Error) => void;
+  private failed = false;
+
+  constructor(
+    private readonly text: string,
+    private readonly data: string,
+  ) {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  submit(connection: unknown): void {
+    (connection as CopyConnection).query(this.text);
+  }
+
+  handleCopyInResponse(connection: unknown): void {
+    const con = connection as CopyConnection;
+    // Cut after a line end, so no chunk splits a character (a surrogate pair) in two.
+    for (let at = 0; at < this.data.length; ) {
+      const cut = this.data.indexOf('\n', at + COPY_CHUNK_CHARS);
+      const end = cut === -1 ? this.data.length : cut + 1;
+      con.sendCopyFromChunk(Buffer.from(this.data.slice(at, end)));
+      at = end;
+    }
+    con.endCopyFrom();
+  }
+
+  handleCommandComplete(): void {}
+
+  handleError(err: Error): void {
+    this.failed = true;
+    this.reject(err);
+  }
+
+  handleReadyForQuery(): void {
+    if (!this.failed) this.resolve();
+  }
+}
+
 class PostgresTransaction implements Sql {
   constructor(
     private readonly client: pg.PoolClient,
     private readonly prepare: boolean,
-  ) {}
+    copy: boolean,
+  ) {
+    if (!copy) this.copyFrom = undefined;
+  }
+
+  /** COPY FROM STDIN, on a connection to PostgreSQL (not the embedded socket: see `copy`). */
+  async copyFrom?(
+    table: string,
+    columns: readonly string[],
+    data: string,
+    _options?: CopyOptions,
+  ): Promise<void> {
+    const copy = new CopyFromStdin(
+      `COPY ${quoteIdent(table)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`,
+      data,
+    );
+    this.client.query(copy);
+    await copy.done;
+  }
 
   query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
     return runQuery<Row>(this.client, text, params, this.prepare);
@@ -199,9 +277,12 @@ export class PostgresDatabase implements Database {
   private readonly listener: ListenConnection;
 
   private readonly prepare: boolean;
+  /** Whether transactions offer copyFrom (COPY FROM STDIN): not through the embedded socket. */
+  private readonly copy: boolean;
 
-  constructor(url: string, options: { max?: number; prepare?: boolean } = {}) {
+  constructor(url: string, options: PostgresOptions = {}) {
     this.prepare = options.prepare ?? false;
+    this.copy = options.copy ?? false;
     const config: pg.PoolConfig = { connectionString: url, types: parley_types, max: options.max ?? 10 };
     this.pool = new pg.Pool(config);
     // An idle client's error (server restart) must not crash the process; the pool discards it.
@@ -226,7 +307,7 @@ export class PostgresDatabase implements Database {
     client.on('error', lost);
     try {
       await client.query('BEGIN');
-      const result = await fn(new PostgresTransaction(client, this.prepare));
+      const result = await fn(new PostgresTransaction(client, this.prepare, this.copy));
       await client.query('COMMIT');
       client.off('error', lost);
       client.release();
@@ -271,9 +352,17 @@ export class PostgresDatabase implements Database {
  * `prepare` names statements (a real PostgreSQL server). Not for an embedded store served over
  * its socket: its admin clients share one PGlite session, where names would collide.
  */
-export function createPostgresDatabase(
-  url: string,
-  options: { max?: number; prepare?: boolean } = {},
-): PostgresDatabase {
+export interface PostgresOptions {
+  max?: number;
+  /** Named prepared statements (a PostgreSQL server; not the embedded socket). */
+  prepare?: boolean;
+  /**
+   * COPY FROM STDIN for bulk writes (Sql.copyFrom) on a PostgreSQL server. Not for the
+   * embedded socket: PGlite takes COPY data only from a blob handed to it in-process.
+   */
+  copy?: boolean;
+}
+
+export function createPostgresDatabase(url: string, options: PostgresOptions = {}): PostgresDatabase {
   return new PostgresDatabase(url, options);
 }
