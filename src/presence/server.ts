@@ -57,6 +57,12 @@ export interface PresenceServerOptions {
   maxSubscriptionsPerUser?: number;
   /** Subscriptions one endpoint (a device: the watcher and its Contact) may hold at once. */
   maxSubscriptionsPerEndpoint?: number;
+  /**
+   * How long a subscription's dialog outlives the watcher's connection (registrar's
+   * connectionGraceSeconds): a refresh over a new connection within it takes the dialog back.
+   * Meanwhile it is neither notified nor counted against the limits.
+   */
+  connectionGraceMs?: number;
   onNotify?: () => void;
   /** A SUBSCRIBE was refused by a subscription limit. */
   onLimit?: (limit: string) => void;
@@ -103,6 +109,11 @@ interface Subscription {
   throttled?: TimerHandle;
   /** Handles the answers to its NOTIFYs. */
   answers?: ClientTransactionHandler;
+  /**
+   * The connection the watcher subscribed over directly (TCP, TLS, WebSocket; no proxy's
+   * Record-Route in between): the subscription lives as long as it, as a binding does.
+   */
+  connection?: string;
 }
 
 /** Headers of a subscription's NOTIFYs that do not change from one NOTIFY to the next. */
@@ -146,6 +157,10 @@ export class PresenceServer implements RequestHandler {
   /** watcher -> subscriptions it holds here; endpoint (flow id) -> the same. */
   private readonly perWatcher = new Map<string, number>();
   private readonly perEndpoint = new Map<string, number>();
+  /** connection id -> the subscriptions that live and die with it. */
+  private readonly byConnection = new Map<string, Set<Subscription>>();
+  /** Subscriptions whose connection closed, for the grace: dialog key -> subscription. */
+  private readonly orphans = new Map<string, Subscription>();
 
   constructor(private readonly opts: PresenceServerOptions) {
     this.minExpires = opts.minExpires ?? 60;
@@ -545,7 +560,8 @@ export class PresenceServer implements RequestHandler {
     if (expires === undefined) return;
     const toTag = request.to.tag;
     if (toTag !== undefined) {
-      const sub = this.subscriptions.get(dialogKey(request.callId, toTag, request.from.tag ?? ''));
+      const key = dialogKey(request.callId, toTag, request.from.tag ?? '');
+      const sub = this.subscriptions.get(key) ?? this.orphans.get(key);
       if (!sub) {
         st.reply(481, 'Subscription Does Not Exist');
         return;
@@ -567,6 +583,12 @@ export class PresenceServer implements RequestHandler {
         return;
       }
       this.applyInterval(sub, interval);
+      if (this.orphans.get(key) === sub) {
+        // Its connection went; the watcher refreshes over a new one within the grace.
+        if (expires !== 0 && this.refuseOverLimit(sub.watcher, sub.endpoint, st)) return;
+        this.orphans.delete(key);
+        if (expires !== 0) this.hold(sub, st.flow);
+      }
       this.refresh(sub, request, st, expires);
       return;
     }
@@ -644,17 +666,65 @@ export class PresenceServer implements RequestHandler {
       await this.sendNotify(sub, 'timeout');
       return;
     }
-    this.subscriptions.set(sub.id, sub);
-    this.perWatcher.set(watcher, (this.perWatcher.get(watcher) ?? 0) + 1);
-    this.perEndpoint.set(sub.endpoint, (this.perEndpoint.get(sub.endpoint) ?? 0) + 1);
-    let set = this.byPresentity.get(presentity);
-    if (!set) {
-      set = new Set();
-      this.byPresentity.set(presentity, set);
-    }
-    set.add(sub);
+    this.hold(sub, st.flow);
     this.arm(sub, expires);
     await this.sendNotify(sub);
+  }
+
+  /** Starts holding a subscription: counted, notified, and tied to its connection if direct. */
+  private hold(sub: Subscription, flow: Flow): void {
+    this.subscriptions.set(sub.id, sub);
+    this.perWatcher.set(sub.watcher, (this.perWatcher.get(sub.watcher) ?? 0) + 1);
+    this.perEndpoint.set(sub.endpoint, (this.perEndpoint.get(sub.endpoint) ?? 0) + 1);
+    let set = this.byPresentity.get(sub.presentity);
+    if (!set) {
+      set = new Set();
+      this.byPresentity.set(sub.presentity, set);
+    }
+    set.add(sub);
+    this.tie(sub, flow);
+  }
+
+  /**
+   * A subscription made or refreshed straight over a connection (no Record-Route: not behind
+   * the edge or a director, whose connection carries many users) goes with that connection.
+   */
+  private tie(sub: Subscription, flow: Flow): void {
+    if (sub.connection !== undefined) this.byConnection.get(sub.connection)?.delete(sub);
+    sub.connection = flow.transport !== 'udp' && sub.routeSet.length === 0 ? flow.id : undefined;
+    if (sub.connection === undefined) return;
+    let set = this.byConnection.get(sub.connection);
+    if (!set) {
+      set = new Set();
+      this.byConnection.set(sub.connection, set);
+    }
+    set.add(sub);
+  }
+
+  /**
+   * A connection closed: the subscriptions made over it stop being notified and counted
+   * against the watcher's limits now (a dead watcher must not hold its user's allowance or
+   * the fan-out's time); their dialogs are kept for the connection grace, so a client that
+   * reconnects and refreshes keeps its subscription, then go without a NOTIFY (nothing could
+   * carry it). Returns how many subscriptions the connection held.
+   */
+  connectionClosed(connectionId: string): number {
+    const tied = this.byConnection.get(connectionId);
+    if (!tied) return 0;
+    this.byConnection.delete(connectionId);
+    const lost = [...tied];
+    for (const sub of lost) {
+      cancelTimer(sub.timer);
+      this.forget(sub);
+      this.orphans.set(sub.id, sub);
+    }
+    const drop = () => {
+      for (const sub of lost) if (this.orphans.get(sub.id) === sub) this.orphans.delete(sub.id);
+    };
+    const grace = this.opts.connectionGraceMs ?? 0;
+    if (grace <= 0) drop();
+    else this.opts.timers.schedule(grace, drop);
+    return lost.length;
   }
 
   private refresh(sub: Subscription, request: SipMessage, st: ServerTransaction, expires: number): void {
@@ -662,6 +732,7 @@ export class PresenceServer implements RequestHandler {
     if (target) sub.remoteTarget = target;
     sub.flowId = st.flow.id;
     sub.template = undefined;
+    if (this.subscriptions.get(sub.id) === sub) this.tie(sub, st.flow);
     st.reply(200, undefined, { headers: [{ name: 'expires', value: String(expires) }] });
     if (expires === 0) {
       this.notifySafely(this.terminate(sub, 'timeout'));
@@ -691,6 +762,11 @@ export class PresenceServer implements RequestHandler {
     cancelTimer(sub.throttled);
     sub.throttled = undefined;
     if (!this.subscriptions.delete(sub.id)) return;
+    if (sub.connection !== undefined) {
+      const tied = this.byConnection.get(sub.connection);
+      tied?.delete(sub);
+      if (tied?.size === 0) this.byConnection.delete(sub.connection);
+    }
     decrement(this.perWatcher, sub.watcher);
     decrement(this.perEndpoint, sub.endpoint);
     const set = this.byPresentity.get(sub.presentity);

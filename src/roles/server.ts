@@ -316,6 +316,8 @@ export async function startServer(
     let core!: ProxyCore;
     // Set once the client gate exists (below); flows may close before.
     let forgetRefusedFlow: ((flowId: string) => void) | undefined;
+    // Set once the presence server exists (below): subscriptions made over a flow end with it.
+    let endSubscriptionsOf: ((flowId: string) => void) | undefined;
     let draining = false;
     const drained = deferred();
     const listening = await transport.start({
@@ -334,6 +336,7 @@ export async function startServer(
       onFlowClosed: (flow) => {
         location.flowClosed(flow.id);
         forgetRefusedFlow?.(flow.id);
+        endSubscriptionsOf?.(flow.id);
         if (draining && transport.flowCount === 0) drained.resolve();
       },
     });
@@ -378,6 +381,7 @@ export async function startServer(
       minNotifyIntervalMs: config.presence.minNotifyInterval * 1000,
       maxSubscriptionsPerUser: config.presence.maxSubscriptionsPerUser,
       maxSubscriptionsPerEndpoint: config.presence.maxSubscriptionsPerEndpoint,
+      connectionGraceMs: config.registrar.connectionGraceSeconds * 1000,
       onNotify: () => metrics.presenceNotifications.inc(),
       contactLists: storedContactLists(contactLists, config.presence.maxContactsPerUser),
       publications: pool
@@ -385,6 +389,7 @@ export async function startServer(
         : new MemoryPublicationStore(),
     });
     await presence.start();
+    endSubscriptionsOf = (flowId) => presence.connectionClosed(flowId);
     // Lists change from clients (PUBLISH), imports and restores alike: every signed-in device
     // of the owner gets the new list, and watchers are re-authorized against its rules.
     cleanups.push(

@@ -187,7 +187,9 @@ describe('subscription limit with SIPp watchers in numbers', { timeout: 180_000 
       successful: LIMIT,
       failed: 1,
     });
-    expect((await health(t)).subscriptions).toBe(LIMIT);
+    // SIPp has exited: its connection closed, and the subscriptions made over it went with it
+    // (presence-dead-watchers.test.ts), so they no longer hold the endpoint's allowance.
+    await expect.poll(async () => (await health(t)).subscriptions, { timeout: 2_000 }).toBe(0);
   });
 });
 
