@@ -159,7 +159,7 @@ export interface PoolSuiteResult {
   failures: string[];
 }
 
-interface Frontend {
+export interface Frontend {
   id: string;
   child: ChildProcess;
   tcpPort: number;
@@ -167,7 +167,7 @@ interface Frontend {
   output: () => string;
 }
 
-interface BenchPool {
+export interface BenchPool {
   db: Database;
   frontends: Frontend[];
   haproxy: { port: number; statsUrl: string; pid: number; version: string };
@@ -805,7 +805,7 @@ async function fetchJson(url: string): Promise<Record<string, unknown> | undefin
  * PostgreSQL, migrated, with pool1 and its users; two front-ends of the built CLI; HAProxy
  * in front. Whatever started is stopped again if a later part fails.
  */
-async function startBenchPool(
+export async function startBenchPool(
   users: number,
   workDir: string,
   log: (line: string) => void,

@@ -20,6 +20,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { findKamailio, rewriteKamailioConfig, runKamailio } from './kamailio.js';
+import { type BenchPool, startBenchPool } from './pool.js';
 import {
   captureTail,
   ensureCommand,
@@ -29,6 +30,7 @@ import {
   memoryKiB,
   newestCpuProfile,
   type ProfileSummary,
+  processTree,
   REPO_ROOT,
   runSipp,
   SCENARIOS,
@@ -41,8 +43,14 @@ import {
   writeInjectionFile,
 } from './sip.js';
 
-/** Target NOTIFY/s of the ramp: the anchor's pauses 1000..67 ms with 2,000 watchers. */
-export const PRESENCE_RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 30_000];
+/**
+ * Target NOTIFY/s of the ramp: the anchor's pauses 1000..67 ms with 2,000 watchers, then on
+ * to 25 ms, past what one core can deliver, so each server's ramp ends at its own ceiling
+ * (a failed step, or a step that no longer gains on the previous one), not at the ramp's.
+ */
+export const PRESENCE_RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 60_000, 80_000];
+/** Watcher SIPp processes per server (one TCP connection each) unless --watcher-sipps. */
+export const WATCHER_SIPPS = 2;
 /** The first watcher's user number: watchers and presentities never overlap. */
 const WATCHER_BASE = 1000;
 /** A watcher ends its watch after this long without a NOTIFY (presence-watch.xml). */
@@ -56,6 +64,16 @@ export interface PresenceBenchOptions {
   duration: number;
   vsKamailio: boolean;
   profile: boolean;
+  /**
+   * SIPp processes the watchers are split over (one TCP connection each): one SIPp answering
+   * every NOTIFY on one core would bound the rate before a server does.
+   */
+  watcherSipps?: number;
+  /**
+   * A pool of two front-ends on a throwaway PostgreSQL instead of one standard server: the
+   * watchers subscribe on front-end 2, the presentities publish on front-end 1.
+   */
+  pool?: boolean;
   log: (line: string) => void;
 }
 
@@ -85,6 +103,8 @@ export interface PresenceStep {
   /** Slope of the per-second counts strictly inside the step. */
   steadyRate?: number;
   publishRate: number;
+  /** The step reached less than 90% of its target and no more than the step before: saturated. */
+  saturated?: boolean;
   /** Server process tree, % of one core, over the delivery. */
   cpuPercent: number;
   rssMiB: number;
@@ -113,7 +133,11 @@ export interface PresenceRun {
 
 export interface PresenceSuiteResult {
   machine: ReturnType<typeof machineInfo>;
+  /** Parley as one standard server, or as a pool of front-ends on PostgreSQL (--pool). */
+  layout: 'standard' | 'pool';
   watchers: number;
+  /** SIPp processes (TCP connections) the watchers of each server are split over. */
+  watcherSipps: number;
   presentities: number;
   duration: number;
   rates: number[];
@@ -133,10 +157,24 @@ export interface PresenceSuiteResult {
   failures: string[];
 }
 
+/**
+ * One server under test, as the watchers and publishers see it: one address for both, or in
+ * a pool the front-end the watchers subscribe on and the one the presentities publish on.
+ */
+interface PresenceSide {
+  name: string;
+  version: string;
+  watchTarget: SipTarget;
+  publishTarget: SipTarget;
+  /** Every process whose CPU and memory is the server's (a pool: its front-ends and PostgreSQL). */
+  pids(): number[];
+}
+
 interface Watched {
-  target: SipTarget;
+  side: PresenceSide;
   run: PresenceRun;
-  dir: string;
+  /** One folder per watcher SIPp. */
+  dirs: string[];
   done: Promise<unknown>;
   counts(): CountsLine[];
 }
@@ -154,9 +192,12 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
   const rates = opts.rates ?? PRESENCE_RATES;
   const workDir = mkdtempSync(join(tmpdir(), 'parley-bench-presence-'));
   const profileDir = opts.profile ? mkdtempSync(join(tmpdir(), 'parley-bench-profile-')) : undefined;
+  const sipps = Math.max(1, Math.min(opts.watcherSipps ?? WATCHER_SIPPS, W));
   const result: PresenceSuiteResult = {
     machine: machineInfo(),
+    layout: opts.pool ? 'pool' : 'standard',
     watchers: W,
+    watcherSipps: sipps,
     presentities: P,
     duration: opts.duration,
     rates,
@@ -165,11 +206,22 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
   };
   const m = result.machine;
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), load ${m.loadAverage.join(' ')}, Node ${m.node}, ${m.sipp}`);
-  const targets: SipTarget[] = [];
+  const stops: Array<() => Promise<void>> = [];
+  const sides: PresenceSide[] = [];
   try {
-    const parley = await startParley({ users: WATCHER_BASE + W, cpuProfileDir: profileDir, log });
-    targets.push(parley);
-    log(`parley: listening on tcp 127.0.0.1:${parley.port}`);
+    if (opts.pool) {
+      const pool = await startBenchPool(WATCHER_BASE + W, workDir, log);
+      stops.push(() => pool.stop());
+      sides.push(poolSide(pool));
+      log(
+        `pool: watchers subscribe on ${pool.frontends[1].id}, presentities publish on ${pool.frontends[0].id}`,
+      );
+    } else {
+      const parley = await startParley({ users: WATCHER_BASE + W, cpuProfileDir: profileDir, log });
+      stops.push(() => parley.stop());
+      sides.push(sideOf(parley));
+      log(`parley: listening on tcp 127.0.0.1:${parley.port}`);
+    }
     if (opts.vsKamailio) {
       if (!findKamailio() && process.getuid?.() !== 0) {
         result.kamailioSkipped =
@@ -177,54 +229,73 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
         log(`kamailio: skipped (${result.kamailioSkipped})`);
       } else {
         const kamailio = await startPresenceKamailio();
-        targets.push(kamailio);
+        stops.push(() => kamailio.stop());
+        sides.push(sideOf(kamailio));
         log(
           `kamailio: ${kamailio.version} (presence, presence_xml) listening on tcp 127.0.0.1:${kamailio.port}`,
         );
       }
     }
-    const watcherCsv = writeInjectionFile(
-      join(workDir, 'watchers.csv'),
-      Array.from({ length: W }, (_, i) => ({ user: `user${WATCHER_BASE + i}`, extra: `user${i % P}` })),
-    );
     const publisherCsv = writeInjectionFile(
       join(workDir, 'publishers.csv'),
       Array.from({ length: P }, (_, i) => ({ user: `user${i}` })),
     );
     const watched: Watched[] = [];
-    for (const target of targets) {
-      const dir = join(workDir, `watch-${target.name}`);
+    for (const side of sides) {
       const run: PresenceRun = {
-        server: target.name,
-        version: target.version,
+        server: side.name,
+        version: side.version,
         initialNotifies: 0,
         steps: [],
       };
       result.runs.push(run);
-      const done = runSipp({
-        target,
-        scenario: join(SCENARIOS, 'presence-watch.xml'),
-        injection: watcherCsv,
-        calls: W,
-        rate: 500,
-        callLimit: W + 10,
-        dir,
-        timeoutSeconds: 3_600,
-        noRecvTimeout: true,
-        // -aa: a NOTIFY that overtakes the 200 to the previous one is answered, not lost.
-        extra: ['-aa', '-trace_counts', '-trace_logs'],
-      }).then((r) => {
-        run.watcherExit = r.exit;
-        return r;
+      // Watcher SIPp i takes every sipps-th watcher from i: each presentity's watchers spread
+      // over all of them.
+      const dirs: string[] = [];
+      const runs: Promise<unknown>[] = [];
+      for (let i = 0; i < sipps; i++) {
+        const dir = join(workDir, `watch-${side.name}-${i}`);
+        const mine = Array.from({ length: W }, (_, k) => k).filter((k) => k % sipps === i);
+        const injection = writeInjectionFile(
+          join(workDir, `watchers-${i}.csv`),
+          mine.map((k) => ({ user: `user${WATCHER_BASE + k}`, extra: `user${k % P}` })),
+        );
+        dirs.push(dir);
+        runs.push(
+          runSipp({
+            target: side.watchTarget,
+            scenario: join(SCENARIOS, 'presence-watch.xml'),
+            injection,
+            calls: mine.length,
+            rate: 500,
+            callLimit: mine.length + 10,
+            dir,
+            timeoutSeconds: 3_600,
+            noRecvTimeout: true,
+            // -aa: a NOTIFY that overtakes the 200 to the previous one is answered, not lost.
+            extra: ['-aa', '-trace_counts', '-trace_logs'],
+          }).then((r) => {
+            if (r.exit !== 0 || run.watcherExit === undefined) run.watcherExit = r.exit;
+            return r;
+          }),
+        );
+      }
+      watched.push({
+        side,
+        run,
+        dirs,
+        done: Promise.all(runs),
+        counts: () => mergeCounts(dirs.map(readCounts)),
       });
-      watched.push({ target, run, dir, done, counts: () => readCounts(dir) });
     }
-    log(`watchers: ${W} (user${WATCHER_BASE}..) subscribing to ${P} presentities (user0..) on each server`);
+    log(
+      `watchers: ${W} (user${WATCHER_BASE}..) subscribing to ${P} presentities (user0..) on each server, over ${sipps} SIPp`,
+    );
     for (const w of watched) {
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline && (w.counts().at(-1)?.received ?? 0) < W) await sleep(250);
       w.run.initialNotifies = w.counts().at(-1)?.received ?? 0;
-      log(`  ${w.target.name}: ${w.run.initialNotifies} initial NOTIFYs`);
+      log(`  ${w.side.name}: ${w.run.initialNotifies} initial NOTIFYs`);
       if (w.run.initialNotifies < W)
         w.run.error = `only ${w.run.initialNotifies} of ${W} watchers subscribed`;
     }
@@ -237,7 +308,7 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
       );
       for (const w of watched) {
         const last = w.run.steps.at(-1);
-        if (w.run.error || (last && !last.ok)) continue;
+        if (w.run.error || (last && (!last.ok || last.saturated))) continue;
         await sleep(2_500);
         const step = await publishStep(w, {
           rate,
@@ -246,20 +317,24 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
           W,
           P,
           publisherCsv,
-          dir: join(workDir, `publish-${w.target.name}-${si}`),
+          dir: join(workDir, `publish-${w.side.name}-${si}`),
         });
+        const before = w.run.steps.filter((x) => x.ok);
+        const bestBefore = Math.max(0, ...before.map((x) => x.notifyRate));
+        step.saturated = step.ok && step.notifyRate < 0.9 * rate && step.notifyRate <= 1.05 * bestBefore;
         w.run.steps.push(step);
         log(
-          `  ${w.target.name}: ${step.received}/${step.expected} NOTIFYs, ${step.notifyRate.toLocaleString('en-US')}/s` +
+          `  ${w.side.name}: ${step.received}/${step.expected} NOTIFYs, ${step.notifyRate.toLocaleString('en-US')}/s` +
             ` (steady ${step.steadyRate?.toLocaleString('en-US') ?? '-'}), ${step.publishRate} PUBLISH/s,` +
-            ` CPU ${step.cpuPercent}%, RSS ${step.rssMiB} MiB${step.error ? ` (${step.error})` : ''}`,
+            ` CPU ${step.cpuPercent}%, RSS ${step.rssMiB} MiB${step.error ? ` (${step.error})` : ''}` +
+            (step.saturated ? ': saturated, ramp ends' : ''),
         );
       }
     }
     log(`watchers: waiting for them to end their watch (${WATCHER_QUIET_S} s without a NOTIFY)`);
     await Promise.all(watched.map((w) => w.done));
     for (const w of watched) {
-      attachLatencies(w.run.steps, readLatencySamples(w.dir));
+      attachLatencies(w.run.steps, w.dirs.flatMap(readLatencySamples));
       w.run.best = w.run.steps
         .filter((s) => s.ok)
         .reduce<PresenceStep | undefined>((a, s) => (!a || s.notifyRate > a.notifyRate ? s : a), undefined);
@@ -282,7 +357,7 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
       result.cpuRatio = round2(perCpu(p.best) / perCpu(k.best));
     }
   } finally {
-    for (const t of targets.reverse()) await t.stop().catch((err) => log(`stopping ${t.name}: ${err}`));
+    for (const stop of stops.reverse()) await stop().catch((err) => log(`stopping a server: ${err}`));
     rmSync(workDir, { recursive: true, force: true });
   }
   if (profileDir) {
@@ -290,6 +365,44 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
     if (file) result.profile = summariseCpuProfile(file);
   }
   return result;
+}
+
+/** A server that takes the watchers and the publishers on one address. */
+function sideOf(target: SipTarget): PresenceSide {
+  return {
+    name: target.name,
+    version: target.version,
+    watchTarget: target,
+    publishTarget: target,
+    pids: () => target.pids(),
+  };
+}
+
+/**
+ * The pool: watchers on front-end 2, publishers on front-end 1, so every change crosses
+ * PostgreSQL (the publication's row and its change notification) before any NOTIFY. Its CPU
+ * and memory are both front-ends' and PostgreSQL's.
+ */
+function poolSide(pool: BenchPool): PresenceSide {
+  const target = (fe: BenchPool['frontends'][number]): SipTarget => ({
+    name: fe.id,
+    version: pool.postgres.version,
+    host: '127.0.0.1',
+    port: fe.tcpPort,
+    pids: () => (fe.child.pid ? processTree(fe.child.pid) : []),
+    stop: async () => undefined,
+  });
+  const [fe1, fe2] = pool.frontends;
+  return {
+    name: 'parley-pool',
+    version: `2 front-ends, ${pool.postgres.version}`,
+    watchTarget: target(fe2),
+    publishTarget: target(fe1),
+    pids: () => {
+      const pg = pool.postgres.pid();
+      return [...target(fe1).pids(), ...target(fe2).pids(), ...(pg ? processTree(pg) : [])];
+    },
+  };
 }
 
 async function publishStep(
@@ -306,8 +419,8 @@ async function publishStep(
 ): Promise<PresenceStep> {
   const expected = s.W * (s.changes + 2);
   const before = w.counts().at(-1) ?? { t: 0, received: 0, unexpected: 0 };
-  const autoBefore = readAutoAnswered(w.dir);
-  const pids = w.target.pids();
+  const autoBefore = sum(w.dirs.map(readAutoAnswered));
+  const pids = w.side.pids();
   const cpu0 = cpuSeconds(pids);
   const startedAt = Date.now();
   let peak = memoryKiB(pids);
@@ -315,7 +428,7 @@ async function publishStep(
   let lastMove = { at: startedAt, cpu: cpu0, received: before.received };
   let publisherDone = false;
   const publisher = runSipp({
-    target: w.target,
+    target: w.side.publishTarget,
     scenario: join(SCENARIOS, 'presence-publish.xml'),
     injection: s.publisherCsv,
     calls: s.P,
@@ -340,7 +453,7 @@ async function publishStep(
   const pub = await publisher;
   const lines = w.counts();
   const final = lines.at(-1) ?? before;
-  const outOfOrder = readAutoAnswered(w.dir) - autoBefore;
+  const outOfOrder = sum(w.dirs.map(readAutoAnswered)) - autoBefore;
   const received = final.received - before.received + outOfOrder;
   const unexpected = final.unexpected - before.unexpected;
   // The counts line that first showed the final value: when the last NOTIFY arrived.
@@ -410,6 +523,30 @@ function readAutoAnswered(dir: string): number {
   return i < 0 ? 0 : Number(lines[lines.length - 1].split(';')[i]) || 0;
 }
 
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
+/**
+ * The counts of several watcher SIPp as one: at every time any of them wrote a line, the sum
+ * of each one's latest line at or before it.
+ */
+function mergeCounts(each: CountsLine[][]): CountsLine[] {
+  if (each.length === 1) return each[0];
+  const times = [...new Set(each.flatMap((lines) => lines.map((l) => l.t)))].sort((a, b) => a - b);
+  const at = each.map(() => -1);
+  return times.map((t) => {
+    const line: CountsLine = { t, received: 0, unexpected: 0 };
+    each.forEach((lines, i) => {
+      while (at[i] + 1 < lines.length && lines[at[i] + 1].t <= t) at[i]++;
+      const last = lines[at[i]];
+      if (last) {
+        line.received += last.received;
+        line.unexpected += last.unexpected;
+      }
+    });
+    return line;
+  });
+}
+
 /** The watchers' -trace_counts file: one cumulative line per second. */
 function readCounts(dir: string): CountsLine[] {
   const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('_counts.csv')) : undefined;
@@ -452,7 +589,8 @@ function readLatencySamples(dir: string): LatencySample[] {
   for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
     const m = /lat (\d+) (\S+) sent ([\d.]+) ([\d.]+) ([\d.]+)/.exec(line);
     if (!m) continue;
-    const key = `${m[1]} ${m[3]}`;
+    // Call numbers are per SIPp: one watcher is its folder and its call number.
+    const key = `${dir} ${m[1]} ${m[3]}`;
     if (seen.has(key)) continue;
     seen.add(key);
     const sentMs = Number(m[3]);
@@ -576,7 +714,9 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
         String(run.server === 'parley' ? s.rssMiB : s.pssMiB),
         lat(s.latency),
         lat(s.lastNotifyLatency),
-        s.ok ? (run.best === s ? 'best' : '') : `FAILED: ${s.error ?? ''}`,
+        s.ok
+          ? [run.best === s ? 'best' : '', s.saturated ? 'saturated' : ''].filter(Boolean).join(', ')
+          : `FAILED: ${s.error ?? ''}`,
       ]);
     }
   }
@@ -599,11 +739,15 @@ export function renderPresenceTable(r: PresenceSuiteResult): string {
     );
   if (r.kamailioSkipped) out.push(`Kamailio not measured: ${r.kamailioSkipped}`);
   out.push(
-    `${r.watchers} watchers (one SIPp, one TCP connection per server) of ${r.presentities} presentities (one SIPp publisher per step);`,
+    r.layout === 'pool'
+      ? 'Parley as a pool: two front-ends on one PostgreSQL; the watchers on front-end 2, the publishers on front-end 1; CPU and RSS: both front-ends plus PostgreSQL.'
+      : 'Parley as one standard server (embedded store).',
+    `${r.watchers} watchers (${r.watcherSipps} SIPp, one TCP connection each, per server) of ${r.presentities} presentities (one SIPp publisher per step);`,
     `each step publishes ${r.duration} s of changes per presentity, plus the initial PUBLISH and the removal: NOTIFYs = watchers x (changes + 2), counted at the watchers.`,
     'received includes NOTIFYs that overtook the 200 to the previous one, answered by SIPp -aa ("by -aa"): delivered, in order of sending.',
     'NOTIFY/s = received / (first PUBLISH -> counts line showing the last NOTIFY); steady = per-second slope inside the step; the publisher waits for each 200,',
-    'so a target above what a server sustains stretches the step. CPU % of one core, server process tree. RSS: Parley VmRSS; Kamailio summed PSS.',
+    "so a target above what a server sustains stretches the step; a server's ramp ends at its first failed step or once a step reached under 90% of its target",
+    'and no more than its best step before (saturated). CPU % of one core, server process tree. RSS: Parley VmRSS; Kamailio summed PSS.',
     'NOTIFY/CPU-s = NOTIFY/s per second of server CPU: on a busy machine both servers get less CPU than they could use and their rates converge; this does not.',
     'Latency: PUBLISH sent (stamped in its body) -> NOTIFY received at the watcher, per NOTIFY and per change (its last NOTIFY); SIPp on the same cores.',
     `Machine at start: ${r.machine.cpus} CPUs, load ${r.machine.loadAverage.join(' ')}: figures taken beside other work are noisy; compare servers of one run.`,

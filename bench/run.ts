@@ -12,7 +12,13 @@ import { benchEdge, EDGE_RATES, type EdgeSuiteResult, renderEdgeTable } from './
 import { benchFuzz, type FuzzSuiteResult, renderFuzz } from './fuzz.js';
 import { findKamailio, startKamailio } from './kamailio.js';
 import { benchPool, POOL_RATES, type PoolSuiteResult, renderPoolTable } from './pool.js';
-import { benchPresence, PRESENCE_RATES, type PresenceSuiteResult, renderPresenceTable } from './presence.js';
+import {
+  benchPresence,
+  PRESENCE_RATES,
+  type PresenceSuiteResult,
+  renderPresenceTable,
+  WATCHER_SIPPS,
+} from './presence.js';
 import {
   killChildren,
   machineInfo,
@@ -50,7 +56,9 @@ Suites (default: the SIP suite)
   --presence          presence NOTIFY fan-out (bench/presence.ts): --watchers (default 2000) subscribed
                       to --presentities (default 100), PUBLISH-driven, target NOTIFY/s ramp
                       ${PRESENCE_RATES.join(',')} unless --rate; with --vs-kamailio, Kamailio's
-                      presence modules in the same run and the ratio; --profile profiles Parley
+                      presence modules in the same run and the ratio; --profile profiles Parley;
+                      --presence --pool: Parley as two front-ends on PostgreSQL (watchers on one,
+                      presentities on the other)
   --soak              memory soak (bench/soak.ts): --users registered, then MESSAGE at
                       --rate (default 5000/s) for --minutes (default 10); RSS and heap each minute
   --archive           archiving cost (bench/archive.ts): MESSAGE rate with archiving off and on,
@@ -63,6 +71,7 @@ Suites (default: the SIP suite)
 Options
   --watchers N        presence watchers (--presence; default 2000)
   --presentities N    presence presentities (--presence; default 100)
+  --watcher-sipps N   SIPp processes (TCP connections) the watchers are split over (--presence; default ${WATCHER_SIPPS})
   --users N           users created and registered (default 100000)
   --rate R[,R2...]    target rate(s) in calls/s instead of the ramp ${DEFAULT_RATES.join(',')}
   --duration S        seconds per rate step (default 10)
@@ -123,8 +132,11 @@ interface Options {
   pool: boolean;
   edge: boolean;
   presence: boolean;
+  /** --presence --pool: the presence suite against a pool of front-ends. */
+  presencePool: boolean;
   watchers: number;
   presentities: number;
+  watcherSipps?: number;
   /** Messages for the fuzz run, when asked for. */
   fuzz?: number;
   seed?: number;
@@ -172,6 +184,8 @@ export function parseOptions(argv: string[]): Options | 'help' {
   const engine = v['contacts-engine'] ?? 'pglite';
   if (!['pglite', 'postgres', 'both'].includes(engine))
     throw new UsageError('--contacts-engine is one of pglite, postgres, both');
+  if (v.presence && v.pool && (v['vs-kamailio'] || v.profile))
+    throw new UsageError('--presence --pool runs Parley only: leave out --vs-kamailio and --profile');
   const contactsEngines: ('pglite' | 'postgres')[] =
     engine === 'both' ? ['pglite', 'postgres'] : [engine as 'pglite' | 'postgres'];
   const otherSuite = Boolean(v.sync || v.contacts || v.migrate || v.pool || v.edge || v.presence || fuzz);
@@ -185,11 +199,16 @@ export function parseOptions(argv: string[]): Options | 'help' {
     contacts: Boolean(v.contacts),
     contactsEngines,
     migrate: Boolean(v.migrate),
-    pool: Boolean(v.pool),
+    // --presence --pool is the presence suite on a pool, not the pool suite.
+    pool: Boolean(v.pool) && !v.presence,
+    presencePool: Boolean(v.pool) && Boolean(v.presence),
     edge: Boolean(v.edge),
     presence: Boolean(v.presence),
     watchers: v.watchers ? Math.floor(positive(v.watchers, '--watchers')) : 2_000,
     presentities: v.presentities ? Math.floor(positive(v.presentities, '--presentities')) : 100,
+    watcherSipps: v['watcher-sipps']
+      ? Math.floor(positive(v['watcher-sipps'], '--watcher-sipps'))
+      : undefined,
     fuzz,
     seed,
     users,
@@ -223,6 +242,7 @@ function parseArgsStrict(argv: string[]) {
       presence: { type: 'boolean' },
       watchers: { type: 'string' },
       presentities: { type: 'string' },
+      'watcher-sipps': { type: 'string' },
       fuzz: { type: 'string' },
       seed: { type: 'string' },
       users: { type: 'string' },
@@ -372,6 +392,8 @@ export async function runBench(opts: Options, log: (line: string) => void): Prom
       duration: opts.duration,
       vsKamailio: opts.vsKamailio,
       profile: opts.profile,
+      watcherSipps: opts.watcherSipps,
+      pool: opts.presencePool,
       log,
     });
     for (const f of result.presence.failures) result.failures.push(`presence ${f}`);
