@@ -9,7 +9,7 @@ import { type ReplicationSummary, replicateFromCentral } from '../../src/directo
 export default class DirectoryReplicate extends ParleyCommand {
   static override summary = "Refresh Parley's user store from the central forest.";
   static override description =
-    `Copies the central forest's SIP-enabled users and contacts into the user store (upsert by address), so servers never query LDAP while serving. Directory users that vanished are disabled (deleted with --prune); local users are never touched. Servers run the same on a timer (directory.replicate.interval).`;
+    `Copies the central forest's SIP-enabled users and contacts, and the group memberships of those users (groupOfNames, groupOfUniqueNames, group; nested groups expanded), into the user store (upsert by address), so servers never query LDAP while serving. Directory users that vanished are disabled (deleted with --prune); local users are never touched. Servers run the same on a timer (directory.replicate.interval).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --dry-run --json',
@@ -39,6 +39,10 @@ export default class DirectoryReplicate extends ParleyCommand {
         this.log(
           `read ${r.read}, added ${r.added}, updated ${r.updated}, disabled ${r.disabled}, deleted ${r.deleted}, unchanged ${r.unchanged}, issues ${r.issues.length}`,
         );
+        if (r.groups)
+          this.log(
+            `groups ${r.groups.read}, memberships ${r.groups.memberships} (added ${r.groups.added}, removed ${r.groups.removed})`,
+          );
         for (const i of r.issues.slice(0, 20)) this.log(`${i.code}: ${i.aor} (${i.dn}): ${i.message}`);
         if (r.issues.length > 0) process.exitCode = EXIT.partial;
         return r;

@@ -27,6 +27,7 @@ export default class UsersShow extends ParleyCommand {
     this.log(`  enabled       ${user.enabled ? 'yes' : 'no'}`);
     this.log(`  home          ${user.home ?? '-'}`);
     this.log(`  source        ${user.source}`);
+    this.log(`  groups        ${user.groups?.length ? user.groups.join(', ') : '-'}`);
     this.log(`  password      ${user.hasPassword ? 'set' : 'not set'}`);
     this.log(`  created       ${user.createdAt}`);
     return user;

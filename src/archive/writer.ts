@@ -41,6 +41,7 @@ const DAY_MS = 86_400_000;
  */
 export class ArchiveWriter<Key = unknown> {
   private readonly users: Set<string>;
+  private groupMembers = new Set<string>();
   private readonly pending = new Map<Key, PendingMessage & { at: number }>();
   private batch: NewArchivedMessage[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -57,7 +58,18 @@ export class ArchiveWriter<Key = unknown> {
 
   /** Whether a message between these users is archived. */
   wants(sender: string, recipient: string): boolean {
-    return this.users.size === 0 || this.users.has(sender) || this.users.has(recipient);
+    if (this.users.size === 0 && this.opts.groups.length === 0) return true;
+    return (
+      this.users.has(sender) ||
+      this.users.has(recipient) ||
+      this.groupMembers.has(sender) ||
+      this.groupMembers.has(recipient)
+    );
+  }
+
+  /** The members of `archiving.groups` now (followArchivedGroups keeps them current). */
+  setGroupMembers(aors: Iterable<string>): void {
+    this.groupMembers = new Set(aors);
   }
 
   /** False while `onFailure: block` holds messages back because the archive cannot be written. */

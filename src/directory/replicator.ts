@@ -2,6 +2,7 @@ import type { Repositories } from '../store/store.js';
 import type { DirectoryUser } from '../store/users.js';
 import { CentralDirectory, type CentralEntry } from './central.js';
 import type { DirectoryConfig } from './config.js';
+import { normalizeDn, readCentralGroups, resolveMemberships } from './groups.js';
 import type { Environment } from './ldap.js';
 
 /**
@@ -28,11 +29,13 @@ export interface ReplicationSummary {
   deleted: number;
   unchanged: number;
   issues: ReplicationIssue[];
+  /** Group entries read and the group memberships of users added and removed (src/directory/groups.ts). */
+  groups?: { read: number; memberships: number; added: number; removed: number };
   durationMs: number;
 }
 
 /** The repositories replication reads and writes. */
-export type ReplicationStore = Pick<Repositories, 'users' | 'homes'>;
+export type ReplicationStore = Pick<Repositories, 'users' | 'homes' | 'groups'>;
 
 export interface ReplicateOptions {
   store: ReplicationStore;
@@ -149,17 +152,35 @@ export async function replicateFromCentral(opts: {
   prune?: boolean;
   dryRun?: boolean;
 }): Promise<ReplicationSummary> {
+  const started = Date.now();
   const central = await CentralDirectory.connect(opts.config.central, opts.env);
+  // The SIP address of each entry read, by DN: group members are DNs.
+  const addresses = new Map<string, string>();
+  async function* noted(pages: AsyncIterable<CentralEntry[]>) {
+    for await (const page of pages) {
+      for (const e of page) if (e.sipAddress) addresses.set(normalizeDn(e.dn), e.sipAddress);
+      yield page;
+    }
+  }
+  let summary: ReplicationSummary;
   try {
-    return await replicateUsers({
+    summary = await replicateUsers({
       store: opts.store,
-      entries: central.sipEnabled(),
+      entries: noted(central.sipEnabled()),
       prune: opts.prune ?? opts.config.replicate.prune,
       dryRun: opts.dryRun,
     });
   } finally {
     await central.close();
   }
+  const groups = await readCentralGroups(opts.config.central, opts.env);
+  const memberships = resolveMemberships(groups, addresses);
+  const written = opts.dryRun
+    ? { added: 0, removed: 0 }
+    : await opts.store.groups.replaceMemberships('ldap:central', memberships);
+  summary.groups = { read: groups.length, memberships: memberships.length, ...written };
+  summary.durationMs = Date.now() - started;
+  return summary;
 }
 
 /**

@@ -5,13 +5,14 @@ import { Listr } from 'listr2';
 import { CliError, fromCatalogued } from '../cli/errors.js';
 import { CentralDirectory } from '../directory/central.js';
 import { type DirectoryConfig, parseDirectoryConfig } from '../directory/config.js';
+import { normalizeDn } from '../directory/groups.js';
 import { connectLdap } from '../directory/ldap.js';
 import type { WaveRecord, WaveUserRecord, WaveUserState } from '../store/migration-journal.js';
 import { DataFolderInUseError } from '../store/open.js';
 import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { MigrationError } from './errors.js';
-import { normalizeDn, readGroupMembers, readSipEnabledWithMemberOf } from './groups.js';
+import { readGroupMembers, readSipEnabledWithMemberOf } from './groups.js';
 import {
   MigrationInterruptedError,
   moveWave,

@@ -1,50 +1,16 @@
 import type { Client } from 'ldapts';
 import type { CentralConfig } from '../directory/config.js';
-import { andFilter, equalityFilter, orFilter } from '../directory/filter.js';
+import { andFilter, equalityFilter } from '../directory/filter.js';
+import { groupEntries, normalizeDn, splitDn } from '../directory/groups.js';
 import { searchPages, values } from '../directory/ldap.js';
 
 /**
  * LDAP group membership in the central forest, for `parley migrate plan --by group`:
- * groupOfNames (`member`) and groupOfUniqueNames (`uniqueMember`) entries under the base,
- * read in one paged search, plus `memberOf` on the user where the server keeps it (Active
+ * the central forest's group entries (src/directory/groups.ts groupEntries), read in one
+ * paged search, plus `memberOf` on the user where the server keeps it (Active
  * Directory, OpenLDAP with the memberof overlay). Only direct membership counts: nested
  * groups are not followed.
  */
-
-/** A DN compared the way directories do: case-insensitive, spaces around `,` and `=` ignored. */
-export function normalizeDn(dn: string): string {
-  // uniqueMember may carry an optional UID: "uid=a,dc=x#'0101'B".
-  const plain = dn.replace(/#'[01]*'B$/, '');
-  return splitDn(plain)
-    .map((rdn) => {
-      const eq = rdn.search(/(?<!\\)=/);
-      return eq < 0
-        ? rdn.trim().toLowerCase()
-        : `${rdn.slice(0, eq).trim().toLowerCase()}=${rdn
-            .slice(eq + 1)
-            .trim()
-            .toLowerCase()}`;
-    })
-    .join(',');
-}
-
-/** The DN's RDNs, split on commas that are not escaped. */
-function splitDn(dn: string): string[] {
-  const out: string[] = [];
-  let current = '';
-  for (let i = 0; i < dn.length; i++) {
-    const ch = dn[i];
-    if (ch === '\\' && i + 1 < dn.length) {
-      current += ch + dn[i + 1];
-      i++;
-    } else if (ch === ',') {
-      out.push(current);
-      current = '';
-    } else current += ch;
-  }
-  out.push(current);
-  return out;
-}
 
 /** A group's name: the value of its first RDN, unescaped (cn=Sales\, EMEA,ou=groups → Sales, EMEA). */
 export function groupLabel(dn: string): string {
@@ -72,17 +38,9 @@ export async function readGroupMembers(
   central: CentralConfig,
 ): Promise<Map<string, string[]>> {
   const byMember = new Map<string, string[]>();
-  const pages = searchPages(client, central.baseDn, {
-    filter: orFilter(
-      equalityFilter('objectClass', 'groupOfNames'),
-      equalityFilter('objectClass', 'groupOfUniqueNames'),
-    ),
-    attributes: ['member', 'uniqueMember'],
-    pageSize: central.pageSize,
-  });
-  for await (const page of pages) {
+  for await (const page of groupEntries(client, central)) {
     for (const group of page) {
-      for (const member of [...values(group, 'member'), ...values(group, 'uniqueMember')]) {
+      for (const member of group.members) {
         const key = normalizeDn(member);
         const list = byMember.get(key) ?? [];
         if (!list.some((g) => normalizeDn(g) === normalizeDn(group.dn))) list.push(group.dn);

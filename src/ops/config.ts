@@ -137,8 +137,10 @@ export interface ParleyConfig {
 export interface ArchivingConfig {
   /** Archive every MESSAGE routed (of the users below, or everyone). */
   enabled: boolean;
-  /** Only messages from or to these users (AORs); empty: everyone. */
+  /** Only messages from or to these users (AORs)... */
   users: string[];
+  /** ...or members of these directory groups (lower case); both empty: everyone. */
+  groups: string[];
   /** Days a message is kept; the daily purge deletes older ones. 0 keeps them forever. */
   retentionDays: number;
   /** `block`: refuse messages (500) while the archive cannot be written; `continue`: deliver and alert. */
@@ -695,10 +697,19 @@ function validate(r: LayeredReader): ParleyConfig {
     );
   }
 
-  r.checkKeys('archiving', ['enabled', 'users', 'retentionDays', 'onFailure', 'batchSize', 'flushMs']);
+  r.checkKeys('archiving', [
+    'enabled',
+    'users',
+    'groups',
+    'retentionDays',
+    'onFailure',
+    'batchSize',
+    'flushMs',
+  ]);
   const archiving: ArchivingConfig = {
     enabled: readBoolean(r, 'archiving.enabled', false),
     users: readAors(r, 'archiving.users'),
+    groups: readGroupNames(r, 'archiving.groups'),
     // 0 keeps messages forever.
     retentionDays:
       r.get('archiving.retentionDays')?.value === 0
@@ -960,6 +971,22 @@ function readAors(r: LayeredReader, key: string): string[] {
     if (typeof entry !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(entry.trim()))
       throw new ConfigError(
         `${JSON.stringify(entry)} is not a user address (user@domain)`,
+        key,
+        at.source.label,
+      );
+  }
+  return list.map((entry: string) => entry.trim().toLowerCase());
+}
+
+/** Directory group names (their cn), compared without case. */
+function readGroupNames(r: LayeredReader, key: string): string[] {
+  const at = r.get(key);
+  if (!at || at.value === null) return [];
+  const list = Array.isArray(at.value) ? at.value : [at.value];
+  for (const entry of list) {
+    if (typeof entry !== 'string' || entry.trim() === '')
+      throw new ConfigError(
+        `${JSON.stringify(entry)} is not a group name (the group's cn)`,
         key,
         at.source.label,
       );

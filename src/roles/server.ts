@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { followArchivedGroups } from '../archive/groups.js';
 import { ArchiveWriter } from '../archive/writer.js';
 import { ClientGate } from '../clients/gate.js';
 import { endRefusedEndpoint } from '../clients/refused-endpoint.js';
@@ -45,6 +46,7 @@ import { ArchiveRepository } from '../store/archive.js';
 import { ClientPolicyRepository } from '../store/clients.js';
 import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
 import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
+import { GroupRepository } from '../store/groups.js';
 import { HomeRepository, PLACEMENT_CHANNEL } from '../store/homes.js';
 import { openDatabase } from '../store/open.js';
 import { PgliteDatabase } from '../store/pglite.js';
@@ -250,6 +252,16 @@ export async function startServer(
         })
       : undefined;
     if (archive) {
+      if (config.archiving.groups.length > 0) {
+        const stop = await followArchivedGroups({
+          writer: archive,
+          repo: new GroupRepository(db),
+          feed: db,
+          groups: config.archiving.groups,
+          log: componentLogger(log, 'im'),
+        });
+        cleanups.push(stop);
+      }
       archive.startPurge();
       cleanups.push(() => archive.close());
     }

@@ -3,6 +3,7 @@ import { ClientPolicyRepository } from './clients.js';
 import { ContactListRepository } from './contact-lists.js';
 import { DirectoryJournalRepository } from './directory-journal.js';
 import { FederationRepository } from './federation.js';
+import { GroupRepository } from './groups.js';
 import { HomeRepository } from './homes.js';
 import { MigrationJournalRepository } from './migration-journal.js';
 import { PublicationRepository } from './publications.js';
@@ -26,6 +27,7 @@ export interface Repositories {
   clientPolicies: ClientPolicyRepository;
   archive: ArchiveRepository;
   usage: UsageRepository;
+  groups: GroupRepository;
 }
 
 export interface Store extends Repositories {
@@ -49,6 +51,7 @@ export function createRepositories(sql: Sql): Repositories {
     clientPolicies: new ClientPolicyRepository(sql),
     archive: new ArchiveRepository(sql),
     usage: new UsageRepository(sql),
+    groups: new GroupRepository(sql),
   };
 }
 

@@ -13,6 +13,8 @@ export interface UserSummary {
   hasPassword: boolean;
   createdAt: string;
   updatedAt: string;
+  /** Directory groups the user is in (users show only). */
+  groups?: string[];
 }
 
 /**
@@ -168,7 +170,7 @@ export async function showUser(
   input: { aor: string; domain: DomainScope | string },
 ): Promise<UserSummary> {
   const aor = resolveAor(input.aor, { ...asScope(input.domain), force: true });
-  return summarize(store, await mustGet(store, aor));
+  return { ...(await summarize(store, await mustGet(store, aor))), groups: await store.groups.groupsOf(aor) };
 }
 
 function asScope(domain: DomainScope | string): DomainScope {

@@ -9,6 +9,7 @@ describe('archiving configuration', () => {
     expect(loadConfig({ cwd: '/tmp', env: {} }).archiving).toEqual({
       enabled: false,
       users: [],
+      groups: [],
       retentionDays: 365,
       onFailure: 'continue',
       batchSize: 500,
@@ -18,15 +19,23 @@ describe('archiving configuration', () => {
 
   it('takes users, retention and the failure policy, and names mistakes', () => {
     expect(
-      load({ enabled: true, users: ['Alice@Example.com'], onFailure: 'block', retentionDays: 0 }).archiving,
+      load({
+        enabled: true,
+        users: ['Alice@Example.com'],
+        groups: [' Trading '],
+        onFailure: 'block',
+        retentionDays: 0,
+      }).archiving,
     ).toMatchObject({
       enabled: true,
       users: ['alice@example.com'],
+      groups: ['trading'],
       onFailure: 'block',
       retentionDays: 0,
     });
     expect(() => load({ onFailure: 'ignore' })).toThrow(/archiving.onFailure/);
     expect(() => load({ users: ['alice'] })).toThrow(/archiving.users: "alice" is not a user address/);
+    expect(() => load({ groups: [''] })).toThrow(/archiving.groups: "" is not a group name/);
     expect(() => load({ batchSize: 0 })).toThrow(/archiving.batchSize/);
     expect(() => load({ enable: true })).toThrow(/archiving.enable: unknown key/);
   });

@@ -15,6 +15,7 @@ import { createTestDatabase } from '../support/database.js';
 const config = {
   enabled: true,
   users: [],
+  groups: [],
   retentionDays: 365,
   onFailure: 'continue' as const,
   batchSize: 3,

@@ -7,6 +7,7 @@ import {
 } from '../../src/store/contact-lists.js';
 import type { Join } from '../../src/store/directory-journal.js';
 import { FEDERATION_CHANNEL } from '../../src/store/federation.js';
+import { GROUPS_CHANNEL } from '../../src/store/groups.js';
 import { PLACEMENT_CHANNEL } from '../../src/store/homes.js';
 import { appliedMigrations, currentVersion, loadMigrations, migrate } from '../../src/store/migrate.js';
 import { PRESENCE_CHANNEL, type Publication } from '../../src/store/publications.js';
@@ -1064,6 +1065,51 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
           return lines.map((l) => l['QUERY PLAN']).join('\n');
         });
         expect(plan).toMatch(/Index Scan on archive_body_trgm_idx/);
+      });
+    });
+
+    describe('user groups', () => {
+      it("replaces a source's memberships, announces changes, answers members and groups", async () => {
+        for (const name of ['ann', 'ben', 'cat'])
+          await store.users.createUser({ aor: `${name}@example.com` });
+        const got: string[] = [];
+        const stop = await db.listen(GROUPS_CHANNEL, (p) => got.push(p));
+        const first = await store.groups.replaceMemberships('ldap:central', [
+          { group: 'Sales', aor: 'Ann@example.com' },
+          { group: 'sales', aor: 'ben@example.com' },
+          { group: 'Sales', aor: 'ben@example.com' },
+          { group: 'ops', aor: 'ben@example.com' },
+          { group: 'ops', aor: 'nobody@example.com' },
+        ]);
+        expect(first).toEqual({ added: 3, removed: 0 });
+        expect(await store.groups.membersOf(['SALES', 'none'])).toEqual([
+          'ann@example.com',
+          'ben@example.com',
+        ]);
+        expect(await store.groups.membersOf([])).toEqual([]);
+        expect(await store.groups.groupsOf('BEN@example.com')).toEqual(['ops', 'sales']);
+        await expect.poll(() => got).toEqual(['']);
+        const same = await store.groups.replaceMemberships('ldap:central', [
+          { group: 'sales', aor: 'ann@example.com' },
+          { group: 'sales', aor: 'ben@example.com' },
+          { group: 'ops', aor: 'ben@example.com' },
+        ]);
+        expect(same).toEqual({ added: 0, removed: 0 });
+        const next = await store.groups.replaceMemberships('ldap:central', [
+          { group: 'sales', aor: 'cat@example.com' },
+          { group: 'ops', aor: 'ben@example.com' },
+        ]);
+        expect(next).toEqual({ added: 1, removed: 2 });
+        expect(await store.groups.membersOf(['sales', 'ops'])).toEqual([
+          'ben@example.com',
+          'cat@example.com',
+        ]);
+        await expect.poll(() => got).toEqual(['', '']);
+        // A removed user leaves its groups.
+        await store.users.removeUser('cat@example.com');
+        expect(await store.groups.groupsOf('cat@example.com')).toEqual([]);
+        expect(await store.groups.replaceMemberships('ldap:central', [])).toEqual({ added: 0, removed: 1 });
+        await stop();
       });
     });
 
