@@ -1,4 +1,4 @@
-import { AlreadyExistsError, Attribute, Change, type Client, NoSuchObjectError } from 'ldapts';
+import { AlreadyExistsError, Attribute, Change, type Client, type Entry, NoSuchObjectError } from 'ldapts';
 import type { CentralConfig } from './config.js';
 import { andFilter, equalityFilter, orFilter } from './filter.js';
 import { connectLdap, type Environment, firstValue, searchPages } from './ldap.js';
@@ -13,6 +13,13 @@ export interface ContactWriter {
   updateContact(dn: string, attrs: ContactAttributes, changed: readonly string[]): Promise<void>;
   /** Deletes the contact; one already gone is fine. */
   deleteContact(dn: string): Promise<void>;
+}
+
+/** A contact as it is in the central forest. */
+export interface CentralContact {
+  dn: string;
+  anchor?: string;
+  attrs: ContactAttributes;
 }
 
 export class CentralNotPreparedError extends Error {
@@ -36,6 +43,10 @@ function isBelow(dn: string, container: string): boolean {
     .toLowerCase()
     .replace(/\s+/g, '')
     .endsWith(`,${container.toLowerCase().replace(/\s+/g, '')}`);
+}
+
+function toContact(e: Entry): CentralContact {
+  return { dn: e.dn, anchor: firstValue(e, 'parleySourceAnchor'), attrs: readContactAttributes(e) };
 }
 
 export class CentralDirectory implements ContactWriter {
@@ -158,22 +169,39 @@ export class CentralDirectory implements ContactWriter {
   }
 
   /** The contacts made for one forest, as they are now (a full sync repairs drift from these). */
-  async *contacts(
-    forest: string,
-  ): AsyncGenerator<{ dn: string; anchor?: string; attrs: ContactAttributes }[]> {
+  async *contacts(forest: string): AsyncGenerator<CentralContact[]> {
     const pages = searchPages(this.client, this.config.contactContainer, {
       filter: andFilter('(objectClass=parleyUser)', equalityFilter('parleySourceForest', forest)),
       attributes: [...CONTACT_ATTRIBUTES],
       pageSize: this.config.pageSize,
       scope: 'one',
     });
-    for await (const page of pages) {
-      yield page.map((e) => ({
-        dn: e.dn,
-        anchor: firstValue(e, 'parleySourceAnchor'),
-        attrs: readContactAttributes(e),
-      }));
+    for await (const page of pages) yield page.map(toContact);
+  }
+
+  /**
+   * The contacts of these source anchors only, by anchor: one search per 250 anchors
+   * (parleySourceAnchor is indexed), so a full sync compares a page of users at a time.
+   */
+  async contactsFor(forest: string, anchors: string[]): Promise<Map<string, CentralContact>> {
+    const found = new Map<string, CentralContact>();
+    for (let i = 0; i < anchors.length; i += 250) {
+      const terms = anchors.slice(i, i + 250).map((a) => equalityFilter('parleySourceAnchor', a));
+      const pages = searchPages(this.client, this.config.contactContainer, {
+        filter: andFilter(
+          '(objectClass=parleyUser)',
+          equalityFilter('parleySourceForest', forest),
+          orFilter(...terms),
+        ),
+        attributes: [...CONTACT_ATTRIBUTES],
+        pageSize: this.config.pageSize,
+        scope: 'one',
+      });
+      for await (const page of pages) {
+        for (const c of page.map(toContact)) if (c.anchor) found.set(c.anchor, c);
+      }
     }
+    return found;
   }
 
   /** Every SIP-enabled object under the base: central users and contacts (for replication). */

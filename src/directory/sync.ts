@@ -1,7 +1,12 @@
 import { ResultCodeError } from 'ldapts';
 import type { DirectoryJournalRepository, Join, OpAction } from '../store/directory-journal.js';
 import type { Store } from '../store/store.js';
-import { CentralDirectory, CentralNotPreparedError, type ContactWriter } from './central.js';
+import {
+  type CentralContact,
+  CentralDirectory,
+  CentralNotPreparedError,
+  type ContactWriter,
+} from './central.js';
 import type { DirectoryConfig, ForestConfig } from './config.js';
 import { ContentSyncUnsupportedError } from './content-sync.js';
 import { DirectoryError, EXIT } from './errors.js';
@@ -17,6 +22,7 @@ import {
   type SourceUser,
   sipAddress,
 } from './mapping.js';
+import { WritePipeline } from './write-pipeline.js';
 
 /**
  * The identity-integration job: secondary forests -> contacts in the central forest.
@@ -38,6 +44,8 @@ export interface SyncProgress {
   phase: SyncPhase;
   done: number;
   total?: number;
+  /** While a whole forest is read: the writes already made (they go on as the read goes). */
+  written?: number;
 }
 
 export interface SyncConflict {
@@ -127,18 +135,48 @@ export interface SyncOptions {
   wrapWriter?: (writer: ContactWriter) => ContactWriter;
 }
 
-/** What the read phase found in one forest. */
+/** What an incremental read found in one forest: proportional to the change. */
 interface ForestRead {
   changed: SourceUser[];
-  /** Anchors known to be in scope (a full read or a present phase); gone = joins not in it. */
+  /** Anchors known to be in scope (a present phase, the watermark's anchors); gone = joins not in it. */
   present?: Set<string>;
   /** Anchors reported gone (content sync's explicit deletes). */
   deleted: Set<string>;
-  tracking: 'content-sync' | 'watermark';
-  fullRead: boolean;
   /** Where the next run starts, stored once this run's writes are recorded. */
   next?: { cookie: Buffer } | { watermark: string };
-  fallback?: string;
+}
+
+/** How a forest is read this run: its changes, or all of it (streamed by syncAll). */
+type ReadPlan =
+  | { kind: 'changes'; tracking: 'content-sync' | 'watermark'; read: ForestRead; fallback?: undefined }
+  | {
+      kind: 'all';
+      tracking: 'content-sync' | 'watermark';
+      /** Content sync: the cookie taken before the read, so changes made during it are seen next run. */
+      cookie?: Buffer;
+      /** Why an incremental run reads the whole forest. */
+      fallback?: string;
+    };
+
+/** What diffing some users (or joins) plans: LDAP writes, and join changes with no write. */
+interface DiffChunk {
+  ops: PlannedOp[];
+  storeOnly: Join[];
+  forget: string[];
+}
+
+function newChunk(): DiffChunk {
+  return { ops: [], storeOnly: [], forget: [] };
+}
+
+type Progress = (phase: SyncPhase, done: number, total?: number, written?: number) => void;
+
+/** The forest's server failed during the read: that forest fails, the others go on. */
+class ForestReadFailure extends Error {
+  override name = 'ForestReadFailure';
+  constructor(override readonly cause: unknown) {
+    super(describe(cause));
+  }
 }
 
 interface PlannedOp extends PlannedChange {
@@ -153,9 +191,6 @@ export class SyncInterruptedError extends Error {
   override name = 'SyncInterruptedError';
 }
 
-/** Central writes in flight at once, and how many completed writes are recorded together. */
-const WRITES_IN_FLIGHT = 32;
-const FLUSH_BATCH = 250;
 /** Connections to the central forest that carry the writes. */
 const WRITE_CONNECTIONS = 4;
 /** Anchors per batched join read. */
@@ -361,75 +396,45 @@ export class DirectorySync {
   async syncForest(forest: ForestConfig, onProgress = this.opts.onProgress): Promise<ForestSummary> {
     const summary = emptyForestSummary(forest.name, this.mode);
     this.summaries.push(summary);
-    const progress = (phase: SyncPhase, done: number, total?: number) =>
-      onProgress?.({ forest: forest.name, phase, done, total });
+    const progress: Progress = (phase, done, total, written) =>
+      onProgress?.({ forest: forest.name, phase, done, total, written });
 
-    let read: ForestRead;
     let reader: ForestReader | undefined;
     try {
-      reader = await ForestReader.connect(forest, this.opts.env);
-      progress('read', 0);
-      read = await this.read(forest, reader, summary, progress);
+      let plan: ReadPlan;
+      try {
+        reader = await ForestReader.connect(forest, this.opts.env);
+        progress('read', 0);
+        plan = await this.read(forest, reader, summary, progress);
+      } catch (err) {
+        throw new ForestReadFailure(err);
+      }
+      summary.tracking = plan.tracking;
+      summary.fullRead = plan.kind === 'all';
+      summary.fallback = plan.fallback;
+      if (plan.kind === 'all') await this.syncAll(forest, reader, plan, summary, progress);
+      else await this.syncChanges(forest, plan.read, summary, progress);
     } catch (err) {
+      if (!(err instanceof ForestReadFailure)) throw err;
       summary.status = 'failed';
-      summary.message = `cannot read forest ${forest.name} (${forest.url}): ${describe(err)}`;
-      return summary;
+      summary.message = `cannot read forest ${forest.name} (${forest.url}): ${describe(err.cause)}`;
     } finally {
       await reader?.close();
-    }
-    summary.tracking = read.tracking;
-    summary.fullRead = read.fullRead;
-    summary.fallback = read.fallback;
-
-    progress('diff', 0);
-    const ops = await this.diff(forest, read, summary);
-    progress('diff', ops.length, ops.length);
-
-    const removals = ops.filter((o) => o.removal);
-    // Counting the forest's contacts costs a pass over its joins: only when something goes.
-    const managed = removals.length > 0 ? await this.journal.contactCount(forest.name) : 0;
-    const policy = this.opts.config.sync;
-    const overCount = removals.length > policy.maxDeletes;
-    const overPercent =
-      policy.maxDeletePercent !== undefined &&
-      removals.length * 100 > policy.maxDeletePercent * Math.max(managed, 1);
-    let toWrite = ops;
-    if (removals.length > 0 && (overCount || overPercent) && !this.opts.allowMassDelete) {
-      // A wrong base DN or filter looks exactly like everyone leaving: keep the contacts.
-      summary.status = 'refused';
-      summary.refusedRemovals = removals.length;
-      summary.message = `refused to remove ${removals.length} of ${managed} contacts (limit ${policy.maxDeletes}${
-        policy.maxDeletePercent !== undefined ? ` or ${policy.maxDeletePercent}%` : ''
-      }); rerun with --allow-mass-delete if this is intended`;
-      toWrite = ops.filter((o) => !o.removal);
-    }
-
-    const next = read.next && 'watermark' in read.next ? read.next.watermark : undefined;
-    if (this.opts.dryRun) {
-      for (const op of toWrite) if (op.action) this.planned.push(this.publicChange(op));
-      this.count(summary, toWrite);
-      summary.watermark = next;
-      return summary;
-    }
-
-    const writeErrors = await this.write(forest, toWrite, summary, progress);
-    // Failed items and refused removals are read again next run: a content-sync cookie
-    // reports a change once, so it moves only when everything it reported is done.
-    if (writeErrors === 0 && summary.status !== 'refused' && read.next) {
-      if ('cookie' in read.next) await this.journal.setSyncCookie(forest.name, read.next.cookie);
-      else await this.journal.setWatermark(forest.name, read.next.watermark);
-      summary.watermark = next;
     }
     return summary;
   }
 
-  /** The read phase: content sync where the forest offers it, else the watermark. */
+  /**
+   * The read phase: content sync where the forest offers it, else the watermark. What an
+   * incremental read finds (proportional to the change) is returned whole; a read of the
+   * whole forest is left to syncAll, which streams it.
+   */
   private async read(
     forest: ForestConfig,
     reader: ForestReader,
     summary: ForestSummary,
-    progress: (phase: SyncPhase, done: number, total?: number) => void,
-  ): Promise<ForestRead> {
+    progress: Progress,
+  ): Promise<ReadPlan> {
     const tryContentSync =
       forest.changeTracking === 'content-sync' ||
       (forest.changeTracking === 'auto' && forest.type === 'openldap');
@@ -438,7 +443,11 @@ export class DirectorySync {
       let fallback = this.opts.full ? undefined : 'no content-sync cookie yet';
       if (cookie) {
         try {
-          return await this.readChanges(reader, cookie, summary, progress);
+          return {
+            kind: 'changes',
+            tracking: 'content-sync',
+            read: await this.readChanges(reader, cookie, summary, progress),
+          };
         } catch (err) {
           if (!(err instanceof ResultCodeError)) throw err;
           // RFC 4533 section 3.3: e-syncRefreshRequired (or a server that cannot use the
@@ -453,32 +462,12 @@ export class DirectorySync {
         const unsupported = err instanceof ResultCodeError || err instanceof ContentSyncUnsupportedError;
         if (!unsupported || forest.changeTracking === 'content-sync') throw err;
       }
-      if (start) {
-        const all = await this.readAll(reader, undefined, summary, progress);
-        return { ...all, tracking: 'content-sync', fullRead: true, next: { cookie: start }, fallback };
-      }
+      if (start) return { kind: 'all', tracking: 'content-sync', cookie: start, fallback };
     }
     const since = this.opts.full ? undefined : await this.journal.watermark(forest.name);
-    const all = await this.readAll(reader, since, summary, progress);
-    return {
-      ...all,
-      // LDAP servers forget deleted entries: every anchor in scope is read to find them.
-      present: since === undefined ? all.present : await reader.anchors(),
-      tracking: 'watermark',
-      fullRead: since === undefined,
-      next: all.mark !== undefined && all.mark !== since ? { watermark: all.mark } : undefined,
-    };
-  }
-
-  /** Paged read of the users in scope (changed since a watermark, or all of them). */
-  private async readAll(
-    reader: ForestReader,
-    since: string | undefined,
-    summary: ForestSummary,
-    progress: (phase: SyncPhase, done: number, total?: number) => void,
-  ): Promise<{ changed: SourceUser[]; present: Set<string>; deleted: Set<string>; mark?: string }> {
+    if (since === undefined) return { kind: 'all', tracking: 'watermark' };
     const changed: SourceUser[] = [];
-    let mark = since;
+    let mark: string | undefined = since;
     for await (const page of reader.users(since)) {
       for (const u of page.users) {
         changed.push(u);
@@ -487,7 +476,17 @@ export class DirectorySync {
       summary.read += page.users.length;
       progress('read', summary.read);
     }
-    return { changed, present: new Set(changed.map((u) => u.anchor)), deleted: new Set(), mark };
+    return {
+      kind: 'changes',
+      tracking: 'watermark',
+      read: {
+        changed,
+        // LDAP servers forget deleted entries: every anchor in scope is read to find them.
+        present: await reader.anchors(),
+        deleted: new Set(),
+        next: mark !== undefined && mark !== since ? { watermark: mark } : undefined,
+      },
+    };
   }
 
   /** RFC 4533 refreshOnly from the stored cookie: only what changed, deletes included. */
@@ -495,7 +494,7 @@ export class DirectorySync {
     reader: ForestReader,
     cookie: Buffer,
     summary: ForestSummary,
-    progress: (phase: SyncPhase, done: number, total?: number) => void,
+    progress: Progress,
   ): Promise<ForestRead> {
     const changed = new Map<string, SourceUser>();
     const deleted = new Set<string>();
@@ -525,10 +524,236 @@ export class DirectorySync {
       changed: users,
       present: done.refreshDeletes ? undefined : present,
       deleted,
-      tracking: 'content-sync',
-      fullRead: false,
       next: done.cookie ? { cookie: done.cookie } : { cookie },
     };
+  }
+
+  /** An incremental run: the changes are few, so they are diffed together, then written. */
+  private async syncChanges(
+    forest: ForestConfig,
+    read: ForestRead,
+    summary: ForestSummary,
+    progress: Progress,
+  ): Promise<void> {
+    progress('diff', 0);
+    const joins = await this.joinsFor(forest, read);
+    const addresses = read.changed.flatMap((u) =>
+      u.alias ? [sipAddress(u.alias, this.opts.config.central.sipDomain)] : [],
+    );
+    for (const j of joins.values()) addresses.push(j.sipAddress);
+    await this.holders.lookUp(addresses);
+    const chunk = newChunk();
+    const seen = new Set<string>();
+    this.diffUsers(forest, summary, read.changed, joins, seen, chunk);
+    const isPresent = (anchor: string) =>
+      read.present ? read.present.has(anchor) : !read.deleted.has(anchor);
+    this.diffUnseen(
+      forest,
+      summary,
+      [...joins.values()].filter((j) => !seen.has(j.anchor)),
+      isPresent,
+      chunk,
+    );
+    await this.saveChunk(forest, chunk);
+    progress('diff', chunk.ops.length, chunk.ops.length);
+
+    const removals = chunk.ops.filter((o) => o.removal).length;
+    const allowed = await this.removalsAllowed(forest, removals, summary);
+    const toWrite = allowed ? chunk.ops : chunk.ops.filter((o) => !o.removal);
+    if (this.opts.dryRun) {
+      this.plan(summary, toWrite);
+      this.advance(forest, read.next, 0, summary);
+      return;
+    }
+    const pipeline = await this.pipeline(forest, summary, (written, submitted) =>
+      progress('write', written, submitted),
+    );
+    progress('write', 0, toWrite.length);
+    await pipeline.submit(toWrite);
+    await this.endWrites(pipeline);
+    await this.advance(forest, read.next, pipeline.failures, summary);
+  }
+
+  /**
+   * A read of the whole forest (first run, --full, a refused cookie, or the watermark's first
+   * run), streamed: each page is diffed against its own joins (and, with --full, its own
+   * contacts) and its writes go into the pipeline while the next page is read, so memory is
+   * bounded by the pages in flight, not by the forest. What the stream cannot decide alone
+   * waits for its end: the users gone (joins of anchors not read) and every removal, which
+   * the deletion threshold must see all together before one is made.
+   */
+  private async syncAll(
+    forest: ForestConfig,
+    reader: ForestReader,
+    plan: Extract<ReadPlan, { kind: 'all' }>,
+    summary: ForestSummary,
+    progress: Progress,
+  ): Promise<void> {
+    await this.holders.loadAll();
+    // Every anchor read: the joins not among them are gone. Strings only, a few MiB per 100,000.
+    const seen = new Set<string>();
+    const held: PlannedOp[] = [];
+    let streaming = true;
+    const pipeline = this.opts.dryRun
+      ? undefined
+      : await this.pipeline(forest, summary, (written, submitted) => {
+          if (streaming) progress('read', summary.read, undefined, written);
+          else progress('write', written, submitted);
+        });
+    const stopped = () => pipeline?.failed === true || this.opts.signal?.aborted === true;
+    let mark: string | undefined;
+    try {
+      const pages = reader.users();
+      while (!stopped()) {
+        let page: IteratorResult<{ users: SourceUser[]; skipped: number }>;
+        try {
+          page = await pages.next();
+        } catch (err) {
+          throw new ForestReadFailure(err);
+        }
+        if (page.done) break;
+        const { users } = page.value;
+        summary.read += users.length;
+        progress('read', summary.read, undefined, pipeline?.written);
+        for (const u of users) mark = laterMark(mark, u.changeMark);
+        const anchors = users.map((u) => u.anchor);
+        const joins = await this.journal.joinsFor(forest.name, anchors);
+        const actual = this.opts.full ? await this.central.contactsFor(forest.name, anchors) : undefined;
+        const chunk = newChunk();
+        this.diffUsers(forest, summary, users, joins, seen, chunk, actual);
+        await this.saveChunk(forest, chunk);
+        const now = chunk.ops.filter((o) => !o.removal);
+        held.push(...chunk.ops.filter((o) => o.removal));
+        if (pipeline) await pipeline.submit(now);
+        else this.plan(summary, now);
+      }
+      streaming = false;
+      if (!stopped()) {
+        progress('diff', 0);
+        const joined = await this.journal.joinAnchors(forest.name);
+        if (this.opts.full) {
+          // Contacts of this forest that no join knows (the store was restored, say).
+          const known = new Set(joined);
+          for await (const contacts of this.central.contacts(forest.name)) {
+            for (const c of contacts) {
+              if (!c.anchor || seen.has(c.anchor) || known.has(c.anchor)) continue;
+              held.push({
+                forest: forest.name,
+                anchor: c.anchor,
+                contactDn: c.dn,
+                sipAddress: c.attrs.parleySipAddress?.[0] ?? '',
+                sourceDn: '',
+                action: 'delete',
+                removal: true,
+              });
+            }
+          }
+        }
+        // Gone from the forest: deleted, or moved out of the base or filter.
+        const gone = joined.filter((a) => !seen.has(a));
+        const goneChunks = async (each: (chunk: DiffChunk) => Promise<void>) => {
+          for (let i = 0; i < gone.length; i += JOIN_BATCH) {
+            const joins = await this.journal.joinsFor(forest.name, gone.slice(i, i + JOIN_BATCH));
+            const chunk = newChunk();
+            this.diffUnseen(forest, summary, joins.values(), () => false, chunk);
+            await each(chunk);
+          }
+        };
+        // At most gone.length removals among the gone: count them only when that could matter.
+        let removals = held.length + gone.length;
+        if (gone.length > 0 && (await this.overLimit(forest, removals))) {
+          removals = held.length;
+          await goneChunks(async (chunk) => {
+            removals += chunk.ops.length;
+          });
+        }
+        const allowed = await this.removalsAllowed(forest, removals, summary);
+        progress('diff', removals, removals);
+        streaming = false;
+        const writeRemovals = async (ops: PlannedOp[]) => {
+          if (!allowed) return;
+          if (pipeline) await pipeline.submit(ops);
+          else this.plan(summary, ops);
+        };
+        await goneChunks(async (chunk) => {
+          await this.saveChunk(forest, chunk);
+          await writeRemovals(chunk.ops);
+        });
+        await writeRemovals(held);
+      }
+    } catch (err) {
+      // What was written is recorded before the forest fails, so the next run does not redo it.
+      await pipeline?.drain().catch(() => undefined);
+      throw err;
+    }
+    const next = plan.cookie ? { cookie: plan.cookie } : mark !== undefined ? { watermark: mark } : undefined;
+    if (!pipeline) {
+      this.advance(forest, next, 0, summary);
+      return;
+    }
+    progress('write', pipeline.written, pipeline.submitted);
+    await this.endWrites(pipeline);
+    await this.advance(forest, next, pipeline.failures, summary);
+  }
+
+  /** Whether this many removals would pass the deletion threshold's limits. */
+  private async overLimit(forest: ForestConfig, removals: number): Promise<boolean> {
+    if (removals === 0) return false;
+    const policy = this.opts.config.sync;
+    if (removals > policy.maxDeletes) return true;
+    if (policy.maxDeletePercent === undefined) return false;
+    // Counting the forest's contacts costs a pass over its joins: only when something goes.
+    const managed = await this.journal.contactCount(forest.name);
+    return removals * 100 > policy.maxDeletePercent * Math.max(managed, 1);
+  }
+
+  /**
+   * The deletion threshold: a wrong base DN or filter looks exactly like everyone leaving, so
+   * removals past the limits are refused (the forest's other changes are made) unless
+   * --allow-mass-delete.
+   */
+  private async removalsAllowed(
+    forest: ForestConfig,
+    removals: number,
+    summary: ForestSummary,
+  ): Promise<boolean> {
+    if (this.opts.allowMassDelete || !(await this.overLimit(forest, removals))) return true;
+    const policy = this.opts.config.sync;
+    const managed = await this.journal.contactCount(forest.name);
+    summary.status = 'refused';
+    summary.refusedRemovals = removals;
+    summary.message = `refused to remove ${removals} of ${managed} contacts (limit ${policy.maxDeletes}${
+      policy.maxDeletePercent !== undefined ? ` or ${policy.maxDeletePercent}%` : ''
+    }); rerun with --allow-mass-delete if this is intended`;
+    return false;
+  }
+
+  /**
+   * Moves the forest's cookie or watermark once its writes are recorded. Failed items and
+   * refused removals are read again next run: a content-sync cookie reports a change once,
+   * so it moves only when everything it reported is done.
+   */
+  private async advance(
+    forest: ForestConfig,
+    next: ForestRead['next'],
+    writeErrors: number,
+    summary: ForestSummary,
+  ): Promise<void> {
+    const mark = next && 'watermark' in next ? next.watermark : undefined;
+    if (this.opts.dryRun) {
+      summary.watermark = mark;
+      return;
+    }
+    if (writeErrors === 0 && summary.status !== 'refused' && next) {
+      if ('cookie' in next) await this.journal.setSyncCookie(forest.name, next.cookie);
+      else await this.journal.setWatermark(forest.name, next.watermark);
+      summary.watermark = mark;
+    }
+  }
+
+  private plan(summary: ForestSummary, ops: PlannedOp[]): void {
+    for (const op of ops) if (op.action) this.planned.push(this.publicChange(op));
+    this.count(summary, ops);
   }
 
   private publicChange(op: PlannedOp): PlannedChange {
@@ -585,11 +810,10 @@ export class DirectorySync {
   }
 
   /**
-   * The joins the diff needs: with --full all of them; otherwise those of the users read,
-   * of the users gone, and those waiting on something (conflicts, grace periods over).
+   * The joins an incremental run needs: those of the users read, of the users gone, and
+   * those waiting on something (conflicts, grace periods over).
    */
   private async joinsFor(forest: ForestConfig, read: ForestRead): Promise<Map<string, Join>> {
-    if (this.opts.full) return this.journal.joins(forest.name);
     const wanted = read.changed.map((u) => u.anchor);
     if (read.present) {
       for (const a of await this.journal.joinAnchors(forest.name)) if (!read.present.has(a)) wanted.push(a);
@@ -607,122 +831,21 @@ export class DirectorySync {
     return joins;
   }
 
-  private async diff(forest: ForestConfig, read: ForestRead, summary: ForestSummary): Promise<PlannedOp[]> {
-    const { central } = this.opts.config;
-    const { changed } = read;
-    const isPresent = (anchor: string) =>
-      read.present ? read.present.has(anchor) : !read.deleted.has(anchor);
-    const joins = await this.joinsFor(forest, read);
-    if (read.fullRead) await this.holders.loadAll();
-    else {
-      const addresses = changed.flatMap((u) => (u.alias ? [sipAddress(u.alias, central.sipDomain)] : []));
-      for (const j of joins.values()) addresses.push(j.sipAddress);
-      await this.holders.lookUp(addresses);
-    }
-    // With --full the contacts themselves are the current state, so drift is repaired.
-    let actual: Map<string, { dn: string; attrs: ContactAttributes }> | undefined;
-    if (this.opts.full) {
-      actual = new Map();
-      for await (const page of this.central.contacts(forest.name)) {
-        for (const c of page) if (c.anchor) actual.set(c.anchor, c);
-      }
-    }
-    const ops: PlannedOp[] = [];
-    const storeOnly: Join[] = [];
-    const forget: string[] = [];
-    const seen = new Set<string>();
-    const now = this.now();
-
-    const evaluate = (user: SourceUser & { alias: string }, j: Join | undefined): void => {
-      const sip = sipAddress(user.alias, central.sipDomain);
-      const enabled = !user.disabled;
-      const attrs = contactAttributes(user, { sipDomain: central.sipDomain, home: forest.home, enabled });
-      const dn =
-        j?.contactDn ??
-        actual?.get(user.anchor)?.dn ??
-        contactDn(forest.name, user.anchor, central.contactContainer);
-      const hasContact = actual ? actual.has(user.anchor) : j !== undefined && j.state !== 'conflict';
-      const current = actual ? actual.get(user.anchor)?.attrs : hasContact ? j?.attributes : undefined;
-      const heldBy = this.holderOf(sip, forest.name, user.anchor);
-      if (heldBy) {
-        this.conflict(forest, user, sip, heldBy, summary);
-        if (hasContact && j && j.sipAddress === sip && heldBy.startsWith('central:')) {
-          // The person now exists in the central forest: the contact would shadow them.
-          ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
-          this.holders.claims.delete(sip);
-        } else if (
-          !hasContact &&
-          !(j?.state === 'conflict' && j.attributesHash === hashAttributes(attrs) && j.sourceDn === user.dn)
-        ) {
-          storeOnly.push({
-            forest: forest.name,
-            anchor: user.anchor,
-            sourceDn: user.dn,
-            contactDn: dn,
-            sipAddress: sip,
-            state: 'conflict',
-            attributes: attrs,
-            attributesHash: hashAttributes(attrs),
-          });
-        }
-        // With a contact under another address, the contact stays as it is: reported, not overwritten.
-        return;
-      }
-      const disabledAt = enabled ? undefined : j?.state === 'disabled' && j.disabledAt ? j.disabledAt : now;
-      const join: Join = {
-        forest: forest.name,
-        anchor: user.anchor,
-        sourceDn: user.dn,
-        contactDn: dn,
-        sipAddress: sip,
-        state: enabled ? 'active' : 'disabled',
-        attributes: attrs,
-        attributesHash: hashAttributes(attrs),
-        disabledAt,
-        disabledReason: enabled ? undefined : 'source-disabled',
-      };
-      if (!hasContact) {
-        // A user disabled at the source before ever being synced gets no contact.
-        if (!enabled) {
-          if (j) forget.push(j.anchor);
-          return;
-        }
-        this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
-        ops.push({ ...this.opBase(forest, user, dn, sip), action: 'add', attrs, join, removal: false });
-        return;
-      }
-      if (j && j.sipAddress !== sip && this.holders.claims.get(j.sipAddress)?.anchor === user.anchor)
-        this.holders.claims.delete(j.sipAddress);
-      this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
-      if (!enabled && j?.state === 'disabled' && this.graceExpired(j)) {
-        ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
-        return;
-      }
-      const diff = changedAttributes(current ?? {}, attrs);
-      if (diff.length === 0) {
-        summary.unchanged++;
-        if (
-          !j ||
-          j.sourceDn !== user.dn ||
-          j.attributesHash !== join.attributesHash ||
-          j.state !== join.state
-        ) {
-          storeOnly.push(join);
-        }
-        return;
-      }
-      const disabling = !enabled && current?.parleyEnabled?.[0] !== 'FALSE';
-      ops.push({
-        ...this.opBase(forest, user, dn, sip),
-        action: disabling ? 'disable' : 'update',
-        attrs,
-        changed: diff,
-        join,
-        removal: false,
-      });
-    };
-
-    for (const user of [...changed].sort((a, b) => (a.dn < b.dn ? -1 : 1))) {
+  /**
+   * Diffs users read from the forest against their joins (or, with --full, against their
+   * contacts as they are in the central forest, so drift is repaired). Sorted by DN, so the
+   * first claimant of an address is the same from run to run.
+   */
+  private diffUsers(
+    forest: ForestConfig,
+    summary: ForestSummary,
+    users: SourceUser[],
+    joins: Map<string, Join>,
+    seen: Set<string>,
+    chunk: DiffChunk,
+    actual?: Map<string, CentralContact>,
+  ): void {
+    for (const user of [...users].sort((a, b) => (a.dn < b.dn ? -1 : 1))) {
       seen.add(user.anchor);
       if (!user.alias) {
         summary.errors++;
@@ -735,15 +858,134 @@ export class DirectorySync {
         });
         continue;
       }
-      evaluate(user as SourceUser & { alias: string }, joins.get(user.anchor));
+      this.evaluate(
+        forest,
+        summary,
+        user as SourceUser & { alias: string },
+        joins.get(user.anchor),
+        chunk,
+        actual,
+      );
     }
+  }
 
-    for (const j of joins.values()) {
-      if (seen.has(j.anchor)) continue;
+  /** One user against its join (or contact): the op, the join to record, or a conflict. */
+  private evaluate(
+    forest: ForestConfig,
+    summary: ForestSummary,
+    user: SourceUser & { alias: string },
+    j: Join | undefined,
+    chunk: DiffChunk,
+    actual?: Map<string, CentralContact>,
+  ): void {
+    const { central } = this.opts.config;
+    const { ops, storeOnly, forget } = chunk;
+    const sip = sipAddress(user.alias, central.sipDomain);
+    const enabled = !user.disabled;
+    const attrs = contactAttributes(user, { sipDomain: central.sipDomain, home: forest.home, enabled });
+    const dn =
+      j?.contactDn ??
+      actual?.get(user.anchor)?.dn ??
+      contactDn(forest.name, user.anchor, central.contactContainer);
+    const hasContact = actual ? actual.has(user.anchor) : j !== undefined && j.state !== 'conflict';
+    const current = actual ? actual.get(user.anchor)?.attrs : hasContact ? j?.attributes : undefined;
+    const heldBy = this.holderOf(sip, forest.name, user.anchor);
+    if (heldBy) {
+      this.conflict(forest, user, sip, heldBy, summary);
+      if (hasContact && j && j.sipAddress === sip && heldBy.startsWith('central:')) {
+        // The person now exists in the central forest: the contact would shadow them.
+        ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
+        this.holders.claims.delete(sip);
+      } else if (
+        !hasContact &&
+        !(j?.state === 'conflict' && j.attributesHash === hashAttributes(attrs) && j.sourceDn === user.dn)
+      ) {
+        storeOnly.push({
+          forest: forest.name,
+          anchor: user.anchor,
+          sourceDn: user.dn,
+          contactDn: dn,
+          sipAddress: sip,
+          state: 'conflict',
+          attributes: attrs,
+          attributesHash: hashAttributes(attrs),
+        });
+      }
+      // With a contact under another address, the contact stays as it is: reported, not overwritten.
+      return;
+    }
+    const now = this.now();
+    const disabledAt = enabled ? undefined : j?.state === 'disabled' && j.disabledAt ? j.disabledAt : now;
+    const join: Join = {
+      forest: forest.name,
+      anchor: user.anchor,
+      sourceDn: user.dn,
+      contactDn: dn,
+      sipAddress: sip,
+      state: enabled ? 'active' : 'disabled',
+      attributes: attrs,
+      attributesHash: hashAttributes(attrs),
+      disabledAt,
+      disabledReason: enabled ? undefined : 'source-disabled',
+    };
+    if (!hasContact) {
+      // A user disabled at the source before ever being synced gets no contact.
+      if (!enabled) {
+        if (j) forget.push(j.anchor);
+        return;
+      }
+      this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+      ops.push({ ...this.opBase(forest, user, dn, sip), action: 'add', attrs, join, removal: false });
+      return;
+    }
+    if (j && j.sipAddress !== sip && this.holders.claims.get(j.sipAddress)?.anchor === user.anchor)
+      this.holders.claims.delete(j.sipAddress);
+    this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+    if (!enabled && j?.state === 'disabled' && this.graceExpired(j)) {
+      ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
+      return;
+    }
+    const diff = changedAttributes(current ?? {}, attrs);
+    if (diff.length === 0) {
+      summary.unchanged++;
+      if (
+        !j ||
+        j.sourceDn !== user.dn ||
+        j.attributesHash !== join.attributesHash ||
+        j.state !== join.state
+      ) {
+        storeOnly.push(join);
+      }
+      return;
+    }
+    const disabling = !enabled && current?.parleyEnabled?.[0] !== 'FALSE';
+    ops.push({
+      ...this.opBase(forest, user, dn, sip),
+      action: disabling ? 'disable' : 'update',
+      attrs,
+      changed: diff,
+      join,
+      removal: false,
+    });
+  }
+
+  /**
+   * Joins whose user was not read this run: still there (a conflict to retry, a grace period
+   * over), or gone from the forest (the contact is disabled, then deleted).
+   */
+  private diffUnseen(
+    forest: ForestConfig,
+    summary: ForestSummary,
+    joins: Iterable<Join>,
+    isPresent: (anchor: string) => boolean,
+    chunk: DiffChunk,
+  ): void {
+    const { ops, storeOnly, forget } = chunk;
+    for (const j of joins) {
       const present = isPresent(j.anchor);
       if (j.state === 'conflict') {
         // The holder of the address may be gone by now: try again with what was wanted.
-        if (present) evaluate(userFromJoin(j), j);
+        if (present) this.evaluate(forest, summary, userFromJoin(j), j, chunk);
         else forget.push(j.anchor);
         continue;
       }
@@ -754,15 +996,6 @@ export class DirectorySync {
             ...this.opBase(forest, user, j.contactDn, j.sipAddress),
             action: 'delete',
             removal: true,
-          });
-        } else if (this.opts.full && !actual?.has(j.anchor)) {
-          // Recorded but missing in the central forest (deleted by hand): re-create it.
-          ops.push({
-            ...this.opBase(forest, user, j.contactDn, j.sipAddress),
-            action: 'add',
-            attrs: j.attributes,
-            join: j,
-            removal: false,
           });
         }
         continue;
@@ -780,7 +1013,7 @@ export class DirectorySync {
             state: 'disabled',
             attributes: attrs,
             attributesHash: hashAttributes(attrs),
-            disabledAt: now,
+            disabledAt: this.now(),
             disabledReason: 'source-gone',
           },
           removal: true,
@@ -795,117 +1028,73 @@ export class DirectorySync {
         storeOnly.push({ ...j, disabledReason: 'source-gone' });
       }
     }
+  }
 
-    if (actual) {
-      // Contacts of this forest that no join knows (the store was restored, say).
-      for (const [anchor, c] of actual) {
-        if (joins.has(anchor) || seen.has(anchor) || isPresent(anchor)) continue;
-        const sip = c.attrs.parleySipAddress?.[0] ?? '';
-        ops.push({
-          forest: forest.name,
-          anchor,
-          contactDn: c.dn,
-          sipAddress: sip,
-          sourceDn: '',
-          action: 'delete',
-          removal: true,
-        });
-      }
-    }
-
-    if (!this.opts.dryRun) {
-      await this.journal.saveJoins(storeOnly);
-      await this.journal.deleteJoins(forest.name, forget);
-    }
-    return ops;
+  /** Join changes that need no LDAP write (conflicts, unchanged users' new DNs), at once. */
+  private async saveChunk(forest: ForestConfig, chunk: DiffChunk): Promise<void> {
+    if (this.opts.dryRun) return;
+    await this.journal.saveJoins(chunk.storeOnly);
+    await this.journal.deleteJoins(forest.name, chunk.forget);
   }
 
   private opBase(forest: ForestConfig, user: SourceUser, dn: string, sip: string) {
     return { forest: forest.name, anchor: user.anchor, contactDn: dn, sipAddress: sip, sourceDn: user.dn };
   }
 
-  private async write(
+  /** The forest's write pipeline: journaled, pipelined, recorded as it goes. */
+  private async pipeline(
     forest: ForestConfig,
-    ops: PlannedOp[],
     summary: ForestSummary,
-    progress: (phase: SyncPhase, done: number, total?: number) => void,
-  ): Promise<number> {
-    let seq = await this.journal.lastOpSeq(this.runId);
-    const journaled = ops.map((op) => ({ op, seq: ++seq }));
-    for (let i = 0; i < journaled.length; i += 1000) {
-      await this.journal.recordOps(
-        this.runId,
-        journaled.slice(i, i + 1000).map(({ op, seq: s }) => ({
-          seq: s,
-          forest: op.forest,
-          anchor: op.anchor,
-          action: op.action,
-          contactDn: op.contactDn,
-        })),
-      );
-    }
-    progress('write', 0, ops.length);
-    // Pipelined: WRITES_IN_FLIGHT operations at once over the central writer's connections.
-    // Each completed write is recorded (joins + op status, one transaction per FLUSH_BATCH)
-    // while the others go on; a resumed run redoes at most the unrecorded ones, idempotently.
-    let failures = 0;
-    let nextItem = 0;
-    let written = 0;
-    let fatal: { err: unknown } | undefined;
-    let done: { op: PlannedOp; seq: number }[] = [];
-    const record = async (batch: { op: PlannedOp; seq: number }[]) => {
-      await this.flush(forest, batch);
-      this.count(
-        summary,
-        batch.map((d) => d.op),
-      );
-      written += batch.length;
-      progress('write', written, ops.length);
-    };
-    const worker = async () => {
-      while (nextItem < journaled.length && !fatal && !this.opts.signal?.aborted) {
-        const item = journaled[nextItem++];
-        const { op } = item;
-        try {
-          if (op.action === 'add') await this.writer.addContact(op.contactDn, op.attrs ?? {});
-          else if (op.action === 'delete') await this.writer.deleteContact(op.contactDn);
-          else await this.writer.updateContact(op.contactDn, op.attrs ?? {}, op.changed ?? []);
-          done.push(item);
-        } catch (err) {
-          // Only an LDAP answer about this entry is an item failure; anything else (the
-          // connection is gone) stops the forest.
-          if (!(err instanceof ResultCodeError)) {
-            fatal ??= { err };
-            return;
-          }
-          failures++;
+    progress: (written: number, submitted: number) => void,
+  ): Promise<WritePipeline<PlannedOp>> {
+    const seq = await this.journal.lastOpSeq(this.runId);
+    return new WritePipeline<PlannedOp>(
+      this.writer,
+      seq,
+      {
+        journal: (items) =>
+          this.journal.recordOps(
+            this.runId,
+            items.map(({ op, seq: s }) => ({
+              seq: s,
+              forest: op.forest,
+              anchor: op.anchor,
+              action: op.action,
+              contactDn: op.contactDn,
+            })),
+          ),
+        record: async (items) => {
+          await this.flush(forest, items);
+          this.count(
+            summary,
+            items.map((d) => d.op),
+          );
+        },
+        failed: async (item, err) => {
           summary.errors++;
-          written++;
           this.errors.push({
             forest: forest.name,
-            anchor: op.anchor,
-            dn: op.contactDn,
-            action: op.action,
+            anchor: item.op.anchor,
+            dn: item.op.contactDn,
+            action: item.op.action,
             code: 'ldap-write',
             message: describe(err),
           });
           await this.journal.markOps(this.runId, [item.seq], 'failed', describe(err));
-        }
-        if (done.length >= FLUSH_BATCH) {
-          const batch = done;
-          done = [];
-          await record(batch);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT, journaled.length) }, worker));
-    // Record exactly what was done, so a resumed run does only the rest.
-    await record(done);
-    if (fatal) throw fatal.err;
-    if (this.opts.signal?.aborted) throw new SyncInterruptedError('directory sync interrupted');
-    return failures;
+        },
+        progress,
+      },
+      this.opts.signal,
+    );
   }
 
+  /** Waits for the forest's writes; a signal ends the run as a killed process would leave it. */
+  private async endWrites(pipeline: WritePipeline<PlannedOp>): Promise<void> {
+    await pipeline.drain();
+    if (this.opts.signal?.aborted) throw new SyncInterruptedError('directory sync interrupted');
+  }
+
+  /** Records completed writes: joins and op status, in one store transaction. */
   private async flush(forest: ForestConfig, done: { op: PlannedOp; seq: number }[]): Promise<void> {
     if (done.length === 0) return;
     await this.opts.store.transaction(async ({ directoryJournal: journal }) => {
