@@ -34,6 +34,11 @@ interface Timed {
   /** Seconds from the start of each phase to the next, summed over the forests. */
   phases: Partial<Record<SyncPhase, number>>;
   peakRssMiB: number;
+  /**
+   * CPU seconds used during the sync by this process (the sync and PGlite), the central
+   * slapd and the forests' slapds: where the time goes, whatever else the machine runs.
+   */
+  cpu: { cli: number; central: number; forests: number };
 }
 
 export interface BenchSyncRun {
@@ -46,7 +51,24 @@ export interface BenchSyncResult extends BenchSyncRun {
   scale?: { runs: BenchSyncRun[]; incrementalSecondsPer100kUsers: number };
 }
 
-async function timedSync(run: (onProgress: (p: { phase: SyncPhase }) => void) => Promise<SyncSummary>) {
+interface CpuSources {
+  central: SlapdInstance;
+  forests: SlapdInstance[];
+}
+
+function cpuNow(src: CpuSources) {
+  const own = process.cpuUsage();
+  return {
+    cli: (own.user + own.system) / 1e6,
+    central: src.central.cpuSeconds(),
+    forests: src.forests.reduce((n, f) => n + f.cpuSeconds(), 0),
+  };
+}
+
+async function timedSync(
+  src: CpuSources,
+  run: (onProgress: (p: { phase: SyncPhase }) => void) => Promise<SyncSummary>,
+) {
   const phases: Partial<Record<SyncPhase, number>> = {};
   let current: SyncPhase | undefined;
   let since = performance.now();
@@ -61,6 +83,7 @@ async function timedSync(run: (onProgress: (p: { phase: SyncPhase }) => void) =>
     peak = Math.max(peak, process.memoryUsage.rss());
   }, 100);
   const t0 = performance.now();
+  const cpu0 = cpuNow(src);
   try {
     const summary = await run((p) => {
       if (p.phase !== current) enter(p.phase);
@@ -68,7 +91,13 @@ async function timedSync(run: (onProgress: (p: { phase: SyncPhase }) => void) =>
     enter(undefined);
     peak = Math.max(peak, process.memoryUsage.rss());
     const seconds = (performance.now() - t0) / 1000;
-    return { summary, timed: { seconds, phases, peakRssMiB: Math.round(peak / 1048576) } };
+    const cpu1 = cpuNow(src);
+    const cpu = {
+      cli: cpu1.cli - cpu0.cli,
+      central: cpu1.central - cpu0.central,
+      forests: cpu1.forests - cpu0.forests,
+    };
+    return { summary, timed: { seconds, phases, peakRssMiB: Math.round(peak / 1048576), cpu } };
   } finally {
     clearInterval(sampler);
   }
@@ -79,6 +108,11 @@ function phaseText(t: Timed): string {
     .filter((p) => t.phases[p] !== undefined)
     .map((p) => `${p} ${(t.phases[p] ?? 0).toFixed(1)}s`)
     .join(', ');
+}
+
+function cpuText(t: Timed): string {
+  const { cli, central, forests } = t.cpu;
+  return `CPU: sync process ${cli.toFixed(1)}s, central slapd ${central.toFixed(1)}s, forest slapds ${forests.toFixed(1)}s`;
 }
 
 async function measure(total: number, changes: number, log: (line: string) => void): Promise<BenchSyncRun> {
@@ -129,9 +163,10 @@ async function measure(total: number, changes: number, log: (line: string) => vo
     await prepareCentral(config.central, { env });
     const store = createStore(db);
 
-    const full = await timedSync((onProgress) => runDirectorySync({ store, config, env, onProgress }));
+    const src = { central, forests: [east, west] };
+    const full = await timedSync(src, (onProgress) => runDirectorySync({ store, config, env, onProgress }));
     log(
-      `full sync: ${full.summary.added} contacts from ${total} users in ${full.timed.seconds.toFixed(1)}s = ${(total / full.timed.seconds).toFixed(0)} users/s (${full.summary.status}; ${phaseText(full.timed)}; peak RSS ${full.timed.peakRssMiB} MiB)`,
+      `full sync: ${full.summary.added} contacts from ${total} users in ${full.timed.seconds.toFixed(1)}s = ${(total / full.timed.seconds).toFixed(0)} users/s (${full.summary.status}; ${phaseText(full.timed)}; ${cpuText(full.timed)}; peak RSS ${full.timed.peakRssMiB} MiB)`,
     );
 
     const eastUsers = fixtureUsers(spec('east'));
@@ -148,11 +183,11 @@ async function measure(total: number, changes: number, log: (line: string) => vo
     } finally {
       await client.unbind();
     }
-    const inc = await timedSync((onProgress) => runDirectorySync({ store, config, env, onProgress }));
+    const inc = await timedSync(src, (onProgress) => runDirectorySync({ store, config, env, onProgress }));
     const read = inc.summary.forests.reduce((n, f) => n + f.read, 0);
     const tracking = [...new Set(inc.summary.forests.map((f) => f.tracking))].join('/');
     log(
-      `incremental sync: ${inc.summary.updated} of ${changes} changes in ${inc.timed.seconds.toFixed(2)}s = ${(changes / inc.timed.seconds).toFixed(0)} changes/s (${inc.summary.status}; ${tracking}; ${read} entries read of ${total}; ${phaseText(inc.timed)}; peak RSS ${inc.timed.peakRssMiB} MiB)`,
+      `incremental sync: ${inc.summary.updated} of ${changes} changes in ${inc.timed.seconds.toFixed(2)}s = ${(changes / inc.timed.seconds).toFixed(0)} changes/s (${inc.summary.status}; ${tracking}; ${read} entries read of ${total}; ${phaseText(inc.timed)}; ${cpuText(inc.timed)}; peak RSS ${inc.timed.peakRssMiB} MiB)`,
     );
     return {
       users: total,

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { Client } from 'ldapts';
@@ -24,6 +24,8 @@ export interface SlapdInstance {
   dir: string;
   /** A client bound as the root DN; the caller unbinds it. */
   adminClient(): Promise<Client>;
+  /** CPU seconds slapd has used so far (user + system, from /proc; 0 where there is none). */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -230,6 +232,16 @@ export async function startSlapd(opts: StartSlapdOptions): Promise<SlapdInstance
       const client = new Client({ url });
       await client.bind(adminDn, 'admin-secret');
       return client;
+    },
+    cpuSeconds() {
+      try {
+        // proc(5): utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+        const stat = readFileSync(`/proc/${child?.pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+      } catch {
+        return 0;
+      }
     },
     async stop() {
       if (child && child.exitCode === null) {
