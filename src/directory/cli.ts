@@ -76,7 +76,9 @@ export async function runSyncWithProgress(
           title: forest.name,
           task: async (_ctx: unknown, task: { output: string; title: string }) => {
             const s = await sync.syncForest(forest, (p) => {
-              task.output = `${p.phase}: ${p.done}${p.total !== undefined ? `/${p.total}` : ''}`;
+              task.output = `${p.phase}: ${p.done}${p.total !== undefined ? `/${p.total}` : ''}${
+                p.written !== undefined ? `, ${p.written} written` : ''
+              }`;
             });
             task.title = forestLine(s);
             if (s.status === 'failed') throw new Error(s.message);
