@@ -163,7 +163,7 @@ async function benchEngine(
   }
 }
 
-interface CliRun {
+export interface CliRun {
   exitCode: number;
   seconds: number;
   /** CPU the command used (user + system): what it costs, whatever else the machine runs. */
@@ -180,7 +180,7 @@ const GNU_TIME = '/usr/bin/time';
  * accounting of the process gives its peak RSS and CPU time after it exits; otherwise
  * VmHWM in /proc/PID/status is sampled until it exits.
  */
-async function runCli(args: string[]): Promise<CliRun> {
+export async function runCli(args: string[]): Promise<CliRun> {
   const t0 = performance.now();
   const usage = existsSync(GNU_TIME)
     ? join(mkdtempSync(join(tmpdir(), 'parley-bench-time-')), 'usage')

@@ -1,20 +1,24 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Attribute, Change } from 'ldapts';
 import { fixtureUsers, forestLdif } from '../fixtures/ldap/generate.js';
 import { parseDirectoryConfig } from '../src/directory/config.js';
 import { prepareCentral } from '../src/directory/schema.js';
-import { runDirectorySync, type SyncPhase, type SyncSummary } from '../src/directory/sync.js';
-import { migrate } from '../src/store/migrate.js';
-import { createPgliteDatabase } from '../src/store/pglite.js';
-import { createStore } from '../src/store/store.js';
+import type { SyncSummary } from '../src/directory/sync.js';
 import { type SlapdInstance, startSlapd } from '../test-kit/slapd.js';
+import { runCli } from './contacts.js';
 
 /**
- * Directory sync benchmark: a full sync of N users from two forests into an empty central
- * forest, then an incremental sync of M changes (content sync, RFC 4533: the forests run
- * syncprov, as a production OpenLDAP forest set up for Parley does). Throwaway slapd
- * instances (memory-backed), the embedded store (PGlite), all in this process. Prints wall
- * time, users (changes) per second, the time of each phase and the process's peak RSS
- * while each sync ran (sampled; it includes PGlite, which lives in this process).
+ * Directory sync benchmark of the `parley` CLI itself: a full sync of N users from two
+ * forests into an empty central forest, then an incremental sync of M changes (content
+ * sync, RFC 4533: the forests run syncprov, as a production OpenLDAP forest set up for
+ * Parley does). Throwaway slapd instances (memory-backed; `olcDbNoSync`, as a test
+ * instance may), the embedded store in a data folder. `parley directory sync --json` runs as
+ * its own process, as an administrator or cron runs it: its peak RSS is the kernel's
+ * high-water mark of that process (PGlite's heap included), its CPU seconds the kernel's
+ * accounting, and the slapds' CPU seconds come from /proc. On a shared machine the CPU
+ * split says where the time goes whatever else runs; the wall time depends on the load.
  *
  * `scale` repeats the incremental at other forest sizes and prints the slope: seconds per
  * 100,000 more users for the same change count (zero when the work follows the change).
@@ -31,14 +35,10 @@ export interface BenchSyncOptions {
 
 interface Timed {
   seconds: number;
-  /** Seconds from the start of each phase to the next, summed over the forests. */
-  phases: Partial<Record<SyncPhase, number>>;
+  /** Peak RSS of the CLI process (VmHWM). */
   peakRssMiB: number;
-  /**
-   * CPU seconds used during the sync by this process (the sync and PGlite), the central
-   * slapd and the forests' slapds: where the time goes, whatever else the machine runs.
-   */
-  cpu: { cli: number; central: number; forests: number };
+  /** CPU seconds of the CLI process, the central slapd and the forests' slapds during the run. */
+  cpu: { cli?: number; central: number; forests: number };
 }
 
 export interface BenchSyncRun {
@@ -51,68 +51,39 @@ export interface BenchSyncResult extends BenchSyncRun {
   scale?: { runs: BenchSyncRun[]; incrementalSecondsPer100kUsers: number };
 }
 
-interface CpuSources {
+interface Servers {
   central: SlapdInstance;
   forests: SlapdInstance[];
 }
 
-function cpuNow(src: CpuSources) {
-  const own = process.cpuUsage();
-  return {
-    cli: (own.user + own.system) / 1e6,
-    central: src.central.cpuSeconds(),
-    forests: src.forests.reduce((n, f) => n + f.cpuSeconds(), 0),
-  };
+function slapdCpu(s: Servers) {
+  return { central: s.central.cpuSeconds(), forests: s.forests.reduce((n, f) => n + f.cpuSeconds(), 0) };
 }
 
-async function timedSync(
-  src: CpuSources,
-  run: (onProgress: (p: { phase: SyncPhase }) => void) => Promise<SyncSummary>,
-) {
-  const phases: Partial<Record<SyncPhase, number>> = {};
-  let current: SyncPhase | undefined;
-  let since = performance.now();
-  const enter = (phase: SyncPhase | undefined) => {
-    const now = performance.now();
-    if (current) phases[current] = (phases[current] ?? 0) + (now - since) / 1000;
-    current = phase;
-    since = now;
+/** One `parley directory sync --json` run, timed; a failed run fails the benchmark. */
+async function cliSync(servers: Servers, configFile: string) {
+  const before = slapdCpu(servers);
+  const run = await runCli(['directory', 'sync', '--config', configFile]);
+  const after = slapdCpu(servers);
+  const summary = run.json as SyncSummary;
+  if (run.exitCode !== 0 || summary.status !== 'succeeded')
+    throw new Error(`parley directory sync exited ${run.exitCode}: ${JSON.stringify(run.json)} ${run.tail}`);
+  const timed: Timed = {
+    seconds: run.seconds,
+    peakRssMiB: Math.round(run.peakRssBytes / 1048576),
+    cpu: {
+      cli: run.cpuSeconds,
+      central: after.central - before.central,
+      forests: after.forests - before.forests,
+    },
   };
-  let peak = process.memoryUsage.rss();
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage.rss());
-  }, 100);
-  const t0 = performance.now();
-  const cpu0 = cpuNow(src);
-  try {
-    const summary = await run((p) => {
-      if (p.phase !== current) enter(p.phase);
-    });
-    enter(undefined);
-    peak = Math.max(peak, process.memoryUsage.rss());
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu1 = cpuNow(src);
-    const cpu = {
-      cli: cpu1.cli - cpu0.cli,
-      central: cpu1.central - cpu0.central,
-      forests: cpu1.forests - cpu0.forests,
-    };
-    return { summary, timed: { seconds, phases, peakRssMiB: Math.round(peak / 1048576), cpu } };
-  } finally {
-    clearInterval(sampler);
-  }
-}
-
-function phaseText(t: Timed): string {
-  return (['read', 'diff', 'write'] as const)
-    .filter((p) => t.phases[p] !== undefined)
-    .map((p) => `${p} ${(t.phases[p] ?? 0).toFixed(1)}s`)
-    .join(', ');
+  return { summary, timed };
 }
 
 function cpuText(t: Timed): string {
   const { cli, central, forests } = t.cpu;
-  return `CPU: sync process ${cli.toFixed(1)}s, central slapd ${central.toFixed(1)}s, forest slapds ${forests.toFixed(1)}s`;
+  const own = cli === undefined ? '' : `CLI ${cli.toFixed(1)}s, `;
+  return `CPU: ${own}central slapd ${central.toFixed(1)}s, forest slapds ${forests.toFixed(1)}s`;
 }
 
 async function measure(total: number, changes: number, log: (line: string) => void): Promise<BenchSyncRun> {
@@ -134,39 +105,59 @@ async function measure(total: number, changes: number, log: (line: string) => vo
     forestSlapd('west'),
   ]);
   const [central, east, west] = instances;
-  const db = await createPgliteDatabase();
+  const servers = { central, forests: [east, west] };
+  const dir = mkdtempSync(join(tmpdir(), 'parley-bench-sync-'));
+  // The CLI inherits this process's environment: the bind passwords go there, not in the file.
+  const env = {
+    PARLEY_BENCH_CENTRAL_PW: central.adminPassword,
+    PARLEY_BENCH_SCHEMA_PW: central.configPassword,
+    PARLEY_BENCH_FOREST_PW: east.readerPassword,
+  };
+  Object.assign(process.env, env);
   try {
-    await migrate(db);
-    const env = { C: central.adminPassword, CC: central.configPassword, F: east.readerPassword };
     const forest = (s: SlapdInstance, name: string) => ({
       name,
       url: s.url,
       bindDn: s.readerDn,
-      bindPasswordEnv: 'F',
+      bindPasswordEnv: 'PARLEY_BENCH_FOREST_PW',
       baseDn: `ou=people,${s.baseDn}`,
       pageSize: 1000,
     });
-    const config = parseDirectoryConfig({
+    const directory = {
       central: {
         url: central.url,
         bindDn: central.adminDn,
-        bindPasswordEnv: 'C',
+        bindPasswordEnv: 'PARLEY_BENCH_CENTRAL_PW',
         baseDn: central.baseDn,
         contactContainer: `ou=parley-contacts,${central.baseDn}`,
         sipDomain: 'example.com',
         pageSize: 1000,
-        schemaAdmin: { bindDn: central.configDn, bindPasswordEnv: 'CC' },
+        schemaAdmin: { bindDn: central.configDn, bindPasswordEnv: 'PARLEY_BENCH_SCHEMA_PW' },
       },
       forests: [forest(east, 'east'), forest(west, 'west')],
       sync: { maxDeletes: total },
-    });
-    await prepareCentral(config.central, { env });
-    const store = createStore(db);
+    };
+    await prepareCentral(parseDirectoryConfig(directory).central, { env });
+    const configFile = join(dir, 'parley.yaml');
+    // JSON is YAML.
+    writeFileSync(
+      configFile,
+      JSON.stringify({ domain: 'example.com', database: { dataDir: join(dir, 'data') }, directory }),
+    );
 
-    const src = { central, forests: [east, west] };
-    const full = await timedSync(src, (onProgress) => runDirectorySync({ store, config, env, onProgress }));
+    const created = await runCli(['db', 'migrate', '--config', configFile]);
+    if (created.exitCode !== 0)
+      throw new Error(`parley db migrate exited ${created.exitCode}: ${created.tail}`);
+
+    // The floor of every run: the CLI starting and opening the store, nothing to do.
+    const floor = await runCli(['db', 'migrate', '--config', configFile]);
     log(
-      `full sync: ${full.summary.added} contacts from ${total} users in ${full.timed.seconds.toFixed(1)}s = ${(total / full.timed.seconds).toFixed(0)} users/s (${full.summary.status}; ${phaseText(full.timed)}; ${cpuText(full.timed)}; peak RSS ${full.timed.peakRssMiB} MiB)`,
+      `CLI floor (parley db migrate, nothing to do): ${floor.seconds.toFixed(2)}s, CPU ${floor.cpuSeconds?.toFixed(1) ?? '?'}s, peak RSS ${Math.round(floor.peakRssBytes / 1048576)} MiB`,
+    );
+
+    const full = await cliSync(servers, configFile);
+    log(
+      `full sync: ${full.summary.added} contacts from ${total} users in ${full.timed.seconds.toFixed(1)}s = ${(total / full.timed.seconds).toFixed(0)} users/s (${full.summary.status}; ${cpuText(full.timed)}; CLI peak RSS ${full.timed.peakRssMiB} MiB)`,
     );
 
     const eastUsers = fixtureUsers(spec('east'));
@@ -183,11 +174,11 @@ async function measure(total: number, changes: number, log: (line: string) => vo
     } finally {
       await client.unbind();
     }
-    const inc = await timedSync(src, (onProgress) => runDirectorySync({ store, config, env, onProgress }));
+    const inc = await cliSync(servers, configFile);
     const read = inc.summary.forests.reduce((n, f) => n + f.read, 0);
     const tracking = [...new Set(inc.summary.forests.map((f) => f.tracking))].join('/');
     log(
-      `incremental sync: ${inc.summary.updated} of ${changes} changes in ${inc.timed.seconds.toFixed(2)}s = ${(changes / inc.timed.seconds).toFixed(0)} changes/s (${inc.summary.status}; ${tracking}; ${read} entries read of ${total}; ${phaseText(inc.timed)}; ${cpuText(inc.timed)}; peak RSS ${inc.timed.peakRssMiB} MiB)`,
+      `incremental sync: ${inc.summary.updated} of ${changes} changes in ${inc.timed.seconds.toFixed(2)}s = ${(changes / inc.timed.seconds).toFixed(0)} changes/s (${inc.summary.status}; ${tracking}; ${read} entries read of ${total}; ${cpuText(inc.timed)}; CLI peak RSS ${inc.timed.peakRssMiB} MiB)`,
     );
     return {
       users: total,
@@ -205,7 +196,8 @@ async function measure(total: number, changes: number, log: (line: string) => vo
       },
     };
   } finally {
-    await db.close();
+    for (const k of Object.keys(env)) delete process.env[k];
+    rmSync(dir, { recursive: true, force: true });
     await Promise.all(instances.map((i) => i.stop()));
   }
 }
