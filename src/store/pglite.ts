@@ -257,7 +257,8 @@ async function clusterTemplate(): Promise<Buffer | undefined> {
   }
 }
 
-function pgliteVersion(): string {
+/** The installed PGlite version: a dumped cluster loads only into the same one. */
+export function pgliteVersion(): string {
   try {
     let dir = dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
     for (let i = 0; i < 4; i++, dir = dirname(dir)) {

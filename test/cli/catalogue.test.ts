@@ -17,8 +17,8 @@ import type { InitError } from '../../src/ops/init.js';
 import { formatPrettyLine } from '../../src/ops/log.js';
 import type { SettingsFileError } from '../../src/reports/deployment-settings.js';
 import type { StoreBackupErrorCode } from '../../src/store/backup.js';
-import { openDatabase } from '../../src/store/open.js';
 import type { UserErrorCode } from '../../src/users/errors.js';
+import { migratedDataFolder } from '../support/database.js';
 
 /** Compiles only when every code of a domain error is a key of the catalogue. */
 type Catalogued<T extends CliErrorCode> = T;
@@ -117,7 +117,7 @@ describe('finding the store', () => {
     expect(() => findStore(named, { 'data-dir': 'x' }, { cwd: empty, env: {} })).toThrow(
       expect.objectContaining({ code: 'STORE_NOT_CREATED' }),
     );
-    await (await openDatabase({ dataDir: join(empty, '.parley') })).close();
+    migratedDataFolder(join(empty, '.parley'));
     expect(findStore(config, {}, { cwd: empty, env: {} })).toMatchObject({
       engine: 'embedded',
       location: join(empty, '.parley'),

@@ -11,6 +11,7 @@ import { generateContactList } from '../../src/contacts/generate.js';
 import { replaceContactList } from '../../src/contacts/lists.js';
 import { ContactListRepository } from '../../src/store/contact-lists.js';
 import { openDatabase } from '../../src/store/open.js';
+import { migratedDataFolder } from '../support/database.js';
 
 const root = resolve(import.meta.dirname, '../..');
 let dir: string;
@@ -44,7 +45,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'parley-contacts-cmd-'));
   source = join(dir, 'source');
   target = join(dir, 'target');
-  await withStore(source, async (db) => {
+  await withStore(migratedDataFolder(source), async (db) => {
     const { rows } = await db.query<{ id: number }>(
       "INSERT INTO users (aor) SELECT 'user' || g || '@example.com' FROM generate_series(0, 19) g RETURNING id",
     );
@@ -55,7 +56,7 @@ beforeAll(async () => {
         generateContactList(i, 5, 20),
       );
   });
-  await withStore(target, async (db) => {
+  await withStore(migratedDataFolder(target), async (db) => {
     await db.query(
       "INSERT INTO users (aor) SELECT 'user' || g || '@example.com' FROM generate_series(0, 18) g",
     );

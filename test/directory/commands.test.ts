@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import DirectoryPrepare from '../../commands/directory/prepare.js';
 import DirectoryReplicate from '../../commands/directory/replicate.js';
 import DirectorySyncCommand from '../../commands/directory/sync.js';
-import { openDatabase } from '../../src/store/open.js';
+import { migratedDataFolder } from '../support/database.js';
 import { startTestForests, type TestForests } from './forests.js';
 
 /** The commands end to end through oclif, against real slapd forests and an embedded store. */
@@ -49,7 +49,7 @@ beforeAll(async () => {
   );
   Object.assign(process.env, forests.env);
   // Commands use a deployment's store, never create one (server start, init and db migrate do).
-  await (await openDatabase({ dataDir: join(dir, 'data') })).close();
+  migratedDataFolder(join(dir, 'data'));
 });
 
 afterAll(async () => {

@@ -14,7 +14,7 @@ import { openDatabase } from '../../src/store/open.js';
 import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { spawnCli } from '../support/cli.js';
-import { createTestDatabase } from '../support/database.js';
+import { createTestDatabase, migratedDataFolder } from '../support/database.js';
 import { startTestForests, type TestForests, withClient } from './forests.js';
 
 /**
@@ -283,7 +283,7 @@ describe('kill -9 in the middle of a run', { timeout: 180_000 }, () => {
   it('the next run resumes: nothing lost, nothing doubled', async () => {
     dir = mkdtempSync(join(tmpdir(), 'parley-sync-kill-'));
     const dataDir = join(dir, 'data');
-    await (await openDatabase({ dataDir })).close();
+    migratedDataFolder(dataDir);
     const c = forests.config();
     const configFile = join(dir, 'parley.yaml');
     writeFileSync(

@@ -14,7 +14,7 @@ import { planWaves } from '../../src/migration/plan.js';
 import { openDatabase } from '../../src/store/open.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { runCli } from '../support/cli.js';
-import { createTestDatabase } from '../support/database.js';
+import { createTestDatabase, migratedDataFolder } from '../support/database.js';
 import { type SlapdInstance, startSlapd } from '../support/slapd.js';
 
 const built = existsSync(join(import.meta.dirname, '../../dist/commands/migrate/plan.js'));
@@ -172,12 +172,14 @@ describe('plan by LDAP group (central forest)', () => {
     async () => {
       const dir = mkdtempSync(join(tmpdir(), 'mg-groups-cli-'));
       try {
-        const legacyDb = await openDatabase({ dataDir: join(dir, 'legacy1') });
+        const legacyDb = await openDatabase({ dataDir: migratedDataFolder(join(dir, 'legacy1')) });
         const legacyStore = createStore(legacyDb);
         for (const name of ['ann', 'ben', 'cat', 'dan', 'eve'])
           await legacyStore.users.createUser({ aor: `${name}@${DOMAIN}`, displayName: name, home: null });
         await legacyStore.close();
-        const poolStore = createStore(await openDatabase({ dataDir: join(dir, 'pool1') }));
+        const poolStore = createStore(
+          await openDatabase({ dataDir: migratedDataFolder(join(dir, 'pool1')) }),
+        );
         await poolStore.homes.upsertHome({
           name: 'pool1',
           kind: 'pool',

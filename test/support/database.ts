@@ -1,12 +1,87 @@
-import { migrate } from '../../src/store/migrate.js';
-import { createPgliteDatabase, type PgliteDatabase } from '../../src/store/pglite.js';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadMigrations, migrate } from '../../src/store/migrate.js';
+import { createPgliteDatabase, type PgliteDatabase, pgliteVersion } from '../../src/store/pglite.js';
 
 /**
- * A migrated, in-memory PGlite database for tests of code that needs a real store: the
- * same engine and schema as a standard server, without a data folder. Close it in afterAll.
+ * Tests that need an empty, migrated embedded store get it from one template made per test
+ * run (test/support/global-setup.ts makes it before the files start): a new PGlite cluster
+ * plus the migrations is 5-10 s of WebAssembly on a two-core machine, a copy of the migrated
+ * cluster 1-3 s. The template sits in the temp folder under a name that hashes the PGlite
+ * version and every migration's text, so a new or changed migration makes a new template.
+ *
+ * - createTestDatabase(): a store of its own for code under test, a copy of the template in
+ *   /dev/shm (memory-backed), removed when the database is closed: close it in afterAll.
+ * - migratedDataFolder(dir): `dir` becomes the data folder of a standard server or of the
+ *   CLI (`database.dataDir`), holding the migrated store as `parley db migrate` leaves it.
+ *
+ * Tests of how a store is created or migrated (db migrate, init, a first server start on an
+ * empty folder) must not use these: they start from an empty folder on purpose.
  */
 export async function createTestDatabase(): Promise<PgliteDatabase> {
-  const db = await createPgliteDatabase();
-  await migrate(db);
+  // A copy of the template's folder opens in about half the time the same cluster takes to
+  // load from its tar into PGlite's in-memory file system; on /dev/shm it writes no disk.
+  const shm = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = migratedDataFolder(mkdtempSync(join(shm, 'parley-test-db-')));
+  const db = await createPgliteDatabase(dir);
+  db.onClose(() => rmSync(dir, { recursive: true, force: true }));
   return db;
+}
+
+/** Fills `dir` (made if missing, must hold no store yet) with a copy of the migrated store; returns dir. */
+export function migratedDataFolder(dir: string): string {
+  const pgdata = templatePgdata();
+  if (existsSync(join(dir, 'pgdata'))) throw new Error(`${dir} already holds a store`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  cpSync(pgdata, join(dir, 'pgdata'), { recursive: true });
+  return dir;
+}
+
+function templateRoot(): string {
+  const hash = createHash('sha256').update(pgliteVersion());
+  for (const m of loadMigrations()) hash.update(`\0${m.version}\0${m.sql}`);
+  return join(tmpdir(), `parley-test-store-${hash.digest('hex').slice(0, 16)}`);
+}
+
+let known: string | undefined;
+
+/** The template's pgdata folder (a closed, migrated cluster). */
+function templatePgdata(): string {
+  if (known) return known;
+  const root = templateRoot();
+  if (!existsSync(root)) {
+    throw new Error(`no migrated store template at ${root}: test/support/global-setup.ts makes it`);
+  }
+  known = join(root, 'data', 'pgdata');
+  return known;
+}
+
+/**
+ * Makes the template unless this run's already exists (global setup, once, before the test
+ * files start). Built beside it and renamed into place, so a reader never sees half of it.
+ */
+export async function ensureStoreTemplate(): Promise<void> {
+  const root = templateRoot();
+  if (existsSync(root)) return;
+  const partial = `${root}.${process.pid}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(partial, { recursive: true });
+  try {
+    const db = await createPgliteDatabase(join(partial, 'data'));
+    try {
+      await migrate(db);
+    } finally {
+      await db.close();
+    }
+    try {
+      renameSync(partial, root);
+    } catch (err) {
+      // Another run (another worktree's suite) made it first: theirs is the same.
+      if (!existsSync(root)) throw err;
+    }
+  } finally {
+    rmSync(partial, { recursive: true, force: true });
+  }
 }

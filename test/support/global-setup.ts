@@ -1,10 +1,10 @@
-import { createPgliteDatabase } from '../../src/store/pglite.js';
+import { ensureStoreTemplate } from './database.js';
 
 /**
- * Makes the cached empty PGlite cluster once, before the test files start in parallel: on a
- * fresh machine each of them would otherwise run initdb (10-20 s) at the same time.
+ * Runs once before the test files start in parallel. ensureStoreTemplate makes the migrated
+ * store template (see database.ts) and, on a fresh machine, the cached empty PGlite cluster
+ * it starts from: otherwise each file would run initdb (10-20 s) at the same time.
  */
 export default async function setup(): Promise<void> {
-  const db = await createPgliteDatabase();
-  await db.close();
+  await ensureStoreTemplate();
 }
