@@ -106,12 +106,14 @@ export class LocationTable extends EventEmitter<LocationEvents> {
 
   /** Adds or refreshes a binding, replacing one with the same contact or the same instance and reg-id. */
   upsert(binding: Binding): void {
-    let list = this.byAor.get(binding.aor);
-    const wasEmpty = !list || list.length === 0;
+    const list = this.byAor.get(binding.aor);
     if (!list) {
-      list = [];
-      this.byAor.set(binding.aor, list);
+      // A list of one, sized to it: most users have one endpoint (`[]` then push reserves 17).
+      this.byAor.set(binding.aor, [binding]);
+      this.added(binding, true);
+      return;
     }
+    const wasEmpty = list.length === 0;
     for (let i = 0; i < list.length; i++) {
       const old = list[i];
       const sameInstance =
@@ -130,10 +132,14 @@ export class LocationTable extends EventEmitter<LocationEvents> {
       }
     }
     list.push(binding);
+    this.added(binding, wasEmpty);
+  }
+
+  private added(binding: Binding, first: boolean): void {
     this.bindingCount++;
     this.indexFlow(binding);
     this.emit('changed', binding, false);
-    if (wasEmpty) this.emit('signedIn', binding.aor);
+    if (first) this.emit('signedIn', binding.aor);
   }
 
   remove(aor: string, contact: string): boolean {

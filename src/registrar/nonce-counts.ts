@@ -1,3 +1,5 @@
+import { ownString } from '../sip/own-string.js';
+
 /**
  * Which nonce counts (RFC 7616 3.4: nc) each nonce has been used with, so a request replayed
  * on the connection its nonce is bound to is refused (RFC 7616 5.3: "the server can detect
@@ -26,7 +28,8 @@ export class NonceCountWindow {
     const entry = this.seen.get(nonce);
     if (!entry) {
       if (issuedAt <= this.watermark) return false;
-      this.remember(nonce, { issuedAt, highest: nc, window: 1 });
+      // The nonce is a slice of the request's text: kept, it would keep the request alive.
+      this.remember(ownString(nonce), { issuedAt, highest: nc, window: 1 });
       return true;
     }
     if (nc > entry.highest) {
@@ -40,9 +43,9 @@ export class NonceCountWindow {
       if ((entry.window & bit) !== 0) return false;
       entry.window = (entry.window | bit) >>> 0;
     }
-    // Most recently used last: Map iteration order is the LRU order.
+    // Most recently used last: Map iteration order is the LRU order (the key is set anew).
     this.seen.delete(nonce);
-    this.seen.set(nonce, entry);
+    this.seen.set(ownString(nonce), entry);
     return true;
   }
 

@@ -2,6 +2,7 @@ import { hostReference } from '../sip/host.js';
 import { createTag } from '../sip/ids.js';
 import type { SipHeader, SipMessage } from '../sip/message.js';
 import { formatNameAddr, type NameAddr, parseNameAddr } from '../sip/nameaddr.js';
+import { ownString, StringPool } from '../sip/own-string.js';
 import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
@@ -30,12 +31,17 @@ export interface RegistrarOptions {
 /** Extensions a REGISTER may Require of us (RFC 3261 10.3 step 2). */
 const SUPPORTED = new Set(['path', 'outbound', 'gruu']);
 
+/** The Path of most bindings: none, shared rather than an empty array each. */
+const NO_PATH: string[] = [];
+
 /**
  * The registrar (RFC 3261 10.3), with RFC 5626 outbound bindings and RFC 3327 Path.
  */
 export class Registrar {
   private readonly now: () => number;
   private readonly maxBindings: number;
+  /** A deployment's clients send a few User-Agents: each kept once, not once per binding. */
+  private readonly userAgents = new StringPool();
 
   constructor(private readonly opts: RegistrarOptions) {
     this.now = opts.now ?? Date.now;
@@ -86,11 +92,13 @@ export class Registrar {
     }
     // Step 4: the authenticated user may only register its own AOR (no third-party registration).
     const toUri = request.toUri;
-    const aor = toUri ? uriAor(toUri) : undefined;
-    if (aor !== outcome.aor) {
+    if ((toUri ? uriAor(toUri) : undefined) !== outcome.aor) {
       st.reply(403, 'Forbidden - To does not match the authenticated user');
       return;
     }
+    // The same text, from the credential cache: what is kept from here on (the binding, the
+    // flow's signed-in users, the usage counts) does not hold on to this REGISTER's text.
+    const aor = outcome.aor;
     st.flow.authenticated.add(aor);
     this.opts.onRegistered?.(aor);
     const failure = this.applyContacts(request, aor, st.flow);
@@ -172,8 +180,13 @@ export class Registrar {
       parsed.push({ na, uri: contactUris[i], expires: Math.min(expires, this.opts.maxExpires) });
     }
 
-    const path = request.getAll('path');
-    const userAgent = request.get('user-agent') ?? '';
+    // What a binding keeps is copied out of the message (ownString): a slice of it would keep
+    // the whole REGISTER in memory for as long as the binding lives.
+    const received = request.getAll('path');
+    const path = received.length > 0 ? received.map(ownString) : NO_PATH;
+    const userAgentText = request.get('user-agent');
+    const userAgent = userAgentText ? this.userAgents.intern(userAgentText) : '';
+    const ownCallId = ownString(callId);
     for (const { na, uri: contactUri, expires } of parsed) {
       const existing = this.opts.location.findByContact(aor, na.uri);
       if (existing && existing.callId === callId && existing.cseq >= cseq) {
@@ -204,10 +217,10 @@ export class Registrar {
         !behindPath && flow.transport !== 'udp' && (overFlow || namesSentBy(contactUri, request, flow));
       const binding: Binding = {
         aor,
-        contact: na.uri,
-        instanceId: instance ?? undefined,
+        contact: ownString(na.uri),
+        instanceId: instance === undefined ? undefined : ownString(instance),
         regId: regIdText ? Number.parseInt(regIdText, 10) : undefined,
-        callId,
+        callId: ownCallId,
         cseq,
         expiresAt: now + expires * 1000,
         q: na.params.q ? Number.parseFloat(na.params.q) || 1 : 1,

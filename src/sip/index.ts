@@ -5,6 +5,7 @@ export * from './host.js';
 export * from './ids.js';
 export * from './message.js';
 export * from './nameaddr.js';
+export * from './own-string.js';
 export * from './params.js';
 export * from './parser.js';
 export * from './response.js';

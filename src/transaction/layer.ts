@@ -3,6 +3,7 @@ import { hopRequestFor } from '../sip/hop-request.js';
 import { hostKey } from '../sip/host.js';
 import { createTag } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
+import { ownString } from '../sip/own-string.js';
 import { createResponse } from '../sip/response.js';
 import { formatVia } from '../sip/via.js';
 import type { Flow } from '../transport/flow.js';
@@ -194,15 +195,17 @@ export class ServerTransaction {
 
 /**
  * A non-INVITE server transaction over UDP in the Completed state (RFC 3261 17.2.2): what
- * Timer J needs and nothing more, the final response's bytes to send again when the
- * request is retransmitted.
+ * Timer J needs and nothing more, the final response to send again when the request is
+ * retransmitted. The response is kept as a latin1 string (byte for byte the wire format),
+ * not a Buffer: tens of thousands of small Buffers, each its own backing store outside the
+ * heap, cost the garbage collector far more than strings inside it.
  */
 class CompletedNonInvite {
-  timer?: TimerHandle;
   constructor(
-    readonly key: string,
     readonly flow: Flow,
-    readonly wire: Buffer,
+    readonly wire: string,
+    /** When Timer J fires (Date.now() ms). */
+    readonly expiresAt: number,
   ) {}
 }
 
@@ -359,6 +362,8 @@ export class TransactionLayer {
   private readonly servers = new Map<string, ServerTransaction>();
   /** UDP non-INVITE server transactions in Completed, until Timer J. */
   private readonly completed = new Map<string, CompletedNonInvite>();
+  /** The next sweep of `completed` (one at a time, while it is not empty). */
+  private completedSweep?: TimerHandle;
   private readonly clients = new Map<string, ClientTransaction>();
   readonly timers: TimerWheel;
   private tu!: TransactionUser;
@@ -427,7 +432,7 @@ export class TransactionLayer {
     if (this.completed.size > 0) {
       const done = this.completed.get(key);
       if (done) {
-        this.sendRaw(done.flow, done.wire);
+        this.sendRaw(done.flow, Buffer.from(done.wire, 'latin1'));
         return;
       }
     }
@@ -579,17 +584,35 @@ export class TransactionLayer {
     if (this.servers.get(st.key) === st) this.servers.delete(st.key);
   }
 
-  /** A UDP non-INVITE transaction's final response left: keep its bytes until Timer J. */
+  /**
+   * A UDP non-INVITE transaction's final response left: keep its bytes until Timer J. Timer J
+   * is the same for every one of them, so they expire in the order they came: the map's
+   * insertion order. One sweep removes the expired ones from its front, instead of a timer
+   * (and its closure) per transaction.
+   */
   completeOverUdp(st: ServerTransaction, wire: Buffer): void {
     this.forgetServer(st);
-    // A copy of its own: a small Buffer is a slice of an 8 KiB pool slab, and one kept 32 s
-    // would keep its whole slab (and everything else allocated from it) alive.
-    const own = Buffer.allocUnsafeSlow(wire.length);
-    wire.copy(own);
-    const done = new CompletedNonInvite(st.key, st.responseFlow, own);
-    this.completed.set(st.key, done);
-    done.timer = this.timers.schedule(TIMER_J, () => {
-      if (this.completed.get(done.key) === done) this.completed.delete(done.key);
+    // The key is a copy of its own, not a slice of the request's text (ownString).
+    const key = ownString(st.key);
+    this.completed.delete(key);
+    this.completed.set(
+      key,
+      new CompletedNonInvite(st.responseFlow, wire.toString('latin1'), this.timers.now() + TIMER_J),
+    );
+    if (!this.completedSweep) this.sweepCompletedLater(TIMER_J);
+  }
+
+  private sweepCompletedLater(ms: number): void {
+    this.completedSweep = this.timers.schedule(ms, () => {
+      this.completedSweep = undefined;
+      const now = this.timers.now();
+      for (const [key, done] of this.completed) {
+        if (done.expiresAt > now) {
+          this.sweepCompletedLater(Math.max(done.expiresAt - now, 50));
+          return;
+        }
+        this.completed.delete(key);
+      }
     });
   }
 
@@ -604,7 +627,8 @@ export class TransactionLayer {
       ct.handler.onTimeout(ct, 'transport');
     }
     for (const st of [...this.servers.values()]) st.terminate();
-    for (const done of this.completed.values()) cancelTimer(done.timer);
+    cancelTimer(this.completedSweep);
+    this.completedSweep = undefined;
     this.completed.clear();
   }
 }

@@ -34,6 +34,11 @@ export class TimerWheel {
     }
   }
 
+  /** The wheel's clock (a fake one in tests). */
+  now(): number {
+    return this.clock.now();
+  }
+
   schedule(delayMs: number, fire: () => void): TimerHandle {
     const due = this.clock.now() + delayMs;
     const handle: TimerHandle = { due, cancelled: false, fire };

@@ -317,6 +317,31 @@ Content-Length: 0
     expect(events).toEqual(['request MESSAGE', 'request MESSAGE']);
   });
 
+  it('non-INVITE server: each Completed transaction lasts its own Timer J, whatever came before or after', () => {
+    const { layer, events, requests, advance } = setup();
+    const flow = new FakeFlow('u1', 'udp', '192.0.2.10', 5060);
+    const req = (n: number) => udpRequest('MESSAGE', `SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKj${n}`);
+    layer.receive(req(1), flow);
+    requests[0].reply(200);
+    advance(10_000);
+    layer.receive(req(2), flow);
+    requests[1].reply(404);
+    advance(TIMER_J - 10_000 + 100);
+    // The first is past its Timer J, the second 10 s short of it.
+    expect(layer.serverCount).toBe(1);
+    layer.receive(req(2), flow);
+    expect(flow.sent.map((m) => m.status)).toEqual([200, 404, 404]);
+    advance(10_000);
+    expect(layer.serverCount).toBe(0);
+    // A third one after the map emptied is answered and expires as well.
+    layer.receive(req(3), flow);
+    requests[2].reply(200);
+    expect(layer.serverCount).toBe(1);
+    advance(TIMER_J + 100);
+    expect(layer.serverCount).toBe(0);
+    expect(events).toEqual(['request MESSAGE', 'request MESSAGE', 'request MESSAGE']);
+  });
+
   it('INVITE server: Timer G retransmits a failure, doubling to T2, until the ACK; Timer I then ends it', () => {
     const { layer, requests, advance } = setup();
     const flow = new FakeFlow('u1', 'udp', '192.0.2.10', 5060);
