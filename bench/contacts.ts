@@ -5,7 +5,7 @@ import { migrate } from '../src/store/migrate.js';
 import { openDatabase } from '../src/store/open.js';
 import { createPgliteDatabase } from '../src/store/pglite.js';
 import { seedContactLists } from '../src/store/seed.js';
-import type { Database } from '../src/store/sql.js';
+import { copyTextField, type Database } from '../src/store/sql.js';
 import { startTestPostgres, type TestPostgres } from '../test-kit/postgres.js';
 import { captureTail, REPO_ROOT, spawnTracked, waitForExit } from './sip.js';
 
@@ -48,12 +48,28 @@ export interface ContactsPhase {
   exitCode: number;
 }
 
+/**
+ * What the engine itself costs for the same rows, with no product code: no XML, no spool,
+ * no JSON, no list comparison. `copy`: the contact rows an import writes, COPYed in the
+ * import's batches (250 users per transaction, the import's COPY options) into a store
+ * holding the users with empty lists. `read`: the export's cursor over the users in byte
+ * order, and per batch of 500 the same contact rows read as one text. Measured in the
+ * benchmark's process: on PGlite its CPU is the engine's; on PostgreSQL the server's work
+ * shows only in the wall time.
+ */
+export interface ContactsFloor {
+  seconds: number;
+  cpuSeconds: number;
+  rows: number;
+}
+
 export interface ContactsEngineResult {
   engine: ContactsEngine;
   fileBytes: number;
   contacts: number;
   export: ContactsPhase;
   import: ContactsPhase & { status: string; changed: number };
+  floor: { read: ContactsFloor; copy: ContactsFloor };
 }
 
 export interface BenchContactsResult {
@@ -94,22 +110,26 @@ async function benchEngine(
   const dir = mkdtempSync(join(tmpdir(), 'parley-bench-contacts-'));
   let postgres: TestPostgres | undefined;
   try {
-    let source: StoreUnderTest;
-    let target: StoreUnderTest;
+    const stores: StoreUnderTest[] = [];
     if (engine === 'postgres') {
       postgres = await startTestPostgres();
-      const [sourceUrl, targetUrl] = [await postgres.createDatabase(), await postgres.createDatabase()];
-      source = { flags: ['--database', sourceUrl], open: () => openDatabase({ url: sourceUrl }) };
-      target = { flags: ['--database', targetUrl], open: () => openDatabase({ url: targetUrl }) };
+      for (let i = 0; i < 3; i++) {
+        const url = await postgres.createDatabase();
+        stores.push({ flags: ['--database', url], open: () => openDatabase({ url }) });
+      }
     } else {
-      const [sourceDir, targetDir] = [join(dir, 'source'), join(dir, 'target')];
-      source = { flags: ['--data-dir', sourceDir], open: () => createPgliteDatabase(sourceDir) };
-      target = { flags: ['--data-dir', targetDir], open: () => createPgliteDatabase(targetDir) };
+      for (const name of ['source', 'target', 'floor']) {
+        const folder = join(dir, name);
+        // As the CLI opens a data folder (openDatabase), minus the owner file.
+        stores.push({ flags: ['--data-dir', folder], open: () => createPgliteDatabase(folder) });
+      }
     }
+    const [source, target, floorStore] = stores;
     log(`contacts bench (${engine}): seeding ${users} users x ${contacts} contacts`);
     for (const [store, perUser] of [
       [source, contacts],
       [target, 0],
+      [floorStore, 0],
     ] as const) {
       const db = await store.open();
       try {
@@ -150,17 +170,94 @@ async function benchEngine(
     if (exported.exitCode !== 0 || imported.exitCode !== 0) {
       log(`contacts bench (${engine}): a command failed: ${exported.tail}${imported.tail}`);
     }
+    const floor = { read: await floorRead(source), copy: await floorCopy(floorStore, contacts) };
+    log(floorLine(`floor (${engine}): bare read`, floor.read, 'cursor + contact rows as text, no JSON/XML'));
+    log(
+      floorLine(`floor (${engine}): bare COPY`, floor.copy, "the import's batches and COPY options, no XML"),
+    );
     return {
       engine,
       fileBytes,
       contacts: exportReport.contacts ?? 0,
       export: exportPhase,
       import: importPhase,
+      floor,
     };
   } finally {
     await postgres?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+async function measureFloor(
+  store: StoreUnderTest,
+  work: (db: Database) => Promise<number>,
+): Promise<ContactsFloor> {
+  const db = await store.open();
+  try {
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const rows = await work(db);
+    const cpu = process.cpuUsage(cpu0);
+    return { seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, rows };
+  } finally {
+    await db.close();
+  }
+}
+
+/** The export's reads without the product: cursor in byte order, a batch's rows as one text. */
+function floorRead(store: StoreUnderTest): Promise<ContactsFloor> {
+  return measureFloor(store, (db) =>
+    db.transaction(async (tx) => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      await tx.query(
+        'DECLARE floor_users NO SCROLL CURSOR FOR SELECT id FROM users ORDER BY aor COLLATE "C"',
+      );
+      let rows = 0;
+      for (;;) {
+        const batch = await tx.query<{ id: number }>('FETCH FORWARD 500 FROM floor_users');
+        if (batch.rows.length === 0) return rows;
+        const { rows: text } = await tx.query<{ t: string | null; n: number }>(
+          `SELECT string_agg(concat_ws(E'\t', user_id, uri, display_name, subscribed, groups), E'\n'
+                             ORDER BY user_id, position) AS t, count(*)::int AS n
+             FROM contacts WHERE user_id = ANY($1::bigint[])`,
+          [batch.rows.map((r) => String(r.id))],
+        );
+        rows += text[0].n;
+      }
+    }),
+  );
+}
+
+/** The import's writes without the product: the seeded rows, COPYed 250 users per transaction. */
+function floorCopy(store: StoreUnderTest, perUser: number): Promise<ContactsFloor> {
+  return measureFloor(store, async (db) => {
+    const { rows: users } = await db.query<{ id: number }>('SELECT id FROM users ORDER BY id');
+    let rows = 0;
+    for (let at = 0; at < users.length; at += 250) {
+      let data = '';
+      for (const { id } of users.slice(at, at + 250)) {
+        for (let c = 0; c < perUser; c++) {
+          data += `${id}\tsip:contact${c}.${id}@example.org\t${copyTextField(`Contact ${c}`)}\tt\t{"Team"}\t${c}\n`;
+        }
+      }
+      rows += Math.min(250, users.length - at) * perUser;
+      await db.transaction(async (tx) => {
+        if (!tx.copyFrom) throw new Error('this store offers no COPY');
+        await tx.copyFrom(
+          'contacts',
+          ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'],
+          data,
+          { referencesLocked: true },
+        );
+      });
+    }
+    return rows;
+  });
+}
+
+function floorLine(name: string, f: ContactsFloor, note: string): string {
+  return `${name}: ${f.rows} rows in ${f.seconds.toFixed(1)}s, bench process CPU ${f.cpuSeconds.toFixed(1)}s (${note})`;
 }
 
 export interface CliRun {
