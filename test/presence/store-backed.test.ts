@@ -35,9 +35,11 @@ describe('SharedPublicationStore', () => {
     const changed: string[] = [];
     const stop = await fe1.onChange((aor) => changed.push(aor));
     try {
-      await fe1.save(state('e1'));
+      // Built once: a second boundary passing between save and compare must not move its times.
+      const e1 = state('e1');
+      await fe1.save(e1);
       await fe1.save(state('e2', { updatedAt: second(-20) }));
-      expect(await fe1.get('alice@example.com', 'e1')).toEqual(state('e1'));
+      expect(await fe1.get('alice@example.com', 'e1')).toEqual(e1);
       expect((await fe1.list('alice@example.com')).map((s) => s.etag)).toEqual(['e2', 'e1']);
       expect(await store.publications.get('alice@example.com', 'e1')).toMatchObject({
         serverId: 'fe1',
