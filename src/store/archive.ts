@@ -1,4 +1,14 @@
-import type { Sql } from './sql.js';
+import { copyTextField, type Sql } from './sql.js';
+
+const ARCHIVE_COLUMNS = ['at', 'sender', 'recipient', 'content_type', 'body', 'size', 'result', 'server_id'];
+
+/** The rows in COPY's text format, one line each. */
+function copyRows(rows: readonly NewArchivedMessage[]): string {
+  let data = '';
+  for (const r of rows)
+    data += `${r.at.toISOString()}\t${copyTextField(r.sender)}\t${copyTextField(r.recipient)}\t${copyTextField(r.contentType)}\t${copyTextField(r.body)}\t${r.size}\t${r.result}\t${copyTextField(r.serverId)}\n`;
+  return data;
+}
 
 /** One archived instant message (RFC 3428 MESSAGE) as stored. */
 export interface ArchivedMessageRecord {
@@ -69,23 +79,36 @@ function likeLiteral(text: string): string {
 export class ArchiveRepository {
   constructor(private readonly sql: Sql) {}
 
-  /** Writes a batch in one statement (arrays unnested), so the cost per message stays small. */
+  /**
+   * Writes a batch in one statement, so the cost per message stays small: COPY where the
+   * engine offers it (PGlite's in-process COPY, PostgreSQL's COPY FROM STDIN in a
+   * transaction: about half the work of the unnest form on PGlite), else INSERT ... SELECT
+   * FROM unnest(...) (a client of the embedded socket).
+   */
   async insertBatch(rows: readonly NewArchivedMessage[]): Promise<void> {
     if (rows.length === 0) return;
-    await this.sql.query(
-      `INSERT INTO archive (at, sender, recipient, content_type, body, size, result, server_id)
-       SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[])`,
-      [
-        rows.map((r) => r.at.toISOString()),
-        rows.map((r) => r.sender),
-        rows.map((r) => r.recipient),
-        rows.map((r) => r.contentType),
-        rows.map((r) => r.body),
-        rows.map((r) => r.size),
-        rows.map((r) => r.result),
-        rows.map((r) => r.serverId),
-      ],
-    );
+    if (this.sql.copyFrom) {
+      await this.sql.copyFrom('archive', ARCHIVE_COLUMNS, copyRows(rows));
+      return;
+    }
+    await this.sql.transaction(async (tx) => {
+      if (tx.copyFrom) await tx.copyFrom('archive', ARCHIVE_COLUMNS, copyRows(rows));
+      else
+        await tx.query(
+          `INSERT INTO archive (${ARCHIVE_COLUMNS.join(', ')})
+           SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[])`,
+          [
+            rows.map((r) => r.at.toISOString()),
+            rows.map((r) => r.sender),
+            rows.map((r) => r.recipient),
+            rows.map((r) => r.contentType),
+            rows.map((r) => r.body),
+            rows.map((r) => r.size),
+            rows.map((r) => r.result),
+            rows.map((r) => r.serverId),
+          ],
+        );
+    });
   }
 
   /** Messages matching the query, oldest first. */

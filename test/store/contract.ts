@@ -1044,6 +1044,30 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(await q({})).toEqual(['offline']);
       });
 
+      it('keeps bodies and addresses byte for byte through the bulk write (COPY escapes)', async () => {
+        const odd = 'tab\there\nnew line\r\\N not null \\ back\\slash é 😀';
+        await store.archive.insertBatch([
+          {
+            at: T0,
+            sender: 'a\\b@example.com',
+            recipient: 'c\td@example.com',
+            contentType: 'text/plain; charset="utf-8"',
+            body: odd,
+            size: Buffer.byteLength(odd),
+            result: 0,
+            serverId: '',
+          },
+        ]);
+        const [row] = await store.archive.search({ limit: 1 });
+        expect(row).toMatchObject({
+          sender: 'a\\b@example.com',
+          recipient: 'c\td@example.com',
+          contentType: 'text/plain; charset="utf-8"',
+          body: odd,
+          serverId: '',
+        });
+      });
+
       it('answers --text words from the trigram index (009_archive_text_search.sql)', async () => {
         const rows = Array.from({ length: 2000 }, (_, i) => ({
           at: new Date(T0.getTime() + i * 1000),

@@ -1,4 +1,5 @@
 import { expect, it } from 'vitest';
+import { ArchiveRepository } from '../../src/store/archive.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { createPostgresDatabase, type PostgresDatabase } from '../../src/store/postgres.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
@@ -76,6 +77,33 @@ it('postgres: two front-ends migrating a fresh database at once apply each migra
   } finally {
     await one.close();
     await two.close();
+    await pgs.stop();
+  }
+});
+
+it('postgres: archive batches over COPY FROM STDIN (copy: true, as servers open it) keep every byte', async () => {
+  const pgs = await startTestPostgres();
+  const db = createPostgresDatabase(await pgs.createDatabase(), { prepare: true, copy: true });
+  try {
+    await migrate(db);
+    const repo = new ArchiveRepository(db);
+    const body = 'tab\there\nline\\N é';
+    const row = (n: number) => ({
+      at: new Date(Date.UTC(2030, 0, 1, 0, n)),
+      sender: 'a@example.com',
+      recipient: 'b@example.com',
+      contentType: 'text/plain',
+      body: `${body} ${n}`,
+      size: 0,
+      result: 200,
+      serverId: 'fe1',
+    });
+    await repo.insertBatch(Array.from({ length: 1000 }, (_, n) => row(n)));
+    const rows = await repo.search({ limit: 2000 });
+    expect(rows).toHaveLength(1000);
+    expect(rows[999]).toMatchObject({ ...row(999), id: expect.any(Number) });
+  } finally {
+    await db.close();
     await pgs.stop();
   }
 });
