@@ -590,6 +590,11 @@ export class DirectorySync {
     progress: Progress,
   ): Promise<void> {
     await this.holders.loadAll();
+    // The percentage limit is of the contacts there were before this run's adds.
+    const managedBefore =
+      this.opts.config.sync.maxDeletePercent === undefined
+        ? undefined
+        : await this.journal.contactCount(forest.name);
     // Every anchor read: the joins not among them are gone. Strings only, a few MiB per 100,000.
     const seen = new Set<string>();
     const held: PlannedOp[] = [];
@@ -661,15 +666,14 @@ export class DirectorySync {
         };
         // At most gone.length removals among the gone: count them only when that could matter.
         let removals = held.length + gone.length;
-        if (gone.length > 0 && (await this.overLimit(forest, removals))) {
+        if (gone.length > 0 && (await this.overLimit(forest, removals, managedBefore))) {
           removals = held.length;
           await goneChunks(async (chunk) => {
             removals += chunk.ops.length;
           });
         }
-        const allowed = await this.removalsAllowed(forest, removals, summary);
+        const allowed = await this.removalsAllowed(forest, removals, summary, managedBefore);
         progress('diff', removals, removals);
-        streaming = false;
         const writeRemovals = async (ops: PlannedOp[]) => {
           if (!allowed) return;
           if (pipeline) await pipeline.submit(ops);
@@ -696,15 +700,19 @@ export class DirectorySync {
     await this.advance(forest, next, pipeline.failures, summary);
   }
 
-  /** Whether this many removals would pass the deletion threshold's limits. */
-  private async overLimit(forest: ForestConfig, removals: number): Promise<boolean> {
+  /**
+   * Whether this many removals would pass the deletion threshold's limits. `managed` is the
+   * forest's contacts before the run wrote anything (a streamed read counts them first, as
+   * its adds are recorded while it reads); otherwise they are counted now.
+   */
+  private async overLimit(forest: ForestConfig, removals: number, managed?: number): Promise<boolean> {
     if (removals === 0) return false;
     const policy = this.opts.config.sync;
     if (removals > policy.maxDeletes) return true;
     if (policy.maxDeletePercent === undefined) return false;
     // Counting the forest's contacts costs a pass over its joins: only when something goes.
-    const managed = await this.journal.contactCount(forest.name);
-    return removals * 100 > policy.maxDeletePercent * Math.max(managed, 1);
+    const count = managed ?? (await this.journal.contactCount(forest.name));
+    return removals * 100 > policy.maxDeletePercent * Math.max(count, 1);
   }
 
   /**
@@ -716,10 +724,11 @@ export class DirectorySync {
     forest: ForestConfig,
     removals: number,
     summary: ForestSummary,
+    managedBefore?: number,
   ): Promise<boolean> {
-    if (this.opts.allowMassDelete || !(await this.overLimit(forest, removals))) return true;
+    if (this.opts.allowMassDelete || !(await this.overLimit(forest, removals, managedBefore))) return true;
     const policy = this.opts.config.sync;
-    const managed = await this.journal.contactCount(forest.name);
+    const managed = managedBefore ?? (await this.journal.contactCount(forest.name));
     summary.status = 'refused';
     summary.refusedRemovals = removals;
     summary.message = `refused to remove ${removals} of ${managed} contacts (limit ${policy.maxDeletes}${

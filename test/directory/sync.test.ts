@@ -363,4 +363,50 @@ describe('directory sync against three slapd forests', { timeout: 120_000 }, () 
     expect(s.updated).toBe(1);
     expect((await contactFor(northUsers()[40].uid))?.displayName).toBe(odd);
   });
+
+  // Last: a fresh store makes the forest's contacts again (south's shared alias included).
+  it('a whole-forest read killed half way resumes: nothing lost, nothing doubled', async () => {
+    const fresh = async <T>(fn: (s: Store) => Promise<T>): Promise<T> => {
+      const d = await createTestDatabase();
+      try {
+        return await fn(createStore(d));
+      } finally {
+        await d.close();
+      }
+    };
+    const only = { config: forests.config(), env: forests.env, forests: ['south'] };
+    // What a whole read of south writes into an empty store.
+    const planned = await fresh((s) => runDirectorySync({ ...only, store: s, dryRun: true }));
+    expect(planned.forests[0]).toMatchObject({ fullRead: true });
+    const total = planned.added;
+    expect(total).toBeGreaterThan(1000);
+
+    await fresh(async (s) => {
+      const abort = new AbortController();
+      const counter = { writes: 0 };
+      const killed = runDirectorySync({
+        ...only,
+        store: s,
+        signal: abort.signal,
+        // The signal comes with most of the forest still to write (read, queued or not read yet).
+        wrapWriter: countingWriter(counter, () => {
+          if (counter.writes === 300) abort.abort();
+        }),
+      });
+      await expect(killed).rejects.toBeInstanceOf(SyncInterruptedError);
+      const killedRun = await s.directoryJournal.lastRun();
+      const doneBefore = (await s.directoryJournal.opCounts(killedRun?.id ?? 0)).done ?? 0;
+      expect(doneBefore).toBeGreaterThanOrEqual(300);
+      expect(doneBefore).toBeLessThan(total);
+      expect(await s.directoryJournal.syncCookie('south')).toBeUndefined();
+
+      const resumed = await runDirectorySync({ ...only, store: s });
+      expect(resumed).toMatchObject({ resumedFrom: killedRun?.id, status: 'succeeded' });
+      expect(resumed.forests[0]).toMatchObject({ fullRead: true, unchanged: doneBefore });
+      expect(resumed.added).toBe(total - doneBefore);
+      const last = await runDirectorySync({ ...only, store: s });
+      expect(last).toMatchObject({ added: 0, updated: 0, disabled: 0, deleted: 0 });
+      expect(last.forests[0]).toMatchObject({ fullRead: false });
+    });
+  });
 });
