@@ -1,7 +1,7 @@
 import { AlreadyExistsError, Attribute, Change, type Client, type Entry, NoSuchObjectError } from 'ldapts';
 import type { CentralConfig } from './config.js';
 import { andFilter, equalityFilter, orFilter } from './filter.js';
-import { connectLdap, type Environment, firstValue, searchPages } from './ldap.js';
+import { coalesceWrites, connectLdap, type Environment, firstValue, searchPages } from './ldap.js';
 import { CONTACT_ATTRIBUTES, type ContactAttributes, readContactAttributes, sipAddress } from './mapping.js';
 import { hasParleySchema } from './schema.js';
 
@@ -73,6 +73,7 @@ export class CentralDirectory implements ContactWriter {
     const writers: Client[] = [client];
     try {
       for (let i = 1; i < (opts.writeConnections ?? 1); i++) writers.push(await connectLdap(config, { env }));
+      for (const w of writers) coalesceWrites(w);
     } catch (err) {
       await Promise.all(writers.map((c) => c.unbind().catch(() => undefined)));
       throw err;
