@@ -47,6 +47,7 @@ import {
   type SippRunOptions as SipRunOptions,
   sleep,
   spawnTracked,
+  sumSippRuns,
   waitForExit,
   waitForTcp,
   writeInjectionFile,
@@ -645,25 +646,20 @@ async function measureStep(
   const results = await Promise.all(specs.map((s) => runSipp(s)));
   const resources = sample();
   const calls = specs.reduce((n, s) => n + s.calls, 0);
-  const successful = results.reduce((n, r) => n + (r.stats?.successful ?? 0), 0);
-  const failed = Math.max(
-    results.reduce((n, r) => n + (r.stats?.failed ?? 0), 0),
-    calls - successful,
-  );
-  const seconds = Math.max(0, ...results.map((r) => r.stats?.seconds ?? 0));
+  const summed = sumSippRuns(results, calls, rtdTimer);
   const step: PoolStep = {
     targetRate: rate,
     calls,
-    successful,
-    failed,
-    seconds: round2(seconds),
-    achievedRate: seconds > 0 ? Math.round(successful / seconds) : 0,
-    latency: rttPercentiles(results.map((r) => r.rtt).join('\n'), rtdTimer),
+    successful: summed.successful,
+    failed: summed.failed,
+    seconds: round2(summed.seconds),
+    achievedRate: summed.achievedRate,
+    latency: summed.latency,
     ...resources,
     sippExits: results.map((r) => r.exit),
   };
   const bad = results.filter((r) => r.exit !== 0 && r.exit !== 1);
-  if (failed > 0 || bad.length > 0)
+  if (summed.failed > 0 || bad.length > 0)
     step.error = results.map((r) => `SIPp exit ${r.exit}: ${sippError(r)}`).join('; ');
   return step;
 }

@@ -77,6 +77,7 @@ Options
   --duration S        seconds per rate step (default 10)
   --only W            only one SIP workload: register, message, register-udp or message-udp
   --workers N         Parley's server.workers (SIP worker processes; default 1)
+  --sipps N           SIPp processes per TCP step, one connection each, rate split (default 1)
   --profile           CPU-profile the Parley server (node --cpu-prof) and print its hot spots
   --json              print the results as JSON (progress goes to stderr)
   -h, --help          this text`;
@@ -98,6 +99,8 @@ export interface SipSuiteResult {
   duration: number;
   /** Parley's SIP worker processes (server.workers). */
   workers: number;
+  /** SIPp processes (TCP connections) per TCP step. */
+  sipps: number;
   workloads: SipWorkloadRow[];
   kamailioSkipped?: string;
   profile?: ProfileSummary;
@@ -151,6 +154,7 @@ interface Options {
   durationGiven: boolean;
   workloads: Workload[];
   workers: number;
+  sipps: number;
   profile: boolean;
   json: boolean;
 }
@@ -219,6 +223,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     durationGiven: Boolean(v.duration),
     workloads,
     workers: v.workers ? Math.floor(positive(v.workers, '--workers')) : 1,
+    sipps: v.sipps ? Math.floor(positive(v.sipps, '--sipps')) : 1,
     profile: Boolean(v.profile),
     json: Boolean(v.json),
   };
@@ -250,6 +255,7 @@ function parseArgsStrict(argv: string[]) {
       duration: { type: 'string' },
       only: { type: 'string' },
       workers: { type: 'string' },
+      sipps: { type: 'string' },
       profile: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -272,6 +278,7 @@ async function runSipSuite(
     rates: opts.rates,
     duration: opts.duration,
     workers: opts.workers,
+    sipps: opts.sipps,
     workloads: [],
   };
   try {
@@ -304,6 +311,7 @@ async function runSipSuite(
         rates: opts.rates,
         duration: opts.duration,
         workloads: opts.workloads,
+        sipps: opts.sipps,
         log,
       },
       workDir,
@@ -484,7 +492,7 @@ export function renderSipTable(suite: SipSuiteResult): string {
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   out.push('');
   out.push(
-    `best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), one TCP connection per SIPp (UDP rows: one socket), SIPp on the same cores; Parley with ${suite.workers === 1 ? 'one process' : `${suite.workers} SIP worker processes (server.workers)`}.`,
+    `best rate: highest achieved rate with 0 failed calls over ${suite.duration} s steps (target rates ${suite.rates.join(', ')}/s), ${suite.sipps === 1 ? 'one SIPp' : `${suite.sipps} SIPps`} of one TCP connection each per TCP step (UDP rows: one SIPp, one socket), SIPp on the same cores; Parley with ${suite.workers === 1 ? 'one process' : `${suite.workers} SIP worker processes (server.workers)`}.`,
   );
   out.push(
     'CPU % and RSS at the best rate (peak over the step); RSS end: once the ramp ended. Latency at the highest clean step that kept up with its target (at saturation it is only queueing time).',

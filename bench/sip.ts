@@ -101,6 +101,12 @@ export interface SipBenchOptions {
   /** Length of each step in seconds (calls = rate x duration). */
   duration: number;
   workloads: Workload[];
+  /**
+   * SIPp processes per TCP step (default 1), each its own connection with rate/N and calls/N
+   * (REGISTER: each its own slice of the users): node:cluster hands out connections, so a
+   * second worker only gets work from a second connection. UDP steps keep one socket.
+   */
+  sipps?: number;
   /** Measure latency at 70% of the best rate when every step saturated (default true). */
   sustainedStep?: boolean;
   log: (line: string) => void;
@@ -483,9 +489,55 @@ function sippError(tail: string): string {
   return lines.slice(-3).join(' | ') || 'no error text from SIPp';
 }
 
+/** Calls of one of `lanes` SIPp processes: an even share, the first ones taking the remainder. */
+export function laneShare(calls: number, lanes: number, lane: number): number {
+  return Math.floor(calls / lanes) + (lane < calls % lanes ? 1 : 0);
+}
+
+/** What SIPp processes run side by side for one step did together. */
+export interface SummedSippRuns {
+  successful: number;
+  /** Failed calls, and calls that never completed (the planned count less the successful). */
+  failed: number;
+  /** The longest of the runs: the step lasted until its last SIPp was done. */
+  seconds: number;
+  achievedRate: number;
+  latency?: LatencyPercentiles;
+  /** SIPp's exit status: the first that is neither 0 nor 1 (SIPp's own trouble), else the highest. */
+  exit: number;
+  error?: string;
+}
+
+/** Sums SIPp runs of one step (`calls` planned over all of them); latency over every sample. */
+export function sumSippRuns(runs: SippRun[], calls: number, rtdTimer: string): SummedSippRuns {
+  const successful = runs.reduce((n, r) => n + (r.stats?.successful ?? 0), 0);
+  const failed = Math.max(
+    runs.reduce((n, r) => n + (r.stats?.failed ?? 0), 0),
+    calls - successful,
+  );
+  const seconds = Math.max(0, ...runs.map((r) => r.stats?.seconds ?? 0));
+  const odd = runs.find((r) => r.exit !== 0 && r.exit !== 1);
+  const exit = odd ? odd.exit : Math.max(0, ...runs.map((r) => r.exit));
+  const troubled = runs.filter((r) => r.exit !== 0);
+  const summed: SummedSippRuns = {
+    successful,
+    failed,
+    seconds,
+    achievedRate: seconds > 0 ? Math.round(successful / seconds) : 0,
+    latency: rttPercentiles(runs.map((r) => r.rtt).join('\n'), rtdTimer),
+    exit,
+  };
+  if (failed > 0 || odd)
+    summed.error =
+      troubled.map((r) => `SIPp exit ${r.exit}: ${sippError(r.tail)}`).join('; ') || 'calls missing';
+  return summed;
+}
+
 export interface WorkloadSetup {
   scenario: string;
   injection: string;
+  /** One injection file per SIPp when a step runs several (SipBenchOptions.sipps), else `injection`. */
+  injections?: string[];
   rtdTimer: string;
   /** SIPp's own address (SippRunOptions.localIp). */
   localIp?: string;
@@ -506,38 +558,41 @@ export async function rampWorkload(
   opts: SipBenchOptions,
   workDir: string,
 ): Promise<WorkloadRun> {
+  const lanes = setup.transport === 'udp' ? 1 : Math.max(1, opts.sipps ?? 1);
   const runStep = async (rate: number): Promise<RateStep> => {
     const calls = Math.max(1, Math.round(rate * opts.duration));
     const sample = startResourceSampler(target);
-    const run = await runSipp({
-      target,
-      scenario: setup.scenario,
-      injection: setup.injection,
-      calls,
-      rate,
-      dir: join(workDir, `${target.name}-${workload}-${rate}`),
-      timeoutSeconds: Math.ceil(opts.duration * 3 + 20),
-      localIp: setup.localIp,
-      authUri: setup.authUri,
-      transport: setup.transport,
-    });
+    const runs = await Promise.all(
+      Array.from({ length: lanes }, (_, lane) =>
+        runSipp({
+          target,
+          scenario: setup.scenario,
+          injection: setup.injections?.[lane] ?? setup.injection,
+          calls: laneShare(calls, lanes, lane),
+          rate: rate / lanes,
+          dir: join(workDir, `${target.name}-${workload}-${rate}${lanes > 1 ? `-${lane + 1}` : ''}`),
+          timeoutSeconds: Math.ceil(opts.duration * 3 + 20),
+          localIp: setup.localIp,
+          authUri: setup.authUri,
+          transport: setup.transport,
+        }),
+      ),
+    );
     const resources = sample();
-    const successful = run.stats?.successful ?? 0;
-    const failed = Math.max(run.stats?.failed ?? 0, calls - successful);
-    const seconds = run.stats?.seconds ?? 0;
+    const run = sumSippRuns(runs, calls, setup.rtdTimer);
+    const { successful, failed, seconds } = run;
     const step: RateStep = {
       targetRate: rate,
       calls,
       successful,
       failed,
       seconds: Math.round(seconds * 100) / 100,
-      achievedRate: seconds > 0 ? Math.round(successful / seconds) : 0,
-      latency: rttPercentiles(run.rtt, setup.rtdTimer),
+      achievedRate: run.achievedRate,
+      latency: run.latency,
       ...resources,
       sippExit: run.exit,
     };
-    if (failed > 0 || (run.exit !== 0 && run.exit !== 1))
-      step.error = `SIPp exit ${run.exit}: ${sippError(run.tail)}`;
+    if (run.error) step.error = run.error;
     opts.log(
       `  ${target.name} ${workload} @ ${rate}/s: ${step.achievedRate}/s, ${successful} ok, ${failed} failed` +
         (step.latency ? `, p50 ${step.latency.p50} ms p99 ${step.latency.p99} ms` : '') +
@@ -679,6 +734,19 @@ export async function measureTargets(
     join(workDir, 'users.csv'),
     Array.from({ length: opts.users }, (_, i) => ({ user: `user${i}` })),
   );
+  // Several SIPps register users of their own: user i goes to lane i mod N.
+  const lanes = Math.max(1, opts.sipps ?? 1);
+  const userLanes =
+    lanes > 1
+      ? Array.from({ length: lanes }, (_, lane) =>
+          writeInjectionFile(
+            join(workDir, `users-${lane + 1}.csv`),
+            Array.from({ length: Math.ceil((opts.users - lane) / lanes) }, (_, i) => ({
+              user: `user${i * lanes + lane}`,
+            })),
+          ),
+        )
+      : undefined;
   const result = { register: [], message: [], 'register-udp': [], 'message-udp': [] } as Record<
     Workload,
     WorkloadRun[]
@@ -695,6 +763,7 @@ export async function measureTargets(
         const setup = {
           scenario: join(SCENARIOS, 'register-auth.xml'),
           injection: users,
+          injections: userLanes,
           rtdTimer: 'register',
           transport,
         } as const;

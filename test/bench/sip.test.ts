@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { rewriteKamailioConfig } from '../../bench/kamailio.js';
-import { parseSippStats, rttPercentiles, summariseCpuProfile } from '../../bench/sip.js';
+import {
+  laneShare,
+  parseSippStats,
+  rttPercentiles,
+  type SippRun,
+  summariseCpuProfile,
+  sumSippRuns,
+} from '../../bench/sip.js';
 
 describe('SIPp output parsing', () => {
   it('reads the last -trace_stat line by column name, with sub-second elapsed time', () => {
@@ -27,6 +34,37 @@ describe('SIPp output parsing', () => {
       samples: 100,
     });
     expect(rttPercentiles(lines.join('\n'), 'message')).toBeUndefined();
+  });
+
+  it('splits a step over several SIPps and sums them: the slowest sets the time, missing calls fail', () => {
+    expect([0, 1, 2].map((lane) => laneShare(10, 3, lane))).toEqual([4, 3, 3]);
+    const run = (
+      successful: number,
+      failed: number,
+      seconds: number,
+      exit: number,
+      rtt: number[],
+    ): SippRun => ({
+      exit,
+      stats: { successful, failed, seconds },
+      rtt: rtt.map((ms) => `16.0;${ms};register`).join('\n'),
+      tail: exit > 1 ? 'Fatal error: connection closed' : '',
+      errors: '',
+    });
+    const clean = sumSippRuns([run(500, 0, 10, 0, [1, 2]), run(500, 0, 12.5, 0, [3, 4])], 1000, 'register');
+    expect(clean).toEqual({
+      successful: 1000,
+      failed: 0,
+      seconds: 12.5,
+      achievedRate: 80,
+      latency: { p50: 3, p90: 4, p99: 4, samples: 4 },
+      exit: 0,
+    });
+    // A SIPp that died (exit 255) after 100 calls: its 400 others count as failed.
+    const broken = sumSippRuns([run(500, 0, 10, 0, [1]), run(100, 0, 2, 255, [1])], 1000, 'register');
+    expect(broken.failed).toBe(400);
+    expect(broken.exit).toBe(255);
+    expect(broken.error).toContain('SIPp exit 255: Fatal error: connection closed');
   });
 });
 
