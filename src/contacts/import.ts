@@ -14,7 +14,7 @@ import { type ContactListLimits, DEFAULT_LIMITS, parseUserElement } from './xml-
  * Import of a contact-list XML file, in two phases so a file of 100,000 users never sits in
  * memory and nothing is written from a bad file:
  *  1. validate: the file is read once, each `<user>` element is parsed and checked once,
- *     duplicate users are found, owners are looked up a thousand at a time (the only time
+ *     duplicate users are found, owners are looked up 200 at a time (the only time
  *     they are), and the import's checks run (see ImportCheck). Valid lists go to a spool
  *     (import-spool.ts) with their owner. Any XML or semantic problem rejects the whole file
  *     with line, column and reason, and nothing is written.
@@ -117,7 +117,13 @@ interface ParsedUser {
   column: number;
 }
 
-const LOOKUP_BATCH = 1_000;
+/**
+ * Parsed lists wait for their owners' lookup in batches of this many: small enough that
+ * they die young (a batch of 1,000 lived long enough to reach V8's old space, whose garbage
+ * took a 10,000-user import to a peak RSS of 567 MiB, against 507 MiB with 200), large enough that
+ * lookups stay few (500 for 100,000 users).
+ */
+const LOOKUP_BATCH = 200;
 const DEFAULT_BATCH = 250;
 
 class DryRunRollback extends Error {}
