@@ -41,6 +41,14 @@ export function stripV4Mapped(address: string | undefined): string {
 }
 
 /**
+ * How much a connection may have queued for its peer before it is closed: a peer that stops
+ * reading (a hung client, an overloaded SIPp) would otherwise grow the server's memory by
+ * every response and request sent its way. 16 MiB is tens of thousands of messages, seconds
+ * behind at any rate a client sends; Kamailio closes such a connection too (tcp_conn_wq_max).
+ */
+export const MAX_WRITE_QUEUE_BYTES = 16 * 1024 * 1024;
+
+/**
  * A flow over a TCP or TLS socket. Writes are corked and flushed once per tick: under load
  * many responses leave in one segment instead of one syscall each.
  */
@@ -61,6 +69,7 @@ export class SocketFlow implements Flow {
     private readonly socket: Socket,
     /** The client's address when a trusted proxy told it (PROXY protocol), not the socket's. */
     remote?: { address: string; port: number },
+    private readonly maxWriteQueue = MAX_WRITE_QUEUE_BYTES,
   ) {
     this.id = newFlowId(transport === 'tls' ? 's' : 't');
     this.remoteAddress = stripV4Mapped(remote?.address ?? socket.remoteAddress);
@@ -78,6 +87,12 @@ export class SocketFlow implements Flow {
 
   send(data: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return false;
+    if (this.socket.writableLength + data.length > this.maxWriteQueue) {
+      // The peer has not read what it was sent: the connection goes, as when it breaks.
+      this.closed = true;
+      this.socket.destroy(new Error(`over ${this.maxWriteQueue} bytes queued: the peer does not read`));
+      return false;
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
