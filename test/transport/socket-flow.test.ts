@@ -9,7 +9,8 @@ describe('SocketFlow write queue', () => {
     for (const c of cleanups.splice(0)) c();
   });
 
-  it('closes a connection whose peer stops reading once the queue passes its bound, and sends nothing more', async () => {
+  /** A loopback connection: the server's end (what a SocketFlow wraps) and the peer's. */
+  async function connectedPair(): Promise<{ peer: Socket; socket: Socket }> {
     const server = createServer();
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -20,9 +21,14 @@ describe('SocketFlow write queue', () => {
       peer.destroy();
       server.close();
     });
+    const [socket] = await accepted;
+    return { peer, socket };
+  }
+
+  it('closes a connection whose peer stops reading once the queue passes its bound, and sends nothing more', async () => {
+    const { peer, socket } = await connectedPair();
     // The peer never reads: the kernel buffers fill, then Node's queue grows.
     peer.pause();
-    const [socket] = await accepted;
     // As the transport layer does: a socket's error is logged, the close is what counts.
     const errors: string[] = [];
     socket.on('error', (err) => errors.push(err.message));
@@ -45,21 +51,11 @@ describe('SocketFlow write queue', () => {
   });
 
   it('keeps a connection whose peer reads, whatever it is sent in total', async () => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = (server.address() as { port: number }).port;
-    const accepted = once(server, 'connection') as Promise<[Socket]>;
-    const peer = connect(port, '127.0.0.1');
-    cleanups.push(() => {
-      peer.destroy();
-      server.close();
-    });
+    const { peer, socket } = await connectedPair();
     let received = 0;
     peer.on('data', (d: Buffer) => {
       received += d.length;
     });
-    const [socket] = await accepted;
     const flow = new SocketFlow('tcp', socket, undefined, 1024 * 1024);
     const chunk = Buffer.alloc(64 * 1024, 0x62);
     // 4 MiB in all, four times the bound, never more than one chunk queued.
