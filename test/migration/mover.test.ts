@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { replaceContactList } from '../../src/contacts/lists.js';
 import { MigrationError } from '../../src/migration/errors.js';
 import { MigrationInterruptedError, moveWave, type WaveMoveOptions } from '../../src/migration/mover.js';
@@ -38,30 +38,23 @@ async function addUser(store: Store, name: string, home: string | null, contacts
 
 describe('wave migration (two stores)', () => {
   let legacy: Store;
-  let legacy2: Store;
   let pool: Store;
   const names = Array.from({ length: 12 }, (_, i) => `u${String(i).padStart(2, '0')}`);
 
   beforeEach(async () => {
     legacy = createStore(await createTestDatabase());
-    legacy2 = createStore(await createTestDatabase());
     pool = createStore(await createTestDatabase());
     await legacy.homes.upsertHome({
       name: 'legacy1',
       kind: 'standard',
       address: 'sip:127.0.0.1:5070;transport=tcp',
     });
-    await legacy2.homes.upsertHome({
-      name: 'legacy2',
-      kind: 'standard',
-      address: 'sip:127.0.0.1:5071;transport=tcp',
-    });
     await pool.homes.upsertHome({ name: 'pool1', kind: 'pool', address: 'sip:127.0.0.1:5080;transport=tcp' });
     // A standard server's own users often have no home recorded.
     for (const [i, n] of names.entries()) await addUser(legacy, n, i % 2 === 0 ? 'legacy1' : null);
   });
   afterEach(async () => {
-    await Promise.all([legacy.close(), legacy2.close(), pool.close()]);
+    await Promise.all([legacy.close(), pool.close()]);
   });
 
   async function plan(extra: Partial<Parameters<typeof planWaves>[0]> = {}): Promise<WavePlan> {
@@ -96,7 +89,15 @@ describe('wave migration (two stores)', () => {
       ['legacy1-sales', 4],
       ['legacy1-r-d', 8],
     ]);
-    // The same address on two legacy servers: planned once, refused the second time.
+    // The same address on two legacy servers: planned once, refused the second time. Only
+    // this test has a second legacy store (opening one is seconds of PGlite).
+    const legacy2 = createStore(await createTestDatabase());
+    onTestFinished(() => legacy2.close());
+    await legacy2.homes.upsertHome({
+      name: 'legacy2',
+      kind: 'standard',
+      address: 'sip:127.0.0.1:5071;transport=tcp',
+    });
     await addUser(legacy2, 'u00', 'legacy2');
     await addUser(legacy2, 'zed', null);
     const both = await planWaves({
