@@ -224,13 +224,17 @@ export class LocationMirror {
 
   private async write(batch: Array<[string, Binding | null]>): Promise<void> {
     const upserts: Binding[] = [];
+    const removals: Array<{ aor: string; contact: string }> = [];
     for (const [key, b] of batch) {
       if (b) upserts.push(b);
       else {
         const [aor, contact] = key.split('\n');
-        await this.registrations.removeBinding(aor, contact, this.serverId);
+        removals.push({ aor, contact });
       }
     }
+    // One statement for every removal of the tick: a connection of 50,000 users closing was
+    // 50,000 statements in a row, and every lookup of the pool queued behind them.
+    if (removals.length > 0) await this.registrations.removeBindings(removals, this.serverId);
     if (upserts.length === 0) return;
     await this.registrations.upsertBindings(
       upserts.map((b) => ({

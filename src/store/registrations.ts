@@ -143,12 +143,29 @@ export class RegistrationRepository {
    * registered again through another front-end.
    */
   async removeBinding(aor: string, contact: string, serverId: string): Promise<boolean> {
-    const res = await this.sql.query(
-      `WITH d AS (DELETE FROM registrations WHERE aor = $1 AND contact = $2 AND server_id = $3 RETURNING aor)
-       SELECT pg_notify($4, aor)::text FROM d`,
-      [aor, contact, serverId, REGISTRATIONS_CHANNEL],
+    return (await this.removeBindings([{ aor, contact }], serverId)) > 0;
+  }
+
+  /**
+   * Removes many bindings the server holds in one statement (a front-end whose connection
+   * with thousands of users closed), each only if it is still this server's row; the AORs
+   * removed are announced on REGISTRATIONS_CHANNEL, packed as upsertBindings packs them.
+   * Returns how many rows went.
+   */
+  async removeBindings(keys: Array<{ aor: string; contact: string }>, serverId: string): Promise<number> {
+    if (keys.length === 0) return 0;
+    const res = await this.sql.query<{ aor: string }>(
+      `DELETE FROM registrations r USING unnest($1::text[], $2::text[]) AS k(aor, contact)
+       WHERE r.aor = k.aor AND r.contact = k.contact AND r.server_id = $3 RETURNING r.aor`,
+      [keys.map((k) => k.aor), keys.map((k) => k.contact), serverId],
     );
-    return res.rows.length > 0;
+    if (res.rows.length > 0) {
+      await this.sql.query('SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', [
+        REGISTRATIONS_CHANNEL,
+        registrationPayloads(res.rows.map((r) => r.aor)),
+      ]);
+    }
+    return res.rows.length;
   }
 
   /** REGISTER with Contact: * and Expires: 0 (RFC 3261 10.2.2). */

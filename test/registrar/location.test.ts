@@ -152,9 +152,9 @@ describe('location table', () => {
         for (const r of rows) writes.push(`+${r.contact} ${r.path ?? ''}`);
         return rows.length;
       },
-      removeBinding: async (_aor: string, contact: string, serverId: string) => {
-        writes.push(`-${contact} ${serverId}`);
-        return true;
+      removeBindings: async (keys: Array<{ contact: string }>, serverId: string) => {
+        for (const k of keys) writes.push(`-${k.contact} ${serverId}`);
+        return keys.length;
       },
     } as unknown as RegistrationRepository;
     const mirror = new LocationMirror(

@@ -444,6 +444,18 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(await store.registrations.removeAllForAor('a@x')).toBe(2);
       });
 
+      it('removes many bindings in one statement, only the rows of the server asking', async () => {
+        const batch: NewBinding[] = [];
+        for (let i = 0; i < 100; i++) batch.push(binding(`u${i}@x`, `sip:c${i}`, 60));
+        batch.push(binding('moved@x', 'sip:m', 60, { serverId: 'fe2' }));
+        await store.registrations.upsertBindings(batch);
+        const keys = batch.map((b) => ({ aor: b.aor, contact: b.contact }));
+        expect(await store.registrations.removeBindings(keys, 'fe1')).toBe(100);
+        expect(await store.registrations.listBindings('u7@x', T0)).toEqual([]);
+        expect(await store.registrations.listBindings('moved@x', T0)).toHaveLength(1);
+        expect(await store.registrations.removeBindings([], 'fe1')).toBe(0);
+      });
+
       it('writes a batch in one statement, last entry winning', async () => {
         const batch: NewBinding[] = [];
         for (let i = 0; i < 250; i++) batch.push(binding(`u${i % 50}@x`, `sip:c${i}`, 60 + i));
