@@ -59,6 +59,12 @@ function nextRegisterStatus(client: TestClient): Promise<number> {
   });
 }
 
+/**
+ * How long a watcher waits for what a CLI command causes: the wait starts before the command,
+ * so it includes starting the CLI (node, oclif, the store), seconds apiece on a loaded machine.
+ */
+const CLI_WAIT_MS = 30_000;
+
 /** A MESSAGE that must not be delivered: resolves with the failure's status. */
 async function messageStatus(from: TestClient, to: string): Promise<number> {
   try {
@@ -118,8 +124,8 @@ describe('disabled and removed users are signed out of a running standard server
     clients.push(alice);
     const before = await health(t);
 
-    const offline = bobWatches.next((n) => n.body.includes('<basic>closed</basic>'), 10_000);
-    const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), 10_000);
+    const offline = bobWatches.next((n) => n.body.includes('<basic>closed</basic>'), CLI_WAIT_MS);
+    const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), CLI_WAIT_MS);
     const cli = await runCli([
       'users',
       'disable',
@@ -155,8 +161,8 @@ describe('disabled and removed users are signed out of a running standard server
     clients.push(carol);
     const before = await health(t);
 
-    const gone = bobWatches.until((n) => n.final && n.state.includes('reason=noresource'), 10_000);
-    const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), 10_000);
+    const gone = bobWatches.until((n) => n.final && n.state.includes('reason=noresource'), CLI_WAIT_MS);
+    const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), CLI_WAIT_MS);
     const cli = await runCli([
       'users',
       'remove',
@@ -275,8 +281,8 @@ describe('disabled and removed users are signed out of a running standard server
       const before = await health(t);
 
       await setCentral('dave', [replace('parleyEnabled', ['FALSE'])]);
-      const offline = bobWatches.next((n) => n.body.includes('<basic>closed</basic>'), 10_000);
-      const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), 10_000);
+      const offline = bobWatches.next((n) => n.body.includes('<basic>closed</basic>'), CLI_WAIT_MS);
+      const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), CLI_WAIT_MS);
       const cli = await runCli(['directory', 'replicate', '--config', configFile, '--json']);
       expect(cli.code, cli.output).toBe(0);
       expect(JSON.parse(cli.output)).toMatchObject({ updated: 1 });
@@ -306,8 +312,8 @@ describe('disabled and removed users are signed out of a running standard server
           modification: new Attribute({ type: 'parleySipAddress', values: [] }),
         }),
       ]);
-      const gone = bobWatches.until((n) => n.final && n.state.includes('reason=noresource'), 10_000);
-      const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), 10_000);
+      const gone = bobWatches.until((n) => n.final && n.state.includes('reason=noresource'), CLI_WAIT_MS);
+      const rejected = watchesBob.until((n) => n.final && n.state.includes('reason=rejected'), CLI_WAIT_MS);
       const cli = await runCli(['directory', 'replicate', '--prune', '--config', configFile, '--json']);
       expect(cli.code, cli.output).toBe(0);
       expect(JSON.parse(cli.output)).toMatchObject({ deleted: 1 });

@@ -203,7 +203,7 @@ describe('plan by LDAP group (central forest)', () => {
             'plan.yaml',
             '--json',
           ],
-          { cwd: dir, env: { ...env, PARLEY_DATABASE_URL: undefined, CI: '1' }, timeoutMs: 60_000 },
+          { cwd: dir, env: { ...env, PARLEY_DATABASE_URL: undefined, CI: '1' }, timeoutMs: 120_000 },
         );
         expect(run.code, run.output).toBe(0);
         const out = JSON.parse(run.stdout);
@@ -219,7 +219,7 @@ describe('plan by LDAP group (central forest)', () => {
         rmSync(dir, { recursive: true, force: true });
       }
     },
-    60_000,
+    120_000,
   );
 
   it('takes memberOf where the server keeps it (memberof overlay), without counting a group twice', async () => {
