@@ -5,7 +5,14 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
-import type { CopyOptions, Database, QueryResult, Sql } from './sql.js';
+import {
+  type CopyOptions,
+  copyStatement,
+  type Database,
+  type QueryResult,
+  quoteIdent,
+  type Sql,
+} from './sql.js';
 
 /**
  * A FIFO mutex. PGlite is one backend session: a transaction must own it from BEGIN to
@@ -39,10 +46,6 @@ export class SessionLock {
 
 type PgliteTx = Parameters<Parameters<PGlite['transaction']>[0]>[0];
 
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
 function toResult<Row>(res: { rows: unknown[]; affectedRows?: number }): QueryResult<Row> {
   return { rows: res.rows as Row[], affectedRows: res.affectedRows ?? 0 };
 }
@@ -75,16 +78,12 @@ class PgliteTransaction implements Sql {
     // store defines none) for this statement only; PGlite's role is a superuser. A failed
     // COPY aborts the transaction, and the setting goes with it.
     if (options.referencesLocked) await this.tx.query('SET LOCAL session_replication_role = replica');
-    await this.tx.query(copyStatement(table, columns), [], { blob: new Blob([data]) });
+    await this.tx.query(copyStatement(table, columns, "'/dev/blob'"), [], { blob: new Blob([data]) });
     if (options.referencesLocked) await this.tx.query('SET LOCAL session_replication_role = origin');
   }
 }
 
 /** PGlite reads COPY ... FROM '/dev/blob' from the blob handed to the query. */
-function copyStatement(table: string, columns: readonly string[]): string {
-  return `COPY ${quoteIdent(table)} (${columns.map(quoteIdent).join(', ')}) FROM '/dev/blob'`;
-}
-
 export class PgliteDatabase implements Database {
   readonly engine = 'pglite' as const;
   readonly lock = new SessionLock();
@@ -143,7 +142,7 @@ export class PgliteDatabase implements Database {
   async copyFrom(table: string, columns: readonly string[], data: string): Promise<void> {
     this.assertNotInTransaction();
     await this.lock.run(async () => {
-      await this.pglite.query(copyStatement(table, columns), [], { blob: new Blob([data]) });
+      await this.pglite.query(copyStatement(table, columns, "'/dev/blob'"), [], { blob: new Blob([data]) });
     });
   }
 

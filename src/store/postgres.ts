@@ -1,5 +1,13 @@
 import pg from 'pg';
-import type { CopyOptions, Database, FeedEvents, QueryResult, Sql } from './sql.js';
+import {
+  type CopyOptions,
+  copyStatement,
+  type Database,
+  type FeedEvents,
+  type QueryResult,
+  quoteIdent,
+  type Sql,
+} from './sql.js';
 
 /**
  * int8 (bigserial ids, counts) parsed as numbers, as PGlite does, so repositories see the
@@ -12,10 +20,6 @@ const parley_types = {
     return pg.types.getTypeParser(oid, format);
   },
 };
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -126,10 +130,7 @@ class PostgresTransaction implements Sql {
     data: string,
     _options?: CopyOptions,
   ): Promise<void> {
-    const copy = new CopyFromStdin(
-      `COPY ${quoteIdent(table)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`,
-      data,
-    );
+    const copy = new CopyFromStdin(copyStatement(table, columns, 'STDIN'), data);
     this.client.query(copy);
     await copy.done;
   }

@@ -41,6 +41,16 @@ export function copyTextField(value: string): string {
 
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
+/** An SQL identifier, quoted (a table, a column, a LISTEN channel). */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** `COPY table (columns) FROM source`: the statement both engines' copyFrom send. */
+export function copyStatement(table: string, columns: readonly string[], source: string): string {
+  return `COPY ${quoteIdent(table)} (${columns.map(quoteIdent).join(', ')}) FROM ${source}`;
+}
+
 /**
  * What a listener that caches learns about the feed itself: notifications sent while the
  * LISTEN connection was down are lost, so a cache must stop trusting itself on `lost` and
