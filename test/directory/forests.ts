@@ -28,6 +28,26 @@ function centralLdif(baseDn: string): string {
   return [people, ...users].join('\n');
 }
 
+/**
+ * The `central` section of a directory config for a test slapd: its admin binds, contacts
+ * go under ou=parley-contacts, passwords come from the named environment variables.
+ */
+export function centralSettings(
+  central: SlapdInstance,
+  sipDomain = 'example.com',
+  passwordEnv = { admin: 'CENTRAL_PW', config: 'CENTRAL_CONFIG_PW' },
+) {
+  return {
+    url: central.url,
+    bindDn: central.adminDn,
+    bindPasswordEnv: passwordEnv.admin,
+    baseDn: central.baseDn,
+    contactContainer: `ou=parley-contacts,${central.baseDn}`,
+    sipDomain,
+    schemaAdmin: { bindDn: central.configDn, bindPasswordEnv: passwordEnv.config },
+  };
+}
+
 export async function startTestForests(opts: {
   perForest: number;
   /** syncprov's session log on south (default 100,000): small, it overflows into a present phase. */
@@ -82,15 +102,7 @@ export async function startTestForests(opts: {
     config(overrides = {}) {
       return parseDirectoryConfig(
         {
-          central: {
-            url: central.url,
-            bindDn: central.adminDn,
-            bindPasswordEnv: 'CENTRAL_PW',
-            baseDn: central.baseDn,
-            contactContainer: `ou=parley-contacts,${central.baseDn}`,
-            sipDomain: 'example.com',
-            schemaAdmin: { bindDn: central.configDn, bindPasswordEnv: 'CENTRAL_CONFIG_PW' },
-          },
+          central: centralSettings(central),
           forests: [forest(north, 'north'), forest(south, 'south', overrides.southUrl)],
           sync: { deleteGracePeriod: '30d', maxDeletes: 100, ...overrides.sync },
         },

@@ -12,6 +12,7 @@ import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { createTestDatabase } from '../support/database.js';
 import { type SlapdInstance, startSlapd } from '../support/slapd.js';
+import { centralSettings } from './forests.js';
 
 const BASE = 'dc=central,dc=example';
 const PEOPLE = ['ann', 'ben', 'cat', 'dan'];
@@ -48,15 +49,7 @@ beforeAll(async () => {
   env = { CENTRAL_PW: central.adminPassword, CENTRAL_CONFIG_PW: central.configPassword };
   config = parseDirectoryConfig(
     {
-      central: {
-        url: central.url,
-        bindDn: central.adminDn,
-        bindPasswordEnv: 'CENTRAL_PW',
-        baseDn: BASE,
-        contactContainer: `ou=parley-contacts,${BASE}`,
-        sipDomain: 'example.com',
-        schemaAdmin: { bindDn: central.configDn, bindPasswordEnv: 'CENTRAL_CONFIG_PW' },
-      },
+      central: centralSettings(central),
       // replication reads only the central forest; the file needs one forest to sync.
       forests: [
         {

@@ -13,6 +13,7 @@ import { firstGroup, groupLabel } from '../../src/migration/groups.js';
 import { planWaves } from '../../src/migration/plan.js';
 import { openDatabase } from '../../src/store/open.js';
 import { createStore, type Store } from '../../src/store/store.js';
+import { centralSettings } from '../directory/forests.js';
 import { runCli } from '../support/cli.js';
 import { createTestDatabase, migratedDataFolder } from '../support/database.js';
 import { type SlapdInstance, startSlapd } from '../support/slapd.js';
@@ -49,15 +50,7 @@ describe('plan by LDAP group (central forest)', () => {
     ].join('\n');
     central = await startSlapd({ baseDn: BASE, ldif });
     directory = {
-      central: {
-        url: central.url,
-        bindDn: central.adminDn,
-        bindPasswordEnv: 'CENTRAL_PW',
-        baseDn: BASE,
-        contactContainer: `ou=parley-contacts,${BASE}`,
-        sipDomain: DOMAIN,
-        schemaAdmin: { bindDn: central.configDn, bindPasswordEnv: 'CENTRAL_CONFIG_PW' },
-      },
+      central: centralSettings(central, DOMAIN),
       forests: [
         {
           name: 'north',
