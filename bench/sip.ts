@@ -436,6 +436,9 @@ export interface SippRun {
 
 /** Runs one SIPp UAC to completion: every target is loopback, every run has -m and a timeout. */
 export async function runSipp(o: SippRunOptions): Promise<SippRun> {
+  // A fresh folder: SIPp names its logs by pid, and a stale _rtt.csv of an earlier run in the
+  // same folder (the archive bench reuses step names per engine) would be read as this one's.
+  rmSync(o.dir, { recursive: true, force: true });
   mkdirSync(o.dir, { recursive: true });
   const localPort = await freePort();
   const udp = o.transport === 'udp';
