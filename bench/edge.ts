@@ -15,12 +15,13 @@ import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { FederationRepository } from '../src/store/federation.js';
 import { openDatabase } from '../src/store/open.js';
+import { seedUsers as seedStoreUsers } from '../src/store/seed.js';
 import { TestDnsServer } from '../test-kit/dns.js';
 import { startTlsTunnel, type TlsTunnel } from '../test-kit/tls-tunnel.js';
 import {
+  benchUsers,
   captureTail,
   DOMAIN,
   freePort,
@@ -394,14 +395,7 @@ async function stopOrg(org: Org): Promise<void> {
 async function seedUsers(dataDir: string, domain: string, names: string[]): Promise<void> {
   const db = await openDatabase({ dataDir });
   try {
-    for (const name of names) {
-      const { ha1Md5, ha1Sha256 } = computeHa1Pair(name, domain, PASSWORD);
-      await db.query(
-        `WITH u AS (INSERT INTO users (aor, display_name) VALUES ($1, $2) RETURNING id)
-         INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256) SELECT id, $3, $4, $5 FROM u`,
-        [`${name}@${domain}`, name, domain, ha1Md5, ha1Sha256],
-      );
-    }
+    await seedStoreUsers(db, benchUsers(names, domain), domain);
   } finally {
     await db.close();
   }

@@ -24,12 +24,13 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { openDatabase } from '../src/store/open.js';
+import { seedUsers } from '../src/store/seed.js';
 import type { Database } from '../src/store/sql.js';
 import { freeLoopbackPorts, parseStatsCsv, renderHaproxyConfig } from '../test-kit/haproxy.js';
 import { startTestPostgres, type TestPostgres } from '../test-kit/postgres.js';
 import {
+  benchUsers,
   captureTail,
   DOMAIN,
   ensureCommand,
@@ -985,26 +986,12 @@ export async function seedPoolUsers(db: Database, count: number): Promise<void> 
     "INSERT INTO homes (name, kind, address) VALUES ($1, 'pool', $2) ON CONFLICT (name) DO NOTHING",
     [HOME, `sip:${HOME}.${DOMAIN};transport=tcp`],
   );
-  const names = ['alice', 'bob', ...Array.from({ length: count }, (_, i) => `user${i}`)];
-  const batch = 10_000;
-  for (let i = 0; i < names.length; i += batch) {
-    const slice = names.slice(i, i + batch);
-    const aors = slice.map((n) => `${n}@${DOMAIN}`);
-    const pairs = slice.map((n) => computeHa1Pair(n, DOMAIN, PASSWORD));
-    await db.transaction(async (tx) => {
-      await tx.query(
-        "INSERT INTO users (aor, display_name, home) SELECT a, split_part(a, '@', 1), $2 FROM unnest($1::text[]) AS a ON CONFLICT (aor) DO NOTHING",
-        [aors, HOME],
-      );
-      await tx.query(
-        `INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256)
-         SELECT u.id, $2, v.md5, v.sha FROM unnest($1::text[], $3::text[], $4::text[]) AS v(aor, md5, sha)
-         JOIN users u ON u.aor = v.aor
-         ON CONFLICT (user_id, realm) DO NOTHING`,
-        [aors, DOMAIN, pairs.map((p) => p.ha1Md5), pairs.map((p) => p.ha1Sha256)],
-      );
-    });
-  }
+  await seedUsers(
+    db,
+    benchUsers(['alice', 'bob', ...Array.from({ length: count }, (_, i) => `user${i}`)]),
+    DOMAIN,
+    HOME,
+  );
 }
 
 async function waitForHealthy(fe: Frontend, timeoutMs: number): Promise<void> {

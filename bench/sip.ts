@@ -23,6 +23,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { openDatabase } from '../src/store/open.js';
+import { type SeedUser, seedUsers } from '../src/store/seed.js';
 
 export type Workload = 'register' | 'message' | 'register-udp' | 'message-udp';
 
@@ -803,29 +804,23 @@ export interface ParleyServerOptions {
 export async function seedParleyUsers(dataDir: string, count: number): Promise<void> {
   const db = await openDatabase({ dataDir });
   try {
-    const names = ['alice', 'bob', ...Array.from({ length: count }, (_, i) => `user${i}`)];
-    const batch = 10_000;
-    for (let i = 0; i < names.length; i += batch) {
-      const slice = names.slice(i, i + batch);
-      const aors = slice.map((n) => `${n}@${DOMAIN}`);
-      const pairs = slice.map((n) => computeHa1Pair(n, DOMAIN, PASSWORD));
-      await db.transaction(async (tx) => {
-        await tx.query(
-          "INSERT INTO users (aor, display_name) SELECT a, split_part(a, '@', 1) FROM unnest($1::text[]) AS a ON CONFLICT (aor) DO NOTHING",
-          [aors],
-        );
-        await tx.query(
-          `INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256)
-           SELECT u.id, $2, v.md5, v.sha FROM unnest($1::text[], $3::text[], $4::text[]) AS v(aor, md5, sha)
-           JOIN users u ON u.aor = v.aor
-           ON CONFLICT (user_id, realm) DO NOTHING`,
-          [aors, DOMAIN, pairs.map((p) => p.ha1Md5), pairs.map((p) => p.ha1Sha256)],
-        );
-      });
-    }
+    await seedUsers(
+      db,
+      benchUsers(['alice', 'bob', ...Array.from({ length: count }, (_, i) => `user${i}`)]),
+      DOMAIN,
+    );
   } finally {
     await db.close();
   }
+}
+
+/** name@example.com with password "secret", both HA1s, for `seedUsers` (src/store/seed.ts). */
+export function benchUsers(names: string[], domain = DOMAIN): SeedUser[] {
+  return names.map((n) => ({
+    aor: `${n}@${domain}`,
+    displayName: n,
+    ...computeHa1Pair(n, domain, PASSWORD),
+  }));
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Client } from 'ldapts';
 import type { CentralConfig } from './config.js';
 import { equalityFilter, orFilter } from './filter.js';
-import { connectLdap, type Environment, firstValue, searchPages, values } from './ldap.js';
+import { allValues, connectLdap, type Environment, firstValue, searchPages, values } from './ldap.js';
 
 /**
  * Group entries of the central forest, the one reader of LDAP groups: groupOfNames and
@@ -66,11 +66,15 @@ export async function* groupEntries(client: Client, central: CentralConfig): Asy
     pageSize: central.pageSize,
   });
   for await (const page of pages) {
-    yield page.map((g) => ({
-      dn: g.dn,
-      cn: firstValue(g, 'cn'),
-      members: [...values(g, 'member'), ...values(g, 'uniqueMember')],
-    }));
+    const groups: GroupEntry[] = [];
+    for (const g of page)
+      groups.push({
+        dn: g.dn,
+        cn: firstValue(g, 'cn'),
+        // Active Directory hands a group of over 1,500 members out in ranges.
+        members: [...(await allValues(client, g, 'member')), ...values(g, 'uniqueMember')],
+      });
+    yield groups;
   }
 }
 

@@ -118,6 +118,50 @@ export function values(entry: Entry, attribute: string): string[] {
   return list.map((x) => (Buffer.isBuffer(x) ? x.toString('utf8') : String(x))).filter((x) => x !== '');
 }
 
+/**
+ * One slice of an attribute that Active Directory returns in ranges: a group with more
+ * members than the server's MaxValRange (1,500 by default) comes back with
+ * `member;range=0-1499` and no `member` (MS-ADTS 3.1.1.3.1.3.3); the last slice's upper
+ * bound is `*`. `next` is the attribute description to ask for the following slice.
+ */
+export function rangedSlice(
+  entry: Entry,
+  attribute: string,
+): { values: string[]; low: number; next?: string } | undefined {
+  const prefix = `${attribute.toLowerCase()};range=`;
+  const key = Object.keys(entry).find((k) => k.toLowerCase().startsWith(prefix));
+  if (key === undefined) return undefined;
+  const range = /^(\d+)-(\d+|\*)$/.exec(key.slice(prefix.length));
+  if (!range) return undefined;
+  const slice = values(entry, key);
+  const low = Number(range[1]);
+  if (range[2] === '*') return { values: slice, low };
+  return { values: slice, low, next: `${attribute};range=${Number(range[2]) + 1}-*` };
+}
+
+/**
+ * Every value of a multi-valued attribute of `entry`, reading the rest of a ranged one
+ * (Active Directory's large groups) with base searches of the entry, slice after slice.
+ */
+export async function allValues(client: Client, entry: Entry, attribute: string): Promise<string[]> {
+  let slice = rangedSlice(entry, attribute);
+  if (!slice) return values(entry, attribute);
+  const out = [...slice.values];
+  while (slice.next) {
+    const { searchEntries } = await client.search(entry.dn, {
+      scope: 'base',
+      filter: '(objectClass=*)',
+      attributes: [slice.next],
+    });
+    const following = searchEntries[0] ? rangedSlice(searchEntries[0], attribute) : undefined;
+    // A slice that does not move forward would loop for ever: stop with what was read.
+    if (!following || following.low <= slice.low) break;
+    out.push(...following.values);
+    slice = following;
+  }
+  return out;
+}
+
 export function firstValue(entry: Entry, attribute: string): string | undefined {
   return values(entry, attribute)[0];
 }

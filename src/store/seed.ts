@@ -51,3 +51,44 @@ export async function seedContactLists(
     [firstIndex, last],
   );
 }
+
+/** A user to seed with both HA1s of one realm (RFC 7616 3.4.2), computed by the caller. */
+export interface SeedUser {
+  aor: string;
+  displayName: string;
+  ha1Md5: string;
+  ha1Sha256: string;
+}
+
+/**
+ * Creates users and their credentials for `realm` in set-based batches of 10,000 (two
+ * statements per batch, one transaction each), living in `home` when given. Users that
+ * exist already keep their row and credentials (ON CONFLICT DO NOTHING), so a benchmark can
+ * seed a store twice.
+ */
+export async function seedUsers(
+  sql: Sql,
+  users: SeedUser[],
+  realm: string,
+  home: string | null = null,
+): Promise<void> {
+  const batch = 10_000;
+  for (let i = 0; i < users.length; i += batch) {
+    const slice = users.slice(i, i + batch);
+    const aors = slice.map((u) => u.aor);
+    await sql.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO users (aor, display_name, home)
+         SELECT a, d, $3 FROM unnest($1::text[], $2::text[]) AS t(a, d) ON CONFLICT (aor) DO NOTHING`,
+        [aors, slice.map((u) => u.displayName), home],
+      );
+      await tx.query(
+        `INSERT INTO credentials (user_id, realm, ha1_md5, ha1_sha256)
+         SELECT u.id, $2, v.md5, v.sha FROM unnest($1::text[], $3::text[], $4::text[]) AS v(aor, md5, sha)
+         JOIN users u ON u.aor = v.aor
+         ON CONFLICT (user_id, realm) DO NOTHING`,
+        [aors, realm, slice.map((u) => u.ha1Md5), slice.map((u) => u.ha1Sha256)],
+      );
+    });
+  }
+}
