@@ -13,11 +13,11 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { computeHa1Pair } from '../src/registrar/ha1.js';
 import { openDatabase } from '../src/store/open.js';
 import { UserRepository } from '../src/store/users.js';
 import { startTestPostgres, type TestPostgres } from '../test-kit/postgres.js';
+import { positiveNumbers, suiteArgs, usageError } from './args.js';
 import {
   captureTail,
   DOMAIN,
@@ -79,42 +79,26 @@ export interface ArchiveBenchResult {
 }
 
 export async function archiveMain(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        archive: { type: 'boolean' },
-        engine: { type: 'string' },
-        rate: { type: 'string' },
-        duration: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n\n${ARCHIVE_USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${ARCHIVE_USAGE}\n`);
-    return 0;
-  }
+  const values = suiteArgs(
+    argv,
+    {
+      archive: { type: 'boolean' },
+      engine: { type: 'string' },
+      rate: { type: 'string' },
+      duration: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    ARCHIVE_USAGE,
+  );
+  if (typeof values === 'number') return values;
   const engineFlag = typeof values.engine === 'string' ? values.engine : 'both';
-  if (!['pglite', 'postgres', 'both'].includes(engineFlag)) {
-    process.stderr.write(`--engine is one of pglite, postgres, both\n\n${ARCHIVE_USAGE}\n`);
-    return 2;
-  }
+  if (!['pglite', 'postgres', 'both'].includes(engineFlag))
+    return usageError('--engine is one of pglite, postgres, both', ARCHIVE_USAGE);
   const engines: Engine[] = engineFlag === 'both' ? ['pglite', 'postgres'] : [engineFlag as Engine];
-  const numbers = (text: string | boolean | undefined, fallback: number[]) =>
-    typeof text === 'string' ? text.split(',').map((r) => Number(r.trim().replace(/_/g, ''))) : fallback;
-  const rates = numbers(values.rate, DEFAULT_ARCHIVE_RATES);
-  const [duration] = numbers(values.duration, [5]);
-  if ([...rates, duration].some((n) => !Number.isFinite(n) || n <= 0)) {
-    process.stderr.write(`--rate and --duration need positive numbers\n\n${ARCHIVE_USAGE}\n`);
-    return 2;
-  }
+  const rates = positiveNumbers(values.rate, DEFAULT_ARCHIVE_RATES);
+  const duration = positiveNumbers(values.duration, [5])?.[0];
+  if (rates === undefined || duration === undefined)
+    return usageError('--rate and --duration need positive numbers', ARCHIVE_USAGE);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const onSignal = () => {
     killChildren();

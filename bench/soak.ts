@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { positiveNumbers, suiteArgs, usageError } from './args.js';
 import {
   captureTail,
   DOMAIN,
@@ -314,41 +314,23 @@ or a server/SIPp that could not start.`;
 
 /** The soak's own command line (bench/run.ts hands `--soak ...` over whole). */
 export async function soakMain(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        soak: { type: 'boolean' },
-        minutes: { type: 'string' },
-        users: { type: 'string' },
-        rate: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n\n${SOAK_USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${SOAK_USAGE}\n`);
-    return 0;
-  }
-  const positive = (name: string, fallback: number): number | undefined => {
-    const text = values[name];
-    if (typeof text !== 'string') return fallback;
-    const n = Number(text.replace(/_/g, ''));
-    return Number.isFinite(n) && n > 0 ? n : undefined;
-  };
-  const minutes = positive('minutes', 10);
-  const users = positive('users', 100_000);
-  const rate = positive('rate', 5_000);
-  if (minutes === undefined || users === undefined || rate === undefined) {
-    process.stderr.write(`--minutes, --users and --rate take positive numbers\n\n${SOAK_USAGE}\n`);
-    return 2;
-  }
+  const values = suiteArgs(
+    argv,
+    {
+      soak: { type: 'boolean' },
+      minutes: { type: 'string' },
+      users: { type: 'string' },
+      rate: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    SOAK_USAGE,
+  );
+  if (typeof values === 'number') return values;
+  const minutes = positiveNumbers(values.minutes, [10])?.[0];
+  const users = positiveNumbers(values.users, [100_000])?.[0];
+  const rate = positiveNumbers(values.rate, [5_000])?.[0];
+  if (minutes === undefined || users === undefined || rate === undefined)
+    return usageError('--minutes, --users and --rate take positive numbers', SOAK_USAGE);
   const json = values.json === true;
   const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
   let result: SoakResult;
