@@ -5,6 +5,9 @@ import { findStore, openCliStore, storeFlags } from '../../src/cli/flags.js';
 import { loadDirectoryConfig, runSyncWithProgress, summaryLines } from '../../src/directory/cli.js';
 import { SyncInterruptedError, type SyncSummary } from '../../src/directory/sync.js';
 
+/** The embedded store's buffer pool during a sync (PostgreSQL's default is 128MB). */
+const SYNC_SHARED_BUFFERS = '32MB';
+
 export default class DirectorySyncCommand extends ParleyCommand {
   static override summary = 'Sync users of the secondary forests into contacts in the central forest.';
   static override description =
@@ -33,7 +36,8 @@ Incremental by default (changes since the last run, deletes detected); --full re
     try {
       const { parley, directory } = loadDirectoryConfig(flags);
       findStore(parley, flags);
-      const store = await openCliStore(parley);
+      // A sync reads each join about once: a small buffer pool keeps the CLI's memory down.
+      const store = await openCliStore(parley, { sharedBuffers: SYNC_SHARED_BUFFERS });
       try {
         const summary = await runSyncWithProgress(
           {

@@ -209,12 +209,16 @@ function shownPath(file: string, cwd: string): string {
  * Opens the store the configuration names, migrated. On a data folder a running server
  * owns, this connects through the server's socket (see src/store/embedded.ts).
  */
-export async function openCliStore(config: ParleyConfig, opts: { migrate?: boolean } = {}): Promise<Store> {
+export async function openCliStore(
+  config: ParleyConfig,
+  opts: { migrate?: boolean; sharedBuffers?: string } = {},
+): Promise<Store> {
   try {
     const db = await openDatabase({
       dataDir: config.database.dataDir,
       url: config.database.url,
       migrate: opts.migrate ?? true,
+      sharedBuffers: opts.sharedBuffers,
       maxConnections: 2,
       // Two admin commands started together on a folder no server owns: the second waits its turn.
       waitForFolderMs: 30_000,

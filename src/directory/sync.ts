@@ -236,36 +236,65 @@ function userFromJoin(j: Join): SourceUser & { alias: string } {
 
 type Claim = { forest: string; anchor: string; sourceDn: string };
 
+/** The key of one source user in the holders' bookkeeping. */
+function userKey(forest: string, anchor: string): string {
+  return `${forest}\u0000${anchor}`;
+}
+
 /**
  * Who holds which SIP address: central users (in LDAP) and the sync's own contacts (the
- * joins). A run that reads a whole forest loads them all once; an incremental run looks up
- * only the addresses its changes touch, so its work does not grow with the forests. The
- * maps are the run's view: the diff updates `claims` as it hands addresses out.
+ * joins). Only the addresses a run touches are looked up: an incremental run's changes all
+ * at once, a whole-forest read page by page (`fresh` drops the previous page's answers), so
+ * neither keeps every address of the forests. What the run itself hands out or releases is
+ * an overlay on those answers until the store has recorded it (the write and its join),
+ * then dropped at the next fresh look-up, which reads the store after that record.
  */
 class AddressHolders {
-  readonly central = new Map<string, string>();
-  readonly claims = new Map<string, Claim>();
+  private readonly central = new Map<string, string>();
+  private readonly stored = new Map<string, Claim>();
   private readonly known = new Set<string>();
-  private complete = false;
+  /** The run's hand-outs (a claim) and releases (none), by the user whose write makes them. */
+  private readonly changes = new Map<string, { claim?: Claim; by: string }>();
+  /** Users whose writes the store has recorded since the last fresh look-up. */
+  private readonly recorded = new Set<string>();
 
   constructor(
     private readonly directory: CentralDirectory,
     private readonly journal: DirectoryJournalRepository,
   ) {}
 
-  async loadAll(): Promise<void> {
-    if (this.complete) return;
-    const [central, claims] = await Promise.all([
-      this.directory.centralUserAddresses(),
-      this.journal.claims(),
-    ]);
-    for (const [sip, dn] of central) if (!this.known.has(sip)) this.central.set(sip, dn);
-    for (const [sip, c] of claims) if (!this.known.has(sip)) this.claims.set(sip, c);
-    this.complete = true;
+  /** The central user (its DN) holding the address, if any. */
+  centralHolder(sip: string): string | undefined {
+    return this.central.get(sip);
   }
 
-  async lookUp(addresses: Iterable<string>): Promise<void> {
-    if (this.complete) return;
+  /** The source user holding the address, if any. */
+  claim(sip: string): Claim | undefined {
+    const change = this.changes.get(sip);
+    return change ? change.claim : this.stored.get(sip);
+  }
+
+  take(sip: string, claim: Claim): void {
+    this.changes.set(sip, { claim, by: userKey(claim.forest, claim.anchor) });
+  }
+
+  release(sip: string, forest: string, anchor: string): void {
+    this.changes.set(sip, { by: userKey(forest, anchor) });
+  }
+
+  /** These users' writes (or failures) are recorded: the store tells their claims from now on. */
+  settled(forest: string, anchors: Iterable<string>): void {
+    for (const a of anchors) this.recorded.add(userKey(forest, a));
+  }
+
+  async lookUp(addresses: Iterable<string>, opts: { fresh?: boolean } = {}): Promise<void> {
+    if (opts.fresh) {
+      this.central.clear();
+      this.stored.clear();
+      this.known.clear();
+      for (const [sip, change] of this.changes) if (this.recorded.has(change.by)) this.changes.delete(sip);
+      this.recorded.clear();
+    }
     const missing = [...new Set(addresses)].filter((a) => !this.known.has(a));
     for (const a of missing) this.known.add(a);
     for (let i = 0; i < missing.length; i += JOIN_BATCH) {
@@ -275,7 +304,7 @@ class AddressHolders {
         this.journal.claimsFor(chunk),
       ]);
       for (const [sip, dn] of central) this.central.set(sip, dn);
-      for (const [sip, c] of claims) this.claims.set(sip, c);
+      for (const [sip, c] of claims) this.stored.set(sip, c);
     }
   }
 }
@@ -537,11 +566,7 @@ export class DirectorySync {
   ): Promise<void> {
     progress('diff', 0);
     const joins = await this.joinsFor(forest, read);
-    const addresses = read.changed.flatMap((u) =>
-      u.alias ? [sipAddress(u.alias, this.opts.config.central.sipDomain)] : [],
-    );
-    for (const j of joins.values()) addresses.push(j.sipAddress);
-    await this.holders.lookUp(addresses);
+    await this.holders.lookUp(this.addressesOf(read.changed, joins.values()));
     const chunk = newChunk();
     const seen = new Set<string>();
     this.diffUsers(forest, summary, read.changed, joins, seen, chunk);
@@ -589,7 +614,6 @@ export class DirectorySync {
     summary: ForestSummary,
     progress: Progress,
   ): Promise<void> {
-    await this.holders.loadAll();
     // The percentage limit is of the contacts there were before this run's adds.
     const managedBefore =
       this.opts.config.sync.maxDeletePercent === undefined
@@ -624,9 +648,18 @@ export class DirectorySync {
         const anchors = users.map((u) => u.anchor);
         const joins = await this.journal.joinsFor(forest.name, anchors);
         const actual = this.opts.full ? await this.central.contactsFor(forest.name, anchors) : undefined;
+        await this.holders.lookUp(this.addressesOf(users, joins.values()), { fresh: true });
         const chunk = newChunk();
         this.diffUsers(forest, summary, users, joins, seen, chunk, actual);
         await this.saveChunk(forest, chunk);
+        if (!this.opts.dryRun) {
+          // What needs no write is in the store now (saved, or the same as before).
+          const writing = new Set(chunk.ops.map((o) => o.anchor));
+          this.holders.settled(
+            forest.name,
+            anchors.filter((a) => !writing.has(a)),
+          );
+        }
         const now = chunk.ops.filter((o) => !o.removal);
         held.push(...chunk.ops.filter((o) => o.removal));
         if (pipeline) await pipeline.submit(now);
@@ -810,9 +843,9 @@ export class DirectorySync {
 
   /** Who else holds this address, if anyone: a central user first, then another source user. */
   private holderOf(sip: string, forest: string, anchor: string): string | undefined {
-    const central = this.holders.central.get(sip);
+    const central = this.holders.centralHolder(sip);
     if (central) return `central:${central}`;
-    const claim = this.holders.claims.get(sip);
+    const claim = this.holders.claim(sip);
     if (claim && !(claim.forest === forest && claim.anchor === anchor))
       return `${claim.forest}:${claim.sourceDn}`;
     return undefined;
@@ -838,6 +871,15 @@ export class DirectorySync {
     for (const j of await this.journal.waitingJoins(forest.name, graceStart))
       if (!joins.has(j.anchor)) joins.set(j.anchor, j);
     return joins;
+  }
+
+  /** The addresses a diff of these users and joins may hand out, release or find taken. */
+  private addressesOf(users: SourceUser[], joins: Iterable<Join>): string[] {
+    const addresses = users.flatMap((u) =>
+      u.alias ? [sipAddress(u.alias, this.opts.config.central.sipDomain)] : [],
+    );
+    for (const j of joins) addresses.push(j.sipAddress);
+    return addresses;
   }
 
   /**
@@ -904,7 +946,7 @@ export class DirectorySync {
       if (hasContact && j && j.sipAddress === sip && heldBy.startsWith('central:')) {
         // The person now exists in the central forest: the contact would shadow them.
         ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
-        this.holders.claims.delete(sip);
+        this.holders.release(sip, forest.name, user.anchor);
       } else if (
         !hasContact &&
         !(j?.state === 'conflict' && j.attributesHash === hashAttributes(attrs) && j.sourceDn === user.dn)
@@ -943,13 +985,13 @@ export class DirectorySync {
         if (j) forget.push(j.anchor);
         return;
       }
-      this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+      this.holders.take(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
       ops.push({ ...this.opBase(forest, user, dn, sip), action: 'add', attrs, join, removal: false });
       return;
     }
-    if (j && j.sipAddress !== sip && this.holders.claims.get(j.sipAddress)?.anchor === user.anchor)
-      this.holders.claims.delete(j.sipAddress);
-    this.holders.claims.set(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
+    if (j && j.sipAddress !== sip && this.holders.claim(j.sipAddress)?.anchor === user.anchor)
+      this.holders.release(j.sipAddress, forest.name, user.anchor);
+    this.holders.take(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
     if (!enabled && j?.state === 'disabled' && this.graceExpired(j)) {
       ops.push({ ...this.opBase(forest, user, dn, sip), action: 'delete', removal: true });
       return;
@@ -1074,6 +1116,10 @@ export class DirectorySync {
           ),
         record: async (items) => {
           await this.flush(forest, items);
+          this.holders.settled(
+            forest.name,
+            items.map((d) => d.op.anchor),
+          );
           this.count(
             summary,
             items.map((d) => d.op),
@@ -1090,6 +1136,7 @@ export class DirectorySync {
             message: describe(err),
           });
           await this.journal.markOps(this.runId, [item.seq], 'failed', describe(err));
+          this.holders.settled(forest.name, [item.op.anchor]);
         },
         progress,
       },

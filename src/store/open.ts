@@ -20,6 +20,13 @@ export interface OpenDatabaseOptions {
    * command that opened it without serving it) before giving up; default 0.
    */
   waitForFolderMs?: number;
+  /**
+   * PGlite's shared_buffers (PostgreSQL syntax, e.g. `32MB`); default PostgreSQL's 128MB.
+   * PGlite fills its whole buffer pool when it starts, so this is resident from the open
+   * on: a short admin command that reads its rows about once gains little from a large one.
+   * The embedded engine opened in this process only.
+   */
+  sharedBuffers?: string;
 }
 
 export class DataFolderInUseError extends Error {
@@ -85,7 +92,7 @@ async function openEngine(opts: OpenDatabaseOptions): Promise<Database> {
     throw new DataFolderInUseError(dataDir, claimed.pid);
   }
   try {
-    const db = await createPgliteDatabase(dataDir);
+    const db = await createPgliteDatabase(dataDir, { sharedBuffers: opts.sharedBuffers });
     db.onClose(() => releaseEmbeddedOwner(dataDir));
     return db;
   } catch (err) {

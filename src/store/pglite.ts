@@ -201,7 +201,10 @@ export class PgliteDatabase implements Database {
  * database when dataDir is undefined (tests). The caller must make sure no other process
  * has the folder open: see openDatabase, which checks the owner lock first.
  */
-export async function createPgliteDatabase(dataDir?: string): Promise<PgliteDatabase> {
+export async function createPgliteDatabase(
+  dataDir?: string,
+  opts: { sharedBuffers?: string } = {},
+): Promise<PgliteDatabase> {
   let pgdata: string | undefined;
   if (dataDir) {
     pgdata = join(dataDir, 'pgdata');
@@ -214,6 +217,9 @@ export async function createPgliteDatabase(dataDir?: string): Promise<PgliteData
     ...(template ? { loadDataDir: new Blob([template]) } : {}),
     // pg_trgm indexes the archive's bodies for `archive search --text` (009_archive_text_search.sql).
     extensions: { pg_trgm },
+    ...(opts.sharedBuffers
+      ? { startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${opts.sharedBuffers}`] }
+      : {}),
   });
   return new PgliteDatabase(pglite, dataDir);
 }
