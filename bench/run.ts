@@ -43,7 +43,8 @@ Suites (default: the SIP suite)
   --vs-kamailio       also measure Kamailio (the anchor) in the same run and print the ratio
   --sync              directory sync benchmark (bench/sync.ts): full and incremental (1,000
                       changes) at --users users
-  --sync-scale N[,N2] also the incremental at these forest sizes, with its slope per 100,000 users
+  --sync-scale N[,N2] also the incremental at these forest sizes (seeded with slapadd, not synced
+                      in full first), with its slope per 100,000 users
   --contacts          contact-list benchmark (bench/contacts.ts): export and import of --users
                       users x 50 contacts by the parley CLI, with the CLI's peak RSS
   --contacts-engine E store for --contacts: pglite (default, a data folder), postgres or both

@@ -1,11 +1,16 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Attribute, Change } from 'ldapts';
-import { fixtureUsers, forestLdif } from '../fixtures/ldap/generate.js';
-import { parseDirectoryConfig } from '../src/directory/config.js';
+import { type FixtureUser, fixtureUsers, forestLdif, userLdif } from '../fixtures/ldap/generate.js';
+import { type DirectoryConfig, parseDirectoryConfig } from '../src/directory/config.js';
+import { ForestReader } from '../src/directory/forest.js';
+import { contactAttributes, contactDn, hashAttributes, sipAddress } from '../src/directory/mapping.js';
 import { prepareCentral } from '../src/directory/schema.js';
 import type { SyncSummary } from '../src/directory/sync.js';
+import type { Join } from '../src/store/directory-journal.js';
+import { openDatabase } from '../src/store/open.js';
+import { createStore } from '../src/store/store.js';
 import { type SlapdInstance, startSlapd } from '../test-kit/slapd.js';
 import { runCli } from './contacts.js';
 
@@ -22,6 +27,10 @@ import { runCli } from './contacts.js';
  *
  * `scale` repeats the incremental at other forest sizes and prints the slope: seconds per
  * 100,000 more users for the same change count (zero when the work follows the change).
+ * Those forests are not synced in full first: they are *seeded* as a full sync would have
+ * left them, offline and fast. slapadd loads each forest's users (with fixed entryUUIDs) and
+ * the central forest's contacts for them (once prepare's schema and indexes are in), the
+ * store gets their joins, and each forest's content-sync cookie is taken after its load.
  */
 export interface BenchSyncOptions {
   /** Users in all forests together (default 100,000). */
@@ -43,11 +52,13 @@ interface Timed {
 
 export interface BenchSyncRun {
   users: number;
-  full: Timed & { usersPerSecond: number; added: number };
+  /** Absent for a seeded forest (loaded as a full sync leaves it, without running one). */
+  full?: Timed & { usersPerSecond: number; added: number };
   incremental: Timed & { changes: number; changesPerSecond: number; updated: number; read: number };
 }
 
 export interface BenchSyncResult extends BenchSyncRun {
+  full: Timed & { usersPerSecond: number; added: number };
   scale?: { runs: BenchSyncRun[]; incrementalSecondsPer100kUsers: number };
 }
 
@@ -86,7 +97,26 @@ function cpuText(t: Timed): string {
   return `CPU: ${own}central slapd ${central.toFixed(1)}s, forest slapds ${forests.toFixed(1)}s`;
 }
 
-async function measure(total: number, changes: number, log: (line: string) => void): Promise<BenchSyncRun> {
+interface Bench {
+  total: number;
+  servers: Servers;
+  config: DirectoryConfig;
+  configFile: string;
+  dir: string;
+  env: Record<string, string>;
+  spec: (name: string) => Parameters<typeof fixtureUsers>[0];
+}
+
+/**
+ * Two forests of total/2 users each (empty when seeded: the caller loads them) and an empty,
+ * prepared central forest; a parley.yaml naming them and a migrated data folder.
+ */
+async function withBench<T>(
+  total: number,
+  seeded: boolean,
+  log: (line: string) => void,
+  body: (b: Bench) => Promise<T>,
+): Promise<T> {
   const perForest = Math.floor(total / 2);
   const spec = (name: string) => ({
     baseDn: `dc=${name},dc=example`,
@@ -95,12 +125,21 @@ async function measure(total: number, changes: number, log: (line: string) => vo
     disabledEvery: 0,
     seed: name.length,
   });
-  log(`sync bench: generating and loading ${total} users in two forests`);
+  // 8 GiB of address space for a seeded million: the folders are in memory, only used pages count.
+  const maxSize = 2 ** 33;
+  log(
+    `sync bench: ${seeded ? 'starting servers for' : 'generating and loading'} ${total} users in two forests`,
+  );
   const forestSlapd = (name: string) =>
-    startSlapd({ baseDn: `dc=${name},dc=example`, ldif: forestLdif(spec(name)), sizeLimit: 'unlimited' });
+    startSlapd({
+      baseDn: `dc=${name},dc=example`,
+      ldif: seeded ? undefined : forestLdif(spec(name)),
+      sizeLimit: 'unlimited',
+      maxSize,
+    });
   const instances: SlapdInstance[] = await Promise.all([
     // The central forest is written, not tracked: no syncprov there.
-    startSlapd({ baseDn: 'dc=central,dc=example', syncprov: false }),
+    startSlapd({ baseDn: 'dc=central,dc=example', syncprov: false, maxSize }),
     forestSlapd('east'),
     forestSlapd('west'),
   ]);
@@ -137,48 +176,76 @@ async function measure(total: number, changes: number, log: (line: string) => vo
       forests: [forest(east, 'east'), forest(west, 'west')],
       sync: { maxDeletes: total },
     };
-    await prepareCentral(parseDirectoryConfig(directory).central, { env });
+    const config = parseDirectoryConfig(directory);
+    await prepareCentral(config.central, { env });
     const configFile = join(dir, 'parley.yaml');
     // JSON is YAML.
     writeFileSync(
       configFile,
       JSON.stringify({ domain: 'example.com', database: { dataDir: join(dir, 'data') }, directory }),
     );
-
     const created = await runCli(['db', 'migrate', '--config', configFile]);
     if (created.exitCode !== 0)
       throw new Error(`parley db migrate exited ${created.exitCode}: ${created.tail}`);
+    return await body({ total, servers, config, configFile, dir, env, spec });
+  } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+    rmSync(dir, { recursive: true, force: true });
+    await Promise.all(instances.map((i) => i.stop()));
+  }
+}
 
+/** Changes the display name of the first `changes` users of the east forest, over LDAP. */
+async function changeUsers(b: Bench, changes: number, users?: FixtureUser[]): Promise<void> {
+  const eastUsers = users ?? fixtureUsers(b.spec('east'));
+  const client = await b.servers.forests[0].adminClient();
+  try {
+    for (const u of eastUsers.slice(0, changes)) {
+      await client.modify(u.dn, [
+        new Change({
+          operation: 'replace',
+          modification: new Attribute({ type: 'displayName', values: [`Changed ${u.uid}`] }),
+        }),
+      ]);
+    }
+  } finally {
+    await client.unbind();
+  }
+}
+
+/** The incremental run after `changes` changes, timed and logged. */
+async function incremental(b: Bench, changes: number, log: (line: string) => void, users?: FixtureUser[]) {
+  await changeUsers(b, changes, users);
+  const inc = await cliSync(b.servers, b.configFile);
+  const read = inc.summary.forests.reduce((n, f) => n + f.read, 0);
+  const tracking = [...new Set(inc.summary.forests.map((f) => f.tracking))].join('/');
+  log(
+    `incremental sync: ${inc.summary.updated} of ${changes} changes in ${inc.timed.seconds.toFixed(2)}s = ${(changes / inc.timed.seconds).toFixed(0)} changes/s (${inc.summary.status}; ${tracking}; ${read} entries read of ${b.total}; ${cpuText(inc.timed)}; CLI peak RSS ${inc.timed.peakRssMiB} MiB)`,
+  );
+  return {
+    ...inc.timed,
+    changes,
+    changesPerSecond: changes / inc.timed.seconds,
+    updated: inc.summary.updated,
+    read,
+  };
+}
+
+async function measure(
+  total: number,
+  changes: number,
+  log: (line: string) => void,
+): Promise<BenchSyncResult> {
+  return withBench(total, false, log, async (b) => {
     // The floor of every run: the CLI starting and opening the store, nothing to do.
-    const floor = await runCli(['db', 'migrate', '--config', configFile]);
+    const floor = await runCli(['db', 'migrate', '--config', b.configFile]);
     log(
       `CLI floor (parley db migrate, nothing to do): ${floor.seconds.toFixed(2)}s, CPU ${floor.cpuSeconds?.toFixed(1) ?? '?'}s, peak RSS ${Math.round(floor.peakRssBytes / 1048576)} MiB`,
     );
 
-    const full = await cliSync(servers, configFile);
+    const full = await cliSync(b.servers, b.configFile);
     log(
       `full sync: ${full.summary.added} contacts from ${total} users in ${full.timed.seconds.toFixed(1)}s = ${(total / full.timed.seconds).toFixed(0)} users/s (${full.summary.status}; ${cpuText(full.timed)}; CLI peak RSS ${full.timed.peakRssMiB} MiB)`,
-    );
-
-    const eastUsers = fixtureUsers(spec('east'));
-    const client = await east.adminClient();
-    try {
-      for (const u of eastUsers.slice(0, changes)) {
-        await client.modify(u.dn, [
-          new Change({
-            operation: 'replace',
-            modification: new Attribute({ type: 'displayName', values: [`Changed ${u.uid}`] }),
-          }),
-        ]);
-      }
-    } finally {
-      await client.unbind();
-    }
-    const inc = await cliSync(servers, configFile);
-    const read = inc.summary.forests.reduce((n, f) => n + f.read, 0);
-    const tracking = [...new Set(inc.summary.forests.map((f) => f.tracking))].join('/');
-    log(
-      `incremental sync: ${inc.summary.updated} of ${changes} changes in ${inc.timed.seconds.toFixed(2)}s = ${(changes / inc.timed.seconds).toFixed(0)} changes/s (${inc.summary.status}; ${tracking}; ${read} entries read of ${total}; ${cpuText(inc.timed)}; CLI peak RSS ${inc.timed.peakRssMiB} MiB)`,
     );
     return {
       users: total,
@@ -187,30 +254,143 @@ async function measure(total: number, changes: number, log: (line: string) => vo
         usersPerSecond: total / full.timed.seconds,
         added: full.summary.added,
       },
-      incremental: {
-        ...inc.timed,
-        changes,
-        changesPerSecond: changes / inc.timed.seconds,
-        updated: inc.summary.updated,
-        read,
-      },
+      incremental: await incremental(b, changes, log),
     };
-  } finally {
-    for (const k of Object.keys(env)) delete process.env[k];
-    rmSync(dir, { recursive: true, force: true });
-    await Promise.all(instances.map((i) => i.stop()));
+  });
+}
+
+/** A deterministic entryUUID per forest and user, so the seeded joins and contacts agree. */
+function seededUuid(forest: number, i: number): string {
+  return `${forest.toString(16).padStart(8, '0')}-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+}
+
+/** An LDIF file written a chunk of entries at a time (a million entries are hundreds of MiB). */
+class LdifFile {
+  private readonly fd: number;
+  private chunk: string[] = [];
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w');
   }
+
+  add(entry: string): void {
+    this.chunk.push(entry);
+    if (this.chunk.length >= 5000) this.flush();
+  }
+
+  close(): void {
+    this.flush();
+    closeSync(this.fd);
+  }
+
+  private flush(): void {
+    if (this.chunk.length > 0) writeSync(this.fd, `${this.chunk.join('\n')}\n`);
+    this.chunk = [];
+  }
+}
+
+const CONTACT_CLASSES = ['top', 'person', 'organizationalPerson', 'inetOrgPerson', 'parleyUser'];
+
+/**
+ * The incremental at a forest size never synced in full here: the forests, the central
+ * contacts, the joins and the cookies are loaded as a full sync would have left them.
+ */
+async function measureSeeded(
+  total: number,
+  changes: number,
+  log: (line: string) => void,
+): Promise<BenchSyncRun> {
+  return withBench(total, true, log, async (b) => {
+    const t0 = performance.now();
+    const { central } = b.config;
+    const contacts = new LdifFile(join(b.dir, 'contacts.ldif'));
+    // prepare made the container: the contacts go below it.
+    let eastUsers: FixtureUser[] | undefined;
+    const db = await openDatabase({ dataDir: join(b.dir, 'data') });
+    try {
+      const journal = createStore(db).directoryJournal;
+      for (const [index, forest] of b.config.forests.entries()) {
+        const spec = b.spec(forest.name);
+        const users = fixtureUsers(spec);
+        if (index === 0) eastUsers = users;
+        const anchor = (i: number) => seededUuid(index + 1, i);
+        const ldif = new LdifFile(join(b.dir, `${forest.name}.ldif`));
+        ldif.add(forestLdif({ ...spec, count: 0 }));
+        for (const [i, u] of users.entries())
+          ldif.add(userLdif(u).replace('\n', `\nentryUUID: ${anchor(i)}\n`));
+        ldif.close();
+        await b.servers.forests[index].loadOffline(ldif.path);
+        rmSync(ldif.path);
+        const reader = await ForestReader.connect(forest, b.env);
+        try {
+          const cookie = await reader.currentCookie();
+          if (!cookie) throw new Error(`forest ${forest.name} gave no content-sync cookie`);
+          await journal.setSyncCookie(forest.name, cookie);
+        } finally {
+          await reader.close();
+        }
+        let joins: Join[] = [];
+        for (const [i, u] of users.entries()) {
+          const alias = u.uid.toLowerCase();
+          const attrs = contactAttributes(
+            {
+              forest: forest.name,
+              anchor: anchor(i),
+              dn: u.dn,
+              alias,
+              displayName: `${u.givenName} ${u.sn} (${u.uid})`,
+              givenName: u.givenName,
+              surname: u.sn,
+              mail: `${u.uid}@mail.example`,
+              disabled: false,
+            },
+            { sipDomain: central.sipDomain, home: forest.home, enabled: true },
+          );
+          const dn = contactDn(forest.name, anchor(i), central.contactContainer);
+          const lines = [
+            `dn: ${dn}`,
+            ...CONTACT_CLASSES.map((c) => `objectClass: ${c}`),
+            `cn: ${forest.name}-${anchor(i)}`,
+          ];
+          for (const [k, v] of Object.entries(attrs)) for (const x of v) lines.push(`${k}: ${x}`);
+          contacts.add(`${lines.join('\n')}\n`);
+          joins.push({
+            forest: forest.name,
+            anchor: anchor(i),
+            sourceDn: u.dn,
+            contactDn: dn,
+            sipAddress: sipAddress(alias, central.sipDomain),
+            state: 'active',
+            attributes: attrs,
+            attributesHash: hashAttributes(attrs),
+          });
+          if (joins.length === 5000) {
+            await journal.saveJoins(joins);
+            joins = [];
+          }
+        }
+        await journal.saveJoins(joins);
+      }
+    } finally {
+      await db.close();
+    }
+    contacts.close();
+    await b.servers.central.loadOffline(contacts.path);
+    rmSync(contacts.path);
+    log(`seeded ${total} users, contacts and joins in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
+    return { users: total, incremental: await incremental(b, changes, log, eastUsers) };
+  });
 }
 
 export async function benchSync(opts: BenchSyncOptions = {}): Promise<BenchSyncResult> {
   const total = opts.users ?? 100_000;
   const changes = opts.changes ?? 1_000;
   const log = opts.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const main: BenchSyncResult = await measure(total, changes, log);
+  const main = await measure(total, changes, log);
   const sizes = (opts.scale ?? []).filter((n) => n !== total);
   if (sizes.length === 0) return main;
-  const runs = [main];
-  for (const size of sizes) runs.push(await measure(size, changes, log));
+  const runs: BenchSyncRun[] = [main];
+  for (const size of sizes) runs.push(await measureSeeded(size, changes, log));
   runs.sort((a, b) => a.users - b.users);
   // Least-squares slope of the incremental's seconds against the forest's size.
   const xs = runs.map((r) => r.users);
@@ -222,7 +402,7 @@ export async function benchSync(opts: BenchSyncOptions = {}): Promise<BenchSyncR
   const per100k = slope * 100_000;
   log(
     `incremental sync of ${changes} changes by forest size: ${runs
-      .map((r) => `${r.users} users ${r.incremental.seconds.toFixed(2)}s`)
+      .map((r) => `${r.users} users ${r.incremental.seconds.toFixed(2)}s${r.full ? '' : ' (seeded)'}`)
       .join(', ')}; slope ${per100k.toFixed(3)} s per 100,000 more users`,
   );
   main.scale = { runs, incrementalSecondsPer100kUsers: per100k };
