@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { ImportPhases, PhaseTime } from '../src/contacts/import.js';
 import { migrate } from '../src/store/migrate.js';
 import { openDatabase } from '../src/store/open.js';
 import { createPgliteDatabase } from '../src/store/pglite.js';
@@ -68,7 +69,8 @@ export interface ContactsEngineResult {
   fileBytes: number;
   contacts: number;
   export: ContactsPhase;
-  import: ContactsPhase & { status: string; changed: number };
+  /** phases: the import's own account of its phases (its --json report), CPU of the CLI process. */
+  import: ContactsPhase & { status: string; changed: number; phases?: ImportPhases };
   floor: { read: ContactsFloor; copy: ContactsFloor };
 }
 
@@ -135,6 +137,9 @@ async function benchEngine(
       try {
         await migrate(db);
         await seedContactLists(db, users, perUser);
+        // Statistics, as a store in service has them: without, the planner may scan all
+        // contacts for each batch's users (autovacuum analyses only some time later).
+        await db.query('ANALYZE');
       } finally {
         await db.close();
       }
@@ -154,11 +159,12 @@ async function benchEngine(
     );
 
     const imported = await runCli(['contacts', 'import', file, '--mode', 'replace', ...target.flags]);
-    const importReport = imported.json as { status?: string; changed?: number };
+    const importReport = imported.json as { status?: string; changed?: number; phases?: ImportPhases };
     const importPhase = {
       ...phase(users, imported),
       status: importReport.status ?? `exit ${imported.exitCode}`,
       changed: importReport.changed ?? 0,
+      phases: importReport.phases,
     };
     log(
       line(
@@ -167,6 +173,7 @@ async function benchEngine(
         `${importPhase.status}, ${importPhase.changed} lists written (validate, then write)`,
       ),
     );
+    if (importReport.phases) log(phasesLine(`import phases (${engine})`, importReport.phases));
     if (exported.exitCode !== 0 || imported.exitCode !== 0) {
       log(`contacts bench (${engine}): a command failed: ${exported.tail}${imported.tail}`);
     }
@@ -254,6 +261,11 @@ function floorCopy(store: StoreUnderTest, perUser: number): Promise<ContactsFloo
     }
     return rows;
   });
+}
+
+function phasesLine(name: string, p: ImportPhases): string {
+  const t = (x: PhaseTime) => `${x.seconds.toFixed(1)}s (CPU ${x.cpuSeconds.toFixed(1)}s)`;
+  return `${name}: validate ${t(p.validate)}, of which owner lookups ${t(p.ownerLookup)}; write ${t(p.write)}`;
 }
 
 function floorLine(name: string, f: ContactsFloor, note: string): string {

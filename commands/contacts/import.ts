@@ -60,6 +60,9 @@ Lists of users the store does not know are reported as failures and the others a
           mode: flags.mode as ImportMode,
           dryRun: flags['dry-run'],
           workDir: flags['work-dir'],
+          // PostgreSQL writes one batch while the next is prepared (two connections); the
+          // embedded store has one session, so a second writer would only queue.
+          writers: store.db.engine === 'postgres' ? 2 : 1,
           onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
         }),
       ),

@@ -56,6 +56,13 @@ export interface ImportOptions {
   user?: string;
   /** Users per write transaction (default 250). */
   batchSize?: number;
+  /**
+   * Write transactions in flight at once (default 1). More than one helps where
+   * transactions run in parallel, on separate connections to PostgreSQL: the server
+   * writes one batch while this process prepares the next. On the embedded store they
+   * would only queue for its one session.
+   */
+  writers?: number;
   limits?: ContactListLimits;
   /** Extra validation rules, run on every batch of known owners before anything is written. */
   checks?: ImportCheck[];
@@ -108,6 +115,23 @@ export interface ImportResult {
   /** True when successes[] was cut at maxSuccessEntries. */
   successesTruncated: boolean;
   failures: ImportFailure[];
+  /**
+   * Where the time went, in wall and CPU seconds of this process (on the embedded store
+   * PGlite runs in it, so its work is included; PostgreSQL's own work is not): the
+   * validation phase, the owner lookups within it, and the write phase.
+   */
+  phases: ImportPhases;
+}
+
+export interface PhaseTime {
+  seconds: number;
+  cpuSeconds: number;
+}
+
+export interface ImportPhases {
+  validate: PhaseTime;
+  ownerLookup: PhaseTime;
+  write: PhaseTime;
 }
 
 interface ParsedUser {
@@ -147,12 +171,15 @@ export async function importContactLists(store: ImportStore, options: ImportOpti
     successes: [],
     successesTruncated: false,
     failures: [],
+    phases: { validate: newPhase(), ownerLookup: newPhase(), write: newPhase() },
   };
   const before = await stat(options.file);
   const spool = await ListSpool.create(options.workDir);
   try {
-    await validateFile(store, options, limits, result, spool);
-    await spool.finish();
+    await timed(result.phases.validate, async () => {
+      await validateFile(store, options, limits, result, spool);
+      await spool.finish();
+    });
     const after = await stat(options.file);
     if (result.errors.length === 0 && (after.size !== before.size || after.mtimeMs !== before.mtimeMs)) {
       result.errors.push({ line: 1, column: 1, reason: 'the file changed while it was being read' });
@@ -162,7 +189,7 @@ export async function importContactLists(store: ImportStore, options: ImportOpti
       result.failures = [];
       return result;
     }
-    await writeSpooled(store, options, mode, result, spool);
+    await timed(result.phases.write, () => writeSpooled(store, options, mode, result, spool));
   } finally {
     await spool.remove();
   }
@@ -194,7 +221,9 @@ async function validateFile(
     if (pending.length === 0) return;
     const batch = pending;
     pending = [];
-    const owners = await store.contactLists.findOwners([...new Set(batch.map((p) => p.aor))]);
+    const owners = await timed(result.phases.ownerLookup, () =>
+      store.contactLists.findOwners([...new Set(batch.map((p) => p.aor))]),
+    );
     const owned: OwnedList[] = [];
     for (const user of batch) {
       const owner = owners.get(user.aor);
@@ -250,7 +279,11 @@ async function validateFile(
   }
 }
 
-/** Phase 2: writes the spooled lists, a batch of users per transaction. */
+/**
+ * Phase 2: writes the spooled lists, a batch of users per transaction, options.writers
+ * batches at once. Results are taken in file order whatever order the batches finish in,
+ * so successes[] and progress read as with one writer.
+ */
 async function writeSpooled(
   store: ImportStore,
   options: ImportOptions,
@@ -260,73 +293,110 @@ async function writeSpooled(
 ): Promise<void> {
   const maxSuccesses = options.maxSuccessEntries ?? 10_000;
   const batchSize = options.batchSize ?? DEFAULT_BATCH;
+  const writers = Math.max(1, Math.floor(options.writers ?? 1));
   const write = mode === 'replace' ? replaceContactLists : mergeContactLists;
   let written = 0;
-  let batch: SpooledList[] = [];
   const deleted = new Set<number>();
-  const record = (user: SpooledList, change: ContactListChange) => {
-    result.imported++;
-    if (change.changed) result.changed++;
-    else result.unchanged++;
-    if (result.successes.length < maxSuccesses) result.successes.push({ user: user.list.user, ...change });
-    else result.successesTruncated = true;
-  };
-  const flush = async () => {
-    if (batch.length === 0) return;
+  /** Writes one batch; resolves with what it did, for the caller to record in file order. */
+  const writeOne = async (batch: SpooledList[]): Promise<BatchOutcome> => {
+    const outcome: BatchOutcome = { users: batch.length, done: [], failures: [] };
     try {
-      const done = await writeBatchDroppingDeleted(store, batch, write, result, deleted);
-      for (const [i, user] of done.users.entries()) record(user, done.changes[i]);
+      const done = await writeBatchDroppingDeleted(store, batch, write, result.dryRun, deleted, outcome);
+      for (const [i, user] of done.users.entries()) outcome.done.push([user.list.user, done.changes[i]]);
     } catch (err) {
       // A lost store ends the import (the CLI's DATABASE_UNAVAILABLE); a re-run resumes it.
       if (isConnectionLost(err)) throw err;
       const ready = batch.filter((u) => !deleted.has(u.userId));
       if (ready.length === 1) {
-        result.failures.push(writeFailure(ready[0], err));
+        outcome.failures.push(writeFailure(ready[0], err));
       } else {
         for (const user of ready) {
           try {
-            const single = await writeBatchDroppingDeleted(store, [user], write, result, deleted);
-            if (single.users.length === 1) record(user, single.changes[0]);
+            const single = await writeBatchDroppingDeleted(
+              store,
+              [user],
+              write,
+              result.dryRun,
+              deleted,
+              outcome,
+            );
+            if (single.users.length === 1) outcome.done.push([user.list.user, single.changes[0]]);
           } catch (failure) {
             if (isConnectionLost(failure)) throw failure;
-            result.failures.push(writeFailure(user, failure));
+            outcome.failures.push(writeFailure(user, failure));
           }
         }
       }
     }
-    written += batch.length;
-    options.onProgress?.({ phase: 'write', users: written });
-    batch = [];
+    return outcome;
   };
-  for await (const user of spool.entries()) {
-    batch.push(user);
-    if (batch.length >= batchSize) await flush();
+  const record = (outcome: BatchOutcome) => {
+    for (const [user, change] of outcome.done) {
+      result.imported++;
+      if (change.changed) result.changed++;
+      else result.unchanged++;
+      if (result.successes.length < maxSuccesses) result.successes.push({ user, ...change });
+      else result.successesTruncated = true;
+    }
+    result.failures.push(...outcome.failures);
+    written += outcome.users;
+    options.onProgress?.({ phase: 'write', users: written });
+  };
+  const inFlight: Promise<BatchOutcome>[] = [];
+  const start = (batch: SpooledList[]) => {
+    const running = writeOne(batch);
+    // Handled here so a batch failing while an earlier one is awaited is no unhandled rejection.
+    running.catch(() => undefined);
+    inFlight.push(running);
+  };
+  try {
+    let batch: SpooledList[] = [];
+    for await (const user of spool.entries()) {
+      batch.push(user);
+      if (batch.length < batchSize) continue;
+      start(batch);
+      batch = [];
+      if (inFlight.length >= writers) record(await inFlight.shift()!);
+    }
+    if (batch.length > 0) start(batch);
+    while (inFlight.length > 0) record(await inFlight.shift()!);
+  } catch (err) {
+    await Promise.allSettled(inFlight);
+    throw err;
   }
-  await flush();
+}
+
+interface BatchOutcome {
+  users: number;
+  /** Users written (their URIs) and their changes, in file order. */
+  done: [string, ContactListChange][];
+  failures: ImportFailure[];
 }
 
 /**
- * Writes a batch; users deleted since validation are reported as unknown and the batch is
- * written without them. Returns the users written and their changes, in the same order.
+ * Writes a batch; users deleted since validation are reported as unknown (in
+ * outcome.failures) and the batch is written without them. Returns the users written and
+ * their changes, in the same order.
  */
 async function writeBatchDroppingDeleted(
   store: ImportStore,
   users: SpooledList[],
   write: typeof replaceContactLists,
-  result: ImportResult,
+  dryRun: boolean,
   deleted: Set<number>,
+  outcome: BatchOutcome,
 ): Promise<{ users: SpooledList[]; changes: ContactListChange[] }> {
   let remaining = users.filter((u) => !deleted.has(u.userId));
   for (;;) {
     if (remaining.length === 0) return { users: [], changes: [] };
     try {
-      return { users: remaining, changes: await writeBatch(store, remaining, write, result.dryRun) };
+      return { users: remaining, changes: await writeBatch(store, remaining, write, dryRun) };
     } catch (err) {
       if (!(err instanceof ContactListOwnersMissingError)) throw err;
       for (const id of err.userIds) deleted.add(id);
       for (const user of remaining) {
         if (!deleted.has(user.userId)) continue;
-        result.failures.push({
+        outcome.failures.push({
           user: user.list.user,
           code: 'UNKNOWN_USER',
           reason: `no user ${user.aor} in this store (deleted during the import)`,
@@ -363,6 +433,23 @@ async function writeBatch(
 function writeFailure(user: SpooledList, err: unknown): ImportFailure {
   const reason = err instanceof Error ? err.message : String(err);
   return { user: user.list.user, code: 'WRITE_FAILED', reason, line: user.line, column: user.column };
+}
+
+function newPhase(): PhaseTime {
+  return { seconds: 0, cpuSeconds: 0 };
+}
+
+/** Runs fn and adds its wall and CPU time (the whole process's) to phase. */
+async function timed<T>(phase: PhaseTime, fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  try {
+    return await fn();
+  } finally {
+    const used = process.cpuUsage(cpu);
+    phase.seconds += (performance.now() - started) / 1000;
+    phase.cpuSeconds += (used.user + used.system) / 1e6;
+  }
 }
 
 function addError(errors: XmlProblem[], limits: ContactListLimits, problem: XmlProblem): void {

@@ -299,10 +299,14 @@ export function writeContactListBatch(
       userId: write.userId,
       aor: write.aor,
       decide: (current: ContactList) => {
-        const next = canonical(write.compute(current));
+        const computed = write.compute(current);
+        const next = canonical(computed);
         const isChanged = !sameContactListContent(current, next);
-        const fileVersion =
-          write.source && sameContactListContent(next, canonical(write.source)) ? write.source.version : 0;
+        // A replace computes the source itself, whose canonical form is then next: no second copy to compare.
+        const equalsSource =
+          write.source !== undefined &&
+          (computed === write.source || sameContactListContent(next, canonical(write.source)));
+        const fileVersion = equalsSource ? write.source!.version : 0;
         const version = isChanged
           ? Math.max(current.version + 1, fileVersion)
           : Math.max(current.version, fileVersion);
@@ -334,6 +338,10 @@ function canonical(list: ContactList): ContactList {
 }
 
 function countChanges(current: ContactList, next: ContactList) {
+  if (current.contacts.length === 0) {
+    // An empty stored list (a first import): everything is added, no maps to build.
+    return { contactsAdded: next.contacts.length, contactsRemoved: 0, contactsUpdated: 0 };
+  }
   const before = new Map(current.contacts.map((c) => [c.uri, c]));
   const after = new Set(next.contacts.map((c) => c.uri));
   let contactsAdded = 0;

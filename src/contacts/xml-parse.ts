@@ -14,9 +14,9 @@ import {
  * declaration, encoding, root element, streaming) is xml-document.ts; this file turns one
  * element's text into a validated ContactList or a list of problems with line and column.
  *
- * Two passes over the text: fast-xml-parser's XMLValidator for well-formedness (it reports
- * line and column), then a small tokenizer for this format's tiny vocabulary, which keeps
- * the position of every element and attribute so semantic errors point at the right place.
+ * A scan for forbidden markup, then a small strict tokenizer for this format's vocabulary, which
+ * keeps the position of every element and attribute so semantic errors point at the right
+ * place (fast-xml-parser's XMLValidator is asked only to describe a syntax error it found).
  */
 export interface ContactListLimits {
   /** Largest single document parseContactListXml accepts (bytes once encoded as UTF-8). */
@@ -149,10 +149,13 @@ class Problems {
  *
  * The tokenizer is strict for the subset of XML this format uses (elements, attributes,
  * comments; DOCTYPE, PIs, CDATA and entities are refused before it runs): every character
- * must belong to a token, tags must nest, attributes must not repeat. When it finds a
- * syntax error, fast-xml-parser's XMLValidator is asked for its diagnosis of the same
- * text, so messages read like a validator's; running the validator only on failure keeps
- * valid files (the common case, 100,000 users at a time) fast.
+ * must belong to a token, tags must nest, attributes must not repeat. It walks the text by
+ * character code, making no substring but the names and values it keeps (a 100,000-user
+ * file is millions of elements: a regular-expression tokenizer made a match and captured
+ * strings per token, then read each tag's attributes again). When it finds a syntax error,
+ * fast-xml-parser's XMLValidator is asked for its diagnosis of the same text, so messages
+ * read like a validator's; running the validator only on failure keeps valid files (the
+ * common case) fast.
  */
 export function parseElementTree(
   text: string,
@@ -171,48 +174,112 @@ export function parseElementTree(
     }
     return { ok: false, errors: [{ ...positions.at(index), reason: `malformed XML: ${reason}` }] };
   };
+  const unclosed = (index: number) => malformed(index, 'invalid or unclosed tag');
   const stack: ElementNode[] = [];
   let root: ElementNode | undefined;
-  const token =
-    /<([A-Za-z_][\w.-]*)((?:\s+[A-Za-z_][\w.:-]*\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>|<\/([A-Za-z_][\w.-]*)\s*>|<!--((?:[^-]|-(?!-))*)-->|[^<]+/y;
+  const length = text.length;
   let index = 0;
-  while (index < text.length) {
-    token.lastIndex = index;
-    const m = token.exec(text);
-    if (!m) {
-      const rest = text.slice(index, index + 4);
-      return malformed(
-        index,
-        rest.startsWith('<!--') ? 'comment not closed, or "--" inside a comment' : 'invalid or unclosed tag',
-      );
+  while (index < length) {
+    const start = index;
+    if (text.charCodeAt(index) !== LT) {
+      // Text up to the next tag: white space is all this format allows.
+      let end = text.indexOf('<', index);
+      if (end === -1) end = length;
+      index = end;
+      let blank = true;
+      for (let i = start; i < end; i++) {
+        if (!isXmlSpace(text.charCodeAt(i))) {
+          blank = false;
+          break;
+        }
+      }
+      if (blank) continue;
+      const whole = text.slice(start, end);
+      if (whole.trim() === '') continue;
+      const at = start + whole.search(/\S/);
+      if (stack.length === 0) return malformed(at, 'text outside the element');
+      problems.add(at, 'unexpected text: this format keeps all data in attributes');
+      continue;
     }
-    index = token.lastIndex;
-    const [whole, name, rawAttributes, selfClosing, closing] = m;
-    if (closing !== undefined) {
+    const next = text.charCodeAt(index + 1);
+    if (next === BANG) {
+      // A comment; "--" may appear only in its closing "-->".
+      if (!text.startsWith('<!--', index)) return unclosed(index);
+      const dashes = text.indexOf('--', index + 4);
+      if (dashes === -1 || text.charCodeAt(dashes + 2) !== GT)
+        return malformed(index, 'comment not closed, or "--" inside a comment');
+      index = dashes + 3;
+      continue;
+    }
+    if (next === SLASH) {
+      const nameStop = nameEnd(text, index + 2, false);
+      let i = nameStop;
+      while (isXmlSpace(text.charCodeAt(i))) i++;
+      if (nameStop === index + 2 || text.charCodeAt(i) !== GT) return unclosed(index);
       const open = stack.pop();
-      if (!open || open.name !== closing) {
+      if (!open || open.name.length !== nameStop - index - 2 || !text.startsWith(open.name, index + 2)) {
+        const closing = text.slice(index + 2, nameStop);
         return malformed(
-          m.index,
+          index,
           open ? `expected </${open.name}>, found </${closing}>` : `</${closing}> was never opened`,
         );
       }
+      index = i + 1;
       continue;
     }
-    if (name === undefined) {
-      if (!whole.startsWith('<!--') && whole.trim() !== '') {
-        if (stack.length === 0) return malformed(m.index + whole.search(/\S/), 'text outside the element');
-        problems.add(
-          m.index + whole.search(/\S/),
-          'unexpected text: this format keeps all data in attributes',
-        );
+    const nameStop = nameEnd(text, index + 1, false);
+    if (nameStop === index + 1) return unclosed(index);
+    const name = text.slice(index + 1, nameStop);
+    const attributes = new Map<string, Attribute>();
+    let refused: Set<string> | undefined;
+    let selfClosing = false;
+    let i = nameStop;
+    for (;;) {
+      const spaceStart = i;
+      while (isXmlSpace(text.charCodeAt(i))) i++;
+      const c = text.charCodeAt(i);
+      if (c === GT) {
+        i++;
+        break;
       }
-      continue;
+      if (c === SLASH && text.charCodeAt(i + 1) === GT) {
+        selfClosing = true;
+        i += 2;
+        break;
+      }
+      // An attribute: white space before it, then name = "value" or 'value'.
+      const attributeStart = i;
+      const attributeStop = nameEnd(text, i, true);
+      if (i === spaceStart || attributeStop === attributeStart) return unclosed(index);
+      i = attributeStop;
+      while (isXmlSpace(text.charCodeAt(i))) i++;
+      if (text.charCodeAt(i) !== EQUALS) return unclosed(index);
+      i++;
+      while (isXmlSpace(text.charCodeAt(i))) i++;
+      const quote = text.charCodeAt(i);
+      if (quote !== DOUBLE_QUOTE && quote !== SINGLE_QUOTE) return unclosed(index);
+      const close = text.indexOf(quote === DOUBLE_QUOTE ? '"' : "'", i + 1);
+      if (close === -1) return unclosed(index);
+      const attributeName = text.slice(attributeStart, attributeStop);
+      if (attributes.has(attributeName) || refused?.has(attributeName))
+        return malformed(index, 'an attribute is repeated');
+      const value = readAttributeValue(
+        attributeName,
+        text.slice(i + 1, close),
+        attributeStart,
+        problems,
+        limits,
+      );
+      if (value === undefined) {
+        refused ??= new Set();
+        refused.add(attributeName);
+      } else attributes.set(attributeName, { value, index: attributeStart });
+      i = close + 1;
     }
-    const attributes = readAttributes(rawAttributes, m.index + 1 + name.length, problems, limits);
-    if (attributes === undefined) return malformed(m.index, 'an attribute is repeated');
-    const node: ElementNode = { name, attributes, children: [], index: m.index };
+    index = i;
+    const node: ElementNode = { name, attributes, children: [], index: start };
     if (stack.length > 0) stack[stack.length - 1].children.push(node);
-    else if (root) return malformed(m.index, `only one element is allowed here, after <${root.name}>`);
+    else if (root) return malformed(start, `only one element is allowed here, after <${root.name}>`);
     else root = node;
     if (!selfClosing) stack.push(node);
   }
@@ -223,41 +290,72 @@ export function parseElementTree(
   return { ok: true, value: root! };
 }
 
-function readAttributes(
-  raw: string,
-  offset: number,
+const LT = 0x3c;
+const GT = 0x3e;
+const SLASH = 0x2f;
+const BANG = 0x21;
+const EQUALS = 0x3d;
+const DOUBLE_QUOTE = 0x22;
+const SINGLE_QUOTE = 0x27;
+
+/** XML 1.0 section 2.3 S: space, tab, CR, LF. */
+function isXmlSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
+}
+
+/**
+ * Index just past the name starting at start (the start itself when there is none): this
+ * format's element names `[A-Za-z_][\w.-]*`, attribute names also with `:` (xmlns:...).
+ */
+function nameEnd(text: string, start: number, colon: boolean): number {
+  const first = text.charCodeAt(start);
+  if (!((first >= 0x41 && first <= 0x5a) || (first >= 0x61 && first <= 0x7a) || first === 0x5f)) return start;
+  let i = start + 1;
+  for (;;) {
+    const c = text.charCodeAt(i);
+    if (
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c === 0x2d ||
+      c === 0x5f ||
+      c === 0x2e ||
+      (colon && c === 0x3a)
+    )
+      i++;
+    else return i;
+  }
+}
+
+/** An attribute's value as written (between its quotes), checked and decoded; undefined when refused. */
+function readAttributeValue(
+  name: string,
+  rawValue: string,
+  index: number,
   problems: Problems,
   limits: ContactListLimits,
-): Map<string, Attribute> | undefined {
-  const attributes = new Map<string, Attribute>();
-  const seen = new Set<string>();
-  const attribute = /([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
-  for (let m = attribute.exec(raw); m !== null; m = attribute.exec(raw)) {
-    const index = offset + m.index;
-    if (seen.has(m[1])) return undefined;
-    seen.add(m[1]);
-    const rawValue = m[2] ?? m[3];
-    if (rawValue.length > limits.maxAttributeChars) {
-      problems.add(
-        index,
-        `attribute ${m[1]} is ${rawValue.length} characters long; the limit is ${limits.maxAttributeChars}`,
-      );
-      continue;
-    }
-    if (rawValue.includes('<')) {
-      // XML 1.0 section 3.1 (AttValue): a literal '<' is not allowed in an attribute value.
-      problems.add(index, `attribute ${m[1]} contains '<': write it as &lt;`);
-      continue;
-    }
-    const value = decodeAttributeValue(rawValue);
-    if (value === undefined) {
-      problems.add(index, `attribute ${m[1]} holds a character reference to a character XML does not allow`);
-      continue;
-    }
-    attributes.set(m[1], { value, index });
+): string | undefined {
+  if (rawValue.length > limits.maxAttributeChars) {
+    problems.add(
+      index,
+      `attribute ${name} is ${rawValue.length} characters long; the limit is ${limits.maxAttributeChars}`,
+    );
+    return undefined;
   }
-  return attributes;
+  if (rawValue.includes('<')) {
+    // XML 1.0 section 3.1 (AttValue): a literal '<' is not allowed in an attribute value.
+    problems.add(index, `attribute ${name} contains '<': write it as &lt;`);
+    return undefined;
+  }
+  // Most values hold no reference and no literal white space to normalise.
+  if (!NEEDS_DECODING.test(rawValue)) return rawValue;
+  const value = decodeAttributeValue(rawValue);
+  if (value === undefined)
+    problems.add(index, `attribute ${name} holds a character reference to a character XML does not allow`);
+  return value;
 }
+
+const NEEDS_DECODING = /[&\t\n\r]/;
 
 /** XML 1.0 section 3.3.3: references are replaced and literal white space becomes a space. */
 function decodeAttributeValue(raw: string): string | undefined {

@@ -26,44 +26,43 @@ export function serializeContactLists(lists: Iterable<ContactList>): string {
   return out + DOCUMENT_FOOTER;
 }
 
-/** One `<user>` element, indented for its place under `<contact-lists>`, ending with a newline. */
+/**
+ * One `<user>` element, indented for its place under `<contact-lists>`, ending with a newline.
+ * Built by appending to one string (an export writes millions of these lines).
+ */
 export function serializeUserElement(list: ContactList): string {
-  const lines: string[] = [];
   const head = `  <user uri="${escapeAttribute(list.user)}" version="${list.version}"`;
   const empty = list.groups.length === 0 && list.contacts.length === 0 && list.accessRules.length === 0;
   if (empty) return `${head}/>\n`;
-  lines.push(`${head}>`);
+  let out = `${head}>\n`;
   if (list.groups.length > 0) {
-    lines.push('    <groups>');
-    for (const group of list.groups) lines.push(`      <group name="${escapeAttribute(group.name)}"/>`);
-    lines.push('    </groups>');
+    out += '    <groups>\n';
+    for (const group of list.groups) out += `      <group name="${escapeAttribute(group.name)}"/>\n`;
+    out += '    </groups>\n';
   }
   if (list.contacts.length > 0) {
-    lines.push('    <contacts>');
+    out += '    <contacts>\n';
     for (const contact of list.contacts) {
-      let tag = `      <contact uri="${escapeAttribute(contact.uri)}"`;
-      if (contact.displayName !== '') tag += ` display-name="${escapeAttribute(contact.displayName)}"`;
-      tag += ` subscribed="${contact.subscribed ? 'true' : 'false'}"`;
+      out += `      <contact uri="${escapeAttribute(contact.uri)}"`;
+      if (contact.displayName !== '') out += ` display-name="${escapeAttribute(contact.displayName)}"`;
+      out += contact.subscribed ? ' subscribed="true"' : ' subscribed="false"';
       if (contact.groups.length === 0) {
-        lines.push(`${tag}/>`);
+        out += '/>\n';
         continue;
       }
-      lines.push(`${tag}>`);
-      for (const group of contact.groups)
-        lines.push(`        <member-of group="${escapeAttribute(group)}"/>`);
-      lines.push('      </contact>');
+      out += '>\n';
+      for (const group of contact.groups) out += `        <member-of group="${escapeAttribute(group)}"/>\n`;
+      out += '      </contact>\n';
     }
-    lines.push('    </contacts>');
+    out += '    </contacts>\n';
   }
   if (list.accessRules.length > 0) {
-    lines.push('    <access-list>');
+    out += '    <access-list>\n';
     const rules = [...list.accessRules].sort((a, b) => compareCodePoints(a.pattern, b.pattern));
-    for (const rule of rules)
-      lines.push(`      <${rule.action} pattern="${escapeAttribute(rule.pattern)}"/>`);
-    lines.push('    </access-list>');
+    for (const rule of rules) out += `      <${rule.action} pattern="${escapeAttribute(rule.pattern)}"/>\n`;
+    out += '    </access-list>\n';
   }
-  lines.push('  </user>');
-  return `${lines.join('\n')}\n`;
+  return `${out}  </user>\n`;
 }
 
 /**

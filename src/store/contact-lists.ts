@@ -118,7 +118,19 @@ export function orderContactList(list: ContactList): ContactList {
   list.accessRules.sort((a, b) => (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : 0));
   const rank = new Map(list.groups.map((g, i) => [g.name, i]));
   for (const contact of list.contacts) {
-    contact.groups = contact.groups.filter((g) => rank.has(g)).sort((a, b) => rank.get(a)! - rank.get(b)!);
+    // Groups read back or parsed are nearly always in order already: check before copying.
+    let ordered = true;
+    let last = -1;
+    for (const group of contact.groups) {
+      const at = rank.get(group);
+      if (at === undefined || at <= last) {
+        ordered = false;
+        break;
+      }
+      last = at;
+    }
+    if (!ordered)
+      contact.groups = contact.groups.filter((g) => rank.has(g)).sort((a, b) => rank.get(a)! - rank.get(b)!);
   }
   return list;
 }
@@ -178,8 +190,8 @@ export class ContactListRepository {
    * over the users, and each batch's lists read with four set-based queries. It all runs in
    * one REPEATABLE READ, READ ONLY transaction, so the export is one consistent snapshot of
    * every list and the users are sorted once (a keyset page per query would re-sort them
-   * for every page). onBatch is awaited before the next FETCH, so a slow writer holds
-   * memory to one batch. On PostgreSQL nothing waits for the transaction; on the embedded
+   * for every page). The next batch is read while onBatch handles the current one, and
+   * only one batch is read ahead, so a slow writer holds memory to two batches. On PostgreSQL nothing waits for the transaction; on the embedded
    * store it holds PGlite's one session, so a running standard server waits for the export,
    * as it does for `db backup`. Call it on the store, not inside a transaction (the
    * isolation level must be the transaction's first statement).
@@ -208,18 +220,29 @@ export class ContactListRepository {
             ORDER BY ${options.byDomain ? `substring(aor from '[^@]*$') COLLATE "C", ` : ''}aor COLLATE "C"`,
         params,
       );
-      const fetch = `FETCH FORWARD ${Math.max(1, Math.floor(batchSize))} FROM parley_export_users`;
-      for (;;) {
+      const size = Math.max(1, Math.floor(batchSize));
+      const fetch = `FETCH FORWARD ${size} FROM parley_export_users`;
+      const read = async () => {
         const { rows } = await tx.query<{ id: number | string; aor: string }>(fetch);
-        if (rows.length === 0) break;
+        if (rows.length === 0) return undefined;
         const owners: ContactListOwner[] = rows.map((r) => ({ id: Number(r.id), aor: r.aor }));
         const lists = await readLists(tx, owners);
         const subscribers = options.subscribers ? await readSubscribers(tx, owners) : new Map();
-        await onBatch(
-          owners.map((o) => lists.get(o.id)!),
-          subscribers,
-        );
-        if (rows.length < batchSize) break;
+        return { lists: owners.map((o) => lists.get(o.id)!), subscribers, last: rows.length < size };
+      };
+      // The next batch is read while this one is written: on PostgreSQL the server works on
+      // it while this process serializes, so neither waits for the other. Two batches at most.
+      let next = read();
+      try {
+        for (;;) {
+          const batch = await next;
+          if (!batch) break;
+          next = batch.last ? Promise.resolve(undefined) : read();
+          await onBatch(batch.lists, batch.subscribers);
+        }
+      } finally {
+        // Settled before the transaction ends, whatever happened to onBatch.
+        await next.catch(() => undefined);
       }
       await tx.query('CLOSE parley_export_users');
     });
@@ -460,5 +483,8 @@ async function storeContents(
 
 /** A PostgreSQL array literal of text: every element quoted, quotes and backslashes escaped. */
 function arrayLiteral(values: string[]): string {
+  // Group names rarely hold a quote or a backslash: then there is nothing to escape.
+  if (values.length === 0) return '{}';
+  if (!values.some((v) => v.includes('"') || v.includes('\\'))) return `{"${values.join('","')}"}`;
   return `{${values.map((v) => `"${v.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(',')}}`;
 }

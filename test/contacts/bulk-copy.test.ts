@@ -175,18 +175,30 @@ describe('contact-list import into PostgreSQL through COPY', () => {
     await source?.close();
   });
 
-  it('imports every list, and exports the same bytes again', async () => {
+  it('imports every list with two writers (as the CLI does on PostgreSQL), reports in file order, and exports the same bytes again', async () => {
     const target = await openDatabase({ url: await postgres.createDatabase() });
     try {
       await addUsers(target, USERS);
+      const written: number[] = [];
       const result = await importContactLists(createStore(target), {
         file,
         mode: 'replace',
         batchSize: 64,
+        writers: 2,
         workDir: dir,
+        onProgress: (p) => {
+          if (p.phase === 'write') written.push(p.users);
+        },
       });
       expect(result.status).toBe('complete');
       expect(result.changed).toBe(USERS);
+      // Batches finish in any order; results are taken in the file's.
+      const users = result.successes.map((s) => s.user);
+      expect(users).toEqual([...users].sort());
+      expect(written).toEqual([64, 128, 192, 256, 300]);
+      expect(result.phases.ownerLookup.seconds).toBeGreaterThan(0);
+      expect(result.phases.ownerLookup.seconds).toBeLessThanOrEqual(result.phases.validate.seconds);
+      expect(result.phases.write.cpuSeconds).toBeGreaterThan(0);
       const again = join(dir, 'again.xml');
       await exportContactLists(createStore(target), { scope: { kind: 'all' }, out: again });
       expect(readFileSync(again, 'utf8')).toBe(readFileSync(file, 'utf8'));

@@ -307,3 +307,55 @@ describe('well-formedness', () => {
     expect(result.ok).toBe(true);
   });
 });
+
+describe('the tokenizer of a <user> element', () => {
+  const user = (body: string) => `${HEADER}<user uri="sip:a@x.com">${body}</user></contact-lists>`;
+
+  it('refuses what is not XML, each at the tag that breaks it', () => {
+    const cases: [string, number][] = [
+      ['<groups><group name="a"name="b"/></groups>', 25],
+      ['<groups><group name="a" name="b"/></groups>', 25],
+      ['<groups><group name=a/></groups>', 25],
+      ['<groups><group name="a/></groups>', 25],
+      ['<groups><group name="a" / ></groups>', 25],
+      ['<groups><1group/></groups>', 25],
+      ['<groups></group>', 25],
+      ['<groups><!-- a -- b --></groups>', 25],
+      ['<groups><!-- a ---></groups>', 25],
+      ['<groups>', 1],
+    ];
+    for (const [body, column] of cases) {
+      const result = parseContactListDocument(user(body));
+      expect(result.ok, body).toBe(false);
+      if (result.ok) continue;
+      expect(result.errors[0].reason, body).toMatch(/malformed XML/);
+      expect(result.errors[0].line, body).toBe(3);
+      if (column > 1) expect(result.errors[0].column, body).toBeGreaterThanOrEqual(column);
+    }
+  });
+
+  it('reads white space around attributes and in closing tags, and decodes references', () => {
+    const result = parseContactListDocument(
+      user(
+        '\n <groups >\r\n\t<group\n name = "a&amp;b&#x9;c&#10;d\te" />\n</groups\n>\n<contacts><contact uri="sip:B@x.com"\tsubscribed=\'0\'/></contacts>',
+      ),
+    );
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.lists[0].groups).toEqual([{ name: 'a&b\tc\nd e' }]);
+    expect(result.lists[0].contacts[0]).toEqual({
+      uri: 'sip:b@x.com',
+      displayName: '',
+      subscribed: false,
+      groups: [],
+    });
+  });
+
+  it('reports text between elements as a problem with its position', () => {
+    const result = parseContactListDocument(user('<groups>  oops <group name="a"/></groups>'));
+    expect(result).toEqual({
+      ok: false,
+      errors: [{ line: 3, column: 35, reason: 'unexpected text: this format keeps all data in attributes' }],
+    });
+  });
+});
