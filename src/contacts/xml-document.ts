@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { XMLValidator } from 'fast-xml-parser';
 import {
   CONTACT_LIST_FORMAT_VERSION,
@@ -364,6 +365,8 @@ export async function* scanContactListStream(
 ): AsyncGenerator<ScanStep> {
   const scanner = new ContactListScanner(limits);
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  // Whether everything so far is decoded (no part of a character waits in the decoder).
+  let complete = true;
   let first = true;
   let bytes = 0;
   let line = 1;
@@ -390,12 +393,19 @@ export async function* scanContactListStream(
       }
     }
     let text: string;
-    try {
-      text = decoder.decode(chunk, { stream: true });
-    } catch {
-      yield { kind: 'error', problem: locateInvalidUtf8(chunk, line, column) };
-      return;
+    if (complete && isAscii(chunk)) {
+      // ASCII is UTF-8 as it stands: no decoding to do (most files are ASCII throughout).
+      text = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1');
+    } else {
+      try {
+        text = decoder.decode(chunk, { stream: true });
+      } catch {
+        yield { kind: 'error', problem: locateInvalidUtf8(chunk, line, column) };
+        return;
+      }
     }
+    // A chunk ending in an ASCII byte leaves the decoder holding no part of a character.
+    complete = chunk.length === 0 ? complete : chunk[chunk.length - 1] < 0x80;
     ({ line, column } = advance(text, line, column));
     for (const step of scanner.feed(text)) {
       yield step;

@@ -267,6 +267,22 @@ describe('streaming scanner', () => {
     ]);
   });
 
+  it('decodes characters split across chunks, between chunks of plain ASCII', async () => {
+    const bytes = Buffer.from(
+      `${HEADER}<user uri="sip:a@x.com"><groups><group name="日本 😀 é"/><group name="plain"/></groups></user>\n</contact-lists>\n`,
+    );
+    for (const size of [1, 2, 3, 5, 64]) {
+      async function* split() {
+        for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, at + size);
+      }
+      const steps = [];
+      for await (const step of scanContactListStream(split())) steps.push(step);
+      expect(steps.map((s) => s.kind)).toEqual(['user']);
+      const step = steps[0];
+      if (step.kind === 'user') expect(step.fragment.text).toContain('name="日本 😀 é"');
+    }
+  });
+
   it('reports an invalid UTF-8 byte split across chunks', async () => {
     const bytes = Buffer.concat([
       Buffer.from(`${HEADER}<user uri="sip:a@x.com"/>\n`),
