@@ -668,13 +668,16 @@ export class DirectorySync {
       streaming = false;
       if (!stopped()) {
         progress('diff', 0);
-        const joined = await this.journal.joinAnchors(forest.name);
         if (this.opts.full) {
           // Contacts of this forest that no join knows (the store was restored, say).
-          const known = new Set(joined);
           for await (const contacts of this.central.contacts(forest.name)) {
-            for (const c of contacts) {
-              if (!c.anchor || seen.has(c.anchor) || known.has(c.anchor)) continue;
+            const unread = contacts.filter((c) => c.anchor && !seen.has(c.anchor));
+            const joined = await this.journal.joinsFor(
+              forest.name,
+              unread.map((c) => c.anchor as string),
+            );
+            for (const c of unread) {
+              if (!c.anchor || joined.has(c.anchor)) continue;
               held.push({
                 forest: forest.name,
                 anchor: c.anchor,
@@ -688,7 +691,9 @@ export class DirectorySync {
           }
         }
         // Gone from the forest: deleted, or moved out of the base or filter.
-        const gone = joined.filter((a) => !seen.has(a));
+        const gone: string[] = [];
+        for await (const anchors of this.journal.joinAnchors(forest.name))
+          for (const a of anchors) if (!seen.has(a)) gone.push(a);
         const goneChunks = async (each: (chunk: DiffChunk) => Promise<void>) => {
           for (let i = 0; i < gone.length; i += JOIN_BATCH) {
             const joins = await this.journal.joinsFor(forest.name, gone.slice(i, i + JOIN_BATCH));
@@ -858,7 +863,8 @@ export class DirectorySync {
   private async joinsFor(forest: ForestConfig, read: ForestRead): Promise<Map<string, Join>> {
     const wanted = read.changed.map((u) => u.anchor);
     if (read.present) {
-      for (const a of await this.journal.joinAnchors(forest.name)) if (!read.present.has(a)) wanted.push(a);
+      for await (const anchors of this.journal.joinAnchors(forest.name))
+        for (const a of anchors) if (!read.present.has(a)) wanted.push(a);
     } else {
       wanted.push(...read.deleted);
     }

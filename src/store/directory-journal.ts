@@ -287,13 +287,21 @@ export class DirectoryJournalRepository {
     return rows.map(toJoin);
   }
 
-  /** Every anchor the forest has a join for (to find the gone ones after a present phase). */
-  async joinAnchors(forest: string): Promise<string[]> {
-    const { rows } = await this.sql.query<{ anchor: string }>(
-      `SELECT anchor FROM directory_joins WHERE forest = $1`,
-      [forest],
-    );
-    return rows.map((r) => r.anchor);
+  /**
+   * Every anchor the forest has a join for, `pageSize` at a time in anchor order (to find the
+   * gone ones after a whole-forest read or a present phase, without holding them all).
+   */
+  async *joinAnchors(forest: string, pageSize = 10_000): AsyncGenerator<string[]> {
+    let after = '';
+    for (;;) {
+      const { rows } = await this.sql.query<{ anchor: string }>(
+        `SELECT anchor FROM directory_joins WHERE forest = $1 AND anchor > $2 ORDER BY anchor LIMIT $3`,
+        [forest, after, pageSize],
+      );
+      if (rows.length > 0) yield rows.map((r) => r.anchor);
+      if (rows.length < pageSize) return;
+      after = rows[rows.length - 1].anchor;
+    }
   }
 
   /** How many joins the forest has that are not conflicts: its contacts. */
