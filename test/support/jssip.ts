@@ -53,13 +53,22 @@ export class TestClient {
       connection_recovery_max_interval: 2,
     });
     return new Promise((resolve, reject) => {
-      ua.once('registered', () => resolve(new TestClient(ua, `${user}@${domain}`)));
-      ua.once('registrationFailed', (e: Any) => {
+      // Both listeners go once either fires: a registration failure long after sign-in (the
+      // server closing the connection under a REGISTER) must not stop the client's UA, which
+      // would then never reconnect nor register again.
+      const registered = () => {
+        ua.off('registrationFailed', failed);
+        resolve(new TestClient(ua, `${user}@${domain}`));
+      };
+      const failed = (e: Any) => {
+        ua.off('registered', registered);
         ua.stop();
         reject(
           new Error(`registration failed: ${e.cause}${e.response ? ` (${e.response.status_code})` : ''}`),
         );
-      });
+      };
+      ua.once('registered', registered);
+      ua.once('registrationFailed', failed);
       ua.start();
     });
   }

@@ -7,6 +7,7 @@ import { createLogger, silentLogger } from '../../src/ops/log.js';
 import { computeHa1 } from '../../src/registrar/digest.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 import { UserRepository } from '../../src/store/users.js';
+import { migratedDataFolder } from './database.js';
 
 /**
  * One sample of a Prometheus series from a server's /metrics, as a scraper reads it: the
@@ -38,15 +39,16 @@ export interface TestServer {
 }
 
 /**
- * A standard server on ephemeral loopback ports with a throwaway data folder. With `logLines`,
- * every JSON line the server logs (at the configured level, `warn` unless overridden) is
- * appended to it, for tests that read the log as an administrator's tools would.
+ * A standard server on ephemeral loopback ports with a throwaway data folder, holding a copy
+ * of the migrated store template (database.ts) so it starts without initdb or migrations.
+ * With `logLines`, every JSON line the server logs (at the configured level, `warn` unless
+ * overridden) is appended to it, for tests that read the log as an administrator's tools would.
  */
 export async function startTestServer(
   overrides: DeepPartial<ParleyConfig> = {},
   opts: { logLines?: Array<Record<string, unknown>> } = {},
 ): Promise<TestServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'parley-test-'));
+  const dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-test-')));
   const domain = overrides.domain ?? 'example.com';
   const config = loadConfig({
     cwd: dataDir,
