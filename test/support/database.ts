@@ -1,5 +1,15 @@
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
@@ -39,10 +49,12 @@ export function migratedDataFolder(dir: string): string {
   return dir;
 }
 
+const TEMPLATE_PREFIX = 'parley-test-store-';
+
 function templateRoot(): string {
   const hash = createHash('sha256').update(pgliteVersion());
   for (const m of loadMigrations()) hash.update(`\0${m.version}\0${m.sql}`);
-  return join(tmpdir(), `parley-test-store-${hash.digest('hex').slice(0, 16)}`);
+  return join(tmpdir(), `${TEMPLATE_PREFIX}${hash.digest('hex').slice(0, 16)}`);
 }
 
 let known: string | undefined;
@@ -64,7 +76,12 @@ function templatePgdata(): string {
  */
 export async function ensureStoreTemplate(): Promise<void> {
   const root = templateRoot();
-  if (existsSync(root)) return;
+  if (existsSync(root)) {
+    // Marks it as in use for removeStaleStoreTemplates (another worktree's teardown).
+    const now = new Date();
+    utimesSync(root, now, now);
+    return;
+  }
   const partial = `${root}.${process.pid}.partial`;
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(partial, { recursive: true });
@@ -83,5 +100,43 @@ export async function ensureStoreTemplate(): Promise<void> {
     }
   } finally {
     rmSync(partial, { recursive: true, force: true });
+  }
+}
+
+/** A template nobody has started a run with for this long is no run's any more. */
+const STALE_AFTER_MS = 60 * 60 * 1000;
+
+/**
+ * Global teardown: removes the templates of other migration sets (an earlier checkout's, a
+ * branch's) that no run has started with for an hour, and the half-made ones of runs that
+ * died while making them. This run's own template stays: the next run with the same
+ * migrations starts from it. A run of another worktree with other migrations, going on
+ * now, touched its template when it started (ensureStoreTemplate), and a suite takes
+ * minutes, not an hour, so its template is left alone.
+ */
+export function removeStaleStoreTemplates(now = Date.now()): string[] {
+  const current = templateRoot();
+  const removed: string[] = [];
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(TEMPLATE_PREFIX)) continue;
+    const path = join(tmpdir(), name);
+    if (path === current) continue;
+    const partialOf = /\.(\d+)\.partial$/.exec(name);
+    const stale = partialOf
+      ? !processAlive(Number(partialOf[1]))
+      : now - statSync(path).mtimeMs > STALE_AFTER_MS;
+    if (!stale) continue;
+    rmSync(path, { recursive: true, force: true });
+    removed.push(path);
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
