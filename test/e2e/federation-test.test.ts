@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
+import { migratedDataFolder, serveDataFolder } from '../support/database.js';
 import { TestDnsServer } from '../support/dns.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -30,6 +31,7 @@ describe('parley federation test (built CLI)', { timeout: 180_000 }, () => {
   let dns: TestDnsServer;
   let work: string;
   let closedPort: number;
+  let store: { close(): Promise<void> } | undefined;
   const probe = async (domain: string) => {
     const { code, output } = await runCli([
       'federation',
@@ -77,12 +79,13 @@ describe('parley federation test (built CLI)', { timeout: 180_000 }, () => {
         `federation: { dnsServers: ['${dns.address}'] }`,
       ].join('\n'),
     );
-    // Commands other than init, server start and db migrate never create a store.
-    const migrated = await runCli(['db', 'migrate', '-c', join(work, 'parley.yaml')]);
-    expect(migrated.code, migrated.output).toBe(0);
+    // Commands other than init, server start and db migrate never create a store. Served from
+    // here, as a running server would, so each command does not start PGlite itself.
+    store = await serveDataFolder(migratedDataFolder(join(work, 'data')));
   });
 
   afterAll(async () => {
+    await store?.close();
     await Promise.all([partner?.stop(), impostor?.stop(), distrustful?.stop(), dns?.close()]);
     if (work) rmSync(work, { recursive: true, force: true });
   });
