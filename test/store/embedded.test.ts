@@ -8,8 +8,12 @@ import { type EmbeddedDatabaseServer, OWNER_FILE, serveEmbeddedDatabase } from '
 import { DataFolderInUseError, openDatabase } from '../../src/store/open.js';
 import { createPgliteDatabase, PgliteDatabase } from '../../src/store/pglite.js';
 import type { Database } from '../../src/store/sql.js';
+import { migratedDataFolder } from '../support/database.js';
 
 const run = promisify(execFile);
+
+// Folders start as copies of the migrated store template (test/support/database.ts): these
+// tests are about owning and serving a folder, not about making its store.
 
 describe('embedded database served to other processes', () => {
   let dataDir: string;
@@ -17,7 +21,7 @@ describe('embedded database served to other processes', () => {
   let server: EmbeddedDatabaseServer;
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'parley-embedded-'));
+    dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-embedded-')));
     db = await openDatabase({ dataDir });
     expect(db).toBeInstanceOf(PgliteDatabase);
     server = await serveEmbeddedDatabase(db as PgliteDatabase, dataDir);
@@ -140,7 +144,7 @@ await client.end();
 
 describe('data folder ownership', () => {
   it('refuses a second open of a folder that is not served', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'parley-owned-'));
+    const dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-owned-')));
     const db = await openDatabase({ dataDir });
     try {
       await expect(openDatabase({ dataDir })).rejects.toBeInstanceOf(DataFolderInUseError);
@@ -152,7 +156,7 @@ describe('data folder ownership', () => {
   });
 
   it('waits for a folder another opener releases, when asked to', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'parley-wait-'));
+    const dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-wait-')));
     const first = await openDatabase({ dataDir });
     const second = openDatabase({ dataDir, waitForFolderMs: 60_000 });
     await new Promise((r) => setTimeout(r, 300));
@@ -167,7 +171,7 @@ describe('data folder ownership', () => {
   });
 
   it('does not take a reused pid for the owner', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'parley-reused-'));
+    const dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-reused-')));
     // A record left by an earlier process that had this process's pid (a container restart).
     writeFileSync(
       join(dataDir, OWNER_FILE),
@@ -183,7 +187,7 @@ describe('data folder ownership', () => {
   });
 
   it('cleans up the lock of a dead owner', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'parley-stale-'));
+    const dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-stale-')));
     const { stdout } = await run(process.execPath, ['-e', 'console.log(process.pid)']);
     const deadPid = Number(stdout.trim());
     writeFileSync(
@@ -202,7 +206,7 @@ describe('data folder ownership', () => {
 
 describe('pglite engine specifics', () => {
   it('keeps data across reopening the folder', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'parley-persist-'));
+    const dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-persist-')));
     try {
       const first = await openDatabase({ dataDir });
       await first.query("INSERT INTO homes (name, kind, address) VALUES ('kept', 'standard', 'sip:kept')");
@@ -240,7 +244,7 @@ describe('pglite engine specifics', () => {
 
 describe('a data folder whose path is too long for a socket address', () => {
   it('serves over a unix socket in a private temporary folder, never over TCP', async () => {
-    const dataDir = join(mkdtempSync(join(tmpdir(), 'parley-long-')), 'x'.repeat(120));
+    const dataDir = migratedDataFolder(join(mkdtempSync(join(tmpdir(), 'parley-long-')), 'x'.repeat(120)));
     const db = await openDatabase({ dataDir });
     const served = await serveEmbeddedDatabase(db as PgliteDatabase, dataDir);
     try {
