@@ -155,10 +155,40 @@ class SessionQueue {
   private owner?: number;
   private release?: () => void;
   private readonly detached = new Set<number>();
+  /** Each client's last message in flight: the next one runs after it. */
+  private readonly tails = new Map<number, Promise<unknown>>();
 
   constructor(private readonly db: PgliteDatabase) {}
 
-  async enqueue(handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
+  /**
+   * pglite-socket handles each read of a socket in a task of its own, so a message that
+   * completes in a later read (a Bind of a few hundred KiB) is handed over while the client's
+   * earlier message still waits for the session: run a client's messages strictly one after
+   * another, in the order they were handed over. (Out of order, its Describe and Execute ran
+   * before its Bind, and the Bind took the session a second time and never gave it back:
+   * every other client of the store waited for good.)
+   */
+  enqueue(handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
+    const previous = this.tails.get(handlerId);
+    const run = previous
+      ? previous.then(
+          () => this.execute(handlerId, message, onData),
+          () => this.execute(handlerId, message, onData),
+        )
+      : this.execute(handlerId, message, onData);
+    const tail = run.catch(() => undefined);
+    this.tails.set(handlerId, tail);
+    void tail.then(() => {
+      if (this.tails.get(handlerId) === tail) this.tails.delete(handlerId);
+    });
+    return run;
+  }
+
+  private async execute(
+    handlerId: number,
+    message: Uint8Array,
+    onData: (data: Uint8Array) => void,
+  ): Promise<number> {
     if (this.owner !== handlerId) {
       const release = await this.db.lock.acquire();
       if (this.detached.has(handlerId)) {
@@ -224,6 +254,7 @@ class SessionQueue {
 
   clearQueueForHandler(handlerId: number): void {
     this.detached.add(handlerId);
+    this.tails.delete(handlerId);
   }
 
   /** A client that disconnects mid-transaction has it rolled back, and frees the session. */

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -102,6 +103,52 @@ describe('embedded database served to other processes', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('runs the messages of a client in order when a statement completes in a later read while the session is busy', async () => {
+    // pglite-socket handles each read of a socket in a task of its own. A client whose Parse
+    // waits for the session (another client is in a transaction) and whose Bind arrives in a
+    // later read (a mirror batch of a few hundred KiB does) must still be run Parse, Bind,
+    // Describe, Execute, Sync; and the session must be free for everyone afterwards.
+    const holder = await openDatabase({ dataDir, migrate: false });
+    const raw = await rawProtocolClient(socketPathOf(server.url));
+    try {
+      let inside!: () => void;
+      let finish!: () => void;
+      const began = new Promise<void>((r) => {
+        inside = r;
+      });
+      const hold = new Promise<void>((r) => {
+        finish = r;
+      });
+      const tx = holder.transaction(async (t) => {
+        await t.query('SELECT 1');
+        inside();
+        await hold;
+      });
+      await began;
+      raw.write(parseMessage('SELECT $1::text AS v'));
+      await new Promise((r) => setTimeout(r, 100));
+      const answer = raw.until('Z');
+      raw.write(
+        Buffer.concat([bindMessage(['in order']), describePortal(), executeMessage(), syncMessage()]),
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      finish();
+      await tx;
+      const reply = await answer;
+      expect(reply.errors).toEqual([]);
+      expect(reply.values).toEqual(['in order']);
+      // Nobody holds the session any more.
+      const after = await Promise.race([
+        db.query<{ v: number }>('SELECT 2 AS v').then((r) => r.rows[0].v),
+        new Promise((r) => setTimeout(() => r('session still taken'), 5_000)),
+      ]);
+      expect(after).toBe(2);
+    } finally {
+      raw.close();
+      await holder.close();
     }
   });
 
@@ -263,3 +310,105 @@ describe('a data folder whose path is too long for a socket address', () => {
     }
   });
 });
+
+/** The unix socket path of an embedded server's postgresql:// URL (host=DIR, port 5432). */
+function socketPathOf(url: string): string {
+  return join(decodeURIComponent(new URL(url).searchParams.get('host') ?? ''), '.s.PGSQL.5432');
+}
+
+function message(type: string, body: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.write(type, 0, 'latin1');
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+const cstring = (text: string) => Buffer.from(`${text}\0`, 'utf8');
+const int16 = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeInt16BE(n);
+  return b;
+};
+const int32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n);
+  return b;
+};
+
+const parseMessage = (sql: string) => message('P', Buffer.concat([cstring(''), cstring(sql), int16(0)]));
+const bindMessage = (values: string[]) =>
+  message(
+    'B',
+    Buffer.concat([
+      cstring(''),
+      cstring(''),
+      int16(0),
+      int16(values.length),
+      ...values.flatMap((v) => [int32(Buffer.byteLength(v)), Buffer.from(v)]),
+      int16(0),
+    ]),
+  );
+const describePortal = () => message('D', Buffer.concat([Buffer.from('P'), cstring('')]));
+const executeMessage = () => message('E', Buffer.concat([cstring(''), int32(0)]));
+const syncMessage = () => message('S', Buffer.alloc(0));
+
+/**
+ * A PostgreSQL wire-protocol client that writes exactly the bytes it is given, when it is
+ * told to (pg writes a statement's messages in one go): started up, it collects the text
+ * values of DataRows and the messages of ErrorResponses until a message type arrives.
+ */
+async function rawProtocolClient(path: string) {
+  const socket = createConnection(path);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('error', reject);
+  });
+  let buffer = Buffer.alloc(0);
+  let waiting: { type: string; done: (r: { values: string[]; errors: string[] }) => void } | undefined;
+  let values: string[] = [];
+  let errors: string[] = [];
+  socket.on('data', (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    while (buffer.length >= 5) {
+      const length = buffer.readInt32BE(1);
+      if (buffer.length < length + 1) break;
+      const type = String.fromCharCode(buffer[0]);
+      const body = buffer.subarray(5, length + 1);
+      buffer = buffer.subarray(length + 1);
+      if (type === 'D' && body.readInt16BE(0) > 0) {
+        const size = body.readInt32BE(2);
+        values.push(body.subarray(6, 6 + size).toString('utf8'));
+      } else if (type === 'E') {
+        errors.push(body.toString('utf8').replace(/\0/g, ' ').trim());
+      }
+      if (waiting && type === waiting.type) {
+        const w = waiting;
+        waiting = undefined;
+        w.done({ values, errors });
+        values = [];
+        errors = [];
+      }
+    }
+  });
+  const until = (type: string) =>
+    new Promise<{ values: string[]; errors: string[] }>((done) => {
+      waiting = { type, done };
+    });
+  const ready = until('Z');
+  const startup = Buffer.concat([
+    int32(196608),
+    cstring('user'),
+    cstring('postgres'),
+    cstring('database'),
+    cstring('postgres'),
+    Buffer.from([0]),
+  ]);
+  // A startup message has no type byte: its length (itself included) goes first.
+  socket.write(Buffer.concat([int32(startup.length + 4), startup]));
+  await ready;
+  return {
+    write: (bytes: Buffer) => socket.write(bytes),
+    until,
+    close: () => socket.destroy(),
+  };
+}
