@@ -21,6 +21,8 @@ export interface PublicationStore {
   /** Removes one state; with `onlyIfExpired`, only when it was not refreshed meanwhile. */
   remove(aor: string, etag: string, onlyIfExpired?: boolean): Promise<boolean>;
   removeAll(aor: string): Promise<number>;
+  /** Every state of each of these AORs in one write (users who signed out at once). */
+  removeAllOf(aors: readonly string[]): Promise<number>;
   list(aor: string): Promise<PublishedState[]>;
   /**
    * Removes every state published through this server (it is leaving: a drain, a stop), in
@@ -64,6 +66,12 @@ export class MemoryPublicationStore implements PublicationStore {
     if (n === 0) return 0;
     this.byAor.delete(aor);
     this.changed(aor);
+    return n;
+  }
+
+  async removeAllOf(aors: readonly string[]): Promise<number> {
+    let n = 0;
+    for (const aor of aors) n += await this.removeAll(aor);
     return n;
   }
 
@@ -126,6 +134,10 @@ export class SharedPublicationStore implements PublicationStore {
 
   removeAll(aor: string): Promise<number> {
     return this.publications.removeAll(aor);
+  }
+
+  removeAllOf(aors: readonly string[]): Promise<number> {
+    return this.publications.removeAllOf(aors);
   }
 
   async list(aor: string): Promise<PublishedState[]> {

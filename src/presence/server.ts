@@ -368,9 +368,9 @@ export class PresenceServer implements RequestHandler {
     return (await this.opts.publications.removeOwn()).length;
   }
 
-  /** A user with no registered endpoint left is offline, whatever its endpoints last published. */
-  async userSignedOut(aor: string): Promise<void> {
-    await this.opts.publications.removeAll(aor);
+  /** Users with no registered endpoint left are offline, whatever their endpoints last published. */
+  async usersSignedOut(aors: readonly string[]): Promise<void> {
+    await this.opts.publications.removeAllOf(aors);
   }
 
   /** The subscriptions held here, for `parley server sessions`: who watches what, in which event package, until when. */

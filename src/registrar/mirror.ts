@@ -186,10 +186,15 @@ export class LocationMirror {
     return this.others.lookup(aor);
   }
 
-  /** Is the AOR signed in anywhere in the pool? Here from the local table, elsewhere from the store. */
-  async signedInAnywhere(aor: string): Promise<boolean> {
-    if (this.location.lookup(aor).length > 0) return true;
-    return (await this.remote(aor)).length > 0;
+  /**
+   * Of these AORs, the ones signed in nowhere in the pool: not here (the local table), nor
+   * through another front-end (one query to the store for all of them).
+   */
+  async signedOutEverywhere(aors: readonly string[]): Promise<string[]> {
+    const here = aors.filter((aor) => this.location.lookup(aor).length === 0);
+    if (here.length === 0) return here;
+    const elsewhere = new Set(await this.registrations.signedInElsewhere(here, this.serverId));
+    return here.filter((aor) => !elsewhere.has(aor));
   }
 
   async flush(): Promise<void> {

@@ -411,13 +411,31 @@ export async function startServer(
           .catch((err: unknown) => log.warn({ err }, 'contact list notify failed'));
       }),
     );
+    // Users who signed out in one turn (a closed connection that carried thousands of them)
+    // are handled together: a few statements per SIGN_OUT_BATCH users instead of two each,
+    // which in a pool queued ahead of every lookup a MESSAGE waits for.
+    let signedOut: string[] | undefined;
+    const signOutTogether = async (aors: string[]) => {
+      for (let i = 0; i < aors.length; i += SIGN_OUT_BATCH) {
+        const batch = aors.slice(i, i + SIGN_OUT_BATCH);
+        // Signed in again meanwhile, here or (in a pool) through another front-end: still online.
+        const offline = mirror
+          ? await mirror.signedOutEverywhere(batch)
+          : batch.filter((aor) => location.lookup(aor).length === 0);
+        if (offline.length > 0) await presence.usersSignedOut(offline);
+      }
+    };
     location.on('signedOut', (aor) => {
-      const signOut = async () => {
-        // In a pool the user may still be signed in through another front-end.
-        if (mirror && (await mirror.signedInAnywhere(aor))) return;
-        await presence.userSignedOut(aor);
-      };
-      signOut().catch((err: unknown) => log.warn({ err }, 'sign-out presence update failed'));
+      if (signedOut) {
+        signedOut.push(aor);
+        return;
+      }
+      signedOut = [aor];
+      setImmediate(() => {
+        const aors = signedOut ?? [];
+        signedOut = undefined;
+        signOutTogether(aors).catch((err: unknown) => log.warn({ err }, 'sign-out presence update failed'));
+      });
     });
     // A client whose connection went (crashed, unplugged) is offline to its watchers now,
     // not when its registration would have expired.
@@ -832,6 +850,8 @@ function homeAddress(listening: Listening[], advertise?: { host: string; port?: 
 }
 
 const HEARTBEAT_MS = 5_000;
+/** Users signed out together per statement (src/roles/server.ts, the signedOut handler). */
+const SIGN_OUT_BATCH = 2_000;
 /** A server whose heartbeat is older than this is dead: three missed beats and some slack. */
 const DEAD_AFTER_MS = 20_000;
 

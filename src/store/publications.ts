@@ -90,7 +90,13 @@ export class PublicationRepository {
 
   /** Every state of the AOR (the user signed out everywhere); returns how many went. */
   removeAll(aor: string): Promise<number> {
-    return this.deleteAnnounced('aor = $2', [aor]);
+    return this.removeAllOf([aor]);
+  }
+
+  /** Every state of each of these AORs, in one statement (users signed out at once). */
+  removeAllOf(aors: readonly string[]): Promise<number> {
+    if (aors.length === 0) return Promise.resolve(0);
+    return this.deleteAnnounced('aor = ANY($2::text[])', [aors]);
   }
 
   /**

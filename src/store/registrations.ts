@@ -178,6 +178,24 @@ export class RegistrationRepository {
     return res.rows[0].n;
   }
 
+  /**
+   * Which of these AORs have an unexpired binding held by a server other than `serverId`
+   * (signed in through another front-end), in one statement.
+   */
+  async signedInElsewhere(
+    aors: readonly string[],
+    serverId: string,
+    now: Date = new Date(),
+  ): Promise<string[]> {
+    if (aors.length === 0) return [];
+    const res = await this.sql.query<{ aor: string }>(
+      `SELECT DISTINCT aor FROM registrations
+        WHERE aor = ANY($1::text[]) AND server_id <> $2 AND expires_at > $3`,
+      [aors, serverId, now],
+    );
+    return res.rows.map((r) => r.aor);
+  }
+
   /** Unexpired bindings, highest q first (RFC 3261 16.6 tries higher q first). */
   async listBindings(aor: string, now: Date = new Date()): Promise<RegistrationBinding[]> {
     const res = await this.sql.query<BindingRow>(

@@ -1,20 +1,16 @@
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { injectionFile, runSipp, SIPP_SCENARIOS, type SippUser, startSippUas } from '../support/sipp.js';
+import {
+  freePort,
+  injectionFile,
+  runSipp,
+  SIPP_SCENARIOS,
+  type SippUser,
+  startSippUas,
+} from '../support/sipp.js';
 
 const scenario = (name: string) => join(SIPP_SCENARIOS, name);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('SIPp against a standard server over TCP', () => {
   let t: TestServer;

@@ -6,11 +6,20 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeHa1 } from '../../src/registrar/digest.js';
 import { openDatabase } from '../../src/store/open.js';
+import { seedUsers } from '../../src/store/seed.js';
 import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { runCli } from '../support/cli.js';
 import { pidf, TestClient } from '../support/jssip.js';
 import { readMetric } from '../support/server.js';
+import {
+  freePort,
+  injectionFile,
+  runSipp,
+  SIPP_SCENARIOS,
+  type SippUser,
+  startSippUas,
+} from '../support/sipp.js';
 
 const DOMAIN = 'example.com';
 const root = new URL('../../', import.meta.url).pathname;
@@ -19,16 +28,24 @@ interface Clustered {
   child: ChildProcess;
   dataDir: string;
   ws: string;
+  tcpPort: number;
   udpPort: number;
   httpUrl: string;
   output: () => string;
 }
 
-/** The built CLI with server.workers: 2, on ephemeral loopback ports; resolves once its banner is out. */
-async function startClustered(): Promise<Clustered> {
+/**
+ * The built CLI with server.workers: 2, on ephemeral loopback ports; resolves once its banner
+ * is out. `extraConfig` is appended to its parley.yaml; `prepare` gets the data folder first.
+ */
+async function startClustered(
+  extraConfig = '',
+  prepare?: (dataDir: string) => Promise<void>,
+): Promise<Clustered> {
   const dataDir = mkdtempSync(join(tmpdir(), 'parley-workers-'));
   const config = join(dataDir, 'parley.yaml');
-  writeFileSync(config, 'server:\n  workers: 2\nlisten:\n  udp: 127.0.0.1:0\n');
+  writeFileSync(config, `server:\n  workers: 2\nlisten:\n  udp: 127.0.0.1:0\n${extraConfig}`);
+  await prepare?.(join(dataDir, 'data'));
   const child = spawn(
     process.execPath,
     [
@@ -70,6 +87,7 @@ async function startClustered(): Promise<Clustered> {
     child,
     dataDir,
     ws: `ws://127.0.0.1:${port('ws')}`,
+    tcpPort: port('tcp'),
     udpPort: port('udp'),
     httpUrl: /HTTP\s+(http:\/\/\S+)\/metrics/.exec(out)?.[1] ?? '',
     output: () => out,
@@ -236,4 +254,98 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
     expect(code, s.output()).toBe(0);
     expect(s.output()).toContain('Stopped.');
   }, 60_000);
+});
+
+describe('SIPp against two worker processes', () => {
+  const USERS = 20_000;
+  let s: Clustered;
+  const user = (name: string, extra?: string): SippUser => ({
+    user: name,
+    password: 'secret',
+    domain: DOMAIN,
+    extra,
+  });
+  /** SIPp processes at once, each one TCP connection (node:cluster deals them to the workers). */
+  const lanes = (scenario: string, files: string[], calls: number, rate: number) =>
+    Promise.all(
+      files.map((inf) =>
+        runSipp(
+          [
+            `127.0.0.1:${s.tcpPort}`,
+            ...['-sf', join(SIPP_SCENARIOS, scenario), '-inf', inf, '-t', 't1', '-i', '127.0.0.1'],
+            ...['-m', String(calls), '-r', String(rate), '-l', '5000', '-recv_timeout', '5000'],
+            ...['-timeout', '60s', '-timeout_error'],
+          ],
+          90_000,
+        ),
+      ),
+    );
+
+  beforeAll(async () => {
+    // A closed connection's bindings go 1 s after it (5 s by default).
+    s = await startClustered('registrar:\n  connectionGraceSeconds: 1\n', async (dataDir) => {
+      const db = await openDatabase({ dataDir });
+      try {
+        const names = ['alice', 'bob', ...Array.from({ length: USERS }, (_, i) => `user${i}`)];
+        await seedUsers(
+          db,
+          names.map((n) => ({
+            aor: `${n}@${DOMAIN}`,
+            displayName: n,
+            ha1Md5: computeHa1(n, DOMAIN, 'secret', 'MD5'),
+            ha1Sha256: computeHa1(n, DOMAIN, 'secret', 'SHA-256'),
+          })),
+          DOMAIN,
+        );
+      } finally {
+        await db.close();
+      }
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    if (s && s.child.exitCode === null) {
+      s.child.kill('SIGINT');
+      await new Promise((r) => s.child.once('exit', r));
+    }
+    if (s) rmSync(s.dataDir, { recursive: true, force: true });
+  });
+
+  it('delivers MESSAGE from connections on both workers while thousands of users sign out', async () => {
+    const uasPort = await freePort();
+    const uas = startSippUas(join(SIPP_SCENARIOS, 'uas-message.xml'), uasPort);
+    try {
+      // Two connections of 10,000 users each sign in, then close: a second later every one of
+      // those users signs out, on both workers.
+      const half = USERS / 2;
+      const signIns = await lanes(
+        'register-auth.xml',
+        [0, 1].map((lane) =>
+          injectionFile(Array.from({ length: half }, (_, i) => user(`user${i * 2 + lane}`))),
+        ),
+        half,
+        2_500,
+      );
+      for (const r of signIns) expect(r.code, r.stdout + r.stderr).toBe(0);
+      await new Promise((r) => setTimeout(r, 1_500));
+      // bob signs in (at a SIPp UAS) meanwhile: no worker knows where he is yet.
+      const [bob] = await lanes(
+        'register-contact.xml',
+        [injectionFile([user('bob', `127.0.0.1:${uasPort}`)])],
+        1,
+        1,
+      );
+      expect(bob.code, bob.stdout + bob.stderr).toBe(0);
+      // alice on two connections (one per worker): every MESSAGE answered within SIPp's 5 s.
+      const sent = await lanes(
+        'uac-message.xml',
+        [0, 1].map(() => injectionFile([user('alice', 'bob')])),
+        250,
+        50,
+      );
+      for (const r of sent) expect(r.code, r.stdout + r.stderr).toBe(0);
+    } finally {
+      uas.stop();
+    }
+  }, 180_000);
 });

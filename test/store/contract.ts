@@ -456,6 +456,22 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(await store.registrations.removeBindings([], 'fe1')).toBe(0);
       });
 
+      it('tells which of many AORs are signed in through another server, in one statement', async () => {
+        await store.registrations.upsertBindings([
+          binding('here@x', 'sip:h', 60),
+          binding('both@x', 'sip:b1', 60),
+          binding('both@x', 'sip:b2', 60, { serverId: 'fe2' }),
+          binding('there@x', 'sip:t', 60, { serverId: 'fe2' }),
+          binding('expired@x', 'sip:e', 10, { serverId: 'fe2' }),
+        ]);
+        const asked = ['here@x', 'both@x', 'there@x', 'expired@x', 'nobody@x'];
+        expect((await store.registrations.signedInElsewhere(asked, 'fe1', at(50))).sort()).toEqual([
+          'both@x',
+          'there@x',
+        ]);
+        expect(await store.registrations.signedInElsewhere([], 'fe1')).toEqual([]);
+      });
+
       it('writes a batch in one statement, last entry winning', async () => {
         const batch: NewBinding[] = [];
         for (let i = 0; i < 250; i++) batch.push(binding(`u${i % 50}@x`, `sip:c${i}`, 60 + i));
@@ -580,6 +596,14 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
           expect(await store.publications.removeAll('a@x')).toBe(0);
           expect(await store.publications.listForAor('a@x')).toEqual([]);
           expect(await feed.settled()).toEqual(['a@x']);
+
+          // Many users' states in one statement, each AOR announced.
+          await store.publications.save(pub('e4', 'b@x', 3600));
+          await store.publications.save(pub('e5', 'c@x', 3600));
+          expect(await feed.settled()).toEqual(['b@x', 'c@x']);
+          expect(await store.publications.removeAllOf(['b@x', 'c@x', 'a@x'])).toBe(2);
+          expect(await store.publications.removeAllOf([])).toBe(0);
+          expect((await feed.settled()).sort()).toEqual(['b@x', 'c@x']);
         } finally {
           await feed.stop();
         }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ensureDebianCommand } from './debian.js';
@@ -64,6 +65,17 @@ export function runSipp(args: string[], timeoutMs = 60_000): Promise<SippRun> {
     child.on('close', (code) => {
       clearTimeout(timer);
       resolvePromise({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/** A free loopback TCP port (for a SIPp UAS to listen on). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
     });
   });
 }
