@@ -34,12 +34,19 @@ import { createPgliteDatabase, type PgliteDatabase, pgliteVersion } from '../../
  */
 export async function createTestDatabase(): Promise<PgliteDatabase> {
   // A copy of the template's folder opens in about half the time the same cluster takes to
-  // load from its tar into PGlite's in-memory file system; on /dev/shm it writes no disk.
-  const shm = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
-  const dir = migratedDataFolder(mkdtempSync(join(shm, 'parley-test-db-')));
+  // load from its tar into PGlite's in-memory file system.
+  const dir = migratedDataFolder(mkdtempSync(join(memoryTmpdir(), 'parley-test-db-')));
   const db = await createPgliteDatabase(dir);
   db.onClose(() => rmSync(dir, { recursive: true, force: true }));
   return db;
+}
+
+/**
+ * Where a test's store goes: /dev/shm (memory-backed) where there is one, so copying the
+ * template and PGlite's writes cost no disk I/O; the temporary folder elsewhere.
+ */
+export function memoryTmpdir(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 }
 
 /** Fills `dir` (made if missing, must hold no store yet) with a copy of the migrated store; returns dir. */

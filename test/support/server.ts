@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { type DeepPartial, loadConfig, type ParleyConfig } from '../../src/ops/config.js';
@@ -7,7 +6,7 @@ import { createLogger, silentLogger } from '../../src/ops/log.js';
 import { computeHa1 } from '../../src/registrar/digest.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 import { UserRepository } from '../../src/store/users.js';
-import { migratedDataFolder } from './database.js';
+import { memoryTmpdir, migratedDataFolder } from './database.js';
 
 /**
  * One sample of a Prometheus series from a server's /metrics, as a scraper reads it: the
@@ -48,7 +47,7 @@ export async function startTestServer(
   overrides: DeepPartial<ParleyConfig> = {},
   opts: { logLines?: Array<Record<string, unknown>> } = {},
 ): Promise<TestServer> {
-  const dataDir = migratedDataFolder(mkdtempSync(join(tmpdir(), 'parley-test-')));
+  const dataDir = migratedDataFolder(mkdtempSync(join(memoryTmpdir(), 'parley-test-')));
   const domain = overrides.domain ?? 'example.com';
   const config = loadConfig({
     cwd: dataDir,
