@@ -18,14 +18,13 @@ afterAll(() => {
   for (const path of made) rmSync(path, { recursive: true, force: true });
 });
 
-it('the suite teardown removes unused templates of other migration sets and dead half-made ones, nothing in use', () => {
+it('the suite teardown removes unused templates of other migration sets and old half-made ones, nothing in use', () => {
   const tag = `${process.pid}x${Date.now()}`;
   const hour = 60 * 60 * 1000;
   const old = folder(`parley-test-store-old${tag}`, 2 * hour);
   const recent = folder(`parley-test-store-new${tag}`, 10 * 60 * 1000);
-  // 2147483646 is above any pid_max Linux allows (2^22), so no process has it.
-  const deadPartial = folder(`parley-test-store-old${tag}.2147483646.partial`, 0);
-  const livePartial = folder(`parley-test-store-new${tag}.${process.pid}.partial`, 2 * hour);
+  const deadPartial = folder(`parley-test-store-old${tag}.${process.pid}.partial`, 2 * hour);
+  const livePartial = folder(`parley-test-store-new${tag}.${process.pid}.partial`, 0);
   const removed = removeStaleStoreTemplates();
   expect(removed).toEqual(expect.arrayContaining([old, deadPartial]));
   expect(removed).not.toContain(recent);

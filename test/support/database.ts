@@ -141,8 +141,8 @@ const STALE_AFTER_MS = 60 * 60 * 1000;
 
 /**
  * Global teardown: removes the templates of other migration sets (an earlier checkout's, a
- * branch's) that no run has started with for an hour, and the half-made ones of runs that
- * died while making them. This run's own template stays: the next run with the same
+ * branch's) that no run has started with for an hour, and half-made ones as old (of runs
+ * that died while making them). This run's own template stays: the next run with the same
  * migrations starts from it. A run of another worktree with other migrations, going on
  * now, touched its template when it started (ensureStoreTemplate), and a suite takes
  * minutes, not an hour, so its template is left alone.
@@ -154,22 +154,12 @@ export function removeStaleStoreTemplates(now = Date.now()): string[] {
     if (!name.startsWith(TEMPLATE_PREFIX)) continue;
     const path = join(tmpdir(), name);
     if (path === current) continue;
-    const partialOf = /\.(\d+)\.partial$/.exec(name);
-    const stale = partialOf
-      ? !processAlive(Number(partialOf[1]))
-      : now - statSync(path).mtimeMs > STALE_AFTER_MS;
+    // Making a template (or its half-made folder) takes seconds: older than an hour, no run
+    // is using or making it.
+    const stale = now - statSync(path).mtimeMs > STALE_AFTER_MS;
     if (!stale) continue;
     rmSync(path, { recursive: true, force: true });
     removed.push(path);
   }
   return removed;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
