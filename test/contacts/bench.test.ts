@@ -10,7 +10,10 @@ it('the contacts benchmark runs the CLI end to end at a small scale and reports 
       (l) => l.startsWith('import (pglite): 2000 users') && l.includes('complete, 2000 lists written'),
     ),
   ).toBe(true);
+  // The import's own account of its phases (its --json report).
+  expect(lines.some((l) => l.startsWith('import phases (pglite): validate'))).toBe(true);
   const [pglite] = r.engines;
+  expect(pglite.import.phases?.write.cpuSeconds).toBeGreaterThan(0);
   expect(pglite).toMatchObject({ engine: 'pglite', contacts: 40_000 });
   expect(pglite.fileBytes).toBeGreaterThan(0);
   expect(pglite.export.exitCode).toBe(0);
