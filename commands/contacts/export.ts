@@ -62,6 +62,8 @@ export default class ContactsExport extends ParleyCommand {
           scope,
           out: flags.out,
           format: flags.format as ExportFormat,
+          // PostgreSQL reads the next batch while this one is written; PGlite runs in this process.
+          readAhead: store.db.engine === 'postgres',
           onProgress: (users) => progress('exported', users),
         }),
       ),

@@ -39,6 +39,8 @@ export interface ExportOptions {
   format?: ExportFormat;
   /** Users per batch read from the store (default 500). */
   pageSize?: number;
+  /** Read the next batch while writing the current one (for PostgreSQL: see ContactListExportOptions). */
+  readAhead?: boolean;
   onProgress?: (users: number) => void;
   now?: () => Date;
 }
@@ -124,6 +126,7 @@ export async function exportContactLists(
         ? { aor: options.scope.aor }
         : {};
   const batchSize = options.pageSize ?? 500;
+  const readAhead = options.readAhead ?? false;
 
   await mkdir(layout === 'file' ? dirname(options.out) : options.out, { recursive: true });
   const manifest = new ManifestWriter(manifestPath, {
@@ -140,8 +143,8 @@ export async function exportContactLists(
       try {
         const contacts =
           format === 'xep-0227'
-            ? await writePieDocument(store.contactLists, filter, batchSize, file, count)
-            : await writeContactListDocument(store.contactLists, filter, batchSize, file, count);
+            ? await writePieDocument(store.contactLists, filter, batchSize, file, count, readAhead)
+            : await writeContactListDocument(store.contactLists, filter, batchSize, file, count, readAhead);
         if (format === 'xep-0227' && totals.users === 0) {
           // The schema wants at least one <host> holding at least one <user>.
           throw new ExportScopeError(
@@ -160,24 +163,29 @@ export async function exportContactLists(
         throw err;
       }
     } else {
-      await store.contactLists.exportLists(filter, batchSize, async (lists) => {
-        for (const list of lists) {
-          count(list);
-          const text = serializeContactList(list);
-          const name = fileNameForAor(list.user.slice('sip:'.length));
-          const bytes = Buffer.from(text);
-          await writeFile(join(options.out, name), bytes);
-          totals.files++;
-          totals.bytes += bytes.length;
-          await manifest.add({
-            path: name,
-            users: 1,
-            contacts: list.contacts.length,
-            bytes: bytes.length,
-            sha256: createHash('sha256').update(bytes).digest('hex'),
-          });
-        }
-      });
+      await store.contactLists.exportLists(
+        filter,
+        batchSize,
+        async (lists) => {
+          for (const list of lists) {
+            count(list);
+            const text = serializeContactList(list);
+            const name = fileNameForAor(list.user.slice('sip:'.length));
+            const bytes = Buffer.from(text);
+            await writeFile(join(options.out, name), bytes);
+            totals.files++;
+            totals.bytes += bytes.length;
+            await manifest.add({
+              path: name,
+              users: 1,
+              contacts: list.contacts.length,
+              bytes: bytes.length,
+              sha256: createHash('sha256').update(bytes).digest('hex'),
+            });
+          }
+        },
+        { readAhead },
+      );
     }
     if (options.scope.kind === 'user' && totals.users === 0) {
       throw new ExportScopeError('USER_NOT_FOUND', `no user ${options.scope.aor}`);
@@ -197,18 +205,24 @@ async function writeContactListDocument(
   batchSize: number,
   file: HashedFileWriter,
   count: (list: ContactList) => void,
+  readAhead: boolean,
 ): Promise<number> {
   await file.write(documentHeader());
   let contacts = 0;
-  await lists.exportLists(filter, batchSize, async (batch) => {
-    let text = '';
-    for (const list of batch) {
-      count(list);
-      contacts += list.contacts.length;
-      text += serializeUserElement(list);
-    }
-    await file.write(text);
-  });
+  await lists.exportLists(
+    filter,
+    batchSize,
+    async (batch) => {
+      let text = '';
+      for (const list of batch) {
+        count(list);
+        contacts += list.contacts.length;
+        text += serializeUserElement(list);
+      }
+      await file.write(text);
+    },
+    { readAhead },
+  );
   await file.write(DOCUMENT_FOOTER);
   return contacts;
 }
@@ -220,6 +234,7 @@ async function writePieDocument(
   batchSize: number,
   file: HashedFileWriter,
   count: (list: ContactList) => void,
+  readAhead: boolean,
 ): Promise<number> {
   await file.write(PIE_HEADER);
   let contacts = 0;
@@ -242,7 +257,7 @@ async function writePieDocument(
       }
       await file.write(text);
     },
-    { byDomain: true, subscribers: true },
+    { byDomain: true, subscribers: true, readAhead },
   );
   if (host !== undefined) await file.write(HOST_CLOSE);
   await file.write(PIE_FOOTER);

@@ -70,6 +70,12 @@ export interface ContactListExportOptions {
    * (as its URIs) that are users of this store subscribing to the owner in their own lists.
    */
   subscribers?: boolean;
+  /**
+   * Read the next batch while onBatch handles the current one (two batches in memory). On
+   * PostgreSQL the server then works while this process writes; on PGlite, whose engine
+   * runs in this process, it gains nothing and costs memory, so it is off by default.
+   */
+  readAhead?: boolean;
 }
 
 /** What a write decided for one user, from the stored (locked) list. */
@@ -190,8 +196,8 @@ export class ContactListRepository {
    * over the users, and each batch's lists read with four set-based queries. It all runs in
    * one REPEATABLE READ, READ ONLY transaction, so the export is one consistent snapshot of
    * every list and the users are sorted once (a keyset page per query would re-sort them
-   * for every page). The next batch is read while onBatch handles the current one, and
-   * only one batch is read ahead, so a slow writer holds memory to two batches. On PostgreSQL nothing waits for the transaction; on the embedded
+   * for every page). onBatch is awaited before the batch after next is read, so a slow
+   * writer holds memory to one batch, or two with readAhead. On PostgreSQL nothing waits for the transaction; on the embedded
    * store it holds PGlite's one session, so a running standard server waits for the export,
    * as it does for `db backup`. Call it on the store, not inside a transaction (the
    * isolation level must be the transaction's first statement).
@@ -230,19 +236,22 @@ export class ContactListRepository {
         const subscribers = options.subscribers ? await readSubscribers(tx, owners) : new Map();
         return { lists: owners.map((o) => lists.get(o.id)!), subscribers, last: rows.length < size };
       };
-      // The next batch is read while this one is written: on PostgreSQL the server works on
-      // it while this process serializes, so neither waits for the other. Two batches at most.
-      let next = read();
+      // With readAhead the next batch is read while this one is written: on PostgreSQL the
+      // server works on it while this process serializes. Two batches at most.
+      let next: ReturnType<typeof read> | undefined = read();
       try {
-        for (;;) {
+        while (next) {
           const batch = await next;
+          next = undefined;
           if (!batch) break;
-          next = batch.last ? Promise.resolve(undefined) : read();
+          const more = !batch.last;
+          if (more && options.readAhead) next = read();
           await onBatch(batch.lists, batch.subscribers);
+          if (more && !next) next = read();
         }
       } finally {
         // Settled before the transaction ends, whatever happened to onBatch.
-        await next.catch(() => undefined);
+        await next?.catch(() => undefined);
       }
       await tx.query('CLOSE parley_export_users');
     });

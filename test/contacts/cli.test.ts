@@ -16,6 +16,11 @@ const base: ImportResult = {
   successes: [],
   successesTruncated: false,
   failures: [],
+  phases: {
+    validate: { seconds: 1, cpuSeconds: 1 },
+    ownerLookup: { seconds: 0.1, cpuSeconds: 0.1 },
+    write: { seconds: 2, cpuSeconds: 1.5 },
+  },
 };
 
 describe('contacts command helpers', () => {
