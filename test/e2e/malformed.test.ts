@@ -68,10 +68,10 @@ function request(
 ) {
   const lines = [
     opts.startLine ?? `OPTIONS sip:127.0.0.1:${port} SIP/2.0`,
-    'Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKraw' + Math.random().toString(36).slice(2),
+    `Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKraw${Math.random().toString(36).slice(2)}`,
     opts.from ?? 'From: <sip:tester@example.com>;tag=raw1',
     'To: <sip:127.0.0.1>',
-    'Call-ID: raw-' + Math.random().toString(36).slice(2),
+    `Call-ID: raw-${Math.random().toString(36).slice(2)}`,
     `CSeq: ${opts.cseq ?? '1 OPTIONS'}`,
     'Max-Forwards: 70',
   ].filter((l) => !opts.drop || !l.toLowerCase().startsWith(opts.drop));
