@@ -13,6 +13,7 @@ import {
   redactDatabaseUrl,
 } from '../ops/config.js';
 import { DataFolderInUseError, embeddedStoreExists, openDatabase } from '../store/open.js';
+import { isConnectionLost } from '../store/sql.js';
 import { createStore, type Store } from '../store/store.js';
 import type { DomainScope } from '../users/admin.js';
 import { CliError } from './errors.js';
@@ -232,6 +233,9 @@ export async function openCliStore(
 export function storeOpenError(err: unknown, config: ParleyConfig): unknown {
   if (err instanceof DataFolderInUseError) return new CliError('DATA_FOLDER_IN_USE', err.message);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const where = config.database.url
+    ? 'the PostgreSQL database'
+    : `the database served from ${config.database.dataDir}`;
   if (
     code === 'ECONNREFUSED' ||
     code === 'ENOENT' ||
@@ -241,11 +245,16 @@ export function storeOpenError(err: unknown, config: ParleyConfig): unknown {
     code === '28P01' ||
     code === '28000'
   ) {
-    const where = config.database.url
-      ? 'the PostgreSQL database'
-      : `the database served from ${config.database.dataDir}`;
     // Never echo the URL: it may carry a password.
     return new CliError('DATABASE_UNAVAILABLE', `cannot connect to ${where}: ${(err as Error).message}`);
+  }
+  // Connected, then lost while the store was being opened (its migration check): the
+  // database went away as under a running command, and is as unavailable.
+  if (isConnectionLost(err)) {
+    return new CliError(
+      'DATABASE_UNAVAILABLE',
+      `lost the connection to ${where} while opening it: ${(err as Error).message}`,
+    );
   }
   return err;
 }
