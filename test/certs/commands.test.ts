@@ -1,11 +1,10 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import CertsCreateCa from '../../commands/certs/create-ca.js';
 import CertsIssue from '../../commands/certs/issue.js';
 import CertsShow from '../../commands/certs/show.js';
 import { ensureDebianCommand } from '../support/debian.js';
+import { scratchDir } from '../support/scratch.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const fixtures = join(root, 'fixtures/pki');
@@ -40,7 +39,7 @@ async function failure(
 
 describe('parley certs', () => {
   it('create-ca, issue and show work end to end', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'parley-certs-cmd-'));
+    const dir = scratchDir('parley-certs-cmd-');
     const out = captureStdout();
     const ca = await CertsCreateCa.run(['--dir', dir, '--name', 'Cmd CA'], root);
     expect(ca.summary.isCa).toBe(true);
@@ -66,7 +65,7 @@ describe('parley certs', () => {
 
   it('reports a missing CA and an existing certificate with catalogue exit codes', async () => {
     captureStdout();
-    const dir = mkdtempSync(join(tmpdir(), 'parley-certs-cmd-'));
+    const dir = scratchDir('parley-certs-cmd-');
     const missing = await failure(CertsIssue.run(['--ca', dir, '--name', 'a.test'], root));
     expect(missing.code).toBe('CERT_NOT_FOUND');
     expect(missing.oclif?.exit).toBe(3);

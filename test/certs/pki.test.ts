@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +7,7 @@ import { describeCertificate } from '../../src/certs/inspect.js';
 import { CertError } from '../../src/certs/openssl.js';
 import { createCa, issueCertificate, subjectAltNames, verifyCertificate } from '../../src/certs/pki.js';
 import { ensureDebianCommand } from '../support/debian.js';
+import { scratchDir } from '../support/scratch.js';
 
 const fixtures = resolve(import.meta.dirname, '../../fixtures/pki');
 
@@ -22,7 +22,7 @@ function opensslVerify(ca: string, cert: string): { status: number | null; out: 
 
 describe('createCa / issueCertificate', () => {
   it('makes a CA and a server certificate that openssl verify accepts', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'parley-ca-'));
+    const dir = scratchDir('parley-ca-');
     const ca = createCa({ dir, commonName: 'Corp Test CA', organization: 'Corp' });
     expect(ca.summary.isCa).toBe(true);
     expect(ca.summary.selfSigned).toBe(true);
@@ -50,7 +50,7 @@ describe('createCa / issueCertificate', () => {
   });
 
   it('issues client-only and RSA certificates into another folder', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'parley-ca-'));
+    const dir = scratchDir('parley-ca-');
     const ca = createCa({ dir, keyType: 'rsa', days: 30 });
     const out = join(dir, 'issued');
     const client = issueCertificate({
@@ -69,7 +69,7 @@ describe('createCa / issueCertificate', () => {
   });
 
   it('refuses to overwrite without force, and names a missing CA', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'parley-ca-'));
+    const dir = scratchDir('parley-ca-');
     createCa({ dir });
     expect(() => createCa({ dir })).toThrow(/already exist/);
     const again = createCa({ dir, force: true });
@@ -88,8 +88,8 @@ describe('createCa / issueCertificate', () => {
   });
 
   it('a certificate from another CA does not verify', () => {
-    const a = mkdtempSync(join(tmpdir(), 'parley-ca-'));
-    const b = mkdtempSync(join(tmpdir(), 'parley-ca-'));
+    const a = scratchDir('parley-ca-');
+    const b = scratchDir('parley-ca-');
     createCa({ dir: a });
     createCa({ dir: b });
     const leaf = issueCertificate({ caDir: b, name: 'x.test' });

@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, openSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDebianCommand } from '../support/debian.js';
 import { pidf } from '../support/jssip.js';
 import { PresenceEndpoint, type SubscriptionDialog } from '../support/presence-endpoint.js';
+import { scratchDir } from '../support/scratch.js';
 import { readMetric, startTestServer, type TestServer } from '../support/server.js';
 import { injectionFile, SIPP_SCENARIOS } from '../support/sipp.js';
 
@@ -40,7 +40,7 @@ const basic = (body: string) => /<basic>(\w+)<\/basic>/.exec(body)?.[1];
 
 /** A SIPp running until it ends or is killed (its NOTIFYs answered by the scenario). */
 function startSipp(args: string[]): ChildProcess {
-  const dir = mkdtempSync(join(tmpdir(), 'parley-dead-watchers-'));
+  const dir = scratchDir('parley-dead-watchers-');
   const out = openSync(join(dir, 'sipp.out'), 'w');
   return spawn(ensureDebianCommand('sipp', 'sip-tester'), [...args, '-nostdin'], {
     cwd: dir,

@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { ensureDebianCommand } from '../support/debian.js';
 import { startPool, type TestPool } from '../support/pool.js';
 import { PresenceEndpoint } from '../support/presence-endpoint.js';
+import { scratchDir } from '../support/scratch.js';
 import { injectionFile, SIPP_SCENARIOS } from '../support/sipp.js';
 
 /**
@@ -83,7 +83,7 @@ describe('draining a front-end with 1,000 watched users', { timeout: 300_000 }, 
       domain: DOMAIN,
     }));
     sipps.push(
-      startSipp(mkdtempSync(join(tmpdir(), 'parley-drain-users-')), [
+      startSipp(scratchDir('parley-drain-users-'), [
         `127.0.0.1:${fe2.tcpPort}`,
         ...['-sf', join(SIPP_SCENARIOS, 'register-publish-hold.xml'), '-inf', injectionFile(stars)],
         ...['-t', 't1', '-m', String(USERS), '-r', '200', '-l', String(USERS + 10)],
@@ -108,7 +108,7 @@ describe('draining a front-end with 1,000 watched users', { timeout: 300_000 }, 
       domain: DOMAIN,
       extra: `star${i}`,
     }));
-    const dir = mkdtempSync(join(tmpdir(), 'parley-drain-watchers-'));
+    const dir = scratchDir('parley-drain-watchers-');
     sipps.push(
       startSipp(dir, [
         `127.0.0.1:${fe1.tcpPort}`,

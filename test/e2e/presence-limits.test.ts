@@ -1,10 +1,10 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { pidf, TestClient } from '../support/jssip.js';
 import { PresenceEndpoint } from '../support/presence-endpoint.js';
+import { scratchDir } from '../support/scratch.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { injectionFile, runSipp, SIPP_SCENARIOS } from '../support/sipp.js';
 
@@ -166,7 +166,7 @@ describe('subscription limit with SIPp watchers in numbers', { timeout: 180_000 
       domain: t.domain,
       extra: `star${i}`,
     }));
-    const dir = mkdtempSync(join(tmpdir(), 'parley-sipp-limit-'));
+    const dir = scratchDir('parley-sipp-limit-');
     const run = await runSipp([
       `127.0.0.1:${t.tcpPort}`,
       ...['-sf', join(SIPP_SCENARIOS, 'subscribe-hold.xml'), '-inf', injectionFile(rows)],

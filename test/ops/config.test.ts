@@ -1,14 +1,15 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseHostPort, writeConfig } from '../../src/ops/config.js';
+import { scratchDir } from '../support/scratch.js';
 
 const fixtures = resolve(import.meta.dirname, '../../fixtures/config');
 const pki = resolve(import.meta.dirname, '../../fixtures/pki');
 
 function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'parley-config-'));
+  return scratchDir('parley-config-');
 }
 
 function catchConfigError(fn: () => unknown): ConfigError {

@@ -1,16 +1,16 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import Init from '../../commands/init.js';
 import { loadConfig } from '../../src/ops/config.js';
 import { InitError, type InitPrompter, runInit } from '../../src/ops/init.js';
+import { scratchDir } from '../support/scratch.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const pki = join(root, 'fixtures/pki');
 
 function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'parley-init-'));
+  return scratchDir('parley-init-');
 }
 
 async function initError(p: Promise<unknown>): Promise<InitError> {

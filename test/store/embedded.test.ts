@@ -10,6 +10,7 @@ import { DataFolderInUseError, openDatabase } from '../../src/store/open.js';
 import { createPgliteDatabase, PgliteDatabase } from '../../src/store/pglite.js';
 import type { Database } from '../../src/store/sql.js';
 import { migratedDataFolder } from '../support/database.js';
+import { scratchDir } from '../support/scratch.js';
 
 const run = promisify(execFile);
 
@@ -291,7 +292,7 @@ describe('pglite engine specifics', () => {
 
 describe('a data folder whose path is too long for a socket address', () => {
   it('serves over a unix socket in a private temporary folder, never over TCP', async () => {
-    const dataDir = migratedDataFolder(join(mkdtempSync(join(tmpdir(), 'parley-long-')), 'x'.repeat(120)));
+    const dataDir = migratedDataFolder(join(scratchDir('parley-long-'), 'x'.repeat(120)));
     const db = await openDatabase({ dataDir });
     const served = await serveEmbeddedDatabase(db as PgliteDatabase, dataDir);
     try {

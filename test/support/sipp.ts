@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ensureDebianCommand } from './debian.js';
+import { scratchDir } from './scratch.js';
 
 export const SIPP_SCENARIOS = resolve(import.meta.dirname, '../../fixtures/sipp');
 
@@ -21,9 +21,12 @@ export interface SippRun {
   stderr: string;
 }
 
-/** Writes a SIPp injection file: field0 user, field1 auth keyword, field2 domain, field3 extra. */
+/**
+ * Writes a SIPp injection file (field0 user, field1 auth keyword, field2 domain, field3 extra),
+ * removed when the test file ends.
+ */
 export function injectionFile(users: SippUser[]): string {
-  const dir = mkdtempSync(join(tmpdir(), 'parley-sipp-'));
+  const dir = scratchDir('parley-sipp-');
   const path = join(dir, 'users.csv');
   const lines = ['SEQUENTIAL'];
   for (const u of users) {
@@ -41,13 +44,7 @@ export function runSipp(args: string[], timeoutMs = 60_000): Promise<SippRun> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(
       sipp,
-      [
-        ...args,
-        '-nostdin',
-        '-trace_err',
-        '-error_file',
-        join(mkdtempSync(join(tmpdir(), 'sipp-err-')), 'err.log'),
-      ],
+      [...args, '-nostdin', '-trace_err', '-error_file', join(scratchDir('sipp-err-'), 'err.log')],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
