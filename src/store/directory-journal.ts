@@ -39,6 +39,10 @@ export interface LockHolder {
   heartbeatAt: Date;
 }
 
+/** A run's ops by status as a jsonb object (`r` is the run's row). */
+const OP_COUNTS_SQL = `(SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}'::jsonb)
+    FROM (SELECT status, count(*) AS n FROM directory_sync_ops o WHERE o.run_id = r.id GROUP BY status) c)`;
+
 /** The name of the sync's lock row. */
 export const SYNC_LOCK = 'directory-sync';
 
@@ -148,11 +152,17 @@ export class DirectoryJournalRepository {
     holder: string;
   }): Promise<{ runId: number; resumedFrom?: number; pendingOps: number }> {
     return this.sql.transaction(async (tx) => {
+      // The interrupted runs' op counts go into their summaries; their ops are not needed
+      // any more (the new run reads the same changes again), so they are pruned.
       const stale = await tx.query<{ id: string; pending: string }>(
-        `UPDATE directory_sync_runs r SET status = 'interrupted', finished_at = now()
+        `UPDATE directory_sync_runs r SET status = 'interrupted', finished_at = now(),
+                summary = coalesce(summary, '{}'::jsonb) || jsonb_build_object('ops', ${OP_COUNTS_SQL})
           WHERE status = 'running'
-          RETURNING id, (SELECT count(*) FROM directory_sync_ops o WHERE o.run_id = r.id AND o.status = 'pending') AS pending`,
+          RETURNING id, coalesce((summary->'ops'->>'pending')::int, 0) AS pending`,
       );
+      await tx.query(`DELETE FROM directory_sync_ops WHERE run_id = ANY($1::bigint[])`, [
+        stale.rows.map((r) => r.id),
+      ]);
       const last = stale.rows
         .map((r) => ({ id: Number(r.id), pending: Number(r.pending) }))
         .sort((a, b) => b.id - a.id)[0];
@@ -165,11 +175,20 @@ export class DirectoryJournalRepository {
     });
   }
 
+  /**
+   * Closes the run with its summary. Its ops are only needed while it runs (to resume, a next
+   * run reads the changes again): their counts go into the summary (`ops`) and they are pruned.
+   */
   async finishRun(runId: number, status: RunStatus, summary: unknown): Promise<void> {
-    await this.sql.query(
-      `UPDATE directory_sync_runs SET status = $2, finished_at = now(), summary = $3::jsonb WHERE id = $1`,
-      [runId, status, JSON.stringify(summary)],
-    );
+    await this.sql.transaction(async (tx) => {
+      await tx.query(
+        `UPDATE directory_sync_runs r SET status = $2, finished_at = now(),
+                summary = $3::jsonb || jsonb_build_object('ops', ${OP_COUNTS_SQL})
+          WHERE id = $1`,
+        [runId, status, JSON.stringify(summary)],
+      );
+      await tx.query(`DELETE FROM directory_sync_ops WHERE run_id = $1`, [runId]);
+    });
   }
 
   async runStatus(runId: number): Promise<RunStatus | undefined> {
@@ -221,12 +240,15 @@ export class DirectoryJournalRepository {
     );
   }
 
+  /** The run's ops by status: counted while it runs, as its summary recorded them once it ended. */
   async opCounts(runId: number): Promise<Record<string, number>> {
-    const { rows } = await this.sql.query<{ status: string; n: string }>(
-      `SELECT status, count(*) AS n FROM directory_sync_ops WHERE run_id = $1 GROUP BY status`,
+    const { rows } = await this.sql.query<{ ops: Record<string, number> | string | null }>(
+      `SELECT CASE WHEN r.status = 'running' THEN ${OP_COUNTS_SQL} ELSE r.summary->'ops' END AS ops
+         FROM directory_sync_runs r WHERE r.id = $1`,
       [runId],
     );
-    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+    const ops = rows[0]?.ops;
+    return typeof ops === 'string' ? JSON.parse(ops) : (ops ?? {});
   }
 
   async watermark(forest: string): Promise<string | undefined> {

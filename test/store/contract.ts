@@ -1354,8 +1354,20 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(second).toMatchObject({ resumedFrom: first.runId, pendingOps: 1 });
         expect(await j.runStatus(first.runId)).toBe('interrupted');
         expect(await j.lastRun()).toEqual({ id: second.runId, status: 'running' });
+        // The interrupted run's ops are pruned; their counts stay in its summary.
+        expect(await j.lastOpSeq(first.runId)).toBe(0);
+        expect(await j.opCounts(first.runId)).toEqual({ done: 1, failed: 1, pending: 1 });
+        await j.recordOps(second.runId, [
+          { seq: 1, forest: 'north', anchor: 'a1', action: 'update', contactDn: 'cn=1' },
+        ]);
+        await j.markOps(second.runId, [1], 'done');
         await j.finishRun(second.runId, 'succeeded', { added: 0 });
         expect(await j.runStatus(second.runId)).toBe('succeeded');
+        // A finished run keeps no ops either: the table does not grow run after run.
+        expect(await j.lastOpSeq(second.runId)).toBe(0);
+        expect(await j.opCounts(second.runId)).toEqual({ done: 1 });
+        const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM directory_sync_ops');
+        expect(Number(rows[0].n)).toBe(0);
         expect(await j.runStatus(second.runId + 1000)).toBeUndefined();
       });
 
