@@ -1,5 +1,6 @@
 import { ResultCodeError } from 'ldapts';
 import type { DirectoryJournalRepository, Join, OpAction } from '../store/directory-journal.js';
+import { holderIsDead, lockHolder } from '../store/holder.js';
 import type { Store } from '../store/store.js';
 import {
   type CentralContact,
@@ -11,7 +12,6 @@ import type { DirectoryConfig, ForestConfig } from './config.js';
 import { ContentSyncUnsupportedError } from './content-sync.js';
 import { DirectoryError, EXIT } from './errors.js';
 import { ForestReader, laterMark } from './forest.js';
-import { currentHolder, holderIsDead } from './journal.js';
 import { BindPasswordError, type Environment } from './ldap.js';
 import {
   type ContactAttributes,
@@ -310,7 +310,7 @@ class AddressHolders {
 }
 
 export class DirectorySync {
-  private readonly holder = currentHolder();
+  private readonly holder = lockHolder();
   private readonly started = Date.now();
   private readonly summaries: ForestSummary[] = [];
   private readonly conflicts: SyncConflict[] = [];
@@ -352,7 +352,7 @@ export class DirectorySync {
       }
     }
     const journal = opts.store.directoryJournal;
-    const holder = currentHolder();
+    const holder = lockHolder();
     const lock = await journal.acquireLock(holder, opts.config.sync.lockStaleSeconds, holderIsDead);
     if (!lock.acquired) {
       const h = lock.heldBy;

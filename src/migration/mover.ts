@@ -1,6 +1,6 @@
-import { hostname } from 'node:os';
 import { replaceContactLists } from '../contacts/lists.js';
 import type { ContactList } from '../store/contact-lists.js';
+import { holderIsDead, lockHolder } from '../store/holder.js';
 import type { WaveRecord, WaveUserRecord, WaveUserState } from '../store/migration-journal.js';
 import type { Repositories, Store } from '../store/store.js';
 import type { UserAccount } from '../store/users.js';
@@ -151,7 +151,7 @@ export async function moveWave(opts: WaveMoveOptions): Promise<WaveRunSummary> {
   }
   if (opts.dryRun) return dryRun(opts, summary, existing, from, direction, started);
 
-  const holder = opts.holder ?? `${hostname()}:${process.pid}`;
+  const holder = opts.holder ?? lockHolder();
   const lock = await journal.acquireLock(holder, opts.wave.name, opts.staleLockSeconds ?? 60, holderIsDead);
   if (!lock.acquired) {
     throw new MigrationError(
@@ -254,19 +254,6 @@ function checkWaveState(
       'MIGRATION_WAVE_STATE',
       `wave ${name} was never run: there is nothing to roll back`,
     );
-  }
-}
-
-function holderIsDead(holder: string): boolean {
-  const colon = holder.lastIndexOf(':');
-  if (colon < 0 || holder.slice(0, colon) !== hostname()) return false;
-  const pid = Number(holder.slice(colon + 1));
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 

@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
+import { processAlive } from './holder.js';
 import type { PgliteDatabase } from './pglite.js';
 
 /**
@@ -53,14 +54,7 @@ function isAlive(owner: EmbeddedOwner): boolean {
     const start = owner.pid === process.pid ? OWN_START : processStart(owner.pid);
     if (start !== undefined) return start === owner.procStart;
   }
-  if (owner.pid === process.pid) return true;
-  try {
-    process.kill(owner.pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return owner.pid === process.pid || processAlive(owner.pid);
 }
 
 /** True when the record is this very process (not an earlier one that had the same pid). */
