@@ -87,116 +87,59 @@ export function mergeLists(current: ContactList, incoming: ContactList): Contact
   return orderContactList(merged);
 }
 
+/**
+ * One kind of edit as a write function (repository, userId, what, options): `edit(what)`
+ * gives the new list from the stored one.
+ */
+function listEdit<T>(edit: (what: T) => (current: ContactList) => ContactList) {
+  return (
+    repository: ContactListRepository,
+    userId: number,
+    what: T,
+    options: WriteOptions = {},
+  ): Promise<ContactListChange> => writeContactList(repository, userId, edit(what), undefined, options);
+}
+
 /** Adds a contact or updates it in place (keeping its position). */
-export function addContact(
-  repository: ContactListRepository,
-  userId: number,
-  contact: Contact,
-  options: WriteOptions = {},
-): Promise<ContactListChange> {
-  return writeContactList(
-    repository,
-    userId,
-    (current) => {
-      const groups = [...current.groups];
-      for (const name of contact.groups) if (!groups.some((g) => g.name === name)) groups.push({ name });
-      const index = current.contacts.findIndex((c) => c.uri === contact.uri);
-      const contacts = [...current.contacts];
-      if (index === -1) contacts.push(contact);
-      else contacts[index] = contact;
-      return orderContactList({ ...current, groups, contacts });
-    },
-    undefined,
-    options,
-  );
-}
+export const addContact = listEdit((contact: Contact) => (current) => {
+  const groups = [...current.groups];
+  for (const name of contact.groups) if (!groups.some((g) => g.name === name)) groups.push({ name });
+  const index = current.contacts.findIndex((c) => c.uri === contact.uri);
+  const contacts = [...current.contacts];
+  if (index === -1) contacts.push(contact);
+  else contacts[index] = contact;
+  return orderContactList({ ...current, groups, contacts });
+});
 
-export function removeContact(
-  repository: ContactListRepository,
-  userId: number,
-  uri: string,
-  options: WriteOptions = {},
-): Promise<ContactListChange> {
-  return writeContactList(
-    repository,
-    userId,
-    (current) => ({ ...current, contacts: current.contacts.filter((c) => c.uri !== uri) }),
-    undefined,
-    options,
-  );
-}
+export const removeContact = listEdit((uri: string) => (current) => ({
+  ...current,
+  contacts: current.contacts.filter((c) => c.uri !== uri),
+}));
 
-export function addGroup(
-  repository: ContactListRepository,
-  userId: number,
-  name: string,
-  options: WriteOptions = {},
-): Promise<ContactListChange> {
-  return writeContactList(
-    repository,
-    userId,
-    (current) =>
-      current.groups.some((g) => g.name === name)
-        ? current
-        : { ...current, groups: [...current.groups, { name }] },
-    undefined,
-    options,
-  );
-}
+export const addGroup = listEdit(
+  (name: string) => (current) =>
+    current.groups.some((g) => g.name === name)
+      ? current
+      : { ...current, groups: [...current.groups, { name }] },
+);
 
 /** Removes a group and takes its members out of it; the contacts themselves stay. */
-export function removeGroup(
-  repository: ContactListRepository,
-  userId: number,
-  name: string,
-  options: WriteOptions = {},
-): Promise<ContactListChange> {
-  return writeContactList(
-    repository,
-    userId,
-    (current) => ({
-      ...current,
-      groups: current.groups.filter((g) => g.name !== name),
-      contacts: current.contacts.map((c) => ({ ...c, groups: c.groups.filter((g) => g !== name) })),
-    }),
-    undefined,
-    options,
-  );
-}
+export const removeGroup = listEdit((name: string) => (current) => ({
+  ...current,
+  groups: current.groups.filter((g) => g.name !== name),
+  contacts: current.contacts.map((c) => ({ ...c, groups: c.groups.filter((g) => g !== name) })),
+}));
 
-export function setAccessRule(
-  repository: ContactListRepository,
-  userId: number,
-  rule: AccessRule,
-  options: WriteOptions = {},
-): Promise<ContactListChange> {
-  return writeContactList(
-    repository,
-    userId,
-    // canonical() puts the rules back in pattern order.
-    (current) => ({
-      ...current,
-      accessRules: [...current.accessRules.filter((r) => r.pattern !== rule.pattern), rule],
-    }),
-    undefined,
-    options,
-  );
-}
+// canonical() puts the rules back in pattern order.
+export const setAccessRule = listEdit((rule: AccessRule) => (current) => ({
+  ...current,
+  accessRules: [...current.accessRules.filter((r) => r.pattern !== rule.pattern), rule],
+}));
 
-export function removeAccessRule(
-  repository: ContactListRepository,
-  userId: number,
-  pattern: string,
-  options: WriteOptions = {},
-): Promise<ContactListChange> {
-  return writeContactList(
-    repository,
-    userId,
-    (current) => ({ ...current, accessRules: current.accessRules.filter((r) => r.pattern !== pattern) }),
-    undefined,
-    options,
-  );
-}
+export const removeAccessRule = listEdit((pattern: string) => (current) => ({
+  ...current,
+  accessRules: current.accessRules.filter((r) => r.pattern !== pattern),
+}));
 
 /** Same groups, contacts and rules, in the same order; versions and owner are not compared. */
 export function sameContactListContent(a: ContactList, b: ContactList): boolean {
@@ -259,11 +202,7 @@ export function replaceContactLists(
   lists: { userId: number; aor?: string; list: ContactList }[],
   options: WriteOptions = {},
 ): Promise<ContactListChange[]> {
-  return writeContactListBatch(
-    repository,
-    lists.map(({ userId, aor, list }) => ({ userId, aor, compute: () => list, source: list })),
-    options,
-  );
+  return writeEach(repository, lists, (list) => () => list, options);
 }
 
 /** Merges lists into several users' lists in one transaction (see mergeContactList). */
@@ -272,14 +211,19 @@ export function mergeContactLists(
   lists: { userId: number; aor?: string; list: ContactList }[],
   options: WriteOptions = {},
 ): Promise<ContactListChange[]> {
+  return writeEach(repository, lists, (list) => (current) => mergeLists(current, list), options);
+}
+
+/** One write a given list, each computed by `edit(list)` and with that list as its source. */
+function writeEach(
+  repository: ContactListRepository,
+  lists: { userId: number; aor?: string; list: ContactList }[],
+  edit: (list: ContactList) => (current: ContactList) => ContactList,
+  options: WriteOptions,
+): Promise<ContactListChange[]> {
   return writeContactListBatch(
     repository,
-    lists.map(({ userId, aor, list }) => ({
-      userId,
-      aor,
-      compute: (current) => mergeLists(current, list),
-      source: list,
-    })),
+    lists.map(({ userId, aor, list }) => ({ userId, aor, compute: edit(list), source: list })),
     options,
   );
 }
