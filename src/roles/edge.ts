@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { EdgeIdentity, type EdgeSide } from '../edge/identity.js';
 import { PartnerDirectory } from '../edge/partners.js';
@@ -6,7 +5,6 @@ import { RefusalLog } from '../edge/refusals.js';
 import { EdgeRouter } from '../edge/router.js';
 import { TopologySeal } from '../edge/seal.js';
 import { ConfigError, type ParleyConfig } from '../ops/config.js';
-import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { type OpsServer, startOpsServer } from '../ops/http.js';
 import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics } from '../ops/metrics.js';
@@ -14,16 +12,15 @@ import { FlowTokens } from '../proxy/flow-token.js';
 import { DialogRouteSigner } from '../proxy/record-route.js';
 import { createTag } from '../sip/ids.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
-import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
 import { FEDERATION_CHANNEL, FederationRepository } from '../store/federation.js';
 import { openDatabase } from '../store/open.js';
-import { PgliteDatabase } from '../store/pglite.js';
 import { ServerRepository } from '../store/servers.js';
 import { sharedSecret } from '../store/settings.js';
 import { TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
-import { type NamedListener, type TlsMaterial, TransportLayer } from '../transport/layer.js';
+import { type NamedListener, TransportLayer } from '../transport/layer.js';
+import { deferred, parseAdvertise, RoleStore, readTls } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
 
 /** Inside servers may send large bodies (contact lists, presence documents) the outside may not. */
@@ -57,15 +54,13 @@ export async function startEdge(
       where,
     );
   }
-  const db = await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
-  if (!config.database.url && !(db instanceof PgliteDatabase)) {
-    await db.close();
-    throw new Error(`another Parley server already runs on the data folder ${config.database.dataDir}`);
-  }
-  let embedded: EmbeddedDatabaseServer | undefined;
-  const cleanups: Array<() => Promise<void> | void> = [];
+  const store = await RoleStore.own(
+    await openDatabase({ dataDir: config.database.dataDir, url: config.database.url }),
+    config,
+  );
+  const { db, cleanups } = store;
   try {
-    if (db instanceof PgliteDatabase) embedded = await serveEmbeddedDatabase(db, config.database.dataDir);
+    await store.serve(config.database.dataDir);
     const domain = config.domain.toLowerCase();
 
     const dialled = new Map<string, EdgeSide>();
@@ -219,28 +214,25 @@ export async function startEdge(
     heartbeat.unref();
 
     let closed = false;
-    let resolveDrained!: () => void;
-    const drained = new Promise<void>((r) => {
-      resolveDrained = r;
-    });
+    const drained = deferred();
     const server: ParleyServer = {
       config,
       listening,
       httpUrl: ops.url,
       metrics,
       db,
-      drained,
+      drained: drained.promise,
       async drain(timeoutMs = 30_000) {
-        if (draining) return drained;
+        if (draining) return drained.promise;
         draining = true;
         await servers.setState(config.serverId, 'draining').catch(() => undefined);
         transport.stopAccepting();
         for (const flow of [...transport.allFlows()]) flow.close();
-        const timer = setTimeout(resolveDrained, timeoutMs);
+        const timer = setTimeout(drained.resolve, timeoutMs);
         const poll = setInterval(() => {
-          if (transport.flowCount === 0) resolveDrained();
+          if (transport.flowCount === 0) drained.resolve();
         }, 100);
-        await drained;
+        await drained.promise;
         clearTimeout(timer);
         clearInterval(poll);
       },
@@ -254,17 +246,10 @@ export async function startEdge(
         timers.stop();
         await transport.stop();
         await ops.close();
-        for (const c of cleanups.reverse()) await c();
-        if (embedded) await embedded.close();
-        await db.close();
+        await store.close();
       },
     };
-    cleanups.push(
-      await db.listen(SERVERS_CHANNEL, (id) => {
-        if (id === config.serverId)
-          server.drain().catch((err: unknown) => log.error({ err }, 'drain failed'));
-      }),
-    );
+    await store.followDrainRequests(server, log);
     log.info(
       {
         domain,
@@ -276,26 +261,7 @@ export async function startEdge(
     );
     return server;
   } catch (err) {
-    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
-    if (embedded) await embedded.close().catch(() => undefined);
-    await db.close().catch(() => undefined);
+    await store.abandon();
     throw err;
   }
-}
-
-function readTls(config: ParleyConfig): TlsMaterial | undefined {
-  if (!config.tls) return undefined;
-  return {
-    cert: readFileSync(config.tls.cert),
-    key: readFileSync(config.tls.key),
-    ca: config.tls.ca ? readFileSync(config.tls.ca) : undefined,
-    requireClientCert: config.tls.requireClientCert,
-  };
-}
-
-function parseAdvertise(text: string | undefined): { host: string; port?: number } | undefined {
-  if (!text) return undefined;
-  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
-  if (!m) return { host: text };
-  return { host: m[1], port: m[2] ? Number(m[2]) : undefined };
 }

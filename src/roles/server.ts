@@ -12,7 +12,6 @@ import { serializeContactList } from '../contacts/xml-serialize.js';
 import { MessageService } from '../im/message.js';
 import { Departures } from '../migration/departures.js';
 import type { ParleyConfig } from '../ops/config.js';
-import { SERVERS_CHANNEL } from '../ops/drain.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
 import { componentLogger, createLogger, sipTraceEnabled, sipTraceFields } from '../ops/log.js';
 import { createMetrics } from '../ops/metrics.js';
@@ -45,11 +44,9 @@ import { parseUri, uriAor } from '../sip/uri.js';
 import { ArchiveRepository } from '../store/archive.js';
 import { ClientPolicyRepository } from '../store/clients.js';
 import { CONTACT_LISTS_CHANNEL, ContactListRepository } from '../store/contact-lists.js';
-import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
 import { GroupRepository } from '../store/groups.js';
 import { HomeRepository, PLACEMENT_CHANNEL } from '../store/homes.js';
 import { openDatabase } from '../store/open.js';
-import { PgliteDatabase } from '../store/pglite.js';
 import { PublicationRepository } from '../store/publications.js';
 import { RegistrationRepository } from '../store/registrations.js';
 import { ServerRepository } from '../store/servers.js';
@@ -59,7 +56,7 @@ import { UsageRepository } from '../store/usage.js';
 import { USERS_CHANNEL, UserRepository } from '../store/users.js';
 import { type ServerTransaction, TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
-import { type Listening, type TlsMaterial, TransportLayer } from '../transport/layer.js';
+import { type Listening, TransportLayer } from '../transport/layer.js';
 import {
   ClusterWorkerDatabase,
   clusterWorkerIndex,
@@ -68,6 +65,7 @@ import {
   startClusterPrimary,
 } from './cluster.js';
 import { startEdge } from './edge.js';
+import { deferred, parseAdvertise, RoleStore, readTls } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
 import { serverPeers } from './server-peers.js';
 
@@ -95,18 +93,20 @@ export async function startServer(
   const metricsServerId = configured.serverId;
   const config = workerIndex !== undefined ? workerConfig(configured, workerIndex) : configured;
   const sipLog = componentLogger(log, 'sip');
-  const db =
+  const store =
     workerIndex !== undefined
-      ? new ClusterWorkerDatabase(await openDatabase({ dataDir: config.database.dataDir, migrate: false }))
-      : await openDatabase({ dataDir: config.database.dataDir, url: config.database.url });
-  if (!config.database.url && workerIndex === undefined && !(db instanceof PgliteDatabase)) {
-    await db.close();
-    throw new Error(`another Parley server already runs on the data folder ${config.database.dataDir}`);
-  }
-  let embedded: EmbeddedDatabaseServer | undefined;
-  const cleanups: Array<() => Promise<void> | void> = [];
+      ? await RoleStore.own(
+          new ClusterWorkerDatabase(await openDatabase({ dataDir: config.database.dataDir, migrate: false })),
+          config,
+          false,
+        )
+      : await RoleStore.own(
+          await openDatabase({ dataDir: config.database.dataDir, url: config.database.url }),
+          config,
+        );
+  const { db, cleanups } = store;
   try {
-    if (db instanceof PgliteDatabase) embedded = await serveEmbeddedDatabase(db, config.database.dataDir);
+    await store.serve(config.database.dataDir);
 
     const users = new UserRepository(db);
     const homes = new HomeRepository(db);
@@ -676,17 +676,10 @@ export async function startServer(
         timers.stop();
         await transport.stop();
         await ops.close();
-        for (const c of cleanups.reverse()) await c();
-        if (embedded) await embedded.close();
-        await db.close();
+        await store.close();
       },
     };
-    cleanups.push(
-      await db.listen(SERVERS_CHANNEL, (id) => {
-        if (id === config.serverId)
-          server.drain().catch((err: unknown) => log.error({ err }, 'drain failed'));
-      }),
-    );
+    await store.followDrainRequests(server, log);
     log.info(
       {
         domain,
@@ -697,9 +690,7 @@ export async function startServer(
     );
     return server;
   } catch (err) {
-    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
-    if (embedded) await embedded.close().catch(() => undefined);
-    await db.close().catch(() => undefined);
+    await store.abandon();
     throw err;
   }
 }
@@ -824,23 +815,6 @@ function digestAlgorithms(config: ParleyConfig): DigestAlgorithm[] {
   return config.registrar.digestAlgorithms;
 }
 
-function readTls(config: ParleyConfig): TlsMaterial | undefined {
-  if (!config.tls) return undefined;
-  return {
-    cert: readFileSync(config.tls.cert),
-    key: readFileSync(config.tls.key),
-    ca: config.tls.ca ? readFileSync(config.tls.ca) : undefined,
-    requireClientCert: config.tls.requireClientCert,
-  };
-}
-
-function parseAdvertise(text: string | undefined): { host: string; port?: number } | undefined {
-  if (!text) return undefined;
-  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
-  if (!m) return { host: text };
-  return { host: m[1], port: m[2] ? Number(m[2]) : undefined };
-}
-
 function homeAddress(listening: Listening[], advertise?: { host: string; port?: number }): string {
   const tcp = listening.find((l) => l.transport === 'tcp') ?? listening[0];
   const host =
@@ -865,12 +839,4 @@ async function sweepDeadServers(db: Database, servers: ServerRepository, self: s
     await registrations.removeForServer(id);
     await publications.removeForServer(id);
   }
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }
