@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
+import { analyzeStaleTables } from './analyze.js';
 import { processAlive } from './holder.js';
 import type { PgliteDatabase } from './pglite.js';
 
@@ -262,6 +263,18 @@ class SessionQueue {
   }
 }
 
+export interface ServeOptions {
+  /**
+   * How often the tables that changed much since their last statistics are ANALYZEd
+   * (analyze.ts; PGlite runs no autovacuum), whoever changed them: this process or admin
+   * commands over the socket. Default every 5 minutes; 0: never.
+   */
+  analyzeEveryMs?: number;
+}
+
+/** Five minutes: an import or a sync that filled the store gets statistics soon after. */
+const ANALYZE_EVERY_MS = 5 * 60_000;
+
 export interface EmbeddedDatabaseServer {
   /** postgresql:// URL other processes connect to. */
   readonly url: string;
@@ -277,6 +290,7 @@ export interface EmbeddedDatabaseServer {
 export async function serveEmbeddedDatabase(
   db: PgliteDatabase,
   dataDir: string,
+  options: ServeOptions = {},
 ): Promise<EmbeddedDatabaseServer> {
   const existing = readEmbeddedOwner(dataDir);
   if (existing && !ownedByMe(existing)) {
@@ -315,9 +329,28 @@ export async function serveEmbeddedDatabase(
   chmodSync(socketPath, 0o600);
   const url = `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(socketDir)}`;
   writeEmbeddedOwner(dataDir, me(url));
+  const analyzeEveryMs = options.analyzeEveryMs ?? ANALYZE_EVERY_MS;
+  let analyzing: Promise<void> | undefined;
+  const analyze =
+    analyzeEveryMs > 0
+      ? setInterval(() => {
+          // A pass still running (a large table) is not started twice.
+          analyzing ??= analyzeStaleTables(db).then(
+            () => {
+              analyzing = undefined;
+            },
+            () => {
+              analyzing = undefined;
+            },
+          );
+        }, analyzeEveryMs)
+      : undefined;
+  analyze?.unref();
   return {
     url,
     async close() {
+      clearInterval(analyze);
+      await analyzing;
       for (const handler of handlers) await handler.detach(true).catch(() => {});
       handlers.clear();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -68,7 +68,8 @@ export function loadMigrations(dir = migrationsDir()): Migration[] {
  * Applies every migration not yet recorded in schema_migrations, each in its own
  * transaction. Each transaction first takes a transaction-scoped advisory lock and then
  * re-reads what is applied, so two front-ends starting at once on one PostgreSQL
- * serialize: the second finds the work done and skips it. Re-running is a no-op.
+ * serialize: the second finds the work done and skips it. Re-running is a no-op. A run that
+ * applied any ends with ANALYZE.
  */
 export async function migrate(
   db: Database,
@@ -99,6 +100,8 @@ export async function migrate(
       applied.push({ version: migration.version, name: migration.name });
     });
   }
+  // A migration may add, fill or rewrite tables: planner statistics afresh (PGlite has no autovacuum).
+  if (applied.length > 0) await db.exec('ANALYZE');
   return { applied, current: await currentVersion(db) };
 }
 

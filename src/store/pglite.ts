@@ -5,6 +5,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
+import { analyzeStaleTables } from './analyze.js';
 import {
   type CopyOptions,
   copyStatement,
@@ -189,8 +190,14 @@ export class PgliteDatabase implements Database {
     this.closeHooks.push(hook);
   }
 
+  /**
+   * Closes the store; a store in a data folder first ANALYZEs the tables that changed much
+   * since their last statistics (analyze.ts: PGlite has no autovacuum), so that a command
+   * that filled it (an import, a directory sync) leaves statistics the next process plans with.
+   */
   async close(): Promise<void> {
     if (this.pglite.closed) return;
+    if (this.dataDir !== undefined) await analyzeStaleTables(this).catch(() => undefined);
     await this.lock.run(() => this.pglite.close());
     for (const hook of this.closeHooks.splice(0)) hook();
   }
