@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { rewriteKamailioConfig } from '../../bench/kamailio.js';
@@ -11,6 +10,7 @@ import {
   summariseCpuProfile,
   sumSippRuns,
 } from '../../bench/sip.js';
+import { scratchDir } from '../support/scratch.js';
 
 describe('SIPp output parsing', () => {
   it('reads the last -trace_stat line by column name, with sub-second elapsed time', () => {
@@ -83,7 +83,7 @@ describe('Kamailio configuration copy', () => {
 
 describe('CPU profile summary', () => {
   it('sums self time per function, leaves idle out and counts callers inclusively', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bench-prof-'));
+    const dir = scratchDir('bench-prof-');
     const file = join(dir, 'x.cpuprofile');
     const frame = (functionName: string, url = '') => ({
       functionName,
