@@ -287,7 +287,18 @@ class AddressHolders {
     for (const a of anchors) this.recorded.add(userKey(forest, a));
   }
 
-  async lookUp(addresses: Iterable<string>, opts: { fresh?: boolean } = {}): Promise<void> {
+  /**
+   * Looks up who holds these addresses. `joins` are joins the caller has read: the address of
+   * one that is not a conflict is held by that join (an address has one holder), so the store
+   * is asked only about the others, mostly addresses nobody holds yet (an index probe that
+   * finds nothing). At 1,000,000 joins, asking about the addresses of 1,000 changed users
+   * spread over the table read a table page each.
+   */
+  async lookUp(
+    addresses: Iterable<string>,
+    joins: Iterable<Join>,
+    opts: { fresh?: boolean } = {},
+  ): Promise<void> {
     if (opts.fresh) {
       this.central.clear();
       this.stored.clear();
@@ -297,11 +308,17 @@ class AddressHolders {
     }
     const missing = [...new Set(addresses)].filter((a) => !this.known.has(a));
     for (const a of missing) this.known.add(a);
+    const held = new Set<string>();
+    for (const j of joins) {
+      if (j.state === 'conflict' || !this.known.has(j.sipAddress) || this.stored.has(j.sipAddress)) continue;
+      this.stored.set(j.sipAddress, { forest: j.forest, anchor: j.anchor, sourceDn: j.sourceDn });
+      held.add(j.sipAddress);
+    }
     for (let i = 0; i < missing.length; i += JOIN_BATCH) {
       const chunk = missing.slice(i, i + JOIN_BATCH);
       const [central, claims] = await Promise.all([
         this.directory.centralUserAddressesFor(chunk),
-        this.journal.claimsFor(chunk),
+        this.journal.claimsFor(chunk.filter((a) => !held.has(a))),
       ]);
       for (const [sip, dn] of central) this.central.set(sip, dn);
       for (const [sip, c] of claims) this.stored.set(sip, c);
@@ -566,7 +583,7 @@ export class DirectorySync {
   ): Promise<void> {
     progress('diff', 0);
     const joins = await this.joinsFor(forest, read);
-    await this.holders.lookUp(this.addressesOf(read.changed, joins.values()));
+    await this.holders.lookUp(this.addressesOf(read.changed, joins.values()), joins.values());
     const chunk = newChunk();
     const seen = new Set<string>();
     this.diffUsers(forest, summary, read.changed, joins, seen, chunk);
@@ -648,7 +665,7 @@ export class DirectorySync {
         const anchors = users.map((u) => u.anchor);
         const joins = await this.journal.joinsFor(forest.name, anchors);
         const actual = this.opts.full ? await this.central.contactsFor(forest.name, anchors) : undefined;
-        await this.holders.lookUp(this.addressesOf(users, joins.values()), { fresh: true });
+        await this.holders.lookUp(this.addressesOf(users, joins.values()), joins.values(), { fresh: true });
         const chunk = newChunk();
         this.diffUsers(forest, summary, users, joins, seen, chunk, actual);
         await this.saveChunk(forest, chunk);
