@@ -8,6 +8,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import {
+  appendFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -837,6 +838,7 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
   await seedParleyUsers(dataDir, opts.users);
   opts.log(`parley: ${opts.users + 2} users created in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
   const nodeFlags = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
+  nodeFlags.push(...(process.env.PARLEY_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean));
   const child = spawnTracked(
     process.execPath,
     [
@@ -862,6 +864,8 @@ export async function startParley(opts: ParleyServerOptions): Promise<SipTarget>
     { cwd: dataDir },
   );
   const tail = captureTail(child, 16_384);
+  const outFile = process.env.PARLEY_BENCH_SERVER_OUT;
+  if (outFile) child.stdout?.on('data', (d: Buffer) => appendFileSync(outFile, d));
   const stop = async () => {
     // SIGINT: the server closes its store and node writes the CPU profile on a clean exit.
     if (child.exitCode === null) child.kill('SIGINT');

@@ -10,6 +10,7 @@ import {
   startFailure,
 } from '../../src/cli/server-start.js';
 import { clusterWorkerIndex, runClusterWorker } from '../../src/roles/cluster.js';
+import { tuneServerHeap } from '../../src/roles/heap.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 
 export interface ServerStartResult {
@@ -57,6 +58,7 @@ Logs: readable lines on a terminal, JSON lines otherwise (--log-format, or log.f
   static override enableJsonFlag = true;
 
   async run(): Promise<ServerStartResult> {
+    tuneServerHeap();
     const { flags } = await this.parse(ServerStart);
     const config = loadServerConfig(flags);
     // A worker of a clustered server (server.workers): the main process owns the folder and the banner.

@@ -716,10 +716,9 @@ export class TransportLayer {
           return;
         }
       }
-      const events = framer.push(chunk);
       let completed = false;
-      for (let i = 0; i < events.length; i++) {
-        const ev = events[i];
+      // Each message is handled as soon as it is framed (StreamFramer.pushEach says why).
+      framer.pushEach(chunk, (ev) => {
         switch (ev.type) {
           case 'message':
             completed = true;
@@ -733,14 +732,12 @@ export class TransportLayer {
             break;
           case 'error':
             this.handler.onParseError(flow, ev.status, ev.reason, ev.partial, ev.fatal);
-            if (ev.fatal) {
-              flow.close();
-              return;
-            }
-            completed = true;
+            // A fatal error is the framer's last event: it reads nothing more.
+            if (ev.fatal) flow.close();
+            else completed = true;
             break;
         }
-      }
+      });
       if (inbound && !flow.closed) this.noteProgress(inbound, completed, framer.buffered > 0);
     });
     // Idle connections are closed by the idle timer; keep-alive probes find dead peers of

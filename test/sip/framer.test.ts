@@ -77,6 +77,20 @@ describe('StreamFramer', () => {
     ]);
   });
 
+  it('pushEach hands each message over before it parses the next', () => {
+    const framer = new StreamFramer();
+    const seen: Array<{ what: string; buffered: number }> = [];
+    framer.pushEach(Buffer.concat([register, Buffer.from('\r\n\r\n'), message]), (ev) => {
+      seen.push({ what: summary([ev])[0], buffered: framer.buffered });
+    });
+    // While the REGISTER is handled, the keep-alive and the MESSAGE are still unread bytes.
+    expect(seen).toEqual([
+      { what: 'message:REGISTER:0', buffered: 4 + message.length },
+      { what: 'ping', buffered: message.length },
+      { what: `message:MESSAGE:${message.length - message.indexOf('\r\n\r\n') - 4}`, buffered: 0 },
+    ]);
+  });
+
   it('gives the same result whatever the split point', () => {
     const stream = Buffer.concat([register, Buffer.from('\r\n\r\n'), message, valid.mpart01, register]);
     const expected = summary(new StreamFramer().push(stream));
