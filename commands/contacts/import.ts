@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Args, Flags } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
 import { fromCatalogued } from '../../src/cli/errors.js';
@@ -63,6 +64,9 @@ Lists of users the store does not know are reported as failures and the others a
           // PostgreSQL writes one batch while the next is prepared (two connections); the
           // embedded store has one session, so a second writer would only queue.
           writers: store.db.engine === 'postgres' ? 2 : 1,
+          // Elements are parsed in worker threads, one per core (at most two: this thread
+          // reads, looks owners up and spools, and the store needs its share).
+          parseWorkers: Math.min(2, availableParallelism()),
           onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
         }),
       ),

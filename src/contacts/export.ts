@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { ContactListFilter, ContactListRepository } from '../store/contact-lists.js';
 import { HashedFileWriter } from '../store/hashed-file.js';
+import { IO_CHUNK } from './io-chunk.js';
 import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
 import { HOST_CLOSE, hostOpen, jidParts, PIE_FOOTER, PIE_HEADER, serializePieUser } from './xep-0227.js';
 import {
@@ -218,6 +219,11 @@ async function writeContactListDocument(
         count(list);
         contacts += list.contacts.length;
         text += serializeUserElement(list);
+        // Written a piece at a time, not a batch (megabytes) at once: see IO_CHUNK.
+        if (text.length >= IO_CHUNK) {
+          await file.write(text);
+          text = '';
+        }
       }
       await file.write(text);
     },
@@ -254,6 +260,10 @@ async function writePieDocument(
           host = domain;
         }
         text += serializePieUser(list, subscribers.get(list.user) ?? NO_SUBSCRIBERS);
+        if (text.length >= IO_CHUNK) {
+          await file.write(text);
+          text = '';
+        }
       }
       await file.write(text);
     },

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { IO_CHUNK } from './io-chunk.js';
 import type { AccessAction, ContactList } from './model.js';
 
 /**
@@ -22,19 +23,30 @@ export interface SpooledList {
   list: ContactList;
 }
 
-/** One line: [userId, aor, line, column, version, groups, contacts, rules], arrays to keep it short. */
-type SpoolRecord = [
-  number,
-  string,
-  number,
-  number,
-  number,
-  string[],
-  [string, string, 0 | 1, string[]][],
-  [string, AccessAction][],
-];
+/** A list as the spool keeps it: [version, groups, contacts, rules], arrays to keep it short. */
+type ListRecord = [number, string[], [string, string, 0 | 1, string[]][], [string, AccessAction][]];
 
-const FLUSH_CHARS = 1024 * 1024;
+/** One line: [userId, aor, line, column, ...ListRecord]. */
+type SpoolRecord = [number, string, number, number, ...ListRecord];
+
+/**
+ * A list's part of a spool line, as JSON. Pure, so parsing workers encode the lists they
+ * parse and the spool only prefixes the owner (ListSpool.appendEncoded).
+ */
+export function encodeList(list: ContactList): string {
+  const record: ListRecord = [
+    list.version,
+    list.groups.map((g) => g.name),
+    list.contacts.map((c) => [c.uri, c.displayName, c.subscribed ? 1 : 0, c.groups]),
+    list.accessRules.map((r) => [r.pattern, r.action]),
+  ];
+  return JSON.stringify(record);
+}
+
+/** The list encodeList encoded, owned by user (its URI). */
+export function decodeList(user: string, encoded: string): ContactList {
+  return listFromRecord(user, JSON.parse(encoded) as ListRecord);
+}
 
 export class ListSpool {
   private pending: string[] = [];
@@ -56,22 +68,23 @@ export class ListSpool {
   }
 
   async append(entry: SpooledList): Promise<void> {
-    const { list } = entry;
-    const record: SpoolRecord = [
-      entry.userId,
-      entry.aor,
-      entry.line,
-      entry.column,
-      list.version,
-      list.groups.map((g) => g.name),
-      list.contacts.map((c) => [c.uri, c.displayName, c.subscribed ? 1 : 0, c.groups]),
-      list.accessRules.map((r) => [r.pattern, r.action]),
-    ];
-    const text = `${JSON.stringify(record)}\n`;
+    await this.appendEncoded(entry.userId, entry.aor, entry.line, entry.column, encodeList(entry.list));
+  }
+
+  /** As append, with the list already encoded by encodeList (by a parsing worker). */
+  async appendEncoded(
+    userId: number,
+    aor: string,
+    line: number,
+    column: number,
+    encodedList: string,
+  ): Promise<void> {
+    // A record is the owner's four fields followed by the encoded list's four.
+    const text = `[${userId},${JSON.stringify(aor)},${line},${column},${encodedList.slice(1)}\n`;
     this.pending.push(text);
     this.pendingChars += text.length;
     this.count++;
-    if (this.pendingChars >= FLUSH_CHARS) await this.flush();
+    if (this.pendingChars >= IO_CHUNK) await this.flush();
   }
 
   private async flush(): Promise<void> {
@@ -92,7 +105,7 @@ export class ListSpool {
 
   /** The spooled lists in the order they were appended (call after finish()). */
   async *entries(): AsyncGenerator<SpooledList> {
-    const source = createReadStream(this.path, { encoding: 'utf8', highWaterMark: 1024 * 1024 });
+    const source = createReadStream(this.path, { encoding: 'utf8', highWaterMark: IO_CHUNK });
     let rest = '';
     try {
       for await (const chunk of source as AsyncIterable<string>) {
@@ -121,23 +134,21 @@ export class ListSpool {
 }
 
 function decode(line: string): SpooledList {
-  const [userId, aor, lineNo, column, version, groups, contacts, rules] = JSON.parse(line) as SpoolRecord;
+  const [userId, aor, lineNo, column, ...list] = JSON.parse(line) as SpoolRecord;
+  return { userId, aor, line: lineNo, column, list: listFromRecord(`sip:${aor}`, list) };
+}
+
+function listFromRecord(user: string, [version, groups, contacts, rules]: ListRecord): ContactList {
   return {
-    userId,
-    aor,
-    line: lineNo,
-    column,
-    list: {
-      user: `sip:${aor}`,
-      version,
-      groups: groups.map((name) => ({ name })),
-      contacts: contacts.map(([uri, displayName, subscribed, memberOf]) => ({
-        uri,
-        displayName,
-        subscribed: subscribed === 1,
-        groups: memberOf,
-      })),
-      accessRules: rules.map(([pattern, action]) => ({ pattern, action })),
-    },
+    user,
+    version,
+    groups: groups.map((name) => ({ name })),
+    contacts: contacts.map(([uri, displayName, subscribed, memberOf]) => ({
+      uri,
+      displayName,
+      subscribed: subscribed === 1,
+      groups: memberOf,
+    })),
+    accessRules: rules.map(([pattern, action]) => ({ pattern, action })),
   };
 }

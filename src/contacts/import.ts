@@ -4,11 +4,18 @@ import { type ContactListOwner, ContactListOwnersMissingError } from '../store/c
 import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { normalizeAor } from '../store/users.js';
-import { ListSpool, type SpooledList } from './import-spool.js';
+import {
+  type FragmentParser,
+  type FragmentResult,
+  fragmentParser,
+  type ParsedForImport,
+} from './import-parse.js';
+import { decodeList, ListSpool, type SpooledList } from './import-spool.js';
+import { IO_CHUNK } from './io-chunk.js';
 import { type ContactListChange, mergeContactLists, replaceContactLists } from './lists.js';
 import type { ContactList, XmlProblem } from './model.js';
-import { scanContactListStream } from './xml-document.js';
-import { type ContactListLimits, DEFAULT_LIMITS, parseUserElement } from './xml-parse.js';
+import { scanContactListStream, type UserFragment } from './xml-document.js';
+import { type ContactListLimits, DEFAULT_LIMITS } from './xml-parse.js';
 
 /**
  * Import of a contact-list XML file, in two phases so a file of 100,000 users never sits in
@@ -63,6 +70,13 @@ export interface ImportOptions {
    * would only queue for its one session.
    */
   writers?: number;
+  /**
+   * Worker threads that parse the file's `<user>` elements during validation (default 0:
+   * parsed in this thread). The thread that reads and cuts the file, looks owners up and
+   * spools keeps going while they parse. Where the TypeScript sources run (tests), there
+   * is no built worker module and elements are parsed in this thread.
+   */
+  parseWorkers?: number;
   limits?: ContactListLimits;
   /** Extra validation rules, run on every batch of known owners before anything is written. */
   checks?: ImportCheck[];
@@ -132,13 +146,6 @@ export interface ImportPhases {
   validate: PhaseTime;
   ownerLookup: PhaseTime;
   write: PhaseTime;
-}
-
-interface ParsedUser {
-  list: ContactList;
-  aor: string;
-  line: number;
-  column: number;
 }
 
 /**
@@ -216,15 +223,11 @@ async function validateFile(
   const seenOwners = new OwnerIdSet();
   const seenUnknown = new Set<string>();
   let onlyFound = false;
-  let pending: ParsedUser[] = [];
-  const resolvePending = async () => {
-    if (pending.length === 0) return;
-    const batch = pending;
-    pending = [];
+  const resolveBatch = async (batch: ParsedForImport[]) => {
     const owners = await timed(result.phases.ownerLookup, () =>
       store.contactLists.findOwners([...new Set(batch.map((p) => p.aor))]),
     );
-    const owned: OwnedList[] = [];
+    const owned: (ParsedForImport & { owner: ContactListOwner })[] = [];
     for (const user of batch) {
       const owner = owners.get(user.aor);
       const first = owner ? seenOwners.add(owner.id) : !seenUnknown.has(user.aor);
@@ -233,7 +236,7 @@ async function validateFile(
         addError(result.errors, limits, {
           line: user.line,
           column: user.column,
-          reason: `user ${user.list.user} appears twice in the file`,
+          reason: `user ${user.user} appears twice in the file`,
         });
         continue;
       }
@@ -241,7 +244,7 @@ async function validateFile(
       onlyFound ||= only !== undefined;
       if (!owner) {
         result.failures.push({
-          user: user.list.user,
+          user: user.user,
           code: 'UNKNOWN_USER',
           reason: `no user ${user.aor} in this store`,
           line: user.line,
@@ -249,31 +252,38 @@ async function validateFile(
         });
         continue;
       }
-      owned.push({ list: user.list, owner, line: user.line, column: user.column });
+      owned.push({ ...user, owner });
     }
-    for (const check of checks) {
-      for (const problem of await check(owned)) addError(result.errors, limits, problem);
+    if (checks.length > 0) {
+      const lists = owned.map(({ owner, line, column, user, encoded }) => ({
+        list: decodeList(user, encoded),
+        owner,
+        line,
+        column,
+      }));
+      for (const check of checks) {
+        for (const problem of await check(lists)) addError(result.errors, limits, problem);
+      }
     }
     // Once the file is known to be bad, nothing will be written: stop spooling.
     if (result.errors.length > 0) return;
     for (const user of owned) {
-      await spool.append({
-        userId: user.owner.id,
-        aor: user.owner.aor,
-        line: user.line,
-        column: user.column,
-        list: user.list,
-      });
+      await spool.appendEncoded(user.owner.id, user.owner.aor, user.line, user.column, user.encoded);
     }
   };
-  for await (const user of readUsers(options.file, limits, result.errors)) {
-    result.usersInFile++;
-    options.onProgress?.({ phase: 'validate', users: result.usersInFile });
-    pending.push(user);
-    if (pending.length >= LOOKUP_BATCH) await resolvePending();
-    if (result.errors.length >= limits.maxProblems) break;
+  const workers = Math.max(0, Math.floor(options.parseWorkers ?? 0));
+  const parser = fragmentParser(workers, limits);
+  try {
+    // Two batches per worker in flight: each has the next one queued when it finishes.
+    for await (const batch of parsedBatches(options.file, limits, result.errors, parser, 2 * workers || 1)) {
+      result.usersInFile += batch.length;
+      options.onProgress?.({ phase: 'validate', users: result.usersInFile });
+      await resolveBatch(batch);
+      if (result.errors.length >= limits.maxProblems) break;
+    }
+  } finally {
+    await parser.close();
   }
-  await resolvePending();
   if (result.errors.length === 0 && only !== undefined && !onlyFound) {
     result.errors.push({ line: 1, column: 1, reason: `the file holds no list for ${only}` });
   }
@@ -475,28 +485,65 @@ class OwnerIdSet {
   }
 }
 
-/** Streams the file's lists; problems go to errors (parsing continues past semantic ones). */
-async function* readUsers(
+/**
+ * Streams the file's lists, LOOKUP_BATCH elements at a time, parsed by parser with up to
+ * `ahead` batches in flight, yielded in file order with the elements that failed left out
+ * (their problems go to errors, in file order). Stops at the first structural problem,
+ * after the batches before it, or once errors are full.
+ */
+async function* parsedBatches(
   file: string,
   limits: ContactListLimits,
   errors: XmlProblem[],
-): AsyncGenerator<ParsedUser> {
-  const source = createReadStream(file, { highWaterMark: 256 * 1024 });
+  parser: FragmentParser,
+  ahead: number,
+): AsyncGenerator<ParsedForImport[]> {
+  const source = createReadStream(file, { highWaterMark: IO_CHUNK });
+  const inFlight: Promise<FragmentResult[]>[] = [];
+  const send = (fragments: UserFragment[]) => {
+    const parsing = parser.parse(fragments);
+    // Handled here so a batch failing while an earlier one is awaited is no unhandled rejection.
+    parsing.catch(() => undefined);
+    inFlight.push(parsing);
+  };
+  /** The oldest batch's lists; false once errors are full. */
+  const take = async (): Promise<ParsedForImport[] | false> => {
+    const parsed: ParsedForImport[] = [];
+    for (const result of await inFlight.shift()!) {
+      if (result.ok) parsed.push(result.parsed);
+      else for (const problem of result.errors) addError(errors, limits, problem);
+    }
+    return errors.length < limits.maxProblems && parsed;
+  };
   try {
+    let fragments: UserFragment[] = [];
     for await (const step of scanContactListStream(source, limits)) {
       if (step.kind === 'error') {
+        while (inFlight.length > 0) {
+          const parsed = await take();
+          if (!parsed) return;
+          yield parsed;
+        }
         addError(errors, limits, step.problem);
         return;
       }
-      const parsed = parseUserElement(step.fragment.text, step.fragment.origin, limits);
-      if (!parsed.ok) {
-        for (const problem of parsed.errors) addError(errors, limits, problem);
-        if (errors.length >= limits.maxProblems) return;
-        continue;
-      }
-      yield { list: parsed.value, aor: normalizeAor(parsed.value.user), ...step.fragment.origin };
+      fragments.push(step.fragment);
+      if (fragments.length < LOOKUP_BATCH) continue;
+      send(fragments);
+      fragments = [];
+      if (inFlight.length < ahead) continue;
+      const parsed = await take();
+      if (!parsed) return;
+      yield parsed;
+    }
+    if (fragments.length > 0) send(fragments);
+    while (inFlight.length > 0) {
+      const parsed = await take();
+      if (!parsed) return;
+      yield parsed;
     }
   } finally {
     source.destroy();
+    await Promise.allSettled(inFlight);
   }
 }

@@ -61,8 +61,11 @@ interface CopyConnection {
   endCopyFrom(): void;
 }
 
-/** Data goes out in CopyData messages of about this many characters (whole lines). */
-const COPY_CHUNK_CHARS = 256 * 1024;
+/**
+ * Data goes out in CopyData messages of about this many characters (whole lines): small
+ * enough that each message's buffer is no fresh memory mapping of its own (256 KiB ones were).
+ */
+const COPY_CHUNK_CHARS = 64 * 1024;
 
 /**
  * COPY ... FROM STDIN through pg's Submittable interface (client.query(submittable) hands it
