@@ -1,4 +1,3 @@
-import { Listr } from 'listr2';
 import { loadCliConfig, type StoreFlagValues } from '../cli/flags.js';
 import type { ParleyConfig } from '../ops/config.js';
 import { type DirectoryConfig, DirectoryConfigError, parseDirectoryConfig } from './config.js';
@@ -71,6 +70,8 @@ export async function runSyncWithProgress(
   const sync = await DirectorySync.begin(opts);
   try {
     if (display.interactive) {
+      // Loaded only for a terminal: cron and --json runs do not pay for it.
+      const { Listr } = await import('listr2');
       const tasks = new Listr(
         sync.forestsToSync().map((forest) => ({
           title: forest.name,

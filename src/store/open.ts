@@ -3,7 +3,6 @@ import { join, resolve } from 'node:path';
 import { claimEmbeddedOwner, ownedByMe, readEmbeddedOwner, releaseEmbeddedOwner } from './embedded.js';
 import { migrate } from './migrate.js';
 import { createPgliteDatabase } from './pglite.js';
-import { createPostgresDatabase } from './postgres.js';
 import type { Database } from './sql.js';
 
 export interface OpenDatabaseOptions {
@@ -74,6 +73,16 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     }
   }
   return db;
+}
+
+/**
+ * The PostgreSQL engine (and node-postgres with it) is loaded only when a store is reached
+ * through it: a CLI on a data folder it owns does not pay for loading it (about 0.1 CPU-s).
+ */
+async function createPostgresDatabase(
+  ...args: Parameters<typeof import('./postgres.js').createPostgresDatabase>
+): Promise<Database> {
+  return (await import('./postgres.js')).createPostgresDatabase(...args);
 }
 
 async function openEngine(opts: OpenDatabaseOptions): Promise<Database> {
