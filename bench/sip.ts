@@ -404,6 +404,9 @@ const CALL_LIMIT = (() => {
   return Number.isFinite(n) && n > 2_000 ? Math.min(40_000, n - 1_000) : 1_000;
 })();
 
+/** SIPp's UDP socket buffers (-buff_size; the kernel caps them at net.core.rmem_max and wmem_max). */
+const SIPP_UDP_BUFFER = 4 * 1024 * 1024;
+
 export interface SippRunOptions {
   target: Pick<SipTarget, 'host' | 'port' | 'udpPort'>;
   /** SIPp's transport: one TCP connection (default) or one UDP socket. */
@@ -450,6 +453,10 @@ export async function runSipp(o: SippRunOptions): Promise<SippRun> {
     ...['-p', String(localPort)],
     ...['-m', String(o.calls), '-r', String(o.rate), '-l', String(o.callLimit ?? CALL_LIMIT)],
     ...(o.noRecvTimeout ? [] : ['-recv_timeout', '5000']),
+    // SIPp's UDP socket otherwise keeps its 64 KiB buffers: a burst of responses overflows
+    // it, the responses are dropped and SIPp retransmits requests the server answered
+    // (load the server did not cause, and the same for every server measured).
+    ...(udp ? ['-buff_size', String(SIPP_UDP_BUFFER)] : []),
     ...['-timeout', `${o.timeoutSeconds}s`, '-timeout_error', '-nostdin'],
     ...[
       '-trace_stat',

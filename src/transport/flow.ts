@@ -49,8 +49,8 @@ export function stripV4Mapped(address: string | undefined): string {
 export const MAX_WRITE_QUEUE_BYTES = 16 * 1024 * 1024;
 
 /**
- * A flow over a TCP or TLS socket. Writes are corked and flushed once per tick: under load
- * many responses leave in one segment instead of one syscall each.
+ * A flow over a TCP or TLS socket. Writes are corked and flushed once per event-loop turn:
+ * under load many messages leave in one segment instead of one syscall each.
  */
 export class SocketFlow implements Flow {
   readonly id: string;
@@ -96,7 +96,10 @@ export class SocketFlow implements Flow {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
+      // Flushed once the event loop's turn is done (setImmediate), not after the current
+      // callback (nextTick): each UDP datagram is a callback of its own, and MESSAGEs
+      // arriving over UDP in one turn are forwarded over this connection in one write.
+      setImmediate(() => {
         this.corked = false;
         this.socket.uncork();
       });
