@@ -7,6 +7,7 @@ import { ownString } from '../sip/own-string.js';
 import { createResponse } from '../sip/response.js';
 import { formatVia } from '../sip/via.js';
 import type { Flow } from '../transport/flow.js';
+import { CompletedResponses } from './completed.js';
 import { cancelTimer, type TimerHandle, type TimerWheel } from './timers.js';
 
 // RFC 3261 17.1.1.1 and table 4. On reliable transports (TCP, TLS, WebSocket) the
@@ -113,7 +114,9 @@ export class ServerTransaction {
     }
     cancelTimer(this.tryingTimer);
     this.lastResponse = response;
-    this.layer.sendOn(this.responseFlow, response);
+    // Serialized once: a UDP non-INVITE final response is kept as these bytes (Timer J).
+    const wire = response.toBuffer();
+    this.layer.sendOn(this.responseFlow, response, wire);
     if (status < 200) {
       this.state = 'Proceeding';
       return;
@@ -127,11 +130,11 @@ export class ServerTransaction {
         return;
       }
       // RFC 3261 17.2.2: Completed answers retransmitted requests until Timer J. For those
-      // 32 s the layer keeps only the key and the response's bytes (CompletedNonInvite), not
+      // 32 s the layer keeps only the key and the response's bytes (CompletedResponses), not
       // this transaction with its messages and the proxy's context: at thousands of
       // requests a second they would be most of the heap.
       this.state = 'Completed';
-      this.layer.completeOverUdp(this, response.toBuffer());
+      this.layer.completeOverUdp(this, wire);
     } else if (status < 300) {
       this.state = 'Accepted';
       this.timer = this.layer.timers.schedule(TIMER_L, () => this.terminate());
@@ -191,22 +194,6 @@ export class ServerTransaction {
     cancelTimer(this.deadline);
     this.layer.forgetServer(this);
   }
-}
-
-/**
- * A non-INVITE server transaction over UDP in the Completed state (RFC 3261 17.2.2): what
- * Timer J needs and nothing more, the final response to send again when the request is
- * retransmitted. The response is kept as a latin1 string (byte for byte the wire format),
- * not a Buffer: tens of thousands of small Buffers, each its own backing store outside the
- * heap, cost the garbage collector far more than strings inside it.
- */
-class CompletedNonInvite {
-  constructor(
-    readonly flow: Flow,
-    readonly wire: string,
-    /** When Timer J fires (Date.now() ms). */
-    readonly expiresAt: number,
-  ) {}
 }
 
 export class ClientTransaction {
@@ -361,7 +348,7 @@ const OVERLOAD_RETRY_AFTER = '5';
 export class TransactionLayer {
   private readonly servers = new Map<string, ServerTransaction>();
   /** UDP non-INVITE server transactions in Completed, until Timer J. */
-  private readonly completed = new Map<string, CompletedNonInvite>();
+  private readonly completed = new CompletedResponses();
   /** The next sweep of `completed` (one at a time, while it is not empty). */
   private completedSweep?: TimerHandle;
   private readonly clients = new Map<string, ClientTransaction>();
@@ -430,9 +417,9 @@ export class TransactionLayer {
       return;
     }
     if (this.completed.size > 0) {
-      const done = this.completed.get(key);
+      const done = this.completed.find(key);
       if (done) {
-        this.sendRaw(done.flow, Buffer.from(done.wire, 'latin1'));
+        this.sendRaw(done.flow, done.wire);
         return;
       }
     }
@@ -567,9 +554,9 @@ export class TransactionLayer {
     return this.opts.udpFlowTo(flow.remoteAddress, port) ?? flow;
   }
 
-  sendOn(flow: Flow, message: SipMessage): boolean {
+  sendOn(flow: Flow, message: SipMessage, wire: Buffer = message.toBuffer()): boolean {
     this.opts.onSend?.(message, flow);
-    return flow.send(message.toBuffer());
+    return flow.send(wire);
   }
 
   finalSent(st: ServerTransaction): void {
@@ -586,19 +573,14 @@ export class TransactionLayer {
 
   /**
    * A UDP non-INVITE transaction's final response left: keep its bytes until Timer J. Timer J
-   * is the same for every one of them, so they expire in the order they came: the map's
-   * insertion order. One sweep removes the expired ones from its front, instead of a timer
-   * (and its closure) per transaction.
+   * is the same for every one of them, so they expire in the order they came; one sweep
+   * removes the expired ones from the front, instead of a timer (and its closure) per
+   * transaction.
    */
   completeOverUdp(st: ServerTransaction, wire: Buffer): void {
     this.forgetServer(st);
     // The key is a copy of its own, not a slice of the request's text (ownString).
-    const key = ownString(st.key);
-    this.completed.delete(key);
-    this.completed.set(
-      key,
-      new CompletedNonInvite(st.responseFlow, wire.toString('latin1'), this.timers.now() + TIMER_J),
-    );
+    this.completed.add(ownString(st.key), st.responseFlow, wire, this.timers.now() + TIMER_J);
     if (!this.completedSweep) this.sweepCompletedLater(TIMER_J);
   }
 
@@ -606,13 +588,8 @@ export class TransactionLayer {
     this.completedSweep = this.timers.schedule(ms, () => {
       this.completedSweep = undefined;
       const now = this.timers.now();
-      for (const [key, done] of this.completed) {
-        if (done.expiresAt > now) {
-          this.sweepCompletedLater(Math.max(done.expiresAt - now, 50));
-          return;
-        }
-        this.completed.delete(key);
-      }
+      const next = this.completed.expire(now);
+      if (next !== undefined) this.sweepCompletedLater(Math.max(next - now, 50));
     });
   }
 

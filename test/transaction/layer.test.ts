@@ -310,6 +310,8 @@ Content-Length: 0
     layer.receive(req(), flow);
     expect(events).toEqual(['request MESSAGE']);
     expect(flow.sent.map((m) => m.status)).toEqual([200, 200]);
+    // The retransmission's answer is the first response, byte for byte.
+    expect(flow.raw[1].equals(flow.raw[0])).toBe(true);
     advance(TIMER_J + 100);
     expect(layer.serverCount).toBe(0);
     // Past Timer J the same request is a new one.
