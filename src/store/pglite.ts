@@ -105,6 +105,11 @@ export class PgliteDatabase implements Database {
    * PostgreSQL it would run on another connection, here there is no other session, so we
    * fail fast instead of hanging. The flag is cleared when the transaction ends, so work
    * the callback started and that outlives it is not affected.
+   *
+   * The storage is enabled only while a transaction is open and disabled when it ends:
+   * enabled, Node runs a promise hook for every promise of the process (not only ours), and
+   * a server, whose migrations open transactions at its start, then paid it on every request
+   * it handled. Transactions are one at a time (the session lock), so there is one to count.
    */
   private readonly inTransaction = new AsyncLocalStorage<{ open: boolean }>();
 
@@ -130,6 +135,7 @@ export class PgliteDatabase implements Database {
           return await this.inTransaction.run(marker, () => fn(new PgliteTransaction(tx)));
         } finally {
           marker.open = false;
+          this.inTransaction.disable();
         }
       }),
     );

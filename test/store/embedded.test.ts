@@ -284,6 +284,11 @@ describe('pglite engine specifics', () => {
         later = new Promise((r) => setTimeout(r, 10)).then(() => db.query('SELECT 2 AS n'));
       });
       expect(((await later) as { rows: unknown[] }).rows).toEqual([{ n: 2 }]);
+      // The check is switched off between transactions (no promise hook while none is open)
+      // and on again for the next one.
+      await expect(
+        db.transaction(async (tx) => tx.query('SELECT 1').then(() => db.query('SELECT 3'))),
+      ).rejects.toThrow(/use the transaction handle/);
     } finally {
       await db.close();
     }
