@@ -65,6 +65,15 @@ const NONCE_CHARS = 54;
 // within this margin is still accepted.
 const CLOCK_SKEW_MS = 30_000;
 const MAX_CACHED_FLOW_TAGS = 8192;
+/** Challenges issued and not yet answered that inspect() recognises without signing again. */
+const MAX_OUTSTANDING = 16_384;
+
+/** What create() signed into a nonce, kept until the nonce's first answer. */
+interface Issued {
+  readonly realm: string;
+  readonly flowKey: string;
+  readonly issuedAt: number;
+}
 
 /**
  * Stateless nonces (RFC 7616 section 3.3 suggests time-stamped, keyed-hash nonces): nothing
@@ -84,6 +93,14 @@ export class NonceManager {
   private saltPool = Buffer.alloc(0);
   private readonly signBuffers = new Map<string, Buffer>();
   private readonly flowTags = new Map<string, Buffer>();
+  /**
+   * Nonces this manager issued, until their first answer: that answer (the authenticated
+   * REGISTER right after its 401) is checked by a look-up here instead of signing the
+   * payload a second time. Later answers (nc 2 and on), nonces issued by another front-end
+   * sharing the secret, and challenges pushed out of the bounded map are checked by their
+   * signature as before, with the same result.
+   */
+  private readonly outstanding = new Map<string, Issued>();
   private saltOffset = 0;
 
   constructor(opts: NonceManagerOptions) {
@@ -103,11 +120,22 @@ export class NonceManager {
    */
   create(realm = '', flowKey = ''): string {
     const nonce = Buffer.allocUnsafe(NONCE_BYTES);
-    nonce.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.now()))), 0);
+    const issuedAt = Math.max(0, Math.floor(this.now()));
+    nonce.writeBigUInt64BE(BigInt(issuedAt), 0);
     this.nextSalt().copy(nonce, TIME_BYTES);
     this.flowTag(flowKey).copy(nonce, FLOW_TAG_OFFSET);
     this.sign(nonce.subarray(0, PAYLOAD_BYTES), realm).copy(nonce, PAYLOAD_BYTES);
-    return nonce.toString('base64url');
+    const text = nonce.toString('base64url');
+    // Challenges nobody answers must not pile up: past the bound the oldest goes (the map
+    // keeps insertion order). 16,384 covers 1.6 s of queueing at 10,000 challenges a second.
+    if (this.outstanding.size >= MAX_OUTSTANDING) {
+      for (const oldest of this.outstanding.keys()) {
+        this.outstanding.delete(oldest);
+        break;
+      }
+    }
+    this.outstanding.set(text, { realm, flowKey, issuedAt });
+    return text;
   }
 
   check(nonce: string, realm = '', flowKey = ''): NonceCheck {
@@ -115,17 +143,28 @@ export class NonceManager {
   }
 
   inspect(nonce: string, realm = '', flowKey = ''): NonceInspection {
+    const issued = this.outstanding.get(nonce);
+    if (issued !== undefined && issued.realm === realm) {
+      // Issued here for this realm: its signature is ours by construction. The flow tag is a
+      // function of the flow key, so comparing the keys is comparing the tags.
+      this.outstanding.delete(nonce);
+      return this.judge(issued.issuedAt, issued.flowKey === flowKey);
+    }
     if (nonce.length !== NONCE_CHARS || !isBase64Url(nonce)) return INVALID;
     const bytes = Buffer.from(nonce, 'base64url');
     if (bytes.length !== NONCE_BYTES) return INVALID;
     const expected = this.sign(bytes.subarray(0, PAYLOAD_BYTES), realm);
     if (!timingSafeEqual(expected, bytes.subarray(PAYLOAD_BYTES))) return INVALID;
-    const issuedAt = Number(bytes.readBigUInt64BE(0));
+    const tag = bytes.subarray(FLOW_TAG_OFFSET, PAYLOAD_BYTES);
+    return this.judge(Number(bytes.readBigUInt64BE(0)), timingSafeEqual(this.flowTag(flowKey), tag));
+  }
+
+  /** A nonce whose signature is good: its age, then its connection, decide. */
+  private judge(issuedAt: number, sameFlow: boolean): NonceInspection {
     const age = this.now() - issuedAt;
     if (age < -CLOCK_SKEW_MS) return INVALID;
     if (age > this.lifetimeMs) return { check: 'stale', issuedAt };
-    const tag = bytes.subarray(FLOW_TAG_OFFSET, PAYLOAD_BYTES);
-    if (!timingSafeEqual(this.flowTag(flowKey), tag)) return { check: 'other-flow', issuedAt };
+    if (!sameFlow) return { check: 'other-flow', issuedAt };
     return { check: 'valid', issuedAt };
   }
 
@@ -157,7 +196,8 @@ export class NonceManager {
 
   /**
    * SHA-256 over secret | payload | "|" | realm, one-shot into a reused buffer (twice as fast
-   * as an Hmac object, and sign() runs twice per REGISTER). A secret-prefix hash is a sound
+   * as an Hmac object; it runs once per challenge, and again for answers inspect() does not
+   * find among the outstanding nonces). A secret-prefix hash is a sound
    * MAC here: the payload has a fixed length and the realm is the server's own, so no
    * length-extended message is ever checked.
    */

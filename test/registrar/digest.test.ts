@@ -302,6 +302,40 @@ describe('NonceManager', () => {
     }
   });
 
+  it('judges the first answer to its own challenge (not signed again) as a signature check would', () => {
+    let now = 1_700_000_000_000;
+    const issuer = new NonceManager({ secret: SECRET, lifetimeSeconds: 300, now: () => now });
+    // Same secret, never issued these nonces: every answer is checked by its signature.
+    const peer = new NonceManager({ secret: Buffer.from(SECRET), lifetimeSeconds: 300, now: () => now });
+    const cases: { realm: string; flow: string; age: number }[] = [
+      { realm: 'r', flow: 'tcp:1', age: 0 },
+      { realm: 'r', flow: 'tcp:2', age: 0 },
+      { realm: 'other', flow: 'tcp:1', age: 0 },
+      { realm: 'r', flow: 'tcp:1', age: 300_001 },
+      { realm: 'r', flow: 'tcp:2', age: 300_001 },
+      { realm: 'r', flow: 'tcp:1', age: -3_600_000 },
+    ];
+    for (const { realm, flow, age } of cases) {
+      const start = now;
+      const nonce = issuer.create('r', 'tcp:1');
+      now = start + age;
+      const expected = peer.inspect(nonce, realm, flow);
+      expect(issuer.inspect(nonce, realm, flow)).toEqual(expected);
+      // Again, once the first answer has used it up: by the signature, the same.
+      expect(issuer.inspect(nonce, realm, flow)).toEqual(expected);
+      now = start;
+    }
+    expect(peer.check(issuer.create('r', 'tcp:1'), 'r', 'tcp:1')).toBe('valid');
+  });
+
+  it('forgets unanswered challenges past a bound and still checks them by signature', () => {
+    const nonces = new NonceManager({ secret: SECRET });
+    const first = nonces.create('r', 'f');
+    for (let i = 0; i < 20_000; i++) nonces.create('r', 'f');
+    expect(nonces.check(first, 'r', 'f')).toBe('valid');
+    expect(nonces.check(first, 'r', 'g')).toBe('other-flow');
+  });
+
   it('wants a real secret', () => {
     expect(() => new NonceManager({ secret: Buffer.from('short') })).toThrow();
   });
