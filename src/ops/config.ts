@@ -737,6 +737,15 @@ function validate(r: LayeredReader): ParleyConfig {
   }
   if (workers > 64)
     throw new ConfigError('at most 64', 'server.workers', r.get('server.workers')?.source.label);
+  if (workers > 1 && database.url !== undefined) {
+    // The workers share the embedded store their main process serves from the data folder;
+    // a server on PostgreSQL would silently have used that folder instead of its database.
+    throw new ConfigError(
+      'several workers share the embedded store; a server on PostgreSQL (database.url) scales as a pool of front-ends instead',
+      'server.workers',
+      r.get('server.workers')?.source.label,
+    );
+  }
 
   const cfg: ParleyConfig = {
     domain,

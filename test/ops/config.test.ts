@@ -137,6 +137,12 @@ describe('loadConfig', () => {
     expect(catchConfigError(() => loadConfig({ cwd: dir, env: {} })).key).toBe('server.workers');
     writeFileSync(join(dir, 'parley.yaml'), 'server:\n  workers: 65\n');
     expect(catchConfigError(() => loadConfig({ cwd: dir, env: {} })).key).toBe('server.workers');
+    writeFileSync(join(dir, 'parley.yaml'), 'server:\n  workers: 2\n');
+    const onPostgres = catchConfigError(() =>
+      loadConfig({ cwd: dir, env: { PARLEY_DATABASE_URL: 'postgresql://db/parley' } }),
+    );
+    expect(onPostgres.key).toBe('server.workers');
+    expect(onPostgres.message).toMatch(/pool of front-ends/);
     writeFileSync(join(dir, 'parley.yaml'), 'server:\n  threads: 2\n');
     expect(catchConfigError(() => loadConfig({ cwd: dir, env: {} })).key).toBe('server.threads');
     writeFileSync(
