@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
-import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
+import { CONTACTS_SHARED_BUFFERS, progressDisplay, withProgress } from '../../src/contacts/cli.js';
 import {
   type ExportFormat,
   type ExportResult,
@@ -67,6 +67,7 @@ export default class ContactsExport extends ParleyCommand {
           onProgress: (users) => progress('exported', users),
         }),
       ),
+      { sharedBuffers: CONTACTS_SHARED_BUFFERS },
     );
     this.log(
       `Exported ${result.users} user(s), ${result.contacts} contact(s) to ${result.out} (${result.files} file(s), ${result.bytes} bytes); manifest ${result.manifest}.`,

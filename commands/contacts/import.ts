@@ -6,6 +6,7 @@ import { fromCatalogued } from '../../src/cli/errors.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
 import {
+  CONTACTS_SHARED_BUFFERS,
   importOutcomeError,
   importSummaryLines,
   progressDisplay,
@@ -72,6 +73,7 @@ Lists of users the store does not know are reported as failures and the others a
           onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
         }),
       ),
+      { sharedBuffers: CONTACTS_SHARED_BUFFERS },
     );
     for (const line of importSummaryLines(result)) this.log(line);
     const outcome = fromCatalogued(importOutcomeError(result));

@@ -9,6 +9,11 @@ import { domainScope, findStore, loadCliConfig, openCliStore, type StoreFlagValu
 export interface StoreCommandOptions {
   /** Open a data folder that holds no store yet, creating it (`db restore`): default false. */
   create?: boolean;
+  /**
+   * The embedded store's buffer pool for this command (PostgreSQL syntax, e.g. `32MB`);
+   * default PostgreSQL's 128MB. See OpenDatabaseOptions.sharedBuffers.
+   */
+  sharedBuffers?: string;
 }
 
 /** What a command that changed something adds to its --json result: the store it changed. */
@@ -48,7 +53,7 @@ export async function runWithPreparedStore<P, T>(
     config = loadCliConfig(flags);
     if (!opts.create) findStore(config, flags);
     const prepared = await prepare(config);
-    store = await openCliStore(config);
+    store = await openCliStore(config, { sharedBuffers: opts.sharedBuffers });
     return await fn(store, config, prepared);
   } catch (err) {
     // Commands that are not ParleyCommands (federation/) leave through the catalogue too.
