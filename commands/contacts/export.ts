@@ -56,17 +56,20 @@ export default class ContactsExport extends ParleyCommand {
         ? { kind: 'home', home: flags.home }
         : { kind: 'all' };
     const display = progressDisplay(this, this.jsonEnabled());
-    const result = await runWithStore(this, flags, (store) =>
-      withProgress('Exporting contact lists', display, (progress) =>
-        exportContactLists(store, {
-          scope,
-          out: flags.out,
-          format: flags.format as ExportFormat,
-          // PostgreSQL reads the next batch while this one is written; PGlite runs in this process.
-          readAhead: store.db.engine === 'postgres',
-          onProgress: (users) => progress('exported', users),
-        }),
-      ),
+    const result = await runWithStore(
+      this,
+      flags,
+      (store) =>
+        withProgress('Exporting contact lists', display, (progress) =>
+          exportContactLists(store, {
+            scope,
+            out: flags.out,
+            format: flags.format as ExportFormat,
+            // PostgreSQL reads the next batch while this one is written; PGlite runs in this process.
+            readAhead: store.db.engine === 'postgres',
+            onProgress: (users) => progress('exported', users),
+          }),
+        ),
       { sharedBuffers: CONTACTS_SHARED_BUFFERS },
     );
     this.log(

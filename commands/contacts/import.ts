@@ -52,27 +52,31 @@ Lists of users the store does not know are reported as failures and the others a
       throw new ContactsError('FILE_IS_FOLDER', `${args.file} is a folder, not a file`);
     }
     const display = progressDisplay(this, this.jsonEnabled());
-    const result = await runChange(this, flags, nothingToPrepare, (store, config) =>
-      withProgress(`Importing ${args.file}`, display, (progress) =>
-        importContactLists(store, {
-          file: args.file,
-          // The deployment's per-user limit (presence.maxContactsPerUser): a longer list rejects the file.
-          limits: { ...DEFAULT_LIMITS, maxContacts: config.presence.maxContactsPerUser },
-          user: flags.user,
-          mode: flags.mode as ImportMode,
-          dryRun: flags['dry-run'],
-          workDir: flags['work-dir'],
-          // PostgreSQL writes one batch while the next is prepared (two connections); the
-          // embedded store has one session, so a second writer would only queue.
-          writers: store.db.engine === 'postgres' ? 2 : 1,
-          // On PostgreSQL, whose work runs in its own processes, elements are parsed in worker
-          // threads, one per core (at most two: this thread reads, looks owners up and spools).
-          // Not on the embedded store: its engine's heap is in this process, and two more
-          // threads took a 100,000 x 50 import from 531 to 580 MiB of peak RSS.
-          parseWorkers: store.db.engine === 'postgres' ? Math.min(2, availableParallelism()) : 0,
-          onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
-        }),
-      ),
+    const result = await runChange(
+      this,
+      flags,
+      nothingToPrepare,
+      (store, config) =>
+        withProgress(`Importing ${args.file}`, display, (progress) =>
+          importContactLists(store, {
+            file: args.file,
+            // The deployment's per-user limit (presence.maxContactsPerUser): a longer list rejects the file.
+            limits: { ...DEFAULT_LIMITS, maxContacts: config.presence.maxContactsPerUser },
+            user: flags.user,
+            mode: flags.mode as ImportMode,
+            dryRun: flags['dry-run'],
+            workDir: flags['work-dir'],
+            // PostgreSQL writes one batch while the next is prepared (two connections); the
+            // embedded store has one session, so a second writer would only queue.
+            writers: store.db.engine === 'postgres' ? 2 : 1,
+            // On PostgreSQL, whose work runs in its own processes, elements are parsed in worker
+            // threads, one per core (at most two: this thread reads, looks owners up and spools).
+            // Not on the embedded store: its engine's heap is in this process, and two more
+            // threads took a 100,000 x 50 import from 531 to 580 MiB of peak RSS.
+            parseWorkers: store.db.engine === 'postgres' ? Math.min(2, availableParallelism()) : 0,
+            onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
+          }),
+        ),
       { sharedBuffers: CONTACTS_SHARED_BUFFERS },
     );
     for (const line of importSummaryLines(result)) this.log(line);
