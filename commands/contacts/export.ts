@@ -2,13 +2,14 @@ import { Flags } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
-import { CONTACTS_SHARED_BUFFERS, progressDisplay, withProgress } from '../../src/contacts/cli.js';
+import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
 import {
   type ExportFormat,
   type ExportResult,
   type ExportScope,
   exportContactLists,
 } from '../../src/contacts/export.js';
+import { BULK_JOB_SHARED_BUFFERS } from '../../src/store/open.js';
 import { normalizeAor } from '../../src/store/users.js';
 
 export default class ContactsExport extends ParleyCommand {
@@ -70,7 +71,7 @@ export default class ContactsExport extends ParleyCommand {
             onProgress: (users) => progress('exported', users),
           }),
         ),
-      { sharedBuffers: CONTACTS_SHARED_BUFFERS },
+      { sharedBuffers: BULK_JOB_SHARED_BUFFERS },
     );
     this.log(
       `Exported ${result.users} user(s), ${result.contacts} contact(s) to ${result.out} (${result.files} file(s), ${result.bytes} bytes); manifest ${result.manifest}.`,

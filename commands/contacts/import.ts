@@ -6,7 +6,6 @@ import { fromCatalogued } from '../../src/cli/errors.js';
 import { storeFlags } from '../../src/cli/flags.js';
 import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
 import {
-  CONTACTS_SHARED_BUFFERS,
   importOutcomeError,
   importSummaryLines,
   progressDisplay,
@@ -15,6 +14,7 @@ import {
 import { ContactsError } from '../../src/contacts/errors.js';
 import { type ImportMode, type ImportResult, importContactLists } from '../../src/contacts/import.js';
 import { DEFAULT_LIMITS } from '../../src/contacts/xml-parse.js';
+import { BULK_JOB_SHARED_BUFFERS } from '../../src/store/open.js';
 
 export default class ContactsImport extends ParleyCommand {
   static override summary = 'Import contact lists from an XML file.';
@@ -77,7 +77,7 @@ Lists of users the store does not know are reported as failures and the others a
             onProgress: (p) => progress(p.phase === 'validate' ? 'validated' : 'written', p.users),
           }),
         ),
-      { sharedBuffers: CONTACTS_SHARED_BUFFERS },
+      { sharedBuffers: BULK_JOB_SHARED_BUFFERS },
     );
     for (const line of importSummaryLines(result)) this.log(line);
     const outcome = fromCatalogued(importOutcomeError(result));

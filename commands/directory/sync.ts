@@ -4,9 +4,7 @@ import { CliError } from '../../src/cli/errors.js';
 import { findStore, openCliStore, storeFlags } from '../../src/cli/flags.js';
 import { loadDirectoryConfig, runSyncWithProgress, summaryLines } from '../../src/directory/cli.js';
 import { SyncInterruptedError, type SyncSummary } from '../../src/directory/sync.js';
-
-/** The embedded store's buffer pool during a sync (PostgreSQL's default is 128MB). */
-const SYNC_SHARED_BUFFERS = '32MB';
+import { BULK_JOB_SHARED_BUFFERS } from '../../src/store/open.js';
 
 export default class DirectorySyncCommand extends ParleyCommand {
   static override summary = 'Sync users of the secondary forests into contacts in the central forest.';
@@ -37,7 +35,7 @@ Incremental by default (changes since the last run, deletes detected); --full re
       const { parley, directory } = loadDirectoryConfig(flags);
       findStore(parley, flags);
       // A sync reads each join about once: a small buffer pool keeps the CLI's memory down.
-      const store = await openCliStore(parley, { sharedBuffers: SYNC_SHARED_BUFFERS });
+      const store = await openCliStore(parley, { sharedBuffers: BULK_JOB_SHARED_BUFFERS });
       try {
         const summary = await runSyncWithProgress(
           {

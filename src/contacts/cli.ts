@@ -10,15 +10,6 @@ import type { ImportResult } from './import.js';
  */
 const PROGRESS_EVERY = 10_000;
 
-/**
- * The embedded store's buffer pool for an import or export (PostgreSQL's default is 128MB).
- * PGlite makes its whole pool resident when it opens, in this process; these jobs read or
- * write each row about once, so a larger pool buys little: with 128MB a 100,000 x 50 import
- * peaked at 531 MiB of RSS, with 32MB at 366 MiB, for the same CPU. As directory sync does
- * (commands/directory/sync.ts).
- */
-export const CONTACTS_SHARED_BUFFERS = '32MB';
-
 export interface ProgressDisplay {
   interactive: boolean;
   /** Plain progress lines (stderr), for logs of scheduled runs; omitted with --json. */

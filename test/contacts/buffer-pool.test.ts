@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import type { Command } from '@oclif/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runWithStore } from '../../src/cli/store-command.js';
-import { CONTACTS_SHARED_BUFFERS } from '../../src/contacts/cli.js';
-import { openDatabase } from '../../src/store/open.js';
+import { BULK_JOB_SHARED_BUFFERS, openDatabase } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 
 /**
@@ -28,9 +27,9 @@ describe('buffer pool of the contacts commands on a data folder', () => {
   // runWithStore does not use the command itself.
   const command = {} as Command;
 
-  it('is CONTACTS_SHARED_BUFFERS when the command asks for it', async () => {
+  it('is BULK_JOB_SHARED_BUFFERS when the command asks for it', async () => {
     const size = await runWithStore(command, { 'data-dir': dir }, pool, {
-      sharedBuffers: CONTACTS_SHARED_BUFFERS,
+      sharedBuffers: BULK_JOB_SHARED_BUFFERS,
     });
     expect(size).toBe('32MB');
   });
