@@ -8,6 +8,7 @@ import { createResponse } from '../sip/response.js';
 import { formatVia } from '../sip/via.js';
 import type { Flow } from '../transport/flow.js';
 import { CompletedResponses } from './completed.js';
+import { TransactionTable } from './table.js';
 import { cancelTimer, type TimerHandle, type TimerWheel } from './timers.js';
 
 // RFC 3261 17.1.1.1 and table 4. On reliable transports (TCP, TLS, WebSocket) the
@@ -346,12 +347,12 @@ const OVERLOAD_RETRY_AFTER = '5';
  * transactions, and hands everything new to the transaction user.
  */
 export class TransactionLayer {
-  private readonly servers = new Map<string, ServerTransaction>();
+  private readonly servers = new TransactionTable<ServerTransaction>();
   /** UDP non-INVITE server transactions in Completed, until Timer J. */
   private readonly completed = new CompletedResponses();
   /** The next sweep of `completed` (one at a time, while it is not empty). */
   private completedSweep?: TimerHandle;
-  private readonly clients = new Map<string, ClientTransaction>();
+  private readonly clients = new TransactionTable<ClientTransaction>();
   readonly timers: TimerWheel;
   private tu!: TransactionUser;
   /** Requests the TU threw on or left unanswered, since start. */
@@ -599,11 +600,11 @@ export class TransactionLayer {
 
   /** Shutdown: every transaction ends, pending client transactions are reported as timed out. */
   stop(): void {
-    for (const ct of [...this.clients.values()]) {
+    for (const ct of this.clients.list()) {
       ct.terminate();
       ct.handler.onTimeout(ct, 'transport');
     }
-    for (const st of [...this.servers.values()]) st.terminate();
+    for (const st of this.servers.list()) st.terminate();
     cancelTimer(this.completedSweep);
     this.completedSweep = undefined;
     this.completed.clear();
