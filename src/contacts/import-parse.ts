@@ -97,7 +97,7 @@ class WorkerParser implements FragmentParser {
 
   constructor(count: number, limits: ContactListLimits) {
     for (let i = 0; i < count; i++) {
-      const worker = new Worker(new URL('./import-parse-worker.js', import.meta.url), {
+      const worker = new Worker(WORKER_MODULE, {
         workerData: { limits },
       });
       worker.on('message', (message: ParseResponse) => this.settle(message));
