@@ -5,11 +5,10 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { ParleyConfig } from '../ops/config.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
-import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../store/embedded.js';
 import { openDatabase } from '../store/open.js';
-import { PgliteDatabase } from '../store/pglite.js';
 import type { Database, FeedEvents, QueryResult, Sql } from '../store/sql.js';
 import type { Listening } from '../transport/layer.js';
+import { RoleStore } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
 
 /**
@@ -194,14 +193,10 @@ const HEALTH_SUMS = ['flows', 'registeredEndpoints', 'signedInUsers', 'activeUse
  * environment) and answers /metrics and /health for all of them.
  */
 export async function startClusterPrimary(config: ParleyConfig, log: Logger): Promise<ParleyServer> {
-  const db = await openDatabase({ dataDir: config.database.dataDir });
-  if (!(db instanceof PgliteDatabase)) {
-    await db.close();
-    throw new Error(`another Parley server already runs on the data folder ${config.database.dataDir}`);
-  }
-  let embedded: EmbeddedDatabaseServer | undefined;
+  // A server on PostgreSQL has no workers (config refuses server.workers with database.url).
+  const store = await RoleStore.own(await openDatabase({ dataDir: config.database.dataDir }), config);
+  const db = store.db;
   const workers = new Map<number, { worker: Worker; httpUrl?: string }>();
-  const unlisten: Array<() => Promise<void>> = [];
   let ops: OpsServer | undefined;
   let closed = false;
   const stopWorkers = async () => {
@@ -224,17 +219,15 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
     closed = true;
     await stopWorkers();
     await ops?.close();
-    for (const u of unlisten) await u().catch(() => undefined);
-    await embedded?.close();
-    await db.close();
+    await store.close();
   };
   try {
-    embedded = await serveEmbeddedDatabase(db, config.database.dataDir);
+    await store.serve(config.database.dataDir);
     const listened = new Set<string>();
     const listenFor = async (channel: string) => {
       if (listened.has(channel)) return;
       listened.add(channel);
-      unlisten.push(
+      store.cleanups.push(
         await db.listen(channel, (payload) => {
           for (const { worker } of workers.values())
             if (worker.isConnected()) worker.send({ parley: 'notify', channel, payload } satisfies ToWorker);
