@@ -179,9 +179,7 @@ async function benchEngine(
     }
     const floor = { read: await floorRead(source), copy: await floorCopy(floorStore, contacts) };
     log(floorLine(`floor (${engine}): bare read`, floor.read, 'cursor + contact rows as text, no JSON/XML'));
-    log(
-      floorLine(`floor (${engine}): bare COPY`, floor.copy, "the import's batches and COPY options, no XML"),
-    );
+    log(floorLine(`floor (${engine}): bare COPY`, floor.copy, "the import's batches and COPY, no XML"));
     return {
       engine,
       fileBytes,
@@ -255,7 +253,6 @@ function floorCopy(store: StoreUnderTest, perUser: number): Promise<ContactsFloo
           'contacts',
           ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'],
           data,
-          { referencesLocked: true },
         );
       });
     }

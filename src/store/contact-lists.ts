@@ -459,8 +459,9 @@ async function storeContents(
   }
   if (contacts.ids.length > 0 && tx.copyFrom) {
     // COPY where the engine offers it: a third less work than unnest for the same rows on
-    // PGlite; on PostgreSQL no arrays for pg to build. The users' version rows are locked
-    // (write()), so the users the rows reference stay until commit.
+    // PGlite; on PostgreSQL no arrays for pg to build. contacts has no foreign key to users
+    // (011_contacts_owned_by_store.sql): the users' version rows, locked above, keep the
+    // owners until commit, and deleting a user deletes its contacts.
     let data = '';
     for (let i = 0; i < contacts.ids.length; i++) {
       data += `${contacts.ids[i]}\t${copyTextField(contacts.uris[i])}\t${copyTextField(contacts.names[i])}\t${contacts.subscribed[i] ? 't' : 'f'}\t${copyTextField(contacts.groups[i])}\t${contacts.positions[i]}\n`;
@@ -469,7 +470,6 @@ async function storeContents(
       'contacts',
       ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'],
       data,
-      { referencesLocked: true },
     );
   } else if (contacts.ids.length > 0) {
     // A contact's groups travel as one array literal each: a text[][] parameter cannot be ragged.

@@ -6,14 +6,7 @@ import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import { analyzeStaleTables } from './analyze.js';
-import {
-  type CopyOptions,
-  copyStatement,
-  type Database,
-  type QueryResult,
-  quoteIdent,
-  type Sql,
-} from './sql.js';
+import { copyStatement, type Database, type QueryResult, quoteIdent, type Sql } from './sql.js';
 
 /**
  * A FIFO mutex. PGlite is one backend session: a transaction must own it from BEGIN to
@@ -67,20 +60,8 @@ class PgliteTransaction implements Sql {
     return fn(this);
   }
 
-  async copyFrom(
-    table: string,
-    columns: readonly string[],
-    data: string,
-    options: CopyOptions = {},
-  ): Promise<void> {
-    // PGlite is one session and this transaction holds it: with the referenced rows locked
-    // by the caller, the foreign-key triggers (fired per row: a lookup and a row lock each)
-    // can only confirm what is known. The replica role skips them (and any trigger: the
-    // store defines none) for this statement only; PGlite's role is a superuser. A failed
-    // COPY aborts the transaction, and the setting goes with it.
-    if (options.referencesLocked) await this.tx.query('SET LOCAL session_replication_role = replica');
+  async copyFrom(table: string, columns: readonly string[], data: string): Promise<void> {
     await this.tx.query(copyStatement(table, columns, "'/dev/blob'"), [], { blob: new Blob([data]) });
-    if (options.referencesLocked) await this.tx.query('SET LOCAL session_replication_role = origin');
   }
 }
 

@@ -1,6 +1,5 @@
 import pg from 'pg';
 import {
-  type CopyOptions,
   copyStatement,
   type Database,
   type FeedEvents,
@@ -127,12 +126,7 @@ class PostgresTransaction implements Sql {
   }
 
   /** COPY FROM STDIN, on a connection to PostgreSQL (not the embedded socket: see `copy`). */
-  async copyFrom?(
-    table: string,
-    columns: readonly string[],
-    data: string,
-    _options?: CopyOptions,
-  ): Promise<void> {
+  async copyFrom?(table: string, columns: readonly string[], data: string): Promise<void> {
     const copy = new CopyFromStdin(copyStatement(table, columns, 'STDIN'), data);
     this.client.query(copy);
     await copy.done;

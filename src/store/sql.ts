@@ -21,17 +21,7 @@ export interface Sql {
    * (PGlite's COPY FROM '/dev/blob', PostgreSQL's COPY FROM STDIN). Absent otherwise (a
    * client of the embedded socket): callers fall back to INSERT ... SELECT FROM unnest(...).
    */
-  copyFrom?(table: string, columns: readonly string[], data: string, options?: CopyOptions): Promise<void>;
-}
-
-export interface CopyOptions {
-  /**
-   * The caller's transaction holds locks that keep every row the copied rows reference
-   * (by foreign key) in place until it commits, and the rows reference nothing else. An
-   * engine may then skip its per-row foreign-key checks for this COPY (PGlite does: they
-   * are 40% of its cost); PostgreSQL checks them anyway.
-   */
-  referencesLocked?: boolean;
+  copyFrom?(table: string, columns: readonly string[], data: string): Promise<void>;
 }
 
 /** A field of COPY's text format (PostgreSQL docs, COPY, "Text Format"): backslash escapes. */

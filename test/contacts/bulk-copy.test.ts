@@ -6,6 +6,7 @@ import { exportContactLists } from '../../src/contacts/export.js';
 import { generateContactList } from '../../src/contacts/generate.js';
 import { importContactLists } from '../../src/contacts/import.js';
 import { replaceContactList } from '../../src/contacts/lists.js';
+import { ContactListOwnersMissingError, ContactListRepository } from '../../src/store/contact-lists.js';
 import { openDatabase } from '../../src/store/open.js';
 import type { PgliteDatabase } from '../../src/store/pglite.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
@@ -60,7 +61,7 @@ describe('COPY FROM STDIN on PostgreSQL (Sql.copyFrom)', () => {
       const { data, names } = contactRows(userId, 9000);
       await db.transaction(async (tx) => {
         expect(tx.copyFrom).toBeTypeOf('function');
-        await tx.copyFrom!('contacts', COLUMNS, data, { referencesLocked: true });
+        await tx.copyFrom!('contacts', COLUMNS, data);
       });
       const { rows } = await db.query<{ display_name: string; subscribed: boolean; groups: string[] }>(
         'SELECT display_name, subscribed, groups FROM contacts WHERE user_id = $1 ORDER BY position',
@@ -84,13 +85,6 @@ describe('COPY FROM STDIN on PostgreSQL (Sql.copyFrom)', () => {
         await tx.copyFrom!('contacts', COLUMNS, row + row);
       });
       await expect(failed).rejects.toMatchObject({ code: '23505' });
-      // A row for a user that does not exist: PostgreSQL checks the foreign key whatever the option says.
-      const orphan = db.transaction((tx) =>
-        tx.copyFrom!('contacts', COLUMNS, `${userId + 1000}\tsip:x@example.org\t\tt\t{}\t0\n`, {
-          referencesLocked: true,
-        }),
-      );
-      await expect(orphan).rejects.toMatchObject({ code: '23503' });
       const { rows } = await db.query<{ n: number }>(
         'SELECT (SELECT count(*) FROM contacts)::int + (SELECT count(*) FROM contact_groups)::int AS n',
       );
@@ -112,39 +106,64 @@ describe('COPY FROM STDIN on PostgreSQL (Sql.copyFrom)', () => {
   });
 });
 
-describe('COPY on PGlite with the referenced rows locked', () => {
-  it('skips the foreign-key triggers for that COPY only', async () => {
-    const db = await createTestDatabase();
+describe('contacts without a foreign key to users (011_contacts_owned_by_store.sql)', () => {
+  it('a user deleted while a write holds its list waits for the write, then takes what it wrote with it', async () => {
+    const db = await openDatabase({ url: await postgres.createDatabase() });
     try {
-      const [userId] = await addUsers(db, 1);
-      const { data } = contactRows(userId, 50);
-      const orphan = `${userId + 1000}\tsip:x@example.org\t\tt\t{}\t0\n`;
-      class Rollback extends Error {}
-      // Skipped: a row naming no user goes in (the caller's lock is what the option promises).
-      await expect(
-        db.transaction(async (tx) => {
-          await tx.copyFrom!('contacts', COLUMNS, orphan, { referencesLocked: true });
-          throw new Rollback();
-        }),
-      ).rejects.toBeInstanceOf(Rollback);
-      // Without the option, and in the next statement after it, the key is checked.
-      await expect(db.transaction((tx) => tx.copyFrom!('contacts', COLUMNS, orphan))).rejects.toThrow(
-        /foreign key/,
+      const [alice, bob] = await addUsers(db, 2);
+      const store = createStore(db);
+      let deleting: Promise<unknown> | undefined;
+      await db.transaction(async (tx) => {
+        await new ContactListRepository(tx).write(
+          [alice, bob].map((userId) => ({
+            userId,
+            aor: `user${userId - alice}@example.com`,
+            decide: (current) => ({
+              next: { ...generateContactList(0, 3, 10), version: current.version + 1 },
+              contentChanged: true,
+              report: undefined,
+            }),
+          })),
+        );
+        // The write's rows are in, not committed; its owners' version rows are locked.
+        deleting = db.query('DELETE FROM users WHERE id = $1', [alice]);
+        await expect
+          .poll(
+            async () =>
+              (
+                await db.query<{ n: number }>(
+                  "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM users%'",
+                )
+              ).rows[0].n,
+            { interval: 20, timeout: 10_000 },
+          )
+          .toBe(1);
+      });
+      await deleting;
+      const { rows } = await db.query<{ user_id: number; n: number }>(
+        'SELECT user_id, count(*)::int AS n FROM contacts GROUP BY user_id',
       );
-      await expect(
-        db.transaction(async (tx) => {
-          await tx.copyFrom!('contacts', COLUMNS, data, { referencesLocked: true });
-          const role = await tx.query<{ session_replication_role: string }>('SHOW session_replication_role');
-          expect(role.rows[0].session_replication_role).toBe('origin');
-          await tx.query('INSERT INTO contacts (user_id, uri) VALUES ($1, $2)', [
-            userId + 1000,
-            'sip:x@example.org',
-          ]);
-        }),
-      ).rejects.toThrow(/foreign key/);
-      await db.transaction((tx) => tx.copyFrom!('contacts', COLUMNS, data, { referencesLocked: true }));
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM contacts');
-      expect(rows[0].n).toBe(50);
+      expect(rows).toEqual([{ user_id: bob, n: 3 }]);
+      expect((await store.contactLists.get(bob)).contacts).toHaveLength(3);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('a write for a user deleted before it reports the owner missing and writes nothing', async () => {
+    const db = await openDatabase({ url: await postgres.createDatabase() });
+    try {
+      const [alice] = await addUsers(db, 1);
+      await db.query('DELETE FROM users WHERE id = $1', [alice]);
+      const write = createStore(db).contactLists.write([
+        {
+          userId: alice,
+          aor: 'user0@example.com',
+          decide: () => ({ next: generateContactList(0, 3, 10), contentChanged: true, report: undefined }),
+        },
+      ]);
+      await expect(write).rejects.toBeInstanceOf(ContactListOwnersMissingError);
+      expect((await db.query('SELECT 1 FROM contacts')).rows).toHaveLength(0);
     } finally {
       await db.close();
     }

@@ -31,6 +31,8 @@ export interface EngineFactory {
 
 const TABLES = [
   'users',
+  // No foreign key to users (011_contacts_owned_by_store.sql): TRUNCATE users does not reach it.
+  'contacts',
   'homes',
   'registrations',
   'presence_publications',
@@ -826,6 +828,49 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(await walk({ home: 'pool1' })).toEqual([['sip:a@x', 'sip:z@x']]);
         expect(await walk({ aor: 'b@x' })).toEqual([['sip:b@x']]);
         expect(await walk({ aor: 'nobody@x' })).toEqual([]);
+      });
+
+      it("deleting users deletes their lists, whichever statement deletes them, and nobody else's", async () => {
+        const [alice, bob, carol] = await newUsers(
+          'alice@example.com',
+          'bob@example.com',
+          'carol@example.com',
+        );
+        await db.query("UPDATE users SET source = 'ldap:corp' WHERE id = $1", [bob]);
+        await store.contactLists.write(
+          [alice, bob, carol].map((id, i) => ({ userId: id, decide: put(list(`u${i}@x`, 1)) })),
+        );
+        const rows = async () =>
+          (
+            await db.query<{ t: string; n: number }>(
+              `SELECT t, count(*)::int AS n FROM (
+                 SELECT 'contacts' AS t, user_id FROM contacts UNION ALL
+                 SELECT 'groups', user_id FROM contact_groups UNION ALL
+                 SELECT 'rules', user_id FROM access_rules UNION ALL
+                 SELECT 'versions', user_id FROM contact_list_versions) r
+               WHERE user_id = ANY($1::bigint[]) GROUP BY t ORDER BY t`,
+              [[alice, bob, carol].map(String)],
+            )
+          ).rows;
+        expect(await rows()).toEqual([
+          { t: 'contacts', n: 6 },
+          { t: 'groups', n: 9 },
+          { t: 'rules', n: 6 },
+          { t: 'versions', n: 3 },
+        ]);
+        expect(await store.users.removeUser('alice@example.com')).toBe(true);
+        expect(await store.users.removeDirectoryUsers(['bob@example.com'])).toEqual(['bob@example.com']);
+        expect(await rows()).toEqual([
+          { t: 'contacts', n: 2 },
+          { t: 'groups', n: 3 },
+          { t: 'rules', n: 2 },
+          { t: 'versions', n: 1 },
+        ]);
+        expect((await store.contactLists.get(carol)).contacts).toHaveLength(2);
+        // An administrator's SQL, several users in one statement.
+        await db.query('DELETE FROM users WHERE id = ANY($1::bigint[])', [[carol].map(String)]);
+        expect(await rows()).toEqual([]);
+        expect((await db.query('SELECT 1 FROM contacts')).rows).toHaveLength(0);
       });
 
       it('seeds users and lists in bulk for tests and benchmarks', async () => {
