@@ -5,31 +5,45 @@ import { ownString } from '../sip/own-string.js';
  * on the connection its nonce is bound to is refused (RFC 7616 5.3: "the server can detect
  * replays by tracking nonce-count values"). Kept in memory, not in the store: the nonce is
  * bound to a flow of this process (NonceManager), so no other front-end of a pool can
- * accept it and there is nothing to share; the hot path pays one Map lookup.
+ * accept it and there is nothing to share; the hot path pays one or two Map lookups.
  *
  * Per nonce: the highest nc seen and a 32-bit window below it, so requests a client sends
  * in parallel with one nonce (JsSIP's MESSAGE and SUBSCRIBE) may complete out of order
  * without being refused. A client without qop (RFC 2069) sends no nc: its nonce is good
  * for one request (the caller passes nc 1).
  *
- * Bounded: past maxEntries the least recently used nonce is forgotten, and the watermark
- * remembers the newest issue time forgotten. A nonce issued at or before the watermark that
- * is not in the map may have been used, so it is refused too (the client gets a fresh
- * challenge with stale=true): replay protection never lapses, memory never grows.
+ * Bounded, in two generations of at most maxEntries / 2 nonces each: new nonces go into
+ * `recent`; a nonce of `older` used again moves to `recent`; when `recent` is full it
+ * becomes `older` and the old `older` is dropped whole, its newest issue time becoming the
+ * watermark. A nonce issued at or before the watermark that is in neither map may have been
+ * used, so it is refused too (the client gets a fresh challenge with stale=true): replay
+ * protection never lapses, memory never grows. Dropping a generation whole costs nothing per
+ * nonce; evicting the oldest entry of one full Map per new nonce (as before) made V8 walk
+ * the deleted slots at the Map's front each time (tens of microseconds a REGISTER once
+ * 200,000 nonces had been used: bench/README.md).
  */
 export class NonceCountWindow {
-  private readonly seen = new Map<string, NonceUse>();
+  private recent = new Map<string, NonceUse>();
+  private older = new Map<string, NonceUse>();
+  /** The newest issue time in each generation (-Infinity: none yet). */
+  private recentNewest = Number.NEGATIVE_INFINITY;
+  private olderNewest = Number.NEGATIVE_INFINITY;
   private watermark = Number.NEGATIVE_INFINITY;
+  private readonly generationSize: number;
 
-  constructor(private readonly maxEntries = 200_000) {}
+  constructor(maxEntries = 200_000) {
+    this.generationSize = Math.max(1, Math.floor(maxEntries / 2));
+  }
 
   /** Records (nonce, nc); false when that pair was seen before or is too old to tell. */
   use(nonce: string, issuedAt: number, nc: number): boolean {
-    const entry = this.seen.get(nonce);
+    let entry = this.recent.get(nonce);
+    const fromOlder = entry === undefined;
+    if (fromOlder) entry = this.older.get(nonce);
     if (!entry) {
       if (issuedAt <= this.watermark) return false;
       // The nonce is a slice of the request's text: kept, it would keep the request alive.
-      this.remember(ownString(nonce), { issuedAt, highest: nc, window: 1 });
+      this.keep(ownString(nonce), { issuedAt, highest: nc, window: 1 });
       return true;
     }
     if (nc > entry.highest) {
@@ -43,24 +57,28 @@ export class NonceCountWindow {
       if ((entry.window & bit) !== 0) return false;
       entry.window = (entry.window | bit) >>> 0;
     }
-    // Most recently used last: Map iteration order is the LRU order (the key is set anew).
-    this.seen.delete(nonce);
-    this.seen.set(ownString(nonce), entry);
+    if (fromOlder) {
+      // Used again: it stays with the recent ones instead of going with its generation.
+      this.older.delete(nonce);
+      this.keep(ownString(nonce), entry);
+    }
     return true;
   }
 
   get size(): number {
-    return this.seen.size;
+    return this.recent.size + this.older.size;
   }
 
-  private remember(nonce: string, use: NonceUse): void {
-    this.seen.set(nonce, use);
-    while (this.seen.size > this.maxEntries) {
-      const oldest = this.seen.entries().next().value;
-      if (!oldest) break;
-      this.seen.delete(oldest[0]);
-      if (oldest[1].issuedAt > this.watermark) this.watermark = oldest[1].issuedAt;
+  private keep(nonce: string, use: NonceUse): void {
+    if (this.recent.size >= this.generationSize) {
+      if (this.olderNewest > this.watermark) this.watermark = this.olderNewest;
+      this.older = this.recent;
+      this.olderNewest = this.recentNewest;
+      this.recent = new Map();
+      this.recentNewest = Number.NEGATIVE_INFINITY;
     }
+    this.recent.set(nonce, use);
+    if (use.issuedAt > this.recentNewest) this.recentNewest = use.issuedAt;
   }
 }
 

@@ -27,17 +27,28 @@ describe('NonceCountWindow', () => {
   });
 
   it('stays bounded and never re-accepts a forgotten nonce', () => {
-    const w = new NonceCountWindow(3);
+    // Two generations of two: a full recent generation becomes the older one, and the
+    // older one is forgotten whole.
+    const w = new NonceCountWindow(4);
     expect(w.use('a', 10, 1)).toBe(true);
     expect(w.use('b', 20, 1)).toBe(true);
-    expect(w.use('c', 30, 1)).toBe(true);
-    expect(w.use('a', 10, 2)).toBe(true); // a is now the most recently used
-    expect(w.use('d', 40, 1)).toBe(true); // b (issued at 20) is forgotten
+    expect(w.use('c', 30, 1)).toBe(true); // a and b are now the older generation
+    expect(w.use('a', 10, 2)).toBe(true); // a, used again, goes with the recent ones
+    expect(w.use('d', 40, 1)).toBe(true); // b's generation is forgotten
     expect(w.size).toBe(3);
     // b, or any nonce issued no later than b, might have been used: refused.
     expect(w.use('b', 20, 1)).toBe(false);
     expect(w.use('e', 15, 1)).toBe(false);
-    // A nonce issued after the forgotten one is new.
+    // a is still known: its next count passes, a replayed one does not.
+    expect(w.use('a', 10, 3)).toBe(true);
+    expect(w.use('a', 10, 2)).toBe(false);
+    // A nonce issued after the forgotten ones is new.
     expect(w.use('f', 50, 1)).toBe(true);
+    for (let i = 0; i < 100; i++) {
+      expect(w.use(`g${i}`, 100 + i, 1)).toBe(true);
+      expect(w.size).toBeLessThanOrEqual(4);
+    }
+    // Each of them was used: none is accepted again, remembered or forgotten.
+    for (let i = 0; i < 100; i++) expect(w.use(`g${i}`, 100 + i, 1)).toBe(false);
   });
 });
