@@ -43,6 +43,11 @@ export interface LockHolder {
 const OP_COUNTS_SQL = `(SELECT coalesce(jsonb_object_agg(c.status, c.n), '{}'::jsonb)
     FROM (SELECT status, count(*) AS n FROM directory_sync_ops o WHERE o.run_id = r.id GROUP BY status) c)`;
 
+/** Finished sync runs are kept this many days (docs/directory.md, Store tables)... */
+export const SYNC_RUNS_KEPT_DAYS = 90;
+/** ...and the newest this many whatever their age. */
+export const SYNC_RUNS_KEPT = 100;
+
 /** The name of the sync's lock row. */
 export const SYNC_LOCK = 'directory-sync';
 
@@ -178,6 +183,8 @@ export class DirectoryJournalRepository {
   /**
    * Closes the run with its summary. Its ops are only needed while it runs (to resume, a next
    * run reads the changes again): their counts go into the summary (`ops`) and they are pruned.
+   * Runs older than SYNC_RUNS_KEPT_DAYS go too, but never the newest SYNC_RUNS_KEPT: a sync
+   * scheduled every few minutes would otherwise add a row per run forever.
    */
   async finishRun(runId: number, status: RunStatus, summary: unknown): Promise<void> {
     await this.sql.transaction(async (tx) => {
@@ -188,6 +195,17 @@ export class DirectoryJournalRepository {
         [runId, status, JSON.stringify(summary)],
       );
       await tx.query(`DELETE FROM directory_sync_ops WHERE run_id = $1`, [runId]);
+      const old = `SELECT id FROM directory_sync_runs
+          WHERE status <> 'running' AND started_at < now() - make_interval(days => $1)
+            AND id < (SELECT min(id) FROM (SELECT id FROM directory_sync_runs ORDER BY id DESC LIMIT $2) newest)`;
+      const keep = [SYNC_RUNS_KEPT_DAYS, SYNC_RUNS_KEPT];
+      // A kept run resumed from a pruned one no longer names it (its summary still does).
+      await tx.query(
+        `UPDATE directory_sync_runs SET resumed_from = NULL
+          WHERE resumed_from IN (${old}) AND id NOT IN (${old})`,
+        keep,
+      );
+      await tx.query(`DELETE FROM directory_sync_runs WHERE id IN (${old})`, keep);
     });
   }
 

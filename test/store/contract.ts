@@ -1416,6 +1416,58 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect(await j.runStatus(second.runId + 1000)).toBeUndefined();
       });
 
+      it('prunes finished runs past 90 days when a run ends, keeping the newest 100 whatever their age', async () => {
+        const j = store.directoryJournal;
+        const runs = async () => {
+          const { rows } = await db.query<{ id: string; resumed_from: string | null }>(
+            'SELECT id, resumed_from FROM directory_sync_runs ORDER BY id',
+          );
+          return rows.map((r) => ({
+            id: Number(r.id),
+            resumedFrom: r.resumed_from && Number(r.resumed_from),
+          }));
+        };
+        const addRuns = async (count: number, daysAgo: number) => {
+          await db.query(
+            `INSERT INTO directory_sync_runs (status, mode, holder, started_at, finished_at)
+             SELECT 'succeeded', 'incremental', 'host:old', now() - make_interval(days => $2), now() - make_interval(days => $2)
+               FROM generate_series(1, $1)`,
+            [count, daysAgo],
+          );
+          return (await runs()).slice(-count);
+        };
+        const finishOne = async () => {
+          const run = await j.startRun({ mode: 'incremental', dryRun: false, holder: 'host:1' });
+          await j.finishRun(run.runId, 'succeeded', {});
+          return run.runId;
+        };
+        // 150 runs of four months ago: the newest 100 (the one ending now included) stay.
+        const old = await addRuns(150, 120);
+        // The run that resumed an old one still stands; the link to a pruned run is dropped.
+        await db.query('UPDATE directory_sync_runs SET resumed_from = $1 WHERE id = $2', [
+          old[60].id,
+          old[61].id,
+        ]);
+        await db.query('UPDATE directory_sync_runs SET resumed_from = $1 WHERE id = $2', [
+          old[40].id,
+          old[41].id,
+        ]);
+        const latest = await finishOne();
+        let left = await runs();
+        expect(left.length).toBe(100);
+        expect(left[0].id).toBe(old[51].id);
+        expect(left.at(-1)?.id).toBe(latest);
+        expect(left.find((r) => r.id === old[61].id)?.resumedFrom).toBe(old[60].id);
+        // Runs of the last 90 days all stay, however many.
+        await addRuns(150, 10);
+        await finishOne();
+        left = await runs();
+        // The old runs go once 100 newer ones stand; the recent ones and the run of the first check stay.
+        expect(left.length).toBe(152);
+        expect(left[0].id).toBe(latest);
+        await db.query('DELETE FROM directory_sync_runs');
+      });
+
       it('keeps watermarks and joins', async () => {
         const j = store.directoryJournal;
         expect(await j.watermark('north')).toBeUndefined();
