@@ -12,7 +12,7 @@ import type { PgliteDatabase } from '../../src/store/pglite.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
 import { copyTextField, type Database } from '../../src/store/sql.js';
 import { createStore } from '../../src/store/store.js';
-import { createTestDatabase } from '../support/database.js';
+import { createTestDatabase, queryNumber } from '../support/database.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
 
 const USERS = 300;
@@ -85,10 +85,12 @@ describe('COPY FROM STDIN on PostgreSQL (Sql.copyFrom)', () => {
         await tx.copyFrom!('contacts', COLUMNS, row + row);
       });
       await expect(failed).rejects.toMatchObject({ code: '23505' });
-      const { rows } = await db.query<{ n: number }>(
-        'SELECT (SELECT count(*) FROM contacts)::int + (SELECT count(*) FROM contact_groups)::int AS n',
-      );
-      expect(rows[0].n).toBe(0);
+      expect(
+        await queryNumber(
+          db,
+          'SELECT (SELECT count(*) FROM contacts) + (SELECT count(*) FROM contact_groups) AS n',
+        ),
+      ).toBe(0);
     } finally {
       await db.close();
     }

@@ -7,7 +7,7 @@ import { migrate } from '../../src/store/migrate.js';
 import { openDatabase } from '../../src/store/open.js';
 import { createPgliteDatabase, type PgliteDatabase } from '../../src/store/pglite.js';
 import type { Sql } from '../../src/store/sql.js';
-import { createTestDatabase, migratedDataFolder } from '../support/database.js';
+import { createTestDatabase, migratedDataFolder, queryNumber } from '../support/database.js';
 import { scratchDir } from '../support/scratch.js';
 
 const USERS = 3_000;
@@ -15,10 +15,7 @@ const ADD_USERS = `INSERT INTO users (aor) SELECT 'user' || g || '@example.com' 
 
 /** The users table's row count as of its last ANALYZE (-1: never analysed). */
 async function analysedUsers(db: Sql): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(
-    "SELECT reltuples::int AS n FROM pg_class WHERE relname = 'users'",
-  );
-  return rows[0].n;
+  return queryNumber(db, "SELECT reltuples::int AS n FROM pg_class WHERE relname = 'users'");
 }
 
 describe('planner statistics of an embedded store', () => {
@@ -64,10 +61,9 @@ describe('planner statistics of an embedded store', () => {
           sql: 'CREATE TABLE filled AS SELECT g FROM generate_series(1, 500) AS g',
         },
       ]);
-      const { rows } = await db.query<{ n: number }>(
-        "SELECT reltuples::int AS n FROM pg_class WHERE relname = 'filled'",
+      expect(await queryNumber(db, "SELECT reltuples::int AS n FROM pg_class WHERE relname = 'filled'")).toBe(
+        500,
       );
-      expect(rows[0].n).toBe(500);
     } finally {
       await db.close();
     }

@@ -21,6 +21,7 @@ import { seedContactLists } from '../../src/store/seed.js';
 import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { type DirectoryUser, USERS_CHANNEL, UserExistsError } from '../../src/store/users.js';
+import { queryNumber } from '../support/database.js';
 
 export interface EngineFactory {
   /** A fresh, empty (not migrated) database. */
@@ -1411,8 +1412,7 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         // A finished run keeps no ops either: the table does not grow run after run.
         expect(await j.lastOpSeq(second.runId)).toBe(0);
         expect(await j.opCounts(second.runId)).toEqual({ done: 1 });
-        const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM directory_sync_ops');
-        expect(Number(rows[0].n)).toBe(0);
+        expect(await queryNumber(db, 'SELECT count(*) AS n FROM directory_sync_ops')).toBe(0);
         expect(await j.runStatus(second.runId + 1000)).toBeUndefined();
       });
 

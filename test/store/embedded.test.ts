@@ -9,7 +9,7 @@ import { type EmbeddedDatabaseServer, OWNER_FILE, serveEmbeddedDatabase } from '
 import { DataFolderInUseError, openDatabase } from '../../src/store/open.js';
 import { createPgliteDatabase, PgliteDatabase } from '../../src/store/pglite.js';
 import type { Database } from '../../src/store/sql.js';
-import { migratedDataFolder } from '../support/database.js';
+import { migratedDataFolder, queryNumber } from '../support/database.js';
 import { scratchDir } from '../support/scratch.js';
 
 const run = promisify(execFile);
@@ -40,8 +40,7 @@ describe('embedded database served to other processes', () => {
     try {
       expect(remote.engine).toBe('postgres');
       await remote.query("INSERT INTO homes (name, kind, address) VALUES ('local', 'standard', 'sip:local')");
-      const local = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM homes');
-      expect(local.rows[0].n).toBe(1);
+      expect(await queryNumber(db, 'SELECT count(*) AS n FROM homes')).toBe(1);
     } finally {
       await remote.close();
     }
@@ -98,8 +97,7 @@ describe('embedded database served to other processes', () => {
         );
       }
       await Promise.all(work);
-      const n = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM users WHERE home = 'mix'");
-      expect(n.rows[0].n).toBe(30);
+      expect(await queryNumber(db, "SELECT count(*) AS n FROM users WHERE home = 'mix'")).toBe(30);
       await db.exec("DELETE FROM users WHERE home = 'mix'");
     } finally {
       await a.close();

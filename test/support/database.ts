@@ -16,6 +16,7 @@ import { type EmbeddedDatabaseServer, serveEmbeddedDatabase } from '../../src/st
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { openDatabase } from '../../src/store/open.js';
 import { createPgliteDatabase, type PgliteDatabase, pgliteVersion } from '../../src/store/pglite.js';
+import type { Sql } from '../../src/store/sql.js';
 
 /**
  * Tests that need an empty, migrated embedded store get it from one template made per test
@@ -162,4 +163,10 @@ export function removeStaleStoreTemplates(now = Date.now()): string[] {
     removed.push(path);
   }
   return removed;
+}
+
+/** The number a one-row query names `n` (a count, reltuples): what a test checks of a table. */
+export async function queryNumber(db: Sql, text: string, params?: unknown[]): Promise<number> {
+  const { rows } = await db.query<{ n: number | string }>(text, params);
+  return Number(rows[0].n);
 }
