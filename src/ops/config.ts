@@ -3,6 +3,10 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
+import {
+  DEFAULT_AUTH_FAILURE_POLICY as AUTH_DEFAULTS,
+  type AuthFailurePolicy,
+} from '../registrar/auth-failures.js';
 
 /**
  * The one typed, validated view of a server's configuration: parley.yaml, then the
@@ -79,20 +83,10 @@ export interface ParleyConfig {
     /** Contacts in one user's server-stored contact list. */
     maxContactsPerUser: number;
   };
-  /** Digest nonces and password-guessing limits (src/registrar/auth-failures.ts). */
-  auth: {
+  /** Digest nonces and password-guessing limits (AuthFailurePolicy, src/registrar/auth-failures.ts). */
+  auth: AuthFailurePolicy & {
     /** A nonce's life; a right answer to an older one gets a fresh challenge with stale=true. */
     nonceLifetimeSeconds: number;
-    /** Failures of one user from one address within the window before that pair is locked. */
-    maxFailures: number;
-    /** Failures of one user from all addresses within the window before each failing address gets one try. */
-    userMaxFailures: number;
-    /** Failures from one address, all users, within the window before the address is locked. */
-    addressMaxFailures: number;
-    failureWindowSeconds: number;
-    /** First lockout; each further one doubles, up to maxLockoutSeconds. */
-    lockoutSeconds: number;
-    maxLockoutSeconds: number;
   };
   /** Raw section, validated by src/directory/config.ts. */
   directory?: unknown;
@@ -682,12 +676,12 @@ function validate(r: LayeredReader): ParleyConfig {
   // 5 minutes; never long for the real user, whose other addresses are not locked at all.
   const auth = {
     nonceLifetimeSeconds: readSeconds(r, 'auth.nonceLifetimeSeconds', 300),
-    maxFailures: readCount(r, 'auth.maxFailures', 5),
-    userMaxFailures: readCount(r, 'auth.userMaxFailures', 20),
-    addressMaxFailures: readCount(r, 'auth.addressMaxFailures', 20),
-    failureWindowSeconds: readSeconds(r, 'auth.failureWindowSeconds', 300),
-    lockoutSeconds: readSeconds(r, 'auth.lockoutSeconds', 30),
-    maxLockoutSeconds: readSeconds(r, 'auth.maxLockoutSeconds', 300),
+    maxFailures: readCount(r, 'auth.maxFailures', AUTH_DEFAULTS.maxFailures),
+    userMaxFailures: readCount(r, 'auth.userMaxFailures', AUTH_DEFAULTS.userMaxFailures),
+    addressMaxFailures: readCount(r, 'auth.addressMaxFailures', AUTH_DEFAULTS.addressMaxFailures),
+    failureWindowSeconds: readSeconds(r, 'auth.failureWindowSeconds', AUTH_DEFAULTS.failureWindowSeconds),
+    lockoutSeconds: readSeconds(r, 'auth.lockoutSeconds', AUTH_DEFAULTS.lockoutSeconds),
+    maxLockoutSeconds: readSeconds(r, 'auth.maxLockoutSeconds', AUTH_DEFAULTS.maxLockoutSeconds),
   };
   if (auth.lockoutSeconds > auth.maxLockoutSeconds) {
     throw new ConfigError(

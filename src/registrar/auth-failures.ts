@@ -19,10 +19,14 @@
  * user names and addresses cannot grow it.
  */
 export interface AuthFailurePolicy {
+  /** Failures of one user from one address within the window before that pair is locked. */
   maxFailures: number;
+  /** Failures of one user from all addresses within the window before each failing address gets one try. */
   userMaxFailures: number;
+  /** Failures from one address, all users, within the window before the address is locked. */
   addressMaxFailures: number;
   failureWindowSeconds: number;
+  /** First lockout; each further one doubles, up to maxLockoutSeconds. */
   lockoutSeconds: number;
   maxLockoutSeconds: number;
 }
