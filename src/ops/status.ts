@@ -1,8 +1,8 @@
 import type { RegistrationRepository } from '../store/registrations.js';
-import type { ServerRepository, ServerState } from '../store/servers.js';
+import type { ServerRecord, ServerRepository, ServerState } from '../store/servers.js';
 
 /**
- * Servers heartbeat every 5 s (src/roles/server.ts), and the others mark one down after
+ * Servers heartbeat every 5 s (src/roles/server-upkeep.ts), and the others mark one down after
  * 20 s without a beat: past that, the row no longer tells the truth whatever its state says.
  */
 export const HEARTBEAT_STALE_SECONDS = 20;
@@ -35,14 +35,8 @@ export interface ServerHealth {
  */
 export type LiveState = 'up' | 'draining' | 'unhealthy' | 'down';
 
-export interface ServerStatus {
-  id: string;
-  role: string;
-  home: string | null;
-  address: string;
-  healthUrl: string | null;
-  /** The state column of the servers table. */
-  state: ServerState;
+/** A server's row of the servers table (`state` is its state column), its times as ISO text, and how it answers. */
+export interface ServerStatus extends Omit<ServerRecord, 'startedAt' | 'heartbeatAt'> {
   live: LiveState;
   startedAt: string;
   heartbeatAt: string;

@@ -60,7 +60,7 @@ export interface AuthenticatorOptions {
   /**
    * The algorithms this authenticator offers, most preferred first (RFC 8760 2.4), one
    * challenge each; an answer in any other algorithm is refused. Default ['MD5'] (see
-   * digestAlgorithms in roles/server.ts for why the server's default is MD5 alone).
+   * digestAlgorithms in roles/server-sip.ts for why the server's default is MD5 alone).
    */
   algorithms?: DigestAlgorithm[];
   failures?: AuthFailureTracker;
