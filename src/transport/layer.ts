@@ -20,6 +20,7 @@ import {
   SocketFlow,
   stripV4Mapped,
   type TransportName,
+  TurnBatchedUdpSender,
   UdpFlow,
   type UdpSocket,
   WebSocketFlow,
@@ -157,8 +158,8 @@ export class TransportLayer {
   private readonly udpPeers = new Map<string, UdpFlow>();
   private readonly udpById = new Map<string, UdpFlow>();
   private udpSocket?: DgramSocket;
-  /** A dual-stack (udp6) socket reaches an IPv4 peer at its IPv4-mapped address. */
-  private udpSender?: UdpSocket;
+  /** Sends a turn's datagrams together; a dual-stack (udp6) socket reaches an IPv4 peer at its IPv4-mapped address. */
+  private udpSender?: TurnBatchedUdpSender;
   private udpLocal?: { address: string; port: number };
   private udpSweep?: NodeJS.Timeout;
   readonly listening: Listening[] = [];
@@ -382,6 +383,8 @@ export class TransportLayer {
   async stop(): Promise<void> {
     this.stopAccepting();
     if (this.udpSweep) clearInterval(this.udpSweep);
+    this.udpSender?.flush();
+    this.udpSender = undefined;
     this.udpSocket?.close();
     this.udpSocket = undefined;
     this.udpPeers.clear();
@@ -418,11 +421,15 @@ export class TransportLayer {
     socket.on('message', (data: Buffer, rinfo: RemoteInfo) => this.receiveDatagram(data, rinfo));
     const address = socket.address();
     this.udpSocket = socket;
-    if (address.family === 'IPv6') {
-      this.udpSender = {
-        send: (data, port, host) => socket.send(data, port, host.includes(':') ? host : `::ffff:${host}`),
-      };
-    }
+    const direct: UdpSocket =
+      address.family === 'IPv6'
+        ? {
+            send: (data, port, host) => socket.send(data, port, host.includes(':') ? host : `::ffff:${host}`),
+          }
+        : socket;
+    this.udpSender = new TurnBatchedUdpSender(direct, (err) =>
+      this.opts.log.debug({ err: err instanceof Error ? err.message : String(err) }, 'UDP send failed'),
+    );
     this.udpLocal = { address: stripV4Mapped(address.address), port: address.port };
     this.listening.push({ transport: 'udp', host: at.host, port: address.port });
     const idleMs = this.opts.udpFlowIdleMs ?? DEFAULT_UDP_FLOW_IDLE_MS;
