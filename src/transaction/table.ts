@@ -36,6 +36,14 @@ export class TransactionTable<T extends object> {
     return this.map.size - ANCHORS;
   }
 
+  /**
+   * The transactions in the order they were added (oldest first), without the anchors.
+   * Ending the one just returned (deleting it) while iterating is safe.
+   */
+  *oldestFirst(): IterableIterator<T> {
+    for (const value of this.map.values()) if (value !== undefined) yield value;
+  }
+
   /** A copy of the transactions, safe to end one by one. */
   list(): T[] {
     const out: T[] = [];

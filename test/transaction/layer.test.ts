@@ -16,6 +16,8 @@ import {
   TIMER_K,
   TransactionLayer,
   type TransactionUser,
+  TU_ANSWER_DEADLINE,
+  TU_ANSWER_DEADLINE_INVITE,
 } from '../../src/transaction/layer.js';
 import { TimerWheel } from '../../src/transaction/timers.js';
 import { FakeFlow, sipMessage } from '../support/flow-fake.js';
@@ -90,6 +92,41 @@ describe('server transactions (RFC 3261 17.2)', () => {
     layer.receive(message(), flow);
     expect(events).toEqual(['request MESSAGE']);
     expect(flow.sent.map((m) => m.status)).toEqual([100, 100]);
+  });
+
+  it('a request its TU never answers gets a 500 at its deadline (an INVITE at its own, longer one), and only that one', () => {
+    const { layer, requests, advance } = setup();
+    const flow = new FakeFlow();
+    layer.receive(message('z9hG4bKlost'), flow);
+    layer.receive(invite('z9hG4bKring'), flow);
+    advance(10_000);
+    layer.receive(message('z9hG4bKlater'), flow);
+    layer.receive(message('z9hG4bKanswered'), flow);
+    requests[3].reply(200);
+    expect(layer.serverCount).toBe(3);
+    advance(TU_ANSWER_DEADLINE - 10_000 - 1_100);
+    expect(flow.sent.map((m) => m.status)).toEqual([100, 200]);
+    advance(2_200);
+    // The first MESSAGE is past its deadline; the INVITE (still ringing) and the later one are not.
+    expect(flow.sent.map((m) => `${m.status} ${m.cseq.method}`)).toEqual([
+      '100 INVITE',
+      '200 MESSAGE',
+      '500 MESSAGE',
+    ]);
+    expect(requests[0].state).toBe('Terminated');
+    expect(layer.tuFailures).toBe(1);
+    advance(10_000);
+    expect(requests[2].state).toBe('Terminated');
+    expect(requests[1].state).toBe('Proceeding');
+    advance(TU_ANSWER_DEADLINE_INVITE - TU_ANSWER_DEADLINE - 10_000);
+    expect(flow.sent.filter((m) => m.status === 500).map((m) => m.cseq.method)).toEqual([
+      'MESSAGE',
+      'MESSAGE',
+      'INVITE',
+    ]);
+    // The INVITE's 500 waits for its ACK (Timer H), as any INVITE failure does.
+    expect(requests[1].state).toBe('Completed');
+    expect(layer.tuFailures).toBe(3);
   });
 
   it('INVITE: sends 100 Trying by itself after 200 ms when the TU is silent (RFC 3261 16.2)', () => {
