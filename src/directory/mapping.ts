@@ -137,16 +137,22 @@ export function readContactAttributes(entry: Entry): ContactAttributes {
   return attrs;
 }
 
+/** One attribute's values in a canonical order (most have one value: no copy). */
+function sortedValues(values: readonly string[] | undefined): readonly string[] {
+  if (values === undefined) return [];
+  return values.length > 1 ? [...values].sort() : values;
+}
+
 export function hashAttributes(attrs: ContactAttributes): string {
-  const canonical = CONTACT_ATTRIBUTES.map((a) => [a, [...(attrs[a] ?? [])].sort()]);
+  const canonical = CONTACT_ATTRIBUTES.map((a) => [a, sortedValues(attrs[a])]);
   return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
 }
 
 /** Attributes whose values differ: the replace operations of an update. */
 export function changedAttributes(current: ContactAttributes, wanted: ContactAttributes): string[] {
   return CONTACT_ATTRIBUTES.filter((a) => {
-    const x = [...(current[a] ?? [])].sort();
-    const y = [...(wanted[a] ?? [])].sort();
+    const x = sortedValues(current[a]);
+    const y = sortedValues(wanted[a]);
     return x.length !== y.length || x.some((v, i) => v !== y[i]);
   });
 }

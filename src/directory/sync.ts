@@ -184,6 +184,8 @@ interface PlannedOp extends PlannedChange {
   changed?: string[];
   /** Join state once the op is done (undefined: the join goes away). */
   join?: Join;
+  /** The user had no join when diffed: the join is inserted, not upserted (Store addJoins). */
+  fresh?: boolean;
   removal: boolean;
 }
 
@@ -195,6 +197,8 @@ export class SyncInterruptedError extends Error {
 const WRITE_CONNECTIONS = 4;
 /** Anchors per batched join read. */
 const JOIN_BATCH = 5000;
+/** SQLSTATE of a duplicate key. */
+const UNIQUE_VIOLATION = '23505';
 
 function emptyForestSummary(forest: string, mode: 'incremental' | 'full'): ForestSummary {
   return {
@@ -335,6 +339,8 @@ export class DirectorySync {
   private readonly planned: PlannedChange[] = [];
   private heartbeat?: NodeJS.Timeout;
   private finished = false;
+  /** The run's last op sequence number: each forest's pipeline goes on from it. */
+  private lastSeq = 0;
   private writer: ContactWriter;
 
   private constructor(
@@ -1009,7 +1015,14 @@ export class DirectorySync {
         return;
       }
       this.holders.take(sip, { forest: forest.name, anchor: user.anchor, sourceDn: user.dn });
-      ops.push({ ...this.opBase(forest, user, dn, sip), action: 'add', attrs, join, removal: false });
+      ops.push({
+        ...this.opBase(forest, user, dn, sip),
+        action: 'add',
+        attrs,
+        join,
+        fresh: j === undefined,
+        removal: false,
+      });
       return;
     }
     if (j && j.sipAddress !== sip && this.holders.claim(j.sipAddress)?.anchor === user.anchor)
@@ -1039,6 +1052,7 @@ export class DirectorySync {
       attrs,
       changed: diff,
       join,
+      fresh: j === undefined,
       removal: false,
     });
   }
@@ -1121,13 +1135,13 @@ export class DirectorySync {
     summary: ForestSummary,
     progress: (written: number, submitted: number) => void,
   ): Promise<WritePipeline<PlannedOp>> {
-    const seq = await this.journal.lastOpSeq(this.runId);
     return new WritePipeline<PlannedOp>(
       this.writer,
-      seq,
+      this.lastSeq,
       {
-        journal: (items) =>
-          this.journal.recordOps(
+        journal: (items) => {
+          this.lastSeq = items[items.length - 1]?.seq ?? this.lastSeq;
+          return this.journal.recordOps(
             this.runId,
             items.map(({ op, seq: s }) => ({
               seq: s,
@@ -1136,7 +1150,8 @@ export class DirectorySync {
               action: op.action,
               contactDn: op.contactDn,
             })),
-          ),
+          );
+        },
         record: async (items) => {
           await this.flush(forest, items);
           this.holders.settled(
@@ -1173,12 +1188,32 @@ export class DirectorySync {
     if (this.opts.signal?.aborted) throw new SyncInterruptedError('directory sync interrupted');
   }
 
-  /** Records completed writes: joins and op status, in one store transaction. */
+  /**
+   * Records completed writes: joins and op status, in one store transaction. The joins of
+   * users that had none are inserted (addJoins); should one be there after all, the batch
+   * is recorded again with upserts only.
+   */
   private async flush(forest: ForestConfig, done: { op: PlannedOp; seq: number }[]): Promise<void> {
     if (done.length === 0) return;
+    try {
+      await this.record(forest, done, true);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+      await this.record(forest, done, false);
+    }
+  }
+
+  private async record(
+    forest: ForestConfig,
+    done: { op: PlannedOp; seq: number }[],
+    insertFresh: boolean,
+  ): Promise<void> {
     await this.opts.store.transaction(async ({ directoryJournal: journal }) => {
+      const kept = done.filter((d) => d.op.join && d.op.action !== 'delete');
+      const fresh = insertFresh ? kept.filter((d) => d.op.fresh) : [];
+      await journal.addJoins(fresh.map((d) => d.op.join as Join));
       await journal.saveJoins(
-        done.flatMap((d) => (d.op.join && d.op.action !== 'delete' ? [d.op.join] : [])),
+        (insertFresh ? kept.filter((d) => !d.op.fresh) : kept).map((d) => d.op.join as Join),
       );
       await journal.deleteJoins(
         forest.name,

@@ -1510,6 +1510,22 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         await j.deleteJoins('north', []);
         expect([...(await j.joins('north')).keys()]).toEqual(['b']);
         expect((await j.joins('south')).size).toBe(0);
+
+        // addJoins inserts joins of anchors that have none; one already there is refused.
+        const odd = join('d', {
+          sourceDn: 'uid=d\tx,ou=new\\line',
+          state: 'disabled',
+          attributes: { displayName: ['D "quoted"\nname'], parleyEnabled: ['FALSE'] },
+          disabledAt: at(20),
+          disabledReason: 'source-disabled',
+        });
+        await j.addJoins([join('e'), odd]);
+        await j.addJoins([]);
+        const added = await j.joins('north');
+        expect(added.get('d')).toEqual(odd);
+        expect(added.get('e')).toEqual(join('e'));
+        await expect(j.addJoins([join('b')])).rejects.toMatchObject({ code: '23505' });
+        expect((await j.joins('north')).get('b')?.state).toBe('disabled');
       });
 
       it('keeps content-sync cookies and reads joins by anchor, waiting ones and counts', async () => {
