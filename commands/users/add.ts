@@ -1,6 +1,6 @@
-import { Args, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
-import { domainFlag, domainScope, forceDomainFlag, storeFlags } from '../../src/cli/flags.js';
+import { domainFlag, domainScope, forceDomainFlag, storeFlags, userArgs } from '../../src/cli/flags.js';
 import { newPasswordStep } from '../../src/cli/password.js';
 import { runChange, type StoreNamed } from '../../src/cli/store-command.js';
 import { addUser, type UserSummary } from '../../src/users/admin.js';
@@ -17,9 +17,7 @@ A bare name is taken in the deployment's first domain (or --domain): "alice" is 
     '<%= config.bin %> <%= command.id %> carol --config /etc/parley/parley.yaml',
   ];
   static override enableJsonFlag = true;
-  static override args = {
-    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
-  };
+  static override args = userArgs;
   static override flags = {
     ...storeFlags,
     ...domainFlag,

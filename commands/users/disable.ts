@@ -1,6 +1,5 @@
-import { Args } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
-import { domainFlag, forceDomainFlag, storeFlags } from '../../src/cli/flags.js';
+import { domainFlag, forceDomainFlag, storeFlags, userArgs } from '../../src/cli/flags.js';
 import { runSetEnabled, type StoreNamed } from '../../src/cli/store-command.js';
 import type { UserSummary } from '../../src/users/admin.js';
 
@@ -13,9 +12,7 @@ export default class UsersDisable extends ParleyCommand {
     '<%= config.bin %> <%= command.id %> alice --json',
   ];
   static override enableJsonFlag = true;
-  static override args = {
-    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
-  };
+  static override args = userArgs;
   static override flags = { ...storeFlags, ...domainFlag, ...forceDomainFlag };
 
   async run(): Promise<UserSummary & { changed: boolean } & StoreNamed> {

@@ -1,7 +1,7 @@
-import { Args, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
 import { CliError } from '../../src/cli/errors.js';
-import { domainFlag, domainScope, storeFlags } from '../../src/cli/flags.js';
+import { domainFlag, domainScope, storeFlags, userArgs } from '../../src/cli/flags.js';
 import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
 import { removeUser, resolveAor } from '../../src/users/admin.js';
 
@@ -14,9 +14,7 @@ export default class UsersRemove extends ParleyCommand {
     '<%= config.bin %> <%= command.id %> alice --yes --json',
   ];
   static override enableJsonFlag = true;
-  static override args = {
-    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
-  };
+  static override args = userArgs;
   static override flags = {
     ...storeFlags,
     ...domainFlag,

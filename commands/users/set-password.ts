@@ -1,6 +1,6 @@
-import { Args, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
-import { domainFlag, domainScope, forceDomainFlag, storeFlags } from '../../src/cli/flags.js';
+import { domainFlag, domainScope, forceDomainFlag, storeFlags, userArgs } from '../../src/cli/flags.js';
 import { newPasswordStep } from '../../src/cli/password.js';
 import { runChange, type StoreNamed } from '../../src/cli/store-command.js';
 import { setPassword, type UserSummary } from '../../src/users/admin.js';
@@ -14,9 +14,7 @@ export default class UsersSetPassword extends ParleyCommand {
     'printf %s "$PW" | <%= config.bin %> <%= command.id %> alice --password-stdin',
   ];
   static override enableJsonFlag = true;
-  static override args = {
-    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
-  };
+  static override args = userArgs;
   static override flags = {
     ...storeFlags,
     ...domainFlag,

@@ -1,6 +1,5 @@
-import { Args } from '@oclif/core';
 import { ParleyCommand } from '../../src/cli/command.js';
-import { domainFlag, domainScope, storeFlags } from '../../src/cli/flags.js';
+import { domainFlag, domainScope, storeFlags, userArgs } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
 import { showUser, type UserSummary } from '../../src/users/admin.js';
 
@@ -12,9 +11,7 @@ export default class UsersShow extends ParleyCommand {
     '<%= config.bin %> <%= command.id %> alice --json',
   ];
   static override enableJsonFlag = true;
-  static override args = {
-    aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
-  };
+  static override args = userArgs;
   static override flags = { ...storeFlags, ...domainFlag };
 
   async run(): Promise<UserSummary> {

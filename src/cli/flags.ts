@@ -1,5 +1,5 @@
 import { relative, resolve } from 'node:path';
-import { Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import {
   ConfigError,
   DEFAULT_CONFIG_FILE,
@@ -41,6 +41,11 @@ export const domainFlag = {
   domain: Flags.string({
     summary: "Domain of a bare user name (default the first of the deployment's domains).",
   }),
+};
+
+/** The user a `users` command acts on: its one argument. */
+export const userArgs = {
+  aor: Args.string({ required: true, description: 'User address (alice or alice@DOMAIN).' }),
 };
 
 /** `--force` of the user commands that write: a user in a domain the deployment does not serve. */
