@@ -1,4 +1,4 @@
-import { copyTextField, type Sql } from './sql.js';
+import { copyTextField, jsonColumn, type Sql } from './sql.js';
 
 /**
  * The directory sync's tables (002_directory.sql): run journal, planned operations,
@@ -97,7 +97,7 @@ function toJoin(r: JoinRow): Join {
     contactDn: r.contact_dn,
     sipAddress: r.sip_address,
     state: r.state,
-    attributes: typeof r.attributes === 'string' ? JSON.parse(r.attributes) : r.attributes,
+    attributes: jsonColumn(r.attributes),
     attributesHash: r.attributes_hash,
     disabledAt: r.disabled_at ? new Date(r.disabled_at) : undefined,
     disabledReason: r.disabled_reason ?? undefined,
@@ -319,7 +319,7 @@ export class DirectoryJournalRepository {
       [runId],
     );
     const ops = rows[0]?.ops;
-    return typeof ops === 'string' ? JSON.parse(ops) : (ops ?? {});
+    return ops == null ? {} : jsonColumn(ops);
   }
 
   async watermark(forest: string): Promise<string | undefined> {

@@ -1,4 +1,4 @@
-import type { Sql } from './sql.js';
+import { jsonColumn, type Sql } from './sql.js';
 import { normalizeAor } from './users.js';
 
 /**
@@ -77,8 +77,7 @@ function toWave(r: WaveRow): WaveRecord {
     finishedAt: r.finished_at ? new Date(r.finished_at) : undefined,
     verifiedAt: r.verified_at ? new Date(r.verified_at) : undefined,
     updatedAt: new Date(r.updated_at),
-    summary:
-      r.summary === null ? undefined : typeof r.summary === 'string' ? JSON.parse(r.summary) : r.summary,
+    summary: r.summary === null ? undefined : jsonColumn(r.summary),
   };
 }
 

@@ -31,6 +31,11 @@ export function copyTextField(value: string): string {
 
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
+/** A json or jsonb column's value: as the driver parsed it, or parsed here when it came as text. */
+export function jsonColumn<T>(value: T | string): T {
+  return typeof value === 'string' ? (JSON.parse(value) as T) : value;
+}
+
 /** An SQL identifier, quoted (a table, a column, a LISTEN channel). */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
