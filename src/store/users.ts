@@ -16,14 +16,8 @@ export interface User {
   updatedAt: Date;
 }
 
-export interface NewUser {
-  aor: string;
-  displayName?: string;
-  enabled?: boolean;
-  home?: string | null;
-  source?: string;
-  sourceAnchor?: string | null;
-}
+/** A user to add: its address, and any of what a directory would say (DirectoryUser). */
+export type NewUser = Pick<User, 'aor'> & Partial<DirectoryUser>;
 
 export interface UserFilter {
   home?: string;
@@ -50,16 +44,14 @@ export interface StoredCredentials {
   ha1Sha256: string;
 }
 
-/** What a directory says about a user: the fields `parley directory replicate` owns. */
-export interface DirectoryUser {
-  aor: string;
-  displayName: string;
-  enabled: boolean;
-  home: string | null;
-  /** 'ldap:<forest>' ('ldap:central' for users of the central forest). */
-  source: string;
-  sourceAnchor: string | null;
-}
+/**
+ * What a directory says about a user: the fields `parley directory replicate` owns (`source`
+ * is 'ldap:<forest>', 'ldap:central' for users of the central forest).
+ */
+export type DirectoryUser = Pick<
+  User,
+  'aor' | 'displayName' | 'enabled' | 'home' | 'source' | 'sourceAnchor'
+>;
 
 /** Digest secrets of one realm, as a wave migration copies them between stores. */
 export interface RealmCredentials {
