@@ -365,28 +365,14 @@ export class UserRepository {
    * rather than 401.
    */
   async getCredentials(aor: string, realm: string): Promise<StoredCredentials | undefined> {
-    const res = await this.sql.query<{
-      user_id: number;
-      aor: string;
-      enabled: boolean;
-      ha1_md5: string;
-      ha1_sha256: string;
-    }>(
-      `SELECT u.id AS user_id, u.aor, u.enabled, c.ha1_md5, c.ha1_sha256
+    const res = await this.sql.query<CredentialsRow>(
+      `SELECT ${CREDENTIALS_COLUMNS}
        FROM users u JOIN credentials c ON c.user_id = u.id AND c.realm = $2
        WHERE u.aor = $1`,
       [normalizeAor(aor), realm],
     );
     const r = res.rows[0];
-    return r
-      ? {
-          userId: Number(r.user_id),
-          aor: r.aor,
-          enabled: r.enabled,
-          ha1Md5: r.ha1_md5,
-          ha1Sha256: r.ha1_sha256,
-        }
-      : undefined;
+    return r ? toStoredCredentials(r) : undefined;
   }
 
   /** Which of these AORs have digest secrets in the realm (one query for a page of users). */
@@ -401,24 +387,12 @@ export class UserRepository {
 
   /** Every credential of a realm, for a server's cache preload at start. */
   async listCredentials(realm: string): Promise<StoredCredentials[]> {
-    const res = await this.sql.query<{
-      user_id: number;
-      aor: string;
-      enabled: boolean;
-      ha1_md5: string;
-      ha1_sha256: string;
-    }>(
-      `SELECT u.id AS user_id, u.aor, u.enabled, c.ha1_md5, c.ha1_sha256
+    const res = await this.sql.query<CredentialsRow>(
+      `SELECT ${CREDENTIALS_COLUMNS}
        FROM users u JOIN credentials c ON c.user_id = u.id WHERE c.realm = $1 ORDER BY u.aor`,
       [realm],
     );
-    return res.rows.map((r) => ({
-      userId: Number(r.user_id),
-      aor: r.aor,
-      enabled: r.enabled,
-      ha1Md5: r.ha1_md5,
-      ha1Sha256: r.ha1_sha256,
-    }));
+    return res.rows.map(toStoredCredentials);
   }
 
   /** Accounts of these users (missing ones are absent), credentials of every realm included. */
@@ -501,4 +475,25 @@ export class UserRepository {
       return ids;
     });
   }
+}
+
+/** What getCredentials and listCredentials select from users (u) joined with credentials (c). */
+const CREDENTIALS_COLUMNS = 'u.id AS user_id, u.aor, u.enabled, c.ha1_md5, c.ha1_sha256';
+
+interface CredentialsRow {
+  user_id: number;
+  aor: string;
+  enabled: boolean;
+  ha1_md5: string;
+  ha1_sha256: string;
+}
+
+function toStoredCredentials(r: CredentialsRow): StoredCredentials {
+  return {
+    userId: Number(r.user_id),
+    aor: r.aor,
+    enabled: r.enabled,
+    ha1Md5: r.ha1_md5,
+    ha1Sha256: r.ha1_sha256,
+  };
 }
