@@ -5,6 +5,7 @@ import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/stor
 import { importOutcomeError, importSummaryLines } from '../../src/contacts/cli.js';
 import { ContactsError } from '../../src/contacts/errors.js';
 import { type RestoreResult, restoreContactList } from '../../src/contacts/restore.js';
+import { BULK_JOB_SHARED_BUFFERS } from '../../src/store/open.js';
 
 export default class ContactsRestore extends ParleyCommand {
   static override summary = "Restore one user's contact list from a contact-list export.";
@@ -27,8 +28,12 @@ export default class ContactsRestore extends ParleyCommand {
 
   async run(): Promise<RestoreResult & StoreNamed> {
     const { flags } = await this.parse(ContactsRestore);
-    const result = await runChange(this, flags, nothingToPrepare, (store) =>
-      restoreContactList(store, { user: flags.user, from: flags.from, dryRun: flags['dry-run'] }),
+    const result = await runChange(
+      this,
+      flags,
+      nothingToPrepare,
+      (store) => restoreContactList(store, { user: flags.user, from: flags.from, dryRun: flags['dry-run'] }),
+      { sharedBuffers: BULK_JOB_SHARED_BUFFERS },
     );
     const outcome = importOutcomeError(result);
     if (outcome?.code === 'CONTACT_LIST_INVALID') throw outcome;

@@ -4,6 +4,7 @@ import { storeFlags } from '../../src/cli/flags.js';
 import { runWithStore } from '../../src/cli/store-command.js';
 import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
 import { type BackupResult, backupStore } from '../../src/store/backup.js';
+import { BULK_JOB_SHARED_BUFFERS } from '../../src/store/open.js';
 
 export default class DbBackup extends ParleyCommand {
   static override summary = 'Back up the whole store to a folder.';
@@ -24,10 +25,14 @@ On the embedded database the snapshot holds its single session: a running standa
   async run(): Promise<BackupResult> {
     const { flags } = await this.parse(DbBackup);
     const display = progressDisplay(this, this.jsonEnabled());
-    const result = await runWithStore(this, flags, (store) =>
-      withProgress('Backing up the store', display, (progress) =>
-        backupStore(store.db, { out: flags.out, onProgress: (table, rows) => progress(table, rows) }),
-      ),
+    const result = await runWithStore(
+      this,
+      flags,
+      (store) =>
+        withProgress('Backing up the store', display, (progress) =>
+          backupStore(store.db, { out: flags.out, onProgress: (table, rows) => progress(table, rows) }),
+        ),
+      { sharedBuffers: BULK_JOB_SHARED_BUFFERS },
     );
     this.log(
       `Backed up ${result.rows} row(s) of ${result.tables.length} table(s) (${result.engine}, schema ${result.schemaVersion}) to ${result.dir}.`,

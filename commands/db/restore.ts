@@ -4,6 +4,7 @@ import { storeFlags } from '../../src/cli/flags.js';
 import { nothingToPrepare, runChange, type StoreNamed } from '../../src/cli/store-command.js';
 import { progressDisplay, withProgress } from '../../src/contacts/cli.js';
 import { type RestoreStoreResult, restoreStore } from '../../src/store/backup.js';
+import { BULK_JOB_SHARED_BUFFERS } from '../../src/store/open.js';
 
 export default class DbRestore extends ParleyCommand {
   static override summary = 'Restore the whole store from a backup folder.';
@@ -37,7 +38,7 @@ The target must be migrated to the backup's schema (\`parley db migrate\`) and e
             onProgress: (table, rows) => progress(table, rows),
           }),
         ),
-      { create: true },
+      { create: true, sharedBuffers: BULK_JOB_SHARED_BUFFERS },
     );
     this.log(
       `Restored and verified ${result.rows} row(s) of ${result.tables.length} table(s) from ${result.dir}.`,

@@ -29,10 +29,12 @@ export interface OpenDatabaseOptions {
 }
 
 /**
- * The embedded store's buffer pool for the bulk admin jobs (directory sync, contact-list
- * import and export), which read or write each row about once: a larger pool buys them
- * little and is resident from the open on. A 100,000 x 50 contact-list import peaked at
- * 531 MiB of RSS with 128MB and 366 MiB with 32MB, for the same CPU (bench/README.md).
+ * The embedded store's buffer pool for the admin jobs that read or write each row about once
+ * (directory sync, contact-list import, export and restore, db backup and restore): a
+ * larger pool buys them little and is resident from the open on. A 100,000 x 50 contact-list
+ * import peaked at 531 MiB of RSS with 128MB and 366 MiB with 32MB, for the same CPU
+ * (bench/README.md); a db restore of 1,060,010 rows at 529 and 394 MiB
+ * (docs/contact-list-xml.md, Store backup).
  */
 export const BULK_JOB_SHARED_BUFFERS = '32MB';
 
