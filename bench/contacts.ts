@@ -44,6 +44,8 @@ export interface ContactsPhase {
   usersPerSecond: number;
   /** CPU time of the CLI process (user + system), when GNU time is there to measure it. */
   cpuSeconds?: number;
+  /** On PostgreSQL, the CPU time of the server's backends that served the command (serverCpu). */
+  serverCpuSeconds?: number;
   /** Peak resident memory of the CLI process. */
   peakRssMiB: number;
   exitCode: number;
@@ -61,6 +63,8 @@ export interface ContactsPhase {
 export interface ContactsFloor {
   seconds: number;
   cpuSeconds: number;
+  /** On PostgreSQL, the CPU time of the server's backends (serverCpu). */
+  serverCpuSeconds?: number;
   rows: number;
 }
 
@@ -145,8 +149,16 @@ async function benchEngine(
       }
     }
 
+    const server = postgres ? await serverCpu(postgres.url) : undefined;
+    const onServer = async <T extends object>(run: () => Promise<T>) => {
+      const before = await server?.();
+      const done = await run();
+      return { ...done, serverCpuSeconds: before === undefined ? undefined : (await server!()) - before };
+    };
     const file = join(dir, 'all.xml');
-    const exported = await runCli(['contacts', 'export', '--all', '--out', file, ...source.flags]);
+    const exported = await onServer(() =>
+      runCli(['contacts', 'export', '--all', '--out', file, ...source.flags]),
+    );
     const exportReport = exported.json as { contacts?: number };
     const fileBytes = statSync(file, { throwIfNoEntry: false })?.size ?? 0;
     const exportPhase = phase(users, exported);
@@ -158,7 +170,9 @@ async function benchEngine(
       ),
     );
 
-    const imported = await runCli(['contacts', 'import', file, '--mode', 'replace', ...target.flags]);
+    const imported = await onServer(() =>
+      runCli(['contacts', 'import', file, '--mode', 'replace', ...target.flags]),
+    );
     const importReport = imported.json as { status?: string; changed?: number; phases?: ImportPhases };
     const importPhase = {
       ...phase(users, imported),
@@ -177,7 +191,10 @@ async function benchEngine(
     if (exported.exitCode !== 0 || imported.exitCode !== 0) {
       log(`contacts bench (${engine}): a command failed: ${exported.tail}${imported.tail}`);
     }
-    const floor = { read: await floorRead(source), copy: await floorCopy(floorStore, contacts) };
+    const floor = {
+      read: await onServer(() => floorRead(source)),
+      copy: await onServer(() => floorCopy(floorStore, contacts)),
+    };
     log(floorLine(`floor (${engine}): bare read`, floor.read, 'cursor + contact rows as text, no JSON/XML'));
     log(floorLine(`floor (${engine}): bare COPY`, floor.copy, "the import's batches and COPY, no XML"));
     return {
@@ -192,6 +209,30 @@ async function benchEngine(
     await postgres?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * CPU seconds, so far, of the PostgreSQL server's backends that have ended: the postmaster's
+ * reaped children (cutime + cstime of /proc/PID/stat). A command's connections end with it,
+ * so the difference across a command is what the server spent on it, which its wall time on
+ * a shared machine does not say (plus any autovacuum worker that ended meanwhile).
+ */
+async function serverCpu(url: string): Promise<() => Promise<number>> {
+  const db = await openDatabase({ url });
+  let backend: number;
+  try {
+    backend = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  } finally {
+    await db.close();
+  }
+  const fields = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const postmaster = Number(fields(backend)[1]);
+  return async () => {
+    // Ended connections are reaped by the postmaster when it handles SIGCHLD: a moment later.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const f = fields(postmaster);
+    return (Number(f[13]) + Number(f[14])) / 100;
+  };
 }
 
 async function measureFloor(
@@ -266,7 +307,8 @@ function phasesLine(name: string, p: ImportPhases): string {
 }
 
 function floorLine(name: string, f: ContactsFloor, note: string): string {
-  return `${name}: ${f.rows} rows in ${f.seconds.toFixed(1)}s, bench process CPU ${f.cpuSeconds.toFixed(1)}s (${note})`;
+  const server = f.serverCpuSeconds === undefined ? '' : `, PostgreSQL CPU ${f.serverCpuSeconds.toFixed(1)}s`;
+  return `${name}: ${f.rows} rows in ${f.seconds.toFixed(1)}s, bench process CPU ${f.cpuSeconds.toFixed(1)}s${server} (${note})`;
 }
 
 export interface CliRun {
@@ -336,18 +378,21 @@ export async function runCli(args: string[]): Promise<CliRun> {
   return { exitCode, seconds, cpuSeconds, peakRssBytes: peak, json, tail: tail() };
 }
 
-function phase(users: number, run: CliRun): ContactsPhase {
+function phase(users: number, run: CliRun & { serverCpuSeconds?: number }): ContactsPhase {
   return {
     users,
     seconds: run.seconds,
     usersPerSecond: users / run.seconds,
     cpuSeconds: run.cpuSeconds,
+    serverCpuSeconds: run.serverCpuSeconds,
     peakRssMiB: run.peakRssBytes / 1048576,
     exitCode: run.exitCode,
   };
 }
 
 function line(name: string, p: ContactsPhase, note: string): string {
-  const cpu = p.cpuSeconds === undefined ? '' : `, CLI CPU ${p.cpuSeconds.toFixed(1)}s`;
+  const cpu =
+    (p.cpuSeconds === undefined ? '' : `, CLI CPU ${p.cpuSeconds.toFixed(1)}s`) +
+    (p.serverCpuSeconds === undefined ? '' : `, PostgreSQL CPU ${p.serverCpuSeconds.toFixed(1)}s`);
   return `${name}: ${p.users} users in ${p.seconds.toFixed(1)}s = ${p.usersPerSecond.toFixed(0)} users/s${cpu}, CLI peak RSS ${p.peakRssMiB.toFixed(0)} MiB (${note})`;
 }
