@@ -43,4 +43,26 @@ describe('CompletedResponses (RFC 3261 17.2.2, Timer J over UDP)', () => {
     store.add('c', flow, response(4), 400);
     expect(store.find('c')?.wire.equals(response(4))).toBe(true);
   });
+
+  it('uses an emptied slab again, only after the sweep that emptied it, and keeps each response intact', () => {
+    // 100-byte slabs, responses of 60-odd bytes: one per slab.
+    const store = new CompletedResponses(100);
+    const flow = new FakeFlow('u1', 'udp');
+    store.add('a', flow, response(1), 100);
+    store.add('b', flow, response(2), 200);
+    const slabA = store.find('a')?.wire.buffer;
+    const slabB = store.find('b')?.wire.buffer;
+    expect(slabA).not.toBe(slabB);
+    // a expires: its slab rests through this sweep, so the next response gets a new one.
+    expect(store.expire(150)).toBe(200);
+    store.add('c', flow, response(3), 300);
+    expect(store.find('c')?.wire.buffer).not.toBe(slabA);
+    // After the next sweep a's slab is used again, and it now holds d's response.
+    expect(store.expire(160)).toBe(200);
+    store.add('d', flow, response(4), 400);
+    expect(store.find('d')?.wire.buffer).toBe(slabA);
+    expect(store.find('d')?.wire.equals(response(4))).toBe(true);
+    expect(store.find('b')?.wire.equals(response(2))).toBe(true);
+    expect(store.find('c')?.wire.equals(response(3))).toBe(true);
+  });
 });
