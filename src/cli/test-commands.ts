@@ -1,11 +1,12 @@
 import { Flags } from '@oclif/core';
-import type { ParleyConfig } from '../ops/config.js';
+import { type ParleyConfig, parseAdvertise } from '../ops/config.js';
 import {
   parseServerTarget,
   renderSyntheticResult,
   runSyntheticTest,
   type SyntheticResult,
 } from '../reports/synthetic.js';
+import { hostReference } from '../sip/host.js';
 import { resolveAor } from '../users/admin.js';
 import { ParleyCommand } from './command.js';
 import { CliError } from './errors.js';
@@ -23,9 +24,9 @@ function defaultServer(config: ParleyConfig): string | undefined {
       : undefined;
   if (!pick) return undefined;
   const host =
-    config.advertise?.split(':')[0] ??
+    parseAdvertise(config.advertise)?.host ??
     (pick.hp.host === '0.0.0.0' || pick.hp.host === '::' ? '127.0.0.1' : pick.hp.host);
-  return `sip:${host}:${pick.hp.port};transport=${pick.t}`;
+  return `sip:${hostReference(host)}:${pick.hp.port};transport=${pick.t}`;
 }
 
 /**

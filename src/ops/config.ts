@@ -480,7 +480,7 @@ function validate(r: LayeredReader): ParleyConfig {
   }
 
   const advertise = readOptionalString(r, 'advertise');
-  if (advertise !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(advertise)) {
+  if (advertise !== undefined && !ADVERTISE_RE.test(advertise)) {
     throw new ConfigError(
       `${JSON.stringify(advertise)} is not a host or host:port`,
       'advertise',
@@ -1116,6 +1116,17 @@ export function parseHostPort(text: string, key: string, file?: string): HostPor
 /** A database URL fit for output: any password replaced by `***`. */
 export function redactDatabaseUrl(url: string): string {
   return url.replace(/^(postgres(?:ql)?:\/\/[^/@:]*):[^/@]*@/, '$1:***@');
+}
+
+/** `advertise`: a host name, an IPv4 address or an [IPv6] address, then an optional :port. */
+const ADVERTISE_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/;
+
+/** `advertise` as a host (an IPv6 address keeps its brackets) and an optional port. */
+export function parseAdvertise(text: string | undefined): { host: string; port?: number } | undefined {
+  if (!text) return undefined;
+  const m = ADVERTISE_RE.exec(text);
+  if (!m) return { host: text };
+  return { host: m[1], port: m[2] ? Number(m[2]) : undefined };
 }
 
 /** Formats a HostPort the way parseHostPort reads it back. */

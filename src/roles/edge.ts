@@ -4,7 +4,7 @@ import { PartnerDirectory } from '../edge/partners.js';
 import { RefusalLog } from '../edge/refusals.js';
 import { EdgeRouter } from '../edge/router.js';
 import { TopologySeal } from '../edge/seal.js';
-import { ConfigError, type ParleyConfig } from '../ops/config.js';
+import { ConfigError, type ParleyConfig, parseAdvertise } from '../ops/config.js';
 import { type OpsServer, startOpsServer } from '../ops/http.js';
 import { componentLogger, createLogger } from '../ops/log.js';
 import { createMetrics } from '../ops/metrics.js';
@@ -20,7 +20,7 @@ import { TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { type NamedListener, TransportLayer } from '../transport/layer.js';
-import { deferred, parseAdvertise, RoleStore, readTls } from './lifecycle.js';
+import { deferred, RoleStore, readTls } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
 
 /** Inside servers may send large bodies (contact lists, presence documents) the outside may not. */

@@ -73,14 +73,6 @@ export function readTls(config: ParleyConfig): TlsMaterial | undefined {
   };
 }
 
-/** `advertise` (host, host:port, [v6]:port) as a host and an optional port. */
-export function parseAdvertise(text: string | undefined): { host: string; port?: number } | undefined {
-  if (!text) return undefined;
-  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
-  if (!m) return { host: text };
-  return { host: m[1], port: m[2] ? Number(m[2]) : undefined };
-}
-
 /** A promise and the function that resolves it (a server's `drained`). */
 export function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;

@@ -7,7 +7,7 @@ import { CONTACT_LIST_CONTENT_TYPE, emptyContactList } from '../contacts/model.j
 import { parseContactListXml } from '../contacts/xml-document.js';
 import { serializeContactList } from '../contacts/xml-serialize.js';
 import { MessageService } from '../im/message.js';
-import type { ParleyConfig } from '../ops/config.js';
+import { type ParleyConfig, parseAdvertise } from '../ops/config.js';
 import { componentLogger, sipTraceEnabled, sipTraceFields } from '../ops/log.js';
 import type { ParleyMetrics } from '../ops/metrics.js';
 import { StorePresencePolicy } from '../presence/policy-store.js';
@@ -42,7 +42,7 @@ import { TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { type Listening, TransportLayer } from '../transport/layer.js';
 import { clusterWorkerPorts } from './cluster.js';
-import { parseAdvertise, readTls } from './lifecycle.js';
+import { readTls } from './lifecycle.js';
 import type { ServerAccounts } from './server-accounts.js';
 import type { ServerBase } from './server-base.js';
 import { type ServerPeers, serverPeers } from './server-peers.js';

@@ -2,7 +2,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseHostPort, writeConfig } from '../../src/ops/config.js';
+import { ConfigError, loadConfig, parseAdvertise, parseHostPort, writeConfig } from '../../src/ops/config.js';
 import { scratchDir } from '../support/scratch.js';
 
 const fixtures = resolve(import.meta.dirname, '../../fixtures/config');
@@ -251,6 +251,25 @@ describe('parseHostPort', () => {
       expect(err.message.startsWith(`p.yaml: listen.ws: ${JSON.stringify(text)}`)).toBe(true);
     },
   );
+});
+
+describe('parseAdvertise', () => {
+  it.each([
+    ['sip.example.com', { host: 'sip.example.com', port: undefined }],
+    ['sip.example.com:5070', { host: 'sip.example.com', port: 5070 }],
+    ['192.0.2.7:5060', { host: '192.0.2.7', port: 5060 }],
+    ['[2001:db8::1]', { host: '[2001:db8::1]', port: undefined }],
+    ['[2001:db8::1]:5061', { host: '[2001:db8::1]', port: 5061 }],
+  ])('reads %s as loadConfig accepts it', (text, expected) => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'parley.yaml'), `advertise: "${text}"\n`);
+    expect(loadConfig({ cwd: dir, env: {} }).advertise).toBe(text);
+    expect(parseAdvertise(text)).toEqual(expected);
+  });
+
+  it('is undefined without advertise', () => {
+    expect(parseAdvertise(undefined)).toBeUndefined();
+  });
 });
 
 describe('writeConfig', () => {
