@@ -50,44 +50,24 @@ function toContact(e: Entry): CentralContact {
 }
 
 export class CentralDirectory implements ContactWriter {
-  private next = 0;
-
   private constructor(
+    /**
+     * One connection carries the reads and the writes; the sync keeps many writes in flight
+     * on it (slapd works on several operations of a connection at once), and the requests
+     * made in one turn of the event loop leave in one system call (coalesceWrites).
+     */
     private readonly client: Client,
-    /** Connections the writes are spread over; each carries several operations at once. */
-    private readonly writers: Client[],
     readonly config: CentralConfig,
   ) {}
 
-  /**
-   * `writeConnections` (default 1: reads and writes share one): the sync pipelines its
-   * writes over a few connections, so the central server works on several at a time and
-   * no write waits for the previous one's round trip.
-   */
-  static async connect(
-    config: CentralConfig,
-    env: Environment,
-    opts: { writeConnections?: number } = {},
-  ): Promise<CentralDirectory> {
+  static async connect(config: CentralConfig, env: Environment): Promise<CentralDirectory> {
     const client = await connectLdap(config, { env });
-    const writers: Client[] = [client];
-    try {
-      for (let i = 1; i < (opts.writeConnections ?? 1); i++) writers.push(await connectLdap(config, { env }));
-      for (const w of writers) coalesceWrites(w);
-    } catch (err) {
-      await Promise.all(writers.map((c) => c.unbind().catch(() => undefined)));
-      throw err;
-    }
-    return new CentralDirectory(client, writers, config);
+    coalesceWrites(client);
+    return new CentralDirectory(client, config);
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.writers.map((c) => c.unbind().catch(() => undefined)));
-  }
-
-  private writer(): Client {
-    this.next = (this.next + 1) % this.writers.length;
-    return this.writers[this.next];
+    await this.client.unbind().catch(() => undefined);
   }
 
   /** The sync needs the schema and the container that `parley directory prepare` creates. */
@@ -233,7 +213,7 @@ export class CentralDirectory implements ContactWriter {
     };
     for (const [k, v] of Object.entries(attrs)) if (v.length > 0) entry[k] = v;
     try {
-      await this.writer().add(dn, entry);
+      await this.client.add(dn, entry);
     } catch (err) {
       if (!(err instanceof AlreadyExistsError)) throw err;
       await this.replace(dn, attrs, CONTACT_ATTRIBUTES);
@@ -251,7 +231,7 @@ export class CentralDirectory implements ContactWriter {
 
   async deleteContact(dn: string): Promise<void> {
     try {
-      await this.writer().del(dn);
+      await this.client.del(dn);
     } catch (err) {
       if (!(err instanceof NoSuchObjectError)) throw err;
     }
@@ -266,6 +246,6 @@ export class CentralDirectory implements ContactWriter {
           modification: new Attribute({ type, values: attrs[type] ?? [] }),
         }),
     );
-    if (changes.length > 0) await this.writer().modify(dn, changes);
+    if (changes.length > 0) await this.client.modify(dn, changes);
   }
 }

@@ -185,8 +185,15 @@ export async function allValues(client: Client, entry: Entry, attribute: string)
   return out;
 }
 
+/** values(entry, attribute)[0], without building the list: read once per attribute and user. */
 export function firstValue(entry: Entry, attribute: string): string | undefined {
-  return values(entry, attribute)[0];
+  const v = lookup(entry, attribute);
+  if (v === undefined) return undefined;
+  for (const x of Array.isArray(v) ? v : [v]) {
+    const text = Buffer.isBuffer(x) ? x.toString('utf8') : String(x);
+    if (text !== '') return text;
+  }
+  return undefined;
 }
 
 export function bufferValue(entry: Entry, attribute: string): Buffer | undefined {

@@ -193,8 +193,6 @@ export class SyncInterruptedError extends Error {
   override name = 'SyncInterruptedError';
 }
 
-/** Connections to the central forest that carry the writes. */
-const WRITE_CONNECTIONS = 4;
 /** Anchors per batched join read. */
 const JOIN_BATCH = 5000;
 /** SQLSTATE of a duplicate key. */
@@ -390,10 +388,7 @@ export class DirectorySync {
     }
     let central: CentralDirectory | undefined;
     try {
-      const connections = opts.dryRun ? 1 : WRITE_CONNECTIONS;
-      central = await CentralDirectory.connect(opts.config.central, opts.env, {
-        writeConnections: connections,
-      }).catch((err: unknown) => {
+      central = await CentralDirectory.connect(opts.config.central, opts.env).catch((err: unknown) => {
         if (err instanceof BindPasswordError)
           throw new DirectoryError('DIRECTORY_PASSWORD', err.message, EXIT.config);
         throw new DirectoryError(

@@ -20,8 +20,14 @@ export interface PipelineHooks<T extends WriteOp> {
   progress(written: number, submitted: number): void;
 }
 
-/** Central writes in flight at once, and how many completed writes are recorded together. */
-const WRITES_IN_FLIGHT = 32;
+/**
+ * Central writes in flight at once, and how many completed writes are recorded together.
+ * The CLI stops answering the central forest while it runs a store statement (the embedded
+ * store runs in its thread): a flush of 250 joins, a page's join and address look-ups or its
+ * journal take 10-25 ms, and 32 adds in flight were 6 ms of the central slapd's work, so it
+ * waited. 256 (about 50 ms of its work) keep it busy through them.
+ */
+const WRITES_IN_FLIGHT = 256;
 const FLUSH_BATCH = 250;
 /** Operations waiting to be sent past which submit() waits: memory stays bounded. */
 const HIGH_WATER = 2000;
