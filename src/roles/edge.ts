@@ -14,7 +14,6 @@ import { createTag } from '../sip/ids.js';
 import { createErrorResponseFromPartial } from '../sip/response.js';
 import { FEDERATION_CHANNEL, FederationRepository } from '../store/federation.js';
 import { openDatabase } from '../store/open.js';
-import { ServerRepository } from '../store/servers.js';
 import { sharedSecret } from '../store/settings.js';
 import { TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
@@ -22,6 +21,7 @@ import type { Flow } from '../transport/flow.js';
 import { type NamedListener, TransportLayer } from '../transport/layer.js';
 import { deferred, RoleStore, readTls } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
+import { enterServer } from './server-upkeep.js';
 
 /** Inside servers may send large bodies (contact lists, presence documents) the outside may not. */
 const INSIDE_MAX_MESSAGE_SIZE = 65_535;
@@ -199,19 +199,12 @@ export async function startEdge(
         federation: partners.policy.describe(),
       }),
     });
-    const servers = new ServerRepository(db);
     const outsideTls = listening.find((l) => l.transport === 'tls' && !l.name) ?? listening[0];
-    await servers.register({
-      id: config.serverId,
-      role: config.role,
-      home: config.home ?? domain,
-      address: `sip:${config.advertise ?? `${outsideTls.host}:${outsideTls.port}`};transport=${outsideTls.transport}`,
-      healthUrl: `${ops.url}/health`,
-    });
-    const heartbeat = setInterval(() => {
-      servers.heartbeat(config.serverId).catch((err: unknown) => log.warn({ err }, 'heartbeat failed'));
-    }, 5_000);
-    heartbeat.unref();
+    const { servers, stopHeartbeat } = await enterServer(
+      { config, db, log, domain, pool: false },
+      `sip:${config.advertise ?? `${outsideTls.host}:${outsideTls.port}`};transport=${outsideTls.transport}`,
+      `${ops.url}/health`,
+    );
 
     let closed = false;
     const drained = deferred();
@@ -239,7 +232,7 @@ export async function startEdge(
       async close() {
         if (closed) return;
         closed = true;
-        clearInterval(heartbeat);
+        stopHeartbeat();
         await servers.remove(config.serverId).catch(() => undefined);
         router.stop();
         transactions.stop();

@@ -59,11 +59,11 @@ export interface ServerEntry {
 }
 
 /**
- * Enters the server in the servers table and beats every HEARTBEAT_MS; a member of a pool
- * also sweeps up after members that stopped beating.
+ * Enters the server (of any role: the edge's too) in the servers table and beats every
+ * HEARTBEAT_MS; a member of a pool also sweeps up after members that stopped beating.
  */
 export async function enterServer(
-  base: ServerBase,
+  base: Pick<ServerBase, 'config' | 'db' | 'log' | 'domain' | 'pool'>,
   address: string,
   healthUrl: string,
 ): Promise<ServerEntry> {
