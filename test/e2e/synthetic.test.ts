@@ -88,7 +88,7 @@ describe('parley test', () => {
 
     const bob = await TestClient.signIn(`ws://127.0.0.1:${t.wsPort}`, 'bob', t.domain, 'bob-pw');
     try {
-      const received = bob.nextMessage();
+      const received = bob.nextMessage(30_000); // spans the CLI's own start, seconds under load
       const online = await test('im', ['--as', 'probe1', '--to', 'bob']);
       expect(online.code, online.output).toBe(0);
       expect((await received).body).toMatch(/^parley test im /);
