@@ -210,6 +210,13 @@ export class ClientTransaction {
   private interval = T1;
   /** The ACK for a failure, sent again when the failure is (UDP, Completed). */
   private ack?: Buffer;
+  /** When it started (the wheel's clock): Timer B or F counts from here. */
+  readonly startedAt: number;
+  /**
+   * Timer B (INVITE, until something answers) or F (non-INVITE, until the final response)
+   * still runs: the layer's sweep times the transaction out at 64*T1 from `startedAt`.
+   */
+  timeoutArmed = true;
 
   constructor(
     readonly layer: TransactionLayer,
@@ -220,6 +227,7 @@ export class ClientTransaction {
     readonly handler: ClientTransactionHandler,
   ) {
     this.state = request.method === 'INVITE' ? 'Calling' : 'Trying';
+    this.startedAt = layer.timers.now();
   }
 
   get reliable(): boolean {
@@ -260,14 +268,14 @@ export class ClientTransaction {
           // RFC 3261 17.1.1.2: Timer B guards only the Calling state; once something answers,
           // the proxy's Timer C (RFC 3261 16.8) decides how long ringing may last.
           if (this.isInvite && this.state === 'Calling') {
-            cancelTimer(this.timer);
+            this.timeoutArmed = false;
             cancelTimer(this.retransmitTimer);
           }
           this.state = 'Proceeding';
           this.handler.onResponse(response, this);
           return;
         }
-        cancelTimer(this.timer);
+        this.timeoutArmed = false;
         cancelTimer(this.retransmitTimer);
         if (this.isInvite && status < 300) {
           // RFC 6026 8.4: Accepted, so 2xx retransmissions from other forks still reach the TU.
@@ -309,6 +317,7 @@ export class ClientTransaction {
   terminate(): void {
     if (this.state === 'Terminated') return;
     this.state = 'Terminated';
+    this.timeoutArmed = false;
     cancelTimer(this.timer);
     cancelTimer(this.retransmitTimer);
     this.layer.forgetClient(this);
@@ -341,6 +350,9 @@ export interface TransactionLayerOptions {
   onOverload?: (request: SipMessage) => void;
 }
 
+/** How often client transactions are checked against Timer B and F: the wheel's resolution. */
+const CLIENT_SWEEP_MS = 50;
+
 /** How often server transactions are checked against their TU deadline. */
 const DEADLINE_SWEEP_MS = 1_000;
 
@@ -360,6 +372,8 @@ export class TransactionLayer {
   /** The next TU-deadline sweep of `servers` (one at a time, while it is not empty). */
   private deadlineSweep?: TimerHandle;
   private readonly clients = new TransactionTable<ClientTransaction>();
+  /** The next Timer B/F sweep of `clients` (one at a time, while it is not empty). */
+  private clientSweep?: TimerHandle;
   readonly timers: TimerWheel;
   private tu!: TransactionUser;
   /** Requests the TU threw on or left unanswered, since start. */
@@ -505,11 +519,7 @@ export class TransactionLayer {
     const key = `${request.topVia.branch ?? ''}|${request.method}`;
     const ct = new ClientTransaction(this, key, request, flow, handler);
     this.clients.set(key, ct);
-    ct.timer = this.timers.schedule(ct.isInvite ? TIMER_B : TIMER_F, () => {
-      if (ct.state === 'Terminated') return;
-      ct.terminate();
-      handler.onTimeout(ct, 'timeout');
-    });
+    if (!this.clientSweep) this.sweepClientsLater();
     if (flow.transport === 'udp') {
       const wire = request.toBuffer();
       if (wire.length > UDP_REQUEST_LIMIT && this.opts.streamFor) {
@@ -620,6 +630,30 @@ export class TransactionLayer {
     });
   }
 
+  /**
+   * Timers B and F, for every client transaction by one sweep a tick instead of a timer each,
+   * as the TU deadline: almost every such timer is cancelled by the final response, and its
+   * handle then stayed in the wheel for the full 32 s (two a MESSAGE relayed). Both are
+   * 64*T1 from the start, and the table keeps start order: the sweep stops at the first
+   * transaction younger than that, passing over INVITEs that a provisional answer took
+   * off Timer B (the proxy's Timer C decides how long they ring).
+   */
+  private sweepClientsLater(): void {
+    this.clientSweep = this.timers.schedule(CLIENT_SWEEP_MS, () => {
+      this.clientSweep = undefined;
+      const now = this.timers.now();
+      for (const ct of this.clients.oldestFirst()) {
+        const age = now - ct.startedAt;
+        if (age < Math.min(TIMER_B, TIMER_F)) break;
+        if (ct.timeoutArmed && age >= (ct.isInvite ? TIMER_B : TIMER_F)) {
+          ct.terminate();
+          ct.handler.onTimeout(ct, 'timeout');
+        }
+      }
+      if (this.clients.size > 0) this.sweepClientsLater();
+    });
+  }
+
   forgetClient(ct: ClientTransaction): void {
     if (this.clients.get(ct.key) === ct) this.clients.delete(ct.key);
   }
@@ -633,6 +667,8 @@ export class TransactionLayer {
     for (const st of this.servers.list()) st.terminate();
     cancelTimer(this.deadlineSweep);
     this.deadlineSweep = undefined;
+    cancelTimer(this.clientSweep);
+    this.clientSweep = undefined;
     cancelTimer(this.completedSweep);
     this.completedSweep = undefined;
     this.completed.clear();

@@ -314,6 +314,34 @@ Content-Length: 0
     expect(ct.state).toBe('Proceeding');
   });
 
+  it('each transaction times out at 64*T1 from its own start, whatever rings or was answered before it', () => {
+    const { layer, advance } = setup();
+    const flow = new FakeFlow();
+    const timedOut: string[] = [];
+    const handler = (name: string) => ({
+      onResponse: () => undefined,
+      onTimeout: () => timedOut.push(name),
+    });
+    const ringing = outgoing('INVITE', 'z9hG4bKring');
+    layer.request(ringing, flow, handler('ringing'));
+    layer.receive(createResponse(ringing, 180, 'Ringing', { toTag: 'r' }), flow);
+    advance(1_000);
+    const answered = outgoing('MESSAGE', 'z9hG4bKok');
+    layer.request(answered, flow, handler('answered'));
+    layer.request(outgoing('MESSAGE', 'z9hG4bKlost1'), flow, handler('lost1'));
+    layer.receive(createResponse(answered, 200), flow);
+    advance(1_000);
+    layer.request(outgoing('MESSAGE', 'z9hG4bKlost2'), flow, handler('lost2'));
+    advance(TIMER_F - 1_000 - 100);
+    expect(timedOut).toEqual([]);
+    advance(200);
+    expect(timedOut).toEqual(['lost1']);
+    advance(1_000);
+    expect(timedOut).toEqual(['lost1', 'lost2']);
+    // The ringing INVITE is the proxy's Timer C's to end, not Timer B's.
+    expect(layer.clientCount).toBe(1);
+  });
+
   it('a response matching no transaction goes to the TU as stray', () => {
     const { layer, events } = setup();
     layer.receive(createResponse(outgoing('MESSAGE', 'z9hG4bKnone'), 200), new FakeFlow());
