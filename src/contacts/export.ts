@@ -14,7 +14,7 @@ import {
 } from './xml-serialize.js';
 
 /**
- * Streaming export of contact lists to XML. Users come from a cursor in byte order of aor,
+ * Streaming export of contact lists to XML. Lists come from a cursor in byte order of aor,
  * a batch at a time (ContactListRepository.exportLists: one REPEATABLE READ snapshot for
  * the whole export). Memory holds one batch; files and the manifest are written as
  * streams, and the next batch is fetched only once the previous one is written.
@@ -38,7 +38,12 @@ export interface ExportOptions {
   layout?: ExportLayout;
   /** Document format (default parley). */
   format?: ExportFormat;
-  /** Users per batch read from the store (default 500). */
+  /**
+   * Users per batch read from the store (default 100). Smaller batches keep fewer parsed
+   * lists alive across V8's young-generation collections: on PostgreSQL, 100,000 x 50 in
+   * batches of 100 cost this process 6.9 CPU-seconds against 10.6 in batches of 500 (GC
+   * 1.8 s against 4.3 s), for the same server CPU.
+   */
   pageSize?: number;
   /** Read the next batch while writing the current one (for PostgreSQL: see ContactListExportOptions). */
   readAhead?: boolean;
@@ -126,7 +131,7 @@ export async function exportContactLists(
       : options.scope.kind === 'user'
         ? { aor: options.scope.aor }
         : {};
-  const batchSize = options.pageSize ?? 500;
+  const batchSize = options.pageSize ?? 100;
   const readAhead = options.readAhead ?? false;
 
   await mkdir(layout === 'file' ? dirname(options.out) : options.out, { recursive: true });
