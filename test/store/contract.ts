@@ -874,6 +874,43 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         expect((await db.query('SELECT 1 FROM contacts')).rows).toHaveLength(0);
       });
 
+      it('exports each list as getMany reads it: version, groups and contacts in order, rules', async () => {
+        await seedContactLists(db, 3, 4);
+        await seedContactLists(db, 1, 0, 3);
+        const owners = await store.contactLists.findOwners([0, 1, 2, 3].map((i) => `user${i}@example.com`));
+        const one = owners.get('user1@example.com')!.id;
+        await db.query(
+          `INSERT INTO access_rules (user_id, pattern, action) VALUES ($1, 'example.com', 'allow'), ($1, '*', 'block')`,
+          [one],
+        );
+        await db.query(`INSERT INTO contact_groups (user_id, name, position) VALUES ($1, 'A "b" & c', 1)`, [
+          one,
+        ]);
+        await db.query(
+          `UPDATE contacts SET groups = ARRAY['Team', 'A "b" & c'], position = 9 - position WHERE user_id = $1`,
+          [one],
+        );
+        const exported: ContactList[] = [];
+        await store.contactLists.exportLists({}, 3, async (lists) => {
+          exported.push(...lists);
+        });
+        const read = await store.contactLists.getMany([...owners.values()]);
+        const inOrder = [...owners.values()].sort((a, b) => (a.aor < b.aor ? -1 : 1));
+        expect(exported).toEqual(inOrder.map((o) => read.get(o.id)));
+        expect(exported[1]).toMatchObject({
+          version: 1,
+          groups: [{ name: 'Team' }, { name: 'A "b" & c' }],
+          accessRules: [
+            { pattern: '*', action: 'block' },
+            { pattern: 'example.com', action: 'allow' },
+          ],
+        });
+        expect(exported[1].contacts.map((c) => c.uri)).toEqual(
+          [3, 2, 1, 0].map((c) => `sip:contact${c}.${one}@example.org`),
+        );
+        expect(exported[3]).toMatchObject({ version: 0, groups: [], contacts: [], accessRules: [] });
+      });
+
       it('seeds users and lists in bulk for tests and benchmarks', async () => {
         await seedContactLists(db, 3, 4);
         await seedContactLists(db, 2, 0, 3);
