@@ -5,6 +5,7 @@ import { CLIENT_POLICIES_CHANNEL, type ClientPolicyRepository } from '../store/c
 import type { Database } from '../store/sql.js';
 import type { ServerTransaction } from '../transaction/layer.js';
 import type { Flow } from '../transport/flow.js';
+import { forgetOldest } from '../transport/limits.js';
 import {
   type ClientAction,
   type ClientDecision,
@@ -106,11 +107,8 @@ export class ClientGate {
           this.opts.onRegisterRefused?.(request, st.flow);
           return;
         }
-        if (this.refusedFlows.size >= MAX_REFUSED_FLOWS) {
-          const oldest = this.refusedFlows.keys().next().value;
-          if (oldest !== undefined) this.refusedFlows.delete(oldest);
-        }
         this.refusedFlows.set(st.flow.id, decision);
+        forgetOldest(this.refusedFlows, MAX_REFUSED_FLOWS);
         this.opts.onRegisterRefused?.(request, st.flow);
       },
     };

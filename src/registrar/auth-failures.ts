@@ -1,3 +1,5 @@
+import { forgetOldest } from '../transport/limits.js';
+
 /**
  * Password-guessing defence: failed digest answers counted per (user, address) pair, per
  * user and per source address over a sliding window.
@@ -144,10 +146,7 @@ export class AuthFailureTracker {
     history.times.push(now);
     if (history.times.length > keep) history.times.splice(0, history.times.length - keep);
     map.set(key, history);
-    if (map.size > this.maxEntries) {
-      const oldest = map.keys().next().value;
-      if (oldest !== undefined) map.delete(oldest);
-    }
+    forgetOldest(map, this.maxEntries);
     return history;
   }
 

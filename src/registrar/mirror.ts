@@ -6,6 +6,7 @@ import {
   registrationPayloadAors,
 } from '../store/registrations.js';
 import type { ChangeFeed } from '../store/sql.js';
+import { forgetOldest } from '../transport/limits.js';
 import type { Binding, LocationTable } from './location.js';
 
 /** Where a remote lookup was answered from (parley_pool_binding_lookups_total). */
@@ -124,11 +125,8 @@ export class RemoteBindingCache {
   }
 
   private remember(aor: string, bindings: Binding[]): void {
-    if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
     this.entries.set(aor, bindings);
+    forgetOldest(this.entries, this.maxEntries);
   }
 
   private unexpired(aor: string, bindings: Binding[]): Binding[] {

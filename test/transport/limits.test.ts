@@ -5,6 +5,7 @@ import {
   ConnectionLimiter,
   DESCRIPTOR_HEADROOM,
   effectiveMaxConnections,
+  forgetOldest,
 } from '../../src/transport/limits.js';
 
 describe('ConnectionLimiter', () => {
@@ -113,5 +114,36 @@ describe('ConnectionEventLog', () => {
     vi.advanceTimersByTime(1000);
     expect(lines[1]).toMatchObject({ count: 100, addresses: 11 });
     expect((lines[1].top as Record<string, number>).other).toBe(90);
+  });
+});
+
+describe('forgetOldest', () => {
+  it('leaves a map at or under its limit alone', () => {
+    const map = new Map([...Array(16).keys()].map((i) => [i, i]));
+    forgetOldest(map, 16);
+    expect([...map.keys()]).toEqual([...Array(16).keys()]);
+  });
+
+  it('forgets the oldest eighth once over, newest kept, in order', () => {
+    const map = new Map<number, number>();
+    for (let i = 0; i < 17; i++) map.set(i, i);
+    forgetOldest(map, 16);
+    // One over the limit plus an eighth of it (2): the three oldest go.
+    expect([...map.keys()]).toEqual([...Array(14).keys()].map((i) => i + 3));
+    // Under the limit again: the next insertions forget nothing until it is passed.
+    for (let i = 17; i < 19; i++) map.set(i, i);
+    forgetOldest(map, 16);
+    expect(map.size).toBe(16);
+    expect(map.has(3)).toBe(true);
+  });
+
+  it('with a limit under eight forgets one at a time', () => {
+    const map = new Map([
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ]);
+    forgetOldest(map, 2);
+    expect([...map.keys()]).toEqual(['b', 'c']);
   });
 });
