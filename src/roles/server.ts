@@ -99,10 +99,6 @@ async function startHomeServer(
   });
   // Set once the SIP layers exist; the metrics read them only when scraped.
   let sip: SipStack | undefined;
-  const started = (): SipStack => {
-    if (!sip) throw new Error('the SIP layers are not started yet');
-    return sip;
-  };
   const metrics = createServerMetrics(config, metricsServerId, base.db, location, {
     connections: () => sip?.transport.connectionCount ?? 0,
     serverTransactions: () => sip?.transactions.serverCount ?? 0,
@@ -114,10 +110,13 @@ async function startHomeServer(
     metrics.activeUsers.touch(aor);
     usage?.userActive(aor);
   };
+  // Account changes are followed from here on, before the SIP layers exist: a user disabled
+  // in that window has no subscription or connection yet, so there is nothing to end.
   const accounts = await followAccounts(base, location, {
-    endSubscriptions: (aor, removed, ownReason) => started().presence.signOutUser(aor, removed, ownReason),
-    subscriptionParties: () => started().presence.subscriptionParties(),
-    closeFlow: (id) => started().transport.flow(id)?.close(),
+    endSubscriptions: async (aor, removed, ownReason) =>
+      sip ? sip.presence.signOutUser(aor, removed, ownReason) : 0,
+    subscriptionParties: () => sip?.presence.subscriptionParties() ?? [],
+    closeFlow: (id) => sip?.transport.flow(id)?.close(),
   });
   const draining = new Draining();
   sip = await startSipStack(base, accounts, location, metrics, {
