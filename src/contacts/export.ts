@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { ContactListFilter, ContactListRepository } from '../store/contact-lists.js';
+import type { ContactListExportOptions, ContactListRepository } from '../store/contact-lists.js';
 import { HashedFileWriter } from '../store/hashed-file.js';
 import { IO_CHUNK } from './io-chunk.js';
 import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
@@ -133,6 +133,8 @@ export async function exportContactLists(
         : {};
   const batchSize = options.pageSize ?? 100;
   const readAhead = options.readAhead ?? false;
+  const readLists: ReadLists = (onBatch, read = {}) =>
+    store.contactLists.exportLists(filter, batchSize, onBatch, { ...read, readAhead });
 
   await mkdir(layout === 'file' ? dirname(options.out) : options.out, { recursive: true });
   const manifest = new ManifestWriter(manifestPath, {
@@ -147,10 +149,8 @@ export async function exportContactLists(
     if (layout === 'file') {
       const file = new HashedFileWriter(options.out);
       try {
-        const contacts =
-          format === 'xep-0227'
-            ? await writePieDocument(store.contactLists, filter, batchSize, file, count, readAhead)
-            : await writeContactListDocument(store.contactLists, filter, batchSize, file, count, readAhead);
+        const shape = format === 'xep-0227' ? pieDocument() : parleyDocument();
+        const contacts = await writeDocument(shape, readLists, file, count);
         if (format === 'xep-0227' && totals.users === 0) {
           // The schema wants at least one <host> holding at least one <user>.
           throw new ExportScopeError(
@@ -169,29 +169,24 @@ export async function exportContactLists(
         throw err;
       }
     } else {
-      await store.contactLists.exportLists(
-        filter,
-        batchSize,
-        async (lists) => {
-          for (const list of lists) {
-            count(list);
-            const text = serializeContactList(list);
-            const name = fileNameForAor(list.user.slice('sip:'.length));
-            const bytes = Buffer.from(text);
-            await writeFile(join(options.out, name), bytes);
-            totals.files++;
-            totals.bytes += bytes.length;
-            await manifest.add({
-              path: name,
-              users: 1,
-              contacts: list.contacts.length,
-              bytes: bytes.length,
-              sha256: createHash('sha256').update(bytes).digest('hex'),
-            });
-          }
-        },
-        { readAhead },
-      );
+      await readLists(async (lists) => {
+        for (const list of lists) {
+          count(list);
+          const text = serializeContactList(list);
+          const name = fileNameForAor(list.user.slice('sip:'.length));
+          const bytes = Buffer.from(text);
+          await writeFile(join(options.out, name), bytes);
+          totals.files++;
+          totals.bytes += bytes.length;
+          await manifest.add({
+            path: name,
+            users: 1,
+            contacts: list.contacts.length,
+            bytes: bytes.length,
+            sha256: createHash('sha256').update(bytes).digest('hex'),
+          });
+        }
+      });
     }
     if (options.scope.kind === 'user' && totals.users === 0) {
       throw new ExportScopeError('USER_NOT_FOUND', `no user ${options.scope.aor}`);
@@ -204,78 +199,75 @@ export async function exportContactLists(
   return { format, layout, manifest: manifestPath, out: options.out, ...totals };
 }
 
-/** Parley's format, one document: returns the number of contacts written. */
-async function writeContactListDocument(
-  lists: ContactListRepository,
-  filter: ContactListFilter,
-  batchSize: number,
-  file: HashedFileWriter,
-  count: (list: ContactList) => void,
-  readAhead: boolean,
-): Promise<number> {
-  await file.write(documentHeader());
-  let contacts = 0;
-  await lists.exportLists(
-    filter,
-    batchSize,
-    async (batch) => {
-      let text = '';
-      for (const list of batch) {
-        count(list);
-        contacts += list.contacts.length;
-        text += serializeUserElement(list);
-        // Written a piece at a time, not a batch (megabytes) at once: see IO_CHUNK.
-        if (text.length >= IO_CHUNK) {
-          await file.write(text);
-          text = '';
-        }
-      }
-      await file.write(text);
-    },
-    { readAhead },
-  );
-  await file.write(DOCUMENT_FOOTER);
-  return contacts;
+/** The export's lists, a batch at a time, in the scope, batch size and read-ahead of the export. */
+type ReadLists = (
+  onBatch: Parameters<ContactListRepository['exportLists']>[2],
+  read?: DocumentRead,
+) => Promise<void>;
+
+/** What a document's shape asks of the read: the users' order, their subscribers. */
+type DocumentRead = Pick<ContactListExportOptions, 'byDomain' | 'subscribers'>;
+
+/**
+ * What makes one document of a 'file' export: its header, each user's text (with whatever
+ * must come before it), what closes it after the last user, and how the users are read.
+ */
+interface DocumentShape {
+  header: string;
+  user(list: ContactList, subscribers: Map<string, Set<string>>): string;
+  footer(): string;
+  read: DocumentRead;
 }
 
-/** XEP-0227: users by domain, one <host> per domain; returns the number of roster items written. */
-async function writePieDocument(
-  lists: ContactListRepository,
-  filter: ContactListFilter,
-  batchSize: number,
+/** Parley's format. */
+function parleyDocument(): DocumentShape {
+  return { header: documentHeader(), user: serializeUserElement, footer: () => DOCUMENT_FOOTER, read: {} };
+}
+
+/** XEP-0227: users by domain, one <host> per domain. */
+function pieDocument(): DocumentShape {
+  let host: string | undefined;
+  return {
+    header: PIE_HEADER,
+    user(list, subscribers) {
+      const { domain } = jidParts(list.user);
+      let text = '';
+      if (domain !== host) {
+        if (host !== undefined) text += HOST_CLOSE;
+        text += hostOpen(domain);
+        host = domain;
+      }
+      return text + serializePieUser(list, subscribers.get(list.user) ?? NO_SUBSCRIBERS);
+    },
+    footer: () => (host === undefined ? '' : HOST_CLOSE) + PIE_FOOTER,
+    read: { byDomain: true, subscribers: true },
+  };
+}
+
+/** One document of every user in the shape given: returns the number of contacts (roster items) written. */
+async function writeDocument(
+  shape: DocumentShape,
+  readLists: ReadLists,
   file: HashedFileWriter,
   count: (list: ContactList) => void,
-  readAhead: boolean,
 ): Promise<number> {
-  await file.write(PIE_HEADER);
+  await file.write(shape.header);
   let contacts = 0;
-  let host: string | undefined;
-  await lists.exportLists(
-    filter,
-    batchSize,
-    async (batch, subscribers) => {
-      let text = '';
-      for (const list of batch) {
-        count(list);
-        contacts += list.contacts.length;
-        const { domain } = jidParts(list.user);
-        if (domain !== host) {
-          if (host !== undefined) text += HOST_CLOSE;
-          text += hostOpen(domain);
-          host = domain;
-        }
-        text += serializePieUser(list, subscribers.get(list.user) ?? NO_SUBSCRIBERS);
-        if (text.length >= IO_CHUNK) {
-          await file.write(text);
-          text = '';
-        }
+  await readLists(async (batch, subscribers) => {
+    let text = '';
+    for (const list of batch) {
+      count(list);
+      contacts += list.contacts.length;
+      text += shape.user(list, subscribers);
+      // Written a piece at a time, not a batch (megabytes) at once: see IO_CHUNK.
+      if (text.length >= IO_CHUNK) {
+        await file.write(text);
+        text = '';
       }
-      await file.write(text);
-    },
-    { byDomain: true, subscribers: true, readAhead },
-  );
-  if (host !== undefined) await file.write(HOST_CLOSE);
-  await file.write(PIE_FOOTER);
+    }
+    await file.write(text);
+  }, shape.read);
+  await file.write(shape.footer());
   return contacts;
 }
 
