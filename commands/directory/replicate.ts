@@ -3,6 +3,7 @@ import { ParleyCommand } from '../../src/cli/command.js';
 import { CliError, fromCatalogued } from '../../src/cli/errors.js';
 import { findStore, openCliStore, storeFlags } from '../../src/cli/flags.js';
 import { loadDirectoryConfig } from '../../src/directory/cli.js';
+import { userCountsText } from '../../src/directory/counts.js';
 import { EXIT } from '../../src/directory/errors.js';
 import { type ReplicationSummary, replicateFromCentral } from '../../src/directory/replicator.js';
 
@@ -36,9 +37,7 @@ export default class DirectoryReplicate extends ParleyCommand {
           prune: flags.prune || undefined,
           dryRun: flags['dry-run'],
         });
-        this.log(
-          `read ${r.read}, added ${r.added}, updated ${r.updated}, disabled ${r.disabled}, deleted ${r.deleted}, unchanged ${r.unchanged}, issues ${r.issues.length}`,
-        );
+        this.log(`${userCountsText(r)}, unchanged ${r.unchanged}, issues ${r.issues.length}`);
         if (r.groups)
           this.log(
             `groups ${r.groups.read}, memberships ${r.groups.memberships} (added ${r.groups.added}, removed ${r.groups.removed})`,

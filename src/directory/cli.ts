@@ -1,6 +1,7 @@
 import { loadCliConfig, type StoreFlagValues } from '../cli/flags.js';
 import type { ParleyConfig } from '../ops/config.js';
 import { type DirectoryConfig, DirectoryConfigError, parseDirectoryConfig } from './config.js';
+import { userCountsText } from './counts.js';
 import { DirectoryError, EXIT } from './errors.js';
 import { DirectorySync, type ForestSummary, type SyncOptions, type SyncSummary } from './sync.js';
 
@@ -39,7 +40,7 @@ export function loadDirectoryConfig(flags: StoreFlagValues): {
 }
 
 export function forestLine(f: ForestSummary): string {
-  const counts = `read ${f.read}, added ${f.added}, updated ${f.updated}, disabled ${f.disabled}, deleted ${f.deleted}, conflicts ${f.conflicts}, errors ${f.errors}`;
+  const counts = `${userCountsText(f)}, conflicts ${f.conflicts}, errors ${f.errors}`;
   return `${f.forest}: ${f.status}: ${counts}${f.message ? ` (${f.message})` : ''}`;
 }
 

@@ -2,6 +2,7 @@ import type { Repositories } from '../store/store.js';
 import type { DirectoryUser } from '../store/users.js';
 import { CentralDirectory, type CentralEntry } from './central.js';
 import type { DirectoryConfig } from './config.js';
+import { noUserCounts, type UserCounts } from './counts.js';
 import { normalizeDn, readCentralGroups, resolveMemberships } from './groups.js';
 import type { Environment } from './ldap.js';
 
@@ -21,13 +22,7 @@ export interface ReplicationIssue {
   message: string;
 }
 
-export interface ReplicationSummary {
-  read: number;
-  added: number;
-  updated: number;
-  disabled: number;
-  deleted: number;
-  unchanged: number;
+export interface ReplicationSummary extends UserCounts {
   issues: ReplicationIssue[];
   /** Group entries read and the group memberships of users added and removed (src/directory/groups.ts). */
   groups?: { read: number; memberships: number; added: number; removed: number };
@@ -70,16 +65,7 @@ function differs(row: DirectoryUser, w: DirectoryUser): boolean {
 export async function replicateUsers(opts: ReplicateOptions): Promise<ReplicationSummary> {
   const started = Date.now();
   const { users } = opts.store;
-  const summary: ReplicationSummary = {
-    read: 0,
-    added: 0,
-    updated: 0,
-    disabled: 0,
-    deleted: 0,
-    unchanged: 0,
-    issues: [],
-    durationMs: 0,
-  };
+  const summary: ReplicationSummary = { ...noUserCounts(), issues: [], durationMs: 0 };
   const homes = new Set((await opts.store.homes.listHomes()).map((h) => h.name));
   const existing = new Map((await users.listDirectoryStates()).map((u) => [u.aor, u]));
   const seen = new Set<string>();

@@ -10,6 +10,7 @@ import {
 } from './central.js';
 import type { DirectoryConfig, ForestConfig } from './config.js';
 import { ContentSyncUnsupportedError } from './content-sync.js';
+import { noUserCounts, type UserCounts } from './counts.js';
 import { DirectoryError, EXIT } from './errors.js';
 import { ForestReader, laterMark } from './forest.js';
 import { BindPasswordError, type Environment } from './ldap.js';
@@ -76,7 +77,7 @@ export interface PlannedChange {
   attributes?: string[];
 }
 
-export interface ForestSummary {
+export interface ForestSummary extends UserCounts {
   forest: string;
   status: 'ok' | 'failed' | 'refused';
   mode: 'incremental' | 'full';
@@ -86,12 +87,6 @@ export interface ForestSummary {
   fullRead?: boolean;
   /** Why an incremental run read the whole forest instead (no cookie yet, cookie refused...). */
   fallback?: string;
-  read: number;
-  added: number;
-  updated: number;
-  disabled: number;
-  deleted: number;
-  unchanged: number;
   conflicts: number;
   errors: number;
   /** Removals planned but refused by the deletion threshold. */
@@ -203,12 +198,7 @@ function emptyForestSummary(forest: string, mode: 'incremental' | 'full'): Fores
     forest,
     status: 'ok',
     mode,
-    read: 0,
-    added: 0,
-    updated: 0,
-    disabled: 0,
-    deleted: 0,
-    unchanged: 0,
+    ...noUserCounts(),
     conflicts: 0,
     errors: 0,
     refusedRemovals: 0,
