@@ -5,6 +5,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { ParleyConfig } from '../ops/config.js';
 import { type HealthReport, type OpsServer, startOpsServer } from '../ops/http.js';
 import { createMetrics, type ParleyMetrics } from '../ops/metrics.js';
+import type { BindingBatch, BindingChannel } from '../registrar/worker-bindings.js';
 import { openDatabase } from '../store/open.js';
 import type { Database, FeedEvents, QueryResult, Sql } from '../store/sql.js';
 import type { Listening } from '../transport/layer.js';
@@ -14,13 +15,15 @@ import type { ParleyServer } from './parley-server.js';
 /**
  * `server.workers` > 1 (docs/config.md): a standard server as an internal pool. The main
  * process owns the embedded store (PGlite is one session in one process) and serves it on
- * its socket; each worker is a front-end of the pool over that store, exactly as front-ends
- * of a pool share PostgreSQL: its bindings mirrored to the registrations table, requests
- * for an endpoint connected to another worker relayed to that worker along the binding's
- * flow-token Path (each worker has a relay listener of its own on loopback), presence
- * published through the store. The store's change feed reaches the workers through the
- * main process (a socket client of the embedded store hears no notifications; the owner
- * does): it LISTENs for them and passes every payload on over IPC.
+ * its socket; each worker is a front-end of the pool over that store, as front-ends of a
+ * pool share PostgreSQL, but for its bindings: those stay out of the store, as a single
+ * process's do, and the workers tell each other of them over IPC through the main process
+ * (WorkerBindings, src/registrar/worker-bindings.ts; one message per worker and event-loop
+ * turn). Requests for an endpoint connected to another worker are relayed to that worker
+ * along the binding's flow-token Path (each worker has a relay listener of its own on
+ * loopback); presence is published through the store. The store's change feed reaches the
+ * workers through the main process (a socket client of the embedded store hears no
+ * notifications; the owner does): it LISTENs for them and passes every payload on over IPC.
  *
  * node:cluster hands the SIP TCP, TLS and WebSocket connections to the workers in turn.
  * UDP is read by worker 1 alone: a datagram's retransmissions must reach the process that
@@ -48,10 +51,16 @@ export function clusterWorkerPorts(): WorkerPorts | undefined {
   return { relay, http };
 }
 
-type ToWorker = { parley: 'notify'; channel: string; payload: string } | { parley: 'close' };
+type ToWorker =
+  | { parley: 'notify'; channel: string; payload: string }
+  | { parley: 'close' }
+  | { parley: 'bindings'; batch: BindingBatch }
+  | { parley: 'bindings-snapshot'; to: number };
 
 type ToPrimary =
   | { parley: 'listen'; channel: string }
+  | { parley: 'bindings-hello' }
+  | { parley: 'bindings'; batch: BindingBatch; to?: number }
   | { parley: 'ready'; listening: Listening[]; httpUrl: string }
   | { parley: 'failed'; error: string };
 
@@ -132,6 +141,64 @@ function sendToPrimary(m: ToPrimary): Promise<void> {
   });
 }
 
+/** In a worker: its bindings reach the other workers over IPC, through the main process. */
+export function workerBindingChannel(): BindingChannel {
+  const send = (m: ToPrimary) => {
+    // A worker whose main process went is closing (followPrimary): nobody left to tell.
+    if (process.connected) process.send?.(m);
+  };
+  return {
+    send: (batch, to) => send({ parley: 'bindings', batch, to }),
+    open(onBatch, onSnapshotWanted) {
+      const listener = (m: unknown) => {
+        if (!isParley<ToWorker>(m)) return;
+        if (m.parley === 'bindings') onBatch(m.batch);
+        else if (m.parley === 'bindings-snapshot') onSnapshotWanted(m.to);
+      };
+      process.on('message', listener);
+      send({ parley: 'bindings-hello' });
+      return () => process.off('message', listener);
+    },
+  };
+}
+
+/**
+ * The main process's part in WorkerBindings: each worker's batches go on to the workers that
+ * hear them (or to the one named); a worker that starts hearing is sent a snapshot of every
+ * other's bindings; a worker that stopped is forgotten by the others (an empty reset in its
+ * name), whose clients register again through the worker started in its place.
+ */
+function bindingExchange(workers: Map<number, { worker: Worker }>) {
+  const hearing = new Set<number>();
+  const serverIds = new Map<number, string>();
+  const sendTo = (index: number, m: ToWorker) => {
+    const worker = workers.get(index)?.worker;
+    if (worker?.isConnected()) worker.send(m);
+  };
+  return {
+    hello(index: number): void {
+      hearing.add(index);
+      for (const other of hearing)
+        if (other !== index) sendTo(other, { parley: 'bindings-snapshot', to: index });
+    },
+    pass(index: number, batch: BindingBatch, to: number | undefined): void {
+      serverIds.set(index, batch.from);
+      if (to !== undefined) {
+        if (hearing.has(to)) sendTo(to, { parley: 'bindings', batch });
+        return;
+      }
+      for (const other of hearing) if (other !== index) sendTo(other, { parley: 'bindings', batch });
+    },
+    stopped(index: number): void {
+      hearing.delete(index);
+      const from = serverIds.get(index);
+      if (from === undefined) return;
+      for (const other of hearing)
+        sendTo(other, { parley: 'bindings', batch: { from, reset: true, set: [], gone: [] } });
+    },
+  };
+}
+
 /** In a worker: the main process's /metrics asks for this registry's series (and sums them). */
 export function shareWorkerMetrics(registry: Registry): void {
   // The constructor installs prom-client's request listener in this worker.
@@ -197,6 +264,7 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
   const store = await RoleStore.own(await openDatabase({ dataDir: config.database.dataDir }), config);
   const db = store.db;
   const workers = new Map<number, { worker: Worker; httpUrl?: string }>();
+  const bindings = bindingExchange(workers);
   let ops: OpsServer | undefined;
   let closed = false;
   const stopWorkers = async () => {
@@ -252,7 +320,11 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
       workers.set(index, { worker });
       worker.on('message', (m: unknown) => {
         if (!isParley<ToPrimary>(m)) return;
-        if (m.parley === 'listen') {
+        if (m.parley === 'bindings') {
+          bindings.pass(index, m.batch, m.to);
+        } else if (m.parley === 'bindings-hello') {
+          bindings.hello(index);
+        } else if (m.parley === 'listen') {
           listenFor(m.channel).catch((err: unknown) =>
             log.error({ err, channel: m.channel }, 'could not listen for a worker'),
           );
@@ -267,6 +339,7 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
         }
       });
       worker.on('exit', (code, signal) => {
+        if (workers.get(index)?.worker === worker) bindings.stopped(index);
         if (closed) return;
         if (!startedAll) {
           failStart(new Error(`worker ${index} exited (${code ?? signal}) while starting`));
@@ -298,8 +371,9 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
       ...config.http,
       metrics,
       health: async (): Promise<HealthReport> => {
+        const each = [...workers.entries()];
         const reports = await Promise.all(
-          [...workers.values()].map(async ({ httpUrl }) => {
+          each.map(async ([, { httpUrl }]) => {
             if (!httpUrl) return undefined;
             const res = await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(2_000) }).catch(
               () => undefined,
@@ -321,6 +395,15 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
           security: config.security,
         };
         for (const key of HEALTH_SUMS) report[key] = live.reduce((n, r) => n + Number(r[key] ?? 0), 0);
+        // Each worker's own counts too (which worker holds how many endpoints and connections).
+        report.perWorker = reports.map((r, i) => ({
+          worker: each[i][0],
+          pid: each[i][1].worker.process.pid,
+          status: r?.status ?? 'unreachable',
+          ...Object.fromEntries(
+            [...HEALTH_SUMS, 'otherWorkersEndpoints'].map((key) => [key, Number(r?.[key] ?? 0)]),
+          ),
+        }));
         return report;
       },
     });

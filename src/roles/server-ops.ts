@@ -54,6 +54,8 @@ export interface OpsSources {
   presence: PresenceServer;
   clientGate: ClientGate;
   draining: () => boolean;
+  /** A worker of a clustered server: the other workers' endpoints it knows of (WorkerBindings). */
+  otherWorkersEndpoints?: () => number;
 }
 
 /** The operations endpoint: /metrics, /health and `parley server sessions`' /sessions. */
@@ -93,6 +95,7 @@ export async function startServerOps(s: OpsSources): Promise<OpsServer> {
       subscriptions: s.presence.subscriptionCount,
       security: config.security,
       clients: clientsSignedIn(),
+      ...(s.otherWorkersEndpoints ? { otherWorkersEndpoints: s.otherWorkersEndpoints() } : {}),
     }),
   });
 }

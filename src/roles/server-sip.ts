@@ -25,6 +25,7 @@ import type { LocationTable } from '../registrar/location.js';
 import { LocationMirror } from '../registrar/mirror.js';
 import { Registrar } from '../registrar/registrar.js';
 import { SignInLog } from '../registrar/sign-in-log.js';
+import { WorkerBindings } from '../registrar/worker-bindings.js';
 import { createBranch, createTag } from '../sip/ids.js';
 import { SipMessage } from '../sip/message.js';
 import type { ParseError } from '../sip/parser.js';
@@ -41,7 +42,7 @@ import { type ServerTransaction, TransactionLayer } from '../transaction/layer.j
 import { TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { type Listening, TransportLayer } from '../transport/layer.js';
-import { clusterWorkerPorts } from './cluster.js';
+import { clusterWorkerPorts, workerBindingChannel } from './cluster.js';
 import { readTls } from './lifecycle.js';
 import type { ServerAccounts } from './server-accounts.js';
 import type { ServerBase } from './server-base.js';
@@ -56,11 +57,14 @@ export interface SipStack {
   transactions: TransactionLayer;
   archive: ArchiveWriter<ServerTransaction> | undefined;
   presence: PresenceServer;
-  /** Set in a pool: this member's bindings in the store, and the others'. */
-  mirror: LocationMirror | undefined;
+  /** Set in a pool: this member's bindings in the store (or, a worker's, told to the other workers), and the others'. */
+  mirror: PoolBindings | undefined;
   clientGate: ClientGate;
   core: ProxyCore;
 }
+
+/** The other pool members' bindings, as a pool front-end or a worker of a standard server sees them. */
+export type PoolBindings = Pick<LocationMirror, 'remote' | 'signedOutEverywhere' | 'stop'>;
 
 /** What the SIP layers report to beyond themselves. */
 export interface SipStackHooks {
@@ -356,15 +360,24 @@ function createRegistrar(
   return { authenticator, registrar };
 }
 
-/** In a pool, the bindings of every member in the store (LocationMirror); undefined otherwise. */
+/**
+ * In a pool, the bindings of every member in the store (LocationMirror); a worker of a
+ * standard server shares its own with the other workers over IPC instead (WorkerBindings),
+ * keeping the store off the REGISTER path as one process does; undefined otherwise.
+ */
 async function startMirror(
   base: ServerBase,
   location: LocationTable,
   metrics: ParleyMetrics,
   flowRoute: (flowId: string) => string,
-): Promise<LocationMirror | undefined> {
+): Promise<PoolBindings | undefined> {
   if (!base.pool) return undefined;
   const { config, db } = base;
+  if (base.workerIndex !== undefined) {
+    const shared = new WorkerBindings(location, workerBindingChannel(), config.serverId, flowRoute);
+    shared.start();
+    return shared;
+  }
   const mirror = new LocationMirror(
     location,
     new RegistrationRepository(db),
@@ -399,7 +412,7 @@ async function startPresence(
   accounts: ServerAccounts,
   location: LocationTable,
   metrics: ParleyMetrics,
-  mirror: LocationMirror | undefined,
+  mirror: PoolBindings | undefined,
   links: PresenceLinks,
 ): Promise<PresenceServer> {
   const { config, db, log } = base;

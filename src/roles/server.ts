@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { ParleyConfig } from '../ops/config.js';
 import { componentLogger, createLogger } from '../ops/log.js';
 import { LocationTable } from '../registrar/location.js';
+import { WorkerBindings } from '../registrar/worker-bindings.js';
 import { openDatabase } from '../store/open.js';
 import {
   ClusterWorkerDatabase,
@@ -125,6 +126,7 @@ async function startHomeServer(
     flowClosed: (remaining) => draining.flowClosed(remaining),
   });
   const stopSweep = sweepExpiredBindings(location);
+  const shared = sip.mirror;
   const address = homeAddress(sip.listening, sip.advertise);
   await declareHome(base, accounts.homes, address);
   const ops = await startServerOps({
@@ -136,6 +138,7 @@ async function startHomeServer(
     presence: sip.presence,
     clientGate: sip.clientGate,
     draining: () => draining.active,
+    otherWorkersEndpoints: shared instanceof WorkerBindings ? () => shared.remoteCount : undefined,
   });
   const entry = await enterServer(base, address, `${ops.url}/health`);
   logUnhandledRejections(base);

@@ -106,13 +106,57 @@ async function attempt(from: TestClient, to: TestClient | string, text: string):
   return (await arrived)?.body === text ? 'delivered' : 'lost';
 }
 
+interface WorkerHealth {
+  worker: number;
+  pid: number;
+  status: string;
+  registeredEndpoints: number;
+  otherWorkersEndpoints: number;
+}
+
+async function perWorker(httpUrl: string): Promise<WorkerHealth[]> {
+  const health = (await (await fetch(`${httpUrl}/health`)).json()) as { perWorker?: WorkerHealth[] };
+  return health.perWorker ?? [];
+}
+
+/** Each worker knows every other worker's endpoints, and no more (WorkerBindings). */
+async function workersAgree(httpUrl: string): Promise<boolean> {
+  const each = await perWorker(httpUrl);
+  const total = each.reduce((n, w) => n + w.registeredEndpoints, 0);
+  return (
+    each.length === 2 &&
+    each.every((w) => w.status === 'ok' && w.otherWorkersEndpoints === total - w.registeredEndpoints)
+  );
+}
+
 describe('a standard server with two worker processes (server.workers: 2)', () => {
   let s: Clustered;
   let db: Database;
   let store: Store;
   const clients: TestClient[] = [];
+  /** The worker each signed-in user's endpoint went to. */
+  const placed = new Map<string, number>();
 
-  const workerOf = async (aor: string) => (await store.registrations.listBindings(aor))[0]?.serverId;
+  /** Signs a user in and finds the worker whose endpoint count went up. */
+  const signInPlaced = async (name: string): Promise<TestClient> => {
+    const before = new Map((await perWorker(s.httpUrl)).map((w) => [w.worker, w.registeredEndpoints]));
+    const client = await TestClient.signIn(s.ws, name, DOMAIN, `${name}-secret`);
+    clients.push(client);
+    await expect
+      .poll(
+        async () =>
+          (await perWorker(s.httpUrl)).find((w) => w.registeredEndpoints > (before.get(w.worker) ?? 0))
+            ?.worker,
+        { timeout: 5_000 },
+      )
+      .toBeDefined();
+    const after = await perWorker(s.httpUrl);
+    placed.set(
+      client.aor,
+      after.find((w) => w.registeredEndpoints > (before.get(w.worker) ?? 0))?.worker ?? 0,
+    );
+    return client;
+  };
 
   beforeAll(async () => {
     s = await startClustered();
@@ -140,14 +184,14 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
   });
 
   it('hands connections to both workers; users on different workers exchange messages and presence', async () => {
-    const alice = await TestClient.signIn(s.ws, 'alice', DOMAIN, 'alice-secret');
-    clients.push(alice);
-    const bob = await TestClient.signIn(s.ws, 'bob', DOMAIN, 'bob-secret');
-    clients.push(bob);
-    await expect.poll(async () => (await workerOf(bob.aor)) !== undefined, { timeout: 5_000 }).toBe(true);
-    await expect.poll(async () => (await workerOf(alice.aor)) !== undefined, { timeout: 5_000 }).toBe(true);
+    const alice = await signInPlaced('alice');
+    const bob = await signInPlaced('bob');
     // Round robin: the two connections went to different workers.
-    expect(new Set([await workerOf(alice.aor), await workerOf(bob.aor)]).size).toBe(2);
+    expect(new Set([placed.get(alice.aor), placed.get(bob.aor)]).size).toBe(2);
+    // Each worker learns of the other's endpoint over IPC; the store holds no binding (as one
+    // process's does not).
+    await expect.poll(() => workersAgree(s.httpUrl), { timeout: 5_000 }).toBe(true);
+    expect(await store.registrations.listBindings(bob.aor)).toEqual([]);
 
     expect(await attempt(alice, bob, 'across the workers')).toBe('delivered');
     expect(await attempt(bob, alice, 'and back')).toBe('delivered');
@@ -165,6 +209,12 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
     ).toBeGreaterThanOrEqual(4);
     const health = (await (await fetch(`${s.httpUrl}/health`)).json()) as Record<string, unknown>;
     expect(health).toMatchObject({ status: 'ok', workers: 2, registeredEndpoints: 2, signedInUsers: 2 });
+    expect((await perWorker(s.httpUrl)).map((w) => [w.registeredEndpoints, w.otherWorkersEndpoints])).toEqual(
+      [
+        [1, 1],
+        [1, 1],
+      ],
+    );
   });
 
   it('answers over UDP', async () => {
@@ -193,8 +243,7 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
   });
 
   it('signs a disabled user out on whichever worker holds them', async () => {
-    const carol = await TestClient.signIn(s.ws, 'carol', DOMAIN, 'carol-secret');
-    clients.push(carol);
+    const carol = await signInPlaced('carol');
     const alice = clients[0];
     expect(await attempt(alice, carol, 'hi carol')).toBe('delivered');
     const cli = await runCli([
@@ -208,44 +257,54 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
       '--json',
     ]);
     expect(cli.code, cli.output).toBe(0);
-    await expect.poll(async () => workerOf(carol.aor), { timeout: 10_000 }).toBeUndefined();
+    const carolsWorker = placed.get(carol.aor);
+    await expect
+      .poll(
+        async () => (await perWorker(s.httpUrl)).find((w) => w.worker === carolsWorker)?.registeredEndpoints,
+        {
+          timeout: 10_000,
+        },
+      )
+      .toBe(1);
+    // The other worker forgets her too: no route to a binding that is gone.
+    await expect.poll(() => workersAgree(s.httpUrl), { timeout: 5_000 }).toBe(true);
     expect(await attempt(alice, `carol@${DOMAIN}`, 'gone?')).toMatch(/4\d\d/);
   }, 60_000);
 
-  it('starts a worker that died again', async () => {
+  it("starts a worker that died again; the other forgets the dead one's endpoints", async () => {
     const pid = s.child.pid ?? 0;
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number);
-    expect(children).toHaveLength(2);
-    process.kill(children[1], 'SIGKILL');
+    const children = () =>
+      readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(children()).toHaveLength(2);
+    // Kill bob's worker: alice's (the other) must drop bob's binding there, and bob's client
+    // reconnects and registers again (through alice's worker while its own is down).
+    const bobs = (await perWorker(s.httpUrl)).find((w) => w.worker === placed.get(`bob@${DOMAIN}`));
+    expect(bobs?.pid).toBeGreaterThan(0);
+    process.kill(bobs?.pid ?? 0, 'SIGKILL');
     await expect
       .poll(
         async () => {
-          const now = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-            .trim()
-            .split(/\s+/)
-            .map(Number);
+          const now = children();
           const health = (await (await fetch(`${s.httpUrl}/health`)).json()) as Record<string, unknown>;
           return (
-            now.length === 2 && !now.includes(children[1]) && health.status === 'ok' && health.workers === 2
+            now.length === 2 &&
+            !now.includes(bobs?.pid ?? 0) &&
+            health.status === 'ok' &&
+            health.workers === 2
           );
         },
         { timeout: 30_000, interval: 250 },
       )
       .toBe(true);
+    // The restarted worker got the other's endpoints as a snapshot; the other holds none of
+    // the dead worker's (it would count them).
+    await expect.poll(() => workersAgree(s.httpUrl), { timeout: 10_000, interval: 250 }).toBe(true);
     // Both workers serve: two new connections, one on each, talk to each other.
-    const [one, two] = [
-      await TestClient.signIn(s.ws, 'alice', DOMAIN, 'alice-secret'),
-      await TestClient.signIn(s.ws, 'bob', DOMAIN, 'bob-secret'),
-    ];
-    clients.push(one, two);
-    // The other worker learns of a binding once its worker's write-behind (100 ms) has run.
-    await expect
-      .poll(async () => (await store.registrations.listBindings(two.aor)).length, { timeout: 5_000 })
-      .toBe(2);
+    const one = await signInPlaced('alice');
+    const two = await signInPlaced('bob');
+    await expect.poll(() => workersAgree(s.httpUrl), { timeout: 5_000 }).toBe(true);
     expect(await attempt(one, two, 'after the restart')).toBe('delivered');
+    expect(await attempt(two, one, 'and back after the restart')).toBe('delivered');
   }, 60_000);
 
   it('stops cleanly on SIGINT: workers first, then the store', async () => {

@@ -1,0 +1,244 @@
+import { forgetOldest } from '../transport/limits.js';
+import type { Binding, LocationTable } from './location.js';
+
+/**
+ * A binding as the workers of one server tell each other of it: what another worker needs
+ * to route to it (RFC 3261 16.5): AOR, contact, expiry (ms since the epoch), q, the Path
+ * that reaches it (the owner's flow route first when it holds the endpoint's flow) and the
+ * RFC 5626 instance.
+ */
+export type WireBinding = [
+  aor: string,
+  contact: string,
+  expiresAt: number,
+  q: number,
+  path: string[],
+  instanceId: string | null,
+];
+
+/** One worker's binding changes of one event-loop turn, or (reset) all of its bindings. */
+export interface BindingBatch {
+  /** The owning worker's server id. */
+  from: string;
+  /** Everything known of `from` is replaced by this batch (a snapshot, or a worker gone). */
+  reset?: true;
+  set: WireBinding[];
+  /** [aor, contact] of bindings removed. */
+  gone: Array<[aor: string, contact: string]>;
+}
+
+/** How the workers reach each other (src/roles/cluster.ts: IPC through the main process). */
+export interface BindingChannel {
+  /** Sends a batch to the other workers, or to one of them (`to`, the main process's name for it). */
+  send(batch: BindingBatch, to?: number): void;
+  /**
+   * Starts hearing the others' batches, and the main process's requests for a snapshot of
+   * this worker's bindings for a worker that (re)started; the others are then asked for
+   * theirs. Returns the way to stop.
+   */
+  open(onBatch: (batch: BindingBatch) => void, onSnapshotWanted: (to: number) => void): () => void;
+}
+
+/** Bindings per snapshot message: 100,000 users are 20 messages, not one of several MiB. */
+const SNAPSHOT_CHUNK = 5_000;
+/** Flow routes remembered (a route is an HMAC: one per connection, not per REGISTER). */
+const FLOW_ROUTES = 10_000;
+
+/**
+ * The workers of one standard server (`server.workers` > 1) share their bindings in memory,
+ * as one process holds them all, instead of through the store as front-ends of a pool on
+ * PostgreSQL do (LocationMirror): each worker sends its location table's changes of a turn
+ * as one message, and keeps every other worker's bindings, so routing to a user connected to
+ * another worker and deciding that a user signed out everywhere cost no query. A worker
+ * that (re)starts gets each other's bindings as a snapshot; one that dies is forgotten by
+ * the others (the main process says so with an empty reset in its name), and its users come
+ * back as their clients register again.
+ */
+export class WorkerBindings {
+  private readonly pending = new Map<string, Binding | null>();
+  private flushQueued = false;
+  /** Other workers' bindings: server id -> AOR -> bindings. */
+  private readonly others = new Map<string, Map<string, Binding[]>>();
+  private readonly flowRoutes = new Map<string, string>();
+  private close?: () => void;
+  private readonly onChanged = (b: Binding, removed: boolean) => this.mark(b, removed);
+
+  constructor(
+    private readonly location: LocationTable,
+    private readonly channel: BindingChannel,
+    private readonly serverId: string,
+    private readonly flowRoute: (flowId: string) => string,
+    private readonly now: () => number = Date.now,
+  ) {
+    location.on('changed', this.onChanged);
+  }
+
+  /** Hears the other workers and announces this one (which sends them its bindings so far). */
+  start(): void {
+    this.close = this.channel.open(
+      (batch) => this.apply(batch),
+      (to) => this.sendSnapshot(to),
+    );
+    this.pending.clear();
+    this.sendSnapshot(undefined);
+  }
+
+  /** Bindings of the AOR held by the other workers, unexpired. */
+  remote(aor: string): Binding[] {
+    let found: Binding[] | undefined;
+    let copied = false;
+    for (const table of this.others.values()) {
+      const list = table.get(aor);
+      if (!list || list.length === 0) continue;
+      if (!found) found = list;
+      else {
+        if (!copied) found = [...found];
+        copied = true;
+        found.push(...list);
+      }
+    }
+    if (!found) return [];
+    const now = this.now();
+    for (const b of found) if (b.expiresAt <= now) return found.filter((x) => x.expiresAt > now);
+    return found;
+  }
+
+  /** Of these AORs, the ones signed in on no worker. */
+  async signedOutEverywhere(aors: readonly string[]): Promise<string[]> {
+    return aors.filter((aor) => this.location.lookup(aor).length === 0 && this.remote(aor).length === 0);
+  }
+
+  /** Bindings known of other workers (tests, /health). */
+  get remoteCount(): number {
+    let n = 0;
+    for (const table of this.others.values()) for (const list of table.values()) n += list.length;
+    return n;
+  }
+
+  /** Shutdown: the others forget this worker's bindings. */
+  async stop(): Promise<void> {
+    this.location.off('changed', this.onChanged);
+    this.pending.clear();
+    this.channel.send({ from: this.serverId, reset: true, set: [], gone: [] });
+    this.close?.();
+    this.close = undefined;
+    this.others.clear();
+  }
+
+  private mark(b: Binding, removed: boolean): void {
+    this.pending.set(`${b.aor}\n${b.contact}`, removed ? null : b);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    if (this.pending.size === 0 || !this.close) return;
+    const batch: BindingBatch = { from: this.serverId, set: [], gone: [] };
+    for (const [key, b] of this.pending) {
+      if (b) batch.set.push(this.wire(b));
+      else {
+        const cut = key.indexOf('\n');
+        batch.gone.push([key.slice(0, cut), key.slice(cut + 1)]);
+      }
+    }
+    this.pending.clear();
+    this.channel.send(batch);
+  }
+
+  /** All of this worker's bindings, to one worker (`to`) or to all, in chunks, the first a reset. */
+  private sendSnapshot(to: number | undefined): void {
+    let chunk: WireBinding[] = [];
+    let first = true;
+    const send = () => {
+      this.channel.send(
+        first
+          ? { from: this.serverId, reset: true, set: chunk, gone: [] }
+          : { from: this.serverId, set: chunk, gone: [] },
+        to,
+      );
+      first = false;
+      chunk = [];
+    };
+    for (const aor of this.location.aors()) {
+      for (const b of this.location.lookup(aor)) {
+        chunk.push(this.wire(b));
+        if (chunk.length >= SNAPSHOT_CHUNK) send();
+      }
+    }
+    if (first || chunk.length > 0) send();
+  }
+
+  private wire(b: Binding): WireBinding {
+    const path = b.flowId ? [this.routeOf(b.flowId), ...b.path] : b.path;
+    return [b.aor, b.contact, b.expiresAt, b.q, path, b.instanceId ?? null];
+  }
+
+  private routeOf(flowId: string): string {
+    let route = this.flowRoutes.get(flowId);
+    if (route === undefined) {
+      route = this.flowRoute(flowId);
+      this.flowRoutes.set(flowId, route);
+      forgetOldest(this.flowRoutes, FLOW_ROUTES);
+    }
+    return route;
+  }
+
+  private apply(batch: BindingBatch): void {
+    if (batch.from === this.serverId) return;
+    let table = this.others.get(batch.from);
+    if (batch.reset) {
+      if (batch.set.length === 0) {
+        this.others.delete(batch.from);
+        return;
+      }
+      table = new Map();
+      this.others.set(batch.from, table);
+    } else if (!table) {
+      table = new Map();
+      this.others.set(batch.from, table);
+    }
+    for (const [aor, contact] of batch.gone) {
+      const list = table.get(aor);
+      if (!list) continue;
+      const i = list.findIndex((b) => b.contact === contact);
+      if (i < 0) continue;
+      if (list.length === 1) table.delete(aor);
+      else
+        table.set(
+          aor,
+          list.filter((_, j) => j !== i),
+        );
+    }
+    for (const w of batch.set) {
+      const b = fromWire(w, batch.from);
+      const list = table.get(b.aor);
+      if (!list) {
+        table.set(b.aor, [b]);
+        continue;
+      }
+      const i = list.findIndex((x) => x.contact === b.contact);
+      // Lists are replaced, not changed in place: a lookup's answer may still be in use.
+      table.set(b.aor, i < 0 ? [...list, b] : list.map((x, j) => (j === i ? b : x)));
+    }
+  }
+}
+
+function fromWire(w: WireBinding, serverId: string): Binding {
+  const [aor, contact, expiresAt, q, path, instanceId] = w;
+  return {
+    aor,
+    contact,
+    instanceId: instanceId ?? undefined,
+    callId: '',
+    cseq: 0,
+    expiresAt,
+    q,
+    userAgent: '',
+    serverId,
+    path,
+    // Reached along its Path (the owner's flow route) or at its contact, as a pool member's.
+    flowOnly: false,
+  };
+}

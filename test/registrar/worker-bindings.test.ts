@@ -1,0 +1,212 @@
+import { describe, expect, it } from 'vitest';
+import { type Binding, LocationTable } from '../../src/registrar/location.js';
+import {
+  type BindingBatch,
+  type BindingChannel,
+  WorkerBindings,
+} from '../../src/registrar/worker-bindings.js';
+
+const NOW = 1_900_000_000_000;
+
+/**
+ * The main process's exchange as the workers see it, in one process: a batch goes to every
+ * other worker that hears (or to the one named), asynchronously like IPC; a worker that
+ * starts hearing gets the others' snapshots; a stopped one is forgotten.
+ */
+class Exchange {
+  private readonly hearing = new Map<
+    number,
+    { onBatch: (b: BindingBatch) => void; onSnapshot: (to: number) => void }
+  >();
+  private readonly ids = new Map<number, string>();
+
+  channel(index: number): BindingChannel {
+    return {
+      send: (batch, to) => {
+        this.ids.set(index, batch.from);
+        for (const [other, h] of this.hearing) {
+          if (other === index || (to !== undefined && other !== to)) continue;
+          const copy = JSON.parse(JSON.stringify(batch)) as BindingBatch;
+          setImmediate(() => h.onBatch(copy));
+        }
+      },
+      open: (onBatch, onSnapshot) => {
+        this.hearing.set(index, { onBatch, onSnapshot });
+        for (const [other, h] of this.hearing) if (other !== index) setImmediate(() => h.onSnapshot(index));
+        return () => this.hearing.delete(index);
+      },
+    };
+  }
+
+  /** A worker died: the others forget it. */
+  died(index: number): void {
+    this.hearing.delete(index);
+    const from = this.ids.get(index) ?? '';
+    for (const h of this.hearing.values())
+      setImmediate(() => h.onBatch({ from, reset: true, set: [], gone: [] }));
+  }
+}
+
+function binding(aor: string, contact: string, serverId: string, extra: Partial<Binding> = {}): Binding {
+  return {
+    aor,
+    contact,
+    callId: `c-${contact}`,
+    cseq: 1,
+    expiresAt: NOW + 600_000,
+    q: 1,
+    userAgent: 'UA',
+    serverId,
+    path: [],
+    flowOnly: false,
+    ...extra,
+  };
+}
+
+const turns = async (n = 3) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+function worker(exchange: Exchange, index: number, now = () => NOW) {
+  const location = new LocationTable(now);
+  const shared = new WorkerBindings(
+    location,
+    exchange.channel(index),
+    `s-w${index}`,
+    (flowId) => `<sip:token-${flowId}@127.0.0.1:${9000 + index};transport=tcp;lr>`,
+    now,
+  );
+  return { location, shared };
+}
+
+describe('WorkerBindings', () => {
+  it("shows each worker the other's bindings, with the owner's flow route first, and their removal", async () => {
+    const x = new Exchange();
+    const one = worker(x, 1);
+    const two = worker(x, 2);
+    one.shared.start();
+    two.shared.start();
+    one.location.upsert(
+      binding('alice@d', 'sip:alice@10.0.0.1:5070', 's-w1', { flowId: 'f1', path: ['<sip:edge;lr>'] }),
+    );
+    two.location.upsert(binding('bob@d', 'sip:bob@10.0.0.2:5070', 's-w2'));
+    expect(two.shared.remote('alice@d')).toEqual([]);
+    await turns();
+    const seen = two.shared.remote('alice@d');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({
+      contact: 'sip:alice@10.0.0.1:5070',
+      serverId: 's-w1',
+      path: ['<sip:token-f1@127.0.0.1:9001;transport=tcp;lr>', '<sip:edge;lr>'],
+      flowOnly: false,
+    });
+    expect(seen[0].flowId).toBeUndefined();
+    // A binding reached at its contact (no flow of ours) is dialled there by any worker.
+    expect(one.shared.remote('bob@d')[0]).toMatchObject({ contact: 'sip:bob@10.0.0.2:5070', path: [] });
+    expect(one.shared.remote('alice@d')).toEqual([]);
+
+    // Signed in on worker 2 only: signed out everywhere only once that binding goes too.
+    expect(await one.shared.signedOutEverywhere(['alice@d', 'bob@d', 'carol@d'])).toEqual(['carol@d']);
+    two.location.remove('bob@d', 'sip:bob@10.0.0.2:5070');
+    await turns();
+    expect(one.shared.remote('bob@d')).toEqual([]);
+    expect(await one.shared.signedOutEverywhere(['bob@d'])).toEqual(['bob@d']);
+  });
+
+  it('sends one batch per turn, the last state of each binding', async () => {
+    const x = new Exchange();
+    const sent: BindingBatch[] = [];
+    const inner = x.channel(1);
+    const location = new LocationTable(() => NOW);
+    const shared = new WorkerBindings(
+      location,
+      {
+        send: (b, to) => {
+          sent.push(b);
+          inner.send(b, to);
+        },
+        open: inner.open,
+      },
+      's-w1',
+      (f) => f,
+      () => NOW,
+    );
+    shared.start();
+    sent.length = 0;
+    for (let i = 0; i < 100; i++) location.upsert(binding(`u${i}@d`, `sip:u${i}@h`, 's-w1', { cseq: 1 }));
+    location.upsert(binding('u0@d', 'sip:u0@h', 's-w1', { expiresAt: NOW + 900_000 }));
+    location.remove('u1@d', 'sip:u1@h');
+    await turns();
+    expect(sent).toHaveLength(1);
+    expect(sent[0].set).toHaveLength(99);
+    expect(sent[0].set.find((w) => w[0] === 'u0@d')?.[2]).toBe(NOW + 900_000);
+    expect(sent[0].gone).toEqual([['u1@d', 'sip:u1@h']]);
+  });
+
+  it("gives a worker that (re)starts the others' bindings, and forgets a worker that died", async () => {
+    const x = new Exchange();
+    const one = worker(x, 1);
+    one.shared.start();
+    for (let i = 0; i < 12_000; i++) one.location.upsert(binding(`u${i}@d`, `sip:u${i}@h`, 's-w1'));
+    await turns();
+    // Worker 2 starts late: a snapshot of worker 1's 12,000 bindings (in chunks) reaches it.
+    const two = worker(x, 2);
+    two.location.upsert(binding('bob@d', 'sip:bob@h', 's-w2'));
+    two.shared.start();
+    await turns(5);
+    expect(two.shared.remoteCount).toBe(12_000);
+    expect(two.shared.remote('u11999@d')).toHaveLength(1);
+    // ...and its own binding, made before it started hearing, reaches worker 1.
+    expect(one.shared.remote('bob@d')).toHaveLength(1);
+
+    // Worker 2 dies: worker 1 forgets bob; worker 2's successor starts empty and bob comes back
+    // when his client registers again.
+    x.died(2);
+    await turns();
+    expect(one.shared.remote('bob@d')).toEqual([]);
+    expect(await one.shared.signedOutEverywhere(['bob@d'])).toEqual(['bob@d']);
+    const again = worker(x, 2);
+    again.shared.start();
+    await turns(5);
+    expect(again.shared.remoteCount).toBe(12_000);
+    again.location.upsert(binding('bob@d', 'sip:bob@h', 's-w2'));
+    await turns();
+    expect(one.shared.remote('bob@d')).toHaveLength(1);
+
+    // A worker that stops says so itself.
+    await one.shared.stop();
+    await turns();
+    expect(again.shared.remoteCount).toBe(0);
+  });
+
+  it('leaves expired bindings out, as the location table does', async () => {
+    let now = NOW;
+    const x = new Exchange();
+    const one = worker(x, 1, () => now);
+    const two = worker(x, 2, () => now);
+    one.shared.start();
+    two.shared.start();
+    one.location.upsert(binding('alice@d', 'sip:a1@h', 's-w1', { expiresAt: NOW + 1_000 }));
+    one.location.upsert(binding('alice@d', 'sip:a2@h', 's-w1', { expiresAt: NOW + 60_000 }));
+    await turns();
+    expect(two.shared.remote('alice@d')).toHaveLength(2);
+    now = NOW + 2_000;
+    expect(two.shared.remote('alice@d').map((b) => b.contact)).toEqual(['sip:a2@h']);
+  });
+
+  it("keeps a lookup's answer as it was when the owner changes the AOR's bindings", async () => {
+    const x = new Exchange();
+    const one = worker(x, 1);
+    const two = worker(x, 2);
+    one.shared.start();
+    two.shared.start();
+    one.location.upsert(binding('alice@d', 'sip:a1@h', 's-w1'));
+    await turns();
+    const answer = two.shared.remote('alice@d');
+    one.location.upsert(binding('alice@d', 'sip:a2@h', 's-w1'));
+    one.location.remove('alice@d', 'sip:a1@h');
+    await turns();
+    expect(answer.map((b) => b.contact)).toEqual(['sip:a1@h']);
+    expect(two.shared.remote('alice@d').map((b) => b.contact)).toEqual(['sip:a2@h']);
+  });
+});
