@@ -79,13 +79,19 @@ function worker(exchange: Exchange, index: number, now = () => NOW) {
   return { location, shared };
 }
 
+/** Two workers on one exchange, both hearing. */
+function startedPair(now = () => NOW) {
+  const x = new Exchange();
+  const one = worker(x, 1, now);
+  const two = worker(x, 2, now);
+  one.shared.start();
+  two.shared.start();
+  return { one, two };
+}
+
 describe('WorkerBindings', () => {
   it("shows each worker the other's bindings, with the owner's flow route first, and their removal", async () => {
-    const x = new Exchange();
-    const one = worker(x, 1);
-    const two = worker(x, 2);
-    one.shared.start();
-    two.shared.start();
+    const { one, two } = startedPair();
     one.location.upsert(
       binding('alice@d', 'sip:alice@10.0.0.1:5070', 's-w1', { flowId: 'f1', path: ['<sip:edge;lr>'] }),
     );
@@ -181,11 +187,7 @@ describe('WorkerBindings', () => {
 
   it('leaves expired bindings out, as the location table does', async () => {
     let now = NOW;
-    const x = new Exchange();
-    const one = worker(x, 1, () => now);
-    const two = worker(x, 2, () => now);
-    one.shared.start();
-    two.shared.start();
+    const { one, two } = startedPair(() => now);
     one.location.upsert(binding('alice@d', 'sip:a1@h', 's-w1', { expiresAt: NOW + 1_000 }));
     one.location.upsert(binding('alice@d', 'sip:a2@h', 's-w1', { expiresAt: NOW + 60_000 }));
     await turns();
@@ -195,11 +197,7 @@ describe('WorkerBindings', () => {
   });
 
   it("keeps a lookup's answer as it was when the owner changes the AOR's bindings", async () => {
-    const x = new Exchange();
-    const one = worker(x, 1);
-    const two = worker(x, 2);
-    one.shared.start();
-    two.shared.start();
+    const { one, two } = startedPair();
     one.location.upsert(binding('alice@d', 'sip:a1@h', 's-w1'));
     await turns();
     const answer = two.shared.remote('alice@d');
