@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { ContactListExportOptions, ContactListRepository } from '../store/contact-lists.js';
 import { HashedFileWriter } from '../store/hashed-file.js';
-import { IO_CHUNK } from './io-chunk.js';
+import { IO_CHUNK } from '../store/io-chunk.js';
 import { CONTACT_LIST_FORMAT_VERSION, type ContactList } from './model.js';
 import { HOST_CLOSE, hostOpen, jidParts, PIE_FOOTER, PIE_HEADER, serializePieUser } from './xep-0227.js';
 import {

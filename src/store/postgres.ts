@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { IO_CHUNK } from './io-chunk.js';
 import {
   copyStatement,
   type Database,
@@ -61,12 +62,6 @@ interface CopyConnection {
 }
 
 /**
- * Data goes out in CopyData messages of about this many characters (whole lines): small
- * enough that each message's buffer is no fresh memory mapping of its own (256 KiB ones were).
- */
-const COPY_CHUNK_CHARS = 64 * 1024;
-
-/**
  * COPY ... FROM STDIN through pg's Submittable interface (client.query(submittable) hands it
  * the connection and the backend's messages): send the statement, answer CopyInResponse
  * with the data as CopyData messages and CopyDone, settle on ReadyForQuery, or on the
@@ -94,9 +89,10 @@ class CopyFromStdin {
 
   handleCopyInResponse(connection: unknown): void {
     const con = connection as CopyConnection;
-    // Cut after a line end, so no chunk splits a character (a surrogate pair) in two.
+    // CopyData messages of about IO_CHUNK characters, cut after a line end, so no chunk
+    // splits a character (a surrogate pair) in two.
     for (let at = 0; at < this.data.length; ) {
-      const cut = this.data.indexOf('\n', at + COPY_CHUNK_CHARS);
+      const cut = this.data.indexOf('\n', at + IO_CHUNK);
       const end = cut === -1 ? this.data.length : cut + 1;
       con.sendCopyFromChunk(Buffer.from(this.data.slice(at, end)));
       at = end;
