@@ -19,8 +19,9 @@ import { TransactionLayer } from '../transaction/layer.js';
 import { TimerWheel } from '../transaction/timers.js';
 import type { Flow } from '../transport/flow.js';
 import { type NamedListener, TransportLayer } from '../transport/layer.js';
-import { deferred, RoleStore, readTls } from './lifecycle.js';
+import { RoleStore, readTls } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
+import { Draining } from './server-shutdown.js';
 import { enterServer } from './server-upkeep.js';
 
 /** Inside servers may send large bodies (contact lists, presence documents) the outside may not. */
@@ -137,7 +138,7 @@ export async function startEdge(
     );
 
     let router!: EdgeRouter;
-    let draining = false;
+    const draining = new Draining();
     const listening = await transport.start({
       onMessage: (message, flow) => {
         if (message.isRequest) metrics.requestsReceived.inc(message.method);
@@ -159,6 +160,7 @@ export async function startEdge(
         // A remote user's own connection: its home drops the bindings made through it.
         if (flow.authenticated.size > 0) router.remoteUserGone(flow);
         dialled.delete(flow.id);
+        draining.flowClosed(transport.flowCount);
       },
     });
     const refusals = new RefusalLog(edgeLog);
@@ -192,7 +194,7 @@ export async function startEdge(
       ...config.http,
       metrics,
       health: () => ({
-        status: draining ? 'draining' : 'ok',
+        status: draining.active ? 'draining' : 'ok',
         role: config.role,
         serverId: config.serverId,
         flows: transport.flowCount,
@@ -207,27 +209,19 @@ export async function startEdge(
     );
 
     let closed = false;
-    const drained = deferred();
     const server: ParleyServer = {
       config,
       listening,
       httpUrl: ops.url,
       metrics,
       db,
-      drained: drained.promise,
+      drained: draining.drained,
       async drain(timeoutMs = 30_000) {
-        if (draining) return drained.promise;
-        draining = true;
+        if (draining.active) return draining.drained;
+        draining.active = true;
         await servers.setState(config.serverId, 'draining').catch(() => undefined);
         transport.stopAccepting();
-        for (const flow of [...transport.allFlows()]) flow.close();
-        const timer = setTimeout(drained.resolve, timeoutMs);
-        const poll = setInterval(() => {
-          if (transport.flowCount === 0) drained.resolve();
-        }, 100);
-        await drained.promise;
-        clearTimeout(timer);
-        clearInterval(poll);
+        await draining.closeFlows(transport, timeoutMs);
       },
       async close() {
         if (closed) return;

@@ -1,12 +1,16 @@
 import type { OpsServer } from '../ops/http.js';
 import type { ParleyMetrics } from '../ops/metrics.js';
+import type { TransportLayer } from '../transport/layer.js';
 import { deferred, type RoleStore } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
 import type { ServerBase } from './server-base.js';
 import type { SipStack } from './server-sip.js';
 import type { ServerEntry } from './server-upkeep.js';
 
-/** A server's drain: set when it begins, done when its last connection closed (or at its timeout). */
+/**
+ * A server's drain (a home server's or an edge's): set when it begins, done when its last
+ * connection closed (the transport's onFlowClosed calls flowClosed) or at its timeout.
+ */
 export class Draining {
   active = false;
   private readonly done = deferred();
@@ -22,6 +26,18 @@ export class Draining {
 
   finish(): void {
     this.done.resolve();
+  }
+
+  /** Closes every connection and waits until the last one has closed, or timeoutMs. */
+  async closeFlows(
+    transport: Pick<TransportLayer, 'allFlows' | 'flowCount'>,
+    timeoutMs: number,
+  ): Promise<void> {
+    for (const flow of [...transport.allFlows()]) flow.close();
+    if (transport.flowCount === 0) this.finish();
+    const timer = setTimeout(() => this.finish(), timeoutMs);
+    await this.drained;
+    clearTimeout(timer);
   }
 }
 
@@ -65,11 +81,7 @@ export function runningServer(r: RunningServer): ParleyServer {
         .catch((err: unknown) => log.warn({ err }, 'could not remove the presence published here'));
       await mirror?.stop();
       // Closing a client's connection makes it reconnect (through the load balancer) and register again.
-      for (const flow of [...transport.allFlows()]) flow.close();
-      if (transport.flowCount === 0) draining.finish();
-      const timer = setTimeout(() => draining.finish(), timeoutMs);
-      await draining.drained;
-      clearTimeout(timer);
+      await draining.closeFlows(transport, timeoutMs);
     },
     async close() {
       if (closed) return;
