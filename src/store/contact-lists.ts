@@ -209,6 +209,45 @@ export class ContactListRepository {
     onBatch: (lists: ContactList[], subscribers: Map<string, Set<string>>) => Promise<void>,
     options: ContactListExportOptions = {},
   ): Promise<void> {
+    await this.readExport(
+      filter,
+      batchSize,
+      async (tx, rows) => ({
+        lists: rows.map((r) => exportedList(r.aor, r.list)),
+        subscribers: options.subscribers
+          ? await readSubscribers(
+              tx,
+              rows.map((r) => ({ id: Number(r.id), aor: r.aor })),
+            )
+          : new Map<string, Set<string>>(),
+      }),
+      (batch) => onBatch(batch.lists, batch.subscribers),
+      options,
+    );
+  }
+
+  /**
+   * exportLists' read as the engine gives it, each list left as its JSON text: the same
+   * cursor, snapshot, order and FETCHes, nothing parsed or built. What the export costs the
+   * store alone (the contacts benchmark's floor under the export).
+   */
+  async exportListTexts(
+    filter: ContactListFilter,
+    batchSize: number,
+    onBatch: (rows: ExportedListRow[]) => Promise<void>,
+    options: Pick<ContactListExportOptions, 'byDomain' | 'readAhead'> = {},
+  ): Promise<void> {
+    await this.readExport(filter, batchSize, async (_tx, rows) => rows, onBatch, options);
+  }
+
+  /** The export's cursor: decode turns a batch's rows into what onBatch is handed. */
+  private async readExport<Batch>(
+    filter: ContactListFilter,
+    batchSize: number,
+    decode: (tx: Sql, rows: ExportedListRow[]) => Promise<Batch>,
+    onBatch: (batch: Batch) => Promise<void>,
+    options: Pick<ContactListExportOptions, 'byDomain' | 'readAhead'>,
+  ): Promise<void> {
     await this.sql.transaction(async (tx) => {
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       const params: unknown[] = [];
@@ -234,16 +273,9 @@ export class ContactListRepository {
       const size = Math.max(1, Math.floor(batchSize));
       const fetch = `FETCH FORWARD ${size} FROM parley_export_lists`;
       const read = async () => {
-        const { rows } = await tx.query<{ id: number | string; aor: string; list: string }>(fetch);
+        const { rows } = await tx.query<ExportedListRow>(fetch);
         if (rows.length === 0) return undefined;
-        const lists = rows.map((r) => exportedList(r.aor, r.list));
-        const subscribers = options.subscribers
-          ? await readSubscribers(
-              tx,
-              rows.map((r) => ({ id: Number(r.id), aor: r.aor })),
-            )
-          : new Map();
-        return { lists, subscribers, last: rows.length < size };
+        return { batch: await decode(tx, rows), last: rows.length < size };
       };
       // With readAhead the next batch is read while this one is written: on PostgreSQL the
       // server works on it while this process serializes. Two batches at most.
@@ -255,7 +287,7 @@ export class ContactListRepository {
           if (!batch) break;
           const more = !batch.last;
           if (more && options.readAhead) next = read();
-          await onBatch(batch.lists, batch.subscribers);
+          await onBatch(batch.batch);
           if (more && !next) next = read();
         }
       } finally {
@@ -404,6 +436,13 @@ const EXPORT_LIST_COLUMNS = `json_build_array(
   (SELECT json_agg(json_build_array(c.uri, c.display_name, c.subscribed, c.groups) ORDER BY c.position, c.uri COLLATE "C")
      FROM contacts c WHERE c.user_id = u.id),
   (SELECT json_agg(json_build_array(r.pattern, r.action)) FROM access_rules r WHERE r.user_id = u.id))::text`;
+
+/** A row of the export's cursor: a user and the whole list as EXPORT_LIST_COLUMNS' JSON text. */
+export interface ExportedListRow {
+  id: number | string;
+  aor: string;
+  list: string;
+}
 
 type ExportedListJson = [
   number | null,
