@@ -27,7 +27,7 @@ export default class ServerStart extends ParleyCommand {
   static override description =
     `Starts the server in the role its configuration names (standard by default: registrar, presence and IM on the embedded database in the data folder). Stops cleanly on SIGTERM or SIGINT: subscribers are told to come back, connections close, the store is flushed.
 
-With no parley.yaml and no flags it listens on UDP and TCP 5060 and WebSocket 5066 for the domain parley.local, with its data in ./.parley (created on the first start). Like \`parley init\`, it takes --tcp, --tls, --ws, --wss and --http.
+With no parley.yaml and no flags it listens on UDP and TCP 5060 and WebSocket 5066 for the domain parley.local, with its data in ./.parley (created on the first start). Like \`parley init\`, it takes --udp, --tcp, --tls, --ws, --wss and --http.
 
 Logs: readable lines on a terminal, JSON lines otherwise (--log-format, or log.format in parley.yaml); the banner saying where it listens goes to stderr, apart from them. With --json, stdout carries only the result when the server stops, and log lines go to stderr.`;
   static override examples = [

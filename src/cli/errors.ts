@@ -66,7 +66,7 @@ export const CLI_ERRORS = {
   ADDRESS_IN_USE: {
     exit: 4,
     suggestion:
-      'Another process listens on that address: stop it, or choose other ports (--tcp, --tls, --ws, --wss, --http, or listen.* and http in parley.yaml).',
+      'Another process listens on that address: stop it, or choose other ports (--udp, --tcp, --tls, --ws, --wss, --http, or listen.* and http in parley.yaml).',
   },
   START_FAILED: {
     exit: 1,
