@@ -27,16 +27,28 @@ export interface BindingBatch {
   gone: Array<[aor: string, contact: string]>;
 }
 
-/** How the workers reach each other (src/roles/cluster.ts: IPC through the main process). */
+/** Another worker, as a connection to it. */
+export interface BindingPeer {
+  send(batch: BindingBatch): void;
+}
+
+/**
+ * How the workers reach each other (src/roles/cluster.ts: a loopback connection between
+ * each two workers, the main process saying who listens where).
+ */
 export interface BindingChannel {
-  /** Sends a batch to the other workers, or to one of them (`to`, the main process's name for it). */
-  send(batch: BindingBatch, to?: number): void;
+  /** Sends a batch to every other worker. */
+  send(batch: BindingBatch): void;
   /**
-   * Starts hearing the others' batches, and the main process's requests for a snapshot of
-   * this worker's bindings for a worker that (re)started; the others are then asked for
-   * theirs. Returns the way to stop.
+   * Starts: `onPeer` for each worker connected to (it is sent this worker's snapshot),
+   * `onBatch` for what a worker sends, `onGone` with the server id of a worker whose
+   * connection closed (it stopped or died). Returns the way to stop.
    */
-  open(onBatch: (batch: BindingBatch) => void, onSnapshotWanted: (to: number) => void): () => void;
+  open(handlers: {
+    onPeer(peer: BindingPeer): void;
+    onBatch(batch: BindingBatch): void;
+    onGone(from: string): void;
+  }): () => void;
 }
 
 /** Bindings per snapshot message: 100,000 users are 20 messages, not one of several MiB. */
@@ -48,11 +60,11 @@ const FLOW_ROUTES = 10_000;
  * The workers of one standard server (`server.workers` > 1) share their bindings in memory,
  * as one process holds them all, instead of through the store as front-ends of a pool on
  * PostgreSQL do (LocationMirror): each worker sends its location table's changes of a turn
- * as one message, and keeps every other worker's bindings, so routing to a user connected to
- * another worker and deciding that a user signed out everywhere cost no query. A worker
- * that (re)starts gets each other's bindings as a snapshot; one that dies is forgotten by
- * the others (the main process says so with an empty reset in its name), and its users come
- * back as their clients register again.
+ * as one message to each other worker, and keeps every other worker's bindings, so routing
+ * to a user connected to another worker and deciding that a user signed out everywhere
+ * cost no query. Two workers that connect send each other a snapshot of their bindings; one
+ * that stops or dies is forgotten by the others when its connection closes, and its users
+ * come back as their clients register again.
  */
 export class WorkerBindings {
   private readonly pending = new Map<string, Binding | null>();
@@ -73,14 +85,14 @@ export class WorkerBindings {
     location.on('changed', this.onChanged);
   }
 
-  /** Hears the other workers and announces this one (which sends them its bindings so far). */
+  /** Hears the other workers; each one connected to gets this one's bindings so far. */
   start(): void {
-    this.close = this.channel.open(
-      (batch) => this.apply(batch),
-      (to) => this.sendSnapshot(to),
-    );
     this.pending.clear();
-    this.sendSnapshot(undefined);
+    this.close = this.channel.open({
+      onPeer: (peer) => this.sendSnapshot(peer),
+      onBatch: (batch) => this.apply(batch),
+      onGone: (from) => this.others.delete(from),
+    });
   }
 
   /** Bindings of the AOR held by the other workers, unexpired. */
@@ -147,16 +159,15 @@ export class WorkerBindings {
     this.channel.send(batch);
   }
 
-  /** All of this worker's bindings, to one worker (`to`) or to all, in chunks, the first a reset. */
-  private sendSnapshot(to: number | undefined): void {
+  /** All of this worker's bindings, to one worker, in chunks, the first a reset. */
+  private sendSnapshot(peer: BindingPeer): void {
     let chunk: WireBinding[] = [];
     let first = true;
     const send = () => {
-      this.channel.send(
+      peer.send(
         first
           ? { from: this.serverId, reset: true, set: chunk, gone: [] }
           : { from: this.serverId, set: chunk, gone: [] },
-        to,
       );
       first = false;
       chunk = [];

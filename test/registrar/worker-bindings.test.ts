@@ -8,42 +8,46 @@ import {
 
 const NOW = 1_900_000_000_000;
 
+type Handlers = Parameters<BindingChannel['open']>[0];
+
 /**
- * The main process's exchange as the workers see it, in one process: a batch goes to every
- * other worker that hears (or to the one named), asynchronously like IPC; a worker that
- * starts hearing gets the others' snapshots; a stopped one is forgotten.
+ * The workers' connections in one process: a worker that opens is connected to every one
+ * that opened before (each side gets the other as a peer); what a worker sends reaches its
+ * peers asynchronously, as over a socket; a worker that dies is gone for the others.
  */
 class Exchange {
-  private readonly hearing = new Map<
-    number,
-    { onBatch: (b: BindingBatch) => void; onSnapshot: (to: number) => void }
-  >();
+  private readonly open = new Map<number, Handlers>();
   private readonly ids = new Map<number, string>();
+
+  private deliver(from: number, to: number, batch: BindingBatch): void {
+    this.ids.set(from, batch.from);
+    const copy = JSON.parse(JSON.stringify(batch)) as BindingBatch;
+    setImmediate(() => this.open.get(to)?.onBatch(copy));
+  }
 
   channel(index: number): BindingChannel {
     return {
-      send: (batch, to) => {
-        this.ids.set(index, batch.from);
-        for (const [other, h] of this.hearing) {
-          if (other === index || (to !== undefined && other !== to)) continue;
-          const copy = JSON.parse(JSON.stringify(batch)) as BindingBatch;
-          setImmediate(() => h.onBatch(copy));
-        }
+      send: (batch) => {
+        for (const other of this.open.keys()) if (other !== index) this.deliver(index, other, batch);
       },
-      open: (onBatch, onSnapshot) => {
-        this.hearing.set(index, { onBatch, onSnapshot });
-        for (const [other, h] of this.hearing) if (other !== index) setImmediate(() => h.onSnapshot(index));
-        return () => this.hearing.delete(index);
+      open: (handlers) => {
+        for (const [other, theirs] of this.open) {
+          setImmediate(() => {
+            handlers.onPeer({ send: (batch) => this.deliver(index, other, batch) });
+            theirs.onPeer({ send: (batch) => this.deliver(other, index, batch) });
+          });
+        }
+        this.open.set(index, handlers);
+        return () => this.open.delete(index);
       },
     };
   }
 
-  /** A worker died: the others forget it. */
+  /** A worker died: its connections close, and the others forget it. */
   died(index: number): void {
-    this.hearing.delete(index);
+    this.open.delete(index);
     const from = this.ids.get(index) ?? '';
-    for (const h of this.hearing.values())
-      setImmediate(() => h.onBatch({ from, reset: true, set: [], gone: [] }));
+    for (const h of this.open.values()) setImmediate(() => h.onGone(from));
   }
 }
 
@@ -127,9 +131,9 @@ describe('WorkerBindings', () => {
     const shared = new WorkerBindings(
       location,
       {
-        send: (b, to) => {
+        send: (b) => {
           sent.push(b);
-          inner.send(b, to);
+          inner.send(b);
         },
         open: inner.open,
       },
