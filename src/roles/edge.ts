@@ -219,6 +219,7 @@ export async function startEdge(
       async drain(timeoutMs = 30_000) {
         if (draining.active) return draining.drained;
         draining.active = true;
+        log.info('draining: no new connections, open connections closed');
         await servers.setState(config.serverId, 'draining').catch(() => undefined);
         transport.stopAccepting();
         await draining.closeFlows(transport, timeoutMs);

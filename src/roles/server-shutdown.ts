@@ -69,7 +69,8 @@ export function runningServer(r: RunningServer): ParleyServer {
     async drain(timeoutMs = 30_000) {
       if (draining.active) return draining.drained;
       draining.active = true;
-      log.info({ server: config.serverId }, 'draining: no new connections, endpoints asked to move');
+      // The logger names the server already (createLogger's base).
+      log.info('draining: no new connections, endpoints asked to move');
       await r.entry.servers.setState(config.serverId, 'draining').catch(() => undefined);
       // The load balancer sees /health turn 503 and stops sending new connections here.
       transport.stopAccepting();
