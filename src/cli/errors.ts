@@ -342,10 +342,13 @@ export function fromCatalogued(err: unknown): CliError | undefined {
 
 /**
  * oclif's parse failures (an unknown flag, a bad option value, a missing argument) carry
- * the whole parser context, which --json would print: keep the message, code it.
+ * the whole parser context, which --json would print: keep the message, code it. A value
+ * a flag's own parser refuses (`--limit 0`: "Parsing --limit ...") comes without that
+ * context, as a bare CLIError.
  */
 function parseError(err: unknown): CliError | undefined {
-  if (!(err instanceof Errors.CLIError) || !('parse' in err)) return undefined;
+  if (!(err instanceof Errors.CLIError)) return undefined;
+  if (!('parse' in err) && !err.message.startsWith('Parsing --')) return undefined;
   const message = err.message.replace(/\nSee more help with --help$/, '');
   return new CliError('INVALID_FLAG', message);
 }

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import UsersList from '../../commands/users/list.js';
 import type { CertError } from '../../src/certs/openssl.js';
 import { CLI_ERRORS, type CliErrorCode, fromCatalogued } from '../../src/cli/errors.js';
 import { findStore, loadCliConfig } from '../../src/cli/flags.js';
@@ -95,6 +96,17 @@ describe('configuration for commands', () => {
         { cwd: work, overrides: { http: { host: 'x', port: 99999 } } as never },
       ),
     ).toThrow(expect.objectContaining({ code: 'INVALID_FLAG' }));
+  });
+
+  it("calls a value a flag's own parser refuses a bad flag, with what to do", async () => {
+    const root = new URL('../..', import.meta.url).pathname;
+    await expect(
+      UsersList.run(['--limit', '0', '--data-dir', join(work, 'none')], root),
+    ).rejects.toMatchObject({
+      code: 'INVALID_FLAG',
+      message: expect.stringContaining('Parsing --limit'),
+      suggestions: [expect.stringContaining('--help')],
+    });
   });
 
   it('takes domains from the file; --domain only picks among them', () => {
