@@ -28,13 +28,13 @@ import {
   type LatencyPercentiles,
   machineInfo,
   memoryKiB,
-  newestCpuProfile,
   type ProfileSummary,
   processTree,
   REPO_ROOT,
   runSipp,
   SCENARIOS,
   type SipTarget,
+  serverCpuProfile,
   sleep,
   spawnTracked,
   startParley,
@@ -367,7 +367,7 @@ export async function benchPresence(opts: PresenceBenchOptions): Promise<Presenc
     rmSync(workDir, { recursive: true, force: true });
   }
   if (profileDir) {
-    const file = newestCpuProfile(profileDir);
+    const file = serverCpuProfile(profileDir);
     if (file) result.profile = summariseCpuProfile(file);
   }
   return result;

@@ -23,9 +23,9 @@ import {
   killChildren,
   machineInfo,
   measureTargets,
-  newestCpuProfile,
   type ProfileSummary,
   type SipTarget,
+  serverCpuProfile,
   startParley,
   summariseCpuProfile,
   WORKLOAD_LABELS,
@@ -341,7 +341,7 @@ async function runSipSuite(
     rmSync(workDir, { recursive: true, force: true });
   }
   if (profileDir) {
-    const file = newestCpuProfile(profileDir);
+    const file = serverCpuProfile(profileDir);
     if (file) suite.profile = summariseCpuProfile(file);
     else log(`profile: no .cpuprofile was written in ${profileDir} (did the server exit cleanly?)`);
   }

@@ -15,6 +15,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { SourceMap } from 'node:module';
@@ -1114,13 +1115,17 @@ function sourceLocation(url: string, line0: number, column0: number): { file: st
   return { file: shown(path), line: line0 + 1 };
 }
 
-/** The newest .cpuprofile in a folder (node names them by time and pid). */
-export function newestCpuProfile(dir: string): string | undefined {
+/**
+ * The server's .cpuprofile in a folder: the largest, since `parley server start` runs the
+ * server in a child node and its launcher writes a small profile of its own.
+ */
+export function serverCpuProfile(dir: string): string | undefined {
   if (!existsSync(dir)) return undefined;
   const files = readdirSync(dir)
     .filter((f) => f.endsWith('.cpuprofile'))
-    .sort();
-  return files.length ? join(dir, files[files.length - 1]) : undefined;
+    .map((f) => join(dir, f))
+    .sort((a, b) => statSync(b).size - statSync(a).size);
+  return files[0];
 }
 
 export function machineInfo(): {

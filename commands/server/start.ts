@@ -9,9 +9,13 @@ import {
   serverLogger,
   startFailure,
 } from '../../src/cli/server-start.js';
-import { clusterWorkerIndex, runClusterWorker } from '../../src/roles/cluster.js';
-import { tuneServerHeap } from '../../src/roles/heap.js';
-import { type ParleyServer, startServer } from '../../src/roles/server.js';
+import {
+  followLauncher,
+  needsSemiSpaceRelaunch,
+  relaunchWithSemiSpace,
+  tuneServerHeap,
+} from '../../src/roles/heap.js';
+import type { ParleyServer } from '../../src/roles/server.js';
 
 export interface ServerStartResult {
   role: string;
@@ -53,6 +57,10 @@ Logs: readable lines on a terminal, JSON lines otherwise (--log-format, or log.f
     }),
     federation: Flags.string({ summary: 'Edge: mutual-TLS federation listen address host:port.' }),
     next: Flags.string({ summary: 'Edge: SIP URI of the inside next hop (a director or a pool).' }),
+    'semi-space-mb': Flags.integer({
+      summary: "V8's semi-space in MiB (server.semiSpaceMb, default 64); 0 keeps V8's own in one process.",
+      min: 0,
+    }),
     ...logFlags,
   };
   static override enableJsonFlag = true;
@@ -61,6 +69,13 @@ Logs: readable lines on a terminal, JSON lines otherwise (--log-format, or log.f
     tuneServerHeap();
     const { flags } = await this.parse(ServerStart);
     const config = loadServerConfig(flags);
+    // V8 takes the young generation's size only at start: the server runs in a child node
+    // given it (src/roles/heap.ts). The launcher loads no server code: it stays small.
+    const semiSpace = config.server.semiSpaceMb;
+    if (needsSemiSpaceRelaunch(semiSpace)) process.exit(await relaunchWithSemiSpace(semiSpace));
+    followLauncher();
+    const { clusterWorkerIndex, runClusterWorker } = await import('../../src/roles/cluster.js');
+    const { startServer } = await import('../../src/roles/server.js');
     // A worker of a clustered server (server.workers): the main process owns the folder and the banner.
     if (clusterWorkerIndex() !== undefined) return runClusterWorker(() => startServer(config));
     checkDataFolder(config);
@@ -97,14 +112,26 @@ Logs: readable lines on a terminal, JSON lines otherwise (--log-format, or log.f
   }
 }
 
+/**
+ * The first SIGINT or SIGTERM stops the server gracefully; another one more than a second
+ * later ends the process at once. One within that second is the same stop delivered twice
+ * (a supervisor signalling the whole group while the launcher, src/roles/heap.ts, passes
+ * its own on) and is ignored.
+ */
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
-    const done = () => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
+    let first = 0;
+    const on = (signal: NodeJS.Signals) => {
+      if (first === 0) {
+        first = Date.now();
+        resolve();
+      } else if (Date.now() - first > 1000) {
+        process.off('SIGINT', on);
+        process.off('SIGTERM', on);
+        process.kill(process.pid, signal);
+      }
     };
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
   });
 }

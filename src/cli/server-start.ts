@@ -36,6 +36,7 @@ export interface ServerStartFlags {
   http?: string;
   'log-level'?: string;
   'log-format'?: string;
+  'semi-space-mb'?: number;
 }
 
 /**
@@ -70,6 +71,7 @@ export function loadServerConfig(flags: ServerStartFlags): ParleyConfig {
     if (flags['log-level']) o.log.level = flags['log-level'] as LogLevel;
     if (flags['log-format']) o.log.format = flags['log-format'] as LogFormat;
   }
+  if (flags['semi-space-mb'] !== undefined) o.server = { semiSpaceMb: flags['semi-space-mb'] };
   return loadCliConfig(
     { config: flags.config, 'data-dir': flags['data-dir'], database: flags.database },
     { overrides: o },

@@ -125,6 +125,13 @@ export interface ParleyConfig {
      * default); more run a front-end per worker over the embedded store the main process owns.
      */
     workers: number;
+    /**
+     * V8's semi-space in MiB (the young generation is three of them): a larger one
+     * scavenges less often and lets a request's garbage die young. V8 reads it only when a
+     * process starts, so `parley server start` runs the server in a second process with
+     * `--max-semi-space-size` (src/roles/heap.ts); 0 keeps V8's own (16 MiB) in one process.
+     */
+    semiSpaceMb: number;
   };
 }
 
@@ -197,6 +204,8 @@ export const DEFAULT_LISTEN: Readonly<Record<'udp' | 'tcp' | 'ws', HostPort>> = 
 export const DEFAULT_SECURE_LISTEN: Readonly<Record<'tls', HostPort>> = {
   tls: { host: '0.0.0.0', port: 5061 },
 };
+/** server.semiSpaceMb when unset (bench/README.md, "The young generation"). */
+export const DEFAULT_SEMI_SPACE_MB = 64;
 export const DEFAULT_HTTP: Readonly<HostPort> = { host: '127.0.0.1', port: 9060 };
 
 /**
@@ -720,7 +729,7 @@ function validate(r: LayeredReader): ParleyConfig {
       r.get('archiving.batchSize')?.source.label,
     );
 
-  r.checkKeys('server', ['workers']);
+  r.checkKeys('server', ['workers', 'semiSpaceMb']);
   const workers = readCount(r, 'server.workers', 1);
   if (workers > 1 && role !== 'standard') {
     throw new ConfigError(
@@ -761,7 +770,7 @@ function validate(r: LayeredReader): ParleyConfig {
     homes,
     edge,
     archiving,
-    server: { workers },
+    server: { workers, semiSpaceMb: readSemiSpaceMb(r) },
   };
   if (home !== undefined) cfg.home = home;
   if (advertise !== undefined) cfg.advertise = advertise;
@@ -1024,6 +1033,15 @@ function readInterval(r: LayeredReader, key: string, fallback: number): number {
     );
   }
   return v;
+}
+
+/** server.semiSpaceMb: 0 (V8's own) or 1..1024 MiB. */
+function readSemiSpaceMb(r: LayeredReader): number {
+  const key = 'server.semiSpaceMb';
+  if (r.get(key)?.value === 0 || r.get(key)?.value === '0') return 0;
+  const mb = readWholeNumber(r, key) ?? DEFAULT_SEMI_SPACE_MB;
+  if (mb > 1024) throw new ConfigError('at most 1024 (MiB)', key, r.get(key)?.source.label);
+  return mb;
 }
 
 function readCount(r: LayeredReader, key: string, fallback: number): number {

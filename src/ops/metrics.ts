@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 import { AUTH_FAILURE_REASONS, type AuthFailureReason } from '../registrar/authenticator.js';
 
@@ -274,7 +275,18 @@ export interface CreateMetricsOptions {
 export function createMetrics(opts: CreateMetricsOptions = {}): ParleyMetrics {
   const registry = new Registry();
   if (opts.labels) registry.setDefaultLabels(opts.labels);
-  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'parley_' });
+  if (opts.processMetrics ?? true) {
+    collectDefaultMetrics({ register: registry, prefix: 'parley_' });
+    new Gauge({
+      name: 'parley_heap_size_limit_bytes',
+      help: "V8's heap limit: the old generation's plus the young one's (three semi-spaces, server.semiSpaceMb)",
+      registers: [registry],
+      aggregator: 'max',
+      collect() {
+        this.set(getHeapStatistics().heap_size_limit);
+      },
+    });
+  }
 
   const registeredEndpoints = new HotGauge();
   const signedInUsers = new HotGauge();

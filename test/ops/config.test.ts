@@ -128,8 +128,24 @@ describe('loadConfig', () => {
     expect(err.message).toMatch(/bad-listen\.yaml: listen\.tcp: "abc" is not host:port/);
   });
 
+  it('reads server.semiSpaceMb: 64 unless set, 0 for V8 own size, at most 1024', () => {
+    const dir = tempDir();
+    for (const [yaml, mb] of [
+      ['server:\n  semiSpaceMb: 0\n', 0],
+      ['server:\n  semiSpaceMb: 32\n', 32],
+      ['server:\n  semiSpaceMb: 1024\n', 1024],
+    ] as const) {
+      writeFileSync(join(dir, 'parley.yaml'), yaml);
+      expect(loadConfig({ cwd: dir, env: {} }).server.semiSpaceMb).toBe(mb);
+    }
+    for (const bad of ['1025', '-1', '2.5', 'big']) {
+      writeFileSync(join(dir, 'parley.yaml'), `server:\n  semiSpaceMb: ${bad}\n`);
+      expect(catchConfigError(() => loadConfig({ cwd: dir, env: {} })).key).toBe('server.semiSpaceMb');
+    }
+  });
+
   it('runs one SIP process unless server.workers asks for more, for the standard role only', () => {
-    expect(loadConfig({ cwd: tempDir(), env: {} }).server).toEqual({ workers: 1 });
+    expect(loadConfig({ cwd: tempDir(), env: {} }).server).toEqual({ workers: 1, semiSpaceMb: 64 });
     const dir = tempDir();
     writeFileSync(join(dir, 'parley.yaml'), 'server:\n  workers: 2\n');
     expect(loadConfig({ cwd: dir, env: {} }).server.workers).toBe(2);
