@@ -63,6 +63,11 @@ export interface RateStep {
   /** Peak PSS summed over the server's processes (shared memory counted once). */
   pssMiB: number;
   sippExit: number;
+  /**
+   * UDP steps: datagrams the kernel dropped during the step, machine-wide (/proc/net/snmp
+   * Udp RcvbufErrors: a receive buffer was full; SndbufErrors: a send buffer was).
+   */
+  udpDrops?: { rcvbuf: number; sndbuf: number };
   error?: string;
 }
 
@@ -575,6 +580,7 @@ export async function rampWorkload(
   const runStep = async (rate: number): Promise<RateStep> => {
     const calls = Math.max(1, Math.round(rate * opts.duration));
     const sample = startResourceSampler(target);
+    const udpBefore = setup.transport === 'udp' ? udpErrorCounts() : undefined;
     const runs = await Promise.all(
       Array.from({ length: lanes }, (_, lane) =>
         runSipp({
@@ -605,11 +611,16 @@ export async function rampWorkload(
       ...resources,
       sippExit: run.exit,
     };
+    if (udpBefore) {
+      const after = udpErrorCounts();
+      step.udpDrops = { rcvbuf: after.rcvbuf - udpBefore.rcvbuf, sndbuf: after.sndbuf - udpBefore.sndbuf };
+    }
     if (run.error) step.error = run.error;
     opts.log(
       `  ${target.name} ${workload} @ ${rate}/s: ${step.achievedRate}/s, ${successful} ok, ${failed} failed` +
         (step.latency ? `, p50 ${step.latency.p50} ms p99 ${step.latency.p99} ms` : '') +
         `, CPU ${step.cpuPercent}%, RSS ${step.rssMiB} MiB` +
+        (step.udpDrops ? `, UDP drops ${step.udpDrops.rcvbuf} rcvbuf ${step.udpDrops.sndbuf} sndbuf` : '') +
         (step.error ? ` (${step.error})` : ''),
     );
     return step;
@@ -624,6 +635,17 @@ export async function rampWorkload(
   };
   opts.log(`  ${target.name} ${workload}: at the end RSS ${run.endRssMiB} MiB, PSS ${run.endPssMiB} MiB`);
   return run;
+}
+
+/** The kernel's UDP buffer-overflow counters (/proc/net/snmp), machine-wide. */
+function udpErrorCounts(): { rcvbuf: number; sndbuf: number } {
+  const lines = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('Udp: '));
+  const names = lines[0]?.split(' ') ?? [];
+  const values = lines[1]?.split(' ').map(Number) ?? [];
+  const get = (name: string) => values[names.indexOf(name)] ?? 0;
+  return { rcvbuf: get('RcvbufErrors'), sndbuf: get('SndbufErrors') };
 }
 
 /** What a ramp needs of a step, whatever else a suite measures in it. */

@@ -9,7 +9,7 @@ import { openDatabase } from '../../src/store/open.js';
 import { seedUsers } from '../../src/store/seed.js';
 import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
-import { runCli } from '../support/cli.js';
+import { runCli, serverProcessOf } from '../support/cli.js';
 import { pidf, TestClient } from '../support/jssip.js';
 import { readMetric } from '../support/server.js';
 import {
@@ -272,7 +272,7 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
   }, 60_000);
 
   it("starts a worker that died again; the other forgets the dead one's endpoints", async () => {
-    const pid = s.child.pid ?? 0;
+    const pid = serverProcessOf(s.child.pid ?? 0);
     const children = () =>
       readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
     expect(children()).toHaveLength(2);

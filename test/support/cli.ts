@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 export const CLI = resolve(import.meta.dirname, '../../bin/run.js');
@@ -63,4 +64,19 @@ export function spawnCli(args: string[], opts: Omit<CliOptions, 'stdin' | 'timeo
     else env[k] = v;
   }
   return spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/**
+ * The process that runs the server `spawnCli(['server', 'start', ...])` started: the
+ * launcher's one child when the command ran the server with its semi-space size
+ * (server.semiSpaceMb, src/roles/heap.ts), else the spawned process itself.
+ */
+export function serverProcessOf(pid: number): number {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
+  if (children.length !== 1) return pid;
+  const argv = readFileSync(`/proc/${children[0]}/cmdline`, 'utf8').split('\0');
+  return argv.some((a) => a.startsWith('--max-semi-space-size=')) ? Number(children[0]) : pid;
 }
