@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnCli } from '../support/cli.js';
+import { readMetric } from '../support/server.js';
 import { freePort } from '../support/sipp.js';
 
 /**
@@ -77,11 +78,15 @@ async function start(dataDir: string, extra: string[], env: Record<string, strin
   return { child, http, stderr: () => err };
 }
 
-async function heapLimitOf(server: Running): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${server.http}/metrics`)).text();
-  const m = /^parley_heap_size_limit_bytes\{[^}]*\} (\d+)$/m.exec(text);
-  if (!m) throw new Error(`no parley_heap_size_limit_bytes in /metrics:\n${text.slice(0, 500)}`);
-  return Number(m[1]);
+function heapLimitOf(server: Running): Promise<number> {
+  return readMetric(`http://127.0.0.1:${server.http}`, 'parley_heap_size_limit_bytes');
+}
+
+/** Signals the launcher (or the one process) and resolves with its exit code. */
+async function stop(server: Running, signal: NodeJS.Signals): Promise<number | null> {
+  server.child.kill(signal);
+  const [code] = await once(server.child, 'exit');
+  return code as number | null;
 }
 
 describe('parley server start: the young generation', () => {
@@ -106,9 +111,7 @@ describe('parley server start: the young generation', () => {
     expect(readFileSync(`/proc/${serverPid}/cmdline`, 'utf8').split('\0')).toContain(
       '--max-semi-space-size=64',
     );
-    server.child.kill('SIGTERM');
-    const [code] = await once(server.child, 'exit');
-    expect(code, server.stderr()).toBe(0);
+    expect(await stop(server, 'SIGTERM'), server.stderr()).toBe(0);
     expect(server.stderr()).toContain('Stopped.');
     // The server stopped cleanly, not orphaned: its process is gone with the launcher.
     expect(() => readFileSync(`/proc/${serverPid}/stat`)).toThrow();
@@ -117,29 +120,25 @@ describe('parley server start: the young generation', () => {
   it('takes --semi-space-mb, and 0 keeps V8 own size in one process', async () => {
     const at32 = await start(dataDir, ['--semi-space-mb', '32']);
     expect(await heapLimitOf(at32)).toBe(with32);
-    at32.child.kill('SIGINT');
-    expect((await once(at32.child, 'exit'))[0]).toBe(0);
+    expect(await stop(at32, 'SIGINT')).toBe(0);
 
     const plain = await start(dataDir, ['--semi-space-mb', '0']);
     expect(await heapLimitOf(plain)).toBe(v8Default);
     expect(childrenOf(plain.child.pid!)).toEqual([]);
-    plain.child.kill('SIGTERM');
-    expect((await once(plain.child, 'exit'))[0]).toBe(0);
+    expect(await stop(plain, 'SIGTERM')).toBe(0);
   }, 120_000);
 
   it('leaves a size given in NODE_OPTIONS as it is, in one process', async () => {
     const server = await start(dataDir, [], { NODE_OPTIONS: '--max-semi-space-size=32' });
     expect(await heapLimitOf(server)).toBe(with32);
     expect(childrenOf(server.child.pid!)).toEqual([]);
-    server.child.kill('SIGTERM');
-    expect((await once(server.child, 'exit'))[0]).toBe(0);
+    expect(await stop(server, 'SIGTERM')).toBe(0);
   }, 120_000);
 
   it('a server whose launcher is killed outright (SIGKILL) ends at once too', async () => {
     const server = await start(dataDir, []);
     const [serverPid] = childrenOf(server.child.pid!);
-    server.child.kill('SIGKILL');
-    await once(server.child, 'exit');
+    await stop(server, 'SIGKILL');
     const deadline = Date.now() + 5_000;
     let alive = true;
     while (alive && Date.now() < deadline) {
