@@ -66,6 +66,8 @@ export class EdgeRouter implements TransactionUser {
   private readonly rate = new RateLimiter();
   /** Contact URI -> the outside or partner connection it was seen on (in-dialog requests go back there). */
   private readonly contactFlows = new Map<string, Flow>();
+  /** Notices of closed connections not yet answered (remoteUserGone): a drain waits for them. */
+  private readonly notices = new Set<Promise<void>>();
   /** Addresses where someone has signed in: past the slow start. */
   private readonly knownAddresses = new Map<string, number>();
   private readonly sweep: NodeJS.Timeout;
@@ -546,6 +548,12 @@ export class EdgeRouter implements TransactionUser {
     if (this.opts.sideOf(flow) !== 'outside') return;
     const token = this.opts.flowTokens.token(flow.id);
     for (const aor of flow.authenticated) {
+      let settle!: () => void;
+      const answered = new Promise<void>((resolve) => {
+        settle = resolve;
+      });
+      this.notices.add(answered);
+      void answered.then(() => this.notices.delete(answered));
       this.resolveInside(this.opts.next).then(
         (inside) => {
           const notice = SipMessage.request('REGISTER', `sip:${this.opts.domain}`, [
@@ -562,20 +570,31 @@ export class EdgeRouter implements TransactionUser {
           ]);
           this.opts.transactions.request(notice, inside, {
             onResponse: (res) => {
+              if (res.status < 200) return;
+              settle();
               if (res.status >= 300)
                 this.opts.log.warn(
                   { user: aor, status: res.status },
                   'home refused the notice of a closed connection',
                 );
             },
-            onTimeout: () =>
-              this.opts.log.warn({ user: aor }, 'home did not answer the notice of a closed connection'),
+            onTimeout: () => {
+              settle();
+              this.opts.log.warn({ user: aor }, 'home did not answer the notice of a closed connection');
+            },
           });
         },
-        (err: unknown) =>
-          this.opts.log.warn({ err, user: aor }, 'inside unreachable: a closed connection not announced'),
+        (err: unknown) => {
+          settle();
+          this.opts.log.warn({ err, user: aor }, 'inside unreachable: a closed connection not announced');
+        },
       );
     }
+  }
+
+  /** Resolves once every notice of a closed connection sent so far has been answered or has timed out. */
+  async noticesSettled(): Promise<void> {
+    await Promise.all([...this.notices]);
   }
 
   /** A connection to an inside server named by a URI (the next hop, an inside Route or Contact). */

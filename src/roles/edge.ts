@@ -160,7 +160,7 @@ export async function startEdge(
         // A remote user's own connection: its home drops the bindings made through it.
         if (flow.authenticated.size > 0) router.remoteUserGone(flow);
         dialled.delete(flow.id);
-        draining.flowClosed(transport.flowCount);
+        draining.flowClosed();
       },
     });
     const refusals = new RefusalLog(edgeLog);
@@ -222,7 +222,12 @@ export async function startEdge(
         log.info('draining: no new connections, open connections closed');
         await servers.setState(config.serverId, 'draining').catch(() => undefined);
         transport.stopAccepting();
-        await draining.closeFlows(transport, timeoutMs);
+        // Remote users' and partners' connections first: the notices of remote users' going
+        // (router.remoteUserGone) leave through the connections inside, closed after them.
+        await draining.closeFlows(transport, timeoutMs, {
+          pick: (flow) => sideOf(flow) !== 'inside',
+          settled: () => router.noticesSettled(),
+        });
       },
       async close() {
         if (closed) return;

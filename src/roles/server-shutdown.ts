@@ -1,5 +1,6 @@
 import type { OpsServer } from '../ops/http.js';
 import type { ParleyMetrics } from '../ops/metrics.js';
+import type { Flow } from '../transport/flow.js';
 import type { TransportLayer } from '../transport/layer.js';
 import { deferred, type RoleStore } from './lifecycle.js';
 import type { ParleyServer } from './parley-server.js';
@@ -9,35 +10,70 @@ import type { ServerEntry } from './server-upkeep.js';
 
 /**
  * A server's drain (a home server's or an edge's): set when it begins, done when its last
- * connection closed (the transport's onFlowClosed calls flowClosed) or at its timeout.
+ * connection has closed (closeFlows, told by flowClosed) or at its timeout.
  */
 export class Draining {
   active = false;
   private readonly done = deferred();
+  /** While closeFlows waits for connections to go: looks whether they have. */
+  private onClosed: (() => void) | undefined;
 
   get drained(): Promise<void> {
     return this.done.promise;
   }
 
-  /** A connection closed and so many are left. */
-  flowClosed(remaining: number): void {
-    if (this.active && remaining === 0) this.done.resolve();
+  /** A connection closed (the transport's onFlowClosed). */
+  flowClosed(): void {
+    if (this.active) this.onClosed?.();
   }
 
   finish(): void {
     this.done.resolve();
   }
 
-  /** Closes every connection and waits until the last one has closed, or timeoutMs. */
+  /**
+   * Closes every connection and waits until the last one has closed, or timeoutMs. With
+   * `first`, the connections it picks are closed first, and the others once those have gone
+   * and `settled` has resolved: an edge closes its remote users' connections, waits for the
+   * notices of their going to be answered inside, then closes its connections inside (which
+   * would otherwise be dialled again for the notices, and idle until their timeout).
+   */
   async closeFlows(
-    transport: Pick<TransportLayer, 'allFlows' | 'flowCount'>,
+    transport: Pick<TransportLayer, 'allFlows'>,
     timeoutMs: number,
+    first?: { pick: (flow: Flow) => boolean; settled: () => Promise<void> },
   ): Promise<void> {
-    for (const flow of [...transport.allFlows()]) flow.close();
-    if (transport.flowCount === 0) this.finish();
     const timer = setTimeout(() => this.finish(), timeoutMs);
-    await this.drained;
-    clearTimeout(timer);
+    try {
+      if (first) {
+        await Promise.race([this.drained, this.closeAndWait(transport, first.pick).then(first.settled)]);
+      }
+      await Promise.race([this.drained, this.closeAndWait(transport, () => true)]);
+      this.finish();
+    } finally {
+      clearTimeout(timer);
+      this.onClosed = undefined;
+    }
+  }
+
+  private closeAndWait(
+    transport: Pick<TransportLayer, 'allFlows'>,
+    pick: (flow: Flow) => boolean,
+  ): Promise<void> {
+    const left = () => {
+      for (const flow of transport.allFlows()) if (pick(flow)) return true;
+      return false;
+    };
+    for (const flow of [...transport.allFlows()]) if (pick(flow)) flow.close();
+    return new Promise((resolve) => {
+      const look = () => {
+        if (left()) return;
+        this.onClosed = undefined;
+        resolve();
+      };
+      this.onClosed = look;
+      look();
+    });
   }
 }
 

@@ -123,7 +123,7 @@ async function startHomeServer(
   sip = await startSipStack(base, accounts, location, metrics, {
     userActive,
     messageRouted: (bytes) => usage?.messageRouted(bytes),
-    flowClosed: (remaining) => draining.flowClosed(remaining),
+    flowClosed: () => draining.flowClosed(),
   });
   const stopSweep = sweepExpiredBindings(location);
   const shared = sip.mirror;
