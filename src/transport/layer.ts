@@ -98,6 +98,12 @@ export interface TransportLayerOptions {
 
 /** Just past `registrar.maxExpires`' default (7200 s): a registered UDP client refreshes before. */
 const DEFAULT_UDP_FLOW_IDLE_MS = 7_500_000;
+/**
+ * The UDP socket's receive and send buffers asked for: 16 MiB holds about 350 ms of requests
+ * at 10,000 REGISTER calls a second, a long garbage-collector pause under overload
+ * (bench/README.md, "The young generation").
+ */
+const UDP_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Past this many remembered UDP peers, those silent for a minute are forgotten at the next sweep. */
 const UDP_FLOWS_SOFT_LIMIT = 200_000;
 
@@ -411,13 +417,22 @@ export class TransportLayer {
     });
     // A failed send (ICMP unreachable on some systems) is not the listener's end.
     socket.on('error', (err) => this.opts.log.debug({ err: err.message }, 'UDP socket error'));
-    // Bursts of datagrams queue in the kernel while a tick runs: give them room.
+    // Datagrams queue in the kernel while the thread is busy (a garbage-collector pause): what
+    // does not fit is dropped, and comes back as the client's retransmission T1 (500 ms) later.
+    // Linux caps the size at net.core.rmem_max (wmem_max), and reports twice what it granted.
     try {
-      socket.setRecvBufferSize(4 * 1024 * 1024);
-      socket.setSendBufferSize(4 * 1024 * 1024);
+      socket.setRecvBufferSize(UDP_BUFFER_BYTES);
+      socket.setSendBufferSize(UDP_BUFFER_BYTES);
     } catch {
-      // The system may cap buffer sizes (net.core.rmem_max): the default then applies.
+      // Refused outright on some systems: the default then applies.
     }
+    const granted = socket.getRecvBufferSize() / 2;
+    this.opts.log.info(
+      { receiveBufferBytes: granted, asked: UDP_BUFFER_BYTES },
+      granted < UDP_BUFFER_BYTES
+        ? 'UDP receive buffer capped by the system: raise net.core.rmem_max (docs/config.md, UDP)'
+        : 'UDP receive buffer',
+    );
     socket.on('message', (data: Buffer, rinfo: RemoteInfo) => this.receiveDatagram(data, rinfo));
     const address = socket.address();
     this.udpSocket = socket;

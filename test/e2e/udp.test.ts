@@ -1,4 +1,5 @@
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../support/jssip.js';
@@ -124,21 +125,34 @@ async function signIn(
 describe('SIP over UDP (RFC 3261 18)', () => {
   let srv: TestServer;
   let udpPort: number;
+  const logLines: Array<Record<string, unknown>> = [];
 
   beforeAll(async () => {
-    srv = await startTestServer({
-      listen: {
-        udp: { host: '127.0.0.1', port: 0 },
-        tcp: { host: '127.0.0.1', port: 0 },
-        ws: { host: '127.0.0.1', port: 0 },
+    srv = await startTestServer(
+      {
+        listen: {
+          udp: { host: '127.0.0.1', port: 0 },
+          tcp: { host: '127.0.0.1', port: 0 },
+          ws: { host: '127.0.0.1', port: 0 },
+        },
+        log: { level: 'info' },
       },
-    });
+      { logLines },
+    );
     udpPort = srv.server.listening.find((l) => l.transport === 'udp')?.port ?? 0;
     for (const user of ['alice', 'bob', 'carol']) await srv.addUser(user, `${user}-pw`);
   });
 
   afterAll(async () => {
     await srv.stop();
+  });
+
+  it('asks for a 16 MiB receive buffer and says what the system granted (net.core.rmem_max caps it)', () => {
+    const cap = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+    const line = logLines.find((l) => String(l.msg).startsWith('UDP receive buffer'));
+    expect(line?.asked).toBe(16 * 1024 * 1024);
+    expect(line?.receiveBufferBytes).toBe(Math.min(16 * 1024 * 1024, cap));
+    if (cap < 16 * 1024 * 1024) expect(line?.msg).toMatch(/raise net\.core\.rmem_max/);
   });
 
   it('signs in with digest; the response names the source in received and rport (RFC 3581)', async () => {
