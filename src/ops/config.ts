@@ -316,16 +316,20 @@ export function loadConfig(opts: LoadConfigOptions = {}): ParleyConfig {
   ];
   const problems: ConfigError[] = [];
   for (;;) {
+    let cfg: ParleyConfig;
     try {
-      const cfg = validate(new LayeredReader(layers));
-      if (problems.length > 0) throw combineConfigErrors(problems);
-      if (file) cfg.file = file;
-      return cfg;
+      cfg = validate(new LayeredReader(layers));
     } catch (err) {
       if (!(err instanceof ConfigError) || problems.includes(err)) throw err;
       problems.push(err);
       if (problems.length >= 20 || !dropKey(layers, err)) throw combineConfigErrors(problems);
+      continue;
     }
+    // Thrown outside the try: caught there, the combined error was taken for one more problem
+    // and every line printed twice.
+    if (problems.length > 0) throw combineConfigErrors(problems);
+    if (file) cfg.file = file;
+    return cfg;
   }
 }
 
@@ -510,7 +514,7 @@ function validate(r: LayeredReader): ParleyConfig {
   for (const secure of ['tls', 'wss', 'federation'] as const) {
     if (listen[secure] && !tls) {
       throw new ConfigError(
-        'a TLS listener needs a certificate: add tls.cert and tls.key',
+        'a TLS listener needs a certificate: add tls.cert and tls.key to parley.yaml (`parley certs issue` makes them; `parley init --tls-cert --tls-key` writes them in)',
         `listen.${secure}`,
         r.get(`listen.${secure}`)?.source.label ?? r.get('highSecurity')?.source.label,
       );

@@ -170,6 +170,14 @@ describe('loadConfig', () => {
     expect(err.message).toMatch(/standard role/);
   });
 
+  it('reports each of several mistakes once', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'parley.yaml'), 'domain: example.com\nlistne: 1\nlog:\n  level: loud\n');
+    const err = catchConfigError(() => loadConfig({ cwd: dir, env: {} }));
+    expect(err.problems.map((p) => p.key)).toEqual(['listne', 'log.level']);
+    expect(err.message.split('\n')).toHaveLength(2);
+  });
+
   it('reports YAML syntax errors with the line', () => {
     const err = catchConfigError(() =>
       loadConfig({ configPath: join(fixtures, 'bad-syntax.yaml'), env: {} }),
