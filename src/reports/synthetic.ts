@@ -123,7 +123,12 @@ class UserAgent {
           : tcpConnect({ host: target.host, port: target.port }, onReady);
       socket.once('error', (err) => {
         clearTimeout(timer);
-        reject(new StepFailure(`${target.host}:${target.port}: ${err.message}`));
+        const refused = (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+        reject(
+          new StepFailure(
+            `${target.host}:${target.port}: ${err.message}${refused ? ': nothing listens there; is the server running (`parley server status`), and is --server its address?' : ''}`,
+          ),
+        );
       });
     });
   }
@@ -330,10 +335,14 @@ export async function runSyntheticTest(
         to: `sip:${account.aor}`,
         headers: [{ name: 'expires', value: '120' }],
       });
-      if (r.status !== 200)
+      if (r.status !== 200) {
+        const answer = `REGISTER answered ${describe(r)}${r.get('warning') ? ` (${r.get('warning')})` : ''}`;
         throw new StepFailure(
-          `REGISTER answered ${describe(r)}${r.get('warning') ? ` (${r.get('warning')})` : ''}`,
+          r.status === 401 || r.status === 407
+            ? `${answer}: the password was refused, or there is no such user (the server logs why: event auth_failure); see \`parley users show ${account.aor}\`, or set it with \`parley users set-password ${account.aor}\``
+            : answer,
         );
+      }
       return { value: undefined, detail: `${account.aor} registered (${describe(r)})` };
     });
     return ua;

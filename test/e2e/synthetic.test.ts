@@ -47,6 +47,10 @@ describe('parley test', () => {
       ['connect', true],
       ['sign-in', false],
     ]);
+    // What to do, besides what happened.
+    expect(JSON.parse(bad.stdout).steps[1].detail).toMatch(
+      /^REGISTER answered 401 Unauthorized: the password was refused.*`parley users set-password probe1@/,
+    );
     const human = await runCli(
       ['test', 'sign-in', '--as', 'probe1', '--server', `127.0.0.1:${t.tcpPort}`, '--domain', t.domain],
       {
