@@ -501,9 +501,10 @@ async function readSubscribers(sql: Sql, owners: ContactListOwner[]): Promise<Ma
 }
 
 /**
- * Rewrites the three tables of the given lists; positions follow array order. Rows are sent
- * as parallel arrays and expanded with unnest (the fastest bulk path both engines share
- * without COPY); tables are only cleared for users that had rows in them.
+ * Rewrites the three tables of the given lists; positions follow array order. Groups and
+ * rules are sent as parallel arrays and expanded with unnest; contacts go in with COPY
+ * where the engine offers it (their text built straight from the lists), else with unnest
+ * too. Tables are only cleared for users that had rows in them.
  */
 async function storeContents(
   tx: Sql,
@@ -517,14 +518,6 @@ async function storeContents(
   await clear('contacts', (l) => l.contacts.length > 0);
   await clear('access_rules', (l) => l.accessRules.length > 0);
   const groups = { ids: [] as string[], names: [] as string[], positions: [] as number[] };
-  const contacts = {
-    ids: [] as string[],
-    uris: [] as string[],
-    names: [] as string[],
-    subscribed: [] as boolean[],
-    groups: [] as string[],
-    positions: [] as number[],
-  };
   const rules = { ids: [] as string[], patterns: [] as string[], actions: [] as string[] };
   for (const { userId, list } of lists) {
     const id = String(userId);
@@ -532,14 +525,6 @@ async function storeContents(
       groups.ids.push(id);
       groups.names.push(g.name);
       groups.positions.push(position);
-    });
-    list.contacts.forEach((c, position) => {
-      contacts.ids.push(id);
-      contacts.uris.push(c.uri);
-      contacts.names.push(c.displayName);
-      contacts.subscribed.push(c.subscribed);
-      contacts.groups.push(arrayLiteral(c.groups));
-      contacts.positions.push(position);
     });
     for (const r of list.accessRules) {
       rules.ids.push(id);
@@ -554,29 +539,26 @@ async function storeContents(
       [groups.ids, groups.names, groups.positions],
     );
   }
-  if (contacts.ids.length > 0 && tx.copyFrom) {
+  if (tx.copyFrom) {
     // COPY where the engine offers it: a third less work than unnest for the same rows on
     // PGlite; on PostgreSQL no arrays for pg to build. contacts has no foreign key to users
     // (011_contacts_owned_by_store.sql): the users' version rows, locked above, keep the
     // owners until commit, and deleting a user deletes its contacts.
     let data = '';
-    for (let i = 0; i < contacts.ids.length; i++) {
-      data += `${contacts.ids[i]}\t${copyTextField(contacts.uris[i])}\t${copyTextField(contacts.names[i])}\t${contacts.subscribed[i] ? 't' : 'f'}\t${copyTextField(contacts.groups[i])}\t${contacts.positions[i]}\n`;
+    for (const { userId, list } of lists) {
+      list.contacts.forEach((c, position) => {
+        data += `${userId}\t${copyTextField(c.uri)}\t${copyTextField(c.displayName)}\t${c.subscribed ? 't' : 'f'}\t${copyTextField(arrayLiteral(c.groups))}\t${position}\n`;
+      });
     }
-    await tx.copyFrom(
-      'contacts',
-      ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'],
-      data,
-    );
-  } else if (contacts.ids.length > 0) {
-    // A contact's groups travel as one array literal each: a text[][] parameter cannot be ragged.
-    await tx.query(
-      `INSERT INTO contacts (user_id, uri, display_name, subscribed, groups, position)
-       SELECT c.user_id, c.uri, c.display_name, c.subscribed, c.groups::text[], c.position
-         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::int[])
-           AS c(user_id, uri, display_name, subscribed, groups, position)`,
-      [contacts.ids, contacts.uris, contacts.names, contacts.subscribed, contacts.groups, contacts.positions],
-    );
+    if (data !== '') {
+      await tx.copyFrom(
+        'contacts',
+        ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'],
+        data,
+      );
+    }
+  } else {
+    await insertContacts(tx, lists);
   }
   if (rules.ids.length > 0) {
     await tx.query(
@@ -585,6 +567,38 @@ async function storeContents(
       [rules.ids, rules.patterns, rules.actions],
     );
   }
+}
+
+/** The contacts of lists with INSERT ... SELECT FROM unnest(...): where the engine offers no COPY. */
+async function insertContacts(tx: Sql, lists: { userId: number; list: ContactList }[]): Promise<void> {
+  const contacts = {
+    ids: [] as string[],
+    uris: [] as string[],
+    names: [] as string[],
+    subscribed: [] as boolean[],
+    groups: [] as string[],
+    positions: [] as number[],
+  };
+  for (const { userId, list } of lists) {
+    const id = String(userId);
+    list.contacts.forEach((c, position) => {
+      contacts.ids.push(id);
+      contacts.uris.push(c.uri);
+      contacts.names.push(c.displayName);
+      contacts.subscribed.push(c.subscribed);
+      contacts.groups.push(arrayLiteral(c.groups));
+      contacts.positions.push(position);
+    });
+  }
+  if (contacts.ids.length === 0) return;
+  // A contact's groups travel as one array literal each: a text[][] parameter cannot be ragged.
+  await tx.query(
+    `INSERT INTO contacts (user_id, uri, display_name, subscribed, groups, position)
+     SELECT c.user_id, c.uri, c.display_name, c.subscribed, c.groups::text[], c.position
+       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::int[])
+         AS c(user_id, uri, display_name, subscribed, groups, position)`,
+    [contacts.ids, contacts.uris, contacts.names, contacts.subscribed, contacts.groups, contacts.positions],
+  );
 }
 
 /** A PostgreSQL array literal of text: every element quoted, quotes and backslashes escaped. */

@@ -5,9 +5,13 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { exportContactLists } from '../../src/contacts/export.js';
 import { generateContactList } from '../../src/contacts/generate.js';
 import { type ImportCheck, importContactLists } from '../../src/contacts/import.js';
-import { replaceContactList } from '../../src/contacts/lists.js';
 import type { PgliteDatabase } from '../../src/store/pglite.js';
 import { createStore } from '../../src/store/store.js';
+import {
+  contactListContents as contents,
+  createNumberedUsers,
+  fillGeneratedLists,
+} from '../support/contact-lists.js';
 import { createTestDatabase } from '../support/database.js';
 
 const USERS = 60;
@@ -18,43 +22,11 @@ let dir: string;
 let file: string;
 let workDir: string;
 
-async function createUsers(db: PgliteDatabase): Promise<void> {
-  await db.query(
-    `INSERT INTO users (aor) SELECT 'user' || g || '@example.com' FROM generate_series(0, $1::int - 1) g`,
-    [USERS],
-  );
-}
-
-/** Every stored row of the contact-list tables (timestamps left out), to compare stores. */
-async function contents(db: PgliteDatabase): Promise<string> {
-  const parts = [];
-  for (const [table, columns] of [
-    ['contact_groups', 'u.aor, t.name, t.position'],
-    ['contacts', 'u.aor, t.uri, t.display_name, t.subscribed, t.groups, t.position'],
-    ['access_rules', 'u.aor, t.pattern, t.action'],
-    ['contact_list_versions', 'u.aor, t.version'],
-  ]) {
-    const { rows } = await db.query(
-      `SELECT ${columns} FROM ${table} t JOIN users u ON u.id = t.user_id ORDER BY 1, 2`,
-    );
-    parts.push(JSON.stringify(rows));
-  }
-  return parts.join('\n');
-}
-
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'parley-import-batches-'));
   source = await createTestDatabase();
-  await createUsers(source);
-  const { rows } = await source.query<{ id: number; aor: string }>('SELECT id, aor FROM users');
-  for (const row of rows) {
-    const index = Number(row.aor.slice(4, row.aor.indexOf('@')));
-    await replaceContactList(
-      createStore(source).contactLists,
-      Number(row.id),
-      generateContactList(index, CONTACTS, USERS),
-    );
-  }
+  await createNumberedUsers(source, USERS);
+  await fillGeneratedLists(source, USERS, CONTACTS);
   file = join(dir, 'all.xml');
   await exportContactLists(createStore(source), { scope: { kind: 'all' }, out: file });
 });
@@ -62,7 +34,7 @@ beforeAll(async () => {
 beforeEach(async () => {
   await target?.close();
   target = await createTestDatabase();
-  await createUsers(target);
+  await createNumberedUsers(target, USERS);
   workDir = join(dir, `work-${Date.now()}`);
   mkdirSync(workDir);
 });
