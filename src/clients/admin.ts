@@ -1,3 +1,4 @@
+import { NO_SERVERS } from '../ops/status.js';
 import type { ClientPolicyRepository } from '../store/clients.js';
 import type { ServerRecord } from '../store/servers.js';
 import type { ClientEndpointCount } from './gate.js';
@@ -230,6 +231,7 @@ export function renderClientsReport(report: ClientsReport): string[] {
     `${total} endpoint(s) signed in on ${report.servers.filter((s) => s.reachable).length} server(s)`,
   );
   for (const s of report.servers.filter((x) => !x.reachable)) lines.push(`${s.id}: not counted (${s.error})`);
+  if (report.servers.length === 0) lines.push(...NO_SERVERS);
   if (report.clients.some((c) => c.action !== 'allow'))
     lines.push('Endpoints whose rule is now block or upgrade are refused at their next refresh.');
   return lines;

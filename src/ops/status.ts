@@ -231,6 +231,12 @@ function fetchErrorText(err: unknown, timeoutMs: number): string {
   return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
 }
 
+/** What the commands that ask every server of a store print when the store lists none. */
+export const NO_SERVERS: readonly string[] = [
+  'No server has registered in this store: none has started on it, or they use another store.',
+  'A server registers itself when it starts (`parley server start`) and leaves when it stops.',
+];
+
 /**
  * The human rendering of `parley server status`: one table, a server a row and a total row,
  * then where each column comes from. The store's registrations table (totals.store in
@@ -238,12 +244,7 @@ function fetchErrorText(err: unknown, timeoutMs: number): string {
  * one thing read as a contradiction.
  */
 export function renderPoolStatus(status: PoolStatus): string[] {
-  if (status.servers.length === 0) {
-    return [
-      'No server has registered in this store: none has started on it, or they use another store.',
-      'A server registers itself when it starts (`parley server start`) and leaves when it stops.',
-    ];
-  }
+  if (status.servers.length === 0) return [...NO_SERVERS];
   const header = [
     'SERVER',
     'ROLE',

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { NO_SERVERS } from '../ops/status.js';
 import type { Binding } from '../registrar/location.js';
 import type { ServerRecord } from '../store/servers.js';
 
@@ -178,5 +179,6 @@ export function renderSessions(d: DeploymentSessions): string[] {
     `${d.users.length} user(s), ${endpoints} endpoint(s) on ${d.servers.filter((s) => s.reachable).length} server(s)`,
   );
   for (const s of d.servers.filter((x) => !x.reachable)) lines.push(`${s.id}: not shown (${s.error})`);
+  if (d.servers.length === 0) lines.push(...NO_SERVERS);
   return lines;
 }

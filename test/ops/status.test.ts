@@ -3,8 +3,16 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import ServerDrain from '../../commands/server/drain.js';
 import ServerStatus from '../../commands/server/status.js';
+import { renderClientsReport } from '../../src/clients/admin.js';
 import { DrainError, drainServer, SERVERS_CHANNEL } from '../../src/ops/drain.js';
-import { collectPoolStatus, fetchHealth, liveState, renderPoolStatus } from '../../src/ops/status.js';
+import {
+  collectPoolStatus,
+  fetchHealth,
+  liveState,
+  NO_SERVERS,
+  renderPoolStatus,
+} from '../../src/ops/status.js';
+import { renderSessions } from '../../src/reports/sessions.js';
 import { openDatabase } from '../../src/store/open.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
@@ -314,3 +322,14 @@ describe('server status and drain against PostgreSQL', { timeout: 120_000 }, () 
 
 /** Seconds of heartbeat age allowed for rows registered a moment ago on a loaded machine. */
 const HEARTBEAT_TOLERANCE = 5;
+
+describe('a store no server has registered in', () => {
+  it('is said so by status, sessions and clients report, not shown as zero servers', () => {
+    const none = NO_SERVERS.join('\n');
+    expect(renderSessions({ users: [], servers: [] }).join('\n')).toContain(none);
+    expect(renderClientsReport({ clients: [], servers: [] }).join('\n')).toContain(none);
+    const one = [{ id: 'fe1', reachable: true, users: 0, endpoints: 0 }];
+    expect(renderSessions({ users: [], servers: one }).join('\n')).not.toContain(NO_SERVERS[0]);
+    expect(renderClientsReport({ clients: [], servers: one }).join('\n')).not.toContain(NO_SERVERS[0]);
+  });
+});
