@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnCli } from '../support/cli.js';
+import { processGone, spawnCli } from '../support/cli.js';
 import { readMetric } from '../support/server.js';
 import { freePort } from '../support/sipp.js';
 
@@ -140,16 +140,7 @@ describe('parley server start: the young generation', () => {
     const [serverPid] = childrenOf(server.child.pid!);
     await stop(server, 'SIGKILL');
     const deadline = Date.now() + 5_000;
-    let alive = true;
-    while (alive && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 200));
-      try {
-        // A zombie (state Z) waits for its reaper only.
-        alive = !/\) Z /.test(readFileSync(`/proc/${serverPid}/stat`, 'utf8'));
-      } catch {
-        alive = false;
-      }
-    }
-    expect(alive).toBe(false);
+    while (!processGone(serverPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(processGone(serverPid)).toBe(true);
   }, 120_000);
 });

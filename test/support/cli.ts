@@ -80,3 +80,12 @@ export function serverProcessOf(pid: number): number {
   const argv = readFileSync(`/proc/${children[0]}/cmdline`, 'utf8').split('\0');
   return argv.some((a) => a.startsWith('--max-semi-space-size=')) ? Number(children[0]) : pid;
 }
+
+/** Whether a process has ended (gone from /proc, or a zombie waiting for its reaper). */
+export function processGone(pid: number): boolean {
+  try {
+    return /\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}

@@ -6,6 +6,7 @@ import { computeUserHa1 } from '../../src/registrar/ha1.js';
 import { openDatabase } from '../../src/store/open.js';
 import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
+import { processGone, serverProcessOf } from './cli.js';
 import { freeLoopbackPorts, type RunningHaproxy, startHaproxy } from './haproxy.js';
 import { startTestPostgres, type TestPostgres } from './postgres.js';
 
@@ -239,11 +240,15 @@ function startFrontend(spec: FrontendSpec): PoolFrontend {
     healthUrl: `http://127.0.0.1:${spec.httpPort}/health`,
     async kill(signal = 'SIGTERM') {
       if (!running()) return;
+      // The server runs under its launcher (server.semiSpaceMb): after a SIGKILL of the
+      // launcher it ends within a quarter of a second; wait for it too, ports and all.
+      const server = serverProcessOf(child.pid ?? 0);
       child.kill(signal);
       // A clean stop that hangs must not hang the suite.
       const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await exit;
       clearTimeout(killer);
+      while (!processGone(server)) await new Promise((r) => setTimeout(r, 50));
     },
     exited: () => exit,
     async restart() {
