@@ -190,7 +190,14 @@ export function workerBindingChannel(): BindingChannel {
               }
               admit();
             } else {
-              const batch = JSON.parse(text) as BindingBatch;
+              let batch: BindingBatch;
+              try {
+                batch = JSON.parse(text) as BindingBatch;
+              } catch {
+                // Not a batch of ours: the connection is dropped (its worker is forgotten).
+                socket.destroy();
+                return;
+              }
               from = batch.from;
               onBatch(batch);
             }
