@@ -67,7 +67,7 @@ export interface RateStep {
    * UDP steps: datagrams the kernel dropped during the step, machine-wide (/proc/net/snmp
    * Udp RcvbufErrors: a receive buffer was full; SndbufErrors: a send buffer was).
    */
-  udpDrops?: { rcvbuf: number; sndbuf: number };
+  udpDrops?: { rcvbuf: number; sndbuf: number; server: number };
   error?: string;
 }
 
@@ -580,7 +580,7 @@ export async function rampWorkload(
   const runStep = async (rate: number): Promise<RateStep> => {
     const calls = Math.max(1, Math.round(rate * opts.duration));
     const sample = startResourceSampler(target);
-    const udpBefore = setup.transport === 'udp' ? udpErrorCounts() : undefined;
+    const udpBefore = setup.transport === 'udp' ? udpErrorCounts(target.udpPort) : undefined;
     const runs = await Promise.all(
       Array.from({ length: lanes }, (_, lane) =>
         runSipp({
@@ -612,15 +612,21 @@ export async function rampWorkload(
       sippExit: run.exit,
     };
     if (udpBefore) {
-      const after = udpErrorCounts();
-      step.udpDrops = { rcvbuf: after.rcvbuf - udpBefore.rcvbuf, sndbuf: after.sndbuf - udpBefore.sndbuf };
+      const after = udpErrorCounts(target.udpPort);
+      step.udpDrops = {
+        rcvbuf: after.rcvbuf - udpBefore.rcvbuf,
+        sndbuf: after.sndbuf - udpBefore.sndbuf,
+        server: after.server - udpBefore.server,
+      };
     }
     if (run.error) step.error = run.error;
     opts.log(
       `  ${target.name} ${workload} @ ${rate}/s: ${step.achievedRate}/s, ${successful} ok, ${failed} failed` +
         (step.latency ? `, p50 ${step.latency.p50} ms p99 ${step.latency.p99} ms` : '') +
         `, CPU ${step.cpuPercent}%, RSS ${step.rssMiB} MiB` +
-        (step.udpDrops ? `, UDP drops ${step.udpDrops.rcvbuf} rcvbuf ${step.udpDrops.sndbuf} sndbuf` : '') +
+        (step.udpDrops
+          ? `, UDP drops ${step.udpDrops.rcvbuf} rcvbuf (${step.udpDrops.server} at the server's socket) ${step.udpDrops.sndbuf} sndbuf`
+          : '') +
         (step.error ? ` (${step.error})` : ''),
     );
     return step;
@@ -637,15 +643,29 @@ export async function rampWorkload(
   return run;
 }
 
-/** The kernel's UDP buffer-overflow counters (/proc/net/snmp), machine-wide. */
-function udpErrorCounts(): { rcvbuf: number; sndbuf: number } {
+/**
+ * The kernel's UDP buffer-overflow counters (/proc/net/snmp), machine-wide, and the drops of
+ * the sockets bound to `port` (the server's; /proc/net/udp and udp6, last column).
+ */
+function udpErrorCounts(port?: number): { rcvbuf: number; sndbuf: number; server: number } {
   const lines = readFileSync('/proc/net/snmp', 'utf8')
     .split('\n')
     .filter((l) => l.startsWith('Udp: '));
   const names = lines[0]?.split(' ') ?? [];
   const values = lines[1]?.split(' ').map(Number) ?? [];
   const get = (name: string) => values[names.indexOf(name)] ?? 0;
-  return { rcvbuf: get('RcvbufErrors'), sndbuf: get('SndbufErrors') };
+  let server = 0;
+  if (port !== undefined) {
+    const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
+      if (!existsSync(file)) continue;
+      for (const row of readFileSync(file, 'utf8').split('\n').slice(1)) {
+        const cols = row.trim().split(/\s+/);
+        if (cols[1]?.endsWith(hexPort)) server += Number(cols[cols.length - 1]) || 0;
+      }
+    }
+  }
+  return { rcvbuf: get('RcvbufErrors'), sndbuf: get('SndbufErrors'), server };
 }
 
 /** What a ramp needs of a step, whatever else a suite measures in it. */
