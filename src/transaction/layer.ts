@@ -128,7 +128,7 @@ export class ServerTransaction {
     }
     this.layer.finalSent(this);
     if (!this.isInvite) {
-      if (this.reliable || isStatelessChallenge(this.request, status)) {
+      if (this.reliable) {
         // Timer J is zero on a reliable transport: Completed -> Terminated at once.
         this.terminate();
         return;
@@ -706,21 +706,6 @@ function toReasonPhrase(text: string): string {
  * server transaction; ACK and CANCEL look for the INVITE's. Pre-RFC 3261 peers without the
  * cookie are matched by Call-ID, CSeq number, From tag and Via.
  */
-/**
- * A 401 or 407 to a request that carried no credentials is answered as a stateless UAS would
- * (RFC 3261 8.2.7: "to issue unauthenticated challenge responses"): over UDP nothing is kept
- * for Timer J, and a retransmission of the request gets a fresh challenge, which the client's
- * transaction absorbs. Every call over UDP starts with one (a UDP source proves nothing, so
- * each REGISTER and MESSAGE is challenged): keeping them was half of the 32 s of responses a
- * server holds (320,000 at 5,000 MESSAGE calls a second, 270 MiB). A challenge to credentials
- * that failed is kept: its request was counted against the guessing limits once.
- */
-function isStatelessChallenge(request: SipMessage, status: number): boolean {
-  if (status === 401) return !request.has('authorization');
-  if (status === 407) return !request.has('proxy-authorization');
-  return false;
-}
-
 function serverKey(request: SipMessage, method: string): string {
   const via = request.topVia;
   const branch = via?.branch;

@@ -384,51 +384,6 @@ Content-Length: 0
     expect(events).toEqual(['request MESSAGE', 'request MESSAGE']);
   });
 
-  it('a challenge to a request without credentials is stateless over UDP (RFC 3261 8.2.7); one to failed credentials is kept', () => {
-    const { layer, events, requests } = setup();
-    const flow = new FakeFlow('u1', 'udp', '192.0.2.10', 5060);
-    const bare = () => udpRequest('MESSAGE', 'SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKc1');
-    layer.receive(bare(), flow);
-    requests[0].reply(407);
-    expect(requests[0].state).toBe('Terminated');
-    expect(layer.serverCount).toBe(0);
-    // Its retransmission is a new request for the TU: a fresh challenge.
-    layer.receive(bare(), flow);
-    expect(events).toEqual(['request MESSAGE', 'request MESSAGE']);
-    requests[1].reply(407);
-
-    const answered = () => {
-      const m = udpRequest('MESSAGE', 'SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKc2');
-      m.append(
-        'proxy-authorization',
-        'Digest username="alice", realm="example.com", nonce="n", uri="sip:bob@example.com", response="0"',
-      );
-      return m;
-    };
-    layer.receive(answered(), flow);
-    requests[2].reply(407);
-    expect(requests[2].state).toBe('Completed');
-    layer.receive(answered(), flow);
-    expect(events).toHaveLength(3);
-    expect(flow.sent.map((m) => m.status)).toEqual([407, 407, 407, 407]);
-    // A 401 to a REGISTER without Authorization likewise; over TCP nothing is kept anyway.
-    layer.receive(
-      sipMessage(`REGISTER sip:example.com SIP/2.0
-Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKr1
-From: <sip:alice@example.com>;tag=a1
-To: <sip:alice@example.com>
-Call-ID: udp-2
-CSeq: 1 REGISTER
-Max-Forwards: 70
-Content-Length: 0
-
-`),
-      flow,
-    );
-    requests[3].reply(401);
-    expect(requests[3].state).toBe('Terminated');
-  });
-
   it('non-INVITE server: each Completed transaction lasts its own Timer J, whatever came before or after', () => {
     const { layer, events, requests, advance } = setup();
     const flow = new FakeFlow('u1', 'udp', '192.0.2.10', 5060);
