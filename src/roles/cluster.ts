@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
@@ -140,6 +140,35 @@ function sendToPrimary(m: ToPrimary): Promise<void> {
   });
 }
 
+/** How long a connection to a worker's bindings listener has to present the secret. */
+const HANDSHAKE_MS = 5_000;
+
+/** What a worker's binding channel needs of its main process (tests give their own). */
+export interface WorkerIpc {
+  /** The cluster's secret, which a connection between two workers opens with. */
+  secret: string;
+  /** Tells the main process where this worker listens for the others. */
+  announce(port: number): void;
+  /** Hears where the workers that listened before this one listen. Returns the way to stop. */
+  onPeers(listener: (ports: number[]) => void): () => void;
+}
+
+function mainProcessIpc(): WorkerIpc {
+  return {
+    secret: process.env.PARLEY_CLUSTER_SECRET ?? '',
+    announce(port) {
+      if (process.connected) process.send?.({ parley: 'bindings-hello', port } satisfies ToPrimary);
+    },
+    onPeers(listener) {
+      const onMessage = (m: unknown) => {
+        if (isParley<ToWorker>(m) && m.parley === 'bindings-peers') listener(m.ports);
+      };
+      process.on('message', onMessage);
+      return () => process.off('message', onMessage);
+    },
+  };
+}
+
 /**
  * In a worker: its bindings reach each other worker over a loopback connection of their own
  * (one JSON line per batch), not through the main process: node's IPC cost 18 us of CPU per
@@ -150,8 +179,11 @@ function sendToPrimary(m: ToPrimary): Promise<void> {
  * (PARLEY_CLUSTER_SECRET, which only the main process's children hear of): nobody else on
  * the host can tell a worker where a user is.
  */
-export function workerBindingChannel(): BindingChannel {
-  const secret = process.env.PARLEY_CLUSTER_SECRET ?? '';
+export function workerBindingChannel(ipc: WorkerIpc = mainProcessIpc()): BindingChannel {
+  const { secret } = ipc;
+  // An empty secret would admit anyone who sends a blank line.
+  if (secret.length < 16)
+    throw new Error('a worker needs the cluster secret (PARLEY_CLUSTER_SECRET) from its main process');
   const sockets = new Set<Socket>();
   const line = (batch: BindingBatch) => `${JSON.stringify(batch)}\n`;
   return {
@@ -176,18 +208,26 @@ export function workerBindingChannel(): BindingChannel {
         if (greeted) {
           socket.write(`${secret}\n`);
           admit();
+        } else {
+          // Whoever connects has a few seconds and the secret's length to say it, no more.
+          socket.setTimeout(HANDSHAKE_MS, () => socket.destroy());
         }
         socket.on('data', (chunk: string) => {
           rest += chunk;
+          if (!admitted && rest.length > secret.length + 1 && rest.indexOf('\n') !== secret.length) {
+            socket.destroy();
+            return;
+          }
           let cut = rest.indexOf('\n');
           while (cut >= 0) {
             const text = rest.slice(0, cut);
             rest = rest.slice(cut + 1);
             if (!admitted) {
-              if (text !== secret) {
+              if (!sameSecret(text, secret)) {
                 socket.destroy();
                 return;
               }
+              socket.setTimeout(0);
               admit();
             } else {
               let batch: BindingBatch;
@@ -211,27 +251,28 @@ export function workerBindingChannel(): BindingChannel {
         });
       };
       const server = createServer((socket) => follow(socket, false));
-      const onMessage = (m: unknown) => {
-        if (!isParley<ToWorker>(m) || m.parley !== 'bindings-peers') return;
-        for (const port of m.ports) {
+      const stopHearing = ipc.onPeers((ports) => {
+        for (const port of ports) {
           const socket = connect({ host: '127.0.0.1', port });
           socket.once('connect', () => follow(socket, true));
           socket.once('error', () => socket.destroy());
         }
-      };
-      process.on('message', onMessage);
-      server.listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        if (process.connected) process.send?.({ parley: 'bindings-hello', port } satisfies ToPrimary);
       });
+      server.listen(0, '127.0.0.1', () => ipc.announce((server.address() as AddressInfo).port));
       return () => {
         stopped = true;
-        process.off('message', onMessage);
+        stopHearing();
         server.close();
         for (const socket of sockets) socket.end();
       };
     },
   };
+}
+
+function sameSecret(given: string, secret: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(secret);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**

@@ -1,0 +1,127 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { BindingBatch, BindingPeer } from '../../src/registrar/worker-bindings.js';
+import { type WorkerIpc, workerBindingChannel } from '../../src/roles/cluster.js';
+
+const SECRET = 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6';
+
+/** A main process in the test: remembers where each worker listens, tells the next one. */
+class MainProcess {
+  readonly ports: number[] = [];
+  private readonly waiting: ((port: number) => void)[] = [];
+
+  ipc(secret = SECRET): WorkerIpc {
+    const before = [...this.ports];
+    return {
+      secret,
+      announce: (port) => {
+        this.ports.push(port);
+        for (const w of this.waiting.splice(0)) w(port);
+      },
+      onPeers: (listener) => {
+        setImmediate(() => listener(before));
+        return () => {};
+      },
+    };
+  }
+
+  nextPort(): Promise<number> {
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+}
+
+const stops: (() => void)[] = [];
+afterEach(() => {
+  for (const stop of stops.splice(0)) stop();
+});
+
+function opened(ipc: WorkerIpc) {
+  const batches: BindingBatch[] = [];
+  const peers: BindingPeer[] = [];
+  const gone: string[] = [];
+  const channel = workerBindingChannel(ipc);
+  stops.push(
+    channel.open({
+      onPeer: (p) => peers.push(p),
+      onBatch: (b) => batches.push(b),
+      onGone: (f) => gone.push(f),
+    }),
+  );
+  return { channel, batches, peers, gone };
+}
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(check()).toBe(true);
+}
+
+async function rawTo(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port });
+  // The worker resets what it drops: that is the answer these tests wait for.
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  return socket;
+}
+
+async function closed(socket: Socket): Promise<boolean> {
+  if (socket.destroyed) return true;
+  const timeout = new Promise<false>((r) => setTimeout(() => r(false), 2_000));
+  // events.once would reject on the reset's 'error': wait for 'close' alone.
+  const close = new Promise<true>((r) => socket.once('close', () => r(true)));
+  return Promise.race([close, timeout]);
+}
+
+const batch = (from: string): BindingBatch => ({
+  from,
+  set: [['sip:bob@parley.local', 'sip:bob@10.0.0.2:5060', 2_000_000_000_000, 1, [], null]],
+  gone: [],
+});
+
+describe('the workers binding channel (loopback between workers)', () => {
+  it('connects a worker to the one that listened before it, both ways', async () => {
+    const main = new MainProcess();
+    const first = opened(main.ipc());
+    await main.nextPort();
+    const second = opened(main.ipc());
+    await until(() => first.peers.length === 1 && second.peers.length === 1);
+    second.channel.send(batch('w2'));
+    first.channel.send(batch('w1'));
+    await until(() => first.batches.length === 1 && second.batches.length === 1);
+    expect(first.batches[0].from).toBe('w2');
+    expect(second.batches[0].from).toBe('w1');
+  });
+
+  it('drops a connection that does not open with the secret, and hears nothing from it', async () => {
+    const main = new MainProcess();
+    const worker = opened(main.ipc());
+    const port = await main.nextPort();
+    const wrong = await rawTo(port);
+    wrong.write(`${'x'.repeat(SECRET.length)}\n${JSON.stringify(batch('intruder'))}\n`);
+    expect(await closed(wrong)).toBe(true);
+    const endless = await rawTo(port);
+    endless.write('y'.repeat(100_000));
+    expect(await closed(endless)).toBe(true);
+    const blank = await rawTo(port);
+    blank.write(`\n${JSON.stringify(batch('intruder'))}\n`);
+    expect(await closed(blank)).toBe(true);
+    expect(worker.batches).toEqual([]);
+    expect(worker.peers).toEqual([]);
+  });
+
+  it('admits a connection with the secret and forgets its worker when it closes', async () => {
+    const main = new MainProcess();
+    const worker = opened(main.ipc());
+    const port = await main.nextPort();
+    const peer = await rawTo(port);
+    peer.write(`${SECRET}\n${JSON.stringify(batch('w9'))}\n`);
+    await until(() => worker.batches.length === 1 && worker.peers.length === 1);
+    peer.destroy();
+    await until(() => worker.gone.length === 1);
+    expect(worker.gone).toEqual(['w9']);
+  });
+
+  it('refuses to start without a cluster secret', () => {
+    expect(() => workerBindingChannel(new MainProcess().ipc(''))).toThrow(/cluster secret/);
+  });
+});
