@@ -194,8 +194,8 @@ export class Authenticator {
         reason: `Forbidden - too many failed attempts, retry in ${lock.retryAfterSeconds} s`,
       };
     }
-    const attempt: Attempt = { request, creds: parsed, nonce, kind, flowKey, user, address };
     const aor = `${parsed.username}@${this.realm}`.toLowerCase();
+    const attempt: Attempt = { request, creds: parsed, nonce, kind, flowKey, user, aor, address };
     const cached = this.credentials.peek(aor);
     if (cached !== undefined) return this.decide(attempt, cached, true);
     return this.credentials.fetch(aor).then((fetched) => this.decide(attempt, fetched, false));
@@ -248,7 +248,7 @@ export class Authenticator {
     if (!this.nonceCounts.use(creds.nonce, nonce.issuedAt, nc)) {
       this.failed('replayed', user, address);
       this.log?.warn(
-        { event: 'auth_failure', user, address, reason: 'replayed', nc: creds.nc ?? null },
+        { event: 'auth_failure', user, aor: attempt.aor, address, reason: 'replayed', nc: creds.nc ?? null },
         'authentication refused: nonce count already used',
       );
       return this.challenge(kind, true, flowKey);
@@ -263,11 +263,11 @@ export class Authenticator {
     attempt: Attempt,
     reason: 'wrong_password' | 'unknown_user' | 'disabled',
   ): AuthOutcome | Promise<AuthOutcome> {
-    const { user, address, kind, flowKey } = attempt;
+    const { user, aor, address, kind, flowKey } = attempt;
     this.onFailure?.(reason);
     const record = this.failures.recordFailure(user, address);
-    this.log?.warn({ event: 'auth_failure', user, address, reason }, 'authentication failed');
-    if (record.lockedFor) this.logLock(user, address, record.lockedFor.scope, record.lockedFor.seconds);
+    this.log?.warn({ event: 'auth_failure', user, aor, address, reason }, 'authentication failed');
+    if (record.lockedFor) this.logLock(user, aor, address, record.lockedFor.scope, record.lockedFor.seconds);
     const outcome = this.challenge(kind, false, flowKey);
     if (record.delayMs <= 0) return outcome;
     return this.sleep(record.delayMs).then(() => outcome);
@@ -299,11 +299,11 @@ export class Authenticator {
     return this.challenge(kind, false, flowKey);
   }
 
-  private logLock(user: string, address: string, scope: LockScope, seconds: number): void {
+  private logLock(user: string, aor: string, address: string, scope: LockScope, seconds: number): void {
     const what =
       scope === 'address' ? 'address' : scope === 'user' ? 'user under attack, address' : 'user at address';
     this.log?.warn(
-      { event: 'auth_lockout', user, address, scope, seconds },
+      { event: 'auth_lockout', user, aor, address, scope, seconds },
       `authentication locked out: ${what} for ${seconds} s`,
     );
   }
@@ -340,6 +340,8 @@ interface Attempt {
   flowKey: string;
   /** The digest username, lower-cased: the guessing limits' key. */
   user: string;
+  /** The address of record the username names in our realm (the key of sign_in lines). */
+  aor: string;
   address: string;
 }
 

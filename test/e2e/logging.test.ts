@@ -191,6 +191,8 @@ describe('logging at info: sign-ins, sign-outs and authentication failures', () 
       expect(line).toMatchObject({
         level: 'warn',
         user: 'alice',
+        // The key sign_in and sign_out lines use, so one search finds all of alice's lines.
+        aor: `alice@${DOMAIN}`,
         address: '127.0.0.1',
         reason: 'wrong_password',
         msg: 'authentication failed',

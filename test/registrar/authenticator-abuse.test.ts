@@ -211,6 +211,7 @@ describe('password guessing', () => {
     expect(warned[0].obj).toEqual({
       event: 'auth_failure',
       user: 'alice',
+      aor: 'alice@example.com',
       address: '192.0.2.10',
       reason: 'wrong_password',
     });
@@ -253,6 +254,7 @@ describe('password guessing', () => {
     expect(logs.at(-1)?.obj).toEqual({
       event: 'auth_failure',
       user: 'mallory',
+      aor: 'mallory@example.com',
       address: '192.0.2.10',
       reason: 'unknown_user',
     });
