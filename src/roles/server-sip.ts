@@ -73,7 +73,7 @@ export interface SipStackHooks {
   /** A MESSAGE was routed, of so many bytes (usage). */
   messageRouted(bytes: number): void;
   /** Every closed connection: a drain waits for the last. */
-  flowClosed(remaining: number): void;
+  flowClosed(): void;
 }
 
 /**
@@ -129,7 +129,7 @@ export async function startSipStack(
       location.flowClosed(flow.id);
       forgetRefusedFlow?.(flow.id);
       endSubscriptionsOf?.(flow.id);
-      hooks.flowClosed(transport.flowCount);
+      hooks.flowClosed();
     },
   });
   const advertise = parseAdvertise(config.advertise);
