@@ -321,6 +321,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): ParleyConfig {
       cfg = validate(new LayeredReader(layers));
     } catch (err) {
       if (!(err instanceof ConfigError) || problems.includes(err)) throw err;
+      // A section left empty by dropping a key at fault (listen.tls without a certificate:
+      // then listen has no transport) is that mistake's echo, not one more.
+      if (err.key && problems.some((p) => p.key?.startsWith(`${err.key}.`)))
+        throw combineConfigErrors(problems);
       problems.push(err);
       if (problems.length >= 20 || !dropKey(layers, err)) throw combineConfigErrors(problems);
       continue;

@@ -178,6 +178,17 @@ describe('loadConfig', () => {
     expect(err.message.split('\n')).toHaveLength(2);
   });
 
+  it('does not report the section a mistaken key leaves empty as one more mistake', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'parley.yaml'), 'domain: example.com\nlisten:\n  tls: 127.0.0.1:5061\n');
+    const err = catchConfigError(() => loadConfig({ cwd: dir, env: {} }));
+    // Without a certificate the TLS listener is the mistake; "no transport to listen on"
+    // would only be what dropping it left.
+    expect(err.problems.map((p) => p.key)).toEqual(['listen.tls']);
+    expect(err.message).toMatch(/needs a certificate/);
+    expect(err.message).not.toMatch(/no transport/);
+  });
+
   it('reports YAML syntax errors with the line', () => {
     const err = catchConfigError(() =>
       loadConfig({ configPath: join(fixtures, 'bad-syntax.yaml'), env: {} }),
