@@ -140,8 +140,13 @@ function sendToPrimary(m: ToPrimary): Promise<void> {
   });
 }
 
-/** How long a connection to a worker's bindings listener has to present the secret. */
-const HANDSHAKE_MS = 5_000;
+/**
+ * How long a connection to a worker's bindings listener has to present the secret. Long: a
+ * worker busy starting (credentials loading on a loaded machine) can run its timers before
+ * it reads the secret already waiting in its socket, and a link dropped that way is never
+ * made again (a CI run lost one with 5 s). The length bound, not this, keeps memory bounded.
+ */
+const HANDSHAKE_MS = 60_000;
 
 /** What a worker's binding channel needs of its main process (tests give their own). */
 export interface WorkerIpc {
