@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IO_CHUNK } from './io-chunk.js';
+import { IO_CHUNK } from '../store/io-chunk.js';
 import type { AccessAction, ContactList } from './model.js';
 
 /**

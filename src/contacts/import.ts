@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { type ContactListOwner, ContactListOwnersMissingError } from '../store/contact-lists.js';
+import { IO_CHUNK } from '../store/io-chunk.js';
 import { isConnectionLost } from '../store/sql.js';
 import type { Store } from '../store/store.js';
 import { normalizeAor } from '../store/users.js';
@@ -11,7 +12,6 @@ import {
   type ParsedForImport,
 } from './import-parse.js';
 import { decodeList, ListSpool, type SpooledList } from './import-spool.js';
-import { IO_CHUNK } from './io-chunk.js';
 import { type ContactListChange, mergeContactLists, replaceContactLists } from './lists.js';
 import type { ContactList, XmlProblem } from './model.js';
 import { scanContactListStream, type UserFragment } from './xml-document.js';
