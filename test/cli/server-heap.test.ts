@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processGone, spawnCli } from '../support/cli.js';
+import { freePort } from '../support/ports.js';
 import { readMetric } from '../support/server.js';
-import { freePort } from '../support/sipp.js';
 
 /**
  * `parley server start` runs the server with V8's young generation at server.semiSpaceMb

@@ -3,9 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Baresip } from '../support/baresip.js';
 import { TestDnsServer } from '../support/dns.js';
 import { pidf, TestClient } from '../support/jssip.js';
+import { freePort } from '../support/ports.js';
 import { digestAnswer, fresh, RawSipClient } from '../support/raw-sip.js';
 import { readMetric, startTestServer, type TestServer } from '../support/server.js';
-import { freePort, type Org, openTls, register, startOrg } from './edge-support.js';
+import { type Org, openTls, register, startOrg } from './edge-support.js';
 
 const GRACE_SECONDS = 2;
 

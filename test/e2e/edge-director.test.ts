@@ -8,18 +8,10 @@ import { type ParleyServer, startServer } from '../../src/roles/server.js';
 import { HomeRepository } from '../../src/store/homes.js';
 import { UserRepository } from '../../src/store/users.js';
 import { TestDnsServer } from '../support/dns.js';
+import { freePort } from '../support/ports.js';
 import { fresh, type RawMessage, type RawSipClient } from '../support/raw-sip.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import {
-  answer,
-  freePort,
-  nextRequest,
-  openTls,
-  pki,
-  register,
-  sendMessage,
-  signInInside,
-} from './edge-support.js';
+import { answer, nextRequest, openTls, pki, register, sendMessage, signInInside } from './edge-support.js';
 
 /**
  * The deployment docs/edge.md draws: edge -> director -> home. The edge's next hop is a

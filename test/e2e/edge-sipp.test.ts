@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestDnsServer } from '../support/dns.js';
+import { freePort } from '../support/ports.js';
 import {
   injectionFile,
   runSipp,
@@ -10,7 +11,7 @@ import {
   startTlsTunnel,
   type TlsTunnel,
 } from '../support/sipp.js';
-import { freePort, type Org, pki, startOrg } from './edge-support.js';
+import { type Org, pki, startOrg } from './edge-support.js';
 
 const scenario = (name: string) => join(SIPP_SCENARIOS, name);
 

@@ -1,6 +1,5 @@
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
@@ -9,18 +8,11 @@ import { silentLogger } from '../../src/ops/log.js';
 import { type ParleyServer, startServer } from '../../src/roles/server.js';
 import { FederationRepository } from '../../src/store/federation.js';
 import type { TestDnsServer } from '../support/dns.js';
+import { freePort } from '../support/ports.js';
 import { digestAnswer, fresh, type RawMessage, RawSipClient } from '../support/raw-sip.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 export const pki = (name: string) => resolve(import.meta.dirname, '../../fixtures/pki', name);
-
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** One organisation on loopback: a standard server as its home and an edge in front of it. */
 export interface Org {

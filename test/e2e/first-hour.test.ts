@@ -8,11 +8,11 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliRun, runCli, spawnCli } from '../support/cli.js';
+import { freePort } from '../support/ports.js';
 import { digestAnswer, RawSipClient } from '../support/raw-sip.js';
 
 /**
@@ -22,17 +22,6 @@ import { digestAnswer, RawSipClient } from '../support/raw-sip.js';
  * answered with its catalogued code and a next step.
  */
 const root = new URL('../../', import.meta.url).pathname;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function errorOf(run: CliRun): { code: string; suggestions: string[]; message: string } {
   return JSON.parse(run.stdout).error;

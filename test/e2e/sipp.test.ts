@@ -1,14 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/ports.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import {
-  freePort,
-  injectionFile,
-  runSipp,
-  SIPP_SCENARIOS,
-  type SippUser,
-  startSippUas,
-} from '../support/sipp.js';
+import { injectionFile, runSipp, SIPP_SCENARIOS, type SippUser, startSippUas } from '../support/sipp.js';
 
 const scenario = (name: string) => join(SIPP_SCENARIOS, name);
 

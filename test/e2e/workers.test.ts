@@ -11,15 +11,9 @@ import type { Database } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { runCli, serverProcessOf } from '../support/cli.js';
 import { pidf, TestClient } from '../support/jssip.js';
+import { freePort } from '../support/ports.js';
 import { readMetric } from '../support/server.js';
-import {
-  freePort,
-  injectionFile,
-  runSipp,
-  SIPP_SCENARIOS,
-  type SippUser,
-  startSippUas,
-} from '../support/sipp.js';
+import { injectionFile, runSipp, SIPP_SCENARIOS, type SippUser, startSippUas } from '../support/sipp.js';
 
 const DOMAIN = 'example.com';
 const root = new URL('../../', import.meta.url).pathname;

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ensureDebianCommand } from './debian.js';
 import { scratchDir } from './scratch.js';
@@ -67,16 +66,6 @@ export function runSipp(args: string[], timeoutMs = 60_000): Promise<SippRun> {
 }
 
 /** A free loopback TCP port (for a SIPp UAS to listen on). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts a background SIPp UAS; returns a stop function. */
 export function startSippUas(
   scenario: string,
