@@ -39,7 +39,7 @@ export class Draining {
    * would otherwise be dialled again for the notices, and idle until their timeout).
    */
   async closeFlows(
-    transport: Pick<TransportLayer, 'allFlows'>,
+    transport: Pick<TransportLayer, 'allFlows' | 'flow'>,
     timeoutMs: number,
     first?: { pick: (flow: Flow) => boolean; settled: () => Promise<void> },
   ): Promise<void> {
@@ -56,18 +56,29 @@ export class Draining {
     }
   }
 
+  /**
+   * Closes the connections `pick` chooses and waits for those to go. Only the connections
+   * open now are waited for: the listeners are closed already, so no client can open
+   * another, and one the server dials meanwhile (a NOTIFY to a watcher's contact, a request
+   * relayed to another front-end) is its own, closed with the server. Waiting for those too
+   * held a drain until its timeout.
+   */
   private closeAndWait(
-    transport: Pick<TransportLayer, 'allFlows'>,
+    transport: Pick<TransportLayer, 'allFlows' | 'flow'>,
     pick: (flow: Flow) => boolean,
   ): Promise<void> {
-    const left = () => {
-      for (const flow of transport.allFlows()) if (pick(flow)) return true;
-      return false;
-    };
-    for (const flow of [...transport.allFlows()]) if (pick(flow)) flow.close();
+    const waiting = new Set<string>();
+    for (const flow of [...transport.allFlows()]) {
+      if (!pick(flow)) continue;
+      waiting.add(flow.id);
+      flow.close();
+    }
     return new Promise((resolve) => {
       const look = () => {
-        if (left()) return;
+        for (const id of waiting) {
+          if (transport.flow(id)) return;
+          waiting.delete(id);
+        }
         this.onClosed = undefined;
         resolve();
       };
