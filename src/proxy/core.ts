@@ -23,12 +23,18 @@ export interface RequestHandler {
  * is one. `www` answers with 401 challenges (REGISTER), `proxy` with 407.
  */
 export interface RequestAuthenticator {
-  authenticate(request: SipMessage, kind: 'www' | 'proxy', flow: Flow): AuthVerdict | Promise<AuthVerdict>;
+  authenticate(
+    request: SipMessage,
+    kind: 'www' | 'proxy',
+    flow: Flow,
+    /** The transaction: a challenge to a request without credentials is derived from it (ChallengeSeed). */
+    seed?: ServerTransaction,
+  ): AuthVerdict | Promise<AuthVerdict>;
 }
 
 export type AuthVerdict =
   | { ok: true; aor: string }
-  | { ok: false; status: 401 | 407; challenges: string[] }
+  | { ok: false; status: 401 | 407; challenges: string[]; toTag?: string }
   | { ok: false; status: 400 | 403; reason: string };
 
 /** A registered contact of a user, as forwarding needs it: the registrar's Binding is one. */
@@ -464,11 +470,12 @@ export class ProxyCore implements TransactionUser {
         st.reply(outcome.status, outcome.reason);
       } else {
         st.reply(401, undefined, {
+          toTag: outcome.toTag,
           headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })),
         });
       }
     };
-    const outcome = this.opts.authenticator.authenticate(request, 'proxy', flow);
+    const outcome = this.opts.authenticator.authenticate(request, 'proxy', flow, st);
     if (outcome instanceof Promise) outcome.then(done, () => st.reply(500, 'Credential Store Unavailable'));
     else done(outcome);
   }

@@ -44,13 +44,13 @@ export class Director {
       this.routeToHome(request, st, to);
       return;
     }
-    const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);
+    const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow, st);
     const decide = (o: AuthVerdict) => {
       if (!o.ok) {
         if ('reason' in o) st.reply(o.status, o.reason);
         else {
           st.reply(401, undefined, {
-            toTag: createTag(),
+            toTag: o.toTag ?? createTag(),
             headers: o.challenges.map((value) => ({ name: 'www-authenticate', value })),
           });
         }

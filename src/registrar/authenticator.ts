@@ -5,13 +5,14 @@ import type { Flow } from '../transport/flow.js';
 import { AuthFailureTracker, type LockScope } from './auth-failures.js';
 import type { CredentialCache, UserCredentials } from './credentials.js';
 import {
-  buildChallenges,
+  buildChallenge,
   type DigestAlgorithm,
   type DigestCredentials,
   type DigestQop,
   digestUriMatches,
   type NonceInspection,
   type NonceManager,
+  type NonceSeed,
   parseAuthorization,
   verifyDigest,
 } from './digest.js';
@@ -19,8 +20,20 @@ import { NonceCountWindow } from './nonce-counts.js';
 
 export type AuthOutcome =
   | { ok: true; aor: string }
-  | { ok: false; status: 401 | 407; challenges: string[] }
+  | { ok: false; status: 401 | 407; challenges: string[]; toTag: string }
   | { ok: false; status: 400 | 403; reason: string };
+
+/**
+ * The server transaction a request came in, as far as authentication needs it: a request
+ * without credentials is challenged with a nonce and To tag derived from the transaction's
+ * key and the challenge's issue time, which is written here (NonceSeed). A retransmission of
+ * that request over UDP comes back with the time already set and gets the same challenge
+ * (transaction/challenges.ts keeps only the time for Timer J).
+ */
+export interface ChallengeSeed {
+  readonly key: string;
+  challengeIssuedAt?: number;
+}
 
 export type AuthKind = 'www' | 'proxy';
 
@@ -145,10 +158,19 @@ export class Authenticator {
    * and no failure's answer is held back. `flow` is the connection the request came on:
    * without it nonces are bound to no connection and guesses are not told apart by address.
    */
-  authenticate(request: SipMessage, kind: AuthKind, flow?: AuthFlow): AuthOutcome | Promise<AuthOutcome> {
+  authenticate(
+    request: SipMessage,
+    kind: AuthKind,
+    flow?: AuthFlow,
+    seed?: ChallengeSeed,
+  ): AuthOutcome | Promise<AuthOutcome> {
     const header = request.get(kind === 'www' ? 'authorization' : 'proxy-authorization');
     const flowKey = flow?.id ?? '';
-    if (header === undefined) return this.challenge(kind, false, flowKey);
+    if (header === undefined) {
+      if (!seed) return this.challenge(kind, false, flowKey);
+      seed.challengeIssuedAt ??= this.nonces.issueTime();
+      return this.challenge(kind, false, flowKey, { key: seed.key, issuedAt: seed.challengeIssuedAt });
+    }
     const parsed = parseAuthorization(header);
     const client = flow ? this.clientAddress?.(request, flow) : undefined;
     const address = client ?? flow?.remoteAddress ?? '';
@@ -316,19 +338,17 @@ export class Authenticator {
     }
   }
 
-  challenge(kind: AuthKind, stale: boolean, flowKey = ''): AuthOutcome {
+  challenge(kind: AuthKind, stale: boolean, flowKey = '', seed?: NonceSeed): AuthOutcome {
     this.onChallenge?.(kind);
-    return {
-      ok: false,
-      status: kind === 'www' ? 401 : 407,
-      challenges: buildChallenges(this.nonces, {
-        realm: this.realm,
-        stale,
-        algorithms: this.algorithms,
-        flowKey,
-        qop: QOP_BY_KIND[kind],
-      }),
-    };
+    const built = buildChallenge(this.nonces, {
+      realm: this.realm,
+      stale,
+      algorithms: this.algorithms,
+      flowKey,
+      qop: QOP_BY_KIND[kind],
+      seed,
+    });
+    return { ok: false, status: kind === 'www' ? 401 : 407, challenges: built.values, toTag: built.toTag };
   }
 }
 

@@ -68,6 +68,17 @@ const MAX_CACHED_FLOW_TAGS = 8192;
 /** Challenges issued and not yet answered that inspect() recognises without signing again. */
 const MAX_OUTSTANDING = 16_384;
 
+/**
+ * What makes a nonce repeatable: issued at `issuedAt` (ms) for `key` (a transaction), with its
+ * salt derived from both under the secret instead of drawn at random, the same nonce comes out
+ * each time. Over UDP the challenge to a retransmitted request is built again this way
+ * rather than kept (RFC 3261 17.2.2; transaction/challenges.ts).
+ */
+export interface NonceSeed {
+  readonly key: string;
+  readonly issuedAt: number;
+}
+
 /** What create() signed into a nonce, kept until the nonce's first answer. */
 interface Issued {
   readonly realm: string;
@@ -110,6 +121,11 @@ export class NonceManager {
     this.now = opts.now ?? Date.now;
   }
 
+  /** The time a nonce created now would carry (ms since the epoch, whole). */
+  issueTime(): number {
+    return Math.max(0, Math.floor(this.now()));
+  }
+
   get lifetimeSeconds(): number {
     return this.lifetimeMs / 1000;
   }
@@ -118,11 +134,11 @@ export class NonceManager {
    * The realm is bound into the signature so a nonce issued for one realm fails in another;
    * the flow key ('' when the caller has no connection to name) binds it to one connection.
    */
-  create(realm = '', flowKey = ''): string {
+  create(realm = '', flowKey = '', seed?: NonceSeed): string {
     const nonce = Buffer.allocUnsafe(NONCE_BYTES);
-    const issuedAt = Math.max(0, Math.floor(this.now()));
+    const issuedAt = seed ? Math.max(0, Math.floor(seed.issuedAt)) : this.issueTime();
     nonce.writeBigUInt64BE(BigInt(issuedAt), 0);
-    this.nextSalt().copy(nonce, TIME_BYTES);
+    (seed ? this.seededSalt(seed.key, issuedAt) : this.nextSalt()).copy(nonce, TIME_BYTES);
     this.flowTag(flowKey).copy(nonce, FLOW_TAG_OFFSET);
     this.sign(nonce.subarray(0, PAYLOAD_BYTES), realm).copy(nonce, PAYLOAD_BYTES);
     const text = nonce.toString('base64url');
@@ -183,6 +199,18 @@ export class NonceManager {
     return tag;
   }
 
+  /**
+   * The salt of a seeded nonce: a keyed hash of the seed's key and time, as unpredictable as
+   * a random one to anyone without the secret, and the same each time for the same seed.
+   */
+  private seededSalt(key: string, issuedAt: number): Buffer {
+    return hash(
+      'sha256',
+      Buffer.concat([this.secret, Buffer.from(`|seed|${issuedAt}|${key}`, 'utf8')]),
+      'buffer',
+    ).subarray(0, SALT_BYTES);
+  }
+
   // One randomBytes call per 512 nonces: the synchronous call dominates create() otherwise.
   private nextSalt(): Buffer {
     if (this.saltOffset + SALT_BYTES > this.saltPool.length) {
@@ -240,6 +268,14 @@ export interface DigestChallengeOptions {
   flowKey?: string;
   /** Default ['auth']. 'auth-int' also covers the body (RFC 7616 3.4.3). */
   qop?: DigestQop[];
+  /** A repeatable nonce (NonceManager.create); unset: a random one. */
+  seed?: NonceSeed;
+}
+
+/** A challenge's header values and the To tag of its response, both derived from its nonce. */
+export interface DigestChallenge {
+  values: string[];
+  toTag: string;
 }
 
 /** Quoted-string with `"` and `\` escaped as quoted-pairs (RFC 3261 25.1). */
@@ -258,17 +294,28 @@ function quote(value: string): string {
  * challenge per algorithm, most preferred first; the UAC uses the topmost it supports).
  */
 export function buildChallenges(nonces: NonceManager, opts: DigestChallengeOptions): string[] {
+  return buildChallenge(nonces, opts).values;
+}
+
+/**
+ * buildChallenges with the To tag for the response: ten characters of the nonce's salt (60
+ * bits: random, or keyed-hashed for a seeded nonce, RFC 3261 19.3 asks at least 32), so a
+ * challenge built again from the same seed is the same response byte for byte.
+ */
+export function buildChallenge(nonces: NonceManager, opts: DigestChallengeOptions): DigestChallenge {
   const algorithms = opts.algorithms ?? ['SHA-256', 'MD5'];
   if (algorithms.length === 0) throw new Error('at least one digest algorithm is required');
-  const nonce = nonces.create(opts.realm, opts.flowKey);
+  const nonce = nonces.create(opts.realm, opts.flowKey, opts.seed);
   const qop = (opts.qop ?? ['auth']).join(',');
-  return algorithms.map((algorithm) => {
+  const values = algorithms.map((algorithm) => {
     let value = `Digest realm=${quote(opts.realm)}, nonce="${nonce}"`;
     if (opts.opaque !== undefined) value += `, opaque=${quote(opts.opaque)}`;
     value += `, algorithm=${algorithm}, qop="${qop}"`;
     if (opts.stale) value += ', stale=TRUE';
     return value;
   });
+  // Characters 11-20 of the base64url text are bits 66-125: inside the salt (bytes 8-15).
+  return { values, toTag: nonce.slice(11, 21) };
 }
 
 export type DigestQop = 'auth' | 'auth-int';

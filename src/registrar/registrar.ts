@@ -67,7 +67,7 @@ export class Registrar {
     const authorization = request.getAll('authorization');
     if (authorization.length > 0 && !authorization.some((a) => /^\s*digest\s/i.test(a)))
       request.remove('authorization');
-    const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow);
+    const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow, st);
     if (outcome instanceof Promise) {
       outcome.then(
         (o) => this.afterAuth(request, st, o),
@@ -82,7 +82,7 @@ export class Registrar {
     if (!outcome.ok) {
       if (!('reason' in outcome)) {
         st.reply(401, undefined, {
-          toTag: createTag(),
+          toTag: outcome.toTag,
           headers: outcome.challenges.map((value) => ({ name: 'www-authenticate', value })),
         });
       } else {

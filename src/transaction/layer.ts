@@ -7,6 +7,7 @@ import { ownString } from '../sip/own-string.js';
 import { createResponse } from '../sip/response.js';
 import { formatVia } from '../sip/via.js';
 import type { Flow } from '../transport/flow.js';
+import { ChallengeMemory } from './challenges.js';
 import { CompletedResponses } from './completed.js';
 import { TransactionTable } from './table.js';
 import { cancelTimer, type TimerHandle, type TimerWheel } from './timers.js';
@@ -82,6 +83,14 @@ export class ServerTransaction {
   readonly arrivedAt: number;
   /** Timer G's current interval (UDP INVITE: retransmitting a failure until the ACK). */
   private interval = T1;
+  /**
+   * When the TU's challenge to this request (a 401 or 407 to a request without credentials)
+   * was issued: set by the TU, which derives the challenge's nonce and To tag from it and the
+   * key, so over UDP the layer keeps only this for Timer J (ChallengeMemory); set by the
+   * layer before the TU sees a retransmission of a request so challenged, so the TU sends the
+   * same challenge again.
+   */
+  challengeIssuedAt?: number;
 
   constructor(
     readonly layer: TransactionLayer,
@@ -138,7 +147,9 @@ export class ServerTransaction {
       // this transaction with its messages and the proxy's context: at thousands of
       // requests a second they would be most of the heap.
       this.state = 'Completed';
-      this.layer.completeOverUdp(this, wire);
+      if ((status === 401 || status === 407) && this.challengeIssuedAt !== undefined)
+        this.layer.completeChallengeOverUdp(this, this.challengeIssuedAt);
+      else this.layer.completeOverUdp(this, wire);
     } else if (status < 300) {
       this.state = 'Accepted';
       this.timer = this.layer.timers.schedule(TIMER_L, () => this.terminate());
@@ -367,6 +378,8 @@ export class TransactionLayer {
   private readonly servers = new TransactionTable<ServerTransaction>();
   /** UDP non-INVITE server transactions in Completed, until Timer J. */
   private readonly completed = new CompletedResponses();
+  /** UDP non-INVITE server transactions completed with a challenge the TU can issue again, until Timer J. */
+  private readonly challenges = new ChallengeMemory();
   /** The next sweep of `completed` (one at a time, while it is not empty). */
   private completedSweep?: TimerHandle;
   /** The next TU-deadline sweep of `servers` (one at a time, while it is not empty). */
@@ -389,7 +402,7 @@ export class TransactionLayer {
   }
 
   get serverCount(): number {
-    return this.servers.size + this.completed.size;
+    return this.servers.size + this.completed.size + this.challenges.size;
   }
 
   get clientCount(): number {
@@ -445,12 +458,16 @@ export class TransactionLayer {
         return;
       }
     }
+    // A retransmission of a request challenged over UDP: the TU answers it again, given the
+    // challenge's issue time, with the same challenge (ChallengeMemory).
+    const challengedAt = this.challenges.find(key);
     const max = this.opts.maxServerTransactions;
-    if (max !== undefined && this.servers.size >= max) {
+    if (challengedAt === undefined && max !== undefined && this.servers.size >= max) {
       this.refuseOverloaded(request, flow);
       return;
     }
     const st = new ServerTransaction(this, key, request, flow, this.responseFlowFor(request, flow));
+    st.challengeIssuedAt = challengedAt;
     this.servers.set(key, st);
     if (method === 'INVITE') {
       st.tryingTimer = this.timers.schedule(TRYING_DELAY, () => {
@@ -599,11 +616,28 @@ export class TransactionLayer {
     if (!this.completedSweep) this.sweepCompletedLater(TIMER_J);
   }
 
+  /**
+   * A UDP non-INVITE transaction answered with a challenge the TU derived from its key and
+   * `issuedAt`: only that time is kept until Timer J (ChallengeMemory), not the response.
+   */
+  completeChallengeOverUdp(st: ServerTransaction, issuedAt: number): void {
+    this.forgetServer(st);
+    this.challenges.add(st.key, issuedAt, this.timers.now() + TIMER_J);
+    if (!this.completedSweep) this.sweepCompletedLater(TIMER_J);
+  }
+
   private sweepCompletedLater(ms: number): void {
     this.completedSweep = this.timers.schedule(ms, () => {
       this.completedSweep = undefined;
       const now = this.timers.now();
-      const next = this.completed.expire(now);
+      const responses = this.completed.expire(now);
+      const challenges = this.challenges.expire(now);
+      const next =
+        responses === undefined
+          ? challenges
+          : challenges === undefined
+            ? responses
+            : Math.min(responses, challenges);
       if (next !== undefined) this.sweepCompletedLater(Math.max(next - now, 50));
     });
   }
@@ -672,6 +706,7 @@ export class TransactionLayer {
     cancelTimer(this.completedSweep);
     this.completedSweep = undefined;
     this.completed.clear();
+    this.challenges.clear();
   }
 }
 

@@ -1,10 +1,13 @@
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../support/jssip.js';
+import { freePort } from '../support/ports.js';
 import { digestAnswer, fresh, RawMessage } from '../support/raw-sip.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { injectionFile, runSipp, SIPP_SCENARIOS } from '../support/sipp.js';
 
 /** A SIP client on a raw UDP socket: every datagram it gets, parsed, and what it sends as written. */
 class UdpClient {
@@ -76,29 +79,37 @@ class UdpClient {
   }
 }
 
-function register(
-  c: UdpClient,
-  to: number,
-  opts: { user: string; domain: string; cseq: number; auth?: string; callId: string; via?: string },
-) {
-  c.send(
-    to,
-    [
-      `REGISTER sip:${opts.domain} SIP/2.0`,
-      `Via: ${opts.via ?? `SIP/2.0/UDP 127.0.0.1:${c.port};rport`};branch=${fresh('z9hG4bK')}`,
-      'Max-Forwards: 70',
-      `From: <sip:${opts.user}@${opts.domain}>;tag=${fresh('t')}`,
-      `To: <sip:${opts.user}@${opts.domain}>`,
-      `Call-ID: ${opts.callId}`,
-      `CSeq: ${opts.cseq} REGISTER`,
-      `Contact: <sip:${opts.user}@127.0.0.1:${c.port}>`,
-      'Expires: 600',
-      ...(opts.auth ? [`Authorization: ${opts.auth}`] : []),
-      'Content-Length: 0',
-      '',
-      '',
-    ].join('\r\n'),
-  );
+interface RegisterOptions {
+  user: string;
+  domain: string;
+  cseq: number;
+  auth?: string;
+  callId: string;
+  via?: string;
+  branch?: string;
+  fromTag?: string;
+}
+
+function register(c: UdpClient, to: number, opts: RegisterOptions) {
+  c.send(to, registerText(c, opts));
+}
+
+function registerText(c: UdpClient, opts: RegisterOptions): string {
+  return [
+    `REGISTER sip:${opts.domain} SIP/2.0`,
+    `Via: ${opts.via ?? `SIP/2.0/UDP 127.0.0.1:${c.port};rport`};branch=${opts.branch ?? fresh('z9hG4bK')}`,
+    'Max-Forwards: 70',
+    `From: <sip:${opts.user}@${opts.domain}>;tag=${opts.fromTag ?? fresh('t')}`,
+    `To: <sip:${opts.user}@${opts.domain}>`,
+    `Call-ID: ${opts.callId}`,
+    `CSeq: ${opts.cseq} REGISTER`,
+    `Contact: <sip:${opts.user}@127.0.0.1:${c.port}>`,
+    'Expires: 600',
+    ...(opts.auth ? [`Authorization: ${opts.auth}`] : []),
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
 }
 
 async function signIn(
@@ -212,6 +223,108 @@ describe('SIP over UDP (RFC 3261 18)', () => {
       c.close();
     }
   });
+
+  it('answers a retransmitted REGISTER without credentials with the same 401, byte for byte, whose answer signs in (RFC 3261 17.2.2)', async () => {
+    const c = await UdpClient.open();
+    try {
+      const callId = fresh('reg');
+      const text = registerText(c, {
+        user: 'alice',
+        domain: srv.domain,
+        cseq: 1,
+        callId,
+        branch: fresh('z9hG4bK'),
+        fromTag: fresh('t'),
+      });
+      c.send(udpPort, text);
+      const first = await c.response();
+      expect(first.status).toBe(401);
+      expect(first.header('to')).toMatch(/;tag=/);
+      // Later than the millisecond (and the second) it was first answered in.
+      await new Promise((r) => setTimeout(r, 1100));
+      c.send(udpPort, text);
+      const again = await c.response();
+      expect(again.head).toBe(first.head);
+      expect(again.body).toBe(first.body);
+      // A new request (another branch) is challenged afresh.
+      register(c, udpPort, { user: 'alice', domain: srv.domain, cseq: 2, callId });
+      const other = await c.response();
+      expect(other.status).toBe(401);
+      expect(other.header('www-authenticate')).not.toBe(first.header('www-authenticate'));
+      expect(other.header('to')).not.toBe(first.header('to'));
+      // The repeated challenge is one the client can answer.
+      const auth = digestAnswer(again.header('www-authenticate') ?? '', {
+        user: 'alice',
+        password: 'alice-pw',
+        method: 'REGISTER',
+        uri: `sip:${srv.domain}`,
+      });
+      register(c, udpPort, { user: 'alice', domain: srv.domain, cseq: 3, auth, callId });
+      expect((await c.response()).status).toBe(200);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('answers a retransmitted MESSAGE without credentials with the same 407, byte for byte', async () => {
+    const c = await UdpClient.open();
+    try {
+      const text = [
+        `MESSAGE sip:bob@${srv.domain} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${c.port};branch=${fresh('z9hG4bK')};rport`,
+        'Max-Forwards: 70',
+        `From: <sip:alice@${srv.domain}>;tag=${fresh('t')}`,
+        `To: <sip:bob@${srv.domain}>`,
+        `Call-ID: ${fresh('msg')}`,
+        'CSeq: 1 MESSAGE',
+        'Content-Type: text/plain',
+        'Content-Length: 2',
+        '',
+        'hi',
+      ].join('\r\n');
+      c.send(udpPort, text);
+      const first = await c.response();
+      expect(first.status).toBe(407);
+      await new Promise((r) => setTimeout(r, 600));
+      c.send(udpPort, text);
+      const again = await c.response();
+      expect(again.head).toBe(first.head);
+      expect(again.body).toBe(first.body);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('SIPp registering over UDP through server stalls: its retransmissions get the same challenge and no call fails', async () => {
+    const users = Array.from({ length: 60 }, (_, i) => `stall${i}`);
+    for (const user of users) await srv.addUser(user, 'secret');
+    const run = runSipp([
+      `127.0.0.1:${udpPort}`,
+      ...[
+        '-sf',
+        join(SIPP_SCENARIOS, 'register-auth.xml'),
+        '-t',
+        'u1',
+        '-i',
+        '127.0.0.1',
+        '-p',
+        String(await freePort()),
+      ],
+      ...['-inf', injectionFile(users.map((user) => ({ user, password: 'secret', domain: srv.domain })))],
+      ...['-m', String(users.length), '-r', '40', '-timeout', '30s', '-timeout_error'],
+    ]);
+    // The server shares this thread: hold it twice for longer than T1 (500 ms) while SIPp
+    // sends, so SIPp retransmits REGISTERs the server has not read yet.
+    for (const at of [400, 600]) {
+      await new Promise((r) => setTimeout(r, at));
+      const until = Date.now() + 1_200;
+      while (Date.now() < until) {
+        // stalled
+      }
+    }
+    const done = await run;
+    expect(done.code, done.stdout + done.stderr).toBe(0);
+  }, 60_000);
 
   it('answers NAT keep-alives: a STUN Binding request and a double CRLF (RFC 5626 4.4)', async () => {
     const c = await UdpClient.open();

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
+  buildChallenge,
   buildChallenges,
   computeHa1,
   type DigestCredentials,
@@ -343,6 +344,37 @@ describe('NonceManager', () => {
 
 describe('buildChallenges', () => {
   const nonces = new NonceManager({ secret: SECRET });
+
+  it('a seeded challenge (a transaction key and an issue time) comes out the same each time, tag included', () => {
+    let now = 1_700_000_000_000;
+    const clock = new NonceManager({ secret: SECRET, now: () => now });
+    const seed = { key: 'z9hG4bKa|192.0.2.1:5060|REGISTER', issuedAt: now };
+    const opts = { realm: 'example.com', algorithms: ['MD5' as const], flowKey: 'u1', seed };
+    const first = buildChallenge(clock, opts);
+    now += 20_000;
+    const again = buildChallenge(clock, opts);
+    expect(again).toEqual(first);
+    expect(first.toTag).toMatch(/^[A-Za-z0-9_-]{10}$/);
+    const nonceOf = (c: string) => /nonce="([^"]+)"/.exec(c)![1]!;
+    // Still one of ours, issued when the seed says, bound to its flow.
+    expect(clock.inspect(nonceOf(again.values[0]!), 'example.com', 'u1')).toEqual({
+      check: 'valid',
+      issuedAt: seed.issuedAt,
+    });
+    // Another key, another time or another secret: another nonce and tag.
+    for (const other of [
+      buildChallenge(clock, { ...opts, seed: { ...seed, key: 'z9hG4bKb|192.0.2.1:5060|REGISTER' } }),
+      buildChallenge(clock, { ...opts, seed: { ...seed, issuedAt: seed.issuedAt + 1 } }),
+      buildChallenge(new NonceManager({ secret: Buffer.alloc(32, 7) }), opts),
+    ]) {
+      expect(nonceOf(other.values[0]!)).not.toBe(nonceOf(first.values[0]!));
+      expect(other.toTag).not.toBe(first.toTag);
+    }
+    // Unseeded, two challenges never share a tag.
+    expect(buildChallenge(clock, { realm: 'example.com' }).toTag).not.toBe(
+      buildChallenge(clock, { realm: 'example.com' }).toTag,
+    );
+  });
 
   it('offers SHA-256 then MD5 with one shared nonce (RFC 8760 2.4)', () => {
     const challenges = buildChallenges(nonces, { realm: 'example.com' });
