@@ -55,7 +55,8 @@ export function clusterWorkerPorts(): WorkerPorts | undefined {
 type ToWorker =
   | { parley: 'notify'; channel: string; payload: string }
   | { parley: 'close' }
-  | { parley: 'bindings-peers'; ports: number[] };
+  | { parley: 'bindings-peers'; ports: number[] }
+  | { parley: 'bindings-gone'; from: string };
 
 type ToPrimary =
   | { parley: 'listen'; channel: string }
@@ -156,22 +157,49 @@ export interface WorkerIpc {
   announce(port: number): void;
   /** Hears where the workers that listened before this one listen. Returns the way to stop. */
   onPeers(listener: (ports: number[]) => void): () => void;
+  /**
+   * Hears of a worker that stopped or died (its server id, `workerServerId`): only then are
+   * its bindings forgotten; a link that merely dropped is made again. Returns the way to stop.
+   */
+  onPeerGone(listener: (from: string) => void): () => void;
+}
+
+/** A worker's name in the servers table and in its bindings: the server's id and its number. */
+export function workerServerId(serverId: string, index: number): string {
+  return `${serverId}-w${index}`;
 }
 
 function mainProcessIpc(): WorkerIpc {
+  const hear = <K extends ToWorker['parley']>(
+    kind: K,
+    listener: (m: Extract<ToWorker, { parley: K }>) => void,
+  ) => {
+    const onMessage = (m: unknown) => {
+      if (isParley<ToWorker>(m) && m.parley === kind) listener(m as Extract<ToWorker, { parley: K }>);
+    };
+    process.on('message', onMessage);
+    return () => {
+      process.off('message', onMessage);
+    };
+  };
   return {
     secret: process.env.PARLEY_CLUSTER_SECRET ?? '',
     announce(port) {
       if (process.connected) process.send?.({ parley: 'bindings-hello', port } satisfies ToPrimary);
     },
-    onPeers(listener) {
-      const onMessage = (m: unknown) => {
-        if (isParley<ToWorker>(m) && m.parley === 'bindings-peers') listener(m.ports);
-      };
-      process.on('message', onMessage);
-      return () => process.off('message', onMessage);
-    },
+    onPeers: (listener) => hear('bindings-peers', (m) => listener(m.ports)),
+    onPeerGone: (listener) => hear('bindings-gone', (m) => listener(m.from)),
   };
+}
+
+/** A link this worker dialed drops: it dials again after this, doubling up to LINK_RETRY_MAX_MS. */
+const LINK_RETRY_MS = 100;
+const LINK_RETRY_MAX_MS = 5_000;
+
+/** What the channel says of its links (the worker's log). */
+export interface BindingLinkLog {
+  warn(fields: object, message: string): void;
+  info(fields: object, message: string): void;
 }
 
 /**
@@ -183,8 +211,17 @@ function mainProcessIpc(): WorkerIpc {
  * this one connects to each of them. A connection opens with the server's cluster secret
  * (PARLEY_CLUSTER_SECRET, which only the main process's children hear of): nobody else on
  * the host can tell a worker where a user is.
+ *
+ * A link that drops (a reset, an error) while both workers live is made again by the worker
+ * that dialed it, after 0.1 s and then twice as long each time up to 5 s; each side sends its
+ * snapshot again when it is back, so what changed meanwhile is not lost. The other worker's
+ * bindings are kept meanwhile and forgotten only when that worker is gone: the main process
+ * says so when it exits, and a dial refused means its listener closed with it.
  */
-export function workerBindingChannel(ipc: WorkerIpc = mainProcessIpc()): BindingChannel {
+export function workerBindingChannel(
+  ipc: WorkerIpc = mainProcessIpc(),
+  log?: BindingLinkLog,
+): BindingChannel {
   const { secret } = ipc;
   // An empty secret would admit anyone who sends a blank line.
   if (secret.length < 16)
@@ -199,18 +236,26 @@ export function workerBindingChannel(ipc: WorkerIpc = mainProcessIpc()): Binding
     },
     open({ onPeer, onBatch, onGone }) {
       let stopped = false;
-      const follow = (socket: Socket, greeted: boolean) => {
+      /** Workers the main process said are gone (a dial to them is not made again). */
+      const departed = new Set<string>();
+      /** Links this worker dialed, by the port dialed: the peer's id once it spoke, and the retry. */
+      const dialed = new Map<number, { from?: string; delay: number; timer?: NodeJS.Timeout }>();
+      const forget = (from: string) => {
+        if (!stopped) onGone(from);
+      };
+      /** `port` set: this worker dialed the link (and makes it again if it drops). */
+      const follow = (socket: Socket, port?: number) => {
         socket.setNoDelay(true);
         socket.setEncoding('utf8');
         let from: string | undefined;
         let rest = '';
-        let admitted = greeted;
+        let admitted = port !== undefined;
         const admit = () => {
           admitted = true;
           sockets.add(socket);
           onPeer({ send: (batch) => socket.write(line(batch)) });
         };
-        if (greeted) {
+        if (port !== undefined) {
           socket.write(`${secret}\n`);
           admit();
         } else {
@@ -239,11 +284,20 @@ export function workerBindingChannel(ipc: WorkerIpc = mainProcessIpc()): Binding
               try {
                 batch = JSON.parse(text) as BindingBatch;
               } catch {
-                // Not a batch of ours: the connection is dropped (its worker is forgotten).
+                // Not a batch of ours: the connection is dropped (made again if ours).
                 socket.destroy();
                 return;
               }
-              from = batch.from;
+              if (from === undefined) {
+                from = batch.from;
+                // A worker started again under the name of one gone.
+                departed.delete(from);
+                const link = port !== undefined ? dialed.get(port) : undefined;
+                if (link) {
+                  link.from = from;
+                  link.delay = LINK_RETRY_MS;
+                }
+              }
               onBatch(batch);
             }
             cut = rest.indexOf('\n');
@@ -252,21 +306,71 @@ export function workerBindingChannel(ipc: WorkerIpc = mainProcessIpc()): Binding
         socket.on('error', () => socket.destroy());
         socket.on('close', () => {
           sockets.delete(socket);
-          if (from !== undefined && !stopped) onGone(from);
+          if (stopped || !admitted) return;
+          if (port !== undefined && !(from !== undefined && departed.has(from))) {
+            log?.warn(
+              { peer: from ?? `port ${port}` },
+              "the link to another worker's bindings dropped; making it again",
+            );
+            redial(port);
+          }
         });
       };
-      const server = createServer((socket) => follow(socket, false));
+      const dial = (port: number) => {
+        const link = dialed.get(port);
+        if (stopped || !link || (link.from !== undefined && departed.has(link.from))) return;
+        const socket = connect({ host: '127.0.0.1', port });
+        socket.once('connect', () => {
+          socket.removeAllListeners('error');
+          follow(socket, port);
+          if (link.from !== undefined)
+            log?.info({ peer: link.from }, "the link to another worker's bindings is back");
+        });
+        socket.once('error', (err: NodeJS.ErrnoException) => {
+          socket.destroy();
+          if (stopped) return;
+          if (err.code === 'ECONNREFUSED') {
+            // Nothing listens there any more: that worker is gone with its listener.
+            dialed.delete(port);
+            if (link.from !== undefined) forget(link.from);
+          } else redial(port);
+        });
+      };
+      const redial = (port: number) => {
+        const link = dialed.get(port);
+        if (!link || stopped) return;
+        clearTimeout(link.timer);
+        link.timer = setTimeout(() => dial(port), link.delay);
+        link.delay = Math.min(link.delay * 2, LINK_RETRY_MAX_MS);
+      };
+      const server = createServer((socket) => follow(socket));
       const stopHearing = ipc.onPeers((ports) => {
         for (const port of ports) {
-          const socket = connect({ host: '127.0.0.1', port });
-          socket.once('connect', () => follow(socket, true));
-          socket.once('error', () => socket.destroy());
+          if (dialed.has(port)) continue;
+          dialed.set(port, { delay: LINK_RETRY_MS });
+          dial(port);
         }
       });
-      server.listen(0, '127.0.0.1', () => ipc.announce((server.address() as AddressInfo).port));
+      const stopHearingGone = ipc.onPeerGone((from) => {
+        departed.add(from);
+        for (const [port, link] of dialed) {
+          if (link.from !== from) continue;
+          clearTimeout(link.timer);
+          dialed.delete(port);
+        }
+        forget(from);
+      });
+      // Exclusive: in a cluster worker, listen(0) otherwise goes through the main process and
+      // every worker gets the same port, one handle whose connections node:cluster deals out
+      // in turn: a worker dialing "another" could be handed its own connection.
+      server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () =>
+        ipc.announce((server.address() as AddressInfo).port),
+      );
       return () => {
         stopped = true;
         stopHearing();
+        stopHearingGone();
+        for (const link of dialed.values()) clearTimeout(link.timer);
         server.close();
         for (const socket of sockets) socket.end();
       };
@@ -293,8 +397,12 @@ function bindingPeers(workers: Map<number, { worker: Worker }>) {
       const worker = workers.get(index)?.worker;
       if (worker?.isConnected()) worker.send({ parley: 'bindings-peers', ports } satisfies ToWorker);
     },
-    stopped(index: number): void {
+    /** The worker stopped or died: the others forget its bindings (a dropped link alone does not). */
+    stopped(index: number, from: string): void {
       listening.delete(index);
+      for (const [other, { worker }] of workers)
+        if (other !== index && worker.isConnected())
+          worker.send({ parley: 'bindings-gone', from } satisfies ToWorker);
     },
   };
 }
@@ -442,7 +550,8 @@ export async function startClusterPrimary(config: ParleyConfig, log: Logger): Pr
         }
       });
       worker.on('exit', (code, signal) => {
-        if (workers.get(index)?.worker === worker) bindings.stopped(index);
+        if (workers.get(index)?.worker === worker)
+          bindings.stopped(index, workerServerId(config.serverId, index));
         if (closed) return;
         if (!startedAll) {
           failStart(new Error(`worker ${index} exited (${code ?? signal}) while starting`));

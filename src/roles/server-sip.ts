@@ -374,7 +374,12 @@ async function startMirror(
   if (!base.pool) return undefined;
   const { config, db } = base;
   if (base.workerIndex !== undefined) {
-    const shared = new WorkerBindings(location, workerBindingChannel(), config.serverId, flowRoute);
+    const shared = new WorkerBindings(
+      location,
+      workerBindingChannel(undefined, componentLogger(base.log, 'registrar')),
+      config.serverId,
+      flowRoute,
+    );
     shared.start();
     return shared;
   }

@@ -10,6 +10,7 @@ import {
   clusterWorkerPorts,
   shareWorkerMetrics,
   startClusterPrimary,
+  workerServerId,
 } from './cluster.js';
 import { startEdge } from './edge.js';
 import { RoleStore } from './lifecycle.js';
@@ -166,7 +167,7 @@ function workerConfig(config: ParleyConfig, index: number): ParleyConfig {
   if (index !== 1) delete listen.udp;
   return {
     ...config,
-    serverId: `${config.serverId}-w${index}`,
+    serverId: workerServerId(config.serverId, index),
     listen,
     http: { host: '127.0.0.1', port: ports.http },
   };

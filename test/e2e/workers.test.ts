@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -123,6 +123,38 @@ async function workersAgree(httpUrl: string): Promise<boolean> {
   );
 }
 
+/**
+ * The loopback connection over which the workers share their bindings: the established one
+ * whose far end is a worker's bindings listener (its listening port that is none of its relay,
+ * operations or SIP ports), as the ports of its local end.
+ */
+function bindingsLink(pids: number[], sipPorts: number[]): { sport: number; dport: number } | undefined {
+  const lines = (args: string[]) =>
+    execFileSync('ss', ['-tnpH', ...args], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean);
+  const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
+  const listeners = new Set<number>();
+  for (const pid of pids) {
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const own = (env.find((e) => e.startsWith('PARLEY_CLUSTER_PORTS=')) ?? '')
+      .slice(21)
+      .split(',')
+      .map(Number);
+    for (const l of lines(['state', 'listening']))
+      if (l.includes(`pid=${pid},`)) {
+        const port = portOf(l.trim().split(/\s+/)[2]);
+        if (!own.includes(port) && !sipPorts.includes(port)) listeners.add(port);
+      }
+  }
+  for (const l of lines(['state', 'established'])) {
+    const [, , local, peer] = l.trim().split(/\s+/);
+    if (listeners.has(portOf(peer)) && pids.some((pid) => l.includes(`pid=${pid},`)))
+      return { sport: portOf(local), dport: portOf(peer) };
+  }
+  return undefined;
+}
+
 describe('a standard server with two worker processes (server.workers: 2)', () => {
   let s: Clustered;
   let db: Database;
@@ -157,7 +189,7 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
     // An admin's connection to the store the main process serves (as `parley users` makes).
     db = await openDatabase({ dataDir: join(s.dataDir, 'data') });
     store = createStore(db);
-    for (const name of ['alice', 'bob', 'carol']) {
+    for (const name of ['alice', 'bob', 'carol', 'dave']) {
       const aor = `${name}@${DOMAIN}`;
       const user = await store.users.createUser({ aor, displayName: name });
       await store.users.setCredentials(user.id, DOMAIN, {
@@ -299,6 +331,26 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
     await expect.poll(() => workersAgree(s.httpUrl), { timeout: 5_000 }).toBe(true);
     expect(await attempt(one, two, 'after the restart')).toBe('delivered');
     expect(await attempt(two, one, 'and back after the restart')).toBe('delivered');
+  }, 60_000);
+
+  it('makes the link between the workers again when it drops; bindings flow over it again', async () => {
+    const [one, two] = clients.slice(-2);
+    const pids = (await perWorker(s.httpUrl)).map((w) => w.pid);
+    const link = bindingsLink(pids, [s.tcpPort, Number(new URL(s.ws).port), s.udpPort]);
+    expect(link).toBeDefined();
+    const drops = () => s.output().split("link to another worker's bindings dropped").length;
+    const before = drops();
+    // The kernel resets the link (ss -K), both workers living on.
+    execFileSync('ss', ['-K', 'sport', '=', `:${link?.sport}`, 'and', 'dport', '=', `:${link?.dport}`]);
+    await expect.poll(drops, { timeout: 5_000 }).toBeGreaterThan(before);
+    // A user who signs in now is known to the other worker too, and reachable from it.
+    const dave = await signInPlaced('dave');
+    await expect.poll(() => workersAgree(s.httpUrl), { timeout: 10_000 }).toBe(true);
+    const across = [one, two].find((c) => placed.get(c.aor) !== placed.get(dave.aor));
+    expect(across).toBeDefined();
+    if (!across) return;
+    expect(await attempt(across, dave, 'over the link made again')).toBe('delivered');
+    expect(await attempt(dave, across, 'and back')).toBe('delivered');
   }, 60_000);
 
   it('stops cleanly on SIGINT: workers first, then the store', async () => {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ const SECRET = 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6';
 class MainProcess {
   readonly ports: number[] = [];
   private readonly waiting: ((port: number) => void)[] = [];
+  private readonly goneListeners = new Set<(from: string) => void>();
 
   ipc(secret = SECRET): WorkerIpc {
     const before = [...this.ports];
@@ -23,7 +25,16 @@ class MainProcess {
         setImmediate(() => listener(before));
         return () => {};
       },
+      onPeerGone: (listener) => {
+        this.goneListeners.add(listener);
+        return () => this.goneListeners.delete(listener);
+      },
     };
+  }
+
+  /** A worker exited: the others hear its id. */
+  workerGone(from: string): void {
+    for (const l of this.goneListeners) l(from);
   }
 
   nextPort(): Promise<number> {
@@ -36,19 +47,35 @@ afterEach(() => {
   for (const stop of stops.splice(0)) stop();
 });
 
-function opened(ipc: WorkerIpc) {
+function opened(ipc: WorkerIpc, from?: string) {
   const batches: BindingBatch[] = [];
   const peers: BindingPeer[] = [];
   const gone: string[] = [];
-  const channel = workerBindingChannel(ipc);
-  stops.push(
-    channel.open({
-      onPeer: (p) => peers.push(p),
-      onBatch: (b) => batches.push(b),
-      onGone: (f) => gone.push(f),
-    }),
-  );
-  return { channel, batches, peers, gone };
+  const said: string[] = [];
+  const channel = workerBindingChannel(ipc, {
+    warn: (_fields, message) => said.push(message),
+    info: (_fields, message) => said.push(message),
+  });
+  const stop = channel.open({
+    // As WorkerBindings does: each worker connected to is sent a snapshot (here one batch).
+    onPeer: (p) => {
+      peers.push(p);
+      if (from) p.send({ ...batch(from), reset: true });
+    },
+    onBatch: (b) => batches.push(b),
+    onGone: (f) => gone.push(f),
+  });
+  stops.push(stop);
+  return { channel, batches, peers, gone, said, stop };
+}
+
+/** Two workers linked, each having heard the other's snapshot; the first one's port. */
+async function linkedPair(main: MainProcess) {
+  const first = opened(main.ipc(), 'w1');
+  const port = await main.nextPort();
+  const second = opened(main.ipc(), 'w2');
+  await until(() => first.batches.length === 1 && second.batches.length === 1);
+  return { first, second, port };
 }
 
 async function until(check: () => boolean): Promise<void> {
@@ -109,7 +136,7 @@ describe('the workers binding channel (loopback between workers)', () => {
     expect(worker.peers).toEqual([]);
   });
 
-  it('admits a connection with the secret and forgets its worker when it closes', async () => {
+  it('admits a connection with the secret; when it closes, its worker is kept until said gone', async () => {
     const main = new MainProcess();
     const worker = opened(main.ipc());
     const port = await main.nextPort();
@@ -117,8 +144,47 @@ describe('the workers binding channel (loopback between workers)', () => {
     peer.write(`${SECRET}\n${JSON.stringify(batch('w9'))}\n`);
     await until(() => worker.batches.length === 1 && worker.peers.length === 1);
     peer.destroy();
-    await until(() => worker.gone.length === 1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(worker.gone).toEqual([]);
+    main.workerGone('w9');
     expect(worker.gone).toEqual(['w9']);
+  });
+
+  it('makes a link that dropped again: each side sends its snapshot again and nobody is forgotten', async () => {
+    const main = new MainProcess();
+    const { first, second, port } = await linkedPair(main);
+    // The kernel resets the link itself (both workers live): ss -K closes the dialed socket.
+    execFileSync('ss', ['-K', 'dst', '127.0.0.1', 'dport', '=', String(port)]);
+    await until(() => second.said.some((m) => m.includes('dropped')));
+    // Made again by the worker that dialed it: each side is sent the other's snapshot again.
+    await until(() => first.batches.length === 2 && second.batches.length === 2);
+    expect(first.batches[1]).toMatchObject({ from: 'w2', reset: true });
+    expect(second.batches[1]).toMatchObject({ from: 'w1', reset: true });
+    expect(second.said.some((m) => m.includes('back'))).toBe(true);
+    expect([first.gone, second.gone]).toEqual([[], []]);
+    // Changes flow both ways over the new link.
+    second.channel.send(batch('w2'));
+    first.channel.send(batch('w1'));
+    await until(() => first.batches.length === 3 && second.batches.length === 3);
+  });
+
+  it('forgets a worker whose listener is gone (its link cannot be made again)', async () => {
+    const main = new MainProcess();
+    const { first, second } = await linkedPair(main);
+    first.stop();
+    await until(() => second.gone.length === 1);
+    expect(second.gone).toEqual(['w1']);
+  });
+
+  it('forgets a worker the main process says is gone, and not before', async () => {
+    const main = new MainProcess();
+    const { first, second } = await linkedPair(main);
+    second.stop();
+    // The first worker's side of the link closed: it keeps w2's bindings until told.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(first.gone).toEqual([]);
+    main.workerGone('w2');
+    expect(first.gone).toEqual(['w2']);
   });
 
   it('refuses to start without a cluster secret', () => {
