@@ -104,6 +104,17 @@ export class MemoryPublicationStore implements PublicationStore {
  * are announced on the store's PRESENCE_CHANNEL, which every front-end listens to.
  */
 export class SharedPublicationStore implements PublicationStore {
+  /**
+   * AORs that may have a state in the store: every AOR the change feed announced (a save or a
+   * removal through any server), this server's own saves, and what the store held when this
+   * server began to follow the feed. Users signed out together of whom none ever published (a
+   * REGISTER storm's connections closing: 100,000 users) then cost no statement; in a worker
+   * of a standard server they queued on the main process's single store session.
+   */
+  private readonly mayHave = new Set<string>();
+  /** Set once the feed is followed and the store's AORs are in `mayHave`: until then, no filter. */
+  private following = false;
+
   constructor(
     private readonly publications: PublicationRepository,
     private readonly feed: ChangeFeed,
@@ -117,6 +128,7 @@ export class SharedPublicationStore implements PublicationStore {
   }
 
   save(state: PublishedState): Promise<void> {
+    this.mayHave.add(state.aor);
     return this.publications.save({
       aor: state.aor,
       etag: state.etag,
@@ -137,7 +149,10 @@ export class SharedPublicationStore implements PublicationStore {
   }
 
   removeAllOf(aors: readonly string[]): Promise<number> {
-    return this.publications.removeAllOf(aors);
+    if (!this.following) return this.publications.removeAllOf(aors);
+    // Forgotten before the delete: a save that commits after it is announced, and added again.
+    const some = aors.filter((aor) => this.mayHave.delete(aor));
+    return this.publications.removeAllOf(some);
   }
 
   async list(aor: string): Promise<PublishedState[]> {
@@ -148,8 +163,19 @@ export class SharedPublicationStore implements PublicationStore {
     return this.publications.removeForServer(this.serverId);
   }
 
-  onChange(listener: (aor: string) => void): Promise<() => Promise<void>> {
-    return this.feed.listen(PRESENCE_CHANNEL, listener);
+  async onChange(listener: (aor: string) => void): Promise<() => Promise<void>> {
+    if (this.following) return this.feed.listen(PRESENCE_CHANNEL, listener);
+    // The first listener also keeps `mayHave`, from before the store is read.
+    const stop = await this.feed.listen(PRESENCE_CHANNEL, (aor) => {
+      this.mayHave.add(aor);
+      listener(aor);
+    });
+    for (const aor of await this.publications.publishedAors()) this.mayHave.add(aor);
+    this.following = true;
+    return async () => {
+      this.following = false;
+      await stop();
+    };
   }
 }
 

@@ -113,6 +113,12 @@ export class PublicationRepository {
     return rows.length;
   }
 
+  /** The AORs with any state, expired or not (what a sign-out may have to remove). */
+  async publishedAors(): Promise<string[]> {
+    const { rows } = await this.sql.query<{ aor: string }>('SELECT DISTINCT aor FROM presence_publications');
+    return rows.map((r) => r.aor);
+  }
+
   /** The AOR's unexpired states, oldest change first. */
   async listForAor(aor: string): Promise<Publication[]> {
     const { rows } = await this.sql.query<PublicationRow>(

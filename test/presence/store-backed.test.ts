@@ -3,6 +3,8 @@ import { replaceContactList } from '../../src/contacts/lists.js';
 import { StorePresencePolicy } from '../../src/presence/policy-store.js';
 import { type PublishedState, SharedPublicationStore } from '../../src/presence/publications.js';
 import type { PgliteDatabase } from '../../src/store/pglite.js';
+import { PublicationRepository } from '../../src/store/publications.js';
+import type { Sql } from '../../src/store/sql.js';
 import { createStore, type Store } from '../../src/store/store.js';
 import { createTestDatabase } from '../support/database.js';
 
@@ -50,6 +52,60 @@ describe('SharedPublicationStore', () => {
       expect(await fe1.removeAll('alice@example.com')).toBe(1);
       await expect.poll(() => changed.length).toBe(4);
       expect(new Set(changed)).toEqual(new Set(['alice@example.com']));
+    } finally {
+      await stop();
+    }
+  });
+});
+
+describe('SharedPublicationStore: users signed out together', () => {
+  const pub = (aor: string, etag: string): PublishedState => ({
+    aor,
+    etag,
+    body: `<presence entity="sip:${aor}"/>`,
+    updatedAt: Date.now(),
+    expiresAt: Date.now() + 600_000,
+  });
+
+  it('removes the states of users who published, through any server, and asks nothing for the others', async () => {
+    // What the store held before this server followed the feed counts too.
+    await store.publications.save({
+      ...pub('old@example.com', 'o1'),
+      contentType: 'application/pidf+xml',
+      updatedAt: new Date(),
+      expiresAt: new Date(Date.now() + 600_000),
+      serverId: 'fe0',
+    });
+    const statements: string[] = [];
+    const counted: Sql = {
+      query: (text, params) => {
+        statements.push(text);
+        return db.query(text, params);
+      },
+      exec: (script) => db.exec(script),
+      transaction: (fn) => db.transaction(fn),
+    };
+    const fe1 = new SharedPublicationStore(new PublicationRepository(counted), db, 'fe1');
+    const fe2 = new SharedPublicationStore(store.publications, db, 'fe2');
+    const heard: string[] = [];
+    const stop = await fe1.onChange((aor) => heard.push(aor));
+    try {
+      await fe1.save(pub('alice@example.com', 'a1'));
+      await fe2.save(pub('carol@example.com', 'c1'));
+      await expect.poll(() => heard.includes('carol@example.com')).toBe(true);
+      const never = Array.from({ length: 5_000 }, (_, i) => `user${i}@example.com`);
+      statements.length = 0;
+      expect(await fe1.removeAllOf(never)).toBe(0);
+      expect(statements).toEqual([]);
+      expect(
+        await fe1.removeAllOf([...never, 'old@example.com', 'alice@example.com', 'carol@example.com']),
+      ).toBe(3);
+      expect(statements).toHaveLength(1);
+      expect(await store.publications.publishedAors()).toEqual([]);
+      // Published again after its sign-out: known again (here through the feed).
+      await fe2.save(pub('carol@example.com', 'c2'));
+      await expect.poll(() => heard.filter((a) => a === 'carol@example.com').length).toBeGreaterThan(2);
+      expect(await fe1.removeAllOf(['carol@example.com'])).toBe(1);
     } finally {
       await stop();
     }
