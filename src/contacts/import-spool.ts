@@ -2,15 +2,26 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { contactListFromRows } from '../store/contact-lists.js';
 import { IO_CHUNK } from '../store/io-chunk.js';
-import type { AccessAction, ContactList } from './model.js';
+import type { PreparedList } from './lists.js';
+import type { ContactList } from './model.js';
 
 /**
  * Where an import keeps the lists it validated until it knows the whole file is good: a
- * temporary file of one JSON line per user, in the order of the XML file. The XML is parsed
- * once (validation); the write phase reads these lines back, which costs a JSON.parse per
- * user instead of a second XML parse, and keeps memory flat at any file size (holding
- * 100,000 parsed lists in memory would take gigabytes).
+ * temporary file of one record per user, in the order of the XML file. The XML is parsed
+ * once (validation); the write phase reads these records back instead of parsing it again,
+ * and memory stays flat at any file size (holding 100,000 parsed lists in memory would take
+ * gigabytes).
+ *
+ * A record is a list in the form the store writes it, prepared by the parse workers
+ * (prepareList: its sizes and its rows in COPY's text format), with its owner: a JSON header
+ * [userId, aor, line, column, version, groups, contacts, rules, and the lengths of the
+ * group, contact and rule rows], a tab, the rows as they are, and RECORD_END. The write
+ * phase parses the header and hands the rows of a user whose stored list is empty (a first
+ * import) to COPY as they are; it builds the list from its rows only where the stored one
+ * has to be compared or merged with it. No record holds RECORD_END but at its end: XML
+ * forbids the character and neither JSON nor COPY's text format leaves it raw.
  *
  * The file lives in a folder of its own made with mode 0700 (mkdtemp), since lists are
  * personal data, and is removed when the import ends, whatever the outcome.
@@ -20,32 +31,65 @@ export interface SpooledList {
   aor: string;
   line: number;
   column: number;
-  list: ContactList;
+  /** The list (in stored form), built from its rows on first use. */
+  readonly list: ContactList;
+  prepared: PreparedList;
 }
 
-/** A list as the spool keeps it: [version, groups, contacts, rules], arrays to keep it short. */
-type ListRecord = [number, string[], [string, string, 0 | 1, string[]][], [string, AccessAction][]];
+/** A prepared list's header: [version, groups, contacts, rules, and its rows' lengths (group, contact, rule)]. */
+type PreparedHeader = [number, number, number, number, number, number, number];
 
-/** One line: [userId, aor, line, column, ...ListRecord]. */
-type SpoolRecord = [number, string, number, number, ...ListRecord];
+/** A record's header: [userId, aor, line, column, ...PreparedHeader]. */
+type SpoolHeader = [number, string, number, number, ...PreparedHeader];
+
+/** Ends a record: the ASCII record separator, which no XML 1.0 document holds. */
+const RECORD_END = '\x1e';
 
 /**
- * A list's part of a spool line, as JSON. Pure, so parsing workers encode the lists they
- * parse and the spool only prefixes the owner (ListSpool.appendEncoded).
+ * A list's prepared form (prepareList) for the spool: its header as JSON, a tab and its rows.
+ * Pure, so parsing workers encode the lists they parse and the spool only prefixes the
+ * owner (ListSpool.appendEncoded).
  */
-export function encodeList(list: ContactList): string {
-  const record: ListRecord = [
-    list.version,
-    list.groups.map((g) => g.name),
-    list.contacts.map((c) => [c.uri, c.displayName, c.subscribed ? 1 : 0, c.groups]),
-    list.accessRules.map((r) => [r.pattern, r.action]),
+export function encodePrepared(p: PreparedList): string {
+  const { groups, contacts, rules } = p.rows;
+  const header: PreparedHeader = [
+    p.version,
+    p.groups,
+    p.contacts,
+    p.rules,
+    groups.length,
+    contacts.length,
+    rules.length,
   ];
-  return JSON.stringify(record);
+  return `${JSON.stringify(header)}\t${groups}${contacts}${rules}`;
 }
 
-/** The list encodeList encoded, owned by user (its URI). */
-export function decodeList(user: string, encoded: string): ContactList {
-  return listFromRecord(user, JSON.parse(encoded) as ListRecord);
+/** The list encodePrepared encoded, owned by user (its URI), in stored form. */
+export function decodePreparedList(user: string, encoded: string): ContactList {
+  const tab = encoded.indexOf('\t');
+  return preparedFrom(JSON.parse(encoded.slice(0, tab)) as PreparedHeader, encoded, tab + 1).list(user);
+}
+
+/** The prepared list of header whose rows start at `at` in text, and a builder of its list. */
+function preparedFrom(
+  [version, groups, contacts, rules, groupsLength, contactsLength, rulesLength]: PreparedHeader,
+  text: string,
+  at: number,
+): { prepared: PreparedList; list: (user: string) => ContactList } {
+  const contactsAt = at + groupsLength;
+  const rulesAt = contactsAt + contactsLength;
+  const prepared: PreparedList = {
+    version,
+    groups,
+    contacts,
+    rules,
+    rows: {
+      groups: text.slice(at, contactsAt),
+      contacts: text.slice(contactsAt, rulesAt),
+      rules: text.slice(rulesAt, rulesAt + rulesLength),
+    },
+  };
+  return { prepared, list: (user) => contactListFromRows(user, version, prepared.rows) };
 }
 
 export class ListSpool {
@@ -63,24 +107,19 @@ export class ListSpool {
   /** Creates the spool in a new private folder under parent (default: the system's temp folder). */
   static async create(parent: string = tmpdir()): Promise<ListSpool> {
     const dir = await mkdtemp(join(parent, 'parley-import-'));
-    const path = join(dir, 'lists.jsonl');
+    const path = join(dir, 'lists.spool');
     return new ListSpool(dir, path, await open(path, 'wx', 0o600));
   }
 
-  async append(entry: SpooledList): Promise<void> {
-    await this.appendEncoded(entry.userId, entry.aor, entry.line, entry.column, encodeList(entry.list));
-  }
-
-  /** As append, with the list already encoded by encodeList (by a parsing worker). */
+  /** Appends a list with its owner, the list as encodePrepared encoded it (a parsing worker did). */
   async appendEncoded(
     userId: number,
     aor: string,
     line: number,
     column: number,
-    encodedList: string,
+    encodedPrepared: string,
   ): Promise<void> {
-    // A record is the owner's four fields followed by the encoded list's four.
-    const text = `[${userId},${JSON.stringify(aor)},${line},${column},${encodedList.slice(1)}\n`;
+    const text = `[${userId},${JSON.stringify(aor)},${line},${column},${encodedPrepared.slice(1)}${RECORD_END}`;
     this.pending.push(text);
     this.pendingChars += text.length;
     this.count++;
@@ -111,13 +150,13 @@ export class ListSpool {
       for await (const chunk of source as AsyncIterable<string>) {
         const text = rest + chunk;
         let start = 0;
-        for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+        for (let end = text.indexOf(RECORD_END); end !== -1; end = text.indexOf(RECORD_END, start)) {
           yield decode(text.slice(start, end));
           start = end + 1;
         }
         rest = text.slice(start);
       }
-      if (rest !== '') yield decode(rest);
+      if (rest !== '') throw new Error(`the import's spool ${this.path} ends in a cut record`);
     } finally {
       source.destroy();
     }
@@ -133,22 +172,20 @@ export class ListSpool {
   }
 }
 
-function decode(line: string): SpooledList {
-  const [userId, aor, lineNo, column, ...list] = JSON.parse(line) as SpoolRecord;
-  return { userId, aor, line: lineNo, column, list: listFromRecord(`sip:${aor}`, list) };
-}
-
-function listFromRecord(user: string, [version, groups, contacts, rules]: ListRecord): ContactList {
+function decode(record: string): SpooledList {
+  const tab = record.indexOf('\t');
+  const [userId, aor, line, column, ...header] = JSON.parse(record.slice(0, tab)) as SpoolHeader;
+  const { prepared, list } = preparedFrom(header, record, tab + 1);
+  let built: ContactList | undefined;
   return {
-    user,
-    version,
-    groups: groups.map((name) => ({ name })),
-    contacts: contacts.map(([uri, displayName, subscribed, memberOf]) => ({
-      uri,
-      displayName,
-      subscribed: subscribed === 1,
-      groups: memberOf,
-    })),
-    accessRules: rules.map(([pattern, action]) => ({ pattern, action })),
+    userId,
+    aor,
+    line,
+    column,
+    get list() {
+      built ??= list(`sip:${aor}`);
+      return built;
+    },
+    prepared,
   };
 }

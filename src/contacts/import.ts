@@ -11,7 +11,7 @@ import {
   fragmentParser,
   type ParsedForImport,
 } from './import-parse.js';
-import { decodeList, ListSpool, type SpooledList } from './import-spool.js';
+import { decodePreparedList, ListSpool, type SpooledList } from './import-spool.js';
 import { type ContactListChange, mergeContactLists, replaceContactLists } from './lists.js';
 import type { ContactList, XmlProblem } from './model.js';
 import { scanContactListStream, type UserFragment } from './xml-document.js';
@@ -51,7 +51,8 @@ export interface OwnedList {
  * A rule of the validation phase beyond the format's own (per-user limits, policy): given a
  * batch of lists whose owners are known, returns the problems that reject the file. Checks
  * run during validation, so a failing check means nothing is written. They see the file's
- * list, not the stored one a merge would combine it with.
+ * list in stored form (access rules by pattern), not the stored one a merge would combine
+ * it with.
  */
 export type ImportCheck = (batch: readonly OwnedList[]) => Promise<XmlProblem[]> | XmlProblem[];
 
@@ -255,8 +256,8 @@ async function validateFile(
       owned.push({ ...user, owner });
     }
     if (checks.length > 0) {
-      const lists = owned.map(({ owner, line, column, user, encoded }) => ({
-        list: decodeList(user, encoded),
+      const lists = owned.map(({ owner, line, column, user, prepared }) => ({
+        list: decodePreparedList(user, prepared),
         owner,
         line,
         column,
@@ -268,7 +269,7 @@ async function validateFile(
     // Once the file is known to be bad, nothing will be written: stop spooling.
     if (result.errors.length > 0) return;
     for (const user of owned) {
-      await spool.appendEncoded(user.owner.id, user.owner.aor, user.line, user.column, user.encoded);
+      await spool.appendEncoded(user.owner.id, user.owner.aor, user.line, user.column, user.prepared);
     }
   };
   const workers = Math.max(0, Math.floor(options.parseWorkers ?? 0));
@@ -312,7 +313,7 @@ async function writeSpooled(
     const outcome: BatchOutcome = { users: batch.length, done: [], failures: [] };
     try {
       const done = await writeBatchDroppingDeleted(store, batch, write, result.dryRun, deleted, outcome);
-      for (const [i, user] of done.users.entries()) outcome.done.push([user.list.user, done.changes[i]]);
+      for (const [i, user] of done.users.entries()) outcome.done.push([`sip:${user.aor}`, done.changes[i]]);
     } catch (err) {
       // A lost store ends the import (the CLI's DATABASE_UNAVAILABLE); a re-run resumes it.
       if (isConnectionLost(err)) throw err;
@@ -330,7 +331,7 @@ async function writeSpooled(
               deleted,
               outcome,
             );
-            if (single.users.length === 1) outcome.done.push([user.list.user, single.changes[0]]);
+            if (single.users.length === 1) outcome.done.push([`sip:${user.aor}`, single.changes[0]]);
           } catch (failure) {
             if (isConnectionLost(failure)) throw failure;
             outcome.failures.push(writeFailure(user, failure));
@@ -407,7 +408,7 @@ async function writeBatchDroppingDeleted(
       for (const user of remaining) {
         if (!deleted.has(user.userId)) continue;
         outcome.failures.push({
-          user: user.list.user,
+          user: `sip:${user.aor}`,
           code: 'UNKNOWN_USER',
           reason: `no user ${user.aor} in this store (deleted during the import)`,
           line: user.line,
@@ -428,10 +429,8 @@ async function writeBatch(
   let changes: ContactListChange[] = [];
   try {
     await store.transaction(async (tx) => {
-      changes = await write(
-        tx.contactLists,
-        users.map((user) => ({ userId: user.userId, aor: user.aor, list: user.list })),
-      );
+      // The spooled lists as they are: each list is parsed from the spool only if the write reads it.
+      changes = await write(tx.contactLists, users);
       if (dryRun) throw new DryRunRollback();
     });
   } catch (err) {
@@ -442,7 +441,7 @@ async function writeBatch(
 
 function writeFailure(user: SpooledList, err: unknown): ImportFailure {
   const reason = err instanceof Error ? err.message : String(err);
-  return { user: user.list.user, code: 'WRITE_FAILED', reason, line: user.line, column: user.column };
+  return { user: `sip:${user.aor}`, code: 'WRITE_FAILED', reason, line: user.line, column: user.column };
 }
 
 function newPhase(): PhaseTime {

@@ -1,6 +1,9 @@
 import {
+  type ContactListDecision,
   type ContactListRepository,
+  type ContactListRows,
   type ContactListWriteOptions,
+  contactListRows,
   orderContactList,
 } from '../store/contact-lists.js';
 import type { AccessRule, Contact, ContactGroup, ContactList } from './model.js';
@@ -194,12 +197,52 @@ export interface ContactListWrite {
   compute: (current: ContactList) => ContactList;
   /** The list the write came from (a file's), whose version is taken when the result equals it. */
   source?: ContactList;
+  /**
+   * The source in stored form, prepared beforehand (prepareList; an import's parse workers
+   * do it): for a user whose stored list is empty, the write then decides from its sizes
+   * and writes its rows without building the list. Only for writes whose compute, given an
+   * empty list, gives the source's content (replace, and merge of a parsed list, which
+   * holds no duplicates).
+   */
+  prepared?: PreparedList;
+}
+
+/** A list in stored form, prepared before its write: its version, sizes and rows. */
+export interface PreparedList {
+  version: number;
+  groups: number;
+  contacts: number;
+  rules: number;
+  rows: ContactListRows;
+}
+
+export function prepareList(list: ContactList): PreparedList {
+  const stored = canonical(list);
+  return {
+    version: list.version,
+    groups: stored.groups.length,
+    contacts: stored.contacts.length,
+    rules: stored.accessRules.length,
+    rows: contactListRows(stored),
+  };
+}
+
+/**
+ * A list to write into a user's stored one (replaceContactLists, mergeContactLists). The
+ * list may be a getter that builds it on demand: with `prepared`, it is read only for users
+ * whose stored list is not empty.
+ */
+export interface SourceList {
+  userId: number;
+  aor?: string;
+  list: ContactList;
+  prepared?: PreparedList;
 }
 
 /** Replaces the lists of several users in one transaction: what an import does a batch at a time. */
 export function replaceContactLists(
   repository: ContactListRepository,
-  lists: { userId: number; aor?: string; list: ContactList }[],
+  lists: SourceList[],
   options: WriteOptions = {},
 ): Promise<ContactListChange[]> {
   return writeEach(repository, lists, (list) => () => list, options);
@@ -208,7 +251,7 @@ export function replaceContactLists(
 /** Merges lists into several users' lists in one transaction (see mergeContactList). */
 export function mergeContactLists(
   repository: ContactListRepository,
-  lists: { userId: number; aor?: string; list: ContactList }[],
+  lists: SourceList[],
   options: WriteOptions = {},
 ): Promise<ContactListChange[]> {
   return writeEach(repository, lists, (list) => (current) => mergeLists(current, list), options);
@@ -217,13 +260,22 @@ export function mergeContactLists(
 /** One write a given list, each computed by `edit(list)` and with that list as its source. */
 function writeEach(
   repository: ContactListRepository,
-  lists: { userId: number; aor?: string; list: ContactList }[],
+  lists: SourceList[],
   edit: (list: ContactList) => (current: ContactList) => ContactList,
   options: WriteOptions,
 ): Promise<ContactListChange[]> {
   return writeContactListBatch(
     repository,
-    lists.map(({ userId, aor, list }) => ({ userId, aor, compute: edit(list), source: list })),
+    lists.map((source) => ({
+      userId: source.userId,
+      aor: source.aor,
+      // Read when the write computes, not now: the source list may be built on demand.
+      compute: (current) => edit(source.list)(current),
+      get source() {
+        return source.list;
+      },
+      prepared: source.prepared,
+    })),
     options,
   );
 }
@@ -242,7 +294,8 @@ export function writeContactListBatch(
     writes.map((write) => ({
       userId: write.userId,
       aor: write.aor,
-      decide: (current: ContactList) => {
+      decide: (current: ContactList): ContactListDecision<ContactListChange> => {
+        if (write.prepared && isEmpty(current)) return preparedDecision(current, write.prepared, write);
         const computed = write.compute(current);
         const next = canonical(computed);
         const isChanged = !sameContactListContent(current, next);
@@ -263,6 +316,36 @@ export function writeContactListBatch(
     })),
     options,
   );
+}
+
+function isEmpty(list: ContactList): boolean {
+  return list.groups.length === 0 && list.contacts.length === 0 && list.accessRules.length === 0;
+}
+
+/**
+ * The decision of writeContactListBatch for a user whose stored list is empty, from the
+ * source's prepared form alone: the new list is the source's stored form (so it takes the
+ * source's version), every contact is added, and its rows are written as prepared. The
+ * list itself is built only if the store asks for it (an engine without COPY).
+ */
+function preparedDecision(
+  current: ContactList,
+  prepared: PreparedList,
+  write: ContactListWrite,
+): ContactListDecision<ContactListChange> {
+  const changed = prepared.groups + prepared.contacts + prepared.rules > 0;
+  const version = changed
+    ? Math.max(current.version + 1, prepared.version)
+    : Math.max(current.version, prepared.version);
+  return {
+    get next() {
+      return { ...canonical(write.compute(current)), version };
+    },
+    version,
+    rows: prepared.rows,
+    contentChanged: changed,
+    report: { changed, version, contactsAdded: prepared.contacts, contactsRemoved: 0, contactsUpdated: 0 },
+  };
 }
 
 /** Drops group references to groups the list does not declare, orders rules: the stored form. */

@@ -1,4 +1,4 @@
-import { copyTextField, type Sql } from './sql.js';
+import { copyTextField, copyTextValue, type Sql } from './sql.js';
 
 /**
  * The stored contact list of a user (tables contact_groups, contacts, access_rules,
@@ -80,13 +80,114 @@ export interface ContactListExportOptions {
 
 /** What a write decided for one user, from the stored (locked) list. */
 export interface ContactListDecision<Report> {
-  /** The list to store; its version is stored when it differs from the current one. */
+  /**
+   * The list to store; its version is stored when it differs from the current one. Read
+   * only where needed: for its version when `version` is absent, for its rows when they
+   * are rewritten and `rows` is absent (or the engine offers no COPY), so a caller may make
+   * it a getter that builds the list on demand.
+   */
   next: ContactList;
+  /** next's version, when the caller has it without building next. */
+  version?: number;
+  /**
+   * next's rows as contactListRows makes them, when the caller prepared them (an import's
+   * parse workers do): written as they are instead of being made from next.
+   */
+  rows?: ContactListRows;
   /** Whether groups, contacts or rules differ: only then are the user's rows rewritten. */
   contentChanged: boolean;
   /** Handed back to the caller, in write order. */
   report: Report;
 }
+
+/**
+ * A list's rows in COPY's text format (copyTextField), one text per table, each row without
+ * its first field (user_id): "\t<name>\t<position>\n" for contact_groups, "\t<uri>\t<display
+ * name>\t<t|f>\t<groups array>\t<position>\n" for contacts, "\t<pattern>\t<action>\n" for
+ * access_rules. Pure and owner-free, so a parse worker makes them while the owner is still
+ * unknown and a write only puts the owner's id in front of each row (withOwner).
+ */
+export interface ContactListRows {
+  groups: string;
+  contacts: string;
+  rules: string;
+}
+
+/** The rows of a list in stored form (orderContactList): positions follow array order. */
+export function contactListRows(list: ContactList): ContactListRows {
+  // Joined, not appended to: += leaves a tree of a dozen pieces a row, which a parse worker
+  // holds for its whole batch and its garbage collector then copies (half its CPU).
+  return {
+    groups: list.groups.map((g, position) => `\t${copyTextField(g.name)}\t${position}\n`).join(''),
+    contacts: list.contacts
+      .map(
+        (c, position) =>
+          `\t${copyTextField(c.uri)}\t${copyTextField(c.displayName)}\t${c.subscribed ? 't' : 'f'}\t${copyTextField(arrayLiteral(c.groups))}\t${position}\n`,
+      )
+      .join(''),
+    rules: list.accessRules.map((r) => `\t${copyTextField(r.pattern)}\t${r.action}\n`).join(''),
+  };
+}
+
+/**
+ * The list whose rows contactListRows made: its inverse, for a write that must compare or
+ * merge the list with a stored one when the caller kept only the rows (an import's spool).
+ */
+export function contactListFromRows(user: string, version: number, rows: ContactListRows): ContactList {
+  return {
+    user,
+    version,
+    groups: rowFields(rows.groups).map(([name]) => ({ name: copyTextValue(name) })),
+    contacts: rowFields(rows.contacts).map(([uri, displayName, subscribed, groups]) => ({
+      uri: copyTextValue(uri),
+      displayName: copyTextValue(displayName),
+      subscribed: subscribed === 't',
+      groups: arrayValues(copyTextValue(groups)),
+    })),
+    accessRules: rowFields(rows.rules).map(([pattern, action]) => ({
+      pattern: copyTextValue(pattern),
+      action: action as AccessAction,
+    })),
+  };
+}
+
+/** The fields of each row of a contactListRows text, the missing user_id left out. */
+function rowFields(rows: string): string[][] {
+  if (rows === '') return [];
+  return rows
+    .slice(1, -1)
+    .split('\n\t')
+    .map((row) => row.split('\t'));
+}
+
+/** The elements of an array literal arrayLiteral made. */
+function arrayValues(literal: string): string[] {
+  if (literal === '{}') return [];
+  if (!literal.includes('\\')) return literal.slice(2, -2).split('","');
+  const values: string[] = [];
+  let value = '';
+  // Past the opening {": every element is quoted, with \" and \\ escaped.
+  for (let i = 2; i < literal.length; i++) {
+    const c = literal[i];
+    if (c === '\\') value += literal[++i];
+    else if (c === '"') {
+      values.push(value);
+      value = '';
+      i += 2; // past '",' and onto the next element's opening quote ('"}' ends the loop)
+    } else value += c;
+  }
+  return values;
+}
+
+/** rows (of contactListRows) with userId as each row's first field. */
+function withOwner(rows: string, userId: string): string {
+  // No field holds a raw newline (COPY's text format escapes it): each "\n\t" starts a row.
+  return rows === '' ? '' : userId + rows.replaceAll('\n\t', `\n${userId}\t`);
+}
+
+const GROUP_COLUMNS = ['user_id', 'name', 'position'];
+const CONTACT_COLUMNS = ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'];
+const RULE_COLUMNS = ['user_id', 'pattern', 'action'];
 
 export interface ContactListWrite<Report> {
   userId: number;
@@ -348,17 +449,17 @@ export class ContactListRepository {
       const currentLists = await readLists(tx, [...owners.values()]);
       await tx.query('SET LOCAL enable_seqscan = DEFAULT');
       const reports: Report[] = [];
-      const changed: { userId: number; list: ContactList; previous: ContactList }[] = [];
+      const changed: ChangedList[] = [];
       const versions: { userId: number; version: number }[] = [];
       const notify: string[] = [];
       for (const write of writes) {
         const current = currentLists.get(write.userId)!;
         const decision = write.decide(current);
         reports.push(decision.report);
-        if (decision.contentChanged)
-          changed.push({ userId: write.userId, list: decision.next, previous: current });
-        if (decision.next.version !== current.version) {
-          versions.push({ userId: write.userId, version: decision.next.version });
+        if (decision.contentChanged) changed.push({ userId: write.userId, decision, previous: current });
+        const version = decision.version ?? decision.next.version;
+        if (version !== current.version) {
+          versions.push({ userId: write.userId, version });
           notify.push(owners.get(write.userId)!.aor);
         }
       }
@@ -500,16 +601,21 @@ async function readSubscribers(sql: Sql, owners: ContactListOwner[]): Promise<Ma
   return result;
 }
 
+/** A user whose rows a write rewrites: what was decided, and the list it replaces. */
+interface ChangedList {
+  userId: number;
+  decision: Pick<ContactListDecision<unknown>, 'next' | 'rows'>;
+  previous: ContactList;
+}
+
 /**
- * Rewrites the three tables of the given lists; positions follow array order. Groups and
- * rules are sent as parallel arrays and expanded with unnest; contacts go in with COPY
- * where the engine offers it (their text built straight from the lists), else with unnest
- * too. Tables are only cleared for users that had rows in them.
+ * Rewrites the three tables of the given lists; positions follow array order. Where the
+ * engine offers COPY, each table's rows go in with one COPY, their text the rows the caller
+ * prepared (an import's parse workers made them) or made here from the list; else with
+ * INSERT ... SELECT FROM unnest(...). Tables are only cleared for users that had rows in
+ * them.
  */
-async function storeContents(
-  tx: Sql,
-  lists: { userId: number; list: ContactList; previous: ContactList }[],
-): Promise<void> {
+async function storeContents(tx: Sql, lists: ChangedList[]): Promise<void> {
   const clear = async (table: string, had: (l: ContactList) => boolean) => {
     const ids = lists.filter((l) => had(l.previous)).map((l) => String(l.userId));
     if (ids.length > 0) await tx.query(`DELETE FROM ${table} WHERE user_id = ANY($1::bigint[])`, [ids]);
@@ -517,10 +623,31 @@ async function storeContents(
   await clear('contact_groups', (l) => l.groups.length > 0);
   await clear('contacts', (l) => l.contacts.length > 0);
   await clear('access_rules', (l) => l.accessRules.length > 0);
+  if (tx.copyFrom) {
+    // COPY where the engine offers it: a third less work than unnest for the same rows on
+    // PGlite; on PostgreSQL no arrays for pg to build. contacts has no foreign key to users
+    // (011_contacts_owned_by_store.sql): the users' version rows, locked above, keep the
+    // owners until commit, and deleting a user deletes its contacts.
+    let groups = '';
+    let contacts = '';
+    let rules = '';
+    for (const { userId, decision } of lists) {
+      const rows = decision.rows ?? contactListRows(decision.next);
+      const id = String(userId);
+      groups += withOwner(rows.groups, id);
+      contacts += withOwner(rows.contacts, id);
+      rules += withOwner(rows.rules, id);
+    }
+    if (groups !== '') await tx.copyFrom('contact_groups', GROUP_COLUMNS, groups);
+    if (contacts !== '') await tx.copyFrom('contacts', CONTACT_COLUMNS, contacts);
+    if (rules !== '') await tx.copyFrom('access_rules', RULE_COLUMNS, rules);
+    return;
+  }
   const groups = { ids: [] as string[], names: [] as string[], positions: [] as number[] };
   const rules = { ids: [] as string[], patterns: [] as string[], actions: [] as string[] };
-  for (const { userId, list } of lists) {
+  for (const { userId, decision } of lists) {
     const id = String(userId);
+    const list = decision.next;
     list.groups.forEach((g, position) => {
       groups.ids.push(id);
       groups.names.push(g.name);
@@ -539,27 +666,10 @@ async function storeContents(
       [groups.ids, groups.names, groups.positions],
     );
   }
-  if (tx.copyFrom) {
-    // COPY where the engine offers it: a third less work than unnest for the same rows on
-    // PGlite; on PostgreSQL no arrays for pg to build. contacts has no foreign key to users
-    // (011_contacts_owned_by_store.sql): the users' version rows, locked above, keep the
-    // owners until commit, and deleting a user deletes its contacts.
-    let data = '';
-    for (const { userId, list } of lists) {
-      list.contacts.forEach((c, position) => {
-        data += `${userId}\t${copyTextField(c.uri)}\t${copyTextField(c.displayName)}\t${c.subscribed ? 't' : 'f'}\t${copyTextField(arrayLiteral(c.groups))}\t${position}\n`;
-      });
-    }
-    if (data !== '') {
-      await tx.copyFrom(
-        'contacts',
-        ['user_id', 'uri', 'display_name', 'subscribed', 'groups', 'position'],
-        data,
-      );
-    }
-  } else {
-    await insertContacts(tx, lists);
-  }
+  await insertContacts(
+    tx,
+    lists.map((l) => ({ userId: l.userId, list: l.decision.next })),
+  );
   if (rules.ids.length > 0) {
     await tx.query(
       `INSERT INTO access_rules (user_id, pattern, action)

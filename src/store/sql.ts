@@ -31,6 +31,13 @@ export function copyTextField(value: string): string {
 
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
+/** The value of a field copyTextField made: its escapes undone. */
+export function copyTextValue(field: string): string {
+  return field.includes('\\') ? field.replace(/\\(.)/g, (_, c: string) => COPY_UNESCAPES[c] ?? c) : field;
+}
+
+const COPY_UNESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
+
 /** A json or jsonb column's value: as the driver parsed it, or parsed here when it came as text. */
 export function jsonColumn<T>(value: T | string): T {
   return typeof value === 'string' ? (JSON.parse(value) as T) : value;

@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportContactLists } from '../../src/contacts/export.js';
 import { importContactLists } from '../../src/contacts/import.js';
+import { replaceContactList } from '../../src/contacts/lists.js';
+import type { ContactList } from '../../src/contacts/model.js';
+import { ContactListRepository, orderContactList } from '../../src/store/contact-lists.js';
 import { migrate } from '../../src/store/migrate.js';
 import { openDatabase } from '../../src/store/open.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
@@ -13,6 +16,8 @@ import {
   contactListContents as contents,
   createNumberedUsers,
   fillGeneratedLists,
+  HOSTILE,
+  hostileList,
 } from '../support/contact-lists.js';
 import { createTestDatabase, queryNumber } from '../support/database.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
@@ -31,6 +36,10 @@ let postgres: TestPostgres;
 let dir: string;
 let file: string;
 let expected: string;
+/** A file of hostileList's lists (every fifth one empty), and those lists in stored form. */
+let hostileFile: string;
+let hostileLists: ContactList[];
+const HOSTILE_USERS = 30;
 
 async function storedRows(db: Database): Promise<number> {
   return queryNumber(
@@ -52,6 +61,25 @@ beforeAll(async () => {
     expected = await contents(source);
   } finally {
     await source.close();
+  }
+  const hostile = await createTestDatabase();
+  try {
+    await createNumberedUsers(hostile, HOSTILE_USERS);
+    const repository = new ContactListRepository(hostile);
+    const owners = await repository.findOwners(
+      Array.from({ length: HOSTILE_USERS }, (_, i) => `user${i}@example.com`),
+    );
+    hostileLists = [];
+    for (let i = 0; i < HOSTILE_USERS; i++) {
+      const list =
+        i % 5 === 0 ? { ...hostileList(i), groups: [], contacts: [], accessRules: [] } : hostileList(i);
+      await replaceContactList(repository, owners.get(`user${i}@example.com`)!.id, list);
+      hostileLists.push(orderContactList(structuredClone(list)));
+    }
+    hostileFile = join(dir, 'hostile.xml');
+    await exportContactLists(createStore(hostile), { scope: { kind: 'all' }, out: hostileFile });
+  } finally {
+    await hostile.close();
   }
 }, 120_000);
 
@@ -142,6 +170,63 @@ describe.each(engines)('contact-list import on %s', (name, open) => {
         unchanged: written,
       });
       expect(await contents(db)).toBe(expected);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe.each(engines)('an import of lists with escaped characters on %s', (_name, open) => {
+  /** The stored lists of user0..user{HOSTILE_USERS-1}, contents only (versions left out). */
+  async function storedLists(db: Database): Promise<Omit<ContactList, 'version'>[]> {
+    const repository = new ContactListRepository(db);
+    const owners = await repository.findOwners(hostileLists.map((_, i) => `user${i}@example.com`));
+    const stored = await repository.getMany([...owners.values()]);
+    return hostileLists.map((_, i) => {
+      const { version: _version, ...content } = stored.get(owners.get(`user${i}@example.com`)!.id)!;
+      return content;
+    });
+  }
+  const expected = () => hostileLists.map(({ version: _version, ...content }) => content);
+
+  it('stores the file lists exactly into empty lists (prepared rows) and over stored ones (lists built from the rows)', async () => {
+    const db = await open();
+    try {
+      await createNumberedUsers(db, HOSTILE_USERS);
+      const first = await importContactLists(createStore(db), {
+        file: hostileFile,
+        mode: 'replace',
+        batchSize: 7,
+      });
+      expect(first).toMatchObject({ status: 'complete', imported: HOSTILE_USERS, failures: [] });
+      // Users with an empty list in the file stay as they were: unchanged, at the file's version.
+      expect(first.changed).toBe(HOSTILE_USERS - HOSTILE_USERS / 5);
+      expect(first.successes.find((s) => s.user === 'sip:user1@example.com')).toMatchObject({
+        changed: true,
+        version: 1,
+        contactsAdded: HOSTILE.length,
+      });
+      expect(await storedLists(db)).toEqual(expected());
+      // Every stored list now differs from the file: a merge then compares and merges each.
+      const repository = new ContactListRepository(db);
+      const owners = await repository.findOwners(hostileLists.map((_, i) => `user${i}@example.com`));
+      for (const [i, list] of hostileLists.entries()) {
+        await replaceContactList(repository, owners.get(`user${i}@example.com`)!.id, {
+          ...list,
+          // The last contact: a merge appends what the stored list lacks, so the order comes back.
+          contacts: list.contacts.slice(0, -1),
+          accessRules: [],
+        });
+      }
+      const merged = await importContactLists(createStore(db), {
+        file: hostileFile,
+        mode: 'merge',
+        batchSize: 7,
+      });
+      expect(merged).toMatchObject({ status: 'complete', imported: HOSTILE_USERS, failures: [] });
+      expect(await storedLists(db)).toEqual(expected());
+      const again = await importContactLists(createStore(db), { file: hostileFile, mode: 'replace' });
+      expect(again).toMatchObject({ status: 'complete', changed: 0, unchanged: HOSTILE_USERS });
     } finally {
       await db.close();
     }

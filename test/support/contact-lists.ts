@@ -1,5 +1,6 @@
 import { generateContactList } from '../../src/contacts/generate.js';
 import { replaceContactList } from '../../src/contacts/lists.js';
+import type { ContactList } from '../../src/contacts/model.js';
 import { ContactListRepository } from '../../src/store/contact-lists.js';
 import type { Sql } from '../../src/store/sql.js';
 
@@ -41,4 +42,40 @@ export async function contactListContents(db: Sql): Promise<string> {
     parts.push(JSON.stringify(rows));
   }
   return parts.join('\n');
+}
+
+/**
+ * Every character COPY's text format escapes, and what array literals quote: the values
+ * hostileList puts in every field of its lists.
+ */
+export const HOSTILE = [
+  'tab\there',
+  'new\nline',
+  'cr\rhere',
+  'back\\slash',
+  'q"uote',
+  'a","b',
+  '\\"',
+  '😀 李',
+  '',
+];
+
+export function hostileList(index: number): ContactList {
+  const groups = HOSTILE.filter((name) => name !== '').map((name) => ({ name: `${name} ${index}` }));
+  return {
+    user: `sip:user${index}@example.com`,
+    version: index % 3,
+    groups,
+    contacts: HOSTILE.map((name, c) => ({
+      uri: `sip:c${c}.${index}@example.org`,
+      displayName: name,
+      subscribed: c % 2 === 0,
+      groups: groups.filter((_, g) => (g + c) % 3 !== 0).map((g) => g.name),
+    })),
+    accessRules: [
+      { pattern: 'example.org', action: 'allow' },
+      { pattern: '*', action: 'block' },
+      { pattern: `sip:c1.${index}@example.org`, action: 'block' },
+    ],
+  };
 }
