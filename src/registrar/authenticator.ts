@@ -25,8 +25,8 @@ export type AuthOutcome =
 
 /**
  * The server transaction a request came in, as far as authentication needs it: a request
- * without credentials is challenged with a nonce and To tag derived from the transaction's
- * key and the challenge's issue time, which is written here (NonceSeed). A retransmission of
+ * without credentials over UDP is challenged with a nonce and To tag derived from the
+ * transaction's key and the challenge's issue time, which is written here (NonceSeed). A retransmission of
  * that request over UDP comes back with the time already set and gets the same challenge
  * (transaction/challenges.ts keeps only the time for Timer J).
  */
@@ -167,7 +167,9 @@ export class Authenticator {
     const header = request.get(kind === 'www' ? 'authorization' : 'proxy-authorization');
     const flowKey = flow?.id ?? '';
     if (header === undefined) {
-      if (!seed) return this.challenge(kind, false, flowKey);
+      // Only over UDP is a challenge answered again (Timer J); elsewhere its salt stays random
+      // and costs no hash.
+      if (!seed || flow?.transport !== 'udp') return this.challenge(kind, false, flowKey);
       seed.challengeIssuedAt ??= this.nonces.issueTime();
       return this.challenge(kind, false, flowKey, { key: seed.key, issuedAt: seed.challengeIssuedAt });
     }

@@ -79,6 +79,25 @@ describe('digest authentication of a request', () => {
     expect(lookups()).toBe(1);
   });
 
+  it('over UDP challenges a request without credentials from its transaction and the issue time it records, the same each time; elsewhere afresh', async () => {
+    const { auth, now } = setup();
+    const udp = { id: 'u1', remoteAddress: '192.0.2.1', transport: 'udp' as const, peerNames: [] };
+    const tcp = { ...udp, id: 't1', transport: 'tcp' as const };
+    const seed: { key: string; challengeIssuedAt?: number } = { key: 'z9hG4bKa1|192.0.2.1:5060|REGISTER' };
+    const first = await auth.authenticate(register(), 'www', udp, seed);
+    expect(seed.challengeIssuedAt).toBe(now.t);
+    now.t += 5_000;
+    // The retransmission comes with the recorded time: the same challenge and To tag.
+    const again = await auth.authenticate(register(), 'www', udp, { ...seed });
+    expect(again).toEqual(first);
+    // A fresh transaction, or TCP (no Timer J), gets another; over TCP nothing is recorded.
+    expect(await auth.authenticate(register(), 'www', udp, { key: seed.key })).not.toEqual(first);
+    const overTcp: { key: string; challengeIssuedAt?: number } = { key: seed.key };
+    const t1 = await auth.authenticate(register(), 'www', tcp, overTcp);
+    expect(overTcp.challengeIssuedAt).toBeUndefined();
+    expect(await auth.authenticate(register(), 'www', tcp, overTcp)).not.toEqual(t1);
+  });
+
   it('answers a wrong password and an unknown user alike: a fresh challenge', async () => {
     const { auth } = setup();
     const nonce = nonceOf(
