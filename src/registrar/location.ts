@@ -81,6 +81,8 @@ export class LocationTable extends EventEmitter<LocationEvents> {
   /** connectionId -> the bindings that live and die with that connection. */
   private readonly byConnection = new Map<string, Set<Binding>>();
   private bindingCount = 0;
+  /** Where expireSome() goes on from (a Map iterator follows inserts and deletes). */
+  private cursor?: IterableIterator<[string, Binding[]]>;
   private readonly graceMs: number;
   private readonly schedule: (ms: number, fire: () => void) => void;
 
@@ -223,20 +225,50 @@ export class LocationTable extends EventEmitter<LocationEvents> {
   /** Drops expired bindings (of one AOR, or all); returns how many went. */
   expire(aor?: string): number {
     const now = this.now();
-    let n = 0;
-    const sweep = (key: string, list: Binding[]) => {
-      for (let i = list.length - 1; i >= 0; i--) {
-        if (list[i].expiresAt <= now) {
-          this.dropAt(key, list, i, 'expired');
-          n++;
-        }
-      }
-    };
     if (aor !== undefined) {
       const list = this.byAor.get(aor);
-      if (list) sweep(aor, list);
-    } else {
-      for (const [key, list] of [...this.byAor]) sweep(key, list);
+      return list ? this.sweep(aor, list, now) : 0;
+    }
+    // A Map's iterator goes on correctly past entries deleted behind it: no copy of the table.
+    let n = 0;
+    for (const [key, list] of this.byAor) n += this.sweep(key, list, now);
+    return n;
+  }
+
+  /**
+   * expire() a slice at a time: the bindings of at most `budget` AORs, from where the last
+   * call stopped, round the table again once it reaches the end. Called often with a small
+   * budget, it keeps the sweep's time on the event loop short: the whole table at once (a
+   * copy of it, as expire() made before) held the one thread 30-180 ms every 5 s with
+   * 100,000 users, the REGISTERs of those moments waiting behind it.
+   */
+  expireSome(budget: number): number {
+    const now = this.now();
+    let n = 0;
+    this.cursor ??= this.byAor.entries();
+    for (let i = 0; i < budget; i++) {
+      const next = this.cursor.next();
+      if (next.done) {
+        this.cursor = undefined;
+        break;
+      }
+      n += this.sweep(next.value[0], next.value[1], now);
+    }
+    return n;
+  }
+
+  /** The number of AORs with bindings. */
+  get aorCount(): number {
+    return this.byAor.size;
+  }
+
+  private sweep(aor: string, list: Binding[], now: number): number {
+    let n = 0;
+    for (let i = list.length - 1; i >= 0; i--) {
+      if (list[i].expiresAt <= now) {
+        this.dropAt(aor, list, i, 'expired');
+        n++;
+      }
     }
     return n;
   }

@@ -38,6 +38,35 @@ describe('location table', () => {
     expect(table.registeredEndpoints).toBe(0);
   });
 
+  it('sweeps expired bindings a slice at a time, round the table, through changes made between slices', () => {
+    let now = 0;
+    const table = new LocationTable(() => now);
+    const out: string[] = [];
+    table.on('changed', (b, removed, why) => {
+      if (removed) out.push(`${b.aor} ${why}`);
+    });
+    const aor = (i: number) => `u${i}@example.com`;
+    for (let i = 0; i < 10; i++) table.upsert(binding({ aor: aor(i), expiresAt: i % 2 === 0 ? 1_000 : 9_000 }));
+    now = 5_000;
+    // Four AORs a slice: the first slice sees u0-u3 and drops u0 and u2.
+    expect(table.expireSome(4)).toBe(2);
+    expect(out).toEqual([`${aor(0)} expired`, `${aor(2)} expired`]);
+    // Between slices: an AOR ahead of the cursor goes, one is refreshed, a new one expired comes
+    // (at the end, where the cursor still reaches it).
+    table.remove(aor(5), 'sip:alice@192.0.2.1:5060');
+    table.upsert(binding({ aor: aor(4), expiresAt: 9_000 }));
+    table.upsert(binding({ aor: aor(10), expiresAt: 1_000 }));
+    expect(table.expireSome(4)).toBe(2);
+    expect(table.expireSome(100)).toBe(1);
+    expect(out.slice(3)).toEqual([`${aor(6)} expired`, `${aor(8)} expired`, `${aor(10)} expired`]);
+    expect(table.aorCount).toBe(5);
+    // The end reached, the next slice starts round again.
+    now = 10_000;
+    expect(table.expireSome(2)).toBe(2);
+    expect(table.expireSome(100)).toBe(3);
+    expect(table.registeredEndpoints).toBe(0);
+  });
+
   it('signs a user out: every binding goes, and only connections left empty are idle', () => {
     const table = new LocationTable(() => 0);
     const changed: string[] = [];
