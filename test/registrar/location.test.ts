@@ -46,7 +46,8 @@ describe('location table', () => {
       if (removed) out.push(`${b.aor} ${why}`);
     });
     const aor = (i: number) => `u${i}@example.com`;
-    for (let i = 0; i < 10; i++) table.upsert(binding({ aor: aor(i), expiresAt: i % 2 === 0 ? 1_000 : 9_000 }));
+    for (let i = 0; i < 10; i++)
+      table.upsert(binding({ aor: aor(i), expiresAt: i % 2 === 0 ? 1_000 : 9_000 }));
     now = 5_000;
     // Four AORs a slice: the first slice sees u0-u3 and drops u0 and u2.
     expect(table.expireSome(4)).toBe(2);
