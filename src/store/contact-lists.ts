@@ -423,12 +423,27 @@ export class ContactListRepository {
         [sorted],
       );
       const carried = writes.every((w) => w.aor !== undefined);
-      const locked = await tx.query<{ user_id: number | string; aor: string | null }>(
-        carried
-          ? `SELECT user_id, NULL AS aor FROM contact_list_versions
-              WHERE user_id = ANY($1::bigint[]) ORDER BY user_id FOR UPDATE`
-          : `SELECT v.user_id, u.aor FROM contact_list_versions v JOIN users u ON u.id = v.user_id
-              WHERE v.user_id = ANY($1::bigint[]) ORDER BY v.user_id FOR UPDATE OF v`,
+      // The batch's current lists are a few index look-ups whatever the statistics say. A
+      // store that an import or a sync is filling has the statistics of an empty contacts
+      // table until its next ANALYZE (PGlite runs no autovacuum), with which the planner
+      // takes `user_id = ANY(250 ids)` for the whole table and scans all of it for every
+      // batch: the import's write grew with the square of its size (20,000 x 50 on PGlite:
+      // 3.18 CPU-s for these reads, against 4.68 for the contacts COPY).
+      await tx.query('SET LOCAL enable_seqscan = off');
+      // The lock also reads each version and whether the user has any rows: the lists of
+      // users without (a first import's) are known empty, and only the others are read.
+      const locked = await tx.query<{
+        user_id: number | string;
+        version: number | string;
+        aor: string | null;
+        has_rows: boolean;
+      }>(
+        `SELECT v.user_id, v.version, ${carried ? 'NULL' : 'u.aor'} AS aor,
+                EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = v.user_id)
+                OR EXISTS (SELECT 1 FROM contact_groups g WHERE g.user_id = v.user_id)
+                OR EXISTS (SELECT 1 FROM access_rules r WHERE r.user_id = v.user_id) AS has_rows
+           FROM contact_list_versions v ${carried ? '' : 'JOIN users u ON u.id = v.user_id'}
+          WHERE v.user_id = ANY($1::bigint[]) ORDER BY v.user_id FOR UPDATE OF v`,
         [sorted],
       );
       const lockedIds = new Set(locked.rows.map((r) => Number(r.user_id)));
@@ -439,14 +454,15 @@ export class ContactListRepository {
           ? writes.map((w) => [w.userId, { id: w.userId, aor: w.aor! }])
           : locked.rows.map((r) => [Number(r.user_id), { id: Number(r.user_id), aor: r.aor! }]),
       );
-      // The batch's current lists are a few index look-ups whatever the statistics say. A
-      // store that an import or a sync is filling has the statistics of an empty contacts
-      // table until its next ANALYZE (PGlite runs no autovacuum), with which the planner
-      // takes `user_id = ANY(250 ids)` for the whole table and scans all of it for every
-      // batch: the import's write grew with the square of its size (20,000 x 50 on PGlite:
-      // 3.18 CPU-s for these reads, against 4.68 for the contacts COPY).
-      await tx.query('SET LOCAL enable_seqscan = off');
-      const currentLists = await readLists(tx, [...owners.values()]);
+      const currentLists = await readLists(
+        tx,
+        locked.rows.filter((r) => r.has_rows).map((r) => owners.get(Number(r.user_id))!),
+      );
+      for (const row of locked.rows) {
+        if (row.has_rows) continue;
+        const owner = owners.get(Number(row.user_id))!;
+        currentLists.set(owner.id, emptyList(owner, Number(row.version)));
+      }
       await tx.query('SET LOCAL enable_seqscan = DEFAULT');
       const reports: Report[] = [];
       const changed: ChangedList[] = [];
@@ -482,12 +498,14 @@ export class ContactListRepository {
   }
 }
 
+function emptyList(owner: ContactListOwner, version: number): ContactList {
+  return { user: `sip:${owner.aor}`, version, groups: [], contacts: [], accessRules: [] };
+}
+
 async function readLists(sql: Sql, owners: ContactListOwner[]): Promise<Map<number, ContactList>> {
   const lists = new Map<number, ContactList>();
   if (owners.length === 0) return lists;
-  for (const owner of owners) {
-    lists.set(owner.id, { user: `sip:${owner.aor}`, version: 0, groups: [], contacts: [], accessRules: [] });
-  }
+  for (const owner of owners) lists.set(owner.id, emptyList(owner, 0));
   const ids = owners.map((o) => String(o.id));
   const [versions, groups, contacts, rules] = [
     await sql.query<{ user_id: number | string; version: number | string }>(

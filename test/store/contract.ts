@@ -755,6 +755,43 @@ export function defineStoreContract(engine: string, factory: EngineFactory): voi
         }
       });
 
+      it('hands each write its stored list whichever tables hold its rows, and knows an empty one by its version', async () => {
+        const [rules, groups, contacts, none] = await newUsers(
+          'rules@example.com',
+          'groups@example.com',
+          'contacts@example.com',
+          'none@example.com',
+        );
+        const empty = { groups: [], contacts: [], accessRules: [] };
+        const only: [number, ContactList][] = [
+          [rules, list('rules@example.com', 3, { groups: [], contacts: [] })],
+          [groups, list('groups@example.com', 4, { contacts: [], accessRules: [] })],
+          [contacts, list('contacts@example.com', 5, { groups: [], accessRules: [] })],
+          [none, list('none@example.com', 6, empty)],
+        ];
+        const set = (next: ContactList) => (): ContactListDecision<undefined> => ({
+          next,
+          contentChanged: true,
+          report: undefined,
+        });
+        await store.contactLists.write(only.map(([userId, next]) => ({ userId, decide: set(next) })));
+        const expected = await store.contactLists.getMany(
+          only.map(([id, l]) => ({ id, aor: l.user.slice('sip:'.length) })),
+        );
+        const seen = await store.contactLists.write(
+          only.map(([userId]) => ({ userId, decide: (current: ContactList) => put(current)(current) })),
+        );
+        expect(seen).toEqual(only.map(([id]) => expected.get(id)));
+        expect(
+          seen.map((l) => [l.version, l.groups.length, l.contacts.length, l.accessRules.length]),
+        ).toEqual([
+          [3, 0, 0, 2],
+          [4, 3, 0, 0],
+          [5, 0, 2, 0],
+          [6, 0, 0, 0],
+        ]);
+      });
+
       it('writes all of a batch or none of it, and announces nothing that rolled back', async () => {
         const [alice] = await newUsers('alice@example.com');
         const feed = await recordChannel(db, CONTACT_LISTS_CHANNEL);
