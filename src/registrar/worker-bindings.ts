@@ -120,6 +120,20 @@ export class WorkerBindings {
     return aors.filter((aor) => this.location.lookup(aor).length === 0 && this.remote(aor).length === 0);
   }
 
+  /**
+   * Users signed in here and on no worker whose id sorts before this one's: summed over the
+   * workers (the main process's /health and /metrics), each user counts once, as one process
+   * counts them; a user with endpoints on two workers counts on the first.
+   */
+  usersCountedHere(): number {
+    const before: Map<string, Binding[]>[] = [];
+    for (const [from, table] of this.others) if (from < this.serverId) before.push(table);
+    if (before.length === 0) return this.location.signedInUsers;
+    let n = 0;
+    for (const aor of this.location.aors()) if (!before.some((t) => t.has(aor))) n++;
+    return n;
+  }
+
   /** Bindings known of other workers (tests, /health). */
   get remoteCount(): number {
     let n = 0;

@@ -14,6 +14,8 @@ import type { TransportLayer } from '../transport/layer.js';
 
 /** The gauges a server's metrics read from its layers when scraped. */
 export interface ServerGauges {
+  /** Users signed in (a worker counts those no worker before it counts: the sum is each user once). */
+  signedInUsers(): number;
   connections(): number;
   serverTransactions(): number;
   archiveBacklog(): number;
@@ -34,7 +36,7 @@ export function createServerMetrics(
     labels: { server: serverId, role: config.role },
     sources: {
       registeredEndpoints: () => location.registeredEndpoints,
-      signedInUsers: () => location.signedInUsers,
+      signedInUsers: gauges.signedInUsers,
       connections: gauges.connections,
       serverTransactions: gauges.serverTransactions,
       archiveBacklog: gauges.archiveBacklog,
@@ -54,6 +56,7 @@ export interface OpsSources {
   presence: PresenceServer;
   clientGate: ClientGate;
   draining: () => boolean;
+  signedInUsers: () => number;
   /** A worker of a clustered server: the other workers' endpoints it knows of (WorkerBindings). */
   otherWorkersEndpoints?: () => number;
 }
@@ -90,7 +93,7 @@ export async function startServerOps(s: OpsSources): Promise<OpsServer> {
       serverId: config.serverId,
       flows: s.transport.flowCount,
       registeredEndpoints: location.registeredEndpoints,
-      signedInUsers: location.signedInUsers,
+      signedInUsers: s.signedInUsers(),
       activeUsers: s.metrics.activeUsers.count(),
       subscriptions: s.presence.subscriptionCount,
       security: config.security,

@@ -101,7 +101,11 @@ async function startHomeServer(
   });
   // Set once the SIP layers exist; the metrics read them only when scraped.
   let sip: SipStack | undefined;
+  // A user with endpoints on two workers counts once over the workers, as in one process.
+  const signedInUsers = () =>
+    sip?.mirror instanceof WorkerBindings ? sip.mirror.usersCountedHere() : location.signedInUsers;
   const metrics = createServerMetrics(config, metricsServerId, base.db, location, {
+    signedInUsers,
     connections: () => sip?.transport.connectionCount ?? 0,
     serverTransactions: () => sip?.transactions.serverCount ?? 0,
     archiveBacklog: () => sip?.archive?.backlog ?? 0,
@@ -139,6 +143,7 @@ async function startHomeServer(
     presence: sip.presence,
     clientGate: sip.clientGate,
     draining: () => draining.active,
+    signedInUsers,
     otherWorkersEndpoints: shared instanceof WorkerBindings ? () => shared.remoteCount : undefined,
   });
   const entry = await enterServer(base, address, `${ops.url}/health`);

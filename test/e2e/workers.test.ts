@@ -189,7 +189,7 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
     // An admin's connection to the store the main process serves (as `parley users` makes).
     db = await openDatabase({ dataDir: join(s.dataDir, 'data') });
     store = createStore(db);
-    for (const name of ['alice', 'bob', 'carol', 'dave']) {
+    for (const name of ['alice', 'bob', 'carol', 'dave', 'erin']) {
       const aor = `${name}@${DOMAIN}`;
       const user = await store.users.createUser({ aor, displayName: name });
       await store.users.setCredentials(user.id, DOMAIN, {
@@ -241,6 +241,45 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
         [1, 1],
       ],
     );
+  });
+
+  it('reports both workers to `parley server status` and `parley server sessions`', async () => {
+    const dataDir = join(s.dataDir, 'data');
+    const status = await runCli(['server', 'status', '--data-dir', dataDir, '--json']);
+    expect(status.code, status.output).toBe(0);
+    const { servers, totals } = JSON.parse(status.stdout) as {
+      servers: Array<{ id: string; live: string; health: { registeredEndpoints?: number } }>;
+      totals: { live: { connectedEndpoints: number; signedInUsers: number } };
+    };
+    expect(
+      servers.map((x) => [x.id.replace(/^.*-(w\d)$/, '$1'), x.live, x.health.registeredEndpoints]),
+    ).toEqual([
+      ['w1', 'up', 1],
+      ['w2', 'up', 1],
+    ]);
+    expect(totals.live).toMatchObject({ connectedEndpoints: 2, signedInUsers: 2 });
+    // Each user's endpoint is found on the worker that holds it (bob's watch of alice, held
+    // on bob's worker, makes a second entry for alice there, with no endpoint).
+    for (const name of ['alice', 'bob']) {
+      const one = await runCli([
+        'server',
+        'sessions',
+        '--data-dir',
+        dataDir,
+        '--user',
+        `${name}@${DOMAIN}`,
+        '--json',
+      ]);
+      expect(one.code, one.output).toBe(0);
+      const { users } = JSON.parse(one.stdout) as {
+        users: Array<{ aor: string; server: string; endpoints: unknown[] }>;
+      };
+      expect(
+        users
+          .filter((u) => u.endpoints.length > 0)
+          .map((u) => [u.aor, u.server.endsWith(`-w${placed.get(`${name}@${DOMAIN}`)}`), u.endpoints.length]),
+      ).toEqual([[`${name}@${DOMAIN}`, true, 1]]);
+    }
   });
 
   it('answers over UDP', async () => {
@@ -295,6 +334,42 @@ describe('a standard server with two worker processes (server.workers: 2)', () =
     // The other worker forgets her too: no route to a binding that is gone.
     await expect.poll(() => workersAgree(s.httpUrl), { timeout: 5_000 }).toBe(true);
     expect(await attempt(alice, `carol@${DOMAIN}`, 'gone?')).toMatch(/4\d\d/);
+  }, 60_000);
+
+  it('counts a user signed in on both workers once, and removes the user from both', async () => {
+    const health = async () => (await (await fetch(`${s.httpUrl}/health`)).json()) as Record<string, number>;
+    const before = await health();
+    // Connections go to the workers in turn: erin signs in until she is on both.
+    const erins: TestClient[] = [];
+    const on = new Set<number>();
+    for (let i = 0; i < 4 && on.size < 2; i++) {
+      erins.push(await signInPlaced('erin'));
+      on.add(placed.get(`erin@${DOMAIN}`) ?? 0);
+    }
+    expect(on.size).toBe(2);
+    await expect.poll(() => workersAgree(s.httpUrl), { timeout: 5_000 }).toBe(true);
+    const now = await health();
+    expect(now.registeredEndpoints - before.registeredEndpoints).toBe(erins.length);
+    // One user, as one process counts her.
+    expect(now.signedInUsers - before.signedInUsers).toBe(1);
+    expect(await readMetric(s.httpUrl, 'parley_signed_in_users')).toBe(before.signedInUsers + 1);
+    const cli = await runCli([
+      'users',
+      'remove',
+      'erin',
+      '--domain',
+      DOMAIN,
+      '--data-dir',
+      join(s.dataDir, 'data'),
+      '--yes',
+      '--json',
+    ]);
+    expect(cli.code, cli.output).toBe(0);
+    await expect
+      .poll(async () => (await health()).registeredEndpoints, { timeout: 10_000 })
+      .toBe(before.registeredEndpoints);
+    await expect.poll(() => workersAgree(s.httpUrl), { timeout: 5_000 }).toBe(true);
+    expect((await health()).signedInUsers).toBe(before.signedInUsers);
   }, 60_000);
 
   it("starts a worker that died again; the other forgets the dead one's endpoints", async () => {

@@ -94,6 +94,18 @@ function startedPair(now = () => NOW) {
 }
 
 describe('WorkerBindings', () => {
+  it('counts each user once over the workers, one on two workers on the first', async () => {
+    const { one, two } = startedPair();
+    one.location.upsert(binding('alice@d', 'sip:alice@10.0.0.1:5070', 's-w1'));
+    two.location.upsert(binding('alice@d', 'sip:alice@10.0.0.9:5070', 's-w2'));
+    two.location.upsert(binding('bob@d', 'sip:bob@10.0.0.2:5070', 's-w2'));
+    await turns();
+    expect([one.shared.usersCountedHere(), two.shared.usersCountedHere()]).toEqual([1, 1]);
+    one.location.remove('alice@d', 'sip:alice@10.0.0.1:5070');
+    await turns();
+    expect([one.shared.usersCountedHere(), two.shared.usersCountedHere()]).toEqual([0, 2]);
+  });
+
   it("shows each worker the other's bindings, with the owner's flow route first, and their removal", async () => {
     const { one, two } = startedPair();
     one.location.upsert(
