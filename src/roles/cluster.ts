@@ -248,7 +248,11 @@ export function workerBindingChannel(
         socket.setNoDelay(true);
         socket.setEncoding('utf8');
         let from: string | undefined;
-        let rest = '';
+        // The line not yet ended, in the pieces it came in: joined once, when its newline comes
+        // (appending to one string and searching it from the start again for each 64 KiB read
+        // was quadratic: a batch of 50,000 sign-outs, 3 MB, cost the other worker 1.8 s).
+        let pending: string[] = [];
+        let pendingLength = 0;
         let admitted = port !== undefined;
         const admit = () => {
           admitted = true;
@@ -263,15 +267,15 @@ export function workerBindingChannel(
           socket.setTimeout(HANDSHAKE_MS, () => socket.destroy());
         }
         socket.on('data', (chunk: string) => {
-          rest += chunk;
-          if (!admitted && rest.length > secret.length + 1 && rest.indexOf('\n') !== secret.length) {
-            socket.destroy();
-            return;
-          }
-          let cut = rest.indexOf('\n');
+          let start = 0;
+          let cut = chunk.indexOf('\n');
           while (cut >= 0) {
-            const text = rest.slice(0, cut);
-            rest = rest.slice(cut + 1);
+            const tail = chunk.slice(start, cut);
+            const text = pending.length === 0 ? tail : pending.join('') + tail;
+            pending = [];
+            pendingLength = 0;
+            start = cut + 1;
+            cut = chunk.indexOf('\n', start);
             if (!admitted) {
               if (!sameSecret(text, secret)) {
                 socket.destroy();
@@ -300,8 +304,13 @@ export function workerBindingChannel(
               }
               onBatch(batch);
             }
-            cut = rest.indexOf('\n');
           }
+          if (start < chunk.length) {
+            pending.push(start === 0 ? chunk : chunk.slice(start));
+            pendingLength += chunk.length - start;
+          }
+          // Before the secret, no more than its length without a newline.
+          if (!admitted && pendingLength > secret.length) socket.destroy();
         });
         socket.on('error', () => socket.destroy());
         socket.on('close', () => {

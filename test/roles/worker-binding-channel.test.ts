@@ -187,6 +187,26 @@ describe('the workers binding channel (loopback between workers)', () => {
     expect(first.gone).toEqual(['w2']);
   });
 
+  it('hears a batch far larger than one read whole (a sign-out of 50,000 users)', async () => {
+    const main = new MainProcess();
+    const worker = opened(main.ipc());
+    const port = await main.nextPort();
+    const peer = await rawTo(port);
+    const big: BindingBatch = {
+      from: 'w9',
+      set: [],
+      gone: Array.from({ length: 50_000 }, (_, i) => [`user${i}@parley.local`, `sip:user${i}@10.0.0.2:5060`]),
+    };
+    const text = `${SECRET}\n${JSON.stringify(big)}\n${JSON.stringify(batch('w9'))}\n`;
+    // In pieces that cut lines anywhere, the secret's line included.
+    for (let i = 0; i < text.length; i += 7_777) peer.write(text.slice(i, i + 7_777));
+    await until(() => worker.batches.length === 2);
+    expect(worker.batches[0].gone).toHaveLength(50_000);
+    expect(worker.batches[0].gone[49_999]).toEqual(['user49999@parley.local', 'sip:user49999@10.0.0.2:5060']);
+    expect(worker.batches[1]).toEqual(batch('w9'));
+    peer.destroy();
+  });
+
   it('refuses to start without a cluster secret', () => {
     expect(() => workerBindingChannel(new MainProcess().ipc(''))).toThrow(/cluster secret/);
   });
