@@ -216,8 +216,14 @@ export interface PreparedList {
   rows: ContactListRows;
 }
 
+/**
+ * The prepared form of a list as the XML parser returns it (parseUserElement), whose groups,
+ * contacts, rules and each contact's groups hold no duplicates and whose contacts' groups
+ * are in list order: its stored form is then the list with its rules sorted, done in place
+ * (orderContactList), without canonical's copy of every contact (7% of a parse worker's CPU).
+ */
 export function prepareList(list: ContactList): PreparedList {
-  const stored = canonical(list);
+  const stored = orderContactList(list);
   return {
     version: list.version,
     groups: stored.groups.length,
