@@ -423,12 +423,13 @@ export class ContactListRepository {
         [sorted],
       );
       const carried = writes.every((w) => w.aor !== undefined);
-      // The batch's current lists are a few index look-ups whatever the statistics say. A
-      // store that an import or a sync is filling has the statistics of an empty contacts
-      // table until its next ANALYZE (PGlite runs no autovacuum), with which the planner
-      // takes `user_id = ANY(250 ids)` for the whole table and scans all of it for every
-      // batch: the import's write grew with the square of its size (20,000 x 50 on PGlite:
-      // 3.18 CPU-s for these reads, against 4.68 for the contacts COPY).
+      // The batch's rows are a few index look-ups whatever the statistics say (its current
+      // lists, the rows it deletes, the version rows it updates). A store that an import or
+      // a sync is filling has the statistics of an empty contacts table until its next
+      // ANALYZE (PGlite runs no autovacuum), with which the planner takes `user_id = ANY(250
+      // ids)` for the whole table and scans all of it for every batch: the import's write
+      // grew with the square of its size (20,000 x 50 on PGlite: 3.18 CPU-s for these reads,
+      // against 4.68 for the contacts COPY).
       await tx.query('SET LOCAL enable_seqscan = off');
       // The lock also reads each version and whether the user has any rows: the lists of
       // users without (a first import's) are known empty, and only the others are read.
@@ -463,7 +464,6 @@ export class ContactListRepository {
         const owner = owners.get(Number(row.user_id))!;
         currentLists.set(owner.id, emptyList(owner, Number(row.version)));
       }
-      await tx.query('SET LOCAL enable_seqscan = DEFAULT');
       const reports: Report[] = [];
       const changed: ChangedList[] = [];
       const versions: { userId: number; version: number }[] = [];
@@ -487,6 +487,9 @@ export class ContactListRepository {
           [versions.map((v) => String(v.userId)), versions.map((v) => String(v.version))],
         );
       }
+      // Through here: with it on, the planner hashed every version row of the store to update
+      // a batch's 250 (a sequential scan for each batch, 20,000 rows each at 20,000 users).
+      await tx.query('SET LOCAL enable_seqscan = DEFAULT');
       if (notify.length > 0 && (options.notify ?? true)) {
         await tx.query('SELECT pg_notify($1, aor) FROM unnest($2::text[]) AS aor', [
           CONTACT_LISTS_CHANNEL,

@@ -190,6 +190,47 @@ describe('contacts without a foreign key to users (011_contacts_owned_by_store.s
     }
   });
 
+  it("a write updates its batch's version rows by index, not by hashing every version row", async () => {
+    const db = await openDatabase({ url: await postgres.createDatabase() });
+    try {
+      const ids = await addUsers(db, 2000);
+      await db.query('INSERT INTO contact_list_versions (user_id) SELECT unnest($1::bigint[])', [
+        ids.map(String),
+      ]);
+      await db.query('ANALYZE contact_list_versions');
+      const scans = await db.transaction(async (tx) => {
+        const seqScans = async () =>
+          Number(
+            (
+              await tx.query<{ seq_scan: number }>(
+                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'contact_list_versions'",
+              )
+            ).rows[0].seq_scan,
+          );
+        const before = await seqScans();
+        await new ContactListRepository(tx).write(
+          ids.slice(0, 250).map((userId) => ({
+            userId,
+            aor: `user${userId - ids[0]}@example.com`,
+            decide: (current) => ({
+              next: { ...current, version: current.version + 1 },
+              contentChanged: false,
+              report: undefined,
+            }),
+          })),
+        );
+        return (await seqScans()) - before;
+      });
+      expect(scans).toBe(0);
+      const { rows } = await db.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM contact_list_versions WHERE version = 1',
+      );
+      expect(rows[0].n).toBe(250);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a write for a user deleted before it reports the owner missing and writes nothing', async () => {
     const db = await openDatabase({ url: await postgres.createDatabase() });
     try {
