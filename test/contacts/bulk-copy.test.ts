@@ -10,7 +10,7 @@ import { ContactListOwnersMissingError, ContactListRepository } from '../../src/
 import { openDatabase } from '../../src/store/open.js';
 import type { PgliteDatabase } from '../../src/store/pglite.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
-import { copyTextField, type Database } from '../../src/store/sql.js';
+import { copyTextField, type Database, type Sql } from '../../src/store/sql.js';
 import { createStore } from '../../src/store/store.js';
 import { createTestDatabase, queryNumber } from '../support/database.js';
 import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
@@ -38,6 +38,15 @@ async function addUsers(db: Database, count: number): Promise<number[]> {
     [count],
   );
   return rows.map((r) => Number(r.id)).sort((a, b) => a - b);
+}
+
+/** Sequential scans of table so far in tx's transaction (pg_stat_xact_user_tables). */
+async function seqScans(tx: Sql, table: string): Promise<number> {
+  const { rows } = await tx.query<{ seq_scan: number }>(
+    'SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = $1',
+    [table],
+  );
+  return Number(rows[0].seq_scan);
 }
 
 /** COPY text of n contact rows for one user, display names with every character COPY escapes. */
@@ -166,15 +175,7 @@ describe('contacts without a foreign key to users (011_contacts_owned_by_store.s
       );
       const scans = await db.transaction(async (tx) => {
         // The backend's counts not yet reported (the INSERT's scans) show here too: a difference.
-        const seqScans = async () =>
-          Number(
-            (
-              await tx.query<{ seq_scan: number }>(
-                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'contacts'",
-              )
-            ).rows[0].seq_scan,
-          );
-        const before = await seqScans();
+        const before = await seqScans(tx, 'contacts');
         await new ContactListRepository(tx).write(
           ids.slice(300, 550).map((userId) => ({
             userId,
@@ -182,7 +183,7 @@ describe('contacts without a foreign key to users (011_contacts_owned_by_store.s
             decide: (current) => ({ next: current, contentChanged: false, report: undefined }),
           })),
         );
-        return (await seqScans()) - before;
+        return (await seqScans(tx, 'contacts')) - before;
       });
       expect(scans).toBe(0);
     } finally {
@@ -199,15 +200,7 @@ describe('contacts without a foreign key to users (011_contacts_owned_by_store.s
       ]);
       await db.query('ANALYZE contact_list_versions');
       const scans = await db.transaction(async (tx) => {
-        const seqScans = async () =>
-          Number(
-            (
-              await tx.query<{ seq_scan: number }>(
-                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'contact_list_versions'",
-              )
-            ).rows[0].seq_scan,
-          );
-        const before = await seqScans();
+        const before = await seqScans(tx, 'contact_list_versions');
         await new ContactListRepository(tx).write(
           ids.slice(0, 250).map((userId) => ({
             userId,
@@ -219,7 +212,7 @@ describe('contacts without a foreign key to users (011_contacts_owned_by_store.s
             }),
           })),
         );
-        return (await seqScans()) - before;
+        return (await seqScans(tx, 'contact_list_versions')) - before;
       });
       expect(scans).toBe(0);
       const { rows } = await db.query<{ n: number }>(
