@@ -43,6 +43,11 @@ export interface MemorySample {
   atSeconds: number;
   label: string;
   rssMiB: number;
+  /**
+   * The same processes' summed PSS: pages they share (the node binary's, mapped by the
+   * launcher and the server alike) counted once, where summed VmRSS counts them in each.
+   */
+  pssMiB: number;
   heapUsedMiB: number;
   heapTotalMiB: number;
   /** Buffers and other memory outside the JS heap (Node's `external`). */
@@ -118,10 +123,12 @@ export async function benchSoak(opts: SoakOptions): Promise<SoakResult> {
     const t0 = { at: Date.now() };
     const sample = async (label: string): Promise<MemorySample> => {
       const metrics = await readMetrics(httpUrl);
+      const memory = memoryKiB(processTree(pid));
       const s: MemorySample = {
         atSeconds: Math.round((Date.now() - t0.at) / 1000),
         label,
-        rssMiB: round1(memoryKiB(processTree(pid)).rss / 1024),
+        rssMiB: round1(memory.rss / 1024),
+        pssMiB: round1(memory.pss / 1024),
         heapUsedMiB: round1((metrics.get('parley_nodejs_heap_size_used_bytes') ?? 0) / 2 ** 20),
         heapTotalMiB: round1((metrics.get('parley_nodejs_heap_size_total_bytes') ?? 0) / 2 ** 20),
         externalMiB: round1((metrics.get('parley_nodejs_external_memory_bytes') ?? 0) / 2 ** 20),
@@ -129,7 +136,7 @@ export async function benchSoak(opts: SoakOptions): Promise<SoakResult> {
       };
       result.samples.push(s);
       log(
-        `  ${label.padEnd(14)} RSS ${s.rssMiB} MiB, heap ${s.heapUsedMiB}/${s.heapTotalMiB} MiB, external ${s.externalMiB} MiB, ${s.registeredEndpoints} endpoints`,
+        `  ${label.padEnd(14)} RSS ${s.rssMiB} MiB (PSS ${s.pssMiB}), heap ${s.heapUsedMiB}/${s.heapTotalMiB} MiB, external ${s.externalMiB} MiB, ${s.registeredEndpoints} endpoints`,
       );
       return s;
     };
@@ -231,11 +238,11 @@ export function renderSoak(r: SoakResult): string {
   const lines = [
     `Soak: ${r.users} users registered, MESSAGE at ${r.rate}/s for ${r.minutes} min (${r.messages.achievedRate}/s achieved, ${r.messages.failed} failed)`,
     '',
-    '| when | RSS MiB | heap used MiB | heap total MiB | external MiB | endpoints |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| when | RSS MiB | PSS MiB | heap used MiB | heap total MiB | external MiB | endpoints |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...r.samples.map(
       (s) =>
-        `| ${s.label} | ${s.rssMiB} | ${s.heapUsedMiB} | ${s.heapTotalMiB} | ${s.externalMiB} | ${s.registeredEndpoints} |`,
+        `| ${s.label} | ${s.rssMiB} | ${s.pssMiB} | ${s.heapUsedMiB} | ${s.heapTotalMiB} | ${s.externalMiB} | ${s.registeredEndpoints} |`,
     ),
     '',
     `RSS at the end: ${r.samples.find((s) => s.label === 'end')?.rssMiB ?? '?'} MiB (${r.underOneGiB ? 'under' : 'OVER'} 1 GiB)`,
