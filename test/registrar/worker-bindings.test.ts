@@ -3,6 +3,7 @@ import { type Binding, LocationTable } from '../../src/registrar/location.js';
 import {
   type BindingBatch,
   type BindingChannel,
+  FLUSH_MS,
   WorkerBindings,
 } from '../../src/registrar/worker-bindings.js';
 
@@ -67,7 +68,9 @@ function binding(aor: string, contact: string, serverId: string, extra: Partial<
   };
 }
 
+/** Long enough for a worker's changes to go out (FLUSH_MS) and reach the others. */
 const turns = async (n = 3) => {
+  await new Promise((r) => setTimeout(r, FLUSH_MS + 5));
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 };
 
