@@ -19,8 +19,8 @@ import type { ParleyServer } from './parley-server.js';
  * its socket; each worker is a front-end of the pool over that store, as front-ends of a
  * pool share PostgreSQL, but for its bindings: those stay out of the store, as a single
  * process's do, and the workers tell each other of them directly
- * (WorkerBindings, src/registrar/worker-bindings.ts; one message per worker and event-loop
- * turn, over a loopback connection between each two workers). Requests for an endpoint connected to another worker are relayed to that worker
+ * (WorkerBindings, src/registrar/worker-bindings.ts; one message per worker every 5 ms,
+ * over a loopback connection between each two workers). Requests for an endpoint connected to another worker are relayed to that worker
  * along the binding's flow-token Path (each worker has a relay listener of its own on
  * loopback); presence is published through the store. The store's change feed reaches the
  * workers through the main process (a socket client of the embedded store hears no
