@@ -90,7 +90,7 @@ export const CLI_ERRORS = {
   DOMAIN_NOT_SERVED: {
     exit: 2,
     suggestion:
-      'Add the domain to `domains:` in parley.yaml and restart the server (docs/config.md), fix the address, or pass --force to store the user anyway (it cannot sign in until the domain is served).',
+      'A server started with --domain serves that domain: give the same --domain here. Otherwise add the domain to `domains:` in parley.yaml and restart the server (docs/config.md), fix the address, or pass --force to store the user anyway (it cannot sign in until the domain is served).',
   },
   INVALID_PASSWORD: { exit: 2, suggestion: 'Give a non-empty password on one line.' },
   PASSWORD_REQUIRED: {
