@@ -75,6 +75,49 @@ describe('usage recorder', () => {
     await r.flush();
     expect(sent[0]).toMatchObject({ messages: 1, bytes: 4, activeUsers: ['b@x'] });
   });
+
+  it('writes many newly active users a thousand at a time, serving the event loop between writes', async () => {
+    const sent: UsageIncrement[] = [];
+    const between: number[] = [];
+    let fail = false;
+    const r = new UsageRecorder({
+      repo: {
+        add: async (inc) => {
+          if (fail && sent.length === 1) throw new Error('down');
+          sent.push(inc);
+          // Runs only if the recorder gives the event loop a turn before its next write.
+          setImmediate(() => between.push(sent.length));
+        },
+      },
+      home: 'h',
+      serverId: 's',
+      signedIn: () => 9,
+      log: silentLogger(),
+    });
+    const users = Array.from({ length: 2_500 }, (_, i) => `u${i}@x`);
+    for (const u of users) r.userActive(u);
+    r.messageRouted(3);
+    await r.flush();
+    expect(sent.map((inc) => inc.activeUsers.length)).toEqual([1_000, 1_000, 500]);
+    expect(sent.flatMap((inc) => inc.activeUsers)).toEqual(users);
+    expect(sent.map((inc) => [inc.messages, inc.bytes, inc.signedIn])).toEqual([
+      [1, 3, 9],
+      [0, 0, 9],
+      [0, 0, 9],
+    ]);
+    expect(between.slice(0, 2)).toEqual([1, 2]);
+
+    // A write that fails half way: what was written stays written, the rest waits for the next flush.
+    sent.length = 0;
+    for (const u of users) r.userActive(`again-${u}`);
+    r.messageRouted(3);
+    fail = true;
+    await expect(r.flush()).rejects.toThrow('down');
+    fail = false;
+    await r.flush();
+    expect(sent.flatMap((inc) => inc.activeUsers)).toEqual(users.map((u) => `again-${u}`));
+    expect(sent.reduce((n, inc) => n + inc.messages, 0)).toBe(1);
+  });
 });
 
 describe('usage report', () => {
