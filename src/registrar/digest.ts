@@ -289,18 +289,12 @@ function quote(value: string): string {
 }
 
 /**
- * WWW-Authenticate / Proxy-Authenticate header values. All challenges share one nonce so the
- * client may answer whichever algorithm it supports (RFC 8760 section 2.4: the UAS adds one
- * challenge per algorithm, most preferred first; the UAC uses the topmost it supports).
- */
-export function buildChallenges(nonces: NonceManager, opts: DigestChallengeOptions): string[] {
-  return buildChallenge(nonces, opts).values;
-}
-
-/**
- * buildChallenges with the To tag for the response: ten characters of the nonce's salt (60
- * bits: random, or keyed-hashed for a seeded nonce, RFC 3261 19.3 asks at least 32), so a
- * challenge built again from the same seed is the same response byte for byte.
+ * WWW-Authenticate / Proxy-Authenticate header values, and the To tag for the response. All
+ * challenges share one nonce so the client may answer whichever algorithm it supports (RFC
+ * 8760 section 2.4: the UAS adds one challenge per algorithm, most preferred first; the UAC
+ * uses the topmost it supports). The To tag is ten characters of the nonce's salt (60 bits:
+ * random, or keyed-hashed for a seeded nonce, RFC 3261 19.3 asks at least 32), so a challenge
+ * built again from the same seed is the same response byte for byte.
  */
 export function buildChallenge(nonces: NonceManager, opts: DigestChallengeOptions): DigestChallenge {
   const algorithms = opts.algorithms ?? ['SHA-256', 'MD5'];

@@ -459,8 +459,9 @@ export class TransactionLayer {
       }
     }
     // A retransmission of a request challenged over UDP: the TU answers it again, given the
-    // challenge's issue time, with the same challenge (ChallengeMemory).
-    const challengedAt = this.challenges.find(key);
+    // challenge's issue time, with the same challenge (ChallengeMemory). Only UDP challenges
+    // are kept, so a request over a connection costs no hashing of its key here.
+    const challengedAt = flow.transport === 'udp' ? this.challenges.find(key) : undefined;
     const max = this.opts.maxServerTransactions;
     if (challengedAt === undefined && max !== undefined && this.servers.size >= max) {
       this.refuseOverloaded(request, flow);
@@ -630,14 +631,7 @@ export class TransactionLayer {
     this.completedSweep = this.timers.schedule(ms, () => {
       this.completedSweep = undefined;
       const now = this.timers.now();
-      const responses = this.completed.expire(now);
-      const challenges = this.challenges.expire(now);
-      const next =
-        responses === undefined
-          ? challenges
-          : challenges === undefined
-            ? responses
-            : Math.min(responses, challenges);
+      const next = earliest(this.completed.expire(now), this.challenges.expire(now));
       if (next !== undefined) this.sweepCompletedLater(Math.max(next - now, 50));
     });
   }
@@ -747,4 +741,10 @@ function serverKey(request: SipMessage, method: string): string {
   const sentBy = via ? `${via.host}:${via.port ?? ''}` : '';
   if (branch?.startsWith('z9hG4bK')) return `${branch}|${sentBy}|${method}`;
   return `2543|${request.callId}|${request.cseq.seq}|${request.from.tag ?? ''}|${sentBy}|${method}`;
+}
+
+/** The earlier of two times, either of which may be unset. */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.min(a, b);
 }

@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
   buildChallenge,
-  buildChallenges,
   computeHa1,
   type DigestCredentials,
   digestUriMatches,
@@ -342,7 +341,7 @@ describe('NonceManager', () => {
   });
 });
 
-describe('buildChallenges', () => {
+describe('buildChallenge', () => {
   const nonces = new NonceManager({ secret: SECRET });
 
   it('a seeded challenge (a transaction key and an issue time) comes out the same each time, tag included', () => {
@@ -377,7 +376,7 @@ describe('buildChallenges', () => {
   });
 
   it('offers SHA-256 then MD5 with one shared nonce (RFC 8760 2.4)', () => {
-    const challenges = buildChallenges(nonces, { realm: 'example.com' });
+    const challenges = buildChallenge(nonces, { realm: 'example.com' }).values;
     expect(challenges).toHaveLength(2);
     expect(challenges[0]).toMatch(
       /^Digest realm="example.com", nonce="[A-Za-z0-9_-]{54}", algorithm=SHA-256, qop="auth"$/,
@@ -389,12 +388,12 @@ describe('buildChallenges', () => {
   });
 
   it('marks stale challenges, carries opaque, escapes the realm, honours the algorithm list', () => {
-    const [only, ...rest] = buildChallenges(nonces, {
+    const [only, ...rest] = buildChallenge(nonces, {
       realm: 'ACME "Corp" \\ HQ',
       stale: true,
       algorithms: ['MD5'],
       opaque: 'xyz',
-    });
+    }).values;
     expect(rest).toHaveLength(0);
     expect(only).toContain('realm="ACME \\"Corp\\" \\\\ HQ"');
     expect(only).toContain('opaque="xyz"');
@@ -403,7 +402,7 @@ describe('buildChallenges', () => {
   });
 
   it('round-trips: a client answering the challenge is verified', () => {
-    const [challenge] = buildChallenges(nonces, { realm: 'example.com' });
+    const [challenge] = buildChallenge(nonces, { realm: 'example.com' }).values;
     const nonce = /nonce="([^"]+)"/.exec(challenge!)![1]!;
     const ha1 = computeHa1('carol', 'example.com', 'pw', 'SHA-256');
     const creds: DigestCredentials = {
