@@ -144,8 +144,8 @@ function sendToPrimary(m: ToPrimary): Promise<void> {
 /**
  * How long a connection to a worker's bindings listener has to present the secret. Long: a
  * worker busy starting (credentials loading on a loaded machine) can run its timers before
- * it reads the secret already waiting in its socket, and a link dropped that way is never
- * made again (a CI run lost one with 5 s). The length bound, not this, keeps memory bounded.
+ * it reads the secret already waiting in its socket, and the dialing worker then has to make
+ * the link again. The length bound, not this, keeps memory bounded.
  */
 const HANDSHAKE_MS = 60_000;
 
@@ -263,7 +263,7 @@ export function workerBindingChannel(
           socket.write(`${secret}\n`);
           admit();
         } else {
-          // Whoever connects has a few seconds and the secret's length to say it, no more.
+          // Whoever connects has HANDSHAKE_MS and the secret's length to say it, no more.
           socket.setTimeout(HANDSHAKE_MS, () => socket.destroy());
         }
         socket.on('data', (chunk: string) => {
