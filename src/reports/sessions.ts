@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { NO_SERVERS } from '../ops/status.js';
 import type { Binding } from '../registrar/location.js';
+import { hostReference } from '../sip/host.js';
 import type { ServerRecord } from '../store/servers.js';
 
 /** The settings key of the secret `parley server sessions` shows a server (store access is the right to see sessions). */
@@ -73,11 +74,17 @@ export function snapshotSessions(src: SessionSources, user?: string): ServerSess
   for (const aor of src.aors()) {
     if (user && aor !== user) continue;
     for (const b of src.lookup(aor)) {
-      const flow = b.flowId ? src.flow(b.flowId) : undefined;
+      // The connection it is reached over (an RFC 5626 flow, or the one its binding lives
+      // with) while it is open here; else where its REGISTER came from (UDP, a closed
+      // connection, a proxy's Path).
+      const id = b.flowId ?? b.connectionId;
+      const flow = id ? src.flow(id) : undefined;
       session(aor).endpoints.push({
         contact: b.contact,
-        transport: flow?.transport ?? null,
-        address: flow ? `${flow.remoteAddress}:${flow.remotePort}` : null,
+        transport: flow?.transport ?? b.source?.transport ?? null,
+        address: flow
+          ? `${hostReference(flow.remoteAddress)}:${flow.remotePort}`
+          : (b.source?.address ?? null),
         userAgent: b.userAgent,
         expiresInSeconds: Math.max(0, Math.round((b.expiresAt - now) / 1000)),
       });

@@ -1,14 +1,22 @@
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { TestClient } from '../support/jssip.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { injectionFile, runSipp, SIPP_SCENARIOS } from '../support/sipp.js';
 
 /** `parley server sessions` against a running server with JsSIP clients signed in and watching. */
 describe('parley server sessions', () => {
   let t: TestServer;
   beforeAll(async () => {
-    t = await startTestServer();
-    for (const name of ['alice', 'bob']) await t.addUser(name, 'secret');
+    t = await startTestServer({
+      listen: {
+        udp: { host: '127.0.0.1', port: 0 },
+        tcp: { host: '127.0.0.1', port: 0 },
+        ws: { host: '127.0.0.1', port: 0 },
+      },
+    });
+    for (const name of ['alice', 'bob', 'carol', 'dave']) await t.addUser(name, 'secret');
   });
   afterAll(async () => {
     await t?.stop();
@@ -69,5 +77,38 @@ describe('parley server sessions', () => {
       await alice.stop();
       await bob.stop();
     }
+  });
+
+  it('shows the transport and address of endpoints whose REGISTER came over UDP or over a connection now closed', async () => {
+    const udpPort = t.server.listening.find((l) => l.transport === 'udp')?.port ?? 0;
+    // SIPp registers a Contact elsewhere (as a desk phone's provisioning tool would) and exits:
+    // over TCP its connection closes; over UDP there never was one.
+    for (const [user, transport, port] of [
+      ['carol', 't1', t.tcpPort],
+      ['dave', 'u1', udpPort],
+    ] as const) {
+      const run = await runSipp([
+        `127.0.0.1:${port}`,
+        ...['-sf', join(SIPP_SCENARIOS, 'register-contact.xml'), '-t', transport, '-m', '1'],
+        ...['-inf', injectionFile([{ user, password: 'secret', domain: t.domain, extra: '192.0.2.7:5060' }])],
+        ...['-timeout', '20s', '-timeout_error'],
+      ]);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+    }
+    const out = await runCli(['server', 'sessions', '--data-dir', t.dataDir, '--domain', t.domain, '--json']);
+    expect(out.code, out.output).toBe(0);
+    const users = JSON.parse(out.stdout).users as Array<{
+      aor: string;
+      endpoints: Array<{ transport: string | null; address: string | null; userAgent: string }>;
+    }>;
+    const endpoint = (name: string) => users.find((u) => u.aor === `${name}@${t.domain}`)?.endpoints[0];
+    expect(endpoint('carol')).toMatchObject({
+      transport: 'tcp',
+      address: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+    });
+    expect(endpoint('dave')).toMatchObject({
+      transport: 'udp',
+      address: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+    });
   });
 });
