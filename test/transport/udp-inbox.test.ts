@@ -121,3 +121,14 @@ it('drops what it read but had not handled when it stops', async () => {
   await new Promise((r) => setImmediate(r));
   expect(handled).toEqual([1]);
 });
+
+it('sends to a peer named by address or by name (the name through dns.lookup)', async () => {
+  const { transport, client } = await udpLayer(() => {});
+  const got: string[] = [];
+  client.on('message', (data: Buffer) => got.push(data.toString()));
+  const port = client.address().port;
+  transport.findFlow('udp', '127.0.0.1', port)?.send(Buffer.from('to the address'));
+  transport.findFlow('udp', 'localhost', port)?.send(Buffer.from('to the name'));
+  await expect.poll(() => got.length).toBe(2);
+  expect(got.sort()).toEqual(['to the address', 'to the name']);
+});
