@@ -28,7 +28,7 @@ export type AuthOutcome =
  * without credentials over UDP is challenged with a nonce and To tag derived from the
  * transaction's key and the challenge's issue time, which is written here (NonceSeed). A retransmission of
  * that request over UDP comes back with the time already set and gets the same challenge
- * (transaction/challenges.ts keeps only the time for Timer J).
+ * (transaction/completed.ts keeps only the time for Timer J).
  */
 export interface ChallengeSeed {
   readonly key: string;

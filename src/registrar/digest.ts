@@ -72,7 +72,7 @@ const MAX_OUTSTANDING = 16_384;
  * What makes a nonce repeatable: issued at `issuedAt` (ms) for `key` (a transaction), with its
  * salt derived from both under the secret instead of drawn at random, the same nonce comes out
  * each time. Over UDP the challenge to a retransmitted request is built again this way
- * rather than kept (RFC 3261 17.2.2; transaction/challenges.ts).
+ * rather than kept (RFC 3261 17.2.2; transaction/completed.ts).
  */
 export interface NonceSeed {
   readonly key: string;

@@ -3,12 +3,10 @@ import { hopRequestFor } from '../sip/hop-request.js';
 import { hostKey } from '../sip/host.js';
 import { createTag } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
-import { ownString } from '../sip/own-string.js';
 import { createResponse } from '../sip/response.js';
 import { formatVia } from '../sip/via.js';
 import type { Flow } from '../transport/flow.js';
-import { ChallengeMemory } from './challenges.js';
-import { CompletedResponses } from './completed.js';
+import { CompletedTransactions } from './completed.js';
 import { TransactionTable } from './table.js';
 import { cancelTimer, type TimerHandle, type TimerWheel } from './timers.js';
 
@@ -86,7 +84,7 @@ export class ServerTransaction {
   /**
    * When the TU's challenge to this request (a 401 or 407 to a request without credentials)
    * was issued: set by the TU, which derives the challenge's nonce and To tag from it and the
-   * key, so over UDP the layer keeps only this for Timer J (ChallengeMemory); set by the
+   * key, so over UDP the layer keeps only this for Timer J (CompletedTransactions); set by the
    * layer before the TU sees a retransmission of a request so challenged, so the TU sends the
    * same challenge again.
    */
@@ -143,7 +141,7 @@ export class ServerTransaction {
         return;
       }
       // RFC 3261 17.2.2: Completed answers retransmitted requests until Timer J. For those
-      // 32 s the layer keeps only the key and the response's bytes (CompletedResponses), not
+      // 32 s the layer keeps only the key and the response's bytes (CompletedTransactions), not
       // this transaction with its messages and the proxy's context: at thousands of
       // requests a second they would be most of the heap.
       this.state = 'Completed';
@@ -377,9 +375,7 @@ const OVERLOAD_RETRY_AFTER = '5';
 export class TransactionLayer {
   private readonly servers = new TransactionTable<ServerTransaction>();
   /** UDP non-INVITE server transactions in Completed, until Timer J. */
-  private readonly completed = new CompletedResponses();
-  /** UDP non-INVITE server transactions completed with a challenge the TU can issue again, until Timer J. */
-  private readonly challenges = new ChallengeMemory();
+  private readonly completed = new CompletedTransactions();
   /** The next sweep of `completed` (one at a time, while it is not empty). */
   private completedSweep?: TimerHandle;
   /** The next TU-deadline sweep of `servers` (one at a time, while it is not empty). */
@@ -402,7 +398,7 @@ export class TransactionLayer {
   }
 
   get serverCount(): number {
-    return this.servers.size + this.completed.size + this.challenges.size;
+    return this.servers.size + this.completed.size;
   }
 
   get clientCount(): number {
@@ -451,17 +447,15 @@ export class TransactionLayer {
       existing.onRetransmission(request);
       return;
     }
-    if (this.completed.size > 0) {
-      const done = this.completed.find(key);
-      if (done) {
-        this.sendRaw(done.flow, done.wire);
-        return;
-      }
+    // A retransmission of a request answered over UDP gets the same response again; one
+    // challenged, the same challenge, which the TU builds again from its issue time. Only UDP
+    // transactions are kept, so a request over a connection costs no hashing of its key here.
+    const done = flow.transport === 'udp' ? this.completed.find(key) : undefined;
+    if (done !== undefined && 'wire' in done) {
+      this.sendRaw(done.flow, done.wire);
+      return;
     }
-    // A retransmission of a request challenged over UDP: the TU answers it again, given the
-    // challenge's issue time, with the same challenge (ChallengeMemory). Only UDP challenges
-    // are kept, so a request over a connection costs no hashing of its key here.
-    const challengedAt = flow.transport === 'udp' ? this.challenges.find(key) : undefined;
+    const challengedAt = done?.issuedAt;
     const max = this.opts.maxServerTransactions;
     if (challengedAt === undefined && max !== undefined && this.servers.size >= max) {
       this.refuseOverloaded(request, flow);
@@ -612,18 +606,17 @@ export class TransactionLayer {
    */
   completeOverUdp(st: ServerTransaction, wire: Buffer): void {
     this.forgetServer(st);
-    // The key is a copy of its own, not a slice of the request's text (ownString).
-    this.completed.add(ownString(st.key), st.responseFlow, wire, this.timers.now() + TIMER_J);
+    this.completed.addResponse(st.key, st.responseFlow, wire, this.timers.now() + TIMER_J);
     if (!this.completedSweep) this.sweepCompletedLater(TIMER_J);
   }
 
   /**
    * A UDP non-INVITE transaction answered with a challenge the TU derived from its key and
-   * `issuedAt`: only that time is kept until Timer J (ChallengeMemory), not the response.
+   * `issuedAt`: only that time is kept until Timer J (CompletedTransactions), not the response.
    */
   completeChallengeOverUdp(st: ServerTransaction, issuedAt: number): void {
     this.forgetServer(st);
-    this.challenges.add(st.key, issuedAt, this.timers.now() + TIMER_J);
+    this.completed.addChallenge(st.key, issuedAt, this.timers.now() + TIMER_J);
     if (!this.completedSweep) this.sweepCompletedLater(TIMER_J);
   }
 
@@ -631,7 +624,7 @@ export class TransactionLayer {
     this.completedSweep = this.timers.schedule(ms, () => {
       this.completedSweep = undefined;
       const now = this.timers.now();
-      const next = earliest(this.completed.expire(now), this.challenges.expire(now));
+      const next = this.completed.expire(now);
       if (next !== undefined) this.sweepCompletedLater(Math.max(next - now, 50));
     });
   }
@@ -700,7 +693,6 @@ export class TransactionLayer {
     cancelTimer(this.completedSweep);
     this.completedSweep = undefined;
     this.completed.clear();
-    this.challenges.clear();
   }
 }
 
@@ -741,10 +733,4 @@ function serverKey(request: SipMessage, method: string): string {
   const sentBy = via ? `${via.host}:${via.port ?? ''}` : '';
   if (branch?.startsWith('z9hG4bK')) return `${branch}|${sentBy}|${method}`;
   return `2543|${request.callId}|${request.cseq.seq}|${request.from.tag ?? ''}|${sentBy}|${method}`;
-}
-
-/** The earlier of two times, either of which may be unset. */
-function earliest(a: number | undefined, b: number | undefined): number | undefined {
-  if (a === undefined) return b;
-  return b === undefined ? a : Math.min(a, b);
 }
