@@ -130,6 +130,8 @@ const routeUri: ParsedUriSlot = { uri: undefined };
 
 /** Extensions a request may Proxy-Require of us (RFC 3261 16.3 step 6). */
 const PROXY_SUPPORTED = new Set<string>();
+/** No unsupported extensions: shared instead of an empty array per request. */
+const NONE: readonly string[] = [];
 /** Extensions this server supports: RFC 3327 Path and RFC 5626 outbound. */
 const SUPPORTED = 'path, outbound';
 const ALLOW =
@@ -180,7 +182,9 @@ export class ProxyCore implements TransactionUser {
       return;
     }
     // Step 6: Proxy-Require.
-    const unsupported = request.getAll('proxy-require').filter((e) => !PROXY_SUPPORTED.has(e.toLowerCase()));
+    const unsupported = request.has('proxy-require')
+      ? request.getAll('proxy-require').filter((e) => !PROXY_SUPPORTED.has(e.toLowerCase()))
+      : NONE;
     if (unsupported.length > 0) {
       st.reply(420, 'Bad Extension', { headers: [{ name: 'unsupported', value: unsupported.join(', ') }] });
       return;
@@ -203,7 +207,7 @@ export class ProxyCore implements TransactionUser {
     // from a trusted server peer; anything else that goes past us is authenticated first.
     const dialogRoute = inDialog && signed;
     const trusted = this.opts.isTrustedPeer?.(st.flow) === true;
-    if (request.getAll('route').length > 0) {
+    if (request.has('route') && request.getAll('route').length > 0) {
       if (dialogRoute || trusted) {
         this.rememberContact(request, st.flow);
         this.routeOnward(request, st);
@@ -423,10 +427,6 @@ export class ProxyCore implements TransactionUser {
     st: ServerTransaction,
     then: (party: AuthenticatedParty) => void,
   ): void {
-    const next = (party: AuthenticatedParty) => {
-      if (party.aor) this.opts.onUserActivity?.(party.aor);
-      then(party);
-    };
     const flow = st.flow;
     const fromUri = request.fromUri;
     const fromAor = fromUri ? uriAor(fromUri) : undefined;
@@ -437,7 +437,7 @@ export class ProxyCore implements TransactionUser {
     const trusted = this.opts.isTrustedPeer?.(flow) === true;
     if (fromUri.host.toLowerCase() !== this.opts.domain) {
       if (trusted) {
-        next({ flow });
+        this.proceed({ flow }, then);
         return;
       }
       st.reply(403, 'Forbidden - Unknown Sender Domain');
@@ -446,13 +446,32 @@ export class ProxyCore implements TransactionUser {
     if (trusted) {
       // The edge vouches for a user it saw sign in on that user's own connection.
       if (assertedAor(request) === fromAor) {
-        next({ flow, aor: fromAor });
+        this.proceed({ flow, aor: fromAor }, then);
         return;
       }
     } else if (flow.authenticated.has(fromAor)) {
-      next({ flow, aor: fromAor });
+      // The usual case (a connection that signed in): no closure is made for what follows.
+      this.proceed({ flow, aor: fromAor }, then);
       return;
     }
+    this.challengeThen(request, st, fromAor, trusted, then);
+  }
+
+  /** The authenticated party goes on to `then`; its user counts as active. */
+  private proceed(party: AuthenticatedParty, then: (party: AuthenticatedParty) => void): void {
+    if (party.aor) this.opts.onUserActivity?.(party.aor);
+    then(party);
+  }
+
+  /** authenticateThen for a sender this connection has not proved: its credentials are checked. */
+  private challengeThen(
+    request: SipMessage,
+    st: ServerTransaction,
+    fromAor: string,
+    trusted: boolean,
+    then: (party: AuthenticatedParty) => void,
+  ): void {
+    const flow = st.flow;
     const done = (outcome: AuthVerdict) => {
       if (outcome.ok) {
         if (outcome.aor !== fromAor) {
@@ -461,7 +480,7 @@ export class ProxyCore implements TransactionUser {
         }
         // A trusted peer's connection carries many users: it proves nothing about the next request.
         if (!trusted) flow.authenticated.add(fromAor);
-        next({ flow, aor: fromAor });
+        this.proceed({ flow, aor: fromAor }, then);
       } else if (outcome.status === 407) {
         st.reply(407, undefined, {
           headers: outcome.challenges.map((value) => ({ name: 'proxy-authenticate', value })),
@@ -630,6 +649,8 @@ export class ProxyCore implements TransactionUser {
   }
 
   private isLoop(request: SipMessage): boolean {
+    // One Via (a request straight from its client): no array to split it into.
+    if (!request.hasSeveral('via')) return false;
     const vias = request.getAll('via');
     if (vias.length < 2) return false;
     let ours = 0;

@@ -81,6 +81,8 @@ export class AuthFailureTracker {
 
   /** Before checking a password: is this user refused from this address for now? */
   check(user: string, address: string): LockCheck {
+    // No failure on record (the usual case): nothing to build a key for or look up.
+    if (this.pairs.size === 0 && this.addresses.size === 0) return UNLOCKED;
     const now = this.now();
     const pair = this.pairs.get(pairKey(user, address));
     if (pair && pair.lockedUntil > now) return locked('pair', pair.lockedUntil - now);
@@ -115,7 +117,7 @@ export class AuthFailureTracker {
 
   /** The right password: this pair's record is wiped (the user's and address's counts stay). */
   recordSuccess(user: string, address: string): void {
-    this.pairs.delete(pairKey(user, address));
+    if (this.pairs.size > 0) this.pairs.delete(pairKey(user, address));
   }
 
   private underAttack(user: string, now: number): boolean {

@@ -29,8 +29,11 @@ export interface Binding {
    * their flow reaches them, so the binding dies with the flow.
    */
   flowOnly: boolean;
-  /** Where the REGISTER came from, for the sign-in log: transport and address:port. */
-  source?: { transport: string; address: string };
+  /**
+   * Where the REGISTER came from, for the sign-in log: transport and address:port. Shared by
+   * the bindings registered over one connection: never changed in place.
+   */
+  source?: Readonly<{ transport: string; address: string }>;
 }
 
 /** Why a binding went (the sign-out log's `reason`). */

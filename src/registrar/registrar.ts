@@ -31,8 +31,10 @@ export interface RegistrarOptions {
 /** Extensions a REGISTER may Require of us (RFC 3261 10.3 step 2). */
 const SUPPORTED = new Set(['path', 'outbound', 'gruu']);
 
-/** The Path of most bindings: none, shared rather than an empty array each. */
+/** The Path of most bindings (and the Require of most REGISTERs): none, shared rather than an empty array each. */
 const NO_PATH: string[] = [];
+
+const DIGEST_SCHEME = /^\s*digest\s/i;
 
 /**
  * The registrar (RFC 3261 10.3), with RFC 5626 outbound bindings and RFC 3327 Path.
@@ -56,7 +58,9 @@ export class Registrar {
       return;
     }
     // Step 2: Require.
-    const unsupported = request.getAll('require').filter((ext) => !SUPPORTED.has(ext.toLowerCase()));
+    const unsupported = request.has('require')
+      ? request.getAll('require').filter((ext) => !SUPPORTED.has(ext.toLowerCase()))
+      : NO_PATH;
     if (unsupported.length > 0) {
       st.reply(420, undefined, { headers: [{ name: 'unsupported', value: unsupported.join(', ') }] });
       return;
@@ -64,9 +68,11 @@ export class Registrar {
     if (this.opts.isTrustedPeer?.(st.flow) && this.pathFlowGone(request, st)) return;
     // Step 3: authenticate. RFC 4475 regaut01: credentials only in a scheme we do
     // not know are no credentials at all; the client gets a challenge in one we do.
-    const authorization = request.getAll('authorization');
-    if (authorization.length > 0 && !authorization.some((a) => /^\s*digest\s/i.test(a)))
-      request.remove('authorization');
+    if (request.has('authorization')) {
+      const authorization = request.getAll('authorization');
+      if (authorization.length > 0 && !authorization.some((a) => DIGEST_SCHEME.test(a)))
+        request.remove('authorization');
+    }
     const outcome = this.opts.authenticator.authenticate(request, 'www', st.flow, st);
     if (outcome instanceof Promise) {
       outcome.then(
@@ -182,7 +188,7 @@ export class Registrar {
 
     // What a binding keeps is copied out of the message (ownString): a slice of it would keep
     // the whole REGISTER in memory for as long as the binding lives.
-    const received = request.getAll('path');
+    const received = request.has('path') ? request.getAll('path') : NO_PATH;
     const path = received.length > 0 ? received.map(ownString) : NO_PATH;
     const userAgentText = request.get('user-agent');
     const userAgent = userAgentText ? this.userAgents.intern(userAgentText) : '';
@@ -230,10 +236,7 @@ export class Registrar {
         serverId: this.opts.serverId,
         path,
         flowOnly,
-        source: {
-          transport: flow.transport,
-          address: `${hostReference(flow.remoteAddress)}:${flow.remotePort}`,
-        },
+        source: this.sourceOf(flow),
       };
       if (!existing && this.opts.location.lookup(aor).length >= this.maxBindings) {
         return { status: 403, reason: `Forbidden - more than ${this.maxBindings} endpoints` };
@@ -242,6 +245,25 @@ export class Registrar {
       this.opts.signIns?.registered(binding, !existing, now);
     }
     return undefined;
+  }
+
+  private sourceFlow: Flow | undefined;
+  private source: Binding['source'];
+
+  /**
+   * A binding's source, one object per connection rather than one (and its address text) per
+   * binding: a connection registers many users in a row (an edge, a load test, a client
+   * refreshing), and each binding lives for as long as its registration.
+   */
+  private sourceOf(flow: Flow): Binding['source'] {
+    if (flow !== this.sourceFlow || this.source === undefined) {
+      this.sourceFlow = flow;
+      this.source = Object.freeze({
+        transport: flow.transport,
+        address: `${hostReference(flow.remoteAddress)}:${flow.remotePort}`,
+      });
+    }
+    return this.source;
   }
 
   private dateText = '';
@@ -272,7 +294,7 @@ export class Registrar {
       }
       headers.push({ name: 'contact', value: formatNameAddr({ uri: b.contact, params }) });
     }
-    for (const p of request.getAll('path')) headers.push({ name: 'path', value: p });
+    if (request.has('path')) for (const p of request.getAll('path')) headers.push({ name: 'path', value: p });
     // RFC 5626 6: tell an outbound client its flow is being used.
     if (outbound) headers.push({ name: 'require', value: 'outbound' });
     headers.push({ name: 'date', value: this.dateHeader(now) });

@@ -145,6 +145,22 @@ export class SipMessage {
     return this.get(name) !== undefined;
   }
 
+  /**
+   * Whether getAll(name) would give more than one value (two header lines, or one line with a
+   * top-level comma of a list header), without building the list.
+   */
+  hasSeveral(name: string): boolean {
+    const n = canonicalHeaderName(name);
+    const split = isListHeader(n);
+    let seen = false;
+    for (const h of this.headers) {
+      if (h.name !== n) continue;
+      if (seen || (split && indexOfListComma(h.value) >= 0)) return true;
+      seen = true;
+    }
+    return false;
+  }
+
   /** All values in order; list headers (Via, Contact, Route ...) are split on top-level commas. */
   getAll(name: string): string[] {
     const n = canonicalHeaderName(name);
@@ -443,7 +459,13 @@ export class SipMessage {
     return this.toBuffer().toString('utf8');
   }
 
-  /** A copy whose headers can be changed independently (the body Buffer is shared). */
+  /**
+   * A copy whose headers can be changed independently through set(), append(), prepend(),
+   * remove() and removeFirst() (the body Buffer is shared). The header objects themselves are
+   * shared, not copied (a proxy clones every request it forwards): those methods replace a
+   * header object, so change a clone's header through them, never by writing to an object's
+   * `value`.
+   */
   clone(): SipMessage {
     const copy = new SipMessage({
       method: this.method,
@@ -451,11 +473,7 @@ export class SipMessage {
       status: this.status,
       reason: this.reason,
       body: this.body,
-      headers: this.headers.map((h) =>
-        h instanceof ReceivedHeader
-          ? new ReceivedHeader(h.name, h.value, h.raw, h.rawName, h.rawValue)
-          : { name: h.name, value: h.value },
-      ),
+      headers: this.headers.slice(),
     });
     copy.receivedStartLine = this.receivedStartLine;
     return copy;

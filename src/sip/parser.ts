@@ -163,6 +163,7 @@ export function splitHead(buf: Buffer, start: number, end: number): SplitHead {
       const nextEnd = text.indexOf('\r\n', lineEnd + 2);
       lineEnd = nextEnd < 0 ? len : nextEnd;
     }
+    const lineStart = pos;
     const raw = text.slice(pos, lineEnd);
     pos = lineEnd + 2;
     const colon = raw.indexOf(':');
@@ -183,9 +184,20 @@ export function splitHead(buf: Buffer, start: number, end: number): SplitHead {
       }
       name = canonicalHeaderName(rawName);
     }
-    let value = raw.slice(colon + 1);
-    if (folded) value = value.replace(FOLD, ' ');
-    value = value.trim();
+    // The value is cut from the section's text once, already trimmed (a slice and then a
+    // trim of it were two strings per header, on every message).
+    let valueStart = lineStart + colon + 1;
+    let valueEnd = lineEnd;
+    while (valueStart < valueEnd && isAsciiSpace(text.charCodeAt(valueStart))) valueStart++;
+    while (valueEnd > valueStart && isAsciiSpace(text.charCodeAt(valueEnd - 1))) valueEnd--;
+    let value = text.slice(valueStart, valueEnd);
+    // Folds, and the rare value that starts or ends with a non-ASCII character (which trim()
+    // may also take off), go the long way.
+    if (
+      folded ||
+      (value.length > 0 && (value.charCodeAt(0) > 127 || value.charCodeAt(value.length - 1) > 127))
+    )
+      value = value.replace(FOLD, ' ').trim();
     headers.push(new ReceivedHeader(name, value, raw, name, value));
     if (name === 'content-length') {
       // RFC 3261 20.14: Content-Length = 1*DIGIT; "-999" or "abc" cannot be trusted.
@@ -201,6 +213,11 @@ export function splitHead(buf: Buffer, start: number, end: number): SplitHead {
     }
   }
   return result;
+}
+
+/** The ASCII characters String.prototype.trim takes off (tab, line breaks, VT, FF, space). */
+function isAsciiSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13);
 }
 
 /** NUL is only legal escaped as a quoted-pair inside a quoted string (RFC 3261 25.1; RFC 4475 intmeth). */

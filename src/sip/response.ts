@@ -1,4 +1,4 @@
-import { ReceivedHeader, type SipHeader, SipMessage } from './message.js';
+import { type SipHeader, SipMessage } from './message.js';
 import type { ParseError } from './parser.js';
 
 /** Reason phrases of RFC 3261 21 and the extensions Parley speaks. */
@@ -106,6 +106,9 @@ const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
  * Builds a response to `req` (RFC 3261 8.2.6): Via values copied unchanged and in order,
  * From, Call-ID and CSeq copied, To copied with a tag added if given and absent; Timestamp
  * echoed in 100 (8.2.6.1); Record-Route copied in dialog-creating responses (12.1.1).
+ * The copied headers are the request's own header objects, not copies (no allocation per
+ * header on every response): change a response's header with SipMessage.set and its kin,
+ * which replace the object, never by writing to the shared object's value.
  */
 export function createResponse(
   req: SipMessage,
@@ -123,7 +126,7 @@ export function createResponse(
   for (const h of req.headers) {
     switch (h.name) {
       case 'via':
-        headers.push(copyHeader(h));
+        headers.push(h);
         break;
       case 'from':
         from ??= h;
@@ -145,13 +148,13 @@ export function createResponse(
         break;
     }
   }
-  if (from !== undefined) headers.push(copyHeader(from));
+  if (from !== undefined) headers.push(from);
   if (to !== undefined) headers.push(addToTag(to, status, opts.toTag));
-  if (callId !== undefined) headers.push(copyHeader(callId));
-  if (cseq !== undefined) headers.push(copyHeader(cseq));
-  if (status === 100 && timestamp !== undefined) headers.push(copyHeader(timestamp));
+  if (callId !== undefined) headers.push(callId);
+  if (cseq !== undefined) headers.push(cseq);
+  if (status === 100 && timestamp !== undefined) headers.push(timestamp);
   if (status > 100 && status < 300 && DIALOG_CREATING.has(req.method)) {
-    for (const rr of recordRoutes) headers.push(copyHeader(rr));
+    for (const rr of recordRoutes) headers.push(rr);
   }
   if (opts.headers !== undefined) {
     for (const h of opts.headers) headers.push({ name: h.name, value: h.value });
@@ -162,14 +165,8 @@ export function createResponse(
   return SipMessage.response(status, reason ?? reasonPhrase(status), headers, body);
 }
 
-function copyHeader(h: SipHeader): SipHeader {
-  return h instanceof ReceivedHeader
-    ? new ReceivedHeader(h.name, h.value, h.raw, h.rawName, h.rawValue)
-    : { name: h.name, value: h.value };
-}
-
 function addToTag(to: SipHeader, status: number, toTag: string | undefined): SipHeader {
-  if (toTag === undefined || status === 100 || hasTagParam(to.value)) return copyHeader(to);
+  if (toTag === undefined || status === 100 || hasTagParam(to.value)) return to;
   return { name: 'to', value: `${to.value};tag=${toTag}` };
 }
 

@@ -200,7 +200,7 @@ describe('SipMessage serialization', () => {
     const m = parsed();
     const copy = m.clone();
     copy.prepend('via', 'SIP/2.0/TCP p2.example.com;branch=z9hG4bKc');
-    copy.headers.find((h) => h.name === 'to')!.value = '<sip:bob@example.com>;tag=2';
+    copy.set('to', '<sip:bob@example.com>;tag=2');
     expect(m.getAll('via')).toHaveLength(2);
     expect(m.to.tag).toBeUndefined();
     expect(copy.to.tag).toBe('2');
