@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { createBranch, isOwnBranch } from '../sip/ids.js';
 import type { SipMessage } from '../sip/message.js';
 import { type ParsedUriSlot, parseNameAddr } from '../sip/nameaddr.js';
+import { ownString } from '../sip/own-string.js';
 import { parseUri, type SipUri, uriAor } from '../sip/uri.js';
 import type { ServerTransaction, TransactionLayer, TransactionUser } from '../transaction/layer.js';
 import type { Flow, TransportName } from '../transport/flow.js';
@@ -276,7 +277,7 @@ export class ProxyCore implements TransactionUser {
           return;
         }
         this.rememberContact(request, st.flow);
-        this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(edge) }]);
+        this.forward(request, st, [{ uri: request.uri, resolve: () => this.reach(edge) }]);
       });
       return;
     }
@@ -354,7 +355,7 @@ export class ProxyCore implements TransactionUser {
     party: AuthenticatedParty,
   ): void {
     if (party.aor) request.set('p-asserted-identity', `<sip:${party.aor}>`);
-    this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(hop) }]);
+    this.forward(request, st, [{ uri: request.uri, resolve: () => this.reach(hop) }]);
   }
 
   /** Has this request been through this server before (a Via of ours below the sender's)? */
@@ -585,14 +586,14 @@ export class ProxyCore implements TransactionUser {
       resolve: () => {
         if (b.path.length > 0) {
           const first = parseNameAddr(b.path[0])?.uri;
-          if (first) return this.resolveUri(first);
+          if (first) return this.reach(first);
         }
         if (b.flowId) {
           const flow = this.opts.transport.flow(b.flowId);
-          if (flow && !flow.closed) return Promise.resolve(flow);
+          if (flow && !flow.closed) return flow;
           if (b.flowOnly) return Promise.reject(new Error('flow closed'));
         }
-        return this.resolveUri(b.contact);
+        return this.reach(b.contact);
       },
     };
   }
@@ -601,13 +602,26 @@ export class ProxyCore implements TransactionUser {
   private routeOnward(request: SipMessage, st: ServerTransaction): void {
     const top = request.getAll('route')[0];
     const hop = (top !== undefined ? parseNameAddr(top)?.uri : undefined) ?? request.uri;
-    this.forward(request, st, [{ uri: request.uri, resolve: () => this.resolveUri(hop) }]);
+    this.forward(request, st, [{ uri: request.uri, resolve: () => this.reach(hop) }]);
   }
 
   /** A flow to the next hop named by a URI: a known client flow, or a new connection (RFC 3263 without DNS). */
   resolveUri(uriText: string): Promise<Flow> {
+    const reached = this.reach(uriText);
+    return reached instanceof Promise ? reached : Promise.resolve(reached);
+  }
+
+  /**
+   * resolveUri for a forward target: the flow itself when one is open to the URI's address,
+   * a promise only when a connection has to be made (or the URI cannot be reached). The last
+   * URI reached is remembered with its flow while that stays open: a run of requests to one
+   * endpoint parses its contact once.
+   */
+  private reach(uriText: string): Flow | Promise<Flow> {
     const known = this.contactFlows.get(uriText);
-    if (known && !known.closed) return Promise.resolve(known);
+    if (known && !known.closed) return known;
+    const last = this.lastReached;
+    if (last !== undefined && last.uri === uriText && !last.flow.closed) return last.flow;
     const uri = parseUri(uriText);
     if (!uri) return Promise.reject(new Error(`bad URI ${uriText}`));
     const transportParam = (uri.params.transport ?? '').toLowerCase();
@@ -625,8 +639,13 @@ export class ProxyCore implements TransactionUser {
             ? 'udp'
             : 'tcp';
     const port = uri.port ?? (transport === 'tls' ? 5061 : 5060);
-    return this.opts.transport.connect(transport, uri.host, port);
+    const open = this.opts.transport.findFlow(transport, uri.host, port);
+    if (open === undefined) return this.opts.transport.connect(transport, uri.host, port);
+    this.lastReached = { uri: ownString(uriText), flow: open };
+    return open;
   }
+
+  private lastReached: { uri: string; flow: Flow } | undefined;
 
   /** RFC 3261 11.2: what this server accepts, in Allow, Accept and Supported. */
   private answerOptions(st: ServerTransaction): void {
@@ -683,9 +702,9 @@ export class ProxyCore implements TransactionUser {
     return { pinned, signed };
   }
 
-  private flowOrFail(flowId: string): Promise<Flow> {
+  private flowOrFail(flowId: string): Flow | Promise<Flow> {
     const flow = this.opts.transport.flow(flowId);
-    return flow && !flow.closed ? Promise.resolve(flow) : Promise.reject(new Error('flow gone'));
+    return flow && !flow.closed ? flow : Promise.reject(new Error('flow gone'));
   }
 
   /**

@@ -21,7 +21,8 @@ export interface ForwardTarget {
   uri: string;
   /** Route headers to put on the request (a registered Path, or the rest of a route set). */
   route?: string[];
-  resolve(): Promise<Flow>;
+  /** The flow itself when it is known and open (no promise and no turn of the microtask queue per request). */
+  resolve(): Flow | Promise<Flow>;
 }
 
 interface Branch {
@@ -83,36 +84,53 @@ export class ProxyContext {
       this.sendFinal(createResponse(this.st.request, 480, 'Temporarily Unavailable'));
       return;
     }
+    // Every branch is known before any starts: one whose flow is at hand starts at once, and
+    // its failure must not look like the last branch's.
     for (const target of targets) {
-      const branch: Branch = { target, done: false, provisional: false, cancelPending: false };
-      this.branches.push(branch);
-      this.launch(branch);
+      this.branches.push({ target, done: false, provisional: false, cancelPending: false });
     }
+    const branches = this.branches.slice();
+    for (const branch of branches) this.launch(branch);
   }
 
   private launch(branch: Branch): void {
-    branch.target.resolve().then(
-      (flow) => {
-        // A target whose connection came up after another branch's final response still gets a
-        // non-INVITE (a MESSAGE goes to every endpoint, RFC 3428 via 16.6); an INVITE's pending
-        // branches would only be cancelled (RFC 3261 16.7 step 10), so they are not started.
-        if (this.cancelled || (this.finalSent && this.st.request.method === 'INVITE')) {
-          this.branchDone(branch, undefined);
-          return;
-        }
-        const request = this.buildRequest(branch.target, flow);
-        branch.request = request;
-        const handler: ClientTransactionHandler = {
-          onResponse: (res, ct) => this.onResponse(branch, res, ct),
-          onTimeout: () => this.onTimeout(branch),
-        };
-        branch.ct = this.layer.request(request, flow, handler);
-      },
-      (err: Error) => {
-        this.log.debug({ target: branch.target.uri, err: err.message }, 'target unreachable');
-        this.branchDone(branch, createResponse(this.st.request, 480, 'Temporarily Unavailable'));
-      },
-    );
+    let resolved: Flow | Promise<Flow>;
+    try {
+      resolved = branch.target.resolve();
+    } catch (err) {
+      this.unreachable(branch, err as Error);
+      return;
+    }
+    if (resolved instanceof Promise) {
+      resolved.then(
+        (flow) => this.send(branch, flow),
+        (err: Error) => this.unreachable(branch, err),
+      );
+    } else {
+      this.send(branch, resolved);
+    }
+  }
+
+  private send(branch: Branch, flow: Flow): void {
+    // A target whose connection came up after another branch's final response still gets a
+    // non-INVITE (a MESSAGE goes to every endpoint, RFC 3428 via 16.6); an INVITE's pending
+    // branches would only be cancelled (RFC 3261 16.7 step 10), so they are not started.
+    if (this.cancelled || (this.finalSent && this.st.request.method === 'INVITE')) {
+      this.branchDone(branch, undefined);
+      return;
+    }
+    const request = this.buildRequest(branch.target, flow);
+    branch.request = request;
+    const handler: ClientTransactionHandler = {
+      onResponse: (res, ct) => this.onResponse(branch, res, ct),
+      onTimeout: () => this.onTimeout(branch),
+    };
+    branch.ct = this.layer.request(request, flow, handler);
+  }
+
+  private unreachable(branch: Branch, err: Error): void {
+    this.log.debug({ target: branch.target.uri, err: err.message }, 'target unreachable');
+    this.branchDone(branch, createResponse(this.st.request, 480, 'Temporarily Unavailable'));
   }
 
   /** RFC 3261 16.6 steps 1-8: the copy sent to one target. */
