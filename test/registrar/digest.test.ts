@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   buildChallenge,
@@ -373,6 +374,37 @@ describe('buildChallenge', () => {
     expect(buildChallenge(clock, { realm: 'example.com' }).toTag).not.toBe(
       buildChallenge(clock, { realm: 'example.com' }).toTag,
     );
+  });
+
+  it('keeps at most 16,384 challenges awaiting their answer, the oldest going first, answered ones or not', () => {
+    const manager = new NonceManager({ secret: SECRET });
+    const outstanding = (manager as unknown as { outstanding: Map<string, unknown> }).outstanding;
+    const issued: string[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      issued.push(manager.create('example.com', 'f1'));
+      // Every third answered at once (deleted from the middle), as under load.
+      if (i % 3 === 0) manager.inspect(issued[i]!, 'example.com', 'f1');
+    }
+    for (let i = 0; i < 30_000; i++) issued.push(manager.create('example.com', 'f1'));
+    expect(outstanding.size).toBe(16_384);
+    // The newest are all there, and none older than them.
+    for (const nonce of issued.slice(-16_384)) expect(outstanding.has(nonce)).toBe(true);
+    // Pushed out or answered, a nonce still checks by its signature.
+    expect(manager.inspect(issued[1]!, 'example.com', 'f1').check).toBe('valid');
+  });
+
+  it("a seeded nonce's time and salt are what every server sharing the secret derives, whatever the key's length or script", () => {
+    const issuedAt = 1_700_000_123_456;
+    const clock = new NonceManager({ secret: SECRET, now: () => issuedAt });
+    for (const key of ['z9hG4bKa|192.0.2.1:5060|REGISTER', `${'é'.repeat(400)}|x`, 'a'.repeat(2000)]) {
+      const bytes = Buffer.from(clock.create('example.com', 'u1', { key, issuedAt }), 'base64url');
+      expect(Number(bytes.readBigUInt64BE(0))).toBe(issuedAt);
+      const salt = createHash('sha256')
+        .update(Buffer.concat([SECRET, Buffer.from(`|seed|${issuedAt}|${key}`, 'utf8')]))
+        .digest()
+        .subarray(0, 8);
+      expect(bytes.subarray(8, 16).equals(salt)).toBe(true);
+    }
   });
 
   it('offers SHA-256 then MD5 with one shared nonce (RFC 8760 2.4)', () => {
