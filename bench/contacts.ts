@@ -186,7 +186,7 @@ async function benchEngine(
       line(
         `import (${engine})`,
         importPhase,
-        `${importPhase.status}, ${importPhase.changed} lists written (validate, then write)`,
+        `${importPhase.status}, ${importPhase.changed} lists written (${engine === 'pglite' ? 'while validating, one transaction' : 'validate, then write'})`,
       ),
     );
     if (importReport.phases) log(phasesLine(`import phases (${engine})`, importReport.phases));

@@ -66,8 +66,12 @@ export function encodePrepared(p: PreparedList): string {
 
 /** The list encodePrepared encoded, owned by user (its URI), in stored form. */
 export function decodePreparedList(user: string, encoded: string): ContactList {
+  return decodePrepared(encoded).list(user);
+}
+
+function decodePrepared(encoded: string): ReturnType<typeof preparedFrom> {
   const tab = encoded.indexOf('\t');
-  return preparedFrom(JSON.parse(encoded.slice(0, tab)) as PreparedHeader, encoded, tab + 1).list(user);
+  return preparedFrom(JSON.parse(encoded.slice(0, tab)) as PreparedHeader, encoded, tab + 1);
 }
 
 /** The prepared list of header whose rows start at `at` in text, and a builder of its list. */
@@ -175,7 +179,31 @@ export class ListSpool {
 function decode(record: string): SpooledList {
   const tab = record.indexOf('\t');
   const [userId, aor, line, column, ...header] = JSON.parse(record.slice(0, tab)) as SpoolHeader;
-  const { prepared, list } = preparedFrom(header, record, tab + 1);
+  return spooledList(userId, aor, line, column, preparedFrom(header, record, tab + 1));
+}
+
+/**
+ * A validated list with its owner, as the write takes it, from the encoding a parse worker
+ * made (encodePrepared): what an import writing while it validates hands its writer
+ * without a spool in between.
+ */
+export function validatedList(
+  userId: number,
+  aor: string,
+  line: number,
+  column: number,
+  encodedPrepared: string,
+): SpooledList {
+  return spooledList(userId, aor, line, column, decodePrepared(encodedPrepared));
+}
+
+function spooledList(
+  userId: number,
+  aor: string,
+  line: number,
+  column: number,
+  { prepared, list }: ReturnType<typeof preparedFrom>,
+): SpooledList {
   let built: ContactList | undefined;
   return {
     userId,

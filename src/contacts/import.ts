@@ -11,7 +11,7 @@ import {
   fragmentParser,
   type ParsedForImport,
 } from './import-parse.js';
-import { decodePreparedList, ListSpool, type SpooledList } from './import-spool.js';
+import { decodePreparedList, ListSpool, type SpooledList, validatedList } from './import-spool.js';
 import { type ContactListChange, mergeContactLists, replaceContactLists } from './lists.js';
 import type { ContactList, XmlProblem } from './model.js';
 import { scanContactListStream, type UserFragment } from './xml-document.js';
@@ -36,6 +36,11 @@ import { type ContactListLimits, DEFAULT_LIMITS } from './xml-parse.js';
  * committed are "unchanged", the others are written, nothing is doubled.
  * A dry run does phase 2 inside transactions that are rolled back, so it reports exactly
  * what a real run would change.
+ *
+ * With writeWhileValidating the two phases run at once instead, in one transaction: each
+ * batch is written as soon as it has validated, and the transaction commits only once the
+ * whole file has. A bad file is then rolled back (nothing it held was ever visible), and a
+ * killed import leaves nothing: re-running it is the resume.
  */
 export type ImportMode = 'merge' | 'replace';
 
@@ -83,6 +88,17 @@ export interface ImportOptions {
   checks?: ImportCheck[];
   /** Folder for the spool of validated lists (default: the system's temp folder). */
   workDir?: string;
+  /**
+   * Write each batch as soon as it has validated, all in one transaction that commits only
+   * when the whole file has validated (rolled back otherwise), instead of validating the
+   * whole file into the spool first and then writing a batch per transaction. Owner
+   * lookups and writes share that transaction; each batch is a savepoint of it, so a
+   * failing batch is still retried user by user. For the embedded store opened by this
+   * process, whose engine runs on this thread while the parse workers use the other cores:
+   * its writing then overlaps the file's parsing. It holds the store's one session, and
+   * every written list's lock, until the end.
+   */
+  writeWhileValidating?: boolean;
   onProgress?: (event: { phase: 'validate' | 'write'; users: number }) => void;
   /** Keep at most this many entries in successes[] (default 10,000); counts stay exact. */
   maxSuccessEntries?: number;
@@ -133,7 +149,9 @@ export interface ImportResult {
   /**
    * Where the time went, in wall and CPU seconds of this process (on the embedded store
    * PGlite runs in it, so its work is included; PostgreSQL's own work is not): the
-   * validation phase, the owner lookups within it, and the write phase.
+   * validation phase, the owner lookups within it, and the write phase. Writing while
+   * validating, validate is the pass that reads, validates and writes, and write what is
+   * left once the file has validated (the last batch and the commit).
    */
   phases: ImportPhases;
 }
@@ -182,40 +200,96 @@ export async function importContactLists(store: ImportStore, options: ImportOpti
     phases: { validate: newPhase(), ownerLookup: newPhase(), write: newPhase() },
   };
   const before = await stat(options.file);
-  const spool = await ListSpool.create(options.workDir);
-  try {
-    await timed(result.phases.validate, async () => {
-      await validateFile(store, options, limits, result, spool);
-      await spool.finish();
-    });
+  /** Once validation ended: whether the whole file is good (errors sorted, written lists dropped when not). */
+  const validated = async (): Promise<boolean> => {
     const after = await stat(options.file);
     if (result.errors.length === 0 && (after.size !== before.size || after.mtimeMs !== before.mtimeMs)) {
       result.errors.push({ line: 1, column: 1, reason: 'the file changed while it was being read' });
     }
-    if (result.errors.length > 0) {
-      result.errors.sort((a, b) => a.line - b.line || a.column - b.column);
-      result.failures = [];
-      return result;
+    if (result.errors.length === 0) return true;
+    result.errors.sort((a, b) => a.line - b.line || a.column - b.column);
+    Object.assign(result, { imported: 0, changed: 0, unchanged: 0, successes: [], failures: [] });
+    result.successesTruncated = false;
+    return false;
+  };
+  if (options.writeWhileValidating) {
+    try {
+      await store.transaction(async (repos) => {
+        // Every batch a savepoint of this transaction (nested transactions reuse it).
+        const tx: ImportStore = { contactLists: repos.contactLists, transaction: (fn) => fn(repos) };
+        const writer = batchWriter(tx, options, mode, result, { writers: 1, savepoint: true, dryRun: false });
+        try {
+          await timed(result.phases.validate, () =>
+            validateFile(tx, options, limits, result, (owner, line, column, prepared) =>
+              writer.add(validatedList(owner.id, owner.aor, line, column, prepared)),
+            ),
+          );
+        } catch (err) {
+          await writer.abandon();
+          throw err;
+        }
+        if (!(await validated())) {
+          await writer.abandon();
+          throw new RollbackImport();
+        }
+        await timed(result.phases.write, () => writer.finish());
+        if (result.dryRun) throw new RollbackImport();
+      });
+    } catch (err) {
+      if (!(err instanceof RollbackImport)) throw err;
     }
-    await timed(result.phases.write, () => writeSpooled(store, options, mode, result, spool));
-  } finally {
-    await spool.remove();
+    if (result.errors.length > 0) return result;
+  } else {
+    const spool = await ListSpool.create(options.workDir);
+    try {
+      await timed(result.phases.validate, async () => {
+        await validateFile(store, options, limits, result, (owner, line, column, prepared) =>
+          spool.appendEncoded(owner.id, owner.aor, line, column, prepared),
+        );
+        await spool.finish();
+      });
+      if (!(await validated())) return result;
+      const writers = Math.max(1, Math.floor(options.writers ?? 1));
+      const writer = batchWriter(store, options, mode, result, {
+        writers,
+        savepoint: false,
+        dryRun: result.dryRun,
+      });
+      await timed(result.phases.write, async () => {
+        try {
+          for await (const user of spool.entries()) await writer.add(user);
+        } catch (err) {
+          await writer.abandon();
+          throw err;
+        }
+        await writer.finish();
+      });
+    } finally {
+      await spool.remove();
+    }
   }
   result.status = result.failures.length === 0 ? 'complete' : result.imported === 0 ? 'failed' : 'partial';
   return result;
 }
 
+/** Thrown to roll back an import writing while it validates: the file was bad, or it was a dry run. */
+class RollbackImport extends Error {}
+
+/** Takes a validated list of a known owner, its list as a parse worker encoded it (encodePrepared). */
+type AcceptList = (owner: ContactListOwner, line: number, column: number, prepared: string) => Promise<void>;
+
 /**
  * Phase 1: reads the file once, parses each user once, looks its owner up once (a batch at
- * a time), runs the checks, and spools the lists to write. Problems go to result.errors;
- * unknown users to result.failures.
+ * a time), runs the checks, and hands the lists to write to accept (the spool, or the
+ * writer of an import writing while it validates), in file order, until the file is known
+ * to be bad. Problems go to result.errors; unknown users to result.failures.
  */
 async function validateFile(
   store: ImportStore,
   options: ImportOptions,
   limits: ContactListLimits,
   result: ImportResult,
-  spool: ListSpool,
+  accept: AcceptList,
 ): Promise<void> {
   const only = options.user ? normalizeAor(options.user) : undefined;
   const checks = options.checks ?? [];
@@ -266,11 +340,9 @@ async function validateFile(
         for (const problem of await check(lists)) addError(result.errors, limits, problem);
       }
     }
-    // Once the file is known to be bad, nothing will be written: stop spooling.
+    // Once the file is known to be bad, nothing will be written: stop handing lists on.
     if (result.errors.length > 0) return;
-    for (const user of owned) {
-      await spool.appendEncoded(user.owner.id, user.owner.aor, user.line, user.column, user.prepared);
-    }
+    for (const user of owned) await accept(user.owner, user.line, user.column, user.prepared);
   };
   const workers = Math.max(0, Math.floor(options.parseWorkers ?? 0));
   const parser = fragmentParser(workers, limits);
@@ -291,28 +363,31 @@ async function validateFile(
 }
 
 /**
- * Phase 2: writes the spooled lists, a batch of users per transaction, options.writers
- * batches at once. Results are taken in file order whatever order the batches finish in,
- * so successes[] and progress read as with one writer.
+ * Phase 2: writes validated lists as they are added, a batch of users per write, up to
+ * `writers` batches in flight while the next one fills (on one transaction of the
+ * caller's, one, each batch a savepoint of it). Results are taken in file order whatever
+ * order the batches finish in, so successes[] and progress read as with one writer. add()
+ * waits while `writers` batches are in flight: what waits to be written stays bounded.
  */
-async function writeSpooled(
+function batchWriter(
   store: ImportStore,
   options: ImportOptions,
   mode: ImportMode,
   result: ImportResult,
-  spool: ListSpool,
-): Promise<void> {
+  how: { writers: number; savepoint: boolean; dryRun: boolean },
+): { add(user: SpooledList): Promise<void>; finish(): Promise<void>; abandon(): Promise<void> } {
   const maxSuccesses = options.maxSuccessEntries ?? 10_000;
   const batchSize = options.batchSize ?? DEFAULT_BATCH;
-  const writers = Math.max(1, Math.floor(options.writers ?? 1));
-  const write = mode === 'replace' ? replaceContactLists : mergeContactLists;
+  const replace = mode === 'replace';
+  const write: BatchWrite = (repository, lists) =>
+    (replace ? replaceContactLists : mergeContactLists)(repository, lists, { savepoint: how.savepoint });
   let written = 0;
   const deleted = new Set<number>();
   /** Writes one batch; resolves with what it did, for the caller to record in file order. */
   const writeOne = async (batch: SpooledList[]): Promise<BatchOutcome> => {
     const outcome: BatchOutcome = { users: batch.length, done: [], failures: [] };
     try {
-      const done = await writeBatchDroppingDeleted(store, batch, write, result.dryRun, deleted, outcome);
+      const done = await writeBatchDroppingDeleted(store, batch, write, how.dryRun, deleted, outcome);
       for (const [i, user] of done.users.entries()) outcome.done.push([`sip:${user.aor}`, done.changes[i]]);
     } catch (err) {
       // A lost store ends the import (the CLI's DATABASE_UNAVAILABLE); a re-run resumes it.
@@ -327,7 +402,7 @@ async function writeSpooled(
               store,
               [user],
               write,
-              result.dryRun,
+              how.dryRun,
               deleted,
               outcome,
             );
@@ -360,22 +435,37 @@ async function writeSpooled(
     running.catch(() => undefined);
     inFlight.push(running);
   };
-  try {
-    let batch: SpooledList[] = [];
-    for await (const user of spool.entries()) {
+  let batch: SpooledList[] = [];
+  return {
+    async add(user) {
       batch.push(user);
-      if (batch.length < batchSize) continue;
+      if (batch.length < batchSize) return;
       start(batch);
       batch = [];
-      if (inFlight.length >= writers) record(await inFlight.shift()!);
-    }
-    if (batch.length > 0) start(batch);
-    while (inFlight.length > 0) record(await inFlight.shift()!);
-  } catch (err) {
-    await Promise.allSettled(inFlight);
-    throw err;
-  }
+      if (inFlight.length >= how.writers) record(await inFlight.shift()!);
+    },
+    async finish() {
+      if (batch.length > 0) start(batch);
+      batch = [];
+      try {
+        while (inFlight.length > 0) record(await inFlight.shift()!);
+      } catch (err) {
+        await Promise.allSettled(inFlight);
+        throw err;
+      }
+    },
+    async abandon() {
+      batch = [];
+      await Promise.allSettled(inFlight.splice(0));
+    },
+  };
 }
+
+/** What a batch's write is: replaceContactLists or mergeContactLists, with the import's options. */
+type BatchWrite = (
+  repository: ImportStore['contactLists'],
+  lists: SpooledList[],
+) => Promise<ContactListChange[]>;
 
 interface BatchOutcome {
   users: number;
@@ -392,7 +482,7 @@ interface BatchOutcome {
 async function writeBatchDroppingDeleted(
   store: ImportStore,
   users: SpooledList[],
-  write: typeof replaceContactLists,
+  write: BatchWrite,
   dryRun: boolean,
   deleted: Set<number>,
   outcome: BatchOutcome,
@@ -423,7 +513,7 @@ async function writeBatchDroppingDeleted(
 async function writeBatch(
   store: ImportStore,
   users: SpooledList[],
-  write: typeof replaceContactLists,
+  write: BatchWrite,
   dryRun: boolean,
 ): Promise<ContactListChange[]> {
   let changes: ContactListChange[] = [];

@@ -214,6 +214,13 @@ export class ContactListOwnersMissingError extends Error {
 export interface ContactListWriteOptions {
   /** Send a change notification on CONTACT_LISTS_CHANNEL for every new version (default true). */
   notify?: boolean;
+  /**
+   * The write runs inside a longer transaction of the caller's (an import that writes a
+   * whole file in one): it is a savepoint of it, so a write that fails undoes only its own
+   * statements and the caller's transaction goes on (an error otherwise aborts all of it).
+   * Such writes must not run concurrently on one transaction.
+   */
+  savepoint?: boolean;
 }
 
 /**
@@ -413,6 +420,21 @@ export class ContactListRepository {
     if (writes.length === 0) return [];
     const ids = writes.map((w) => w.userId);
     if (new Set(ids).size !== ids.length) throw new Error('a batch writes each user once');
+    if (options.savepoint) {
+      return this.sql.transaction(async (tx) => {
+        await tx.query('SAVEPOINT parley_contact_list_write');
+        let reports: Report[];
+        try {
+          reports = await new ContactListRepository(tx).write(writes, { ...options, savepoint: false });
+        } catch (err) {
+          // Where the connection is lost this fails too: the caller gets the write's own error.
+          await tx.query('ROLLBACK TO SAVEPOINT parley_contact_list_write').catch(() => undefined);
+          throw err;
+        }
+        await tx.query('RELEASE SAVEPOINT parley_contact_list_write');
+        return reports;
+      });
+    }
     return this.sql.transaction(async (tx) => {
       const sorted = [...ids].sort((a, b) => a - b).map(String);
       // Through users, so an id whose user was deleted inserts nothing instead of failing
@@ -431,11 +453,16 @@ export class ContactListRepository {
       // grew with the square of its size (20,000 x 50 on PGlite: 3.18 CPU-s for these reads,
       // against 4.68 for the contacts COPY).
       await tx.query('SET LOCAL enable_seqscan = off');
-      const locked = await tx.query<{ user_id: number | string; aor: string | null }>(
+      // The lock reads the versions too: the lists' read below need not read them again.
+      const locked = await tx.query<{
+        user_id: number | string;
+        aor: string | null;
+        version: number | string;
+      }>(
         carried
-          ? `SELECT user_id, NULL AS aor FROM contact_list_versions
+          ? `SELECT user_id, NULL AS aor, version FROM contact_list_versions
               WHERE user_id = ANY($1::bigint[]) ORDER BY user_id FOR UPDATE`
-          : `SELECT v.user_id, u.aor FROM contact_list_versions v JOIN users u ON u.id = v.user_id
+          : `SELECT v.user_id, u.aor, v.version FROM contact_list_versions v JOIN users u ON u.id = v.user_id
               WHERE v.user_id = ANY($1::bigint[]) ORDER BY v.user_id FOR UPDATE OF v`,
         [sorted],
       );
@@ -450,7 +477,11 @@ export class ContactListRepository {
       // Every list of the batch is read, empty or not: a lock that also probed each user's
       // three tables for rows, to read only those lists, cost PGlite more than the four
       // set-based reads (0.54-0.59 against 0.49 CPU-s at 20,000 users, 3 December 16:38).
-      const currentLists = await readLists(tx, [...owners.values()]);
+      const currentLists = await readLists(
+        tx,
+        [...owners.values()],
+        new Map(locked.rows.map((r) => [Number(r.user_id), Number(r.version)])),
+      );
       const reports: Report[] = [];
       const changed: ChangedList[] = [];
       const versions: { userId: number; version: number }[] = [];
@@ -492,16 +523,23 @@ function emptyList(owner: ContactListOwner, version: number): ContactList {
   return { user: `sip:${owner.aor}`, version, groups: [], contacts: [], accessRules: [] };
 }
 
-async function readLists(sql: Sql, owners: ContactListOwner[]): Promise<Map<number, ContactList>> {
+/** The lists of owners; their versions are read unless the caller has them (by user id). */
+async function readLists(
+  sql: Sql,
+  owners: ContactListOwner[],
+  knownVersions?: Map<number, number>,
+): Promise<Map<number, ContactList>> {
   const lists = new Map<number, ContactList>();
   if (owners.length === 0) return lists;
-  for (const owner of owners) lists.set(owner.id, emptyList(owner, 0));
+  for (const owner of owners) lists.set(owner.id, emptyList(owner, knownVersions?.get(owner.id) ?? 0));
   const ids = owners.map((o) => String(o.id));
   const [versions, groups, contacts, rules] = [
-    await sql.query<{ user_id: number | string; version: number | string }>(
-      'SELECT user_id, version FROM contact_list_versions WHERE user_id = ANY($1::bigint[])',
-      [ids],
-    ),
+    knownVersions
+      ? { rows: [] }
+      : await sql.query<{ user_id: number | string; version: number | string }>(
+          'SELECT user_id, version FROM contact_list_versions WHERE user_id = ANY($1::bigint[])',
+          [ids],
+        ),
     await sql.query<GroupRow>(
       'SELECT user_id, name FROM contact_groups WHERE user_id = ANY($1::bigint[]) ORDER BY user_id, position, name COLLATE "C"',
       [ids],

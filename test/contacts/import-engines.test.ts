@@ -3,10 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportContactLists } from '../../src/contacts/export.js';
-import { importContactLists } from '../../src/contacts/import.js';
+import { type ImportOptions, importContactLists } from '../../src/contacts/import.js';
 import { replaceContactList } from '../../src/contacts/lists.js';
 import type { ContactList } from '../../src/contacts/model.js';
-import { ContactListRepository, orderContactList } from '../../src/store/contact-lists.js';
+import {
+  CONTACT_LISTS_CHANNEL,
+  ContactListRepository,
+  orderContactList,
+} from '../../src/store/contact-lists.js';
 import { migrate } from '../../src/store/migrate.js';
 import { openDatabase } from '../../src/store/open.js';
 import { createPostgresDatabase } from '../../src/store/postgres.js';
@@ -26,7 +30,13 @@ import { startTestPostgres, type TestPostgres } from '../support/postgres.js';
  * The import's guarantees on both engines (the embedded store through COPY FROM a blob,
  * PostgreSQL through COPY FROM STDIN, and without COPY as through the embedded socket): the same rows as the source, nothing written from a
  * file whose bad element comes after several batches of owner lookups, and a killed import
- * that a re-run finishes with nothing lost or doubled.
+ * that a re-run finishes with nothing lost or doubled. Then the same of an import that
+ * writes while it validates (writeWhileValidating: one transaction, each batch written as
+ * soon as it validated, committed once the whole file has): a file rejected after batches
+ * were written leaves the stored lists, their versions (and their times) and the
+ * notifications as they were; a killed import leaves nothing and its re-run writes
+ * everything once; a dry run writes nothing; a batch that fails inside the transaction is
+ * retried user by user and undoes only itself.
  */
 // More users than a batch of owner lookups (200): the bad element is met in a later batch.
 const USERS = 450;
@@ -47,6 +57,15 @@ async function storedRows(db: Database): Promise<number> {
     `SELECT (SELECT count(*) FROM contacts) + (SELECT count(*) FROM contact_groups)
           + (SELECT count(*) FROM access_rules) + (SELECT count(*) FROM contact_list_versions) AS n`,
   );
+}
+
+/** Every stored row of the lists and their versions, the versions' times included. */
+async function storedState(db: Database): Promise<string> {
+  const { rows } = await db.query(
+    `SELECT u.aor, v.version, v.updated_at::text AS at FROM contact_list_versions v
+       JOIN users u ON u.id = v.user_id ORDER BY u.aor COLLATE "C"`,
+  );
+  return `${await contents(db)}\n${JSON.stringify(rows)}`;
 }
 
 beforeAll(async () => {
@@ -102,6 +121,33 @@ const engines: [string, () => Promise<Database>][] = [
   ],
 ];
 
+/**
+ * `text` with its last <user>'s first contact stripped of its uri, written as late-bad-NAME.xml:
+ * a file whose problem is found after 400 lists were validated. Returns the file and the line.
+ */
+function lateBadFile(text: string, name: string): { bad: string; line: number } {
+  const at = text.indexOf('<contact uri=', text.lastIndexOf('<user '));
+  const bad = join(dir, `late-bad-${name}.xml`);
+  writeFileSync(bad, `${text.slice(0, at)}<contact x=${text.slice(at + '<contact uri='.length)}`);
+  return { bad, line: text.slice(0, at).split('\n').length };
+}
+
+/** An import of the file, in batches of 50, that dies (the process killed) after its third batch was written. */
+async function killedAfterThirdBatch(db: Database, options: Partial<ImportOptions> = {}): Promise<void> {
+  let batches = 0;
+  await expect(
+    importContactLists(createStore(db), {
+      file,
+      mode: 'merge',
+      batchSize: 50,
+      ...options,
+      onProgress: (p) => {
+        if (p.phase === 'write' && ++batches === 3) throw new Error('killed');
+      },
+    }),
+  ).rejects.toThrow('killed');
+}
+
 describe.each(engines)('contact-list import on %s', (name, open) => {
   async function target(): Promise<Database> {
     const db = await open();
@@ -126,17 +172,10 @@ describe.each(engines)('contact-list import on %s', (name, open) => {
   it('writes nothing when the bad element is the last of the file', async () => {
     const db = await target();
     try {
-      // The last <user>'s first contact loses its uri: found after 400 lists were validated.
-      const text = readFileSync(file, 'utf8');
-      const at = text.indexOf('<contact uri=', text.lastIndexOf('<user '));
-      const bad = join(dir, `late-bad-${name}.xml`);
-      writeFileSync(bad, `${text.slice(0, at)}<contact x=${text.slice(at + '<contact uri='.length)}`);
+      const { bad, line } = lateBadFile(readFileSync(file, 'utf8'), name);
       const result = await importContactLists(createStore(db), { file: bad, mode: 'replace', batchSize: 20 });
       expect(result.status).toBe('invalid');
-      expect(result.errors[0]).toMatchObject({
-        line: text.slice(0, at).split('\n').length,
-        reason: expect.stringContaining('uri'),
-      });
+      expect(result.errors[0]).toMatchObject({ line, reason: expect.stringContaining('uri') });
       expect(result).toMatchObject({ imported: 0, changed: 0, successes: [], failures: [] });
       expect(await storedRows(db)).toBe(0);
     } finally {
@@ -147,18 +186,7 @@ describe.each(engines)('contact-list import on %s', (name, open) => {
   it('a killed import is finished by running it again: nothing lost, nothing doubled', async () => {
     const db = await target();
     try {
-      let batches = 0;
-      await expect(
-        importContactLists(createStore(db), {
-          file,
-          mode: 'merge',
-          batchSize: 50,
-          onProgress: (p) => {
-            // The process dies after its third batch committed.
-            if (p.phase === 'write' && ++batches === 3) throw new Error('killed');
-          },
-        }),
-      ).rejects.toThrow('killed');
+      await killedAfterThirdBatch(db);
       const written = await queryNumber(db, 'SELECT count(DISTINCT user_id) AS n FROM contacts');
       expect(written).toBeGreaterThanOrEqual(150);
       expect(written).toBeLessThan(USERS);
@@ -170,6 +198,119 @@ describe.each(engines)('contact-list import on %s', (name, open) => {
         unchanged: written,
       });
       expect(await contents(db)).toBe(expected);
+    } finally {
+      await db.close();
+    }
+  });
+
+  /** As the command on the embedded store: written while validated, one transaction. */
+  const streamed = (options: ImportOptions) => ({ ...options, writeWhileValidating: true });
+
+  it('writing while validating: a file rejected after batches were written leaves lists, versions and notifications as they were', async () => {
+    const db = await target();
+    try {
+      await importContactLists(createStore(db), { file, mode: 'replace' });
+      const before = await storedState(db);
+      // Every list of the bad file differs from the stored one (so each batch rewrites rows,
+      // bumps versions and queues notifications), and its last <user> is bad.
+      const text = readFileSync(file, 'utf8').replaceAll('subscribed="true"', 'subscribed="false"');
+      const { bad, line } = lateBadFile(text, `${name}-changed`);
+      const heard: string[] = [];
+      const stop = await db.listen(CONTACT_LISTS_CHANNEL, (aor) => heard.push(aor));
+      try {
+        let written = 0;
+        const result = await importContactLists(
+          createStore(db),
+          streamed({
+            file: bad,
+            mode: 'replace',
+            batchSize: 20,
+            onProgress: (p) => {
+              if (p.phase === 'write') written = p.users;
+            },
+          }),
+        );
+        expect(written).toBeGreaterThanOrEqual(400);
+        expect(result.status).toBe('invalid');
+        expect(result.errors[0]).toMatchObject({ line, reason: expect.stringContaining('uri') });
+        expect(result).toMatchObject({ imported: 0, changed: 0, successes: [], failures: [] });
+        // A notification sent after the import arrives after any the import could have sent.
+        await db.notify(CONTACT_LISTS_CHANNEL, 'end of the test');
+        await expect.poll(() => heard.includes('end of the test'), { timeout: 10_000 }).toBe(true);
+        expect(heard).toEqual(['end of the test']);
+      } finally {
+        await stop();
+      }
+      expect(await storedState(db)).toBe(before);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('writing while validating: a killed import leaves nothing, and running it again writes every list once', async () => {
+    const db = await target();
+    try {
+      await killedAfterThirdBatch(db, { writeWhileValidating: true });
+      expect(await queryNumber(db, 'SELECT count(*) AS n FROM contacts')).toBe(0);
+      expect(await queryNumber(db, 'SELECT count(*) AS n FROM contact_list_versions')).toBe(0);
+      const again = await importContactLists(
+        createStore(db),
+        streamed({ file, mode: 'merge', batchSize: 40 }),
+      );
+      expect(again).toMatchObject({ status: 'complete', imported: USERS, changed: USERS, unchanged: 0 });
+      expect(await contents(db)).toBe(expected);
+      const third = await importContactLists(createStore(db), streamed({ file, mode: 'replace' }));
+      expect(third).toMatchObject({ status: 'complete', imported: USERS, changed: 0, unchanged: USERS });
+      expect(await contents(db)).toBe(expected);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('writing while validating: a dry run reports what would change and writes nothing', async () => {
+    const db = await target();
+    try {
+      const result = await importContactLists(
+        createStore(db),
+        streamed({ file, mode: 'replace', dryRun: true, batchSize: 100 }),
+      );
+      expect(result).toMatchObject({ status: 'complete', imported: USERS, changed: USERS, dryRun: true });
+      expect(await queryNumber(db, 'SELECT count(*) AS n FROM contact_list_versions')).toBe(0);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('writing while validating: a batch failing inside the transaction is retried user by user and undoes only itself', async () => {
+    const db = await target();
+    try {
+      // The store refuses one user's contacts: its batch fails, then its user alone.
+      await db.exec(`
+        CREATE FUNCTION refuse_user7() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.user_id = (SELECT id FROM users WHERE aor = 'user7@example.com') THEN
+            RAISE EXCEPTION 'refused for the test';
+          END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_user7 BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION refuse_user7();`);
+      const result = await importContactLists(
+        createStore(db),
+        streamed({ file, mode: 'replace', batchSize: 25 }),
+      );
+      expect(result).toMatchObject({ status: 'partial', imported: USERS - 1, changed: USERS - 1 });
+      expect(result.failures).toEqual([
+        expect.objectContaining({
+          user: 'sip:user7@example.com',
+          code: 'WRITE_FAILED',
+          reason: expect.stringContaining('refused for the test'),
+        }),
+      ]);
+      const user7 = "(SELECT id FROM users WHERE aor = 'user7@example.com')";
+      expect(
+        await queryNumber(db, `SELECT count(*) AS n FROM contact_list_versions WHERE user_id = ${user7}`),
+      ).toBe(0);
+      expect(await queryNumber(db, 'SELECT count(DISTINCT user_id) AS n FROM contacts')).toBe(USERS - 1);
     } finally {
       await db.close();
     }
