@@ -297,8 +297,20 @@ export interface DigestChallenge {
   toTag: string;
 }
 
-/** Quoted-string with `"` and `\` escaped as quoted-pairs (RFC 3261 25.1). */
+let lastQuoted = { value: '', quoted: '""' };
+
+/**
+ * Quoted-string with `"` and `\` escaped as quoted-pairs (RFC 3261 25.1). The last one is
+ * remembered: every challenge quotes the same realm.
+ */
 function quote(value: string): string {
+  if (value === lastQuoted.value) return lastQuoted.quoted;
+  const quoted = quoteOnce(value);
+  lastQuoted = { value, quoted };
+  return quoted;
+}
+
+function quoteOnce(value: string): string {
   let out = '"';
   for (const ch of value) {
     if (ch === '"' || ch === '\\') out += '\\';
