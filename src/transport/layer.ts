@@ -165,6 +165,8 @@ export class TransportLayer {
   /** UDP peers by `address|port`, and by flow id. */
   private readonly udpPeers = new Map<string, UdpFlow>();
   private readonly udpById = new Map<string, UdpFlow>();
+  /** The peer of the last datagram (still in udpPeers). */
+  private lastUdpPeer?: UdpFlow;
   private udpSocket?: DgramSocket;
   /** Sends a turn's datagrams together; a dual-stack (udp6) socket reaches an IPv4 peer at its IPv4-mapped address. */
   private udpSender?: TurnBatchedUdpSender;
@@ -304,6 +306,10 @@ export class TransportLayer {
     const socket = this.udpSocket;
     const local = this.udpLocal;
     if (!socket || !local) return undefined;
+    // The peer of the last datagram first: a client sends many in a row, and the key below is
+    // a new string, hashed again, each time (1.2 us a REGISTER call over UDP at 18:38).
+    const last = this.lastUdpPeer;
+    if (last !== undefined && last.remotePort === port && last.remoteAddress === address) return last;
     const key = `${address}|${port}`;
     let flow = this.udpPeers.get(key);
     if (!flow) {
@@ -311,6 +317,7 @@ export class TransportLayer {
       this.udpPeers.set(key, flow);
       this.udpById.set(flow.id, flow);
     }
+    this.lastUdpPeer = flow;
     return flow;
   }
 
@@ -401,6 +408,7 @@ export class TransportLayer {
     this.udpSocket = undefined;
     this.udpPeers.clear();
     this.udpById.clear();
+    this.lastUdpPeer = undefined;
     for (const wss of this.wsServers) wss.close();
     for (const record of this.flows.values()) record.flow.close();
     this.flows.clear();
@@ -458,18 +466,20 @@ export class TransportLayer {
     this.udpLocal = { address: stripV4Mapped(address.address), port: address.port };
     this.listening.push({ transport: 'udp', host: at.host, port: address.port });
     const idleMs = this.opts.udpFlowIdleMs ?? DEFAULT_UDP_FLOW_IDLE_MS;
-    this.udpSweep = setInterval(() => {
-      const now = Date.now();
-      const crowded = this.udpPeers.size > UDP_FLOWS_SOFT_LIMIT;
-      for (const [key, flow] of this.udpPeers) {
-        const idle = now - flow.lastActive;
-        if (idle > idleMs || (crowded && idle > 60_000)) {
-          this.udpPeers.delete(key);
-          this.udpById.delete(flow.id);
-        }
-      }
-    }, 30_000);
+    this.udpSweep = setInterval(() => this.forgetIdleUdpPeers(Date.now(), idleMs), 30_000);
     this.udpSweep.unref();
+  }
+
+  private forgetIdleUdpPeers(now: number, idleMs: number): void {
+    const crowded = this.udpPeers.size > UDP_FLOWS_SOFT_LIMIT;
+    for (const [key, flow] of this.udpPeers) {
+      const idle = now - flow.lastActive;
+      if (idle > idleMs || (crowded && idle > 60_000)) {
+        this.udpPeers.delete(key);
+        this.udpById.delete(flow.id);
+        if (flow === this.lastUdpPeer) this.lastUdpPeer = undefined;
+      }
+    }
   }
 
   /**

@@ -132,3 +132,49 @@ it('sends to a peer named by address or by name (the name through dns.lookup)', 
   await expect.poll(() => got.length).toBe(2);
   expect(got.sort()).toEqual(['to the address', 'to the name']);
 });
+
+it('keeps one flow per peer, datagrams from several peers interleaved, and a new one once the idle sweep forgot it', async () => {
+  const flows: Flow[] = [];
+  const {
+    transport,
+    port: serverPort,
+    client,
+  } = await udpLayer((_message, flow) => {
+    flows.push(flow);
+  });
+  const other: Socket = createSocket('udp4');
+  other.bind(0, '127.0.0.1');
+  await once(other, 'listening');
+  cleanup.push(() => {
+    other.close();
+  });
+  const send = (from: Socket, n: number) =>
+    new Promise<void>((resolve) =>
+      from.send(options(n, from.address().port), serverPort, '127.0.0.1', () => resolve()),
+    );
+  for (const [from, n] of [
+    [client, 1],
+    [client, 2],
+    [other, 3],
+    [client, 4],
+  ] as const) {
+    await send(from, n);
+    await expect.poll(() => flows.length).toBe(n);
+  }
+  expect(flows[1]).toBe(flows[0]);
+  expect(flows[2]).not.toBe(flows[0]);
+  expect(flows[2]?.remotePort).toBe(other.address().port);
+  expect(flows[3]).toBe(flows[0]);
+  expect(transport.flow(flows[0]!.id)).toBe(flows[0]);
+  // The idle sweep forgets the client's flow (its id no longer names it); the next datagram
+  // from the client makes a new one, found by its id.
+  (transport as unknown as { forgetIdleUdpPeers(now: number, idleMs: number): void }).forgetIdleUdpPeers(
+    Date.now() + 10_000,
+    1_000,
+  );
+  expect(transport.flow(flows[0]!.id)).toBeUndefined();
+  await send(client, 5);
+  await expect.poll(() => flows.length).toBe(5);
+  expect(flows[4]).not.toBe(flows[0]);
+  expect(transport.flow(flows[4]!.id)).toBe(flows[4]);
+});
