@@ -375,7 +375,22 @@ const EQUALS = 0x3d;
 const COMMA = 0x2c;
 const DQUOTE = 0x22;
 
-const KNOWN_PARAMS = new Set([
+/** The directives parseAuthorization keeps, by name; any other is skipped (RFC 7616 3.4). */
+interface Directives {
+  username?: string;
+  realm?: string;
+  nonce?: string;
+  uri?: string;
+  response?: string;
+  algorithm?: string;
+  qop?: string;
+  nc?: string;
+  cnonce?: string;
+  opaque?: string;
+  userhash?: string;
+}
+
+const KNOWN_DIRECTIVES: ReadonlySet<string> = new Set([
   'username',
   'realm',
   'nonce',
@@ -393,7 +408,8 @@ const KNOWN_PARAMS = new Set([
  * Parses an Authorization / Proxy-Authorization value (RFC 3261 25.1 `credentials`, RFC 7616
  * 3.4). A single left-to-right scan, no regular expressions, so hostile input costs linear
  * time. Parameter names are case-insensitive; unknown parameters are skipped (RFC 7616 3.4:
- * "any unrecognized directive MUST be ignored"); a known one given twice is an error.
+ * "any unrecognized directive MUST be ignored"); a known one given twice is an error. The
+ * directives go into one object with a field each (no Map per request).
  */
 export function parseAuthorization(headerValue: string): AuthorizationParse {
   const s = headerValue;
@@ -403,7 +419,20 @@ export function parseAuthorization(headerValue: string): AuthorizationParse {
   i = schemeEnd;
   if (i >= s.length || !isWhitespace(s.charCodeAt(i))) return { error: 'malformed Digest credentials' };
 
-  const params = new Map<string, string>();
+  // Every field set from the start: one object shape whatever order a client sends them in.
+  const params: Directives = {
+    username: undefined,
+    realm: undefined,
+    nonce: undefined,
+    uri: undefined,
+    response: undefined,
+    algorithm: undefined,
+    qop: undefined,
+    nc: undefined,
+    cnonce: undefined,
+    opaque: undefined,
+    userhash: undefined,
+  };
   for (;;) {
     i = skipWhitespace(s, i);
     if (i >= s.length) break;
@@ -425,9 +454,10 @@ export function parseAuthorization(headerValue: string): AuthorizationParse {
       value = s.slice(i, valueEnd);
       i = valueEnd;
     }
-    if (KNOWN_PARAMS.has(name)) {
-      if (params.has(name)) return { error: `parameter ${name} given twice` };
-      params.set(name, value);
+    if (KNOWN_DIRECTIVES.has(name)) {
+      const key = name as keyof Directives;
+      if (params[key] !== undefined) return { error: `parameter ${name} given twice` };
+      params[key] = value;
     }
     i = skipWhitespace(s, i);
     if (i >= s.length) break;
@@ -435,43 +465,33 @@ export function parseAuthorization(headerValue: string): AuthorizationParse {
     i++;
   }
 
-  for (const required of ['username', 'realm', 'nonce', 'uri', 'response'] as const) {
-    if (!params.has(required)) return { error: `missing ${required}` };
-  }
+  const { username, realm, nonce, uri, response } = params;
+  if (username === undefined) return { error: 'missing username' };
+  if (realm === undefined) return { error: 'missing realm' };
+  if (nonce === undefined) return { error: 'missing nonce' };
+  if (uri === undefined) return { error: 'missing uri' };
+  if (response === undefined) return { error: 'missing response' };
 
   // RFC 7616 3.4: absent algorithm means MD5. The -sess variants need per-session state and
   // are not offered in our challenges, so a client must not use them.
-  const algorithmRaw = params.get('algorithm');
+  const algorithmRaw = params.algorithm;
   let algorithm: DigestAlgorithm;
   if (algorithmRaw === undefined || algorithmRaw.toUpperCase() === 'MD5') algorithm = 'MD5';
   else if (algorithmRaw.toUpperCase() === 'SHA-256') algorithm = 'SHA-256';
-  else
-    return {
-      error: `unsupported algorithm ${algorithmRaw}`,
-      algorithm: algorithmRaw,
-      username: params.get('username'),
-    };
+  else return { error: `unsupported algorithm ${algorithmRaw}`, algorithm: algorithmRaw, username };
 
   // RFC 7616 userhash: we never offer it, so a hashed username cannot be looked up.
-  const userhash = params.get('userhash');
+  const userhash = params.userhash;
   if (userhash !== undefined && userhash.toLowerCase() === 'true')
     return { error: 'userhash is not supported' };
 
-  const creds: DigestCredentials = {
-    username: params.get('username')!,
-    realm: params.get('realm')!,
-    nonce: params.get('nonce')!,
-    uri: params.get('uri')!,
-    response: params.get('response')!,
-    algorithm,
-  };
+  const creds: DigestCredentials = { username, realm, nonce, uri, response, algorithm };
 
-  const qop = params.get('qop');
+  const qop = params.qop;
   if (qop !== undefined) {
     const qopValue = qop.toLowerCase();
     if (qopValue !== 'auth' && qopValue !== 'auth-int') return { error: `unsupported qop ${qop}` };
-    const nc = params.get('nc');
-    const cnonce = params.get('cnonce');
+    const { nc, cnonce } = params;
     if (nc === undefined) return { error: 'missing nc' };
     if (cnonce === undefined) return { error: 'missing cnonce' };
     if (nc.length !== 8 || !isHex(nc)) return { error: 'nc must be 8 hexadecimal digits' };
@@ -479,8 +499,7 @@ export function parseAuthorization(headerValue: string): AuthorizationParse {
     creds.nc = nc;
     creds.cnonce = cnonce;
   }
-  const opaque = params.get('opaque');
-  if (opaque !== undefined) creds.opaque = opaque;
+  if (params.opaque !== undefined) creds.opaque = params.opaque;
   return creds;
 }
 

@@ -99,6 +99,9 @@ export interface ResponseOptions {
   contentType?: string;
 }
 
+/** The body of most responses, shared (bodies are never written into: SipMessage.body). */
+const NO_BODY = Buffer.alloc(0);
+
 /** Methods whose 101-299 responses establish a dialog (RFC 3261 12.1.1, RFC 6665 4.1.2, RFC 3515). */
 const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
 
@@ -159,7 +162,7 @@ export function createResponse(
   if (opts.headers !== undefined) {
     for (const h of opts.headers) headers.push({ name: h.name, value: h.value });
   }
-  const body = opts.body ?? Buffer.alloc(0);
+  const body = opts.body ?? NO_BODY;
   if (opts.contentType !== undefined) headers.push({ name: 'content-type', value: opts.contentType });
   headers.push({ name: 'content-length', value: String(body.length) });
   return SipMessage.response(status, reason ?? reasonPhrase(status), headers, body);
