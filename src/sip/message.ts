@@ -7,11 +7,16 @@ import { parseVia, type Via } from './via.js';
 
 export type SipMethod = string;
 
+/**
+ * One header line. Read-only: responses and clones share their request's header objects
+ * (createResponse, SipMessage.clone), so a header is changed by replacing its object
+ * (set, append, prepend, remove), which the compiler enforces here.
+ */
 export interface SipHeader {
   /** Canonical lower-case full name: 'via', 'call-id' (compact forms expanded). */
-  name: string;
+  readonly name: string;
   /** Unfolded and trimmed value. */
-  value: string;
+  readonly value: string;
 }
 
 /**
@@ -21,8 +26,8 @@ export interface SipHeader {
  */
 export class ReceivedHeader implements SipHeader {
   constructor(
-    public name: string,
-    public value: string,
+    readonly name: string,
+    readonly value: string,
     /** The original line(s), folding included, without the final CRLF. */
     readonly raw: string,
     readonly rawName: string,

@@ -107,8 +107,9 @@ describe('SipMessage headers', () => {
   it('accessors pick up direct edits of the headers array', () => {
     const m = parsed();
     expect(m.from.tag).toBe('1928301774');
-    const from = m.headers.find((h) => h.name === 'from')!;
-    from.value = '<sip:carol@example.com>;tag=99';
+    // Header objects are read-only (responses and clones share them): an edit replaces one.
+    const at = m.headers.findIndex((h) => h.name === 'from');
+    m.headers[at] = { name: 'from', value: '<sip:carol@example.com>;tag=99' };
     expect(m.from.tag).toBe('99');
     expect(m.toString()).toContain('\r\nFrom: <sip:carol@example.com>;tag=99\r\n');
   });
