@@ -37,6 +37,7 @@ import {
   freePort,
   type LatencyPercentiles,
   machineInfo,
+  memoryKiB,
   processTree,
   REPO_ROOT,
   rampRates,
@@ -777,14 +778,14 @@ function cpuSeconds(pids: number[]): number {
   return ticks / CLOCK_TICKS;
 }
 
+/**
+ * VmRSS of a front-end's process tree: `server start` is a launcher that runs the server in a
+ * child with its heap flags (src/roles/heap.ts), so the launcher's own RSS alone is ~60 MiB of
+ * node binary and says nothing of the users held. Summed as the SIP suite sums it.
+ */
 function rssMiB(pid: number | undefined): number {
   if (!pid) return 0;
-  try {
-    const kib = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-    return round1(kib / 1024);
-  } catch {
-    return 0;
-  }
+  return round1(memoryKiB(processTree(pid)).rss / 1024);
 }
 
 async function fetchJson(url: string): Promise<Record<string, unknown> | undefined> {
